@@ -1,0 +1,231 @@
+/* Configuration defaults, allocator plumbing, byte buffers, errors. */
+#include <stdlib.h>
+
+#include "internal.h"
+
+static void *
+libc_alloc(void *ud, size_t n)
+{
+	(void)ud;
+	return malloc(n);
+}
+
+static void *
+libc_realloc(void *ud, void *p, size_t old_size, size_t new_size)
+{
+	(void)ud;
+	(void)old_size;
+	return realloc(p, new_size);
+}
+
+static void
+libc_free(void *ud, void *p, size_t size)
+{
+	(void)ud;
+	(void)size;
+	free(p);
+}
+
+static const crdt_allocator libc_allocator = {
+	libc_alloc, libc_realloc, libc_free, NULL
+};
+
+#define DEFAULT_MAX_BYTES ((size_t)64 << 20)
+#define DEFAULT_MAX_ELEMS ((size_t)4 << 20)
+#define DEFAULT_MAX_VALUE ((size_t)1 << 20)
+#define DEFAULT_MAX_DEPTH 16u
+#define DEFAULT_MAX_DRIFT_MS UINT64_C(60000)
+
+void
+crdt_config_default(crdt_config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	memset(cfg, 0, sizeof *cfg);
+	cfg->alloc = libc_allocator;
+	cfg->limits.max_bytes = DEFAULT_MAX_BYTES;
+	cfg->limits.max_elems = DEFAULT_MAX_ELEMS;
+	cfg->limits.max_value_bytes = DEFAULT_MAX_VALUE;
+	cfg->limits.max_depth = DEFAULT_MAX_DEPTH;
+	cfg->max_drift_ms = DEFAULT_MAX_DRIFT_MS;
+}
+
+int
+crdt__config_resolve(const crdt_config *in, crdt_config *out)
+{
+	crdt_config c;
+
+	crdt_config_default(&c);
+	if (in == NULL) {
+		*out = c;
+		return 0;
+	}
+	const crdt_allocator *a = &in->alloc;
+	int hooks = (a->alloc != NULL) + (a->realloc != NULL) +
+	    (a->free != NULL);
+	if (hooks != 0 && hooks != 3)
+		return CRDT_EINVAL;
+	if (hooks == 3)
+		c.alloc = *a;
+	if (in->limits.max_bytes)
+		c.limits.max_bytes = in->limits.max_bytes;
+	if (in->limits.max_elems)
+		c.limits.max_elems = in->limits.max_elems;
+	if (in->limits.max_value_bytes)
+		c.limits.max_value_bytes = in->limits.max_value_bytes;
+	if (in->limits.max_depth)
+		c.limits.max_depth = in->limits.max_depth;
+	if (in->max_drift_ms)
+		c.max_drift_ms = in->max_drift_ms;
+	c.clock = in->clock;
+	c.clock_ud = in->clock_ud;
+	*out = c;
+	return 0;
+}
+
+int
+crdt__grow(const crdt_allocator *a, void **p, size_t *cap, size_t need,
+    size_t elem)
+{
+	if (need <= *cap)
+		return 0;
+	size_t ncap = *cap ? *cap : 8;
+	while (ncap < need) {
+		if (ncap > SIZE_MAX / 2)
+			return CRDT_ENOMEM;
+		ncap *= 2;
+	}
+	if (elem != 0 && ncap > SIZE_MAX / elem)
+		return CRDT_ENOMEM;
+	void *np;
+	if (*p == NULL)
+		np = a->alloc(a->ud, ncap * elem);
+	else
+		np = a->realloc(a->ud, *p, *cap * elem, ncap * elem);
+	if (np == NULL)
+		return CRDT_ENOMEM;
+	*p = np;
+	*cap = ncap;
+	return 0;
+}
+
+uint8_t *
+crdt__memdup(const crdt_allocator *a, const void *src, size_t n)
+{
+	uint8_t *p = crdt__malloc(a, n);
+	if (p != NULL && n != 0)
+		memcpy(p, src, n);
+	return p;
+}
+
+void
+crdt_buf_init(crdt_buf *b, const crdt_allocator *alloc)
+{
+	if (b == NULL)
+		return;
+	memset(b, 0, sizeof *b);
+	if (alloc != NULL && alloc->alloc != NULL && alloc->realloc != NULL &&
+	    alloc->free != NULL)
+		b->alloc = *alloc;
+	else
+		b->alloc = libc_allocator;
+}
+
+void
+crdt_buf_fini(crdt_buf *b)
+{
+	if (b == NULL)
+		return;
+	if (b->data != NULL)
+		b->alloc.free(b->alloc.ud, b->data, b->cap);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
+void
+crdt_buf_clear(crdt_buf *b)
+{
+	if (b != NULL)
+		b->len = 0;
+}
+
+int
+crdt_buf_append(crdt_buf *b, const void *data, size_t len)
+{
+	if (b == NULL || (data == NULL && len != 0) || b->alloc.alloc == NULL)
+		return CRDT_EINVAL;
+	if (len == 0)
+		return 0;
+	if (len > SIZE_MAX - b->len)
+		return CRDT_ENOMEM;
+	if (b->len + len > b->cap) {
+		size_t ncap = b->cap ? b->cap : 64;
+		while (ncap < b->len + len) {
+			if (ncap > SIZE_MAX / 2) {
+				ncap = b->len + len;
+				break;
+			}
+			ncap *= 2;
+		}
+		uint8_t *np = b->data == NULL ?
+		    b->alloc.alloc(b->alloc.ud, ncap) :
+		    b->alloc.realloc(b->alloc.ud, b->data, b->cap, ncap);
+		if (np == NULL)
+			return CRDT_ENOMEM;
+		b->data = np;
+		b->cap = ncap;
+	}
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+	return 0;
+}
+
+/* ---- errors and version ---- */
+
+const char *
+crdt_strerror(int err)
+{
+	switch (err) {
+	case CRDT_OK:
+		return "success";
+#define CRDT_ERR_MSG_(name, val, msg)                                   \
+	case CRDT_##name:                                               \
+		return msg;
+		CRDT_ERRNO_MAP(CRDT_ERR_MSG_)
+#undef CRDT_ERR_MSG_
+	}
+	return "unknown error";
+}
+
+const char *
+crdt_err_name(int err)
+{
+	switch (err) {
+	case CRDT_OK:
+		return "CRDT_OK";
+#define CRDT_ERR_NAME_(name, val, msg)                                  \
+	case CRDT_##name:                                               \
+		return "CRDT_" #name;
+		CRDT_ERRNO_MAP(CRDT_ERR_NAME_)
+#undef CRDT_ERR_NAME_
+	}
+	return "CRDT_E_UNKNOWN";
+}
+
+unsigned
+crdt_version_number(void)
+{
+	return CRDT_VERSION_NUMBER;
+}
+
+const char *
+crdt_version_string(void)
+{
+	return CRDT_VERSION_STRING;
+}
+
+int
+crdt_init(void)
+{
+	return crdt__crypto_init();
+}

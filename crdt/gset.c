@@ -1,0 +1,354 @@
+/*
+ * Grow-only set of byte strings. Merge rule per element: union, and of two
+ * dots for the same element keep the smaller (crdt_dot_cmp), which makes
+ * the recorded dot independent of delivery order.
+ */
+#include "internal.h"
+
+typedef struct gs_entry {
+	crdt__key k;
+	crdt_dot dot;
+} gs_entry;
+
+struct crdt_gset {
+	crdt_config cfg;
+	crdt_replica_id self;
+	uint64_t counter; /* last counter used or seen for `self` */
+	crdt__table t;
+};
+
+int
+crdt_gset_new(const crdt_config *cfg, const crdt_replica_id *self,
+    crdt_gset **out)
+{
+	crdt_config c;
+
+	if (self == NULL || out == NULL)
+		return CRDT_EINVAL;
+	CRDT_TRY(crdt__config_resolve(cfg, &c));
+	crdt_gset *s = crdt__malloc(&c.alloc, sizeof *s);
+	if (s == NULL)
+		return CRDT_ENOMEM;
+	memset(s, 0, sizeof *s);
+	s->cfg = c;
+	s->self = *self;
+	int rc = crdt__table_init(&s->t, &s->cfg.alloc, sizeof(gs_entry));
+	if (rc < 0) {
+		crdt_gset_free(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+void
+crdt_gset_free(crdt_gset *s)
+{
+	if (s == NULL)
+		return;
+	crdt_allocator a = s->cfg.alloc;
+	crdt__table_fini(&s->t, NULL);
+	crdt__free(&a, s, sizeof *s);
+}
+
+static void
+note_dot(crdt_gset *s, crdt_dot dot)
+{
+	if (crdt_replica_id_cmp(&dot.replica, &s->self) == 0 &&
+	    dot.counter > s->counter)
+		s->counter = dot.counter;
+}
+
+/* Insert or lower the dot of one element. All allocation happens before
+ * the first change, so on failure the set is untouched. */
+static int
+gset_put(crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot)
+{
+	uint64_t h = crdt__table_hash(&s->t, elem, len);
+	gs_entry *e = crdt__table_find(&s->t, elem, len, h);
+	if (e != NULL) {
+		if (crdt_dot_cmp(dot, e->dot) < 0)
+			e->dot = dot;
+		note_dot(s, dot);
+		return 0;
+	}
+	CRDT_TRY(crdt__table_reserve(&s->t, 1));
+	uint8_t *copy = crdt__memdup(&s->cfg.alloc, elem, len);
+	if (copy == NULL)
+		return CRDT_ENOMEM;
+	e = crdt__table_insert(&s->t, copy, len, h);
+	e->dot = dot;
+	note_dot(s, dot);
+	return 0;
+}
+
+static int
+encode_op(crdt_buf *out, crdt_dot dot, const void *elem, size_t len)
+{
+	CRDT_TRY(crdt__w_header(out, CRDT__KIND_GSET, 3));
+	CRDT_TRY(crdt__w_id(out, &dot.replica));
+	CRDT_TRY(crdt__w_uint(out, dot.counter));
+	return crdt__w_bin(out, elem, len);
+}
+
+int
+crdt_gset_add(crdt_gset *s, const void *elem, size_t len, crdt_buf *op_out)
+{
+	if (s == NULL || op_out == NULL || (elem == NULL && len != 0))
+		return CRDT_EINVAL;
+	if (len > s->cfg.limits.max_value_bytes)
+		return CRDT_ETOOBIG;
+	if (s->counter == UINT64_MAX)
+		return CRDT_EOVERFLOW;
+	crdt_dot dot = { s->self, s->counter + 1 };
+	size_t mark = op_out->len;
+	int rc = encode_op(op_out, dot, elem, len);
+	if (rc == 0)
+		rc = gset_put(s, elem, len, dot);
+	if (rc < 0) {
+		op_out->len = mark;
+		return rc;
+	}
+	return 0;
+}
+
+int
+crdt_gset_apply_op(crdt_gset *s, const void *op, size_t len)
+{
+	crdt__rd r;
+	size_t n;
+	crdt_dot dot;
+	const uint8_t *elem;
+	size_t elen;
+
+	if (s == NULL)
+		return CRDT_EINVAL;
+	CRDT_TRY(crdt__rd_init(&r, &s->cfg.limits, op, len));
+	CRDT_TRY(crdt__rd_header(&r, CRDT__KIND_GSET, &n));
+	if (n != 5)
+		return CRDT_EMALFORMED;
+	CRDT_TRY(crdt__rd_id(&r, &dot.replica));
+	CRDT_TRY(crdt__rd_uint(&r, &dot.counter));
+	CRDT_TRY(crdt__rd_bin(&r, &elem, &elen));
+	CRDT_TRY(crdt__rd_done(&r));
+	if (dot.counter == 0)
+		return CRDT_EMALFORMED;
+	return gset_put(s, elem, elen, dot);
+}
+
+int
+crdt_gset_merge(crdt_gset *dst, const crdt_gset *src)
+{
+	if (dst == NULL || src == NULL)
+		return CRDT_EINVAL;
+	if (dst == src)
+		return 0;
+	/* Phase 1: find what is new, reserve room and copy keys. Phase 2
+	 * cannot fail. Keys are parked in a scratch array meanwhile. */
+	size_t fresh = 0;
+	for (size_t i = 0; i < src->t.n; i++) {
+		const gs_entry *e = crdt__table_at(&src->t, i);
+		uint64_t h = crdt__table_hash(&dst->t, e->k.ptr, e->k.len);
+		if (crdt__table_find(&dst->t, e->k.ptr, e->k.len, h) == NULL)
+			fresh++;
+	}
+	uint8_t **keys = NULL;
+	const crdt_allocator *a = &dst->cfg.alloc;
+	if (fresh != 0) {
+		CRDT_TRY(crdt__table_reserve(&dst->t, fresh));
+		if (fresh > SIZE_MAX / sizeof *keys)
+			return CRDT_ENOMEM;
+		keys = crdt__malloc(a, fresh * sizeof *keys);
+		if (keys == NULL)
+			return CRDT_ENOMEM;
+		size_t k = 0;
+		for (size_t i = 0; i < src->t.n && k < fresh; i++) {
+			const gs_entry *e = crdt__table_at(&src->t, i);
+			uint64_t h = crdt__table_hash(&dst->t, e->k.ptr,
+			    e->k.len);
+			if (crdt__table_find(&dst->t, e->k.ptr, e->k.len, h))
+				continue;
+			keys[k] = crdt__memdup(a, e->k.ptr, e->k.len);
+			if (keys[k] == NULL) {
+				/* Walk src again to recover the sizes of
+				 * the copies made so far (sized free). */
+				for (size_t j = 0, m = 0; m < k; j++) {
+					const gs_entry *f =
+					    crdt__table_at(&src->t, j);
+					uint64_t fh = crdt__table_hash(&dst->t,
+					    f->k.ptr, f->k.len);
+					if (crdt__table_find(&dst->t, f->k.ptr,
+						f->k.len, fh))
+						continue;
+					crdt__free(a, keys[m++], f->k.len);
+				}
+				goto nomem;
+			}
+			k++;
+		}
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < src->t.n; i++) {
+		const gs_entry *e = crdt__table_at(&src->t, i);
+		uint64_t h = crdt__table_hash(&dst->t, e->k.ptr, e->k.len);
+		gs_entry *d = crdt__table_find(&dst->t, e->k.ptr, e->k.len, h);
+		if (d == NULL) {
+			d = crdt__table_insert(&dst->t, keys[k++], e->k.len, h);
+			d->dot = e->dot;
+		} else if (crdt_dot_cmp(e->dot, d->dot) < 0) {
+			d->dot = e->dot;
+		}
+		note_dot(dst, e->dot);
+	}
+	crdt__free(a, keys, fresh * sizeof *keys);
+	return 0;
+nomem:
+	crdt__free(a, keys, fresh * sizeof *keys);
+	return CRDT_ENOMEM;
+}
+
+int
+crdt_gset_lookup(const crdt_gset *s, const void *elem, size_t len,
+    crdt_dot *dot)
+{
+	if (s == NULL || (elem == NULL && len != 0))
+		return CRDT_EINVAL;
+	uint64_t h = crdt__table_hash(&s->t, elem, len);
+	const gs_entry *e = crdt__table_find(&s->t, elem, len, h);
+	if (e == NULL)
+		return CRDT_ENOTFOUND;
+	if (dot != NULL)
+		*dot = e->dot;
+	return 0;
+}
+
+bool
+crdt_gset_contains(const crdt_gset *s, const void *elem, size_t len)
+{
+	return crdt_gset_lookup(s, elem, len, NULL) == 0;
+}
+
+size_t
+crdt_gset_size(const crdt_gset *s)
+{
+	return s ? s->t.n : 0;
+}
+
+int
+crdt_gset_foreach(crdt_gset *s, crdt_gset_visit_fn fn, void *ud)
+{
+	const crdt__key **v;
+
+	if (s == NULL || fn == NULL)
+		return CRDT_EINVAL;
+	CRDT_TRY(crdt__table_sorted(&s->t, &v));
+	for (size_t i = 0; i < s->t.n; i++) {
+		const gs_entry *e = (const gs_entry *)v[i];
+		int rc = fn(ud, e->k.ptr, e->k.len, e->dot);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int
+encode_state(const crdt_gset *s, crdt_buf *out)
+{
+	const crdt__key **v;
+
+	CRDT_TRY(crdt__table_sorted(&s->t, &v));
+	CRDT_TRY(crdt__w_header(out, CRDT__KIND_GSET, 1));
+	CRDT_TRY(crdt__w_array(out, s->t.n * 3));
+	for (size_t i = 0; i < s->t.n; i++) {
+		const gs_entry *e = (const gs_entry *)v[i];
+		CRDT_TRY(crdt__w_bin(out, e->k.ptr, e->k.len));
+		CRDT_TRY(crdt__w_id(out, &e->dot.replica));
+		CRDT_TRY(crdt__w_uint(out, e->dot.counter));
+	}
+	return 0;
+}
+
+int
+crdt_gset_encode(const crdt_gset *s, crdt_buf *out)
+{
+	if (s == NULL || out == NULL)
+		return CRDT_EINVAL;
+	size_t mark = out->len;
+	int rc = encode_state(s, out);
+	if (rc < 0)
+		out->len = mark;
+	return rc;
+}
+
+static int
+decode_state(crdt__rd *r, crdt_gset *s)
+{
+	size_t n, items;
+	const uint8_t *prev = NULL;
+	size_t prev_len = 0;
+
+	CRDT_TRY(crdt__rd_header(r, CRDT__KIND_GSET, &n));
+	if (n != 3)
+		return CRDT_EMALFORMED;
+	CRDT_TRY(crdt__rd_array(r, &items));
+	if (items % 3 != 0)
+		return CRDT_EMALFORMED;
+	items /= 3;
+	CRDT_TRY(crdt__table_reserve(&s->t, items));
+	for (size_t i = 0; i < items; i++) {
+		const uint8_t *elem;
+		size_t len;
+		crdt_dot dot;
+		CRDT_TRY(crdt__rd_bin(r, &elem, &len));
+		CRDT_TRY(crdt__rd_id(r, &dot.replica));
+		CRDT_TRY(crdt__rd_uint(r, &dot.counter));
+		if (dot.counter == 0)
+			return CRDT_EMALFORMED;
+		/* Canonical: strictly ascending, so no duplicates either. */
+		if (i > 0 && crdt__key_cmp(prev, prev_len, elem, len) >= 0)
+			return CRDT_EMALFORMED;
+		prev = elem;
+		prev_len = len;
+		CRDT_TRY(gset_put(s, elem, len, dot));
+	}
+	return crdt__rd_done(r);
+}
+
+int
+crdt_gset_decode(const crdt_config *cfg, const crdt_replica_id *self,
+    const void *bytes, size_t len, crdt_gset **out)
+{
+	crdt__rd r;
+	crdt_gset *s;
+
+	if (out == NULL)
+		return CRDT_EINVAL;
+	CRDT_TRY(crdt_gset_new(cfg, self, &s));
+	int rc = crdt__rd_init(&r, &s->cfg.limits, bytes, len);
+	if (rc == 0)
+		rc = decode_state(&r, s);
+	if (rc < 0) {
+		crdt_gset_free(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+bool
+crdt_gset_equal(const crdt_gset *a, const crdt_gset *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	if (a->t.n != b->t.n)
+		return false;
+	for (size_t i = 0; i < a->t.n; i++) {
+		const gs_entry *e = crdt__table_at(&a->t, i);
+		uint64_t h = crdt__table_hash(&b->t, e->k.ptr, e->k.len);
+		const gs_entry *f = crdt__table_find(&b->t, e->k.ptr, e->k.len,
+		    h);
+		if (f == NULL || crdt_dot_cmp(e->dot, f->dot) != 0)
+			return false;
+	}
+	return true;
+}

@@ -1,0 +1,175 @@
+#ifndef CRDT_INTERNAL_H
+#define CRDT_INTERNAL_H
+
+/*
+ * Private declarations shared by the library's modules. Internal functions
+ * use the crdt__ prefix and are hidden by -fvisibility=hidden.
+ */
+
+#include <assert.h>
+#include <string.h>
+
+#include "crdt/crdt.h"
+
+#define CRDT_TRY(expr)                                                  \
+	do {                                                            \
+		int rc__ = (expr);                                      \
+		if (rc__ < 0)                                           \
+			return rc__;                                    \
+	} while (0)
+
+#define CRDT_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define CRDT_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* ---- config and allocation (alloc.c) ---- */
+
+/* Copy `in` (NULL = defaults) into `out` with every zero field defaulted
+ * and the libc allocator installed when no hook is given. A partly filled
+ * allocator (some hooks NULL) is CRDT_EINVAL. */
+int crdt__config_resolve(const crdt_config *in, crdt_config *out);
+
+static inline void *
+crdt__malloc(const crdt_allocator *a, size_t n)
+{
+	return a->alloc(a->ud, n ? n : 1);
+}
+
+static inline void
+crdt__free(const crdt_allocator *a, void *p, size_t n)
+{
+	if (p != NULL)
+		a->free(a->ud, p, n ? n : 1);
+}
+
+/* Grow `*p` (an array of `elem`-byte items with capacity `*cap`) so it
+ * holds at least `need` items. Doubling; overflow-checked; `*p` and `*cap`
+ * untouched on failure. */
+int crdt__grow(const crdt_allocator *a, void **p, size_t *cap, size_t need,
+    size_t elem);
+
+/* Heap copy of `n` bytes (n may be 0: a 1-byte block is allocated so the
+ * pointer is non-NULL). Free with crdt__free(a, p, n). */
+uint8_t *crdt__memdup(const crdt_allocator *a, const void *src, size_t n);
+
+/* ---- libsodium wrappers (crypto.c, the only includer of sodium.h) ---- */
+
+int crdt__crypto_init(void);
+int crdt__random(void *buf, size_t n);
+uint64_t crdt__siphash(const uint8_t key[16], const void *p, size_t n);
+
+/* ---- byte-string keyed table (table.c) ----
+ *
+ * Open addressing over a dense entry array: `slots` hold entry index + 1,
+ * entries never move between slots except on rehash. Every entry struct
+ * starts with a crdt__key. Entries are only ever appended (the CRDTs here
+ * never delete), so indices are stable. */
+
+typedef struct crdt__key {
+	uint8_t *ptr;
+	size_t len;
+	uint64_t hash;
+} crdt__key;
+
+typedef struct crdt__table {
+	const crdt_allocator *a;
+	uint8_t *ents;
+	size_t stride, n, cap;
+	uint32_t *slots;
+	size_t nslots; /* power of two, 0 before the first reserve */
+	uint8_t sip[16];
+	/* Lazily sorted view. Behind a pointer because building it does not
+	 * change the table's value: encoders take const objects. */
+	struct crdt__sortcache {
+		const crdt__key **v;
+		size_t cap;
+		bool ok;
+	} *sc;
+} crdt__table;
+
+int crdt__table_init(crdt__table *t, const crdt_allocator *a, size_t stride);
+/* Frees entry keys and the table; `fini_ent` (may be NULL) releases what
+ * else an entry owns. */
+void crdt__table_fini(crdt__table *t, void (*fini_ent)(void *ent,
+    const crdt_allocator *a));
+static inline void *
+crdt__table_at(const crdt__table *t, size_t i)
+{
+	return t->ents + i * t->stride;
+}
+uint64_t crdt__table_hash(const crdt__table *t, const void *key, size_t len);
+void *crdt__table_find(const crdt__table *t, const void *key, size_t len,
+    uint64_t hash);
+/* Make room for `extra` more entries; after success, that many
+ * crdt__table_insert() calls cannot fail. */
+int crdt__table_reserve(crdt__table *t, size_t extra);
+/* Insert a new entry taking ownership of `key` (crdt__memdup'd). Requires a
+ * prior reserve. Returns the zeroed entry with its key filled in. */
+void *crdt__table_insert(crdt__table *t, uint8_t *key, size_t len,
+    uint64_t hash);
+/* Entries' keys in canonical order; rebuilt lazily after inserts. */
+int crdt__table_sorted(const crdt__table *t, const crdt__key ***out);
+int crdt__key_cmp(const uint8_t *a, size_t alen, const uint8_t *b,
+    size_t blen);
+
+/* ---- wire codec (wire.c, the only user of msgpack-c) ----
+ *
+ * Writers append to a crdt_buf and return 0 or CRDT_ENOMEM; callers roll
+ * back `len` on failure. The reader is a strict bounded cursor: it accepts
+ * exactly what the writers produce (smallest encodings only), so every
+ * accepted input re-encodes to the same bytes. */
+
+#define CRDT__FORMAT_VERSION 1
+
+/* Object kinds, the second field of every encoding. */
+enum {
+	CRDT__KIND_GSET = 1,
+	CRDT__KIND_LWW = 2,
+	CRDT__KIND_MAP = 3,
+	CRDT__KIND_VCLOCK = 4
+};
+
+int crdt__w_array(crdt_buf *b, size_t n);
+int crdt__w_uint(crdt_buf *b, uint64_t v);
+int crdt__w_bin(crdt_buf *b, const void *p, size_t n);
+int crdt__w_nil(crdt_buf *b);
+int crdt__w_id(crdt_buf *b, const crdt_replica_id *id);
+/* [version, kind] header followed by `n_more` fields: writes array(2+n) */
+int crdt__w_header(crdt_buf *b, unsigned kind, size_t n_more);
+
+typedef struct crdt__rd {
+	const uint8_t *p, *end;
+	crdt_limits lim;
+	size_t elems;
+	unsigned depth;
+} crdt__rd;
+
+int crdt__rd_init(crdt__rd *r, const crdt_limits *lim, const void *bytes,
+    size_t len);
+int crdt__rd_array(crdt__rd *r, size_t *n);
+int crdt__rd_array_n(crdt__rd *r, size_t want);
+int crdt__rd_uint(crdt__rd *r, uint64_t *v);
+int crdt__rd_bin(crdt__rd *r, const uint8_t **p, size_t *n);
+/* bin or nil; *present = false for nil */
+int crdt__rd_opt_bin(crdt__rd *r, const uint8_t **p, size_t *n,
+    bool *present);
+int crdt__rd_id(crdt__rd *r, crdt_replica_id *id);
+/* Reads the array header (length returned in *n, must be >= 2), then
+ * version and kind; CRDT_EVERSION / CRDT_EMALFORMED on mismatch. */
+int crdt__rd_header(crdt__rd *r, unsigned kind, size_t *n);
+int crdt__rd_done(const crdt__rd *r);
+
+/* ---- LWW register core, shared by crdt_lww and crdt_lww_map (lww.c) ---- */
+
+typedef struct crdt__reg {
+	uint64_t hlc;
+	crdt_replica_id id;
+	uint8_t *val;
+	size_t len;
+	uint8_t state; /* 0 never written, 1 cleared, 2 has value */
+} crdt__reg;
+
+/* <0, 0, >0: write (hlc, id, present, val) against the register's */
+int crdt__reg_cmp(const crdt__reg *r, uint64_t hlc, const crdt_replica_id *id,
+    bool present, const uint8_t *val, size_t len);
+
+#endif /* CRDT_INTERNAL_H */

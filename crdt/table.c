@@ -1,0 +1,158 @@
+/*
+ * Byte-string keyed table: dense entries + open-addressed slot array with
+ * linear probing. Keys are hashed with SipHash-2-4 under a per-table random
+ * key, so a peer that chooses keys cannot force collisions (hash flooding).
+ * The load factor stays below 3/4.
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+
+int
+crdt__table_init(crdt__table *t, const crdt_allocator *a, size_t stride)
+{
+	memset(t, 0, sizeof *t);
+	t->a = a;
+	t->stride = stride;
+	CRDT_TRY(crdt__random(t->sip, sizeof t->sip));
+	t->sc = crdt__malloc(a, sizeof *t->sc);
+	if (t->sc == NULL)
+		return CRDT_ENOMEM;
+	memset(t->sc, 0, sizeof *t->sc);
+	return 0;
+}
+
+void
+crdt__table_fini(crdt__table *t, void (*fini_ent)(void *,
+    const crdt_allocator *))
+{
+	for (size_t i = 0; i < t->n; i++) {
+		crdt__key *k = crdt__table_at(t, i);
+		crdt__free(t->a, k->ptr, k->len);
+		if (fini_ent != NULL)
+			fini_ent(k, t->a);
+	}
+	crdt__free(t->a, t->ents, t->cap * t->stride);
+	crdt__free(t->a, t->slots, t->nslots * sizeof *t->slots);
+	if (t->sc != NULL) {
+		crdt__free(t->a, t->sc->v, t->sc->cap * sizeof *t->sc->v);
+		crdt__free(t->a, t->sc, sizeof *t->sc);
+	}
+	memset(t, 0, sizeof *t);
+}
+
+uint64_t
+crdt__table_hash(const crdt__table *t, const void *key, size_t len)
+{
+	return crdt__siphash(t->sip, key, len);
+}
+
+void *
+crdt__table_find(const crdt__table *t, const void *key, size_t len,
+    uint64_t hash)
+{
+	if (t->nslots == 0)
+		return NULL;
+	size_t mask = t->nslots - 1;
+	for (size_t i = (size_t)hash & mask;; i = (i + 1) & mask) {
+		uint32_t s = t->slots[i];
+		if (s == 0)
+			return NULL;
+		crdt__key *k = crdt__table_at(t, s - 1);
+		if (k->hash == hash && k->len == len &&
+		    (len == 0 || memcmp(k->ptr, key, len) == 0))
+			return k;
+	}
+}
+
+static void
+place(uint32_t *slots, size_t nslots, uint64_t hash, uint32_t v)
+{
+	size_t mask = nslots - 1;
+	size_t i = (size_t)hash & mask;
+	while (slots[i] != 0)
+		i = (i + 1) & mask;
+	slots[i] = v;
+}
+
+int
+crdt__table_reserve(crdt__table *t, size_t extra)
+{
+	if (extra > UINT32_MAX - 1 - t->n)
+		return CRDT_ETOOBIG;
+	size_t need = t->n + extra;
+	void *ents = t->ents;
+	CRDT_TRY(crdt__grow(t->a, &ents, &t->cap, need, t->stride));
+	t->ents = ents;
+	size_t ns = t->nslots ? t->nslots : 16;
+	while (need > ns / 4 * 3)
+		ns *= 2;
+	if (ns == t->nslots)
+		return 0;
+	if (ns > SIZE_MAX / sizeof(uint32_t))
+		return CRDT_ENOMEM;
+	uint32_t *slots = crdt__malloc(t->a, ns * sizeof *slots);
+	if (slots == NULL)
+		return CRDT_ENOMEM;
+	memset(slots, 0, ns * sizeof *slots);
+	for (size_t i = 0; i < t->n; i++) {
+		crdt__key *k = crdt__table_at(t, i);
+		place(slots, ns, k->hash, (uint32_t)(i + 1));
+	}
+	crdt__free(t->a, t->slots, t->nslots * sizeof *t->slots);
+	t->slots = slots;
+	t->nslots = ns;
+	return 0;
+}
+
+void *
+crdt__table_insert(crdt__table *t, uint8_t *key, size_t len, uint64_t hash)
+{
+	assert(t->n < t->cap && (t->n + 1) <= t->nslots / 4 * 3);
+	crdt__key *k = crdt__table_at(t, t->n);
+	memset(k, 0, t->stride);
+	k->ptr = key;
+	k->len = len;
+	k->hash = hash;
+	place(t->slots, t->nslots, hash, (uint32_t)(t->n + 1));
+	t->n++;
+	t->sc->ok = false;
+	return k;
+}
+
+int
+crdt__key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+	size_t n = CRDT_MIN(alen, blen);
+	int c = n ? memcmp(a, b, n) : 0;
+	if (c != 0)
+		return c;
+	return (alen > blen) - (alen < blen);
+}
+
+static int
+keyp_cmp(const void *x, const void *y)
+{
+	const crdt__key *a = *(const crdt__key *const *)x;
+	const crdt__key *b = *(const crdt__key *const *)y;
+	return crdt__key_cmp(a->ptr, a->len, b->ptr, b->len);
+}
+
+int
+crdt__table_sorted(const crdt__table *t, const crdt__key ***out)
+{
+	struct crdt__sortcache *sc = t->sc;
+
+	if (!sc->ok) {
+		void *v = sc->v;
+		CRDT_TRY(crdt__grow(t->a, &v, &sc->cap, t->n, sizeof *sc->v));
+		sc->v = v;
+		for (size_t i = 0; i < t->n; i++)
+			sc->v[i] = crdt__table_at(t, i);
+		if (t->n > 1)
+			qsort(sc->v, t->n, sizeof *sc->v, keyp_cmp);
+		sc->ok = true;
+	}
+	*out = sc->v;
+	return 0;
+}

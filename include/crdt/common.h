@@ -1,0 +1,136 @@
+#ifndef CRDT_COMMON_H
+#define CRDT_COMMON_H
+
+/*
+ * Shared value types, allocator hooks, limits and byte buffers.
+ *
+ * Thread safety: no libcrdt object is thread-safe. Use one object from one
+ * thread at a time; distinct objects are independent. The only process-wide
+ * state is libsodium's one-time initialisation (crdt_init()).
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crdt/error.h"
+#include "crdt/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(CRDT_BUILDING) && defined(__GNUC__)
+#define CRDT_API __attribute__((visibility("default")))
+#else
+#define CRDT_API
+#endif
+#if defined(__GNUC__)
+#define CRDT_NODISCARD __attribute__((warn_unused_result))
+#else
+#define CRDT_NODISCARD
+#endif
+
+/** Library version as CRDT_VERSION_NUMBER of the built library. */
+CRDT_API unsigned crdt_version_number(void);
+/** Library version string ("0.1.0"); static, never NULL. */
+CRDT_API const char *crdt_version_string(void);
+
+/** Static description of an error code; never NULL ("unknown error"). */
+CRDT_API const char *crdt_strerror(int err);
+/** Static name of an error code ("CRDT_EINVAL"); never NULL. */
+CRDT_API const char *crdt_err_name(int err);
+
+/**
+ * One-time process initialisation (libsodium). Safe to call many times and
+ * from several threads. Constructors call it themselves; call it early only
+ * to surface CRDT_ECRYPTO before any work.
+ * @return 0 or CRDT_ECRYPTO.
+ */
+CRDT_API CRDT_NODISCARD int crdt_init(void);
+
+/**
+ * Allocator hooks. All three function pointers NULL means libc. Sizes are
+ * always passed back to realloc/free so a hook can account bytes exactly.
+ * `alloc` and `realloc` return NULL on failure; `free` accepts NULL.
+ */
+typedef struct crdt_allocator {
+	void *(*alloc)(void *ud, size_t size);
+	void *(*realloc)(void *ud, void *p, size_t old_size, size_t new_size);
+	void (*free)(void *ud, void *p, size_t size);
+	void *ud;
+} crdt_allocator;
+
+/**
+ * Bounds applied to every decoder. Exceeding one gives CRDT_ETOOBIG.
+ * A zero field means "use the default" shown in brackets.
+ */
+typedef struct crdt_limits {
+	size_t max_bytes;       /* input length            [64 MiB] */
+	size_t max_elems;       /* elements in one input   [4 Mi]   */
+	size_t max_value_bytes; /* one byte string         [1 MiB]  */
+	unsigned max_depth;     /* array nesting           [16]     */
+} crdt_limits;
+
+/** Physical clock in milliseconds since the Unix epoch. */
+typedef uint64_t (*crdt_clock_fn)(void *ud);
+
+/**
+ * Construction settings, copied by every constructor that takes one.
+ * Start from crdt_config_default() and override fields; NULL where a
+ * constructor takes `const crdt_config *` means all defaults.
+ */
+typedef struct crdt_config {
+	crdt_allocator alloc; /* zeroed = libc */
+	crdt_limits limits;
+	crdt_clock_fn clock;  /* NULL = CLOCK_REALTIME */
+	void *clock_ud;
+	uint64_t max_drift_ms; /* HLC drift bound [60000]; see clock.h */
+	uint8_t reserved[32];  /* zero; room to grow without an ABI break */
+} crdt_config;
+
+/** Fill `cfg` with defaults (libc allocator, real clock, limits above). */
+CRDT_API void crdt_config_default(crdt_config *cfg);
+
+/**
+ * Growable byte buffer for variable-size outputs. Encoders *append* to a
+ * buffer; on failure they restore `len` to its value at entry. The caller
+ * owns the buffer: crdt_buf_init() before use, crdt_buf_fini() after.
+ */
+typedef struct crdt_buf {
+	uint8_t *data;
+	size_t len;
+	size_t cap;
+	crdt_allocator alloc;
+} crdt_buf;
+
+/** Initialise an empty buffer. `alloc` NULL = libc; it is copied. */
+CRDT_API void crdt_buf_init(crdt_buf *b, const crdt_allocator *alloc);
+/** Release the buffer's memory; it is left empty and reusable. NULL ok. */
+CRDT_API void crdt_buf_fini(crdt_buf *b);
+/** Set len to 0, keeping the capacity. */
+CRDT_API void crdt_buf_clear(crdt_buf *b);
+/**
+ * Append `len` bytes (borrowed, copied).
+ * @return 0, CRDT_ENOMEM, or CRDT_EINVAL if b is NULL or data NULL with len>0.
+ */
+CRDT_API CRDT_NODISCARD int crdt_buf_append(crdt_buf *b, const void *data,
+    size_t len);
+
+/** A 16-byte replica identifier. Compared bytewise (memcmp order). */
+#define CRDT_REPLICA_ID_BYTES 16
+typedef struct crdt_replica_id {
+	uint8_t bytes[CRDT_REPLICA_ID_BYTES];
+} crdt_replica_id;
+
+/** The identity of one transaction: (replica, counter), counter >= 1. */
+typedef struct crdt_dot {
+	crdt_replica_id replica;
+	uint64_t counter;
+} crdt_dot;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CRDT_COMMON_H */

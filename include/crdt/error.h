@@ -1,0 +1,36 @@
+#ifndef CRDT_ERROR_H
+#define CRDT_ERROR_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Every function that can fail returns an int: 0 (CRDT_OK) on success or
+ * one of the negative codes below. The table is the single source of the
+ * enum, crdt_strerror() and crdt_err_name(); docs/errors.md mirrors it and
+ * tests/test_error.c checks that the two agree.
+ */
+#define CRDT_ERRNO_MAP(X)                                                     \
+	X(ENOMEM, -1, "out of memory")                                        \
+	X(EINVAL, -2, "invalid argument")                                     \
+	X(EMALFORMED, -3, "malformed encoding")                               \
+	X(ETOOBIG, -4, "input exceeds a configured limit")                    \
+	X(EVERSION, -5, "unsupported format version")                         \
+	X(EDRIFT, -6, "remote clock too far ahead of local time")             \
+	X(EOVERFLOW, -7, "counter or clock exhausted")                        \
+	X(ENOTFOUND, -8, "no such entry")                                     \
+	X(ECRYPTO, -9, "crypto library initialisation failed")
+
+typedef enum crdt_err {
+	CRDT_OK = 0,
+#define CRDT_ERR_ENUM_(name, val, msg) CRDT_##name = (val),
+	CRDT_ERRNO_MAP(CRDT_ERR_ENUM_)
+#undef CRDT_ERR_ENUM_
+} crdt_err;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CRDT_ERROR_H */
