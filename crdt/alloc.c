@@ -48,6 +48,10 @@ crdt_config_default(crdt_config *cfg)
 	cfg->limits.max_value_bytes = DEFAULT_MAX_VALUE;
 	cfg->limits.max_depth = DEFAULT_MAX_DEPTH;
 	cfg->max_drift_ms = DEFAULT_MAX_DRIFT_MS;
+	cfg->max_buffered_msgs = (size_t)1 << 20;
+	cfg->max_buffered_bytes = (size_t)64 << 20;
+	cfg->log_max_msgs = (size_t)1 << 20;
+	cfg->log_max_bytes = (size_t)256 << 20;
 }
 
 int
@@ -77,6 +81,14 @@ crdt__config_resolve(const crdt_config *in, crdt_config *out)
 		c.limits.max_depth = in->limits.max_depth;
 	if (in->max_drift_ms)
 		c.max_drift_ms = in->max_drift_ms;
+	if (in->max_buffered_msgs)
+		c.max_buffered_msgs = in->max_buffered_msgs;
+	if (in->max_buffered_bytes)
+		c.max_buffered_bytes = in->max_buffered_bytes;
+	if (in->log_max_msgs)
+		c.log_max_msgs = in->log_max_msgs;
+	if (in->log_max_bytes)
+		c.log_max_bytes = in->log_max_bytes;
 	c.clock = in->clock;
 	c.clock_ud = in->clock_ud;
 	*out = c;

@@ -61,14 +61,31 @@ note_dot(crdt_gset *s, crdt_dot dot)
 
 /* Insert or lower the dot of one element. All allocation happens before
  * the first change, so on failure the set is untouched. */
-static int
-gset_put(crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot)
+int
+crdt__gset_write(crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot,
+    crdt__undo *u, uint32_t obj)
 {
+	crdt__undo_rec *rec = NULL;
+	if (u != NULL) {
+		CRDT_TRY(crdt__undo_reserve(u, 1));
+		rec = &u->v[u->n];
+		memset(rec, 0, sizeof *rec);
+		rec->target = s;
+		rec->obj = obj;
+	}
 	uint64_t h = crdt__table_hash(&s->t, elem, len);
 	gs_entry *e = crdt__table_find(&s->t, elem, len, h);
 	if (e != NULL) {
-		if (crdt_dot_cmp(dot, e->dot) < 0)
+		if (crdt_dot_cmp(dot, e->dot) < 0) {
+			if (rec != NULL) {
+				rec->kind = CRDT__UNDO_GSET_DOT;
+				rec->idx = (size_t)((uint8_t *)e - s->t.ents) /
+				    s->t.stride;
+				rec->old_dot = e->dot;
+				u->n++;
+			}
 			e->dot = dot;
+		}
 		note_dot(s, dot);
 		return 0;
 	}
@@ -79,7 +96,39 @@ gset_put(crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot)
 	e = crdt__table_insert(&s->t, copy, len, h);
 	e->dot = dot;
 	note_dot(s, dot);
+	if (rec != NULL) {
+		rec->kind = CRDT__UNDO_GSET_NEW;
+		rec->idx = s->t.n - 1;
+		u->n++;
+	}
 	return 0;
+}
+
+static int
+gset_put(crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot)
+{
+	return crdt__gset_write(s, elem, len, dot, NULL, 0);
+}
+
+const crdt__key *
+crdt__gset_entry_key(const crdt_gset *s, size_t idx)
+{
+	return crdt__table_at(&s->t, idx);
+}
+
+/* Undo of one gset record (called from crdt__undo_rollback). */
+void crdt__gset_undo(crdt__undo_rec *rec);
+void
+crdt__gset_undo(crdt__undo_rec *rec)
+{
+	crdt_gset *s = rec->target;
+	if (rec->kind == CRDT__UNDO_GSET_DOT) {
+		gs_entry *e = crdt__table_at(&s->t, rec->idx);
+		e->dot = rec->old_dot;
+		return;
+	}
+	gs_entry *e = crdt__table_pop(&s->t);
+	crdt__free(&s->cfg.alloc, e->k.ptr, e->k.len);
 }
 
 static int
@@ -235,7 +284,7 @@ crdt_gset_size(const crdt_gset *s)
 }
 
 int
-crdt_gset_foreach(crdt_gset *s, crdt_gset_visit_fn fn, void *ud)
+crdt_gset_foreach(const crdt_gset *s, crdt_gset_visit_fn fn, void *ud)
 {
 	const crdt__key **v;
 

@@ -132,6 +132,8 @@ int crdt__w_array(crdt_buf *b, size_t n);
 int crdt__w_uint(crdt_buf *b, uint64_t v);
 int crdt__w_bin(crdt_buf *b, const void *p, size_t n);
 int crdt__w_nil(crdt_buf *b);
+/* bin header only; the caller appends exactly n bytes */
+int crdt__w_bin_header(crdt_buf *b, size_t n);
 int crdt__w_id(crdt_buf *b, const crdt_replica_id *id);
 /* [version, kind] header followed by `n_more` fields: writes array(2+n) */
 int crdt__w_header(crdt_buf *b, unsigned kind, size_t n_more);
@@ -149,6 +151,9 @@ int crdt__rd_array(crdt__rd *r, size_t *n);
 int crdt__rd_array_n(crdt__rd *r, size_t want);
 int crdt__rd_uint(crdt__rd *r, uint64_t *v);
 int crdt__rd_bin(crdt__rd *r, const uint8_t **p, size_t *n);
+/* A bin holding a nested encoding (object state, message in a frame):
+ * bounded by max_bytes instead of max_value_bytes. */
+int crdt__rd_blob(crdt__rd *r, const uint8_t **p, size_t *n);
 /* bin or nil; *present = false for nil */
 int crdt__rd_opt_bin(crdt__rd *r, const uint8_t **p, size_t *n,
     bool *present);
@@ -157,6 +162,12 @@ int crdt__rd_id(crdt__rd *r, crdt_replica_id *id);
  * version and kind; CRDT_EVERSION / CRDT_EMALFORMED on mismatch. */
 int crdt__rd_header(crdt__rd *r, unsigned kind, size_t *n);
 int crdt__rd_done(const crdt__rd *r);
+
+/* Remove the most recently inserted entry (undo of an insert). Safe with
+ * linear probing because removals happen in LIFO order: no entry inserted
+ * earlier can have probed past the removed slot. Returns the entry, whose
+ * key the caller frees. */
+void *crdt__table_pop(crdt__table *t);
 
 /* ---- LWW register core, shared by crdt_lww and crdt_lww_map (lww.c) ---- */
 
@@ -171,5 +182,57 @@ typedef struct crdt__reg {
 /* <0, 0, >0: write (hlc, id, present, val) against the register's */
 int crdt__reg_cmp(const crdt__reg *r, uint64_t hlc, const crdt_replica_id *id,
     bool present, const uint8_t *val, size_t len);
+
+/* ---- undo log: atomic multi-op transactions (doc.c drives it) ----
+ *
+ * Object writers called with a log record every change they make, keeping
+ * displaced values alive. rollback() restores the objects exactly, in
+ * reverse order; commit() frees what was displaced. Either way the log is
+ * empty afterwards. */
+
+enum {
+	CRDT__UNDO_NONE = 0,    /* the write lost or was redundant */
+	CRDT__UNDO_GSET_NEW,    /* element inserted */
+	CRDT__UNDO_GSET_DOT,    /* element's dot lowered */
+	CRDT__UNDO_LWW,         /* register replaced */
+	CRDT__UNDO_MAP_NEW,     /* map key inserted */
+	CRDT__UNDO_MAP_REG      /* map register replaced */
+};
+
+typedef struct crdt__undo_rec {
+	uint8_t kind;
+	uint32_t obj; /* document object index, for change events */
+	void *target; /* crdt_gset / crdt_lww / crdt_lww_map */
+	size_t idx;   /* entry index in the target's table */
+	crdt_dot old_dot;
+	crdt__reg old;
+} crdt__undo_rec;
+
+typedef struct crdt__undo {
+	const crdt_allocator *a;
+	crdt__undo_rec *v;
+	size_t n, cap;
+} crdt__undo;
+
+/* Make room for `n` records before any write: recording cannot fail. */
+int crdt__undo_reserve(crdt__undo *u, size_t n);
+void crdt__undo_rollback(crdt__undo *u);
+void crdt__undo_commit(crdt__undo *u);
+void crdt__undo_fini(crdt__undo *u);
+
+int crdt__gset_write(crdt_gset *s, const uint8_t *elem, size_t len,
+    crdt_dot dot, crdt__undo *u, uint32_t obj);
+int crdt__lww_write(crdt_lww *r, uint64_t hlc, const crdt_replica_id *id,
+    bool present, const uint8_t *val, size_t len, crdt__undo *u,
+    uint32_t obj);
+int crdt__map_write(crdt_lww_map *m, const uint8_t *key, size_t klen,
+    uint64_t hlc, const crdt_replica_id *id, bool present,
+    const uint8_t *val, size_t vlen, crdt__undo *u, uint32_t obj);
+/* Accessors used by change events and the document. */
+const crdt__key *crdt__gset_entry_key(const crdt_gset *s, size_t idx);
+const crdt__key *crdt__map_entry(const crdt_lww_map *m, size_t idx,
+    const crdt__reg **reg);
+const crdt__reg *crdt__lww_reg(const crdt_lww *r);
+bool crdt__lww_is_set(const crdt_lww *r);
 
 #endif /* CRDT_INTERNAL_H */

@@ -199,6 +199,60 @@ lww_local(crdt_lww *r, bool present, const void *value, size_t len,
 	return 0;
 }
 
+/* Replace `r` by the write if it wins, recording the old register in `u`
+ * (kept alive, freed at commit). */
+static int
+reg_write_undo(const crdt_allocator *a, crdt__reg *r, uint64_t hlc,
+    const crdt_replica_id *id, bool present, const uint8_t *val, size_t len,
+    crdt__undo_rec *rec)
+{
+	if (crdt__reg_cmp(r, hlc, id, present, val, len) <= 0)
+		return 0;
+	uint8_t *copy = NULL;
+	if (present) {
+		copy = crdt__memdup(a, val, len);
+		if (copy == NULL)
+			return CRDT_ENOMEM;
+	}
+	rec->old = *r;
+	r->val = copy;
+	r->len = present ? len : 0;
+	r->hlc = hlc;
+	r->id = *id;
+	r->state = present ? REG_VALUE : REG_CLEARED;
+	return 1;
+}
+
+int
+crdt__lww_write(crdt_lww *r, uint64_t hlc, const crdt_replica_id *id,
+    bool present, const uint8_t *val, size_t len, crdt__undo *u, uint32_t obj)
+{
+	CRDT_TRY(crdt__undo_reserve(u, 1));
+	crdt__undo_rec *rec = &u->v[u->n];
+	memset(rec, 0, sizeof *rec);
+	rec->target = r;
+	rec->obj = obj;
+	int rc = reg_write_undo(&r->cfg.alloc, &r->r, hlc, id, present, val,
+	    len, rec);
+	if (rc > 0) {
+		rec->kind = CRDT__UNDO_LWW;
+		u->n++;
+	}
+	return rc < 0 ? rc : 0;
+}
+
+const crdt__reg *
+crdt__lww_reg(const crdt_lww *r)
+{
+	return &r->r;
+}
+
+bool
+crdt__lww_is_set(const crdt_lww *r)
+{
+	return r->r.state == REG_VALUE;
+}
+
 int
 crdt_lww_set(crdt_lww *r, const void *value, size_t len, crdt_buf *op_out)
 {
@@ -467,6 +521,121 @@ map_local(crdt_lww_map *m, const void *key, size_t klen, bool present,
 }
 
 int
+crdt__map_write(crdt_lww_map *m, const uint8_t *key, size_t klen,
+    uint64_t hlc, const crdt_replica_id *id, bool present,
+    const uint8_t *val, size_t vlen, crdt__undo *u, uint32_t obj)
+{
+	const crdt_allocator *a = &m->cfg.alloc;
+	CRDT_TRY(crdt__undo_reserve(u, 1));
+	crdt__undo_rec *rec = &u->v[u->n];
+	memset(rec, 0, sizeof *rec);
+	rec->target = m;
+	rec->obj = obj;
+	uint64_t h = crdt__table_hash(&m->t, key, klen);
+	map_entry *e = crdt__table_find(&m->t, key, klen, h);
+	if (e != NULL) {
+		uint8_t before = e->r.state;
+		int rc = reg_write_undo(a, &e->r, hlc, id, present, val, vlen,
+		    rec);
+		if (rc > 0) {
+			track_live(m, before, e->r.state);
+			rec->kind = CRDT__UNDO_MAP_REG;
+			rec->idx = (size_t)((uint8_t *)e - m->t.ents) /
+			    m->t.stride;
+			u->n++;
+		}
+		return rc < 0 ? rc : 0;
+	}
+	wr w = { hlc, *id, present, val, vlen };
+	CRDT_TRY(map_put(m, key, klen, &w));
+	rec->kind = CRDT__UNDO_MAP_NEW;
+	rec->idx = m->t.n - 1;
+	u->n++;
+	return 0;
+}
+
+const crdt__key *
+crdt__map_entry(const crdt_lww_map *m, size_t idx, const crdt__reg **reg)
+{
+	const map_entry *e = crdt__table_at(&m->t, idx);
+	if (reg != NULL)
+		*reg = &e->r;
+	return &e->k;
+}
+
+int
+crdt__undo_reserve(crdt__undo *u, size_t n)
+{
+	void *v = u->v;
+	if (n > SIZE_MAX - u->n)
+		return CRDT_ENOMEM;
+	CRDT_TRY(crdt__grow(u->a, &v, &u->cap, u->n + n, sizeof *u->v));
+	u->v = v;
+	return 0;
+}
+
+void crdt__gset_undo(crdt__undo_rec *rec);
+
+void
+crdt__undo_rollback(crdt__undo *u)
+{
+	while (u->n > 0) {
+		crdt__undo_rec *rec = &u->v[--u->n];
+		switch (rec->kind) {
+		case CRDT__UNDO_GSET_NEW:
+		case CRDT__UNDO_GSET_DOT:
+			crdt__gset_undo(rec);
+			break;
+		case CRDT__UNDO_LWW: {
+			crdt_lww *r = rec->target;
+			crdt__free(&r->cfg.alloc, r->r.val, r->r.len);
+			r->r = rec->old;
+			break;
+		}
+		case CRDT__UNDO_MAP_REG: {
+			crdt_lww_map *m = rec->target;
+			map_entry *e = crdt__table_at(&m->t, rec->idx);
+			track_live(m, e->r.state, rec->old.state);
+			crdt__free(&m->cfg.alloc, e->r.val, e->r.len);
+			e->r = rec->old;
+			break;
+		}
+		case CRDT__UNDO_MAP_NEW: {
+			crdt_lww_map *m = rec->target;
+			map_entry *e = crdt__table_pop(&m->t);
+			track_live(m, e->r.state, REG_UNSET);
+			crdt__free(&m->cfg.alloc, e->k.ptr, e->k.len);
+			reg_fini(&m->cfg.alloc, &e->r);
+			break;
+		}
+		default:
+			break;
+		}
+	}
+}
+
+void
+crdt__undo_commit(crdt__undo *u)
+{
+	for (size_t i = 0; i < u->n; i++) {
+		crdt__undo_rec *rec = &u->v[i];
+		if (rec->kind == CRDT__UNDO_LWW ||
+		    rec->kind == CRDT__UNDO_MAP_REG)
+			crdt__free(u->a, rec->old.val, rec->old.len);
+	}
+	u->n = 0;
+}
+
+void
+crdt__undo_fini(crdt__undo *u)
+{
+	crdt__undo_rollback(u);
+	crdt__free(u->a, u->v, u->cap * sizeof *u->v);
+	u->v = NULL;
+	u->cap = 0;
+}
+
+int
 crdt_lww_map_set(crdt_lww_map *m, const void *key, size_t klen,
     const void *value, size_t vlen, crdt_buf *op_out)
 {
@@ -615,7 +784,7 @@ crdt_lww_map_size(const crdt_lww_map *m)
 }
 
 int
-crdt_lww_map_foreach(crdt_lww_map *m, crdt_lww_map_visit_fn fn, void *ud)
+crdt_lww_map_foreach(const crdt_lww_map *m, crdt_lww_map_visit_fn fn, void *ud)
 {
 	const crdt__key **v;
 

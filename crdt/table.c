@@ -156,3 +156,20 @@ crdt__table_sorted(const crdt__table *t, const crdt__key ***out)
 	*out = sc->v;
 	return 0;
 }
+
+void *
+crdt__table_pop(crdt__table *t)
+{
+	assert(t->n > 0);
+	crdt__key *k = crdt__table_at(t, t->n - 1);
+	size_t mask = t->nslots - 1;
+	for (size_t i = (size_t)k->hash & mask;; i = (i + 1) & mask) {
+		if (t->slots[i] == t->n) {
+			t->slots[i] = 0;
+			break;
+		}
+	}
+	t->n--;
+	t->sc->ok = false;
+	return k;
+}

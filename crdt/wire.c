@@ -56,6 +56,15 @@ crdt__w_bin(crdt_buf *b, const void *p, size_t n)
 }
 
 int
+crdt__w_bin_header(crdt_buf *b, size_t n)
+{
+	PACKER(pk, b);
+	if (n > UINT32_MAX)
+		return CRDT_ETOOBIG;
+	return msgpack_pack_bin(&pk, n) == 0 ? 0 : CRDT_ENOMEM;
+}
+
+int
 crdt__w_nil(crdt_buf *b)
 {
 	PACKER(pk, b);
@@ -228,6 +237,16 @@ crdt__rd_bin(crdt__rd *r, const uint8_t **p, size_t *n)
 	*n = (size_t)v;
 	r->p += v;
 	return 0;
+}
+
+int
+crdt__rd_blob(crdt__rd *r, const uint8_t **p, size_t *n)
+{
+	size_t saved = r->lim.max_value_bytes;
+	r->lim.max_value_bytes = r->lim.max_bytes;
+	int rc = crdt__rd_bin(r, p, n);
+	r->lim.max_value_bytes = saved;
+	return rc;
 }
 
 int

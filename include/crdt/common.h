@@ -86,7 +86,12 @@ typedef struct crdt_config {
 	crdt_clock_fn clock;  /* NULL = CLOCK_REALTIME */
 	void *clock_ud;
 	uint64_t max_drift_ms; /* HLC drift bound [60000]; see clock.h */
-	uint8_t reserved[32];  /* zero; room to grow without an ABI break */
+	/* Document runtime (doc.h); SIZE_MAX = unbounded. */
+	size_t max_buffered_msgs;  /* causal buffer, messages  [1 Mi]    */
+	size_t max_buffered_bytes; /* causal buffer, bytes     [64 MiB]  */
+	size_t log_max_msgs;       /* message log, messages    [1 Mi]    */
+	size_t log_max_bytes;      /* message log, bytes       [256 MiB] */
+	uint8_t reserved[32];      /* zero; room to grow without an ABI break */
 } crdt_config;
 
 /** Fill `cfg` with defaults (libc allocator, real clock, limits above). */

@@ -9,5 +9,6 @@
 #include "crdt/vclock.h"
 #include "crdt/gset.h"
 #include "crdt/lww.h"
+#include "crdt/doc.h"
 
 #endif /* CRDT_CRDT_H */

@@ -20,7 +20,11 @@ extern "C" {
 	X(EDRIFT, -6, "remote clock too far ahead of local time")             \
 	X(EOVERFLOW, -7, "counter or clock exhausted")                        \
 	X(ENOTFOUND, -8, "no such entry")                                     \
-	X(ECRYPTO, -9, "crypto library initialisation failed")
+	X(ECRYPTO, -9, "crypto library initialisation failed")                \
+	X(EBUFFULL, -10, "causal buffer full")                                \
+	X(ESCHEMA, -11, "unknown object or wrong object type")                \
+	X(ESTATE, -12, "call not valid in the current state")                 \
+	X(EDIVERGED, -13, "replicas did not converge")
 
 typedef enum crdt_err {
 	CRDT_OK = 0,

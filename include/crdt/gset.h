@@ -79,7 +79,7 @@ typedef int (*crdt_gset_visit_fn)(void *ud, const uint8_t *elem, size_t len,
  * @return 0, the visitor's non-zero value, CRDT_EINVAL or CRDT_ENOMEM (the
  *         sorted view is built lazily after modifications).
  */
-CRDT_API CRDT_NODISCARD int crdt_gset_foreach(crdt_gset *s,
+CRDT_API CRDT_NODISCARD int crdt_gset_foreach(const crdt_gset *s,
     crdt_gset_visit_fn fn, void *ud);
 
 /**

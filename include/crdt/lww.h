@@ -131,7 +131,7 @@ typedef int (*crdt_lww_map_visit_fn)(void *ud, const uint8_t *key,
  * modify the map from the visitor.
  * @return 0, the visitor's value, CRDT_EINVAL or CRDT_ENOMEM.
  */
-CRDT_API CRDT_NODISCARD int crdt_lww_map_foreach(crdt_lww_map *m,
+CRDT_API CRDT_NODISCARD int crdt_lww_map_foreach(const crdt_lww_map *m,
     crdt_lww_map_visit_fn fn, void *ud);
 /** Append the canonical state (tombstones included). */
 CRDT_API CRDT_NODISCARD int crdt_lww_map_encode(const crdt_lww_map *m,

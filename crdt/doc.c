@@ -1,0 +1,1983 @@
+/*
+ * Document runtime: schema, transactions, causal delivery, message log,
+ * snapshots and the sync protocol.
+ *
+ * Replica IDs are interned into a dense table (uint32_t index); the vector
+ * clock, the causal buffer and the log are arrays indexed by it, so the hot
+ * path never compares 16-byte IDs.
+ *
+ * Causal buffer. A message that cannot be applied yet waits on exactly one
+ * missing dot (replica r, counter c): it sits in a min-heap per replica r
+ * keyed by c. When r's clock reaches c (by a message or a snapshot), the
+ * heap releases it; it then either waits on its next missing dependency
+ * (the scan of its deps resumes where it stopped) or is applied. Each
+ * message is therefore pushed at most deps + 2 times, each push O(log n):
+ * N messages in any order cost O(N log N), and nothing is ever rescanned.
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+#include "crdt/doc.h"
+
+#define KIND_MSG 5
+#define KIND_SNAP 6
+#define KIND_HELLO 7
+#define KIND_DATA 8
+
+typedef struct rep_entry {
+	crdt__key k;
+	uint32_t idx;
+} rep_entry;
+
+typedef struct wait {
+	uint64_t c;
+	uint32_t msg;
+} wait;
+
+typedef struct logent {
+	uint8_t *bytes;
+	size_t len;
+} logent;
+
+typedef struct fifo_ent {
+	uint32_t r;
+	uint64_t c;
+} fifo_ent;
+
+/* Per-replica state, indexed by interned replica number. */
+typedef struct rstate {
+	crdt_replica_id id;
+	uint64_t vc;   /* highest contiguous counter applied */
+	uint64_t sent; /* vc when our last message was built (deps) */
+	bool dirty;
+	wait *heap; /* buffered messages waiting on (this replica, c) */
+	size_t nheap, capheap;
+	uint64_t log_lo; /* counter of log[log_start] */
+	logent *log;
+	size_t log_start, log_n, log_cap;
+} rstate;
+
+typedef struct dep {
+	uint32_t r;
+	uint64_t c;
+} dep;
+
+typedef struct bmsg {
+	uint8_t *bytes;
+	size_t len;
+	uint32_t sender;
+	uint64_t counter;
+	dep *deps;
+	size_t ndeps, next_dep;
+	void *caller;
+	uint32_t next_free;
+	bool live;
+} bmsg;
+
+typedef struct obj {
+	char name[CRDT_OBJ_NAME_MAX + 1];
+	crdt_obj_type type;
+	void *o;
+} dobj;
+
+/* A decoded message: views into the caller's bytes. */
+typedef struct msgview {
+	crdt_replica_id sender;
+	uint64_t counter, hlc;
+	size_t ndeps; /* deps in d->sdeps */
+	const uint8_t *payload;
+	size_t plen, nops;
+} msgview;
+
+typedef struct iddep {
+	crdt_replica_id id;
+	uint64_t c;
+} iddep;
+
+/* Open-addressed (replica, counter) -> buffered message, for dedup. */
+typedef struct dotslot {
+	uint64_t c;
+	uint32_t r;
+	uint32_t msg; /* UINT32_MAX = empty */
+} dotslot;
+
+struct crdt_doc {
+	crdt_config cfg;
+	crdt_replica_id self;
+	uint32_t self_idx;
+	crdt_hlc clock;
+	uint64_t hlc_max; /* greatest op stamp applied */
+
+	dobj *objs;
+	size_t nobjs, capobjs;
+	bool has_data;
+
+	crdt__table reps;
+	rstate *rs;
+	size_t nrs, caprs;
+	uint32_t *dirty;
+	size_t ndirty, capdirty;
+
+	bmsg *bm;
+	size_t nbm, capbm;
+	uint32_t free_bm;
+	size_t nbuffered, buffered_bytes;
+	dotslot *dots;
+	size_t ndotslots, ndots;
+	uint8_t dotkey[16];
+
+	fifo_ent *fifo;
+	size_t fifo_start, fifo_n, fifo_cap;
+	size_t log_count, log_bytes;
+
+	bool in_txn;
+	crdt_buf stage;
+	size_t stage_ops;
+
+	crdt__undo undo;
+	iddep *sdeps;
+	size_t capsdeps;
+	crdt_doc_listener l;
+};
+
+/* ---------------------------------------------------------------- */
+/* replica table                                                    */
+
+static int
+rep_find(const crdt_doc *d, const crdt_replica_id *id, uint32_t *idx)
+{
+	uint64_t h = crdt__table_hash(&d->reps, id->bytes, sizeof id->bytes);
+	const rep_entry *e = crdt__table_find(&d->reps, id->bytes,
+	    sizeof id->bytes, h);
+	if (e == NULL)
+		return CRDT_ENOTFOUND;
+	*idx = e->idx;
+	return 0;
+}
+
+static int
+rep_intern(crdt_doc *d, const crdt_replica_id *id, uint32_t *idx)
+{
+	if (rep_find(d, id, idx) == 0)
+		return 0;
+	const crdt_allocator *a = &d->cfg.alloc;
+	void *v = d->rs;
+	CRDT_TRY(crdt__grow(a, &v, &d->caprs, d->nrs + 1, sizeof *d->rs));
+	d->rs = v;
+	CRDT_TRY(crdt__table_reserve(&d->reps, 1));
+	uint8_t *key = crdt__memdup(a, id->bytes, sizeof id->bytes);
+	if (key == NULL)
+		return CRDT_ENOMEM;
+	uint64_t h = crdt__table_hash(&d->reps, id->bytes, sizeof id->bytes);
+	rep_entry *e = crdt__table_insert(&d->reps, key, sizeof id->bytes, h);
+	e->idx = (uint32_t)d->nrs;
+	rstate *r = &d->rs[d->nrs];
+	memset(r, 0, sizeof *r);
+	r->id = *id;
+	r->log_lo = 1;
+	*idx = (uint32_t)d->nrs++;
+	return 0;
+}
+
+static int
+mark_dirty(crdt_doc *d, uint32_t r)
+{
+	if (r == d->self_idx || d->rs[r].dirty)
+		return 0;
+	void *v = d->dirty;
+	CRDT_TRY(crdt__grow(&d->cfg.alloc, &v, &d->capdirty, d->ndirty + 1,
+	    sizeof *d->dirty));
+	d->dirty = v;
+	d->dirty[d->ndirty++] = r;
+	d->rs[r].dirty = true;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* lifecycle and schema                                             */
+
+static void
+obj_free(dobj *o)
+{
+	switch (o->type) {
+	case CRDT_OBJ_GSET:
+		crdt_gset_free(o->o);
+		break;
+	case CRDT_OBJ_LWW:
+		crdt_lww_free(o->o);
+		break;
+	case CRDT_OBJ_MAP:
+		crdt_lww_map_free(o->o);
+		break;
+	}
+	o->o = NULL;
+}
+
+int
+crdt_doc_new(const crdt_config *cfg, const crdt_replica_id *self,
+    crdt_doc **out)
+{
+	crdt_config c;
+
+	if (self == NULL || out == NULL)
+		return CRDT_EINVAL;
+	CRDT_TRY(crdt__config_resolve(cfg, &c));
+	crdt_doc *d = crdt__malloc(&c.alloc, sizeof *d);
+	if (d == NULL)
+		return CRDT_ENOMEM;
+	memset(d, 0, sizeof *d);
+	d->cfg = c;
+	d->self = *self;
+	d->free_bm = UINT32_MAX;
+	d->undo.a = &d->cfg.alloc;
+	crdt_hlc_init(&d->clock, &d->cfg);
+	crdt_buf_init(&d->stage, &d->cfg.alloc);
+	int rc = crdt__table_init(&d->reps, &d->cfg.alloc, sizeof(rep_entry));
+	if (rc == 0)
+		rc = crdt__random(d->dotkey, sizeof d->dotkey);
+	if (rc == 0)
+		rc = rep_intern(d, self, &d->self_idx);
+	if (rc < 0) {
+		crdt_doc_free(d);
+		return rc;
+	}
+	*out = d;
+	return 0;
+}
+
+static void
+bmsg_release(crdt_doc *d, uint32_t m)
+{
+	const crdt_allocator *a = &d->cfg.alloc;
+	bmsg *b = &d->bm[m];
+	d->nbuffered--;
+	d->buffered_bytes -= b->len;
+	crdt__free(a, b->bytes, b->len);
+	crdt__free(a, b->deps, b->ndeps * sizeof *b->deps);
+	b->bytes = NULL;
+	b->deps = NULL;
+	b->live = false;
+	b->next_free = d->free_bm;
+	d->free_bm = m;
+}
+
+void
+crdt_doc_free(crdt_doc *d)
+{
+	if (d == NULL)
+		return;
+	crdt_allocator a = d->cfg.alloc;
+	crdt__undo_fini(&d->undo);
+	for (size_t i = 0; i < d->nobjs; i++)
+		obj_free(&d->objs[i]);
+	crdt__free(&a, d->objs, d->capobjs * sizeof *d->objs);
+	for (size_t i = 0; i < d->nbm; i++)
+		if (d->bm[i].live)
+			bmsg_release(d, (uint32_t)i);
+	crdt__free(&a, d->bm, d->capbm * sizeof *d->bm);
+	crdt__free(&a, d->dots, d->ndotslots * sizeof *d->dots);
+	for (size_t i = 0; i < d->nrs; i++) {
+		rstate *r = &d->rs[i];
+		crdt__free(&a, r->heap, r->capheap * sizeof *r->heap);
+		for (size_t j = 0; j < r->log_n; j++) {
+			logent *e = &r->log[r->log_start + j];
+			crdt__free(&a, e->bytes, e->len);
+		}
+		crdt__free(&a, r->log, r->log_cap * sizeof *r->log);
+	}
+	crdt__free(&a, d->rs, d->caprs * sizeof *d->rs);
+	crdt__free(&a, d->dirty, d->capdirty * sizeof *d->dirty);
+	crdt__free(&a, d->fifo, d->fifo_cap * sizeof *d->fifo);
+	crdt__free(&a, d->sdeps, d->capsdeps * sizeof *d->sdeps);
+	crdt_buf_fini(&d->stage);
+	crdt__table_fini(&d->reps, NULL);
+	crdt__free(&a, d, sizeof *d);
+}
+
+const crdt_replica_id *
+crdt_doc_self(const crdt_doc *d)
+{
+	return d ? &d->self : NULL;
+}
+
+static int
+new_object(const crdt_doc *d, crdt_obj_type type, void **o)
+{
+	switch (type) {
+	case CRDT_OBJ_GSET:
+		return crdt_gset_new(&d->cfg, &d->self, (crdt_gset **)o);
+	case CRDT_OBJ_LWW:
+		return crdt_lww_new(&d->cfg, &d->self, (crdt_lww **)o);
+	case CRDT_OBJ_MAP:
+		return crdt_lww_map_new(&d->cfg, &d->self, (crdt_lww_map **)o);
+	}
+	return CRDT_EINVAL;
+}
+
+int
+crdt_doc_lookup(const crdt_doc *d, const char *name, uint32_t *objn)
+{
+	if (d == NULL || name == NULL)
+		return CRDT_EINVAL;
+	for (size_t i = 0; i < d->nobjs; i++) {
+		if (strcmp(d->objs[i].name, name) == 0) {
+			if (objn != NULL)
+				*objn = (uint32_t)i;
+			return 0;
+		}
+	}
+	return CRDT_ENOTFOUND;
+}
+
+int
+crdt_doc_register(crdt_doc *d, const char *name, crdt_obj_type type,
+    uint32_t *objn)
+{
+	if (d == NULL || name == NULL)
+		return CRDT_EINVAL;
+	size_t nlen = strlen(name);
+	if (nlen == 0 || nlen > CRDT_OBJ_NAME_MAX ||
+	    (type != CRDT_OBJ_GSET && type != CRDT_OBJ_LWW &&
+		type != CRDT_OBJ_MAP))
+		return CRDT_EINVAL;
+	if (d->has_data || d->in_txn)
+		return CRDT_ESTATE;
+	if (crdt_doc_lookup(d, name, NULL) == 0)
+		return CRDT_EINVAL;
+	void *v = d->objs;
+	CRDT_TRY(crdt__grow(&d->cfg.alloc, &v, &d->capobjs, d->nobjs + 1,
+	    sizeof *d->objs));
+	d->objs = v;
+	dobj *o = &d->objs[d->nobjs];
+	memset(o, 0, sizeof *o);
+	CRDT_TRY(new_object(d, type, &o->o));
+	memcpy(o->name, name, nlen + 1);
+	o->type = type;
+	if (objn != NULL)
+		*objn = (uint32_t)d->nobjs;
+	d->nobjs++;
+	return 0;
+}
+
+static int
+get_obj(const crdt_doc *d, uint32_t n, crdt_obj_type type, const void *out)
+{
+	if (d == NULL || out == NULL)
+		return CRDT_EINVAL;
+	if (n >= d->nobjs || d->objs[n].type != type)
+		return CRDT_ESCHEMA;
+	return 0;
+}
+
+int
+crdt_doc_gset(const crdt_doc *d, uint32_t n, const crdt_gset **out)
+{
+	CRDT_TRY(get_obj(d, n, CRDT_OBJ_GSET, out));
+	*out = d->objs[n].o;
+	return 0;
+}
+
+int
+crdt_doc_lww(const crdt_doc *d, uint32_t n, const crdt_lww **out)
+{
+	CRDT_TRY(get_obj(d, n, CRDT_OBJ_LWW, out));
+	*out = d->objs[n].o;
+	return 0;
+}
+
+int
+crdt_doc_map(const crdt_doc *d, uint32_t n, const crdt_lww_map **out)
+{
+	CRDT_TRY(get_obj(d, n, CRDT_OBJ_MAP, out));
+	*out = d->objs[n].o;
+	return 0;
+}
+
+void
+crdt_doc_set_listener(crdt_doc *d, const crdt_doc_listener *l)
+{
+	if (d == NULL)
+		return;
+	if (l != NULL)
+		d->l = *l;
+	else
+		memset(&d->l, 0, sizeof d->l);
+}
+
+/* ---------------------------------------------------------------- */
+/* message decoding                                                 */
+
+static size_t
+op_arity(crdt_obj_type t)
+{
+	return t == CRDT_OBJ_MAP ? 3 : 2;
+}
+
+/* What apply_ops needs to stamp writes; NULL = validate only. */
+typedef struct stamp {
+	crdt_dot dot;
+	uint64_t hlc;
+} stamp;
+
+/*
+ * Walk a payload: [op, op, ...], op = [obj, elem] (G-Set),
+ * [obj, value|nil] (LWW), [obj, key, value|nil] (map). With `st`, apply
+ * each op through the undo log; op i is stamped hlc + i so a later write in
+ * the same transaction wins over an earlier one.
+ */
+static int
+walk_ops(crdt_doc *d, const uint8_t *p, size_t len, size_t *nops,
+    const stamp *st)
+{
+	crdt__rd r;
+	size_t n;
+
+	CRDT_TRY(crdt__rd_init(&r, &d->cfg.limits, p, len));
+	CRDT_TRY(crdt__rd_array(&r, &n));
+	for (size_t i = 0; i < n; i++) {
+		size_t k;
+		uint64_t on;
+		const uint8_t *a, *b = NULL;
+		size_t alen, blen = 0;
+		bool present = true;
+
+		CRDT_TRY(crdt__rd_array(&r, &k));
+		CRDT_TRY(crdt__rd_uint(&r, &on));
+		if (on >= d->nobjs)
+			return CRDT_ESCHEMA;
+		dobj *o = &d->objs[on];
+		if (k != op_arity(o->type))
+			return CRDT_EMALFORMED;
+		if (o->type == CRDT_OBJ_GSET) {
+			CRDT_TRY(crdt__rd_bin(&r, &a, &alen));
+		} else if (o->type == CRDT_OBJ_LWW) {
+			CRDT_TRY(crdt__rd_opt_bin(&r, &a, &alen, &present));
+		} else {
+			CRDT_TRY(crdt__rd_bin(&r, &a, &alen));
+			CRDT_TRY(crdt__rd_opt_bin(&r, &b, &blen, &present));
+		}
+		r.depth--;
+		if (st == NULL)
+			continue;
+		uint64_t ts = st->hlc + i;
+		const crdt_replica_id *w = &st->dot.replica;
+		uint32_t oi = (uint32_t)on;
+		if (o->type == CRDT_OBJ_GSET)
+			CRDT_TRY(crdt__gset_write(o->o, a, alen, st->dot,
+			    &d->undo, oi));
+		else if (o->type == CRDT_OBJ_LWW)
+			CRDT_TRY(crdt__lww_write(o->o, ts, w, present, a, alen,
+			    &d->undo, oi));
+		else
+			CRDT_TRY(crdt__map_write(o->o, a, alen, ts, w, present,
+			    b, blen, &d->undo, oi));
+	}
+	CRDT_TRY(crdt__rd_done(&r));
+	*nops = n;
+	return 0;
+}
+
+static int
+rd_deps(crdt_doc *d, crdt__rd *r, const crdt_replica_id *sender,
+    size_t *ndeps)
+{
+	size_t n;
+
+	CRDT_TRY(crdt__rd_array(r, &n));
+	if (n % 2 != 0)
+		return CRDT_EMALFORMED;
+	n /= 2;
+	void *v = d->sdeps;
+	CRDT_TRY(crdt__grow(&d->cfg.alloc, &v, &d->capsdeps, n,
+	    sizeof *d->sdeps));
+	d->sdeps = v;
+	for (size_t i = 0; i < n; i++) {
+		iddep *e = &d->sdeps[i];
+		CRDT_TRY(crdt__rd_id(r, &e->id));
+		CRDT_TRY(crdt__rd_uint(r, &e->c));
+		if (e->c == 0 || crdt_replica_id_cmp(&e->id, sender) == 0)
+			return CRDT_EMALFORMED;
+		if (i > 0 && crdt_replica_id_cmp(&d->sdeps[i - 1].id,
+				 &e->id) >= 0)
+			return CRDT_EMALFORMED;
+	}
+	r->depth--;
+	*ndeps = n;
+	return 0;
+}
+
+static int
+rd_envelope(crdt__rd *r, crdt_replica_id *sender, uint64_t *counter,
+    uint64_t *hlc)
+{
+	size_t n;
+
+	CRDT_TRY(crdt__rd_header(r, KIND_MSG, &n));
+	if (n != 8)
+		return CRDT_EMALFORMED;
+	CRDT_TRY(crdt__rd_id(r, sender));
+	CRDT_TRY(crdt__rd_uint(r, counter));
+	CRDT_TRY(crdt__rd_uint(r, hlc));
+	return *counter == 0 ? CRDT_EMALFORMED : 0;
+}
+
+/*
+ * Message: [1, 5, sender, counter, hlc, deps, payload, auth]. `payload` is
+ * a bin holding the ops so that encrypted mode can seal it without changing
+ * the header a relay reads; `auth` (nil) is where a signature will go.
+ */
+static int
+parse_msg(crdt_doc *d, const void *bytes, size_t len, msgview *mv)
+{
+	crdt__rd r;
+
+	CRDT_TRY(crdt__rd_init(&r, &d->cfg.limits, bytes, len));
+	CRDT_TRY(rd_envelope(&r, &mv->sender, &mv->counter, &mv->hlc));
+	CRDT_TRY(rd_deps(d, &r, &mv->sender, &mv->ndeps));
+	CRDT_TRY(crdt__rd_blob(&r, &mv->payload, &mv->plen));
+	if (r.p >= r.end || *r.p != 0xc0)
+		return CRDT_EMALFORMED;
+	r.p++;
+	CRDT_TRY(crdt__rd_done(&r));
+	CRDT_TRY(walk_ops(d, mv->payload, mv->plen, &mv->nops, NULL));
+	/* Op stamps are hlc + i; they must not wrap. */
+	if (mv->nops > 0 && mv->hlc > UINT64_MAX - (mv->nops - 1))
+		return CRDT_EMALFORMED;
+	return 0;
+}
+
+int
+crdt_msg_peek(const void *msg, size_t len, crdt_dot *dot, uint64_t *hlc)
+{
+	crdt_limits lim;
+	crdt_config c;
+	crdt__rd r;
+	crdt_replica_id id;
+	uint64_t counter, ts;
+
+	if (msg == NULL)
+		return CRDT_EINVAL;
+	crdt_config_default(&c);
+	lim = c.limits;
+	CRDT_TRY(crdt__rd_init(&r, &lim, msg, len));
+	CRDT_TRY(rd_envelope(&r, &id, &counter, &ts));
+	if (dot != NULL) {
+		dot->replica = id;
+		dot->counter = counter;
+	}
+	if (hlc != NULL)
+		*hlc = ts;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* message log                                                      */
+
+static void
+log_evict_one(crdt_doc *d)
+{
+	const crdt_allocator *a = &d->cfg.alloc;
+	while (d->fifo_n > 0) {
+		fifo_ent f = d->fifo[d->fifo_start];
+		d->fifo_start++;
+		d->fifo_n--;
+		rstate *r = &d->rs[f.r];
+		if (r->log_n == 0 || f.c != r->log_lo)
+			continue; /* stale: that replica's log was reset */
+		logent *e = &r->log[r->log_start];
+		d->log_count--;
+		d->log_bytes -= e->len;
+		crdt__free(a, e->bytes, e->len);
+		r->log_start++;
+		r->log_n--;
+		r->log_lo++;
+		return;
+	}
+}
+
+static void
+log_reset(crdt_doc *d, uint32_t ri, uint64_t next)
+{
+	rstate *r = &d->rs[ri];
+	for (size_t j = 0; j < r->log_n; j++) {
+		logent *e = &r->log[r->log_start + j];
+		d->log_count--;
+		d->log_bytes -= e->len;
+		crdt__free(&d->cfg.alloc, e->bytes, e->len);
+	}
+	r->log_start = r->log_n = 0;
+	r->log_lo = next;
+}
+
+/* Room for one more entry in replica r's log and in the fifo; after this,
+ * log_push cannot fail. */
+static int
+log_reserve(crdt_doc *d, uint32_t ri)
+{
+	const crdt_allocator *a = &d->cfg.alloc;
+	rstate *r = &d->rs[ri];
+	if (r->log_start > 0 && r->log_start + r->log_n == r->log_cap) {
+		memmove(r->log, r->log + r->log_start,
+		    r->log_n * sizeof *r->log);
+		r->log_start = 0;
+	}
+	void *v = r->log;
+	CRDT_TRY(crdt__grow(a, &v, &r->log_cap, r->log_start + r->log_n + 1,
+	    sizeof *r->log));
+	r->log = v;
+	if (d->fifo_start > 0 && d->fifo_start + d->fifo_n == d->fifo_cap) {
+		memmove(d->fifo, d->fifo + d->fifo_start,
+		    d->fifo_n * sizeof *d->fifo);
+		d->fifo_start = 0;
+	}
+	v = d->fifo;
+	CRDT_TRY(crdt__grow(a, &v, &d->fifo_cap, d->fifo_start + d->fifo_n + 1,
+	    sizeof *d->fifo));
+	d->fifo = v;
+	return 0;
+}
+
+static void
+log_push(crdt_doc *d, uint32_t ri, uint64_t c, uint8_t *bytes, size_t len)
+{
+	rstate *r = &d->rs[ri];
+	if (r->log_n == 0)
+		r->log_lo = c;
+	if (r->log_lo + r->log_n != c) {
+		/* Not contiguous (a snapshot jumped this replica): restart. */
+		log_reset(d, ri, c);
+	}
+	r->log[r->log_start + r->log_n++] = (logent){ bytes, len };
+	d->fifo[d->fifo_start + d->fifo_n++] = (fifo_ent){ ri, c };
+	d->log_count++;
+	d->log_bytes += len;
+	while (d->log_count > d->cfg.log_max_msgs ||
+	    d->log_bytes > d->cfg.log_max_bytes)
+		log_evict_one(d);
+}
+
+size_t
+crdt_doc_log_size(const crdt_doc *d)
+{
+	return d ? d->log_count : 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* apply                                                            */
+
+static void
+emit_changes(crdt_doc *d, crdt_dot dot)
+{
+	if (d->l.on_change == NULL)
+		return;
+	for (size_t i = 0; i < d->undo.n; i++) {
+		const crdt__undo_rec *u = &d->undo.v[i];
+		crdt_change ch;
+		const crdt__reg *now = NULL;
+		const crdt__key *k = NULL;
+		memset(&ch, 0, sizeof ch);
+		ch.obj = u->obj;
+		ch.dot = dot;
+		switch (u->kind) {
+		case CRDT__UNDO_GSET_NEW:
+			ch.kind = CRDT_CHANGE_GSET_ADD;
+			k = crdt__gset_entry_key(u->target, u->idx);
+			break;
+		case CRDT__UNDO_LWW:
+			ch.kind = CRDT_CHANGE_LWW_SET;
+			now = crdt__lww_reg(u->target);
+			break;
+		case CRDT__UNDO_MAP_NEW:
+		case CRDT__UNDO_MAP_REG:
+			ch.kind = CRDT_CHANGE_MAP_SET;
+			k = crdt__map_entry(u->target, u->idx, &now);
+			break;
+		default:
+			continue; /* dot lowered: nothing a UI shows */
+		}
+		if (k != NULL) {
+			ch.key = k->ptr;
+			ch.key_len = k->len;
+		}
+		if (now != NULL) {
+			const crdt__reg *old = &u->old;
+			if (u->kind == CRDT__UNDO_MAP_NEW)
+				old = NULL;
+			ch.has_old = old != NULL && old->state == 2;
+			ch.old_value = ch.has_old ? old->val : NULL;
+			ch.old_len = ch.has_old ? old->len : 0;
+			ch.has_new = now->state == 2;
+			ch.new_value = ch.has_new ? now->val : NULL;
+			ch.new_len = ch.has_new ? now->len : 0;
+			if (!ch.has_old && !ch.has_new)
+				continue; /* absent -> absent */
+		}
+		d->l.on_change(d->l.ud, &ch);
+	}
+}
+
+/*
+ * Apply one validated, causally ready message. `owned` (may be NULL) is a
+ * heap copy of the bytes that the log may keep; otherwise one is made.
+ * All or nothing: on failure the document is exactly as before.
+ */
+static int
+apply_msg(crdt_doc *d, uint32_t sender, uint64_t counter, uint64_t hlc,
+    const uint8_t *bytes, size_t len, const uint8_t *payload, size_t plen,
+    crdt_update_source src, void *caller)
+{
+	const crdt_allocator *a = &d->cfg.alloc;
+	size_t nops;
+	stamp st = { { d->rs[sender].id, counter }, hlc };
+
+	CRDT_TRY(log_reserve(d, sender));
+	uint8_t *copy = crdt__memdup(a, bytes, len);
+	if (copy == NULL)
+		return CRDT_ENOMEM;
+	int rc = walk_ops(d, payload, plen, &nops, &st);
+	if (rc < 0) {
+		crdt__undo_rollback(&d->undo);
+		crdt__free(a, copy, len);
+		return rc;
+	}
+	if (sender != d->self_idx && d->rs[sender].vc < counter &&
+	    mark_dirty(d, sender) < 0) {
+		crdt__undo_rollback(&d->undo);
+		crdt__free(a, copy, len);
+		return CRDT_ENOMEM;
+	}
+	/* Nothing below can fail. */
+	d->has_data = true;
+	d->rs[sender].vc = counter;
+	uint64_t top = nops ? hlc + (nops - 1) : hlc;
+	if (top > d->hlc_max)
+		d->hlc_max = top;
+	if (sender == d->self_idx) {
+		if (top > d->clock.last)
+			d->clock.last = top;
+	} else {
+		int hrc = crdt_hlc_update(&d->clock, top, NULL);
+		if (hrc == CRDT_EDRIFT && d->l.on_skew != NULL)
+			d->l.on_skew(d->l.ud, &d->rs[sender].id, top,
+			    crdt_hlc_physical(&d->clock));
+	}
+	log_push(d, sender, counter, copy, len);
+	if (d->l.on_update != NULL)
+		d->l.on_update(d->l.ud, src, bytes, len, caller);
+	emit_changes(d, st.dot);
+	crdt__undo_commit(&d->undo);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* causal buffer                                                    */
+
+static uint64_t
+dot_hash(const crdt_doc *d, uint32_t r, uint64_t c)
+{
+	uint8_t k[12];
+	memcpy(k, &r, 4);
+	memcpy(k + 4, &c, 8);
+	return crdt__siphash(d->dotkey, k, sizeof k);
+}
+
+static dotslot *
+dots_find(const crdt_doc *d, uint32_t r, uint64_t c)
+{
+	if (d->ndotslots == 0)
+		return NULL;
+	size_t mask = d->ndotslots - 1;
+	for (size_t i = (size_t)dot_hash(d, r, c) & mask;; i = (i + 1) & mask) {
+		dotslot *s = &d->dots[i];
+		if (s->msg == UINT32_MAX)
+			return NULL;
+		if (s->r == r && s->c == c)
+			return s;
+	}
+}
+
+static void
+dots_place(dotslot *slots, size_t n, uint64_t h, dotslot v)
+{
+	size_t mask = n - 1;
+	size_t i = (size_t)h & mask;
+	while (slots[i].msg != UINT32_MAX)
+		i = (i + 1) & mask;
+	slots[i] = v;
+}
+
+static int
+dots_reserve(crdt_doc *d)
+{
+	size_t ns = d->ndotslots ? d->ndotslots : 64;
+	while (d->ndots + 1 > ns / 2)
+		ns *= 2;
+	if (ns == d->ndotslots)
+		return 0;
+	dotslot *s = crdt__malloc(&d->cfg.alloc, ns * sizeof *s);
+	if (s == NULL)
+		return CRDT_ENOMEM;
+	for (size_t i = 0; i < ns; i++)
+		s[i].msg = UINT32_MAX;
+	for (size_t i = 0; i < d->ndotslots; i++)
+		if (d->dots[i].msg != UINT32_MAX)
+			dots_place(s, ns, dot_hash(d, d->dots[i].r,
+			    d->dots[i].c), d->dots[i]);
+	crdt__free(&d->cfg.alloc, d->dots, d->ndotslots * sizeof *d->dots);
+	d->dots = s;
+	d->ndotslots = ns;
+	return 0;
+}
+
+/* Backward-shift deletion keeps linear probing chains intact without
+ * tombstones. */
+static void
+dots_remove(crdt_doc *d, dotslot *s)
+{
+	size_t mask = d->ndotslots - 1;
+	size_t i = (size_t)(s - d->dots);
+	size_t j = i;
+	for (;;) {
+		j = (j + 1) & mask;
+		if (d->dots[j].msg == UINT32_MAX)
+			break;
+		size_t home = (size_t)dot_hash(d, d->dots[j].r,
+		    d->dots[j].c) & mask;
+		/* Move j into the hole i unless its home lies in (i, j]. */
+		bool stays = i <= j ? (home > i && home <= j) :
+		    (home > i || home <= j);
+		if (!stays) {
+			d->dots[i] = d->dots[j];
+			i = j;
+		}
+	}
+	d->dots[i].msg = UINT32_MAX;
+	d->ndots--;
+}
+
+static void
+heap_push(rstate *r, wait w)
+{
+	size_t i = r->nheap++;
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+		if (r->heap[p].c <= w.c)
+			break;
+		r->heap[i] = r->heap[p];
+		i = p;
+	}
+	r->heap[i] = w;
+}
+
+static wait
+heap_pop(rstate *r)
+{
+	wait top = r->heap[0];
+	wait last = r->heap[--r->nheap];
+	size_t i = 0, n = r->nheap;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= n)
+			break;
+		if (c + 1 < n && r->heap[c + 1].c < r->heap[c].c)
+			c++;
+		if (r->heap[c].c >= last.c)
+			break;
+		r->heap[i] = r->heap[c];
+		i = c;
+	}
+	if (n > 0)
+		r->heap[i] = last;
+	return top;
+}
+
+/* The next dot message m waits for, or false when it is ready. */
+static bool
+next_missing(crdt_doc *d, bmsg *b, uint32_t *r, uint64_t *c)
+{
+	if (d->rs[b->sender].vc < b->counter - 1) {
+		*r = b->sender;
+		*c = b->counter - 1;
+		return true;
+	}
+	while (b->next_dep < b->ndeps) {
+		dep *e = &b->deps[b->next_dep];
+		if (d->rs[e->r].vc < e->c) {
+			*r = e->r;
+			*c = e->c;
+			return true;
+		}
+		b->next_dep++;
+	}
+	return false;
+}
+
+static int
+heap_reserve(crdt_doc *d, uint32_t ri)
+{
+	rstate *r = &d->rs[ri];
+	void *v = r->heap;
+	CRDT_TRY(crdt__grow(&d->cfg.alloc, &v, &r->capheap, r->nheap + 1,
+	    sizeof *r->heap));
+	r->heap = v;
+	return 0;
+}
+
+static int apply_buffered(crdt_doc *d, uint32_t m);
+
+/*
+ * Release what waits on replicas whose clock moved. `stack` starts with
+ * `first`; every message applied pushes its sender. Each waiting message
+ * is looked at once per dependency it waited on.
+ */
+static int
+release(crdt_doc *d, uint32_t first)
+{
+	uint32_t stack_small[16];
+	uint32_t *stack = stack_small;
+	size_t sn = 0, scap = 16;
+	int rc = 0;
+
+	stack[sn++] = first;
+	while (sn > 0 && rc == 0) {
+		uint32_t ri = stack[--sn];
+		rstate *r = &d->rs[ri];
+		while (r->nheap > 0 && r->heap[0].c <= r->vc) {
+			wait w = heap_pop(r);
+			bmsg *b = &d->bm[w.msg];
+			uint32_t wr;
+			uint64_t wc;
+			if (b->counter <= d->rs[b->sender].vc) {
+				/* Covered meanwhile (snapshot): redundant. */
+				dotslot *s = dots_find(d, b->sender,
+				    b->counter);
+				if (s != NULL)
+					dots_remove(d, s);
+				bmsg_release(d, w.msg);
+				continue;
+			}
+			if (next_missing(d, b, &wr, &wc)) {
+				/* Cannot fail: the slot just popped is free
+				 * when wr == ri; otherwise reserve. */
+				if (wr != ri && heap_reserve(d, wr) < 0) {
+					heap_push(r, w); /* re-queue */
+					rc = CRDT_ENOMEM;
+					break;
+				}
+				heap_push(&d->rs[wr], (wait){ wc, w.msg });
+				continue;
+			}
+			uint32_t sender = b->sender;
+			rc = apply_buffered(d, w.msg);
+			if (rc < 0) {
+				/* Keep it; it is ready and will be retried
+				 * when this replica's clock is next looked
+				 * at. */
+				heap_push(r, w);
+				break;
+			}
+			if (sn == scap) {
+				size_t ncap = scap * 2;
+				uint32_t *ns = crdt__malloc(&d->cfg.alloc,
+				    ncap * sizeof *ns);
+				if (ns == NULL) {
+					rc = CRDT_ENOMEM;
+					break;
+				}
+				memcpy(ns, stack, sn * sizeof *ns);
+				if (stack != stack_small)
+					crdt__free(&d->cfg.alloc, stack,
+					    scap * sizeof *stack);
+				stack = ns;
+				scap = ncap;
+			}
+			stack[sn++] = sender;
+		}
+	}
+	if (stack != stack_small)
+		crdt__free(&d->cfg.alloc, stack, scap * sizeof *stack);
+	return rc;
+}
+
+static int
+apply_buffered(crdt_doc *d, uint32_t m)
+{
+	bmsg *b = &d->bm[m];
+	msgview mv;
+	/* Already validated when it was buffered; the walk repeats only the
+	 * cheap envelope read to find the payload. */
+	CRDT_TRY(parse_msg(d, b->bytes, b->len, &mv));
+	CRDT_TRY(apply_msg(d, b->sender, b->counter, mv.hlc, b->bytes, b->len,
+	    mv.payload, mv.plen, CRDT_UPDATE_REMOTE, b->caller));
+	dotslot *s = dots_find(d, b->sender, b->counter);
+	if (s != NULL)
+		dots_remove(d, s);
+	bmsg_release(d, m);
+	return 0;
+}
+
+static int
+buffer_msg(crdt_doc *d, const void *bytes, size_t len, uint32_t sender,
+    uint64_t counter, const dep *deps, size_t ndeps, void *caller)
+{
+	const crdt_allocator *a = &d->cfg.alloc;
+
+	if (d->nbuffered + 1 > d->cfg.max_buffered_msgs ||
+	    len > d->cfg.max_buffered_bytes - d->buffered_bytes)
+		return CRDT_EBUFFULL;
+	uint32_t m;
+	if (d->free_bm == UINT32_MAX) {
+		if (d->nbm >= UINT32_MAX - 1)
+			return CRDT_EBUFFULL;
+		void *v = d->bm;
+		CRDT_TRY(crdt__grow(a, &v, &d->capbm, d->nbm + 1,
+		    sizeof *d->bm));
+		d->bm = v;
+	}
+	CRDT_TRY(dots_reserve(d));
+	bmsg nb;
+	memset(&nb, 0, sizeof nb);
+	nb.sender = sender;
+	nb.counter = counter;
+	nb.caller = caller;
+	nb.len = len;
+	nb.ndeps = ndeps;
+	nb.live = true;
+	nb.bytes = crdt__memdup(a, bytes, len);
+	if (nb.bytes == NULL)
+		return CRDT_ENOMEM;
+	if (ndeps > 0) {
+		nb.deps = crdt__malloc(a, ndeps * sizeof *deps);
+		if (nb.deps == NULL) {
+			crdt__free(a, nb.bytes, len);
+			return CRDT_ENOMEM;
+		}
+		memcpy(nb.deps, deps, ndeps * sizeof *deps);
+	}
+	uint32_t wr;
+	uint64_t wc;
+	bool waiting = next_missing(d, &nb, &wr, &wc);
+	assert(waiting);
+	(void)waiting;
+	if (heap_reserve(d, wr) < 0) {
+		crdt__free(a, nb.bytes, len);
+		crdt__free(a, nb.deps, ndeps * sizeof *deps);
+		return CRDT_ENOMEM;
+	}
+	if (d->free_bm != UINT32_MAX) {
+		m = d->free_bm;
+		d->free_bm = d->bm[m].next_free;
+	} else {
+		m = (uint32_t)d->nbm++;
+	}
+	d->bm[m] = nb;
+	d->nbuffered++;
+	d->buffered_bytes += len;
+	dots_place(d->dots, d->ndotslots, dot_hash(d, sender, counter),
+	    (dotslot){ counter, sender, m });
+	d->ndots++;
+	heap_push(&d->rs[wr], (wait){ wc, m });
+	return 0;
+}
+
+/* Intern every replica a message names; harmless if it is then refused
+ * (the table is internal and never encoded). */
+static int
+intern_deps(crdt_doc *d, const msgview *mv, uint32_t *sender, dep **out)
+{
+	CRDT_TRY(rep_intern(d, &mv->sender, sender));
+	dep *deps = NULL;
+	if (mv->ndeps > 0) {
+		deps = crdt__malloc(&d->cfg.alloc, mv->ndeps * sizeof *deps);
+		if (deps == NULL)
+			return CRDT_ENOMEM;
+	}
+	for (size_t i = 0; i < mv->ndeps; i++) {
+		int rc = rep_intern(d, &d->sdeps[i].id, &deps[i].r);
+		if (rc < 0) {
+			crdt__free(&d->cfg.alloc, deps,
+			    mv->ndeps * sizeof *deps);
+			return rc;
+		}
+		deps[i].c = d->sdeps[i].c;
+	}
+	*out = deps;
+	return 0;
+}
+
+static int
+receive_one(crdt_doc *d, const void *bytes, size_t len, void *caller)
+{
+	msgview mv;
+	uint32_t s;
+	dep *deps;
+
+	CRDT_TRY(parse_msg(d, bytes, len, &mv));
+	/* Cheap duplicate test before any allocation. */
+	if (rep_find(d, &mv.sender, &s) == 0 &&
+	    (mv.counter <= d->rs[s].vc || dots_find(d, s, mv.counter)))
+		return 0;
+	CRDT_TRY(intern_deps(d, &mv, &s, &deps));
+	bool ready = d->rs[s].vc == mv.counter - 1;
+	for (size_t i = 0; ready && i < mv.ndeps; i++)
+		ready = d->rs[deps[i].r].vc >= deps[i].c;
+	int rc;
+	if (ready) {
+		rc = apply_msg(d, s, mv.counter, mv.hlc, bytes, len,
+		    mv.payload, mv.plen, CRDT_UPDATE_REMOTE, caller);
+		if (rc == 0)
+			rc = release(d, s);
+	} else {
+		rc = buffer_msg(d, bytes, len, s, mv.counter, deps, mv.ndeps,
+		    caller);
+	}
+	crdt__free(&d->cfg.alloc, deps, mv.ndeps * sizeof *deps);
+	return rc;
+}
+
+int
+crdt_doc_receive(crdt_doc *d, const void *msg, size_t len, void *caller)
+{
+	if (d == NULL || msg == NULL)
+		return CRDT_EINVAL;
+	if (d->in_txn)
+		return CRDT_ESTATE;
+	return receive_one(d, msg, len, caller);
+}
+
+size_t
+crdt_doc_buffered(const crdt_doc *d)
+{
+	return d ? d->nbuffered : 0;
+}
+
+uint64_t
+crdt_doc_hlc(const crdt_doc *d)
+{
+	return d ? crdt_hlc_last(&d->clock) : 0;
+}
+
+int
+crdt_doc_vclock(const crdt_doc *d, crdt_vclock **out)
+{
+	crdt_vclock *vc;
+
+	if (d == NULL || out == NULL)
+		return CRDT_EINVAL;
+	CRDT_TRY(crdt_vclock_new(&d->cfg, &vc));
+	for (size_t i = 0; i < d->nrs; i++) {
+		int rc = crdt_vclock_set(vc, &d->rs[i].id, d->rs[i].vc);
+		if (rc < 0) {
+			crdt_vclock_free(vc);
+			return rc;
+		}
+	}
+	*out = vc;
+	return 0;
+}
+
+int
+crdt_doc_missing(const crdt_doc *d, crdt_vclock **out)
+{
+	crdt_vclock *vc;
+
+	if (d == NULL || out == NULL)
+		return CRDT_EINVAL;
+	CRDT_TRY(crdt_vclock_new(&d->cfg, &vc));
+	for (size_t i = 0; i < d->nrs; i++) {
+		const rstate *r = &d->rs[i];
+		uint64_t top = 0;
+		for (size_t j = 0; j < r->nheap; j++)
+			top = CRDT_MAX(top, r->heap[j].c);
+		int rc = crdt_vclock_set(vc, &r->id, top);
+		if (rc < 0) {
+			crdt_vclock_free(vc);
+			return rc;
+		}
+	}
+	*out = vc;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* transactions                                                     */
+
+int
+crdt_doc_begin(crdt_doc *d)
+{
+	if (d == NULL)
+		return CRDT_EINVAL;
+	if (d->in_txn)
+		return CRDT_ESTATE;
+	d->in_txn = true;
+	crdt_buf_clear(&d->stage);
+	d->stage_ops = 0;
+	return 0;
+}
+
+void
+crdt_doc_abort(crdt_doc *d)
+{
+	if (d == NULL)
+		return;
+	d->in_txn = false;
+	crdt_buf_clear(&d->stage);
+	d->stage_ops = 0;
+}
+
+static int
+dep_id_cmp(const void *x, const void *y)
+{
+	return crdt_replica_id_cmp(&((const iddep *)x)->id,
+	    &((const iddep *)y)->id);
+}
+
+static int
+encode_msg(crdt_doc *d, crdt_buf *out, uint64_t counter, uint64_t hlc,
+    size_t *ndeps)
+{
+	/* Deps: only the entries that grew since our previous message. */
+	void *v = d->sdeps;
+	CRDT_TRY(crdt__grow(&d->cfg.alloc, &v, &d->capsdeps, d->ndirty,
+	    sizeof *d->sdeps));
+	d->sdeps = v;
+	size_t n = 0;
+	for (size_t i = 0; i < d->ndirty; i++) {
+		const rstate *r = &d->rs[d->dirty[i]];
+		if (r->vc > r->sent)
+			d->sdeps[n++] = (iddep){ r->id, r->vc };
+	}
+	if (n > 1)
+		qsort(d->sdeps, n, sizeof *d->sdeps, dep_id_cmp);
+	CRDT_TRY(crdt__w_header(out, KIND_MSG, 6));
+	CRDT_TRY(crdt__w_id(out, &d->self));
+	CRDT_TRY(crdt__w_uint(out, counter));
+	CRDT_TRY(crdt__w_uint(out, hlc));
+	CRDT_TRY(crdt__w_array(out, 2 * n));
+	for (size_t i = 0; i < n; i++) {
+		CRDT_TRY(crdt__w_id(out, &d->sdeps[i].id));
+		CRDT_TRY(crdt__w_uint(out, d->sdeps[i].c));
+	}
+	/* payload = bin(array(nops) ++ staged ops) */
+	uint8_t hdr[5];
+	size_t hl;
+	if (d->stage_ops < 16) {
+		hdr[0] = (uint8_t)(0x90 | d->stage_ops);
+		hl = 1;
+	} else if (d->stage_ops <= UINT16_MAX) {
+		hdr[0] = 0xdc;
+		hdr[1] = (uint8_t)(d->stage_ops >> 8);
+		hdr[2] = (uint8_t)d->stage_ops;
+		hl = 3;
+	} else {
+		if (d->stage_ops > UINT32_MAX)
+			return CRDT_ETOOBIG;
+		hdr[0] = 0xdd;
+		for (int i = 0; i < 4; i++)
+			hdr[1 + i] = (uint8_t)(d->stage_ops >> (24 - 8 * i));
+		hl = 5;
+	}
+	size_t plen = hl + d->stage.len;
+	CRDT_TRY(crdt__w_bin_header(out, plen));
+	CRDT_TRY(crdt_buf_append(out, hdr, hl));
+	CRDT_TRY(crdt_buf_append(out, d->stage.data, d->stage.len));
+	CRDT_TRY(crdt__w_nil(out));
+	*ndeps = n;
+	return 0;
+}
+
+int
+crdt_doc_commit(crdt_doc *d, crdt_buf *msg_out)
+{
+	if (d == NULL || msg_out == NULL)
+		return CRDT_EINVAL;
+	if (!d->in_txn)
+		return CRDT_ESTATE;
+	rstate *me = &d->rs[d->self_idx];
+	if (me->vc == UINT64_MAX)
+		return CRDT_EOVERFLOW;
+	uint64_t counter = me->vc + 1;
+	crdt_hlc saved = d->clock;
+	uint64_t hlc;
+	CRDT_TRY(crdt_hlc_now(&d->clock, &hlc));
+	if (d->stage_ops > 0 && hlc > UINT64_MAX - (d->stage_ops - 1)) {
+		d->clock = saved;
+		return CRDT_EOVERFLOW;
+	}
+	size_t mark = msg_out->len, ndeps = 0;
+	int rc = encode_msg(d, msg_out, counter, hlc, &ndeps);
+	if (rc == 0 && msg_out->len - mark > d->cfg.limits.max_bytes)
+		rc = CRDT_ETOOBIG;
+	if (rc == 0) {
+		const uint8_t *m = msg_out->data + mark;
+		size_t mlen = msg_out->len - mark;
+		msgview mv;
+		/* Apply through the same path as a remote message, so the
+		 * local state is exactly what every receiver will get. */
+		rc = parse_msg(d, m, mlen, &mv);
+		if (rc == 0)
+			rc = apply_msg(d, d->self_idx, counter, hlc, m, mlen,
+			    mv.payload, mv.plen, CRDT_UPDATE_LOCAL, NULL);
+	}
+	if (rc < 0) {
+		d->clock = saved;
+		msg_out->len = mark;
+		return rc;
+	}
+	for (size_t i = 0; i < d->ndirty; i++) {
+		rstate *r = &d->rs[d->dirty[i]];
+		r->sent = r->vc;
+		r->dirty = false;
+	}
+	d->ndirty = 0;
+	crdt_doc_abort(d);
+	return release(d, d->self_idx);
+}
+
+/* Stage one op, or run it as a one-op transaction. */
+static int
+stage_op(crdt_doc *d, uint32_t on, crdt_obj_type type, const void *a,
+    size_t alen, bool bpresent, const void *b, size_t blen,
+    crdt_buf *msg_out)
+{
+	if (d == NULL || (a == NULL && alen != 0) ||
+	    (bpresent && b == NULL && blen != 0))
+		return CRDT_EINVAL;
+	if (on >= d->nobjs || d->objs[on].type != type)
+		return CRDT_ESCHEMA;
+	if (alen > d->cfg.limits.max_value_bytes ||
+	    blen > d->cfg.limits.max_value_bytes)
+		return CRDT_ETOOBIG;
+	if (d->in_txn == (msg_out != NULL))
+		return CRDT_ESTATE;
+	bool one = !d->in_txn;
+	if (one)
+		CRDT_TRY(crdt_doc_begin(d));
+	size_t mark = d->stage.len;
+	crdt_buf *s = &d->stage;
+	int rc = crdt__w_array(s, op_arity(type));
+	if (rc == 0)
+		rc = crdt__w_uint(s, on);
+	if (rc == 0 && type == CRDT_OBJ_GSET)
+		rc = crdt__w_bin(s, a, alen);
+	else if (rc == 0 && type == CRDT_OBJ_LWW)
+		rc = bpresent ? crdt__w_bin(s, a, alen) : crdt__w_nil(s);
+	else if (rc == 0) {
+		rc = crdt__w_bin(s, a, alen);
+		if (rc == 0)
+			rc = bpresent ? crdt__w_bin(s, b, blen) :
+			    crdt__w_nil(s);
+	}
+	if (rc < 0) {
+		s->len = mark;
+		if (one)
+			crdt_doc_abort(d);
+		return rc;
+	}
+	d->stage_ops++;
+	if (!one)
+		return 0;
+	rc = crdt_doc_commit(d, msg_out);
+	if (rc < 0)
+		crdt_doc_abort(d);
+	return rc;
+}
+
+int
+crdt_doc_gset_add(crdt_doc *d, uint32_t on, const void *elem, size_t len,
+    crdt_buf *msg_out)
+{
+	return stage_op(d, on, CRDT_OBJ_GSET, elem, len, false, NULL, 0,
+	    msg_out);
+}
+
+int
+crdt_doc_lww_set(crdt_doc *d, uint32_t on, const void *value, size_t len,
+    crdt_buf *msg_out)
+{
+	return stage_op(d, on, CRDT_OBJ_LWW, value, len, true, NULL, 0,
+	    msg_out);
+}
+
+int
+crdt_doc_lww_clear(crdt_doc *d, uint32_t on, crdt_buf *msg_out)
+{
+	return stage_op(d, on, CRDT_OBJ_LWW, NULL, 0, false, NULL, 0,
+	    msg_out);
+}
+
+int
+crdt_doc_map_set(crdt_doc *d, uint32_t on, const void *key, size_t klen,
+    const void *value, size_t vlen, crdt_buf *msg_out)
+{
+	return stage_op(d, on, CRDT_OBJ_MAP, key, klen, true, value, vlen,
+	    msg_out);
+}
+
+int
+crdt_doc_map_remove(crdt_doc *d, uint32_t on, const void *key, size_t klen,
+    crdt_buf *msg_out)
+{
+	return stage_op(d, on, CRDT_OBJ_MAP, key, klen, false, NULL, 0,
+	    msg_out);
+}
+
+/* ---------------------------------------------------------------- */
+/* snapshots                                                        */
+
+static int
+rs_id_cmp(const void *x, const void *y)
+{
+	const rstate *a = *(const rstate *const *)x;
+	const rstate *b = *(const rstate *const *)y;
+	return crdt_replica_id_cmp(&a->id, &b->id);
+}
+
+/* [id, c, id, c, ...] of every non-zero entry, ascending by ID. */
+static int
+w_vc_pairs(const crdt_doc *d, crdt_buf *out)
+{
+	const crdt_allocator *a = &d->cfg.alloc;
+	const rstate **v = crdt__malloc(a, d->nrs * sizeof *v);
+	size_t n = 0;
+	int rc = 0;
+
+	if (v == NULL)
+		return CRDT_ENOMEM;
+	for (size_t i = 0; i < d->nrs; i++)
+		if (d->rs[i].vc > 0)
+			v[n++] = &d->rs[i];
+	if (n > 1)
+		qsort(v, n, sizeof *v, rs_id_cmp);
+	rc = crdt__w_array(out, 2 * n);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		rc = crdt__w_id(out, &v[i]->id);
+		if (rc == 0)
+			rc = crdt__w_uint(out, v[i]->vc);
+	}
+	crdt__free(a, v, d->nrs * sizeof *v);
+	return rc;
+}
+
+static int
+encode_obj(const dobj *o, crdt_buf *out)
+{
+	switch (o->type) {
+	case CRDT_OBJ_GSET:
+		return crdt_gset_encode(o->o, out);
+	case CRDT_OBJ_LWW:
+		return crdt_lww_encode(o->o, out);
+	case CRDT_OBJ_MAP:
+		return crdt_lww_map_encode(o->o, out);
+	}
+	return CRDT_EINVAL;
+}
+
+static int
+bm_cmp(const void *x, const void *y)
+{
+	const bmsg *a = *(const bmsg *const *)x;
+	const bmsg *b = *(const bmsg *const *)y;
+	/* Same sender index means the same ID; order by ID via the bytes. */
+	crdt_dot da, db;
+	if (crdt_msg_peek(a->bytes, a->len, &da, NULL) != 0 ||
+	    crdt_msg_peek(b->bytes, b->len, &db, NULL) != 0)
+		return 0;
+	return crdt_dot_cmp(da, db);
+}
+
+static int
+save_body(const crdt_doc *d, crdt_buf *out, crdt_buf *tmp)
+{
+	const crdt_allocator *a = &d->cfg.alloc;
+
+	CRDT_TRY(crdt__w_header(out, KIND_SNAP, 4));
+	CRDT_TRY(w_vc_pairs(d, out));
+	CRDT_TRY(crdt__w_uint(out, d->hlc_max));
+	CRDT_TRY(crdt__w_array(out, d->nobjs));
+	for (size_t i = 0; i < d->nobjs; i++) {
+		const dobj *o = &d->objs[i];
+		crdt_buf_clear(tmp);
+		CRDT_TRY(encode_obj(o, tmp));
+		CRDT_TRY(crdt__w_array(out, 3));
+		CRDT_TRY(crdt__w_bin(out, o->name, strlen(o->name)));
+		CRDT_TRY(crdt__w_uint(out, (uint64_t)o->type));
+		CRDT_TRY(crdt__w_bin(out, tmp->data, tmp->len));
+	}
+	const bmsg **v = NULL;
+	if (d->nbuffered > 0) {
+		v = crdt__malloc(a, d->nbuffered * sizeof *v);
+		if (v == NULL)
+			return CRDT_ENOMEM;
+	}
+	size_t n = 0;
+	for (size_t i = 0; i < d->nbm; i++)
+		if (d->bm[i].live)
+			v[n++] = &d->bm[i];
+	if (n > 1)
+		qsort(v, n, sizeof *v, bm_cmp);
+	int rc = crdt__w_array(out, n);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = crdt__w_bin(out, v[i]->bytes, v[i]->len);
+	crdt__free(a, v, d->nbuffered * sizeof *v);
+	return rc;
+}
+
+int
+crdt_doc_save(const crdt_doc *d, crdt_buf *out)
+{
+	crdt_buf tmp;
+
+	if (d == NULL || out == NULL)
+		return CRDT_EINVAL;
+	crdt_buf_init(&tmp, &d->cfg.alloc);
+	size_t mark = out->len;
+	int rc = save_body(d, out, &tmp);
+	crdt_buf_fini(&tmp);
+	if (rc < 0)
+		out->len = mark;
+	return rc;
+}
+
+/* Everything a snapshot holds, decoded but not yet merged. */
+typedef struct snapview {
+	iddep *vc;
+	size_t nvc;
+	uint64_t hlc_max;
+	void **tmp; /* one decoded object per schema entry */
+	bool *changed;
+	const uint8_t **bp; /* buffered messages */
+	size_t *bl;
+	size_t nb;
+	uint32_t *jumped;
+	size_t njumped;
+} snapview;
+
+static int
+decode_obj(const crdt_doc *d, crdt_obj_type t, const uint8_t *p, size_t n,
+    void **o)
+{
+	switch (t) {
+	case CRDT_OBJ_GSET:
+		return crdt_gset_decode(&d->cfg, &d->self, p, n,
+		    (crdt_gset **)o);
+	case CRDT_OBJ_LWW:
+		return crdt_lww_decode(&d->cfg, &d->self, p, n,
+		    (crdt_lww **)o);
+	case CRDT_OBJ_MAP:
+		return crdt_lww_map_decode(&d->cfg, &d->self, p, n,
+		    (crdt_lww_map **)o);
+	}
+	return CRDT_EINVAL;
+}
+
+static void
+snapview_free(const crdt_doc *d, snapview *sv)
+{
+	const crdt_allocator *a = &d->cfg.alloc;
+	if (sv->tmp != NULL) {
+		for (size_t i = 0; i < d->nobjs; i++) {
+			dobj o = { "", d->objs[i].type, sv->tmp[i] };
+			obj_free(&o);
+		}
+	}
+	crdt__free(a, sv->tmp, d->nobjs * sizeof *sv->tmp);
+	crdt__free(a, sv->changed, d->nobjs * sizeof *sv->changed);
+	crdt__free(a, sv->vc, sv->nvc * sizeof *sv->vc);
+	crdt__free(a, sv->bp, sv->nb * sizeof *sv->bp);
+	crdt__free(a, sv->bl, sv->nb * sizeof *sv->bl);
+	crdt__free(a, sv->jumped, sv->nvc * sizeof *sv->jumped);
+	memset(sv, 0, sizeof *sv);
+}
+
+/* Read [id, c, ...] ascending into a fresh array. */
+static int
+rd_vc_pairs(const crdt_doc *d, crdt__rd *r, iddep **out, size_t *nout)
+{
+	size_t n;
+
+	CRDT_TRY(crdt__rd_array(r, &n));
+	if (n % 2 != 0)
+		return CRDT_EMALFORMED;
+	n /= 2;
+	iddep *v = crdt__malloc(&d->cfg.alloc, n * sizeof *v);
+	if (v == NULL)
+		return CRDT_ENOMEM;
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		rc = crdt__rd_id(r, &v[i].id);
+		if (rc == 0)
+			rc = crdt__rd_uint(r, &v[i].c);
+		if (rc == 0 && (v[i].c == 0 || (i > 0 &&
+		    crdt_replica_id_cmp(&v[i - 1].id, &v[i].id) >= 0)))
+			rc = CRDT_EMALFORMED;
+	}
+	if (rc < 0) {
+		crdt__free(&d->cfg.alloc, v, n * sizeof *v);
+		return rc;
+	}
+	r->depth--;
+	*out = v;
+	*nout = n;
+	return 0;
+}
+
+static int
+parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
+{
+	const crdt_allocator *a = &d->cfg.alloc;
+	crdt__rd r;
+	size_t n;
+
+	CRDT_TRY(crdt__rd_init(&r, &d->cfg.limits, bytes, len));
+	CRDT_TRY(crdt__rd_header(&r, KIND_SNAP, &n));
+	if (n != 6)
+		return CRDT_EMALFORMED;
+	CRDT_TRY(rd_vc_pairs(d, &r, &sv->vc, &sv->nvc));
+	CRDT_TRY(crdt__rd_uint(&r, &sv->hlc_max));
+	CRDT_TRY(crdt__rd_array(&r, &n));
+	if (n != d->nobjs)
+		return CRDT_ESCHEMA;
+	sv->tmp = crdt__malloc(a, d->nobjs * sizeof *sv->tmp);
+	sv->changed = crdt__malloc(a, d->nobjs * sizeof *sv->changed);
+	if (sv->tmp == NULL || sv->changed == NULL)
+		return CRDT_ENOMEM;
+	memset(sv->tmp, 0, d->nobjs * sizeof *sv->tmp);
+	memset(sv->changed, 0, d->nobjs * sizeof *sv->changed);
+	for (size_t i = 0; i < d->nobjs; i++) {
+		const uint8_t *name, *st;
+		size_t nlen, slen;
+		uint64_t type;
+		CRDT_TRY(crdt__rd_array_n(&r, 3));
+		CRDT_TRY(crdt__rd_bin(&r, &name, &nlen));
+		CRDT_TRY(crdt__rd_uint(&r, &type));
+		CRDT_TRY(crdt__rd_blob(&r, &st, &slen));
+		r.depth--;
+		const dobj *o = &d->objs[i];
+		if (nlen != strlen(o->name) || memcmp(name, o->name, nlen) ||
+		    type != (uint64_t)o->type)
+			return CRDT_ESCHEMA;
+		CRDT_TRY(decode_obj(d, o->type, st, slen, &sv->tmp[i]));
+	}
+	r.depth--;
+	CRDT_TRY(crdt__rd_array(&r, &n));
+	sv->bp = crdt__malloc(a, n * sizeof *sv->bp);
+	sv->bl = crdt__malloc(a, n * sizeof *sv->bl);
+	sv->nb = n;
+	if (sv->bp == NULL || sv->bl == NULL)
+		return CRDT_ENOMEM;
+	crdt_dot prev = { { { 0 } }, 0 };
+	for (size_t i = 0; i < n; i++) {
+		msgview mv;
+		CRDT_TRY(crdt__rd_blob(&r, &sv->bp[i], &sv->bl[i]));
+		CRDT_TRY(parse_msg(d, sv->bp[i], sv->bl[i], &mv));
+		crdt_dot dot = { mv.sender, mv.counter };
+		if (i > 0 && crdt_dot_cmp(prev, dot) >= 0)
+			return CRDT_EMALFORMED;
+		prev = dot;
+	}
+	return crdt__rd_done(&r);
+}
+
+static int
+merge_into_tmp(const dobj *o, void *tmp, bool *changed)
+{
+	switch (o->type) {
+	case CRDT_OBJ_GSET:
+		CRDT_TRY(crdt_gset_merge(tmp, o->o));
+		*changed = !crdt_gset_equal(tmp, o->o);
+		return 0;
+	case CRDT_OBJ_LWW:
+		CRDT_TRY(crdt_lww_merge(tmp, o->o));
+		*changed = !crdt_lww_equal(tmp, o->o);
+		return 0;
+	case CRDT_OBJ_MAP:
+		CRDT_TRY(crdt_lww_map_merge(tmp, o->o));
+		*changed = !crdt_lww_map_equal(tmp, o->o);
+		return 0;
+	}
+	return CRDT_EINVAL;
+}
+
+/*
+ * load = parse everything, build the merged objects aside, intern and
+ * reserve; only then swap in (nothing after that point can fail). The
+ * merged object is snapshot ∪ current, which is current ∪ snapshot:
+ * merge is commutative.
+ */
+int
+crdt_doc_load(crdt_doc *d, const void *snap, size_t len, void *caller)
+{
+	snapview sv;
+	int rc;
+
+	if (d == NULL || snap == NULL)
+		return CRDT_EINVAL;
+	if (d->in_txn)
+		return CRDT_ESTATE;
+	memset(&sv, 0, sizeof sv);
+	rc = parse_snap(d, snap, len, &sv);
+	for (size_t i = 0; rc == 0 && i < d->nobjs; i++)
+		rc = merge_into_tmp(&d->objs[i], sv.tmp[i], &sv.changed[i]);
+	if (rc == 0) {
+		sv.jumped = crdt__malloc(&d->cfg.alloc,
+		    sv.nvc * sizeof *sv.jumped);
+		if (sv.jumped == NULL)
+			rc = CRDT_ENOMEM;
+	}
+	for (size_t i = 0; rc == 0 && i < sv.nvc; i++) {
+		uint32_t ri;
+		rc = rep_intern(d, &sv.vc[i].id, &ri);
+	}
+	if (rc == 0) {
+		void *v = d->dirty;
+		rc = crdt__grow(&d->cfg.alloc, &v, &d->capdirty, d->nrs,
+		    sizeof *d->dirty);
+		d->dirty = v;
+	}
+	if (rc < 0) {
+		snapview_free(d, &sv);
+		return rc;
+	}
+	/* Commit: cannot fail from here. */
+	bool any = false;
+	for (size_t i = 0; i < d->nobjs; i++) {
+		void *old = d->objs[i].o;
+		d->objs[i].o = sv.tmp[i];
+		sv.tmp[i] = old; /* freed with the view */
+		any |= sv.changed[i];
+	}
+	for (size_t i = 0; i < sv.nvc; i++) {
+		uint32_t ri = 0;
+		if (rep_find(d, &sv.vc[i].id, &ri) != 0)
+			continue; /* cannot happen: interned above */
+		rstate *r = &d->rs[ri];
+		if (sv.vc[i].c <= r->vc)
+			continue;
+		if (r->log_n > 0)
+			log_reset(d, ri, sv.vc[i].c + 1);
+		else
+			r->log_lo = sv.vc[i].c + 1;
+		r->vc = sv.vc[i].c;
+		(void)mark_dirty(d, ri); /* capacity reserved above */
+		sv.jumped[sv.njumped++] = ri;
+		any = true;
+	}
+	if (sv.hlc_max > d->hlc_max)
+		d->hlc_max = sv.hlc_max;
+	rc = crdt_hlc_update(&d->clock, d->hlc_max, NULL);
+	(void)rc; /* beyond the drift bound: keep the clock (clock.h) */
+	if (any) {
+		d->has_data = true;
+		if (d->l.on_update != NULL)
+			d->l.on_update(d->l.ud, CRDT_UPDATE_SNAPSHOT, snap, len,
+			    caller);
+		for (size_t i = 0; d->l.on_change != NULL && i < d->nobjs;
+		     i++) {
+			if (!sv.changed[i])
+				continue;
+			crdt_change ch;
+			memset(&ch, 0, sizeof ch);
+			ch.kind = CRDT_CHANGE_RELOADED;
+			ch.obj = (uint32_t)i;
+			d->l.on_change(d->l.ud, &ch);
+		}
+	}
+	/* Deliver what the new clock unblocks, then re-offer the snapshot's
+	 * buffered messages. Failures here (buffer full, out of memory)
+	 * leave those messages for a later sync: the snapshot itself is in. */
+	rc = 0;
+	for (size_t i = 0; i < sv.njumped; i++) {
+		int r2 = release(d, sv.jumped[i]);
+		if (rc == 0)
+			rc = r2;
+	}
+	for (size_t i = 0; i < sv.nb; i++) {
+		int r2 = receive_one(d, sv.bp[i], sv.bl[i], caller);
+		if (rc == 0 && r2 == CRDT_ENOMEM)
+			rc = r2;
+	}
+	snapview_free(d, &sv);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- */
+/* sync protocol                                                    */
+
+int
+crdt_doc_sync_start(const crdt_doc *d, crdt_buf *out)
+{
+	if (d == NULL || out == NULL)
+		return CRDT_EINVAL;
+	size_t mark = out->len;
+	int rc = crdt__w_header(out, KIND_HELLO, 1);
+	if (rc == 0)
+		rc = w_vc_pairs(d, out);
+	if (rc < 0)
+		out->len = mark;
+	return rc;
+}
+
+/* peer[r] for each of our replicas, from the peer's clock pairs. */
+static int
+peer_clock(const crdt_doc *d, const iddep *pairs, size_t n, uint64_t **out)
+{
+	uint64_t *p = crdt__malloc(&d->cfg.alloc, d->nrs * sizeof *p);
+	if (p == NULL)
+		return CRDT_ENOMEM;
+	memset(p, 0, d->nrs * sizeof *p);
+	for (size_t i = 0; i < n; i++) {
+		uint32_t ri;
+		if (rep_find(d, &pairs[i].id, &ri) == 0)
+			p[ri] = pairs[i].c;
+	}
+	*out = p;
+	return 0;
+}
+
+static bool
+in_log(const rstate *r, uint64_t c)
+{
+	return r->log_n > 0 && c >= r->log_lo && c < r->log_lo + r->log_n;
+}
+
+/*
+ * DATA = [1, 8, our clock, [msg, ...], snapshot | nil]. Messages go in log
+ * order, which is an order in which this replica applied them, hence
+ * causal: the peer applies them without buffering. If the log no longer
+ * holds everything the peer lacks, send a snapshot instead.
+ */
+static int
+w_data(const crdt_doc *d, const uint64_t *peer, crdt_buf *out)
+{
+	bool complete = true;
+	size_t count = 0;
+
+	for (size_t i = 0; i < d->nrs; i++) {
+		const rstate *r = &d->rs[i];
+		if (r->vc <= peer[i])
+			continue;
+		if (!in_log(r, peer[i] + 1) || !in_log(r, r->vc))
+			complete = false;
+		count += r->vc - peer[i];
+	}
+	CRDT_TRY(crdt__w_header(out, KIND_DATA, 3));
+	CRDT_TRY(w_vc_pairs(d, out));
+	if (!complete) {
+		CRDT_TRY(crdt__w_array(out, 0));
+		crdt_buf tmp;
+		crdt_buf_init(&tmp, &d->cfg.alloc);
+		int rc = crdt_doc_save(d, &tmp);
+		if (rc == 0)
+			rc = crdt__w_bin(out, tmp.data, tmp.len);
+		crdt_buf_fini(&tmp);
+		return rc;
+	}
+	CRDT_TRY(crdt__w_array(out, count));
+	for (size_t i = 0; i < d->fifo_n; i++) {
+		fifo_ent f = d->fifo[d->fifo_start + i];
+		const rstate *r = &d->rs[f.r];
+		if (f.c <= peer[f.r] || !in_log(r, f.c))
+			continue;
+		const logent *e = &r->log[r->log_start + (f.c - r->log_lo)];
+		CRDT_TRY(crdt__w_bin(out, e->bytes, e->len));
+	}
+	return crdt__w_nil(out);
+}
+
+static bool
+peer_lacks(const crdt_doc *d, const uint64_t *peer)
+{
+	for (size_t i = 0; i < d->nrs; i++)
+		if (d->rs[i].vc > peer[i])
+			return true;
+	return false;
+}
+
+static int
+reply_data(crdt_doc *d, const iddep *pairs, size_t n, bool always,
+    crdt_buf *reply)
+{
+	uint64_t *peer;
+
+	CRDT_TRY(peer_clock(d, pairs, n, &peer));
+	int rc = 0;
+	if (always || peer_lacks(d, peer)) {
+		size_t mark = reply->len;
+		rc = w_data(d, peer, reply);
+		if (rc < 0)
+			reply->len = mark;
+	}
+	crdt__free(&d->cfg.alloc, peer, d->nrs * sizeof *peer);
+	return rc;
+}
+
+int
+crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
+    void *caller, crdt_buf *reply)
+{
+	crdt__rd r;
+	size_t n, nmsgs = 0;
+	uint64_t kind, ver;
+	iddep *pairs = NULL;
+	size_t npairs = 0;
+	const uint8_t *snap = NULL, *mstart = NULL;
+	size_t snaplen = 0;
+	bool has_snap = false;
+	int rc;
+
+	if (d == NULL || frame == NULL || reply == NULL)
+		return CRDT_EINVAL;
+	if (d->in_txn)
+		return CRDT_ESTATE;
+	CRDT_TRY(crdt__rd_init(&r, &d->cfg.limits, frame, len));
+	CRDT_TRY(crdt__rd_array(&r, &n));
+	CRDT_TRY(crdt__rd_uint(&r, &ver));
+	if (ver != CRDT__FORMAT_VERSION)
+		return CRDT_EVERSION;
+	CRDT_TRY(crdt__rd_uint(&r, &kind));
+	if (!((kind == KIND_HELLO && n == 3) || (kind == KIND_DATA && n == 5)))
+		return CRDT_EMALFORMED;
+	CRDT_TRY(rd_vc_pairs(d, &r, &pairs, &npairs));
+	rc = 0;
+	if (kind == KIND_DATA) {
+		/* Validate every message and find the snapshot before
+		 * applying anything. */
+		rc = crdt__rd_array(&r, &nmsgs);
+		mstart = r.p;
+		for (size_t i = 0; rc == 0 && i < nmsgs; i++) {
+			const uint8_t *m;
+			size_t ml;
+			msgview mv;
+			rc = crdt__rd_blob(&r, &m, &ml);
+			if (rc == 0)
+				rc = parse_msg(d, m, ml, &mv);
+		}
+		if (rc == 0 && r.p < r.end && *r.p == 0xc0)
+			r.p++;
+		else if (rc == 0) {
+			rc = crdt__rd_blob(&r, &snap, &snaplen);
+			has_snap = true;
+		}
+	}
+	if (rc == 0)
+		rc = crdt__rd_done(&r);
+	if (rc == 0 && has_snap)
+		rc = crdt_doc_load(d, snap, snaplen, caller);
+	if (rc == 0 && nmsgs > 0) {
+		crdt__rd mr;
+		rc = crdt__rd_init(&mr, &d->cfg.limits, mstart,
+		    (size_t)(r.end - mstart));
+		for (size_t i = 0; rc == 0 && i < nmsgs; i++) {
+			const uint8_t *m;
+			size_t ml;
+			rc = crdt__rd_blob(&mr, &m, &ml);
+			if (rc == 0)
+				rc = receive_one(d, m, ml, caller);
+		}
+	}
+	if (rc == 0)
+		rc = reply_data(d, pairs, npairs, kind == KIND_HELLO, reply);
+	crdt__free(&d->cfg.alloc, pairs, npairs * sizeof *pairs);
+	return rc;
+}

@@ -1,0 +1,279 @@
+#ifndef CRDT_DOC_H
+#define CRDT_DOC_H
+
+/*
+ * Document runtime: one replica of a document made of named CRDT objects.
+ *
+ * Local changes are grouped in transactions; committing one applies it at
+ * once and hands out exactly one message (bytes). Any replica can receive
+ * any message, in any order, any number of times: messages are applied in
+ * causal order, duplicates are ignored, and a message whose causal past is
+ * missing waits in a bounded buffer. save() writes a canonical snapshot;
+ * load() merges a snapshot into the document. A three-frame sync protocol
+ * brings two replicas to the union of what they hold.
+ *
+ * Layouts are normative in docs/wire-format.md; costs in docs/document.md.
+ *
+ * Thread safety: a document is used by one thread at a time. Listener
+ * callbacks run on that thread, inside the call that caused them, and must
+ * not call back into the same document.
+ */
+
+#include "crdt/common.h"
+#include "crdt/gset.h"
+#include "crdt/lww.h"
+#include "crdt/vclock.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct crdt_doc crdt_doc;
+
+/** Object types a document can hold. */
+typedef enum crdt_obj_type {
+	CRDT_OBJ_GSET = 1,
+	CRDT_OBJ_LWW = 2,
+	CRDT_OBJ_MAP = 3
+} crdt_obj_type;
+
+/** Longest object name accepted by crdt_doc_register(). */
+#define CRDT_OBJ_NAME_MAX 64
+
+/**
+ * Create an empty document for replica `self` (borrowed, copied). `cfg`
+ * borrowed, NULL = defaults (allocator, limits, clock, drift bound, buffer
+ * and log bounds). `*out` transferred: crdt_doc_free().
+ * @return 0, CRDT_EINVAL, CRDT_ENOMEM or CRDT_ECRYPTO.
+ */
+CRDT_API CRDT_NODISCARD int crdt_doc_new(const crdt_config *cfg,
+    const crdt_replica_id *self, crdt_doc **out);
+/** Free a document and everything it holds; NULL is a no-op. */
+CRDT_API void crdt_doc_free(crdt_doc *d);
+/** The document's own replica ID (borrowed, lives as long as `d`). */
+CRDT_API const crdt_replica_id *crdt_doc_self(const crdt_doc *d);
+
+/**
+ * Register object `name` (NUL-terminated, 1..CRDT_OBJ_NAME_MAX bytes,
+ * copied) of `type`. Objects are numbered 0, 1, ... in registration order;
+ * that number is how messages name them, so every replica of a document
+ * must register the same objects in the same order, before it commits,
+ * receives or loads anything.
+ * @param obj  the object's number (may be NULL).
+ * @return 0, CRDT_EINVAL (bad name/type, duplicate name), CRDT_ESTATE
+ *         (the document already holds data), CRDT_ENOMEM.
+ */
+CRDT_API CRDT_NODISCARD int crdt_doc_register(crdt_doc *d, const char *name,
+    crdt_obj_type type, uint32_t *obj);
+/** Number of object `name`. @return 0, CRDT_EINVAL or CRDT_ENOTFOUND. */
+CRDT_API CRDT_NODISCARD int crdt_doc_lookup(const crdt_doc *d,
+    const char *name, uint32_t *obj);
+
+/**
+ * Open a transaction. Following mutations are staged until commit.
+ * @return 0, CRDT_EINVAL, CRDT_ESTATE (one is already open).
+ */
+CRDT_API CRDT_NODISCARD int crdt_doc_begin(crdt_doc *d);
+/**
+ * Apply the staged operations locally and append the one message that
+ * carries them to `msg_out` (transferred bytes inside the caller's buffer).
+ * The transaction gets the next dot (self, counter) and one HLC stamp.
+ * On error nothing is applied, the counter does not move and the
+ * transaction stays open (retry commit, or abort).
+ * @return 0, CRDT_EINVAL, CRDT_ESTATE (none open), CRDT_EOVERFLOW,
+ *         CRDT_ETOOBIG (message over limits.max_bytes), CRDT_ENOMEM.
+ */
+CRDT_API CRDT_NODISCARD int crdt_doc_commit(crdt_doc *d, crdt_buf *msg_out);
+/** Discard the open transaction, if any. */
+CRDT_API void crdt_doc_abort(crdt_doc *d);
+
+/*
+ * Mutations. With a transaction open, `msg_out` must be NULL and the op is
+ * staged. With none open, `msg_out` is required and the call is a one-op
+ * transaction committed at once (the message is appended to `msg_out`).
+ * Arguments are borrowed and copied. Within one transaction a later write
+ * to the same register or key wins over an earlier one.
+ * @return 0, CRDT_EINVAL, CRDT_ESCHEMA (no such object, or wrong type),
+ *         CRDT_ETOOBIG (over limits.max_value_bytes), CRDT_ESTATE
+ *         (msg_out given inside / missing outside a transaction), or any
+ *         crdt_doc_commit() error for one-op transactions.
+ */
+CRDT_API CRDT_NODISCARD int crdt_doc_gset_add(crdt_doc *d, uint32_t obj,
+    const void *elem, size_t len, crdt_buf *msg_out);
+CRDT_API CRDT_NODISCARD int crdt_doc_lww_set(crdt_doc *d, uint32_t obj,
+    const void *value, size_t len, crdt_buf *msg_out);
+CRDT_API CRDT_NODISCARD int crdt_doc_lww_clear(crdt_doc *d, uint32_t obj,
+    crdt_buf *msg_out);
+CRDT_API CRDT_NODISCARD int crdt_doc_map_set(crdt_doc *d, uint32_t obj,
+    const void *key, size_t klen, const void *value, size_t vlen,
+    crdt_buf *msg_out);
+CRDT_API CRDT_NODISCARD int crdt_doc_map_remove(crdt_doc *d, uint32_t obj,
+    const void *key, size_t klen, crdt_buf *msg_out);
+
+/*
+ * Read access: the object inside the document, borrowed until the next
+ * call that modifies the document. Use the read functions of gset.h and
+ * lww.h on it (contains, get, foreach, encode, ...), never the mutating
+ * ones (they would bypass the document and are refused by nothing).
+ * @return 0, CRDT_EINVAL, CRDT_ESCHEMA.
+ */
+CRDT_API CRDT_NODISCARD int crdt_doc_gset(const crdt_doc *d, uint32_t obj,
+    const crdt_gset **out);
+CRDT_API CRDT_NODISCARD int crdt_doc_lww(const crdt_doc *d, uint32_t obj,
+    const crdt_lww **out);
+CRDT_API CRDT_NODISCARD int crdt_doc_map(const crdt_doc *d, uint32_t obj,
+    const crdt_lww_map **out);
+
+/**
+ * Receive a message (bytes borrowed) from anywhere. Idempotent: a message
+ * already applied or already buffered returns 0 and changes nothing. A
+ * message whose causal dependencies are missing is buffered and applied
+ * together with everything it unblocks the moment they arrive, by message
+ * or by snapshot. A message is all or nothing: any malformed op or unknown
+ * object rejects it whole and leaves the document unchanged.
+ * Acceptance depends only on the bytes and the causal past, never on the
+ * local clock: a stamp beyond the drift bound is applied and reported to
+ * the listener's on_skew (see docs/document.md).
+ * Cost: O(ops + deps) for an in-order message; N messages in any order
+ * cost O(N log N) in total.
+ * @param caller  opaque, handed to the update listener for this message
+ *                (also when it is applied later from the buffer).
+ * @return 0, CRDT_EINVAL, CRDT_EMALFORMED, CRDT_EVERSION, CRDT_ETOOBIG,
+ *         CRDT_ESCHEMA, CRDT_EBUFFULL (buffer bound reached: the message
+ *         is not kept, nothing else changes; resend later), CRDT_ESTATE
+ *         (a transaction is open), CRDT_ENOMEM.
+ */
+CRDT_API CRDT_NODISCARD int crdt_doc_receive(crdt_doc *d, const void *msg,
+    size_t len, void *caller);
+
+/**
+ * Append a snapshot of the whole document to `out`: version, replica
+ * clock, the greatest HLC applied, every object's state, and the buffered
+ * messages. Canonical: two replicas that applied the same transactions
+ * and buffer the same messages produce the same bytes.
+ * @return 0, CRDT_EINVAL, CRDT_ENOMEM (out->len restored).
+ */
+CRDT_API CRDT_NODISCARD int crdt_doc_save(const crdt_doc *d, crdt_buf *out);
+/**
+ * Merge a snapshot (bytes borrowed) into the document: object states
+ * merge, clocks take the pointwise max, buffered messages are re-offered,
+ * and buffered messages that became ready are applied. Loading the same
+ * snapshot twice changes nothing the second time. A document that loads
+ * its own snapshot resumes its counter (never reuses a dot).
+ * All or nothing: on any error the document is unchanged.
+ * @return 0, CRDT_EINVAL, CRDT_EMALFORMED, CRDT_EVERSION, CRDT_ETOOBIG,
+ *         CRDT_ESCHEMA (objects differ from the registered schema),
+ *         CRDT_ESTATE (transaction open), CRDT_ENOMEM.
+ */
+CRDT_API CRDT_NODISCARD int crdt_doc_load(crdt_doc *d, const void *snap,
+    size_t len, void *caller);
+
+/** New clock (transferred) of what is applied. @return 0, EINVAL, ENOMEM. */
+CRDT_API CRDT_NODISCARD int crdt_doc_vclock(const crdt_doc *d,
+    crdt_vclock **out);
+/**
+ * New clock (transferred) of what the buffered messages wait for: per
+ * replica, the highest counter some buffered message needs that is not
+ * applied yet. Empty when nothing is buffered. O(buffered).
+ */
+CRDT_API CRDT_NODISCARD int crdt_doc_missing(const crdt_doc *d,
+    crdt_vclock **out);
+/** Number of buffered (received, not yet applied) messages. */
+CRDT_API size_t crdt_doc_buffered(const crdt_doc *d);
+/** The document's hybrid logical clock (last stamp issued or observed). */
+CRDT_API uint64_t crdt_doc_hlc(const crdt_doc *d);
+/** Number of messages held in the message log. */
+CRDT_API size_t crdt_doc_log_size(const crdt_doc *d);
+
+/** Where an applied update came from. */
+typedef enum crdt_update_source {
+	CRDT_UPDATE_LOCAL = 1,   /* a commit on this replica */
+	CRDT_UPDATE_REMOTE = 2,  /* a received message */
+	CRDT_UPDATE_SNAPSHOT = 3 /* a loaded snapshot that changed something */
+} crdt_update_source;
+
+/** What a typed change event describes. */
+typedef enum crdt_change_kind {
+	CRDT_CHANGE_GSET_ADD = 1,  /* `key` = the new element */
+	CRDT_CHANGE_LWW_SET = 2,   /* register: old -> new value */
+	CRDT_CHANGE_MAP_SET = 3,   /* map `key`: old -> new value */
+	CRDT_CHANGE_RELOADED = 4   /* object merged from a snapshot: re-read it */
+} crdt_change_kind;
+
+/**
+ * A typed change, borrowed for the duration of the callback. For values,
+ * `has_old`/`has_new` false means "absent" (never set, or cleared/removed).
+ */
+typedef struct crdt_change {
+	crdt_change_kind kind;
+	uint32_t obj;
+	crdt_dot dot; /* the transaction that caused it (zero for RELOADED) */
+	const uint8_t *key;
+	size_t key_len;
+	const uint8_t *old_value;
+	size_t old_len;
+	const uint8_t *new_value;
+	size_t new_len;
+	bool has_old, has_new;
+} crdt_change;
+
+/**
+ * Event callbacks; any may be NULL. Copied by crdt_doc_set_listener().
+ * on_update: every applied, non-redundant update with its bytes (a message
+ *   or a snapshot, borrowed) and the `caller` given to receive/load (NULL
+ *   for local commits), so a provider does not echo an update back to
+ *   where it came from.
+ * on_change: one call per visible change, after the update applied.
+ * on_skew: a remote stamp more than max_drift_ms ahead of local time was
+ *   applied (the local clock was not moved by it).
+ */
+typedef struct crdt_doc_listener {
+	void (*on_update)(void *ud, crdt_update_source src,
+	    const uint8_t *bytes, size_t len, void *caller);
+	void (*on_change)(void *ud, const crdt_change *change);
+	void (*on_skew)(void *ud, const crdt_replica_id *sender,
+	    uint64_t remote_hlc, uint64_t local_ms);
+	void *ud;
+} crdt_doc_listener;
+
+/** Install (or with NULL remove) the listener. */
+CRDT_API void crdt_doc_set_listener(crdt_doc *d, const crdt_doc_listener *l);
+
+/**
+ * Read a message's relay-visible header without a document (bytes
+ * borrowed; the payload is not decoded). Any output may be NULL.
+ * @return 0, CRDT_EINVAL, CRDT_EMALFORMED, CRDT_EVERSION, CRDT_ETOOBIG.
+ */
+CRDT_API CRDT_NODISCARD int crdt_msg_peek(const void *msg, size_t len,
+    crdt_dot *dot, uint64_t *hlc);
+
+/*
+ * Sync protocol (transport-agnostic, versioned msgpack frames):
+ *   1. A: crdt_doc_sync_start() -> HELLO frame (A's clock) -> B
+ *   2. B: crdt_doc_sync_handle(HELLO) -> DATA frame (B's clock and the
+ *      messages A lacks, or a snapshot if B's log evicted some) -> A
+ *   3. A: crdt_doc_sync_handle(DATA) applies it and replies a DATA frame
+ *      with what B lacks -> B, which applies it and replies nothing.
+ * After one round both hold the union. Frames carry no session state:
+ * any frame may be repeated, dropped or reordered; a lost round is just
+ * started again.
+ */
+
+/** Append a HELLO frame. @return 0, CRDT_EINVAL, CRDT_ENOMEM. */
+CRDT_API CRDT_NODISCARD int crdt_doc_sync_start(const crdt_doc *d,
+    crdt_buf *frame_out);
+/**
+ * Handle a frame (borrowed) from a peer; append the reply, if one is due,
+ * to `reply` (reply->len unchanged = nothing to send). `caller` is passed
+ * to the update listener for what the frame applies.
+ * @return 0, any crdt_doc_receive()/crdt_doc_load() error, CRDT_ENOMEM.
+ *         On a malformed frame nothing is applied.
+ */
+CRDT_API CRDT_NODISCARD int crdt_doc_sync_handle(crdt_doc *d,
+    const void *frame, size_t len, void *caller, crdt_buf *reply);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CRDT_DOC_H */
