@@ -10,5 +10,6 @@
 #include "crdt/gset.h"
 #include "crdt/lww.h"
 #include "crdt/doc.h"
+#include "crdt/sim.h"
 
 #endif /* CRDT_CRDT_H */
