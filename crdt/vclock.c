@@ -165,9 +165,11 @@ crdt_vclock_merge(crdt_vclock *dst, const crdt_vclock *src)
 		} else if (c > 0) {
 			m[k] = src->v[j++];
 		} else {
+			/* CRDT_MAX evaluates its arguments twice: no j++
+			 * inside it. */
+			uint64_t sc = src->v[j++].counter;
 			m[k] = dst->v[i++];
-			m[k].counter = CRDT_MAX(m[k].counter,
-			    src->v[j++].counter);
+			m[k].counter = CRDT_MAX(m[k].counter, sc);
 		}
 	}
 	crdt__free(&dst->cfg.alloc, dst->v, dst->cap * sizeof *dst->v);

@@ -208,8 +208,11 @@ crdt__rd_uint(crdt__rd *r, uint64_t *out)
 	return 0;
 }
 
-int
-crdt__rd_bin(crdt__rd *r, const uint8_t **p, size_t *n)
+/* A bin of any length that fits the input; the value limit is the
+ * caller's business (fixed-size fields such as replica IDs are not
+ * values and must not depend on limits.max_value_bytes). */
+static int
+rd_bin_any(crdt__rd *r, const uint8_t **p, size_t *n)
 {
 	uint64_t v;
 
@@ -231,11 +234,23 @@ crdt__rd_bin(crdt__rd *r, const uint8_t **p, size_t *n)
 	}
 	if (v > left(r))
 		return CRDT_EMALFORMED;
-	if (v > r->lim.max_value_bytes)
-		return CRDT_ETOOBIG;
 	*p = r->p;
 	*n = (size_t)v;
 	r->p += v;
+	return 0;
+}
+
+int
+crdt__rd_bin(crdt__rd *r, const uint8_t **p, size_t *n)
+{
+	const uint8_t *q;
+	size_t m;
+
+	CRDT_TRY(rd_bin_any(r, &q, &m));
+	if (m > r->lim.max_value_bytes)
+		return CRDT_ETOOBIG;
+	*p = q;
+	*n = m;
 	return 0;
 }
 
@@ -270,7 +285,7 @@ crdt__rd_id(crdt__rd *r, crdt_replica_id *id)
 	size_t n;
 	static const crdt_replica_id zero;
 
-	CRDT_TRY(crdt__rd_bin(r, &p, &n));
+	CRDT_TRY(rd_bin_any(r, &p, &n));
 	if (n != CRDT_REPLICA_ID_BYTES || memcmp(p, zero.bytes, n) == 0)
 		return CRDT_EMALFORMED;
 	memcpy(id->bytes, p, n);
