@@ -18,6 +18,7 @@
 
 #include "internal.h"
 #include "crdt/doc.h"
+#include "crdt/chat.h"
 
 #define KIND_MSG 5
 #define KIND_SNAP 6
@@ -78,6 +79,8 @@ typedef struct obj {
 	char name[CRDT_OBJ_NAME_MAX + 1];
 	crdt_obj_type type;
 	void *o;
+	uint64_t post_walk; /* chat: walk that last saw a post (one per msg) */
+	uint64_t post_txn;  /* chat: transaction that staged a post */
 } dobj;
 
 /* A decoded message: views into the caller's bytes. */
@@ -131,6 +134,8 @@ struct crdt_doc {
 	size_t log_count, log_bytes;
 
 	bool in_txn;
+	uint64_t txn_serial, walk_serial;
+	crdt_buf scratch; /* chat records under construction */
 	crdt_buf stage;
 	size_t stage_ops;
 
@@ -209,6 +214,9 @@ obj_free(dobj *o)
 	case CRDT_OBJ_MAP:
 		crdt_lww_map_free(o->o);
 		break;
+	case CRDT_OBJ_CHAT:
+		crdt__chat_free(o->o);
+		break;
 	}
 	o->o = NULL;
 }
@@ -232,6 +240,7 @@ crdt_doc_new(const crdt_config *cfg, const crdt_replica_id *self,
 	d->undo.a = &d->cfg.alloc;
 	crdt_hlc_init(&d->clock, &d->cfg);
 	crdt_buf_init(&d->stage, &d->cfg.alloc);
+	crdt_buf_init(&d->scratch, &d->cfg.alloc);
 	int rc = crdt__table_init(&d->reps, &d->cfg.alloc, sizeof(rep_entry));
 	if (rc == 0)
 		rc = crdt__random(d->dotkey, sizeof d->dotkey);
@@ -290,6 +299,7 @@ crdt_doc_free(crdt_doc *d)
 	crdt__free(&a, d->fifo, d->fifo_cap * sizeof *d->fifo);
 	crdt__free(&a, d->sdeps, d->capsdeps * sizeof *d->sdeps);
 	crdt_buf_fini(&d->stage);
+	crdt_buf_fini(&d->scratch);
 	crdt__table_fini(&d->reps, NULL);
 	crdt__free(&a, d, sizeof *d);
 }
@@ -301,9 +311,13 @@ crdt_doc_self(const crdt_doc *d)
 }
 
 static int
-new_object(const crdt_doc *d, crdt_obj_type type, void **o)
+new_object(const crdt_doc *d, crdt_obj_type type,
+    const crdt_replica_id *server, void **o)
 {
 	switch (type) {
+	case CRDT_OBJ_CHAT:
+		return crdt__chat_new(&d->cfg, &d->self, server,
+		    (crdt_chat **)o);
 	case CRDT_OBJ_GSET:
 		return crdt_gset_new(&d->cfg, &d->self, (crdt_gset **)o);
 	case CRDT_OBJ_LWW:
@@ -329,16 +343,17 @@ crdt_doc_lookup(const crdt_doc *d, const char *name, uint32_t *objn)
 	return CRDT_ENOTFOUND;
 }
 
-int
-crdt_doc_register(crdt_doc *d, const char *name, crdt_obj_type type,
-    uint32_t *objn)
+static int get_obj(const crdt_doc *d, uint32_t n, crdt_obj_type type,
+    const void *out);
+
+static int
+register_obj(crdt_doc *d, const char *name, crdt_obj_type type,
+    const crdt_replica_id *server, uint32_t *objn)
 {
 	if (d == NULL || name == NULL)
 		return CRDT_EINVAL;
 	size_t nlen = strlen(name);
-	if (nlen == 0 || nlen > CRDT_OBJ_NAME_MAX ||
-	    (type != CRDT_OBJ_GSET && type != CRDT_OBJ_LWW &&
-		type != CRDT_OBJ_MAP))
+	if (nlen == 0 || nlen > CRDT_OBJ_NAME_MAX)
 		return CRDT_EINVAL;
 	if (d->has_data || d->in_txn)
 		return CRDT_ESTATE;
@@ -350,12 +365,37 @@ crdt_doc_register(crdt_doc *d, const char *name, crdt_obj_type type,
 	d->objs = v;
 	dobj *o = &d->objs[d->nobjs];
 	memset(o, 0, sizeof *o);
-	CRDT_TRY(new_object(d, type, &o->o));
+	CRDT_TRY(new_object(d, type, server, &o->o));
 	memcpy(o->name, name, nlen + 1);
 	o->type = type;
 	if (objn != NULL)
 		*objn = (uint32_t)d->nobjs;
 	d->nobjs++;
+	return 0;
+}
+
+int
+crdt_doc_register(crdt_doc *d, const char *name, crdt_obj_type type,
+    uint32_t *objn)
+{
+	if (type != CRDT_OBJ_GSET && type != CRDT_OBJ_LWW &&
+	    type != CRDT_OBJ_MAP)
+		return CRDT_EINVAL;
+	return register_obj(d, name, type, NULL, objn);
+}
+
+int
+crdt_doc_register_chat(crdt_doc *d, const char *name,
+    const crdt_replica_id *server, uint32_t *objn)
+{
+	return register_obj(d, name, CRDT_OBJ_CHAT, server, objn);
+}
+
+int
+crdt_doc_chat(const crdt_doc *d, uint32_t n, const crdt_chat **out)
+{
+	CRDT_TRY(get_obj(d, n, CRDT_OBJ_CHAT, out));
+	*out = d->objs[n].o;
 	return 0;
 }
 
@@ -427,13 +467,14 @@ typedef struct stamp {
  */
 static int
 walk_ops(crdt_doc *d, const uint8_t *p, size_t len, size_t *nops,
-    const stamp *st)
+    const stamp *st, const crdt_replica_id *sender)
 {
 	crdt__rd r;
 	size_t n;
 
 	CRDT_TRY(crdt__rd_init(&r, &d->cfg.limits, p, len));
 	CRDT_TRY(crdt__rd_array(&r, &n));
+	uint64_t walk = ++d->walk_serial;
 	for (size_t i = 0; i < n; i++) {
 		size_t k;
 		uint64_t on;
@@ -446,6 +487,29 @@ walk_ops(crdt_doc *d, const uint8_t *p, size_t len, size_t *nops,
 		if (on >= d->nobjs)
 			return CRDT_ESCHEMA;
 		dobj *o = &d->objs[on];
+		if (o->type == CRDT_OBJ_CHAT) {
+			uint64_t kind;
+			if (k < 2)
+				return CRDT_EMALFORMED;
+			CRDT_TRY(crdt__rd_uint(&r, &kind));
+			if (kind == 0) { /* one post per thread per message */
+				if (o->post_walk == walk)
+					return CRDT_EMALFORMED;
+				o->post_walk = walk;
+			}
+			crdt_dot dot = { { { 0 } }, 0 };
+			uint64_t ts = 0;
+			if (st != NULL) {
+				dot = st->dot;
+				ts = st->hlc + i;
+			} else if (sender != NULL) {
+				dot.replica = *sender;
+			}
+			CRDT_TRY(crdt__chat_op(o->o, &r, k, kind, dot, ts,
+			    st ? &d->undo : NULL, (uint32_t)on, &d->scratch));
+			r.depth--;
+			continue;
+		}
 		if (k != op_arity(o->type))
 			return CRDT_EMALFORMED;
 		if (o->type == CRDT_OBJ_GSET) {
@@ -539,7 +603,8 @@ parse_msg(crdt_doc *d, const void *bytes, size_t len, msgview *mv)
 		return CRDT_EMALFORMED;
 	r.p++;
 	CRDT_TRY(crdt__rd_done(&r));
-	CRDT_TRY(walk_ops(d, mv->payload, mv->plen, &mv->nops, NULL));
+	CRDT_TRY(walk_ops(d, mv->payload, mv->plen, &mv->nops, NULL,
+	    &mv->sender));
 	/* Op stamps are hlc + i; they must not wrap. */
 	if (mv->nops > 0 && mv->hlc > UINT64_MAX - (mv->nops - 1))
 		return CRDT_EMALFORMED;
@@ -668,8 +733,6 @@ crdt_doc_log_size(const crdt_doc *d)
 static void
 emit_changes(crdt_doc *d, crdt_dot dot)
 {
-	if (d->l.on_change == NULL)
-		return;
 	for (size_t i = 0; i < d->undo.n; i++) {
 		const crdt__undo_rec *u = &d->undo.v[i];
 		crdt_change ch;
@@ -678,6 +741,16 @@ emit_changes(crdt_doc *d, crdt_dot dot)
 		memset(&ch, 0, sizeof ch);
 		ch.obj = u->obj;
 		ch.dot = dot;
+		if (d->objs[u->obj].type == CRDT_OBJ_CHAT) {
+			/* The thread's index follows every change, listener
+			 * or not. */
+			if (crdt__chat_after(d->objs[u->obj].o, u, &ch) &&
+			    d->l.on_change != NULL)
+				d->l.on_change(d->l.ud, &ch);
+			continue;
+		}
+		if (d->l.on_change == NULL)
+			continue;
 		switch (u->kind) {
 		case CRDT__UNDO_GSET_NEW:
 			ch.kind = CRDT_CHANGE_GSET_ADD;
@@ -734,7 +807,7 @@ apply_msg(crdt_doc *d, uint32_t sender, uint64_t counter, uint64_t hlc,
 	uint8_t *copy = crdt__memdup(a, bytes, len);
 	if (copy == NULL)
 		return CRDT_ENOMEM;
-	int rc = walk_ops(d, payload, plen, &nops, &st);
+	int rc = walk_ops(d, payload, plen, &nops, &st, NULL);
 	if (rc < 0) {
 		crdt__undo_rollback(&d->undo);
 		crdt__free(a, copy, len);
@@ -1210,6 +1283,7 @@ crdt_doc_begin(crdt_doc *d)
 	if (d->in_txn)
 		return CRDT_ESTATE;
 	d->in_txn = true;
+	d->txn_serial++;
 	crdt_buf_clear(&d->stage);
 	d->stage_ops = 0;
 	return 0;
@@ -1334,12 +1408,49 @@ crdt_doc_commit(crdt_doc *d, crdt_buf *msg_out)
 	return release(d, d->self_idx);
 }
 
-/* Stage one op, or run it as a one-op transaction. */
+/*
+ * Staging: every mutation appends one op to the open transaction, or, with
+ * none open, runs as a one-op transaction. stage_open/stage_close carry
+ * that logic for all object types.
+ */
+static int
+stage_open(crdt_doc *d, crdt_buf *msg_out, bool *one, size_t *mark)
+{
+	if (d->in_txn == (msg_out != NULL))
+		return CRDT_ESTATE;
+	*one = !d->in_txn;
+	if (*one)
+		CRDT_TRY(crdt_doc_begin(d));
+	*mark = d->stage.len;
+	return 0;
+}
+
+static int
+stage_close(crdt_doc *d, bool one, size_t mark, int rc, crdt_buf *msg_out)
+{
+	if (rc < 0) {
+		d->stage.len = mark;
+		if (one)
+			crdt_doc_abort(d);
+		return rc;
+	}
+	d->stage_ops++;
+	if (!one)
+		return 0;
+	rc = crdt_doc_commit(d, msg_out);
+	if (rc < 0)
+		crdt_doc_abort(d);
+	return rc;
+}
+
 static int
 stage_op(crdt_doc *d, uint32_t on, crdt_obj_type type, const void *a,
     size_t alen, bool bpresent, const void *b, size_t blen,
     crdt_buf *msg_out)
 {
+	bool one;
+	size_t mark;
+
 	if (d == NULL || (a == NULL && alen != 0) ||
 	    (bpresent && b == NULL && blen != 0))
 		return CRDT_EINVAL;
@@ -1348,12 +1459,7 @@ stage_op(crdt_doc *d, uint32_t on, crdt_obj_type type, const void *a,
 	if (alen > d->cfg.limits.max_value_bytes ||
 	    blen > d->cfg.limits.max_value_bytes)
 		return CRDT_ETOOBIG;
-	if (d->in_txn == (msg_out != NULL))
-		return CRDT_ESTATE;
-	bool one = !d->in_txn;
-	if (one)
-		CRDT_TRY(crdt_doc_begin(d));
-	size_t mark = d->stage.len;
+	CRDT_TRY(stage_open(d, msg_out, &one, &mark));
 	crdt_buf *s = &d->stage;
 	int rc = crdt__w_array(s, op_arity(type));
 	if (rc == 0)
@@ -1368,19 +1474,7 @@ stage_op(crdt_doc *d, uint32_t on, crdt_obj_type type, const void *a,
 			rc = bpresent ? crdt__w_bin(s, b, blen) :
 			    crdt__w_nil(s);
 	}
-	if (rc < 0) {
-		s->len = mark;
-		if (one)
-			crdt_doc_abort(d);
-		return rc;
-	}
-	d->stage_ops++;
-	if (!one)
-		return 0;
-	rc = crdt_doc_commit(d, msg_out);
-	if (rc < 0)
-		crdt_doc_abort(d);
-	return rc;
+	return stage_close(d, one, mark, rc, msg_out);
 }
 
 int
@@ -1469,6 +1563,8 @@ encode_obj(const dobj *o, crdt_buf *out)
 		return crdt_lww_encode(o->o, out);
 	case CRDT_OBJ_MAP:
 		return crdt_lww_map_encode(o->o, out);
+	case CRDT_OBJ_CHAT:
+		return crdt__chat_encode(o->o, out);
 	}
 	return CRDT_EINVAL;
 }
@@ -1554,10 +1650,12 @@ typedef struct snapview {
 } snapview;
 
 static int
-decode_obj(const crdt_doc *d, crdt_obj_type t, const uint8_t *p, size_t n,
+decode_obj(const crdt_doc *d, const dobj *like, const uint8_t *p, size_t n,
     void **o)
 {
-	switch (t) {
+	switch (like->type) {
+	case CRDT_OBJ_CHAT:
+		return crdt__chat_decode(like->o, p, n, (crdt_chat **)o);
 	case CRDT_OBJ_GSET:
 		return crdt_gset_decode(&d->cfg, &d->self, p, n,
 		    (crdt_gset **)o);
@@ -1577,7 +1675,10 @@ snapview_free(const crdt_doc *d, snapview *sv)
 	const crdt_allocator *a = &d->cfg.alloc;
 	if (sv->tmp != NULL) {
 		for (size_t i = 0; i < d->nobjs; i++) {
-			dobj o = { "", d->objs[i].type, sv->tmp[i] };
+			dobj o;
+			memset(&o, 0, sizeof o);
+			o.type = d->objs[i].type;
+			o.o = sv->tmp[i];
 			obj_free(&o);
 		}
 	}
@@ -1657,7 +1758,7 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 		if (nlen != strlen(o->name) || memcmp(name, o->name, nlen) ||
 		    type != (uint64_t)o->type)
 			return CRDT_ESCHEMA;
-		CRDT_TRY(decode_obj(d, o->type, st, slen, &sv->tmp[i]));
+		CRDT_TRY(decode_obj(d, o, st, slen, &sv->tmp[i]));
 	}
 	r.depth--;
 	CRDT_TRY(crdt__rd_array(&r, &n));
@@ -1694,6 +1795,10 @@ merge_into_tmp(const dobj *o, void *tmp, bool *changed)
 	case CRDT_OBJ_MAP:
 		CRDT_TRY(crdt_lww_map_merge(tmp, o->o));
 		*changed = !crdt_lww_map_equal(tmp, o->o);
+		return 0;
+	case CRDT_OBJ_CHAT:
+		CRDT_TRY(crdt__chat_merge(tmp, o->o));
+		*changed = !crdt__chat_equal(tmp, o->o);
 		return 0;
 	}
 	return CRDT_EINVAL;
@@ -1980,4 +2085,237 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 		rc = reply_data(d, pairs, npairs, kind == KIND_HELLO, reply);
 	crdt__free(&d->cfg.alloc, pairs, npairs * sizeof *pairs);
 	return rc;
+}
+
+/* ---------------------------------------------------------------- */
+/* chat mutations (the thread itself is chat.c)                     */
+
+static int
+chat_check(crdt_doc *d, uint32_t on, crdt_chat **c)
+{
+	if (d == NULL)
+		return CRDT_EINVAL;
+	if (on >= d->nobjs || d->objs[on].type != CRDT_OBJ_CHAT)
+		return CRDT_ESCHEMA;
+	*c = d->objs[on].o;
+	return 0;
+}
+
+static bool
+user_ok(const void *u, size_t n)
+{
+	return u != NULL && n > 0 && n <= 255;
+}
+
+static int
+w_dot_(crdt_buf *b, crdt_dot x)
+{
+	CRDT_TRY(crdt__w_id(b, &x.replica));
+	return crdt__w_uint(b, x.counter);
+}
+
+int
+crdt_doc_chat_post(crdt_doc *d, uint32_t on, const crdt_chat_post *p,
+    crdt_dot *id, crdt_buf *msg_out)
+{
+	crdt_chat *c;
+	bool one;
+	size_t mark;
+
+	CRDT_TRY(chat_check(d, on, &c));
+	if (p == NULL || !user_ok(p->user, p->user_len) ||
+	    (p->body == NULL && p->body_len != 0) ||
+	    (p->meta == NULL && p->meta_len != 0) ||
+	    (p->reply_to != NULL && p->reply_to->counter == 0))
+		return CRDT_EINVAL;
+	if (p->body_len > d->cfg.limits.max_value_bytes ||
+	    p->meta_len > d->cfg.limits.max_value_bytes)
+		return CRDT_ETOOBIG;
+	if (d->in_txn && d->objs[on].post_txn == d->txn_serial)
+		return CRDT_EINVAL; /* the message ID is the transaction dot */
+	uint64_t seen = crdt__chat_seen(c);
+	CRDT_TRY(stage_open(d, msg_out, &one, &mark));
+	crdt_buf *s = &d->stage;
+	int rc = crdt__w_array(s, 7);
+	if (rc == 0)
+		rc = crdt__w_uint(s, on);
+	if (rc == 0)
+		rc = crdt__w_uint(s, 0);
+	if (rc == 0)
+		rc = crdt__w_uint(s, seen);
+	if (rc == 0)
+		rc = crdt__w_bin(s, p->user, p->user_len);
+	if (rc == 0)
+		rc = crdt__w_bin(s, p->body, p->body_len);
+	if (rc == 0 && p->reply_to != NULL) {
+		rc = crdt__w_array(s, 2);
+		if (rc == 0)
+			rc = w_dot_(s, *p->reply_to);
+	} else if (rc == 0) {
+		rc = crdt__w_nil(s);
+	}
+	if (rc == 0)
+		rc = p->meta != NULL ? crdt__w_bin(s, p->meta, p->meta_len) :
+				       crdt__w_nil(s);
+	crdt_dot next = { d->self, d->rs[d->self_idx].vc + 1 };
+	if (rc == 0)
+		d->objs[on].post_txn = d->txn_serial;
+	rc = stage_close(d, one, mark, rc, msg_out);
+	if (rc == 0 && id != NULL)
+		*id = next;
+	return rc;
+}
+
+int
+crdt_doc_chat_react(crdt_doc *d, uint32_t on, crdt_dot msg, const void *user,
+    size_t user_len, const void *emoji, size_t emoji_len, bool react_on,
+    crdt_buf *msg_out)
+{
+	crdt_chat *c;
+	bool one;
+	size_t mark;
+
+	CRDT_TRY(chat_check(d, on, &c));
+	if (!user_ok(user, user_len) || (emoji == NULL && emoji_len != 0) ||
+	    msg.counter == 0)
+		return CRDT_EINVAL;
+	if (emoji_len > d->cfg.limits.max_value_bytes)
+		return CRDT_ETOOBIG;
+	CRDT_TRY(stage_open(d, msg_out, &one, &mark));
+	crdt_buf *s = &d->stage;
+	int rc = crdt__w_array(s, 7);
+	if (rc == 0)
+		rc = crdt__w_uint(s, on);
+	if (rc == 0)
+		rc = crdt__w_uint(s, 1);
+	if (rc == 0)
+		rc = w_dot_(s, msg);
+	if (rc == 0)
+		rc = crdt__w_bin(s, user, user_len);
+	if (rc == 0)
+		rc = crdt__w_bin(s, emoji, emoji_len);
+	if (rc == 0)
+		rc = crdt__w_uint(s, react_on ? 1 : 0);
+	return stage_close(d, one, mark, rc, msg_out);
+}
+
+int
+crdt_doc_chat_mark_read(crdt_doc *d, uint32_t on, const void *user,
+    size_t user_len, crdt_buf *msg_out)
+{
+	crdt_chat *c;
+	bool one;
+	size_t mark;
+
+	CRDT_TRY(chat_check(d, on, &c));
+	if (!user_ok(user, user_len))
+		return CRDT_EINVAL;
+	CRDT_TRY(stage_open(d, msg_out, &one, &mark));
+	crdt_buf *s = &d->stage;
+	int rc = crdt__w_array(s, 4);
+	if (rc == 0)
+		rc = crdt__w_uint(s, on);
+	if (rc == 0)
+		rc = crdt__w_uint(s, 2);
+	if (rc == 0)
+		rc = crdt__w_bin(s, user, user_len);
+	if (rc == 0)
+		rc = w_vc_pairs(d, s);
+	return stage_close(d, one, mark, rc, msg_out);
+}
+
+int
+crdt_doc_chat_member(crdt_doc *d, uint32_t on, const void *user,
+    size_t user_len, bool joined, crdt_buf *msg_out)
+{
+	crdt_chat *c;
+	bool one;
+	size_t mark;
+
+	CRDT_TRY(chat_check(d, on, &c));
+	if (!user_ok(user, user_len))
+		return CRDT_EINVAL;
+	CRDT_TRY(stage_open(d, msg_out, &one, &mark));
+	crdt_buf *s = &d->stage;
+	int rc = crdt__w_array(s, 4);
+	if (rc == 0)
+		rc = crdt__w_uint(s, on);
+	if (rc == 0)
+		rc = crdt__w_uint(s, 3);
+	if (rc == 0)
+		rc = crdt__w_bin(s, user, user_len);
+	if (rc == 0)
+		rc = crdt__w_uint(s, joined ? 1 : 0);
+	return stage_close(d, one, mark, rc, msg_out);
+}
+
+int
+crdt_doc_chat_ack(crdt_doc *d, uint32_t on, crdt_buf *msg_out)
+{
+	crdt_chat *c;
+	bool one;
+	size_t mark;
+
+	CRDT_TRY(chat_check(d, on, &c));
+	if (!crdt__chat_is_server(c, &d->self))
+		return CRDT_EPERM;
+	CRDT_TRY(stage_open(d, msg_out, &one, &mark));
+	crdt_buf *s = &d->stage;
+	int rc = crdt__w_array(s, 3);
+	if (rc == 0)
+		rc = crdt__w_uint(s, on);
+	if (rc == 0)
+		rc = crdt__w_uint(s, 4);
+	if (rc == 0)
+		rc = w_vc_pairs(d, s);
+	return stage_close(d, one, mark, rc, msg_out);
+}
+
+int
+crdt_doc_chat_reject(crdt_doc *d, uint32_t on, crdt_dot msg,
+    const void *reason, size_t reason_len, crdt_buf *msg_out)
+{
+	crdt_chat *c;
+	bool one;
+	size_t mark;
+
+	CRDT_TRY(chat_check(d, on, &c));
+	if ((reason == NULL && reason_len != 0) || msg.counter == 0)
+		return CRDT_EINVAL;
+	if (reason_len > d->cfg.limits.max_value_bytes)
+		return CRDT_ETOOBIG;
+	if (!crdt__chat_is_server(c, &d->self))
+		return CRDT_EPERM;
+	CRDT_TRY(stage_open(d, msg_out, &one, &mark));
+	crdt_buf *s = &d->stage;
+	int rc = crdt__w_array(s, 5);
+	if (rc == 0)
+		rc = crdt__w_uint(s, on);
+	if (rc == 0)
+		rc = crdt__w_uint(s, 5);
+	if (rc == 0)
+		rc = w_dot_(s, msg);
+	if (rc == 0)
+		rc = crdt__w_bin(s, reason, reason_len);
+	return stage_close(d, one, mark, rc, msg_out);
+}
+
+int
+crdt_doc_log_get(const crdt_doc *d, crdt_dot dot, const uint8_t **bytes,
+    size_t *len)
+{
+	uint32_t ri;
+
+	if (d == NULL)
+		return CRDT_EINVAL;
+	if (rep_find(d, &dot.replica, &ri) != 0 || !in_log(&d->rs[ri],
+	    dot.counter))
+		return CRDT_ENOTFOUND;
+	const rstate *r = &d->rs[ri];
+	const logent *e = &r->log[r->log_start + (dot.counter - r->log_lo)];
+	if (bytes != NULL)
+		*bytes = e->bytes;
+	if (len != NULL)
+		*len = e->len;
+	return 0;
 }

@@ -125,7 +125,8 @@ enum {
 	CRDT__KIND_GSET = 1,
 	CRDT__KIND_LWW = 2,
 	CRDT__KIND_MAP = 3,
-	CRDT__KIND_VCLOCK = 4
+	CRDT__KIND_VCLOCK = 4,
+	CRDT__KIND_CHAT = 9 /* 5..8 are the document's (doc.c) */
 };
 
 int crdt__w_array(crdt_buf *b, size_t n);
@@ -233,6 +234,28 @@ const crdt__key *crdt__gset_entry_key(const crdt_gset *s, size_t idx);
 const crdt__key *crdt__map_entry(const crdt_lww_map *m, size_t idx,
     const crdt__reg **reg);
 const crdt__reg *crdt__lww_reg(const crdt_lww *r);
+size_t crdt__map_nentries(const crdt_lww_map *m);
+
+/* ---- chat thread internals (chat.c), driven by doc.c ---- */
+typedef struct crdt_chat crdt_chat;
+struct crdt_change;
+int crdt__chat_new(const crdt_config *cfg, const crdt_replica_id *self,
+    const crdt_replica_id *server, crdt_chat **out);
+void crdt__chat_free(crdt_chat *c);
+int crdt__chat_encode(const crdt_chat *c, crdt_buf *out);
+/* Decode a state; `like` supplies config, owner and server. */
+int crdt__chat_decode(const crdt_chat *like, const uint8_t *p, size_t n,
+    crdt_chat **out);
+int crdt__chat_merge(crdt_chat *dst, const crdt_chat *src);
+bool crdt__chat_equal(const crdt_chat *a, const crdt_chat *b);
+uint64_t crdt__chat_seen(const crdt_chat *c);
+bool crdt__chat_is_server(const crdt_chat *c, const crdt_replica_id *id);
+/* Validate (u NULL) or apply one op; reader after [obj, kind. */
+int crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
+    crdt_dot dot, uint64_t stamp, crdt__undo *u, uint32_t obj,
+    crdt_buf *scratch);
+bool crdt__chat_after(crdt_chat *c, const crdt__undo_rec *rec,
+    struct crdt_change *ch);
 bool crdt__lww_is_set(const crdt_lww *r);
 
 #endif /* CRDT_INTERNAL_H */

@@ -554,6 +554,12 @@ crdt__map_write(crdt_lww_map *m, const uint8_t *key, size_t klen,
 	return 0;
 }
 
+size_t
+crdt__map_nentries(const crdt_lww_map *m)
+{
+	return m->t.n;
+}
+
 const crdt__key *
 crdt__map_entry(const crdt_lww_map *m, size_t idx, const crdt__reg **reg)
 {

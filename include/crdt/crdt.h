@@ -11,5 +11,6 @@
 #include "crdt/lww.h"
 #include "crdt/doc.h"
 #include "crdt/sim.h"
+#include "crdt/chat.h"
 
 #endif /* CRDT_CRDT_H */

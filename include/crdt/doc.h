@@ -34,7 +34,8 @@ typedef struct crdt_doc crdt_doc;
 typedef enum crdt_obj_type {
 	CRDT_OBJ_GSET = 1,
 	CRDT_OBJ_LWW = 2,
-	CRDT_OBJ_MAP = 3
+	CRDT_OBJ_MAP = 3,
+	CRDT_OBJ_CHAT = 4 /* register with crdt_doc_register_chat() (chat.h) */
 } crdt_obj_type;
 
 /** Longest object name accepted by crdt_doc_register(). */
@@ -197,7 +198,10 @@ typedef enum crdt_change_kind {
 	CRDT_CHANGE_GSET_ADD = 1,  /* `key` = the new element */
 	CRDT_CHANGE_LWW_SET = 2,   /* register: old -> new value */
 	CRDT_CHANGE_MAP_SET = 3,   /* map `key`: old -> new value */
-	CRDT_CHANGE_RELOADED = 4   /* object merged from a snapshot: re-read it */
+	CRDT_CHANGE_RELOADED = 4,  /* object merged from a snapshot: re-read it */
+	CRDT_CHANGE_CHAT_INSERT = 5, /* chat message `msg` now at `position` */
+	CRDT_CHANGE_CHAT_UPDATE = 6  /* chat reactions/receipts/members/status
+				      * changed (`msg` set when about one) */
 } crdt_change_kind;
 
 /**
@@ -215,6 +219,8 @@ typedef struct crdt_change {
 	const uint8_t *new_value;
 	size_t new_len;
 	bool has_old, has_new;
+	crdt_dot msg;    /* chat: the message concerned (zero if none) */
+	size_t position; /* CHAT_INSERT: its position, 0 = oldest */
 } crdt_change;
 
 /**

@@ -24,7 +24,8 @@ extern "C" {
 	X(EBUFFULL, -10, "causal buffer full")                                \
 	X(ESCHEMA, -11, "unknown object or wrong object type")                \
 	X(ESTATE, -12, "call not valid in the current state")                 \
-	X(EDIVERGED, -13, "replicas did not converge")
+	X(EDIVERGED, -13, "replicas did not converge")                        \
+	X(EPERM, -14, "operation not permitted for this replica")
 
 typedef enum crdt_err {
 	CRDT_OK = 0,

@@ -1,0 +1,1393 @@
+/*
+ * Chat thread. The replicated state is three generic objects, so merge,
+ * canonical encoding, atomic apply and snapshots are theirs:
+ *
+ *   msgs   G-Set of message records   [id, counter, order, sent_at, user,
+ *                                      body, reply_to|nil, meta|nil]
+ *   reacts LWW map: [id, counter, user, emoji] -> "" (on) | nil (off)
+ *   marks  G-Set of typed records     [1, reader, id, counter]     read
+ *                                     [2, user, joined, stamp, writer]
+ *                                     [3, id, counter]             ack
+ *                                     [4, id, counter, reason]     reject
+ *
+ * Everything else is a derived index, updated after each committed
+ * transaction and rebuilt from the state after a snapshot load (or after
+ * an allocation failure while updating it):
+ *   - an order-statistic treap over (order, replica ID, counter): insert,
+ *     position, k-th and neighbours in O(log n), pages in O(log n + k);
+ *   - dot -> message, reactions per message, read clocks per reader,
+ *     membership history per user, the server's acknowledged clock,
+ *     rejections, and per (replica) / (user, replica) sorted counters for
+ *     O(replicas log n) unread counts.
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+#include "crdt/chat.h"
+
+#define NIL UINT32_MAX
+#define USER_MAX 255
+
+enum { OP_POST = 0, OP_REACT, OP_READ, OP_MEMBER, OP_ACK, OP_REJECT };
+enum { MK_READ = 1, MK_MEMBER, MK_ACK, MK_REJECT };
+
+typedef struct tnode {
+	uint64_t ord, sent_at, prio;
+	crdt_dot id;
+	const uint8_t *rec; /* the G-Set element (owned by msgs) */
+	size_t rec_len;
+	uint32_t l, r, p, size;
+} tnode;
+
+/* Small growable vectors. */
+typedef struct u64v {
+	uint64_t *v;
+	size_t n, cap;
+	bool sorted;
+} u64v;
+
+typedef struct dot_ent { /* key: dot (24 bytes) */
+	crdt__key k;
+	uint32_t node;         /* NIL until the message itself is here */
+	uint32_t reactions;    /* reactions currently on */
+	const crdt__key **rk;  /* reaction map keys seen for this message */
+	size_t nrk, caprk;
+	const uint8_t *reason; /* rejection, NULL = none */
+	size_t reason_len;
+} dot_ent;
+
+typedef struct rep_ent { /* key: replica id, or user || replica id */
+	crdt__key k;
+	u64v ctr;
+} rep_ent;
+
+typedef struct hist {
+	uint64_t stamp;
+	crdt_replica_id writer;
+	bool joined;
+} hist;
+
+typedef struct user_ent { /* key: user */
+	crdt__key k;
+	crdt_vclock *read; /* NULL until the user marks something read */
+	hist *h;           /* membership history, ascending (stamp, writer) */
+	size_t nh, caph;
+	size_t posted;     /* messages authored */
+} user_ent;
+
+typedef struct chat_index {
+	bool ok;
+	tnode *nodes;
+	size_t nn, capn;
+	uint32_t root;
+	uint64_t max_ord;
+	crdt__table dots;  /* dot_ent */
+	crdt__table reps;  /* rep_ent: messages per replica */
+	crdt__table ureps; /* rep_ent: messages per (user, replica) */
+	crdt__table users; /* user_ent */
+	crdt_vclock *acked;
+	uint8_t prio_key[16];
+} chat_index;
+
+struct crdt_chat {
+	crdt_config cfg;
+	crdt_replica_id self;
+	bool has_server;
+	crdt_replica_id server;
+	crdt_gset *msgs;
+	crdt_lww_map *reacts;
+	crdt_gset *marks;
+	chat_index *ix; /* behind a pointer: rebuilt from const queries */
+};
+
+/* ---------------------------------------------------------------- */
+/* small helpers                                                    */
+
+static void
+dot_key(uint8_t k[24], crdt_dot d)
+{
+	memcpy(k, d.replica.bytes, 16);
+	for (int i = 0; i < 8; i++)
+		k[16 + i] = (uint8_t)(d.counter >> (56 - 8 * i));
+}
+
+static int
+u64v_push(const crdt_allocator *a, u64v *v, uint64_t x)
+{
+	void *p = v->v;
+	CRDT_TRY(crdt__grow(a, &p, &v->cap, v->n + 1, sizeof *v->v));
+	v->v = p;
+	if (v->n > 0 && v->v[v->n - 1] > x)
+		v->sorted = false;
+	v->v[v->n++] = x;
+	return 0;
+}
+
+static int
+u64_cmp(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+	return (a > b) - (a < b);
+}
+
+/* Number of entries <= c. Messages of one replica arrive in counter
+ * order (causal delivery), so the vector is normally sorted already. */
+static size_t
+u64v_upto(u64v *v, uint64_t c)
+{
+	if (!v->sorted) {
+		qsort(v->v, v->n, sizeof *v->v, u64_cmp);
+		v->sorted = true;
+	}
+	size_t lo = 0, hi = v->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (v->v[mid] <= c)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void *
+tab_get(crdt__table *t, const void *key, size_t len, bool create, int *rc)
+{
+	uint64_t h = crdt__table_hash(t, key, len);
+	void *e = crdt__table_find(t, key, len, h);
+	*rc = 0;
+	if (e != NULL || !create)
+		return e;
+	if ((*rc = crdt__table_reserve(t, 1)) < 0)
+		return NULL;
+	uint8_t *copy = crdt__memdup(t->a, key, len);
+	if (copy == NULL) {
+		*rc = CRDT_ENOMEM;
+		return NULL;
+	}
+	return crdt__table_insert(t, copy, len, h);
+}
+
+/* ---------------------------------------------------------------- */
+/* order-statistic treap                                            */
+
+static int
+node_cmp(const tnode *a, const tnode *b)
+{
+	if (a->ord != b->ord)
+		return a->ord < b->ord ? -1 : 1;
+	return crdt_dot_cmp(a->id, b->id);
+}
+
+static uint32_t
+sz(const chat_index *ix, uint32_t x)
+{
+	return x == NIL ? 0 : ix->nodes[x].size;
+}
+
+static void
+pull(chat_index *ix, uint32_t x)
+{
+	tnode *n = &ix->nodes[x];
+	n->size = 1 + sz(ix, n->l) + sz(ix, n->r);
+	if (n->l != NIL)
+		ix->nodes[n->l].p = x;
+	if (n->r != NIL)
+		ix->nodes[n->r].p = x;
+}
+
+/* Split t into keys < k (a) and keys >= k (b). Recursion depth is the
+ * treap's height, O(log n) expected (priorities are keyed hashes). */
+static void
+split(chat_index *ix, uint32_t t, const tnode *k, uint32_t *a, uint32_t *b)
+{
+	if (t == NIL) {
+		*a = *b = NIL;
+		return;
+	}
+	tnode *n = &ix->nodes[t];
+	if (node_cmp(n, k) < 0) {
+		split(ix, n->r, k, &n->r, b);
+		*a = t;
+	} else {
+		split(ix, n->l, k, a, &n->l);
+		*b = t;
+	}
+	pull(ix, t);
+}
+
+static uint32_t
+merge(chat_index *ix, uint32_t a, uint32_t b)
+{
+	if (a == NIL)
+		return b;
+	if (b == NIL)
+		return a;
+	if (ix->nodes[a].prio > ix->nodes[b].prio) {
+		ix->nodes[a].r = merge(ix, ix->nodes[a].r, b);
+		pull(ix, a);
+		return a;
+	}
+	ix->nodes[b].l = merge(ix, a, ix->nodes[b].l);
+	pull(ix, b);
+	return b;
+}
+
+static size_t
+rank(const chat_index *ix, uint32_t x)
+{
+	size_t r = sz(ix, ix->nodes[x].l);
+	while (ix->nodes[x].p != NIL) {
+		uint32_t p = ix->nodes[x].p;
+		if (ix->nodes[p].r == x)
+			r += sz(ix, ix->nodes[p].l) + 1;
+		x = p;
+	}
+	return r;
+}
+
+static uint32_t
+kth(const chat_index *ix, size_t k)
+{
+	uint32_t x = ix->root;
+	while (x != NIL) {
+		size_t ls = sz(ix, ix->nodes[x].l);
+		if (k < ls) {
+			x = ix->nodes[x].l;
+		} else if (k == ls) {
+			return x;
+		} else {
+			k -= ls + 1;
+			x = ix->nodes[x].r;
+		}
+	}
+	return NIL;
+}
+
+static uint32_t
+step(const chat_index *ix, uint32_t x, bool fwd)
+{
+	uint32_t c = fwd ? ix->nodes[x].r : ix->nodes[x].l;
+	if (c != NIL) {
+		while ((fwd ? ix->nodes[c].l : ix->nodes[c].r) != NIL)
+			c = fwd ? ix->nodes[c].l : ix->nodes[c].r;
+		return c;
+	}
+	for (;;) {
+		uint32_t p = ix->nodes[x].p;
+		if (p == NIL)
+			return NIL;
+		if ((fwd ? ix->nodes[p].l : ix->nodes[p].r) == x)
+			return p;
+		x = p;
+	}
+}
+
+/* ---------------------------------------------------------------- */
+/* record parsing                                                   */
+
+static const crdt_limits big_limits = { SIZE_MAX, SIZE_MAX, SIZE_MAX, 8 };
+
+typedef struct msgrec {
+	crdt_dot id;
+	uint64_t ord, sent_at;
+	const uint8_t *user, *body, *meta;
+	size_t user_len, body_len, meta_len;
+	bool has_reply;
+	crdt_dot reply;
+} msgrec;
+
+static int
+rd_dot(crdt__rd *r, crdt_dot *d)
+{
+	CRDT_TRY(crdt__rd_id(r, &d->replica));
+	CRDT_TRY(crdt__rd_uint(r, &d->counter));
+	return d->counter == 0 ? CRDT_EMALFORMED : 0;
+}
+
+static int
+rd_opt_dot(crdt__rd *r, crdt_dot *d, bool *present)
+{
+	*present = false;
+	if (r->p < r->end && *r->p == 0xc0) {
+		r->p++;
+		return 0;
+	}
+	CRDT_TRY(crdt__rd_array_n(r, 2));
+	CRDT_TRY(rd_dot(r, d));
+	r->depth--;
+	*present = true;
+	return 0;
+}
+
+/* Records were built by this file and validated as ops; parsing them
+ * again cannot fail short of memory corruption. */
+static int
+parse_msgrec(const uint8_t *p, size_t n, msgrec *m)
+{
+	crdt__rd r;
+	bool has_meta;
+
+	CRDT_TRY(crdt__rd_init(&r, &big_limits, p, n));
+	CRDT_TRY(crdt__rd_array_n(&r, 8));
+	CRDT_TRY(rd_dot(&r, &m->id));
+	CRDT_TRY(crdt__rd_uint(&r, &m->ord));
+	CRDT_TRY(crdt__rd_uint(&r, &m->sent_at));
+	CRDT_TRY(crdt__rd_bin(&r, &m->user, &m->user_len));
+	CRDT_TRY(crdt__rd_bin(&r, &m->body, &m->body_len));
+	CRDT_TRY(rd_opt_dot(&r, &m->reply, &m->has_reply));
+	CRDT_TRY(crdt__rd_opt_bin(&r, &m->meta, &m->meta_len, &has_meta));
+	return crdt__rd_done(&r);
+}
+
+/* ---------------------------------------------------------------- */
+/* index maintenance                                                */
+
+static const crdt_allocator *
+ix_alloc(const crdt_chat *c)
+{
+	return &c->cfg.alloc;
+}
+
+static void
+user_fini(void *e, const crdt_allocator *a)
+{
+	user_ent *u = e;
+	crdt_vclock_free(u->read);
+	crdt__free(a, u->h, u->caph * sizeof *u->h);
+}
+
+static void
+rep_fini(void *e, const crdt_allocator *a)
+{
+	rep_ent *r = e;
+	crdt__free(a, r->ctr.v, r->ctr.cap * sizeof *r->ctr.v);
+}
+
+static void
+dot_fini(void *e, const crdt_allocator *a)
+{
+	dot_ent *d = e;
+	crdt__free(a, d->rk, d->caprk * sizeof *d->rk);
+}
+
+static void
+ix_clear(crdt_chat *c)
+{
+	chat_index *ix = c->ix;
+	const crdt_allocator *a = ix_alloc(c);
+	crdt__free(a, ix->nodes, ix->capn * sizeof *ix->nodes);
+	crdt__table_fini(&ix->dots, dot_fini);
+	crdt__table_fini(&ix->reps, rep_fini);
+	crdt__table_fini(&ix->ureps, rep_fini);
+	crdt__table_fini(&ix->users, user_fini);
+	crdt_vclock_free(ix->acked);
+	uint8_t key[16];
+	memcpy(key, ix->prio_key, sizeof key);
+	memset(ix, 0, sizeof *ix);
+	memcpy(ix->prio_key, key, sizeof key);
+	ix->root = NIL;
+}
+
+static int
+ix_init(crdt_chat *c)
+{
+	chat_index *ix = c->ix;
+	const crdt_allocator *a = ix_alloc(c);
+	ix->root = NIL;
+	CRDT_TRY(crdt__table_init(&ix->dots, a, sizeof(dot_ent)));
+	CRDT_TRY(crdt__table_init(&ix->reps, a, sizeof(rep_ent)));
+	CRDT_TRY(crdt__table_init(&ix->ureps, a, sizeof(rep_ent)));
+	CRDT_TRY(crdt__table_init(&ix->users, a, sizeof(user_ent)));
+	CRDT_TRY(crdt_vclock_new(&c->cfg, &ix->acked));
+	ix->ok = true;
+	return 0;
+}
+
+static dot_ent *
+dot_get(chat_index *ix, crdt_dot d, bool create, int *rc)
+{
+	uint8_t k[24];
+	dot_key(k, d);
+	return tab_get(&ix->dots, k, sizeof k, create, rc);
+}
+
+static user_ent *
+user_get(chat_index *ix, const uint8_t *u, size_t n, bool create, int *rc)
+{
+	return tab_get(&ix->users, u, n, create, rc);
+}
+
+/* A message record entered msgs: index it. Returns its position. */
+static int
+ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
+    crdt_dot *id)
+{
+	chat_index *ix = c->ix;
+	const crdt_allocator *a = ix_alloc(c);
+	msgrec m;
+	int rc;
+
+	CRDT_TRY(parse_msgrec(rec, len, &m));
+	dot_ent *de = dot_get(ix, m.id, true, &rc);
+	if (de == NULL)
+		return rc ? rc : CRDT_ENOMEM;
+	if (de->node != 0)
+		return CRDT_EMALFORMED; /* two records for one dot */
+	void *v = ix->nodes;
+	CRDT_TRY(crdt__grow(a, &v, &ix->capn, ix->nn + 1, sizeof *ix->nodes));
+	ix->nodes = v;
+	uint8_t rep[16 + USER_MAX];
+	rep_ent *re = tab_get(&ix->reps, m.id.replica.bytes, 16, true, &rc);
+	if (re == NULL)
+		return rc ? rc : CRDT_ENOMEM;
+	memcpy(rep, m.user, m.user_len);
+	memcpy(rep + m.user_len, m.id.replica.bytes, 16);
+	rep_ent *ue = tab_get(&ix->ureps, rep, m.user_len + 16, true, &rc);
+	if (ue == NULL)
+		return rc ? rc : CRDT_ENOMEM;
+	user_ent *u = user_get(ix, m.user, m.user_len, true, &rc);
+	if (u == NULL)
+		return rc ? rc : CRDT_ENOMEM;
+	if (re->ctr.n == 0)
+		re->ctr.sorted = true;
+	if (ue->ctr.n == 0)
+		ue->ctr.sorted = true;
+	CRDT_TRY(u64v_push(a, &re->ctr, m.id.counter));
+	rc = u64v_push(a, &ue->ctr, m.id.counter);
+	if (rc < 0) {
+		re->ctr.n--;
+		return rc;
+	}
+	u->posted++;
+	uint32_t x = (uint32_t)ix->nn++;
+	tnode *n = &ix->nodes[x];
+	memset(n, 0, sizeof *n);
+	n->ord = m.ord;
+	n->sent_at = m.sent_at;
+	n->id = m.id;
+	n->rec = rec;
+	n->rec_len = len;
+	n->l = n->r = n->p = NIL;
+	n->size = 1;
+	uint8_t k[24];
+	dot_key(k, m.id);
+	n->prio = crdt__siphash(ix->prio_key, k, sizeof k);
+	de->node = x + 1;
+	uint32_t lo, hi;
+	split(ix, ix->root, n, &lo, &hi);
+	ix->root = merge(ix, merge(ix, lo, x), hi);
+	ix->nodes[ix->root].p = NIL;
+	if (m.ord > ix->max_ord)
+		ix->max_ord = m.ord;
+	*pos = rank(ix, x);
+	*id = m.id;
+	return 0;
+}
+
+static int
+hist_cmp(const hist *a, const hist *b)
+{
+	if (a->stamp != b->stamp)
+		return a->stamp < b->stamp ? -1 : 1;
+	return crdt_replica_id_cmp(&a->writer, &b->writer);
+}
+
+/* A record entered marks: fold it into the index. */
+static int
+ix_add_mark(crdt_chat *c, const uint8_t *rec, size_t len, crdt_dot *about)
+{
+	chat_index *ix = c->ix;
+	const crdt_allocator *a = ix_alloc(c);
+	crdt__rd r;
+	size_t n;
+	uint64_t kind;
+	int rc;
+
+	CRDT_TRY(crdt__rd_init(&r, &big_limits, rec, len));
+	CRDT_TRY(crdt__rd_array(&r, &n));
+	CRDT_TRY(crdt__rd_uint(&r, &kind));
+	if (kind == MK_READ) {
+		const uint8_t *u;
+		size_t ul;
+		crdt_dot d;
+		CRDT_TRY(crdt__rd_bin(&r, &u, &ul));
+		CRDT_TRY(rd_dot(&r, &d));
+		user_ent *ue = user_get(ix, u, ul, true, &rc);
+		if (ue == NULL)
+			return rc ? rc : CRDT_ENOMEM;
+		if (ue->read == NULL)
+			CRDT_TRY(crdt_vclock_new(&c->cfg, &ue->read));
+		if (crdt_vclock_get(ue->read, &d.replica) < d.counter)
+			CRDT_TRY(crdt_vclock_set(ue->read, &d.replica,
+			    d.counter));
+		return 0;
+	}
+	if (kind == MK_MEMBER) {
+		const uint8_t *u;
+		size_t ul;
+		uint64_t joined;
+		hist h;
+		CRDT_TRY(crdt__rd_bin(&r, &u, &ul));
+		CRDT_TRY(crdt__rd_uint(&r, &joined));
+		CRDT_TRY(crdt__rd_uint(&r, &h.stamp));
+		CRDT_TRY(crdt__rd_id(&r, &h.writer));
+		h.joined = joined != 0;
+		user_ent *ue = user_get(ix, u, ul, true, &rc);
+		if (ue == NULL)
+			return rc ? rc : CRDT_ENOMEM;
+		void *v = ue->h;
+		CRDT_TRY(crdt__grow(a, &v, &ue->caph, ue->nh + 1,
+		    sizeof *ue->h));
+		ue->h = v;
+		size_t i = ue->nh;
+		while (i > 0 && hist_cmp(&ue->h[i - 1], &h) > 0) {
+			ue->h[i] = ue->h[i - 1];
+			i--;
+		}
+		ue->h[i] = h;
+		ue->nh++;
+		return 0;
+	}
+	if (kind == MK_ACK) {
+		crdt_dot d;
+		CRDT_TRY(rd_dot(&r, &d));
+		if (crdt_vclock_get(ix->acked, &d.replica) < d.counter)
+			CRDT_TRY(crdt_vclock_set(ix->acked, &d.replica,
+			    d.counter));
+		return 0;
+	}
+	if (kind == MK_REJECT) {
+		crdt_dot d;
+		const uint8_t *why;
+		size_t wl;
+		CRDT_TRY(rd_dot(&r, &d));
+		CRDT_TRY(crdt__rd_bin(&r, &why, &wl));
+		dot_ent *de = dot_get(ix, d, true, &rc);
+		if (de == NULL)
+			return rc ? rc : CRDT_ENOMEM;
+		/* Two rejections of one message: keep the smaller reason so
+		 * the choice does not depend on arrival order. */
+		if (de->reason == NULL ||
+		    crdt__key_cmp(why, wl, de->reason, de->reason_len) < 0) {
+			de->reason = why;
+			de->reason_len = wl;
+		}
+		*about = d;
+		return 0;
+	}
+	return CRDT_EMALFORMED;
+}
+
+/* A reaction key changed (new entry or new winner). */
+static int
+ix_react(crdt_chat *c, const crdt__key *k, bool was_on, bool now_on,
+    bool fresh, crdt_dot *about)
+{
+	chat_index *ix = c->ix;
+	crdt__rd r;
+	crdt_dot d;
+	int rc;
+
+	CRDT_TRY(crdt__rd_init(&r, &big_limits, k->ptr, k->len));
+	CRDT_TRY(crdt__rd_array_n(&r, 4));
+	CRDT_TRY(rd_dot(&r, &d));
+	dot_ent *de = dot_get(ix, d, true, &rc);
+	if (de == NULL)
+		return rc ? rc : CRDT_ENOMEM;
+	if (fresh) {
+		void *v = de->rk;
+		CRDT_TRY(crdt__grow(ix_alloc(c), &v, &de->caprk, de->nrk + 1,
+		    sizeof *de->rk));
+		de->rk = v;
+		de->rk[de->nrk++] = k;
+	}
+	de->reactions += (uint32_t)now_on - (uint32_t)was_on;
+	*about = d;
+	return 0;
+}
+
+/* Rebuild the whole index from the replicated state. */
+static int
+ix_rebuild(crdt_chat *c)
+{
+	size_t pos;
+	crdt_dot id;
+
+	ix_clear(c);
+	CRDT_TRY(ix_init(c));
+	c->ix->ok = false;
+	for (size_t i = 0; i < crdt_gset_size(c->msgs); i++) {
+		const crdt__key *k = crdt__gset_entry_key(c->msgs, i);
+		CRDT_TRY(ix_add_msg(c, k->ptr, k->len, &pos, &id));
+	}
+	for (size_t i = 0; i < crdt_gset_size(c->marks); i++) {
+		const crdt__key *k = crdt__gset_entry_key(c->marks, i);
+		CRDT_TRY(ix_add_mark(c, k->ptr, k->len, &id));
+	}
+	for (size_t i = 0; i < crdt__map_nentries(c->reacts); i++) {
+		const crdt__reg *reg;
+		const crdt__key *k = crdt__map_entry(c->reacts, i, &reg);
+		CRDT_TRY(ix_react(c, k, false, reg->state == 2, true, &id));
+	}
+	c->ix->ok = true;
+	return 0;
+}
+
+static int
+ensure(const crdt_chat *c)
+{
+	if (c->ix->ok)
+		return 0;
+	/* The index is a cache of the state: rebuilding it does not change
+	 * the chat's value, so const queries may do it. */
+	crdt_chat *m = (crdt_chat *)(uintptr_t)c;
+	return ix_rebuild(m);
+}
+
+/* ---------------------------------------------------------------- */
+/* lifecycle, encoding, merge                                       */
+
+int
+crdt__chat_new(const crdt_config *cfg, const crdt_replica_id *self,
+    const crdt_replica_id *server, crdt_chat **out)
+{
+	crdt_config cc;
+	CRDT_TRY(crdt__config_resolve(cfg, &cc));
+	crdt_chat *c = crdt__malloc(&cc.alloc, sizeof *c);
+	if (c == NULL)
+		return CRDT_ENOMEM;
+	memset(c, 0, sizeof *c);
+	c->cfg = cc;
+	c->self = *self;
+	if (server != NULL) {
+		c->has_server = true;
+		c->server = *server;
+	}
+	int rc = 0;
+	c->ix = crdt__malloc(&cc.alloc, sizeof *c->ix);
+	if (c->ix == NULL)
+		rc = CRDT_ENOMEM;
+	else {
+		memset(c->ix, 0, sizeof *c->ix);
+		c->ix->root = NIL;
+		rc = crdt__random(c->ix->prio_key, sizeof c->ix->prio_key);
+	}
+	if (rc == 0)
+		rc = crdt_gset_new(&c->cfg, self, &c->msgs);
+	if (rc == 0)
+		rc = crdt_lww_map_new(&c->cfg, self, &c->reacts);
+	if (rc == 0)
+		rc = crdt_gset_new(&c->cfg, self, &c->marks);
+	if (rc == 0)
+		rc = ix_init(c);
+	if (rc < 0) {
+		crdt__chat_free(c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
+void
+crdt__chat_free(crdt_chat *c)
+{
+	if (c == NULL)
+		return;
+	crdt_allocator a = c->cfg.alloc;
+	if (c->ix != NULL) {
+		ix_clear(c);
+		crdt__free(&a, c->ix, sizeof *c->ix);
+	}
+	crdt_gset_free(c->msgs);
+	crdt_lww_map_free(c->reacts);
+	crdt_gset_free(c->marks);
+	crdt__free(&a, c, sizeof *c);
+}
+
+static int
+chat_encode_body(const crdt_chat *c, crdt_buf *out, crdt_buf *tmp)
+{
+	CRDT_TRY(crdt__w_header(out, CRDT__KIND_CHAT, 3));
+	CRDT_TRY(crdt_gset_encode(c->msgs, tmp));
+	CRDT_TRY(crdt__w_bin(out, tmp->data, tmp->len));
+	crdt_buf_clear(tmp);
+	CRDT_TRY(crdt_lww_map_encode(c->reacts, tmp));
+	CRDT_TRY(crdt__w_bin(out, tmp->data, tmp->len));
+	crdt_buf_clear(tmp);
+	CRDT_TRY(crdt_gset_encode(c->marks, tmp));
+	return crdt__w_bin(out, tmp->data, tmp->len);
+}
+
+int
+crdt__chat_encode(const crdt_chat *c, crdt_buf *out)
+{
+	crdt_buf tmp;
+	crdt_buf_init(&tmp, &c->cfg.alloc);
+	size_t mark = out->len;
+	int rc = chat_encode_body(c, out, &tmp);
+	crdt_buf_fini(&tmp);
+	if (rc < 0)
+		out->len = mark;
+	return rc;
+}
+
+int
+crdt__chat_decode(const crdt_chat *like, const uint8_t *p, size_t n,
+    crdt_chat **out)
+{
+	crdt__rd r;
+	size_t k;
+	const uint8_t *b[3];
+	size_t bl[3];
+	crdt_chat *c;
+
+	CRDT_TRY(crdt__rd_init(&r, &like->cfg.limits, p, n));
+	CRDT_TRY(crdt__rd_header(&r, CRDT__KIND_CHAT, &k));
+	if (k != 5)
+		return CRDT_EMALFORMED;
+	for (int i = 0; i < 3; i++)
+		CRDT_TRY(crdt__rd_blob(&r, &b[i], &bl[i]));
+	CRDT_TRY(crdt__rd_done(&r));
+	CRDT_TRY(crdt__chat_new(&like->cfg, &like->self,
+	    like->has_server ? &like->server : NULL, &c));
+	crdt_gset *m = NULL, *mk = NULL;
+	crdt_lww_map *rx = NULL;
+	int rc = crdt_gset_decode(&c->cfg, &c->self, b[0], bl[0], &m);
+	if (rc == 0)
+		rc = crdt_lww_map_decode(&c->cfg, &c->self, b[1], bl[1], &rx);
+	if (rc == 0)
+		rc = crdt_gset_decode(&c->cfg, &c->self, b[2], bl[2], &mk);
+	/* The records must be what this file would have written, or the
+	 * index could not be built from them. */
+	for (size_t i = 0; rc == 0 && m && i < crdt_gset_size(m); i++) {
+		const crdt__key *e = crdt__gset_entry_key(m, i);
+		msgrec mr;
+		rc = parse_msgrec(e->ptr, e->len, &mr);
+	}
+	if (rc < 0) {
+		crdt_gset_free(m);
+		crdt_lww_map_free(rx);
+		crdt_gset_free(mk);
+		crdt__chat_free(c);
+		return rc;
+	}
+	crdt_gset_free(c->msgs);
+	crdt_lww_map_free(c->reacts);
+	crdt_gset_free(c->marks);
+	c->msgs = m;
+	c->reacts = rx;
+	c->marks = mk;
+	c->ix->ok = false; /* built on first use */
+	*out = c;
+	return 0;
+}
+
+int
+crdt__chat_merge(crdt_chat *dst, const crdt_chat *src)
+{
+	/* Each sub-merge is atomic; a failure in the second or third leaves
+	 * dst partly merged, which is why crdt_doc_load merges into a
+	 * scratch copy and swaps it in only when all succeeded. */
+	CRDT_TRY(crdt_gset_merge(dst->msgs, src->msgs));
+	CRDT_TRY(crdt_lww_map_merge(dst->reacts, src->reacts));
+	CRDT_TRY(crdt_gset_merge(dst->marks, src->marks));
+	dst->ix->ok = false;
+	return 0;
+}
+
+bool
+crdt__chat_equal(const crdt_chat *a, const crdt_chat *b)
+{
+	return crdt_gset_equal(a->msgs, b->msgs) &&
+	    crdt_lww_map_equal(a->reacts, b->reacts) &&
+	    crdt_gset_equal(a->marks, b->marks);
+}
+
+uint64_t
+crdt__chat_seen(const crdt_chat *c)
+{
+	return ensure(c) == 0 ? c->ix->max_ord : 0;
+}
+
+bool
+crdt__chat_is_server(const crdt_chat *c, const crdt_replica_id *id)
+{
+	return c->has_server && crdt_replica_id_cmp(&c->server, id) == 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* ops                                                              */
+
+static int
+w_dot(crdt_buf *b, crdt_dot d)
+{
+	CRDT_TRY(crdt__w_id(b, &d.replica));
+	return crdt__w_uint(b, d.counter);
+}
+
+/*
+ * Validate (u == NULL) or apply one chat op. The reader is positioned
+ * after [obj, kind; `n` is the op's array length. Writes go through the
+ * undo log into the sub-objects; the index follows after commit.
+ */
+int
+crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
+    crdt_dot dot, uint64_t stamp, crdt__undo *u, uint32_t obj,
+    crdt_buf *scratch)
+{
+	const uint8_t *a, *b;
+	size_t al, bl;
+	bool present;
+	crdt_dot d;
+	uint64_t x;
+
+	switch (kind) {
+	case OP_POST: {
+		const uint8_t *meta;
+		size_t ml;
+		bool has_meta, has_reply;
+		uint64_t seen;
+		if (n != 7)
+			return CRDT_EMALFORMED;
+		CRDT_TRY(crdt__rd_uint(r, &seen));
+		CRDT_TRY(crdt__rd_bin(r, &a, &al));
+		CRDT_TRY(crdt__rd_bin(r, &b, &bl));
+		CRDT_TRY(rd_opt_dot(r, &d, &has_reply));
+		CRDT_TRY(crdt__rd_opt_bin(r, &meta, &ml, &has_meta));
+		if (al == 0 || al > USER_MAX || seen == UINT64_MAX)
+			return CRDT_EMALFORMED;
+		if (u == NULL)
+			return 0;
+		/* The order key: after everything the author had seen. */
+		uint64_t ord = CRDT_MAX(stamp, seen + 1);
+		crdt_buf_clear(scratch);
+		CRDT_TRY(crdt__w_array(scratch, 8));
+		CRDT_TRY(w_dot(scratch, dot));
+		CRDT_TRY(crdt__w_uint(scratch, ord));
+		CRDT_TRY(crdt__w_uint(scratch, stamp));
+		CRDT_TRY(crdt__w_bin(scratch, a, al));
+		CRDT_TRY(crdt__w_bin(scratch, b, bl));
+		if (has_reply) {
+			CRDT_TRY(crdt__w_array(scratch, 2));
+			CRDT_TRY(w_dot(scratch, d));
+		} else {
+			CRDT_TRY(crdt__w_nil(scratch));
+		}
+		CRDT_TRY(has_meta ? crdt__w_bin(scratch, meta, ml) :
+				    crdt__w_nil(scratch));
+		return crdt__gset_write(c->msgs, scratch->data, scratch->len,
+		    dot, u, obj);
+	}
+	case OP_REACT:
+		if (n != 7)
+			return CRDT_EMALFORMED;
+		CRDT_TRY(rd_dot(r, &d));
+		CRDT_TRY(crdt__rd_bin(r, &a, &al));
+		CRDT_TRY(crdt__rd_bin(r, &b, &bl));
+		CRDT_TRY(crdt__rd_uint(r, &x));
+		if (al == 0 || al > USER_MAX || x > 1)
+			return CRDT_EMALFORMED;
+		if (u == NULL)
+			return 0;
+		crdt_buf_clear(scratch);
+		CRDT_TRY(crdt__w_array(scratch, 4));
+		CRDT_TRY(w_dot(scratch, d));
+		CRDT_TRY(crdt__w_bin(scratch, a, al));
+		CRDT_TRY(crdt__w_bin(scratch, b, bl));
+		return crdt__map_write(c->reacts, scratch->data, scratch->len,
+		    stamp, &dot.replica, x == 1, (const uint8_t *)"", 0, u,
+		    obj);
+	case OP_READ:
+	case OP_ACK: {
+		size_t pairs;
+		if (kind == OP_READ) {
+			if (n != 4)
+				return CRDT_EMALFORMED;
+			CRDT_TRY(crdt__rd_bin(r, &a, &al));
+			if (al == 0 || al > USER_MAX)
+				return CRDT_EMALFORMED;
+		} else {
+			if (n != 3)
+				return CRDT_EMALFORMED;
+			if (!crdt__chat_is_server(c, &dot.replica))
+				return CRDT_EPERM;
+		}
+		CRDT_TRY(crdt__rd_array(r, &pairs));
+		if (pairs % 2 != 0)
+			return CRDT_EMALFORMED;
+		crdt_replica_id prev;
+		for (size_t i = 0; i < pairs / 2; i++) {
+			CRDT_TRY(rd_dot(r, &d));
+			if (i > 0 && crdt_replica_id_cmp(&prev, &d.replica) >= 0)
+				return CRDT_EMALFORMED;
+			prev = d.replica;
+			if (u == NULL)
+				continue;
+			crdt_buf_clear(scratch);
+			CRDT_TRY(crdt__w_array(scratch, kind == OP_READ ? 4 : 3));
+			CRDT_TRY(crdt__w_uint(scratch,
+			    kind == OP_READ ? MK_READ : MK_ACK));
+			if (kind == OP_READ)
+				CRDT_TRY(crdt__w_bin(scratch, a, al));
+			CRDT_TRY(w_dot(scratch, d));
+			CRDT_TRY(crdt__gset_write(c->marks, scratch->data,
+			    scratch->len, dot, u, obj));
+		}
+		r->depth--;
+		return 0;
+	}
+	case OP_MEMBER:
+		if (n != 4)
+			return CRDT_EMALFORMED;
+		CRDT_TRY(crdt__rd_bin(r, &a, &al));
+		CRDT_TRY(crdt__rd_uint(r, &x));
+		if (al == 0 || al > USER_MAX || x > 1)
+			return CRDT_EMALFORMED;
+		if (u == NULL)
+			return 0;
+		crdt_buf_clear(scratch);
+		CRDT_TRY(crdt__w_array(scratch, 5));
+		CRDT_TRY(crdt__w_uint(scratch, MK_MEMBER));
+		CRDT_TRY(crdt__w_bin(scratch, a, al));
+		CRDT_TRY(crdt__w_uint(scratch, x));
+		CRDT_TRY(crdt__w_uint(scratch, stamp));
+		CRDT_TRY(crdt__w_id(scratch, &dot.replica));
+		return crdt__gset_write(c->marks, scratch->data, scratch->len,
+		    dot, u, obj);
+	case OP_REJECT:
+		if (n != 5)
+			return CRDT_EMALFORMED;
+		CRDT_TRY(rd_dot(r, &d));
+		CRDT_TRY(crdt__rd_bin(r, &a, &al));
+		if (!crdt__chat_is_server(c, &dot.replica))
+			return CRDT_EPERM;
+		if (u == NULL)
+			return 0;
+		crdt_buf_clear(scratch);
+		CRDT_TRY(crdt__w_array(scratch, 4));
+		CRDT_TRY(crdt__w_uint(scratch, MK_REJECT));
+		CRDT_TRY(w_dot(scratch, d));
+		CRDT_TRY(crdt__w_bin(scratch, a, al));
+		return crdt__gset_write(c->marks, scratch->data, scratch->len,
+		    dot, u, obj);
+	}
+	(void)present;
+	return CRDT_EMALFORMED;
+}
+
+/*
+ * After commit: fold one undo record of this chat into the index and say
+ * what a UI should hear. On failure the index is marked for rebuild.
+ */
+bool
+crdt__chat_after(crdt_chat *c, const crdt__undo_rec *rec, crdt_change *ch)
+{
+	crdt_dot about;
+	size_t pos;
+	int rc = 0;
+
+	memset(&about, 0, sizeof about);
+	if (!c->ix->ok)
+		return false; /* will be rebuilt; report nothing precise */
+	if (rec->target == c->msgs && rec->kind == CRDT__UNDO_GSET_NEW) {
+		const crdt__key *k = crdt__gset_entry_key(c->msgs, rec->idx);
+		rc = ix_add_msg(c, k->ptr, k->len, &pos, &about);
+		if (rc == 0) {
+			ch->kind = CRDT_CHANGE_CHAT_INSERT;
+			ch->msg = about;
+			ch->position = pos;
+		}
+	} else if (rec->target == c->marks &&
+	    rec->kind == CRDT__UNDO_GSET_NEW) {
+		const crdt__key *k = crdt__gset_entry_key(c->marks, rec->idx);
+		rc = ix_add_mark(c, k->ptr, k->len, &about);
+		ch->kind = CRDT_CHANGE_CHAT_UPDATE;
+		ch->msg = about;
+	} else if (rec->target == c->reacts &&
+	    (rec->kind == CRDT__UNDO_MAP_NEW ||
+		rec->kind == CRDT__UNDO_MAP_REG)) {
+		const crdt__reg *now;
+		const crdt__key *k = crdt__map_entry(c->reacts, rec->idx, &now);
+		bool fresh = rec->kind == CRDT__UNDO_MAP_NEW;
+		bool was = !fresh && rec->old.state == 2;
+		rc = ix_react(c, k, was, now->state == 2, fresh, &about);
+		ch->kind = CRDT_CHANGE_CHAT_UPDATE;
+		ch->msg = about;
+	} else {
+		return false;
+	}
+	if (rc < 0) {
+		c->ix->ok = false;
+		return false;
+	}
+	return true;
+}
+
+/* ---------------------------------------------------------------- */
+/* queries                                                          */
+
+static void
+fill(const crdt_chat *c, uint32_t x, crdt_chat_msg *out)
+{
+	const tnode *n = &c->ix->nodes[x];
+	msgrec m;
+	memset(out, 0, sizeof *out);
+	if (parse_msgrec(n->rec, n->rec_len, &m) != 0)
+		return;
+	out->id = m.id;
+	out->sent_at = m.sent_at;
+	out->order = m.ord;
+	out->user = m.user;
+	out->user_len = m.user_len;
+	out->body = m.body;
+	out->body_len = m.body_len;
+	out->has_reply_to = m.has_reply;
+	out->reply_to = m.reply;
+	out->meta = m.meta;
+	out->meta_len = m.meta_len;
+	/* Member when sent: the last membership change of the author with a
+	 * stamp below the message's is a join. */
+	int rc;
+	const user_ent *u = user_get(c->ix, m.user, m.user_len, false, &rc);
+	if (u != NULL) {
+		size_t lo = 0, hi = u->nh;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (u->h[mid].stamp < m.sent_at)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		out->author_was_member = lo > 0 && u->h[lo - 1].joined;
+	}
+}
+
+static uint32_t
+find(const crdt_chat *c, crdt_dot id)
+{
+	int rc;
+	const dot_ent *e = dot_get(c->ix, id, false, &rc);
+	return e != NULL && e->node != 0 ? e->node - 1 : NIL;
+}
+
+size_t
+crdt_chat_count(const crdt_chat *c)
+{
+	return c != NULL ? crdt_gset_size(c->msgs) : 0;
+}
+
+int
+crdt_chat_get(const crdt_chat *c, crdt_dot id, crdt_chat_msg *out)
+{
+	if (c == NULL || out == NULL)
+		return CRDT_EINVAL;
+	CRDT_TRY(ensure(c));
+	uint32_t x = find(c, id);
+	if (x == NIL)
+		return CRDT_ENOTFOUND;
+	fill(c, x, out);
+	return 0;
+}
+
+int
+crdt_chat_at(const crdt_chat *c, size_t pos, crdt_chat_msg *out)
+{
+	if (c == NULL || out == NULL)
+		return CRDT_EINVAL;
+	CRDT_TRY(ensure(c));
+	uint32_t x = kth(c->ix, pos);
+	if (x == NIL)
+		return CRDT_ENOTFOUND;
+	fill(c, x, out);
+	return 0;
+}
+
+int
+crdt_chat_position(const crdt_chat *c, crdt_dot id, size_t *pos)
+{
+	if (c == NULL || pos == NULL)
+		return CRDT_EINVAL;
+	CRDT_TRY(ensure(c));
+	uint32_t x = find(c, id);
+	if (x == NIL)
+		return CRDT_ENOTFOUND;
+	*pos = rank(c->ix, x);
+	return 0;
+}
+
+int
+crdt_chat_page(const crdt_chat *c, const crdt_dot *anchor, bool after,
+    size_t k, crdt_dot *out, size_t *n)
+{
+	if (c == NULL || n == NULL || (out == NULL && k != 0))
+		return CRDT_EINVAL;
+	CRDT_TRY(ensure(c));
+	const chat_index *ix = c->ix;
+	uint32_t x;
+	*n = 0;
+	if (anchor == NULL) {
+		size_t total = ix->nn;
+		size_t first = total > k ? total - k : 0;
+		x = kth(ix, first);
+		while (x != NIL && *n < k) {
+			out[(*n)++] = ix->nodes[x].id;
+			x = step(ix, x, true);
+		}
+		return 0;
+	}
+	x = find(c, *anchor);
+	if (x == NIL)
+		return CRDT_ENOTFOUND;
+	if (after) {
+		for (x = step(ix, x, true); x != NIL && *n < k;
+		     x = step(ix, x, true))
+			out[(*n)++] = ix->nodes[x].id;
+		return 0;
+	}
+	/* Walk back k, then emit forwards so the page is in thread order. */
+	size_t got = 0;
+	uint32_t y = x;
+	while (got < k) {
+		uint32_t p = step(ix, y, false);
+		if (p == NIL)
+			break;
+		y = p;
+		got++;
+	}
+	for (size_t i = 0; i < got; i++) {
+		out[(*n)++] = ix->nodes[y].id;
+		y = step(ix, y, true);
+	}
+	return 0;
+}
+
+static bool
+covered_by_ack(const crdt_chat *c, crdt_dot id)
+{
+	return crdt_vclock_covers(c->ix->acked, id);
+}
+
+bool
+crdt_chat_has_read(const crdt_chat *c, const void *user, size_t user_len,
+    crdt_dot id)
+{
+	int rc;
+	if (c == NULL || user == NULL || ensure(c) != 0)
+		return false;
+	const user_ent *u = user_get(c->ix, user, user_len, false, &rc);
+	return u != NULL && u->read != NULL && crdt_vclock_covers(u->read, id);
+}
+
+/* Someone other than the author has read it. */
+static bool
+read_by_other(const crdt_chat *c, uint32_t x)
+{
+	msgrec m;
+	const crdt__table *t = &c->ix->users;
+	if (parse_msgrec(c->ix->nodes[x].rec, c->ix->nodes[x].rec_len, &m))
+		return false;
+	for (size_t i = 0; i < t->n; i++) {
+		const user_ent *u = crdt__table_at(t, i);
+		if (u->read == NULL || !crdt_vclock_covers(u->read, m.id))
+			continue;
+		if (u->k.len != m.user_len || memcmp(u->k.ptr, m.user,
+		    m.user_len) != 0)
+			return true;
+	}
+	return false;
+}
+
+int
+crdt_chat_status_of(const crdt_chat *c, crdt_dot id, crdt_chat_status *st)
+{
+	int rc;
+	if (c == NULL || st == NULL)
+		return CRDT_EINVAL;
+	CRDT_TRY(ensure(c));
+	uint32_t x = find(c, id);
+	if (x == NIL)
+		return CRDT_ENOTFOUND;
+	const dot_ent *e = dot_get(c->ix, id, false, &rc);
+	if (e != NULL && e->reason != NULL)
+		*st = CRDT_CHAT_REJECTED;
+	else if (c->has_server && !covered_by_ack(c, id))
+		*st = CRDT_CHAT_PENDING;
+	else if (read_by_other(c, x))
+		*st = CRDT_CHAT_READ;
+	else
+		*st = CRDT_CHAT_DELIVERED;
+	return 0;
+}
+
+int
+crdt_chat_rejection(const crdt_chat *c, crdt_dot id, const uint8_t **reason,
+    size_t *len)
+{
+	int rc;
+	if (c == NULL)
+		return CRDT_EINVAL;
+	CRDT_TRY(ensure(c));
+	const dot_ent *e = dot_get(c->ix, id, false, &rc);
+	if (e == NULL || e->reason == NULL)
+		return CRDT_ENOTFOUND;
+	if (reason != NULL)
+		*reason = e->reason;
+	if (len != NULL)
+		*len = e->reason_len;
+	return 0;
+}
+
+size_t
+crdt_chat_reaction_count(const crdt_chat *c, crdt_dot id)
+{
+	int rc;
+	if (c == NULL || ensure(c) != 0)
+		return 0;
+	const dot_ent *e = dot_get(c->ix, id, false, &rc);
+	return e != NULL ? e->reactions : 0;
+}
+
+int
+crdt_chat_reactions(const crdt_chat *c, crdt_dot id, crdt_chat_reaction_fn fn,
+    void *ud)
+{
+	int rc;
+	if (c == NULL || fn == NULL)
+		return CRDT_EINVAL;
+	CRDT_TRY(ensure(c));
+	const dot_ent *e = dot_get(c->ix, id, false, &rc);
+	for (size_t i = 0; e != NULL && i < e->nrk; i++) {
+		const crdt__key *k = e->rk[i];
+		const uint8_t *v;
+		if (crdt_lww_map_get(c->reacts, k->ptr, k->len, &v, NULL) != 0)
+			continue;
+		crdt__rd r;
+		crdt_dot d;
+		const uint8_t *u, *em;
+		size_t ul, el;
+		if (crdt__rd_init(&r, &big_limits, k->ptr, k->len) ||
+		    crdt__rd_array_n(&r, 4) || rd_dot(&r, &d) ||
+		    crdt__rd_bin(&r, &u, &ul) || crdt__rd_bin(&r, &em, &el))
+			continue;
+		int v2 = fn(ud, u, ul, em, el);
+		if (v2 != 0)
+			return v2;
+	}
+	return 0;
+}
+
+int
+crdt_chat_read_by(const crdt_chat *c, crdt_dot id, crdt_chat_user_fn fn,
+    void *ud)
+{
+	if (c == NULL || fn == NULL)
+		return CRDT_EINVAL;
+	CRDT_TRY(ensure(c));
+	const crdt__table *t = &c->ix->users;
+	for (size_t i = 0; i < t->n; i++) {
+		const user_ent *u = crdt__table_at(t, i);
+		if (u->read == NULL || !crdt_vclock_covers(u->read, id))
+			continue;
+		int v = fn(ud, u->k.ptr, u->k.len);
+		if (v != 0)
+			return v;
+	}
+	return 0;
+}
+
+size_t
+crdt_chat_unread(const crdt_chat *c, const void *user, size_t user_len)
+{
+	int rc;
+	if (c == NULL || user == NULL || user_len > USER_MAX ||
+	    ensure(c) != 0)
+		return 0;
+	chat_index *ix = c->ix;
+	const user_ent *u = user_get(ix, user, user_len, false, &rc);
+	size_t total = ix->nn, own = u ? u->posted : 0;
+	size_t read_all = 0, read_own = 0;
+	if (u != NULL && u->read != NULL) {
+		uint8_t key[USER_MAX + 16];
+		memcpy(key, user, user_len);
+		for (size_t i = 0; i < crdt_vclock_size(u->read); i++) {
+			crdt_replica_id id;
+			uint64_t upto;
+			if (crdt_vclock_entry(u->read, i, &id, &upto) != 0)
+				continue;
+			rep_ent *re = tab_get(&ix->reps, id.bytes, 16, false,
+			    &rc);
+			if (re != NULL)
+				read_all += u64v_upto(&re->ctr, upto);
+			memcpy(key + user_len, id.bytes, 16);
+			rep_ent *ue = tab_get(&ix->ureps, key, user_len + 16,
+			    false, &rc);
+			if (ue != NULL)
+				read_own += u64v_upto(&ue->ctr, upto);
+		}
+	}
+	/* unread = not covered, minus own messages not covered */
+	return (total - read_all) - (own - read_own);
+}
+
+static bool
+member_now(const user_ent *u)
+{
+	return u->nh > 0 && u->h[u->nh - 1].joined;
+}
+
+bool
+crdt_chat_is_member(const crdt_chat *c, const void *user, size_t user_len)
+{
+	int rc;
+	if (c == NULL || user == NULL || ensure(c) != 0)
+		return false;
+	const user_ent *u = user_get(c->ix, user, user_len, false, &rc);
+	return u != NULL && member_now(u);
+}
+
+int
+crdt_chat_members(const crdt_chat *c, crdt_chat_user_fn fn, void *ud)
+{
+	if (c == NULL || fn == NULL)
+		return CRDT_EINVAL;
+	CRDT_TRY(ensure(c));
+	const crdt__table *t = &c->ix->users;
+	for (size_t i = 0; i < t->n; i++) {
+		const user_ent *u = crdt__table_at(t, i);
+		if (!member_now(u))
+			continue;
+		int v = fn(ud, u->k.ptr, u->k.len);
+		if (v != 0)
+			return v;
+	}
+	return 0;
+}
+
+int
+crdt_chat_outbox(const crdt_chat *c, const crdt_replica_id *self,
+    int (*fn)(void *ud, crdt_dot id), void *ud)
+{
+	int rc;
+	if (c == NULL || self == NULL || fn == NULL)
+		return CRDT_EINVAL;
+	CRDT_TRY(ensure(c));
+	/* Acks cover a prefix of each replica's counters, so the outbox is
+	 * the suffix of our own counters past the acknowledged one; our own
+	 * messages sort in counter order (each saw the previous). Cost
+	 * O(log n + outbox). */
+	rep_ent *re = tab_get(&c->ix->reps, self->bytes, 16, false, &rc);
+	if (re == NULL || !c->has_server)
+		return 0;
+	uint64_t acked = crdt_vclock_get(c->ix->acked, self);
+	for (size_t i = u64v_upto(&re->ctr, acked); i < re->ctr.n; i++) {
+		crdt_dot id = { *self, re->ctr.v[i] };
+		const dot_ent *e = dot_get(c->ix, id, false, &rc);
+		if (e != NULL && e->reason != NULL)
+			continue;
+		int v = fn(ud, id);
+		if (v != 0)
+			return v;
+	}
+	return 0;
+}
