@@ -175,7 +175,10 @@ bytes_eq(const void *a, size_t alen, const void *b, size_t blen)
 const char *
 hexs(const void *p, size_t n)
 {
-	static char out[64 * 2 + 4];
+	/* Four rotating buffers: several hexs() in one message work. */
+	static char bufs[4][64 * 2 + 4];
+	static unsigned next;
+	char *out = bufs[next++ % 4];
 	static const char hex[] = "0123456789abcdef";
 	const uint8_t *s = p;
 	size_t k = 0;

@@ -51,7 +51,8 @@ void mk_map_op(crdt_buf *b, uint64_t hlc, crdt_replica_id id, bool present,
 
 /* Byte-exact comparison of two byte ranges. */
 bool bytes_eq(const void *a, size_t alen, const void *b, size_t blen);
-/* Hex of up to 64 bytes into a static buffer (for failure messages). */
+/* Hex of up to 64 bytes in a static buffer, valid until the 4th next
+ * call (for failure messages). */
 const char *hexs(const void *p, size_t n);
 
 #endif /* CRDT_TEST_UTIL_H */
