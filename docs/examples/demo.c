@@ -1,7 +1,8 @@
 /*
- * Demo: three replicas edit one document while a simulated network drops,
- * duplicates and reorders their messages, takes them offline and splits
- * them apart; then the network heals and all three hold the same bytes.
+ * Demo: a group chat of four people and a server replica over a simulated
+ * network that drops, duplicates and reorders messages, takes devices
+ * offline and splits the network. Afterwards the network heals and every
+ * replica shows the same thread, in the same order, byte for byte.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -9,26 +10,83 @@
 
 #include <crdt/crdt.h>
 
+#define PEOPLE 4
+static const char *names[PEOPLE + 1] = { "server", "alice", "bob", "carol",
+	"dave" };
+static const char *lines[] = { "anyone up for lunch?", "sure", "where?",
+	"the usual place", "I'm offline on the train, see you there",
+	"running late", "order for me please", "done", "on my way",
+	"great", "thanks!", "what about tomorrow?" };
+
 static int
 setup(void *ud, crdt_doc *d, size_t i)
 {
-	(void)ud;
-	(void)i;
-	int rc = crdt_doc_register(d, "tags", CRDT_OBJ_GSET, NULL);
-	if (rc == 0)
-		rc = crdt_doc_register(d, "title", CRDT_OBJ_LWW, NULL);
-	if (rc == 0)
-		rc = crdt_doc_register(d, "settings", CRDT_OBJ_MAP, NULL);
-	return rc;
+	crdt_replica_id *server = ud;
+	if (i == 0)
+		*server = *crdt_doc_self(d);
+	return crdt_doc_register_chat(d, "lunch", server, NULL);
 }
 
 static int
-show(void *ud, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+edit(crdt_sim *sim, crdt_buf *msg, crdt_dot *last, int step)
 {
-	(void)ud;
-	printf("    %.*s = %.*s\n", (int)kl, (const char *)k, (int)vl,
-	    (const char *)v);
-	return 0;
+	size_t who = 1 + crdt_sim_rand(sim) % PEOPLE;
+	crdt_doc *d = crdt_sim_doc(sim, who);
+	const char *user = names[who];
+	crdt_buf_clear(msg);
+	if (step % 17 == 0)
+		return crdt_doc_chat_ack(crdt_sim_doc(sim, 0), 0, msg);
+	switch (crdt_sim_rand(sim) % 6) {
+	case 0:
+		return crdt_doc_chat_mark_read(d, 0, user, strlen(user), msg);
+	case 1:
+		if (last->counter == 0)
+			return 0;
+		return crdt_doc_chat_react(d, 0, *last, user, strlen(user),
+		    "+1", 2, true, msg);
+	default: {
+		const char *body = lines[crdt_sim_rand(sim) % 12];
+		crdt_chat_post p = { user, strlen(user), body, strlen(body),
+			crdt_sim_rand(sim) % 4 == 0 && last->counter ? last :
+								       NULL,
+			NULL, 0 };
+		return crdt_doc_chat_post(d, 0, &p, last, msg);
+	}
+	}
+}
+
+static const char *
+status_name(crdt_chat_status s)
+{
+	static const char *n[] = { "pending", "delivered", "read", "rejected" };
+	return n[s];
+}
+
+static void
+print_thread(crdt_sim *sim, size_t r)
+{
+	const crdt_chat *c;
+	if (crdt_doc_chat(crdt_sim_doc(sim, r), 0, &c) != 0)
+		return;
+	printf("  %s's replica: %zu messages, newest 6:\n", names[r],
+	    crdt_chat_count(c));
+	crdt_dot page[6];
+	size_t n;
+	if (crdt_chat_page(c, NULL, false, 6, page, &n) != 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		crdt_chat_msg m;
+		crdt_chat_status st;
+		size_t pos;
+		if (crdt_chat_get(c, page[i], &m) != 0 ||
+		    crdt_chat_status_of(c, page[i], &st) != 0 ||
+		    crdt_chat_position(c, page[i], &pos) != 0)
+			continue;
+		printf("    #%-3zu %-6.*s %-40.*s %s%s, %zu reactions\n", pos,
+		    (int)m.user_len, (const char *)m.user, (int)m.body_len,
+		    (const char *)m.body, m.has_reply_to ? "(reply) " : "",
+		    status_name(st), crdt_chat_reaction_count(c, page[i]));
+	}
 }
 
 int
@@ -36,68 +94,53 @@ main(void)
 {
 	crdt_sim_config sc;
 	crdt_sim *sim;
+	crdt_replica_id server;
 	crdt_buf msg;
+	crdt_dot last = { { { 0 } }, 0 };
 	int rc;
 
 	crdt_sim_config_default(&sc);
-	sc.replicas = 3;
-	sc.seed = 42;
-	sc.drop_pct = 30;
-	if ((rc = crdt_sim_new(NULL, &sc, setup, NULL, &sim)) != 0) {
+	sc.replicas = PEOPLE + 1;
+	sc.seed = 2026;
+	sc.drop_pct = 25;
+	sc.offline_pct = 10;
+	sc.max_skew_ms = 300;
+	if ((rc = crdt_sim_new(NULL, &sc, setup, &server, &sim)) != 0) {
 		fprintf(stderr, "sim: %s\n", crdt_strerror(rc));
 		return 1;
 	}
 	crdt_buf_init(&msg, NULL);
-	static const char *words[] = { "red", "green", "blue", "amber" };
-	for (int step = 0; step < 300 && rc == 0; step++) {
-		size_t r = crdt_sim_rand(sim) % 3;
-		crdt_doc *d = crdt_sim_doc(sim, r);
-		const char *w = words[crdt_sim_rand(sim) % 4];
-		char val[32];
-		int n = snprintf(val, sizeof val, "%s-%zu-%d", w, r, step);
-		crdt_buf_clear(&msg);
-		switch (crdt_sim_rand(sim) % 3) {
-		case 0:
-			rc = crdt_doc_gset_add(d, 0, w, strlen(w), &msg);
-			break;
-		case 1:
-			rc = crdt_doc_lww_set(d, 1, val, (size_t)n, &msg);
-			break;
-		default:
-			rc = crdt_doc_map_set(d, 2, w, strlen(w), val,
-			    (size_t)n, &msg);
-		}
+	for (int step = 1; step <= 400 && rc == 0; step++) {
+		rc = edit(sim, &msg, &last, step);
 		if (rc == 0)
 			rc = crdt_sim_step(sim);
 	}
 	crdt_sim_stats st;
 	crdt_sim_stats_get(sim, &st);
-	printf("libcrdt %s demo: 3 replicas, 300 edits, seed %" PRIu64 "\n",
-	    crdt_version_string(), sc.seed);
-	printf("  network: %" PRIu64 " delivered, %" PRIu64 " dropped, %" PRIu64
+	printf("libcrdt %s demo: group chat, %d people + server, 400 steps, "
+	       "seed %" PRIu64 "\n",
+	    crdt_version_string(), PEOPLE, sc.seed);
+	printf("network: %" PRIu64 " delivered, %" PRIu64 " dropped, %" PRIu64
 	       " duplicated, %" PRIu64 " snapshot exchanges, %" PRIu64
 	       " lossy sync rounds\n",
 	    st.delivered, st.dropped, st.duplicated, st.snapshots, st.syncs);
-	printf("  before healing: %s\n",
-	    crdt_sim_check(sim) == 0 ? "already converged" : "replicas differ");
+	printf("before healing: %s\n",
+	    crdt_sim_check(sim) == 0 ? "converged" : "replicas differ");
+	if (rc == 0)
+		rc = crdt_doc_chat_ack(crdt_sim_doc(sim, 0), 0, &msg);
 	if (rc == 0)
 		rc = crdt_sim_heal(sim);
 	if (rc == 0)
+		rc = crdt_doc_chat_ack(crdt_sim_doc(sim, 0), 0, &msg);
+	if (rc == 0)
+		rc = crdt_sim_heal(sim);
+	for (size_t r = 0; rc == 0 && r <= PEOPLE; r++)
+		print_thread(sim, r);
+	if (rc == 0)
 		rc = crdt_sim_check(sim);
-	printf("  after healing:  %s\n",
-	    rc == 0 ? "all 3 snapshots byte-identical" : crdt_strerror(rc));
-	const crdt_lww *title;
-	const crdt_lww_map *settings;
-	const uint8_t *v;
-	size_t vl;
-	crdt_doc *d0 = crdt_sim_doc(sim, 0);
-	if (rc == 0 && crdt_doc_lww(d0, 1, &title) == 0 &&
-	    crdt_lww_get(title, &v, &vl) == 0)
-		printf("  title    = %.*s\n", (int)vl, (const char *)v);
-	if (rc == 0 && crdt_doc_map(d0, 2, &settings) == 0) {
-		printf("  settings (%zu keys):\n", crdt_lww_map_size(settings));
-		rc = crdt_lww_map_foreach(settings, show, NULL);
-	}
+	printf("after healing: %s\n",
+	    rc == 0 ? "all 5 replicas byte-identical (same thread, same order)"
+		    : crdt_strerror(rc));
 	crdt_buf_fini(&msg);
 	crdt_sim_free(sim);
 	return rc == 0 ? 0 : 1;
