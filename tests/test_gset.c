@@ -883,3 +883,71 @@ Test(gset, equal_compares_elements_and_dots)
 	crdt_gset_free(z);
 	ASSERT_NO_LEAKS();
 }
+
+Test(gset, merge_across_allocators)
+{
+	crdt_gset *libc_side;
+	cr_assert_eq(crdt_gset_new(NULL, &B, &libc_side), 0);
+	char e[8];
+	crdt_buf op;
+	tb_init(&op);
+	for (int i = 0; i < 20; i++) {
+		snprintf(e, sizeof e, "e%d", i);
+		cr_assert_eq(crdt_gset_add(libc_side, e, strlen(e), &op), 0);
+	}
+	crdt_gset *s = mk(A);
+	add(s, "e3");
+	add(s, "mine");
+	cr_assert_eq(crdt_gset_merge(s, libc_side), 0);
+	crdt_gset_free(libc_side);
+	cr_assert_eq(crdt_gset_size(s), 21);
+	cr_assert(crdt_gset_contains(s, "e19", 3));
+	crdt_buf_fini(&op);
+	crdt_gset_free(s);
+	ASSERT_NO_LEAKS();
+}
+
+Test(gset, config_is_copied)
+{
+	crdt_config c = cfg;
+	c.limits.max_value_bytes = 4;
+	crdt_gset *s;
+	cr_assert_eq(crdt_gset_new(&c, &A, &s), 0);
+	c.limits.max_value_bytes = 1;
+	c.alloc.alloc = NULL;
+	add(s, "four");
+	crdt_gset_free(s);
+	ASSERT_NO_LEAKS();
+}
+
+/* Thousands of distinct elements: every member found with its dot, and
+ * near-misses (one extra byte, one byte changed) are not. Exercises
+ * table growth and probing well past the first few rehashes. */
+Test(gset, large_set_membership_is_exact)
+{
+	crdt_gset *s = mk(A);
+	crdt_buf op;
+	tb_init(&op);
+	uint8_t e[9];
+	for (uint32_t i = 0; i < 3000; i++) {
+		memcpy(e, &i, 4);
+		memcpy(e + 4, "elem", 4);
+		crdt_buf_clear(&op);
+		cr_assert_eq(crdt_gset_add(s, e, 8, &op), 0);
+	}
+	cr_assert_eq(crdt_gset_size(s), 3000);
+	for (uint32_t i = 0; i < 3000; i++) {
+		memcpy(e, &i, 4);
+		memcpy(e + 4, "elem", 4);
+		crdt_dot d;
+		cr_assert_eq(crdt_gset_lookup(s, e, 8, &d), 0, "%u", i);
+		cr_assert_eq(d.counter, i + 1);
+		e[8] = 0;
+		cr_assert_not(crdt_gset_contains(s, e, 9));
+		e[7] ^= 1;
+		cr_assert_not(crdt_gset_contains(s, e, 8));
+	}
+	crdt_buf_fini(&op);
+	crdt_gset_free(s);
+	ASSERT_NO_LEAKS();
+}

@@ -788,3 +788,63 @@ Test(lww, equal_compares_winning_writes)
 	crdt_lww_free(z);
 	ASSERT_NO_LEAKS();
 }
+
+/* Writing back the register's own (borrowed) value must copy it before
+ * the old value is released. ASan turns a mistake into a crash. */
+Test(lww, set_from_own_borrowed_value)
+{
+	crdt_lww *r = mk(A);
+	set(r, "self-referential");
+	const uint8_t *v;
+	size_t n;
+	cr_assert_eq(crdt_lww_get(r, &v, &n), 0);
+	crdt_buf op;
+	tb_init(&op);
+	cr_assert_eq(crdt_lww_set(r, v, n, &op), 0);
+	expect_value(r, "self-referential");
+	crdt_buf_fini(&op);
+	crdt_lww_free(r);
+	ASSERT_NO_LEAKS();
+}
+
+/* The config is copied at construction: later edits to the caller's
+ * struct do not reach the object. */
+Test(lww, config_is_copied)
+{
+	crdt_config c = cfg;
+	c.limits.max_value_bytes = 4;
+	crdt_lww *r;
+	cr_assert_eq(crdt_lww_new(&c, &A, &r), 0);
+	c.limits.max_value_bytes = 1;
+	c.clock = NULL;
+	set(r, "four");
+	uint64_t h;
+	cr_assert_eq(crdt_lww_stamp(r, &h, NULL), 0);
+	cr_assert_eq(h, PACK(1000, 0), "still on the injected clock");
+	crdt_lww_free(r);
+	ASSERT_NO_LEAKS();
+}
+
+/* Merging from a register on another allocator copies into dst's: the
+ * counting allocator sees every byte it hands out come back with the
+ * right size. */
+Test(lww, merge_across_allocators)
+{
+	crdt_lww *libc_side;
+	crdt_config plain;
+	crdt_config_default(&plain);
+	plain.clock = test_clock_read;
+	plain.clock_ud = &clk;
+	cr_assert_eq(crdt_lww_new(&plain, &B, &libc_side), 0);
+	clk.ms = 2000;
+	crdt_buf op;
+	tb_init(&op);
+	cr_assert_eq(crdt_lww_set(libc_side, "from libc", 9, &op), 0);
+	crdt_lww *r = mk(A);
+	cr_assert_eq(crdt_lww_merge(r, libc_side), 0);
+	crdt_lww_free(libc_side);
+	expect_value(r, "from libc");
+	crdt_buf_fini(&op);
+	crdt_lww_free(r);
+	ASSERT_NO_LEAKS();
+}

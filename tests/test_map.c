@@ -835,3 +835,57 @@ Test(map, equal_includes_tombstones)
 	crdt_lww_map_free(y);
 	ASSERT_NO_LEAKS();
 }
+
+/* Copying a key's own (borrowed) value onto itself and onto a new key
+ * (which may grow the table) must copy before releasing anything. */
+Test(map, set_from_own_borrowed_value)
+{
+	crdt_lww_map *m = mk(A);
+	char k[8];
+	for (int i = 0; i < 12; i++) {
+		snprintf(k, sizeof k, "k%d", i);
+		put(m, k, "shared value");
+	}
+	const uint8_t *v;
+	size_t n;
+	cr_assert_eq(crdt_lww_map_get(m, "k3", 2, &v, &n), 0);
+	crdt_buf op;
+	tb_init(&op);
+	cr_assert_eq(crdt_lww_map_set(m, "k3", 2, v, n, &op), 0);
+	expect_value(m, "k3", "shared value");
+	cr_assert_eq(crdt_lww_map_get(m, "k3", 2, &v, &n), 0);
+	cr_assert_eq(crdt_lww_map_set(m, "new", 3, v, n, &op), 0);
+	expect_value(m, "new", "shared value");
+	crdt_buf_fini(&op);
+	crdt_lww_map_free(m);
+	ASSERT_NO_LEAKS();
+}
+
+Test(map, merge_across_allocators)
+{
+	crdt_lww_map *libc_side;
+	crdt_config plain;
+	crdt_config_default(&plain);
+	plain.clock = test_clock_read;
+	plain.clock_ud = &clk;
+	cr_assert_eq(crdt_lww_map_new(&plain, &B, &libc_side), 0);
+	char k[8];
+	crdt_buf op;
+	tb_init(&op);
+	for (int i = 0; i < 20; i++) {
+		snprintf(k, sizeof k, "k%d", i);
+		cr_assert_eq(crdt_lww_map_set(libc_side, k, strlen(k), "v", 1,
+				 &op),
+		    0);
+	}
+	cr_assert_eq(crdt_lww_map_remove(libc_side, "k0", 2, &op), 0);
+	crdt_lww_map *m = mk(A);
+	put(m, "k5", "older");
+	cr_assert_eq(crdt_lww_map_merge(m, libc_side), 0);
+	crdt_lww_map_free(libc_side);
+	cr_assert_eq(crdt_lww_map_size(m), 19);
+	expect_value(m, "k5", "v");
+	crdt_buf_fini(&op);
+	crdt_lww_map_free(m);
+	ASSERT_NO_LEAKS();
+}

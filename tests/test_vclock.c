@@ -8,6 +8,7 @@
 
 #include "crdt/crdt.h"
 #include "test_alloc.h"
+#include "test_rng.h"
 #include "test_util.h"
 
 static crdt_config cfg;
@@ -597,5 +598,107 @@ Test(vclock, decode_refuses_lying_counts_without_allocating)
 	cr_assert_leq(test_alloc_calls() - before, 1,
 	    "only the object itself may be allocated");
 	crdt_buf_fini(&b);
+	ASSERT_NO_LEAKS();
+}
+
+/* Seeded random set/merge/compare against a plain array model of the
+ * same clock (ids test_id(0..NID-1)). */
+#define NID 24
+
+static crdt_order
+model_cmp(const uint64_t *a, const uint64_t *b)
+{
+	bool less = false, greater = false;
+	for (int i = 0; i < NID; i++) {
+		less |= a[i] < b[i];
+		greater |= a[i] > b[i];
+	}
+	return less && greater ? CRDT_ORDER_CONCURRENT :
+	    less               ? CRDT_ORDER_BEFORE :
+	    greater            ? CRDT_ORDER_AFTER :
+				 CRDT_ORDER_EQUAL;
+}
+
+static void
+expect_model(const crdt_vclock *vc, const uint64_t *m, uint64_t seed, int it)
+{
+	size_t n = 0;
+	for (int i = 0; i < NID; i++) {
+		cr_assert_eq(get(vc, (uint8_t)i), m[i],
+		    "seed=0x%llx step %d id %d", (unsigned long long)seed, it,
+		    i);
+		n += m[i] != 0;
+	}
+	cr_assert_eq(crdt_vclock_size(vc), n, "seed=0x%llx step %d",
+	    (unsigned long long)seed, it);
+	/* entries ascend and list exactly the non-zero model slots */
+	size_t e = 0;
+	for (int i = 0; i < NID; i++) {
+		if (m[i] == 0)
+			continue;
+		crdt_replica_id id;
+		uint64_t c;
+		cr_assert_eq(crdt_vclock_entry(vc, e++, &id, &c), 0);
+		crdt_replica_id w = test_id((uint8_t)i);
+		cr_assert_eq(crdt_replica_id_cmp(&id, &w), 0);
+		cr_assert_eq(c, m[i]);
+	}
+}
+
+Test(vclock, random_operations_match_a_naive_model)
+{
+	uint64_t seed = test_seed(UINT64_C(0x7c10c4));
+	test_rng r;
+	test_rng_init(&r, seed);
+	crdt_vclock *vc[3];
+	uint64_t m[3][NID];
+	memset(m, 0, sizeof m);
+	for (int k = 0; k < 3; k++)
+		cr_assert_eq(crdt_vclock_new(&cfg, &vc[k]), 0);
+	for (int it = 0; it < 20000; it++) {
+		int a = (int)test_rng_below(&r, 3), b = (int)test_rng_below(&r, 3);
+		switch (test_rng_below(&r, 4)) {
+		case 0:
+		case 1: {
+			int i = (int)test_rng_below(&r, NID);
+			uint64_t c = test_rng_chance(&r, 1, 5) ? 0 :
+			    test_rng_below(&r, 6) + (test_rng_chance(&r, 1, 20) ?
+				UINT64_MAX - 6 : 0);
+			crdt_replica_id id = test_id((uint8_t)i);
+			cr_assert_eq(crdt_vclock_set(vc[a], &id, c), 0);
+			m[a][i] = c;
+			break;
+		}
+		case 2:
+			cr_assert_eq(crdt_vclock_merge(vc[a], vc[b]), 0);
+			for (int i = 0; i < NID; i++)
+				if (m[b][i] > m[a][i])
+					m[a][i] = m[b][i];
+			break;
+		default: {
+			cr_assert_eq(crdt_vclock_compare(vc[a], vc[b]),
+			    model_cmp(m[a], m[b]), "seed=0x%llx step %d",
+			    (unsigned long long)seed, it);
+			crdt_dot d = { test_id((uint8_t)test_rng_below(&r, NID)),
+				test_rng_below(&r, 7) };
+			cr_assert_eq(crdt_vclock_covers(vc[a], d),
+			    m[a][d.replica.bytes[0]] >= d.counter);
+			break;
+		}
+		}
+		expect_model(vc[a], m[a], seed, it);
+		if (it % 500 == 0) {
+			crdt_buf e;
+			encode(vc[a], &e);
+			crdt_vclock *back;
+			cr_assert_eq(crdt_vclock_decode(&cfg, e.data, e.len,
+					 &back), 0);
+			expect_model(back, m[a], seed, it);
+			crdt_vclock_free(back);
+			crdt_buf_fini(&e);
+		}
+	}
+	for (int k = 0; k < 3; k++)
+		crdt_vclock_free(vc[k]);
 	ASSERT_NO_LEAKS();
 }
