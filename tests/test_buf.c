@@ -10,6 +10,8 @@
 #include "test_alloc.h"
 #include "test_util.h"
 
+TestSuite(buf, .init = test_alloc_reset);
+
 Test(buf, init_gives_an_empty_buffer)
 {
 	crdt_buf b;
@@ -174,4 +176,43 @@ Test(buf, huge_append_is_refused_without_overflow)
 	cr_assert(bytes_eq(b.data, b.len, "abc", 3));
 	crdt_buf_fini(&b);
 	ASSERT_NO_LEAKS();
+}
+
+/* ---- crdt_config (also in common.h) ---- */
+
+Test(config, defaults_match_the_documentation)
+{
+	crdt_config c;
+	memset(&c, 0x5c, sizeof c);
+	crdt_config_default(&c);
+	cr_assert(c.alloc.alloc != NULL && c.alloc.realloc != NULL &&
+	    c.alloc.free != NULL, "libc hooks installed");
+	cr_assert_eq(c.limits.max_bytes, (size_t)64 << 20);
+	cr_assert_eq(c.limits.max_elems, (size_t)4 << 20);
+	cr_assert_eq(c.limits.max_value_bytes, (size_t)1 << 20);
+	cr_assert_eq(c.limits.max_depth, 16);
+	cr_assert_eq(c.max_drift_ms, 60000);
+	cr_assert_null(c.clock, "NULL = real clock");
+	for (size_t i = 0; i < sizeof c.reserved; i++)
+		cr_assert_eq(c.reserved[i], 0, "reserved[%zu]", i);
+	crdt_config_default(NULL); /* must not crash */
+}
+
+/* An all-zero config is "every default": libc allocator, default limits. */
+Test(config, zeroed_config_means_defaults)
+{
+	crdt_config c;
+	memset(&c, 0, sizeof c);
+	crdt_replica_id self = test_id(1);
+	crdt_gset *s;
+	cr_assert_eq(crdt_gset_new(&c, &self, &s), 0);
+	cr_assert_eq(test_alloc_calls(), 0, "not on the counting hook");
+	static uint8_t big[((size_t)1 << 20) + 1];
+	crdt_buf op;
+	tb_init(&op);
+	cr_assert_eq(crdt_gset_add(s, big, sizeof big, &op), CRDT_ETOOBIG);
+	cr_assert_eq(crdt_gset_add(s, big, sizeof big - 1, &op), 0,
+	    "1 MiB exactly is the default value limit");
+	crdt_buf_fini(&op);
+	crdt_gset_free(s);
 }

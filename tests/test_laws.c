@@ -55,6 +55,10 @@ typedef struct ty {
 	    const uint8_t *b, size_t len, void **o);
 	int (*local)(void *o, test_rng *r, crdt_buf *op);
 	void (*craft)(test_rng *r, const crdt_replica_id *ids, crdt_buf *op);
+	bool (*eq)(const void *a, const void *b);
+	/* size() agrees with what foreach visits (-1: no such notion) */
+	long (*size)(const void *o);
+	long (*count)(const void *o);
 } ty;
 
 /* Short byte strings over a 4-symbol alphabet incl. 0x00 and 0xff, so
@@ -228,12 +232,90 @@ m_craft(test_rng *r, const crdt_replica_id *ids, crdt_buf *op)
 	    !test_rng_chance(r, 1, 4), v, vn, k, kn);
 }
 
+static int
+count_elem(void *ud, const uint8_t *e, size_t len, crdt_dot dot)
+{
+	(void)e;
+	(void)len;
+	(void)dot;
+	++*(long *)ud;
+	return 0;
+}
+static int
+count_kv(void *ud, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+	(void)k;
+	(void)kl;
+	(void)v;
+	(void)vl;
+	++*(long *)ud;
+	return 0;
+}
+static bool
+g_eq(const void *a, const void *b)
+{
+	return crdt_gset_equal(a, b);
+}
+static long
+g_size(const void *o)
+{
+	return (long)crdt_gset_size(o);
+}
+static long
+g_count(const void *o)
+{
+	long n = 0;
+	if (crdt_gset_foreach(o, count_elem, &n) != 0)
+		return -2;
+	return n;
+}
+static bool
+l_eq(const void *a, const void *b)
+{
+	return crdt_lww_equal(a, b);
+}
+/* A register "has size" 1 when get() finds a value. */
+static long
+l_size(const void *o)
+{
+	return crdt_lww_get(o, NULL, NULL) == 0;
+}
+static long
+l_count(const void *o)
+{
+	const uint8_t *v;
+	size_t n;
+	uint64_t h;
+	int rc = crdt_lww_get(o, &v, &n);
+	if (rc == 0)
+		return crdt_lww_stamp(o, &h, NULL) == 0 ? 1 : -2;
+	return rc == CRDT_ENOTFOUND ? 0 : -2;
+}
+static bool
+m_eq(const void *a, const void *b)
+{
+	return crdt_lww_map_equal(a, b);
+}
+static long
+m_size(const void *o)
+{
+	return (long)crdt_lww_map_size(o);
+}
+static long
+m_count(const void *o)
+{
+	long n = 0;
+	if (crdt_lww_map_foreach(o, count_kv, &n) != 0)
+		return -2;
+	return n;
+}
+
 static const ty GSET = { "gset", g_mk, g_fr, g_apply, g_merge, g_enc,
-	g_dec, g_local, g_craft };
+	g_dec, g_local, g_craft, g_eq, g_size, g_count };
 static const ty LWW = { "lww", l_mk, l_fr, l_apply, l_merge, l_enc, l_dec,
-	l_local, l_craft };
+	l_local, l_craft, l_eq, l_size, l_count };
 static const ty MAP = { "map", m_mk, m_fr, m_apply, m_merge, m_enc, m_dec,
-	m_local, m_craft };
+	m_local, m_craft, m_eq, m_size, m_count };
 
 /* ---- one history ---- */
 
@@ -461,6 +543,17 @@ run_history(world *w)
 		CHECK(same_enc(w, g, S[i]),
 		    "replica %d differs from its seen ops", i);
 		w->t->fr(g);
+	}
+	/* equal() agrees with canonical encodings; size() with foreach */
+	void *all[] = { S[0], S[1], S[2], left, f1 };
+	for (int i = 0; i < 5; i++) {
+		for (int j = 0; j < 5; j++)
+			CHECK(w->t->eq(all[i], all[j]) ==
+				same_enc(w, all[i], all[j]),
+			    "equal(%d,%d) disagrees with the encodings", i, j);
+		CHECK(w->t->size(all[i]) == w->t->count(all[i]),
+		    "object %d: size %ld, foreach/get sees %ld", i,
+		    w->t->size(all[i]), w->t->count(all[i]));
 	}
 	/* (c) on the final states too (clone_of checks it) */
 	void *c = clone_of(w, f1);
