@@ -3,7 +3,8 @@
  *
  * For each type, HISTORIES random histories run on 3 replicas: local
  * writes (with physical clocks that jitter, stall and go backwards, so
- * stamps collide and replica IDs break ties), hand-crafted "faulty
+ * stamps collide and replica IDs break ties; sometimes one replica's
+ * clock is beyond the others' drift bound), hand-crafted "faulty
  * replica" ops that reuse stamps/dots, op deliveries in random order with
  * duplicates, and state merges. Afterwards:
  *   (a) merge is commutative, associative and idempotent, compared on
@@ -322,6 +323,7 @@ static const ty MAP = { "map", m_mk, m_fr, m_apply, m_merge, m_enc, m_dec,
 typedef struct replica {
 	void *obj;
 	test_clock clk;
+	uint64_t skew; /* ms added to this replica's physical clock */
 	crdt_config cfg;
 	crdt_replica_id id;
 	bool seen[MAX_OPS];
@@ -449,7 +451,11 @@ run_history(world *w)
 		memset(p->seen, 0, sizeof p->seen);
 		random_id(r, &w->ids[i]);
 		p->id = w->ids[i];
-		p->clk.ms = 1000;
+		/* One history in four has a replica whose clock runs past
+		 * the others' drift bound (60 s): its stamps are applied
+		 * everywhere but must not drag the other clocks along. */
+		p->skew = i == 2 && test_rng_chance(r, 1, 4) ? 61000 : 0;
+		p->clk.ms = 1000 + p->skew;
 		p->clk.reads = 0;
 		test_config(&p->cfg, &p->clk);
 		int rc = w->t->mk(&p->cfg, &p->id, &p->obj);
@@ -466,7 +472,7 @@ run_history(world *w)
 			/* Local write, or (1 in 8) a crafted faulty op. */
 			crdt_buf *op = &w->ops[w->nops];
 			tb_init(op);
-			p->clk.ms = 1000 + test_rng_below(r, 4);
+			p->clk.ms = 1000 + p->skew + test_rng_below(r, 4);
 			if (x < 7) {
 				int rc = w->t->local(p->obj, r, op);
 				CHECK(rc == 0, "local op on replica %d: %s",
