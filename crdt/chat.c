@@ -87,6 +87,11 @@ typedef struct chat_index {
 	crdt__table users; /* user_ent */
 	crdt_vclock *acked;
 	uint8_t prio_key[16];
+	/* Consecutive messages usually share author and replica: remember
+	 * the last entries (by index; entries never move between indices)
+	 * to skip three hash lookups per message. */
+	size_t last_rep, last_urep, last_user;
+	bool have_last;
 } chat_index;
 
 struct crdt_chat {
@@ -437,18 +442,38 @@ ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	void *v = ix->nodes;
 	CRDT_TRY(crdt__grow(a, &v, &ix->capn, ix->nn + 1, sizeof *ix->nodes));
 	ix->nodes = v;
-	uint8_t rep[16 + USER_MAX];
-	rep_ent *re = tab_get(&ix->reps, m.id.replica.bytes, 16, true, &rc);
-	if (re == NULL)
-		return rc ? rc : CRDT_ENOMEM;
-	memcpy(rep, m.user, m.user_len);
-	memcpy(rep + m.user_len, m.id.replica.bytes, 16);
-	rep_ent *ue = tab_get(&ix->ureps, rep, m.user_len + 16, true, &rc);
-	if (ue == NULL)
-		return rc ? rc : CRDT_ENOMEM;
-	user_ent *u = user_get(ix, m.user, m.user_len, true, &rc);
-	if (u == NULL)
-		return rc ? rc : CRDT_ENOMEM;
+	rep_ent *re = NULL, *ue = NULL;
+	user_ent *u = NULL;
+	if (ix->have_last) {
+		re = crdt__table_at(&ix->reps, ix->last_rep);
+		ue = crdt__table_at(&ix->ureps, ix->last_urep);
+		u = crdt__table_at(&ix->users, ix->last_user);
+		if (memcmp(re->k.ptr, m.id.replica.bytes, 16) != 0 ||
+		    u->k.len != m.user_len ||
+		    memcmp(u->k.ptr, m.user, m.user_len) != 0)
+			re = NULL;
+	}
+	if (re == NULL) {
+		uint8_t rep[16 + USER_MAX];
+		re = tab_get(&ix->reps, m.id.replica.bytes, 16, true, &rc);
+		if (re == NULL)
+			return rc ? rc : CRDT_ENOMEM;
+		memcpy(rep, m.user, m.user_len);
+		memcpy(rep + m.user_len, m.id.replica.bytes, 16);
+		ue = tab_get(&ix->ureps, rep, m.user_len + 16, true, &rc);
+		if (ue == NULL)
+			return rc ? rc : CRDT_ENOMEM;
+		u = user_get(ix, m.user, m.user_len, true, &rc);
+		if (u == NULL)
+			return rc ? rc : CRDT_ENOMEM;
+		ix->last_rep = (size_t)((uint8_t *)re - ix->reps.ents) /
+		    ix->reps.stride;
+		ix->last_urep = (size_t)((uint8_t *)ue - ix->ureps.ents) /
+		    ix->ureps.stride;
+		ix->last_user = (size_t)((uint8_t *)u - ix->users.ents) /
+		    ix->users.stride;
+		ix->have_last = true;
+	}
 	if (re->ctr.n == 0)
 		re->ctr.sorted = true;
 	if (ue->ctr.n == 0)
@@ -470,9 +495,8 @@ ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	n->rec_len = len;
 	n->l = n->r = n->p = NIL;
 	n->size = 1;
-	uint8_t k[24];
-	dot_key(k, m.id);
-	n->prio = crdt__siphash(ix->prio_key, k, sizeof k);
+	/* The dot's keyed hash doubles as the treap priority. */
+	n->prio = de->k.hash;
 	de->node = x + 1;
 	uint32_t lo, hi;
 	split(ix, ix->root, n, &lo, &hi);

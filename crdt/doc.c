@@ -591,7 +591,24 @@ rd_envelope(crdt__rd *r, crdt_replica_id *sender, uint64_t *counter,
  * the header a relay reads; `auth` (nil) is where a signature will go.
  */
 static int
-parse_msg(crdt_doc *d, const void *bytes, size_t len, msgview *mv)
+validate_ops(crdt_doc *d, msgview *mv)
+{
+	CRDT_TRY(walk_ops(d, mv->payload, mv->plen, &mv->nops, NULL,
+	    &mv->sender));
+	/* Op stamps are hlc + i; they must not wrap. */
+	if (mv->nops > 0 && mv->hlc > UINT64_MAX - (mv->nops - 1))
+		return CRDT_EMALFORMED;
+	return 0;
+}
+
+/*
+ * Decode the envelope; with `ops`, also validate every op. A message that
+ * is applied at once skips the op validation: applying walks the ops
+ * anyway, through the undo log, and rolls everything back on the first
+ * bad op, so the result is the same for half the work.
+ */
+static int
+parse_msg(crdt_doc *d, const void *bytes, size_t len, msgview *mv, bool ops)
 {
 	crdt__rd r;
 
@@ -603,12 +620,8 @@ parse_msg(crdt_doc *d, const void *bytes, size_t len, msgview *mv)
 		return CRDT_EMALFORMED;
 	r.p++;
 	CRDT_TRY(crdt__rd_done(&r));
-	CRDT_TRY(walk_ops(d, mv->payload, mv->plen, &mv->nops, NULL,
-	    &mv->sender));
-	/* Op stamps are hlc + i; they must not wrap. */
-	if (mv->nops > 0 && mv->hlc > UINT64_MAX - (mv->nops - 1))
-		return CRDT_EMALFORMED;
-	return 0;
+	mv->nops = 0;
+	return ops ? validate_ops(d, mv) : 0;
 }
 
 int
@@ -808,6 +821,8 @@ apply_msg(crdt_doc *d, uint32_t sender, uint64_t counter, uint64_t hlc,
 	if (copy == NULL)
 		return CRDT_ENOMEM;
 	int rc = walk_ops(d, payload, plen, &nops, &st, NULL);
+	if (rc == 0 && nops > 0 && hlc > UINT64_MAX - (nops - 1))
+		rc = CRDT_EMALFORMED; /* op stamps hlc + i must not wrap */
 	if (rc < 0) {
 		crdt__undo_rollback(&d->undo);
 		crdt__free(a, copy, len);
@@ -1018,8 +1033,8 @@ release(crdt_doc *d, uint32_t first)
 		while (r->nheap > 0 && r->heap[0].c <= r->vc) {
 			wait w = heap_pop(r);
 			bmsg *b = &d->bm[w.msg];
-			uint32_t wr;
-			uint64_t wc;
+			uint32_t wr = 0;
+			uint64_t wc = 0;
 			if (b->counter <= d->rs[b->sender].vc) {
 				/* Covered meanwhile (snapshot): redundant. */
 				dotslot *s = dots_find(d, b->sender,
@@ -1079,7 +1094,7 @@ apply_buffered(crdt_doc *d, uint32_t m)
 	msgview mv;
 	/* Already validated when it was buffered; the walk repeats only the
 	 * cheap envelope read to find the payload. */
-	CRDT_TRY(parse_msg(d, b->bytes, b->len, &mv));
+	CRDT_TRY(parse_msg(d, b->bytes, b->len, &mv, false));
 	CRDT_TRY(apply_msg(d, b->sender, b->counter, mv.hlc, b->bytes, b->len,
 	    mv.payload, mv.plen, CRDT_UPDATE_REMOTE, b->caller));
 	dotslot *s = dots_find(d, b->sender, b->counter);
@@ -1127,8 +1142,8 @@ buffer_msg(crdt_doc *d, const void *bytes, size_t len, uint32_t sender,
 		}
 		memcpy(nb.deps, deps, ndeps * sizeof *deps);
 	}
-	uint32_t wr;
-	uint64_t wc;
+	uint32_t wr = 0;
+	uint64_t wc = 0;
 	bool waiting = next_missing(d, &nb, &wr, &wc);
 	assert(waiting);
 	(void)waiting;
@@ -1156,9 +1171,11 @@ buffer_msg(crdt_doc *d, const void *bytes, size_t len, uint32_t sender,
 /* Intern every replica a message names; harmless if it is then refused
  * (the table is internal and never encoded). */
 static int
-intern_deps(crdt_doc *d, const msgview *mv, uint32_t *sender, dep **out)
+intern_deps(crdt_doc *d, const msgview *mv, uint32_t *sender, bool known,
+    dep **out)
 {
-	CRDT_TRY(rep_intern(d, &mv->sender, sender));
+	if (!known)
+		CRDT_TRY(rep_intern(d, &mv->sender, sender));
 	dep *deps = NULL;
 	if (mv->ndeps > 0) {
 		deps = crdt__malloc(&d->cfg.alloc, mv->ndeps * sizeof *deps);
@@ -1185,12 +1202,13 @@ receive_one(crdt_doc *d, const void *bytes, size_t len, void *caller)
 	uint32_t s;
 	dep *deps;
 
-	CRDT_TRY(parse_msg(d, bytes, len, &mv));
+	CRDT_TRY(parse_msg(d, bytes, len, &mv, false));
 	/* Cheap duplicate test before any allocation. */
-	if (rep_find(d, &mv.sender, &s) == 0 &&
-	    (mv.counter <= d->rs[s].vc || dots_find(d, s, mv.counter)))
+	bool known = rep_find(d, &mv.sender, &s) == 0;
+	if (known && (mv.counter <= d->rs[s].vc ||
+	    (d->ndots > 0 && dots_find(d, s, mv.counter))))
 		return 0;
-	CRDT_TRY(intern_deps(d, &mv, &s, &deps));
+	CRDT_TRY(intern_deps(d, &mv, &s, known, &deps));
 	bool ready = d->rs[s].vc == mv.counter - 1;
 	for (size_t i = 0; ready && i < mv.ndeps; i++)
 		ready = d->rs[deps[i].r].vc >= deps[i].c;
@@ -1201,8 +1219,11 @@ receive_one(crdt_doc *d, const void *bytes, size_t len, void *caller)
 		if (rc == 0)
 			rc = release(d, s);
 	} else {
-		rc = buffer_msg(d, bytes, len, s, mv.counter, deps, mv.ndeps,
-		    caller);
+		/* Buffered bytes must be known good: validate now. */
+		rc = validate_ops(d, &mv);
+		if (rc == 0)
+			rc = buffer_msg(d, bytes, len, s, mv.counter, deps,
+			    mv.ndeps, caller);
 	}
 	crdt__free(&d->cfg.alloc, deps, mv.ndeps * sizeof *deps);
 	return rc;
@@ -1388,7 +1409,7 @@ crdt_doc_commit(crdt_doc *d, crdt_buf *msg_out)
 		msgview mv;
 		/* Apply through the same path as a remote message, so the
 		 * local state is exactly what every receiver will get. */
-		rc = parse_msg(d, m, mlen, &mv);
+		rc = parse_msg(d, m, mlen, &mv, false);
 		if (rc == 0)
 			rc = apply_msg(d, d->self_idx, counter, hlc, m, mlen,
 			    mv.payload, mv.plen, CRDT_UPDATE_LOCAL, NULL);
@@ -1771,7 +1792,7 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 	for (size_t i = 0; i < n; i++) {
 		msgview mv;
 		CRDT_TRY(crdt__rd_blob(&r, &sv->bp[i], &sv->bl[i]));
-		CRDT_TRY(parse_msg(d, sv->bp[i], sv->bl[i], &mv));
+		CRDT_TRY(parse_msg(d, sv->bp[i], sv->bl[i], &mv, true));
 		crdt_dot dot = { mv.sender, mv.counter };
 		if (i > 0 && crdt_dot_cmp(prev, dot) >= 0)
 			return CRDT_EMALFORMED;
@@ -2056,7 +2077,7 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 			msgview mv;
 			rc = crdt__rd_blob(&r, &m, &ml);
 			if (rc == 0)
-				rc = parse_msg(d, m, ml, &mv);
+				rc = parse_msg(d, m, ml, &mv, true);
 		}
 		if (rc == 0 && r.p < r.end && *r.p == 0xc0)
 			r.p++;

@@ -20,7 +20,15 @@
 static int
 buf_write(void *data, const char *p, size_t n)
 {
-	return crdt_buf_append(data, p, n) == 0 ? 0 : -1;
+	crdt_buf *b = data;
+	/* Fast path: msgpack-c calls this once per header and field, mostly
+	 * for a few bytes, so skip the general append when room is there. */
+	if (n <= b->cap - b->len) {
+		memcpy(b->data + b->len, p, n);
+		b->len += n;
+		return 0;
+	}
+	return crdt_buf_append(b, p, n) == 0 ? 0 : -1;
 }
 
 #define PACKER(pk, b)                                                   \
