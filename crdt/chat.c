@@ -190,52 +190,65 @@ sz(const chat_index *ix, uint32_t x)
 	return x == NIL ? 0 : ix->nodes[x].size;
 }
 
+/*
+ * Insert node x: walk down by key, growing subtree sizes on the way, hang
+ * x as a leaf, then rotate it up while its priority beats its parent's
+ * (priorities are keyed hashes of the dot, so the expected depth is
+ * O(log n) whatever the arrival order). Cheaper than split + merge for the
+ * common case of appending at the end.
+ */
 static void
-pull(chat_index *ix, uint32_t x)
+rotate_up(chat_index *ix, uint32_t x)
 {
 	tnode *n = &ix->nodes[x];
+	uint32_t p = n->p;
+	tnode *pn = &ix->nodes[p];
+	uint32_t g = pn->p;
+	if (pn->l == x) {
+		pn->l = n->r;
+		if (n->r != NIL)
+			ix->nodes[n->r].p = p;
+		n->r = p;
+	} else {
+		pn->r = n->l;
+		if (n->l != NIL)
+			ix->nodes[n->l].p = p;
+		n->l = p;
+	}
+	pn->p = x;
+	n->p = g;
+	if (g == NIL)
+		ix->root = x;
+	else if (ix->nodes[g].l == p)
+		ix->nodes[g].l = x;
+	else
+		ix->nodes[g].r = x;
+	pn->size = 1 + sz(ix, pn->l) + sz(ix, pn->r);
 	n->size = 1 + sz(ix, n->l) + sz(ix, n->r);
-	if (n->l != NIL)
-		ix->nodes[n->l].p = x;
-	if (n->r != NIL)
-		ix->nodes[n->r].p = x;
 }
 
-/* Split t into keys < k (a) and keys >= k (b). Recursion depth is the
- * treap's height, O(log n) expected (priorities are keyed hashes). */
 static void
-split(chat_index *ix, uint32_t t, const tnode *k, uint32_t *a, uint32_t *b)
+treap_insert(chat_index *ix, uint32_t x)
 {
-	if (t == NIL) {
-		*a = *b = NIL;
+	tnode *n = &ix->nodes[x];
+	if (ix->root == NIL) {
+		ix->root = x;
 		return;
 	}
-	tnode *n = &ix->nodes[t];
-	if (node_cmp(n, k) < 0) {
-		split(ix, n->r, k, &n->r, b);
-		*a = t;
-	} else {
-		split(ix, n->l, k, a, &n->l);
-		*b = t;
+	uint32_t t = ix->root;
+	for (;;) {
+		tnode *tn = &ix->nodes[t];
+		tn->size++;
+		uint32_t *next = node_cmp(n, tn) < 0 ? &tn->l : &tn->r;
+		if (*next == NIL) {
+			*next = x;
+			n->p = t;
+			break;
+		}
+		t = *next;
 	}
-	pull(ix, t);
-}
-
-static uint32_t
-merge(chat_index *ix, uint32_t a, uint32_t b)
-{
-	if (a == NIL)
-		return b;
-	if (b == NIL)
-		return a;
-	if (ix->nodes[a].prio > ix->nodes[b].prio) {
-		ix->nodes[a].r = merge(ix, ix->nodes[a].r, b);
-		pull(ix, a);
-		return a;
-	}
-	ix->nodes[b].l = merge(ix, a, ix->nodes[b].l);
-	pull(ix, b);
-	return b;
+	while (n->p != NIL && ix->nodes[n->p].prio < n->prio)
+		rotate_up(ix, x);
 }
 
 static size_t
@@ -498,10 +511,7 @@ ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	/* The dot's keyed hash doubles as the treap priority. */
 	n->prio = de->k.hash;
 	de->node = x + 1;
-	uint32_t lo, hi;
-	split(ix, ix->root, n, &lo, &hi);
-	ix->root = merge(ix, merge(ix, lo, x), hi);
-	ix->nodes[ix->root].p = NIL;
+	treap_insert(ix, x);
 	if (m.ord > ix->max_ord)
 		ix->max_ord = m.ord;
 	*pos = rank(ix, x);
