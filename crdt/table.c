@@ -83,7 +83,13 @@ crdt__table_reserve(crdt__table *t, size_t extra)
 	size_t need = t->n + extra;
 	void *ents = t->ents;
 	CRDT_TRY(crdt__grow(t->a, &ents, &t->cap, need, t->stride));
-	t->ents = ents;
+	if (ents != t->ents) {
+		/* The sorted view points into the entry array; a reserve
+		 * that is not followed by an insert (a later allocation
+		 * failed) must not leave it dangling. */
+		t->sc->ok = false;
+		t->ents = ents;
+	}
 	size_t ns = t->nslots ? t->nslots : 16;
 	while (need > ns / 4 * 3)
 		ns *= 2;

@@ -240,6 +240,25 @@ gset_fixture(fx *f)
 	crdt_buf_clear(&f->in);
 }
 
+/* The same, after an encode: the lazily sorted view is now built and
+ * points into the entry array, which the call under test may move. */
+static void
+gset_fixture_warm(fx *f)
+{
+	gset_fixture(f);
+	crdt_buf scratch;
+	tb_init(&scratch);
+	cr_assert_eq(crdt_gset_encode(f->obj, &scratch), 0);
+	crdt_buf_fini(&scratch);
+}
+
+static void
+gset_with_op_warm(fx *f)
+{
+	gset_fixture_warm(f);
+	mk_gset_op(&f->in, id_(3), 9, "remote-new", 10);
+}
+
 static void
 gset_empty(fx *f)
 {
@@ -292,6 +311,16 @@ gset_with_src(fx *f)
 		cr_assert_eq(crdt_gset_add(f->src, e, strlen(e), &op), 0);
 	}
 	crdt_buf_fini(&op);
+}
+
+static void
+gset_with_src_warm(fx *f)
+{
+	gset_with_src(f);
+	crdt_buf scratch;
+	tb_init(&scratch);
+	cr_assert_eq(crdt_gset_encode(f->obj, &scratch), 0);
+	crdt_buf_fini(&scratch);
 }
 
 static int
@@ -443,6 +472,16 @@ map_fixture(fx *f)
 	crdt_buf_clear(&f->in);
 }
 
+static void
+map_fixture_warm(fx *f)
+{
+	map_fixture(f);
+	crdt_buf scratch;
+	tb_init(&scratch);
+	cr_assert_eq(crdt_lww_map_encode(f->obj, &scratch), 0);
+	crdt_buf_fini(&scratch);
+}
+
 static int
 map_new_call(fx *f)
 {
@@ -475,6 +514,13 @@ map_with_op(fx *f)
 	mk_map_op(&f->in, PACK(3000, 0), id_(3), true, "val", 3, "remote", 6);
 }
 
+static void
+map_with_op_warm(fx *f)
+{
+	map_fixture_warm(f);
+	mk_map_op(&f->in, PACK(3000, 0), id_(3), true, "val", 3, "remote", 6);
+}
+
 static int
 map_apply_call(fx *f)
 {
@@ -502,6 +548,16 @@ map_with_src(fx *f)
 	cr_assert_eq(crdt_lww_map_remove(f->src, "k0", 2, &op), 0);
 	crdt_buf_fini(&op);
 	f->clk.ms = 1000;
+}
+
+static void
+map_with_src_warm(fx *f)
+{
+	map_with_src(f);
+	crdt_buf scratch;
+	tb_init(&scratch);
+	cr_assert_eq(crdt_lww_map_encode(f->obj, &scratch), 0);
+	crdt_buf_fini(&scratch);
 }
 
 static int
@@ -632,6 +688,14 @@ OOM_TEST(gset_add_of_new_element_fails_cleanly, T_GSET, gset_fixture,
 OOM_TEST(gset_add_of_existing_element_fails_cleanly, T_GSET, gset_fixture,
     gset_add_existing_call)
 OOM_TEST(gset_apply_op_fails_cleanly, T_GSET, gset_with_op, gset_apply_call)
+/* "_after_encode": a failure after the entry array moved must not leave
+ * the sorted view pointing into the old array. */
+OOM_TEST(gset_add_after_encode_fails_cleanly, T_GSET, gset_fixture_warm,
+    gset_add_new_call)
+OOM_TEST(gset_apply_op_after_encode_fails_cleanly, T_GSET,
+    gset_with_op_warm, gset_apply_call)
+OOM_TEST(gset_merge_after_encode_fails_cleanly, T_GSET, gset_with_src_warm,
+    gset_merge_call)
 OOM_TEST(gset_merge_fails_cleanly, T_GSET, gset_with_src, gset_merge_call)
 OOM_TEST(gset_encode_fails_cleanly, T_GSET, gset_fixture, gset_encode_call)
 OOM_TEST(gset_foreach_fails_cleanly, T_GSET, gset_fixture, gset_foreach_call)
@@ -652,6 +716,12 @@ OOM_TEST(map_set_of_existing_key_fails_cleanly, T_MAP, map_fixture,
     map_set_existing_call)
 OOM_TEST(map_remove_fails_cleanly, T_MAP, map_fixture, map_remove_call)
 OOM_TEST(map_apply_op_fails_cleanly, T_MAP, map_with_op, map_apply_call)
+OOM_TEST(map_set_after_encode_fails_cleanly, T_MAP, map_fixture_warm,
+    map_set_new_call)
+OOM_TEST(map_apply_op_after_encode_fails_cleanly, T_MAP, map_with_op_warm,
+    map_apply_call)
+OOM_TEST(map_merge_after_encode_fails_cleanly, T_MAP, map_with_src_warm,
+    map_merge_call)
 OOM_TEST(map_merge_fails_cleanly, T_MAP, map_with_src, map_merge_call)
 OOM_TEST(map_encode_fails_cleanly, T_MAP, map_fixture, map_encode_call)
 OOM_TEST(map_foreach_fails_cleanly, T_MAP, map_fixture, map_foreach_call)
