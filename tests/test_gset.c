@@ -951,3 +951,48 @@ Test(gset, large_set_membership_is_exact)
 	crdt_gset_free(s);
 	ASSERT_NO_LEAKS();
 }
+
+/* Elements past 255 and 65535 bytes take bin16/bin32; both round-trip,
+ * and a short element in a longer-than-needed bin form is refused. */
+Test(gset, long_elements_use_wider_bin_forms)
+{
+	static uint8_t big[70000];
+	for (size_t i = 0; i < sizeof big; i++)
+		big[i] = (uint8_t)(i * 31);
+	crdt_gset *s = mk(A);
+	crdt_buf op;
+	tb_init(&op);
+	cr_assert_eq(crdt_gset_add(s, big, 300, &op), 0);
+	cr_assert_eq(crdt_gset_add(s, big, sizeof big, &op), 0);
+	crdt_buf e = enc(s);
+	crdt_gset *back;
+	cr_assert_eq(crdt_gset_decode(&cfg, &A, e.data, e.len, &back), 0);
+	cr_assert(crdt_gset_contains(back, big, 300));
+	cr_assert(crdt_gset_contains(back, big, sizeof big));
+	crdt_buf e2 = enc(back);
+	cr_assert(bytes_eq(e.data, e.len, e2.data, e2.len));
+	crdt_gset *t = mk(B);
+	cr_assert_eq(crdt_gset_apply_op(t, op.data, op.len), CRDT_EMALFORMED,
+	    "two ops back to back are one op plus trailing bytes");
+	crdt_buf_fini(&op);
+
+	tb_init(&op); /* "x" as bin16 */
+	mp_raw(&op, "\x95\x01\x01", 3);
+	mp_id(&op, B);
+	mp_uint(&op, 1);
+	mp_raw(&op, "\xc5\x00\x01x", 4);
+	expect_apply_fails(t, op.data, op.len, CRDT_EMALFORMED, "bin16");
+	crdt_buf_clear(&op);
+	mp_raw(&op, "\x95\x01\x01", 3); /* "x" as bin32 */
+	mp_id(&op, B);
+	mp_uint(&op, 1);
+	mp_raw(&op, "\xc6\x00\x00\x00\x01x", 6);
+	expect_apply_fails(t, op.data, op.len, CRDT_EMALFORMED, "bin32");
+	crdt_buf_fini(&op);
+	crdt_buf_fini(&e);
+	crdt_buf_fini(&e2);
+	crdt_gset_free(s);
+	crdt_gset_free(back);
+	crdt_gset_free(t);
+	ASSERT_NO_LEAKS();
+}
