@@ -28,3 +28,74 @@ crdt__siphash(const uint8_t key[16], const void *p, size_t n)
 	memcpy(&h, out, sizeof h);
 	return h;
 }
+
+/* ---- signatures, hashes and AEAD for signed and encrypted modes ---- */
+
+int
+crdt__hash_personal(uint8_t *out, size_t outlen, const void *in, size_t inlen,
+    const char personal[16])
+{
+	static const uint8_t salt[crypto_generichash_blake2b_SALTBYTES];
+	uint8_t pers[crypto_generichash_blake2b_PERSONALBYTES];
+
+	CRDT_TRY(crdt__crypto_init());
+	memcpy(pers, personal, sizeof pers);
+	return crypto_generichash_blake2b_salt_personal(out, outlen, in, inlen,
+		   NULL, 0, salt, pers) == 0 ?
+	    0 :
+	    CRDT_ECRYPTO;
+}
+
+int
+crdt__sign_seed_keypair(uint8_t pk[32], uint8_t sk[64], const uint8_t seed[32])
+{
+	CRDT_TRY(crdt__crypto_init());
+	return crypto_sign_seed_keypair(pk, sk, seed) == 0 ? 0 : CRDT_ECRYPTO;
+}
+
+void
+crdt__sign(uint8_t sig[64], const uint8_t *m, size_t mlen,
+    const uint8_t sk[64])
+{
+	crypto_sign_detached(sig, NULL, m, mlen, sk);
+}
+
+int
+crdt__verify(const uint8_t sig[64], const uint8_t *m, size_t mlen,
+    const uint8_t pk[32])
+{
+	/* Never say why verification failed. */
+	return crypto_sign_verify_detached(sig, m, mlen, pk) == 0 ?
+	    0 :
+	    CRDT_EBADSIG;
+}
+
+int
+crdt__aead_seal(uint8_t *c, const uint8_t *m, size_t mlen, const uint8_t *ad,
+    size_t adlen, const uint8_t nonce[24], const uint8_t key[32])
+{
+	unsigned long long clen;
+	return crypto_aead_xchacha20poly1305_ietf_encrypt(c, &clen, m, mlen,
+		   ad, adlen, NULL, nonce, key) == 0 ?
+	    0 :
+	    CRDT_ECRYPTO;
+}
+
+int
+crdt__aead_open(uint8_t *m, const uint8_t *c, size_t clen, const uint8_t *ad,
+    size_t adlen, const uint8_t nonce[24], const uint8_t key[32])
+{
+	unsigned long long mlen;
+	if (clen < crypto_aead_xchacha20poly1305_ietf_ABYTES)
+		return CRDT_EDECRYPT;
+	return crypto_aead_xchacha20poly1305_ietf_decrypt(m, &mlen, NULL, c,
+		   clen, ad, adlen, nonce, key) == 0 ?
+	    0 :
+	    CRDT_EDECRYPT;
+}
+
+void
+crdt__memzero(void *p, size_t n)
+{
+	sodium_memzero(p, n);
+}

@@ -19,6 +19,7 @@
 #include "internal.h"
 #include "crdt/doc.h"
 #include "crdt/chat.h"
+#include "crdt/secure.h"
 
 #define KIND_MSG 5
 #define KIND_SNAP 6
@@ -88,9 +89,21 @@ typedef struct msgview {
 	crdt_replica_id sender;
 	uint64_t counter, hlc;
 	size_t ndeps; /* deps in d->sdeps */
-	const uint8_t *payload;
+	const uint8_t *payload; /* plaintext ops; NULL when opaque (relay) */
 	size_t plen, nops;
+	/* security: sealed payload and signature slot */
+	const uint8_t *bytes;
+	size_t payload_off, auth_off;
+	bool sealed, opened, has_auth;
+	uint32_t epoch;
+	const uint8_t *nonce, *ct, *pk, *sig;
+	size_t ctlen;
 } msgview;
+
+typedef struct epoch_key {
+	uint32_t epoch;
+	uint8_t key[CRDT_DOC_KEY_BYTES];
+} epoch_key;
 
 typedef struct iddep {
 	crdt_replica_id id;
@@ -138,6 +151,15 @@ struct crdt_doc {
 	crdt_buf scratch; /* chat records under construction */
 	crdt_buf stage;
 	size_t stage_ops;
+
+	/* security (secure.h) */
+	bool signed_mode, encrypted;
+	const crdt_identity *ident;
+	epoch_key *keys;
+	size_t nkeys, capkeys;
+	uint32_t cur_epoch;
+	bool has_cur;
+	crdt_buf plain; /* opened payload of the message being handled */
 
 	crdt__undo undo;
 	iddep *sdeps;
@@ -241,6 +263,7 @@ crdt_doc_new(const crdt_config *cfg, const crdt_replica_id *self,
 	crdt_hlc_init(&d->clock, &d->cfg);
 	crdt_buf_init(&d->stage, &d->cfg.alloc);
 	crdt_buf_init(&d->scratch, &d->cfg.alloc);
+	crdt_buf_init(&d->plain, &d->cfg.alloc);
 	int rc = crdt__table_init(&d->reps, &d->cfg.alloc, sizeof(rep_entry));
 	if (rc == 0)
 		rc = crdt__random(d->dotkey, sizeof d->dotkey);
@@ -300,6 +323,11 @@ crdt_doc_free(crdt_doc *d)
 	crdt__free(&a, d->sdeps, d->capsdeps * sizeof *d->sdeps);
 	crdt_buf_fini(&d->stage);
 	crdt_buf_fini(&d->scratch);
+	crdt_buf_fini(&d->plain);
+	if (d->keys != NULL) {
+		crdt__memzero(d->keys, d->capkeys * sizeof *d->keys);
+		crdt__free(&a, d->keys, d->capkeys * sizeof *d->keys);
+	}
 	crdt__table_fini(&d->reps, NULL);
 	crdt__free(&a, d, sizeof *d);
 }
@@ -601,6 +629,64 @@ validate_ops(crdt_doc *d, msgview *mv)
 	return 0;
 }
 
+static const epoch_key *
+find_key(const crdt_doc *d, uint32_t epoch)
+{
+	for (size_t i = 0; i < d->nkeys; i++)
+		if (d->keys[i].epoch == epoch)
+			return &d->keys[i];
+	return NULL;
+}
+
+static bool
+is_relay(const crdt_doc *d)
+{
+	return d->encrypted && d->nkeys == 0;
+}
+
+/*
+ * Check the signature (`verify`) and open a sealed payload. The signature
+ * covers every byte before the auth slot; the AEAD's associated data is
+ * every byte before the payload (the header a relay reads). A relay keeps
+ * the payload opaque (mv->payload NULL).
+ */
+static int
+open_msg(crdt_doc *d, msgview *mv, bool verify)
+{
+	if (verify && (mv->has_auth || d->signed_mode)) {
+		uint8_t h[32];
+		crdt_replica_id id;
+		if (!mv->has_auth)
+			return CRDT_EBADSIG;
+		CRDT_TRY(crdt_replica_id_from_public_key(mv->pk, &id));
+		if (crdt_replica_id_cmp(&id, &mv->sender) != 0)
+			return CRDT_EBADKEY;
+		CRDT_TRY(crdt__hash_personal(h, sizeof h, mv->bytes,
+		    mv->auth_off, "crdt.msg.v1\0\0\0\0"));
+		CRDT_TRY(crdt__verify(mv->sig, h, sizeof h, mv->pk));
+	}
+	if (!mv->sealed || mv->opened || is_relay(d)) {
+		mv->opened = true;
+		return 0;
+	}
+	const epoch_key *k = find_key(d, mv->epoch);
+	if (k == NULL)
+		return CRDT_ENOKEY;
+	size_t plen = mv->ctlen - CRDT__TAG_BYTES;
+	crdt_buf_clear(&d->plain);
+	if (plen + 1 > d->plain.cap) { /* grow; ctlen >= plen + 16 */
+		CRDT_TRY(crdt_buf_append(&d->plain, mv->ct, plen + 1));
+		crdt_buf_clear(&d->plain);
+	}
+	CRDT_TRY(crdt__aead_open(d->plain.data, mv->ct, mv->ctlen, mv->bytes,
+	    mv->payload_off, mv->nonce, k->key));
+	d->plain.len = plen;
+	mv->payload = d->plain.data;
+	mv->plen = plen;
+	mv->opened = true;
+	return 0;
+}
+
 /*
  * Decode the envelope; with `ops`, also validate every op. A message that
  * is applied at once skips the op validation: applying walks the ops
@@ -615,13 +701,51 @@ parse_msg(crdt_doc *d, const void *bytes, size_t len, msgview *mv, bool ops)
 	CRDT_TRY(crdt__rd_init(&r, &d->cfg.limits, bytes, len));
 	CRDT_TRY(rd_envelope(&r, &mv->sender, &mv->counter, &mv->hlc));
 	CRDT_TRY(rd_deps(d, &r, &mv->sender, &mv->ndeps));
-	CRDT_TRY(crdt__rd_blob(&r, &mv->payload, &mv->plen));
-	if (r.p >= r.end || *r.p != 0xc0)
-		return CRDT_EMALFORMED;
-	r.p++;
+	mv->bytes = bytes;
+	mv->payload_off = (size_t)(r.p - (const uint8_t *)bytes);
+	mv->sealed = r.p < r.end && *r.p == 0x93;
+	mv->opened = false;
+	if (mv->sealed) {
+		/* [epoch, nonce, ciphertext] */
+		uint64_t ep;
+		size_t nl;
+		CRDT_TRY(crdt__rd_array_n(&r, 3));
+		CRDT_TRY(crdt__rd_uint(&r, &ep));
+		CRDT_TRY(crdt__rd_bin(&r, &mv->nonce, &nl));
+		CRDT_TRY(crdt__rd_blob(&r, &mv->ct, &mv->ctlen));
+		r.depth--;
+		if (ep > UINT32_MAX || nl != CRDT__NONCE_BYTES ||
+		    mv->ctlen < CRDT__TAG_BYTES)
+			return CRDT_EMALFORMED;
+		mv->epoch = (uint32_t)ep;
+		mv->payload = NULL;
+		mv->plen = 0;
+	} else {
+		CRDT_TRY(crdt__rd_blob(&r, &mv->payload, &mv->plen));
+	}
+	mv->auth_off = (size_t)(r.p - (const uint8_t *)bytes);
+	mv->has_auth = !(r.p < r.end && *r.p == 0xc0);
+	if (mv->has_auth) {
+		size_t pl, sl;
+		CRDT_TRY(crdt__rd_array_n(&r, 2));
+		CRDT_TRY(crdt__rd_bin(&r, &mv->pk, &pl));
+		CRDT_TRY(crdt__rd_bin(&r, &mv->sig, &sl));
+		r.depth--;
+		if (pl != CRDT_PUBLIC_KEY_BYTES || sl != CRDT__SIG_BYTES)
+			return CRDT_EMALFORMED;
+	} else {
+		r.p++;
+	}
 	CRDT_TRY(crdt__rd_done(&r));
+	/* The mode is part of the document's schema: a plaintext message in
+	 * an encrypted document, or the reverse, is refused everywhere. */
+	if (mv->sealed != d->encrypted)
+		return d->encrypted ? CRDT_EDECRYPT : CRDT_EMALFORMED;
 	mv->nops = 0;
-	return ops ? validate_ops(d, mv) : 0;
+	if (!ops)
+		return mv->sealed ? 0 : (mv->opened = true, 0);
+	CRDT_TRY(open_msg(d, mv, true));
+	return mv->payload != NULL ? validate_ops(d, mv) : 0;
 }
 
 int
@@ -820,7 +944,10 @@ apply_msg(crdt_doc *d, uint32_t sender, uint64_t counter, uint64_t hlc,
 	uint8_t *copy = crdt__memdup(a, bytes, len);
 	if (copy == NULL)
 		return CRDT_ENOMEM;
-	int rc = walk_ops(d, payload, plen, &nops, &st, NULL);
+	int rc = 0;
+	nops = 0;
+	if (payload != NULL) /* NULL: a relay, the ops are sealed */
+		rc = walk_ops(d, payload, plen, &nops, &st, NULL);
 	if (rc == 0 && nops > 0 && hlc > UINT64_MAX - (nops - 1))
 		rc = CRDT_EMALFORMED; /* op stamps hlc + i must not wrap */
 	if (rc < 0) {
@@ -1095,6 +1222,7 @@ apply_buffered(crdt_doc *d, uint32_t m)
 	/* Already validated when it was buffered; the walk repeats only the
 	 * cheap envelope read to find the payload. */
 	CRDT_TRY(parse_msg(d, b->bytes, b->len, &mv, false));
+	CRDT_TRY(open_msg(d, &mv, false)); /* verified when buffered */
 	CRDT_TRY(apply_msg(d, b->sender, b->counter, mv.hlc, b->bytes, b->len,
 	    mv.payload, mv.plen, CRDT_UPDATE_REMOTE, b->caller));
 	dotslot *s = dots_find(d, b->sender, b->counter);
@@ -1208,6 +1336,7 @@ receive_one(crdt_doc *d, const void *bytes, size_t len, void *caller)
 	if (known && (mv.counter <= d->rs[s].vc ||
 	    (d->ndots > 0 && dots_find(d, s, mv.counter))))
 		return 0;
+	CRDT_TRY(open_msg(d, &mv, true));
 	CRDT_TRY(intern_deps(d, &mv, &s, known, &deps));
 	bool ready = d->rs[s].vc == mv.counter - 1;
 	for (size_t i = 0; ready && i < mv.ndeps; i++)
@@ -1219,8 +1348,9 @@ receive_one(crdt_doc *d, const void *bytes, size_t len, void *caller)
 		if (rc == 0)
 			rc = release(d, s);
 	} else {
-		/* Buffered bytes must be known good: validate now. */
-		rc = validate_ops(d, &mv);
+		/* Buffered bytes must be known good: validate now (a relay
+		 * cannot read them; it checked the signature). */
+		rc = mv.payload != NULL ? validate_ops(d, &mv) : 0;
 		if (rc == 0)
 			rc = buffer_msg(d, bytes, len, s, mv.counter, deps,
 			    mv.ndeps, caller);
@@ -1327,10 +1457,52 @@ dep_id_cmp(const void *x, const void *y)
 	    &((const iddep *)y)->id);
 }
 
+/* Seal `plain` (n bytes) as [epoch, nonce, ciphertext] with the bytes
+ * of `out` from `mark` on (the header) as associated data. */
+static int
+w_sealed(crdt_doc *d, crdt_buf *out, size_t mark, const uint8_t *plain,
+    size_t n)
+{
+	const epoch_key *k = find_key(d, d->cur_epoch);
+	uint8_t nonce[CRDT__NONCE_BYTES];
+	size_t adlen = out->len - mark; /* the header, up to the payload */
+	if (k == NULL)
+		return CRDT_ENOKEY;
+	CRDT_TRY(crdt__random(nonce, sizeof nonce));
+	CRDT_TRY(crdt__w_array(out, 3));
+	CRDT_TRY(crdt__w_uint(out, k->epoch));
+	CRDT_TRY(crdt__w_bin(out, nonce, sizeof nonce));
+	CRDT_TRY(crdt__w_bin_header(out, n + CRDT__TAG_BYTES));
+	/* Room for the ciphertext first: appending may move out->data. */
+	size_t at = out->len;
+	CRDT_TRY(crdt_buf_append(out, plain, n));
+	CRDT_TRY(crdt_buf_append(out, nonce, CRDT__TAG_BYTES));
+	return crdt__aead_seal(out->data + at, plain, n,
+	    out->data + mark, adlen, nonce, k->key);
+}
+
+/* The auth slot: nil, or [public key, Ed25519 signature of the
+ * personalised BLAKE2b-256 of the message bytes before this slot]. */
+static int
+w_auth(const crdt_doc *d, crdt_buf *out, size_t mark)
+{
+	uint8_t h[32], sig[CRDT__SIG_BYTES];
+	if (d->ident == NULL)
+		return crdt__w_nil(out);
+	CRDT_TRY(crdt__hash_personal(h, sizeof h, out->data + mark,
+	    out->len - mark, "crdt.msg.v1\0\0\0\0"));
+	crdt__sign(sig, h, sizeof h, crdt__identity_sk(d->ident));
+	CRDT_TRY(crdt__w_array(out, 2));
+	CRDT_TRY(crdt__w_bin(out, crdt__identity_pk(d->ident),
+	    CRDT_PUBLIC_KEY_BYTES));
+	return crdt__w_bin(out, sig, sizeof sig);
+}
+
 static int
 encode_msg(crdt_doc *d, crdt_buf *out, uint64_t counter, uint64_t hlc,
     size_t *ndeps)
 {
+	size_t mark = out->len;
 	/* Deps: only the entries that grew since our previous message. */
 	void *v = d->sdeps;
 	CRDT_TRY(crdt__grow(&d->cfg.alloc, &v, &d->capsdeps, d->ndirty,
@@ -1373,10 +1545,18 @@ encode_msg(crdt_doc *d, crdt_buf *out, uint64_t counter, uint64_t hlc,
 		hl = 5;
 	}
 	size_t plen = hl + d->stage.len;
-	CRDT_TRY(crdt__w_bin_header(out, plen));
-	CRDT_TRY(crdt_buf_append(out, hdr, hl));
-	CRDT_TRY(crdt_buf_append(out, d->stage.data, d->stage.len));
-	CRDT_TRY(crdt__w_nil(out));
+	if (d->encrypted) {
+		crdt_buf_clear(&d->plain);
+		CRDT_TRY(crdt_buf_append(&d->plain, hdr, hl));
+		CRDT_TRY(crdt_buf_append(&d->plain, d->stage.data,
+		    d->stage.len));
+		CRDT_TRY(w_sealed(d, out, mark, d->plain.data, d->plain.len));
+	} else {
+		CRDT_TRY(crdt__w_bin_header(out, plen));
+		CRDT_TRY(crdt_buf_append(out, hdr, hl));
+		CRDT_TRY(crdt_buf_append(out, d->stage.data, d->stage.len));
+	}
+	CRDT_TRY(w_auth(d, out, mark));
 	*ndeps = n;
 	return 0;
 }
@@ -1386,7 +1566,8 @@ crdt_doc_commit(crdt_doc *d, crdt_buf *msg_out)
 {
 	if (d == NULL || msg_out == NULL)
 		return CRDT_EINVAL;
-	if (!d->in_txn)
+	if (!d->in_txn || (d->signed_mode && d->ident == NULL) ||
+	    is_relay(d))
 		return CRDT_ESTATE;
 	rstate *me = &d->rs[d->self_idx];
 	if (me->vc == UINT64_MAX)
@@ -1410,6 +1591,8 @@ crdt_doc_commit(crdt_doc *d, crdt_buf *msg_out)
 		/* Apply through the same path as a remote message, so the
 		 * local state is exactly what every receiver will get. */
 		rc = parse_msg(d, m, mlen, &mv, false);
+		if (rc == 0)
+			rc = open_msg(d, &mv, false);
 		if (rc == 0)
 			rc = apply_msg(d, d->self_idx, counter, hlc, m, mlen,
 			    mv.payload, mv.plen, CRDT_UPDATE_LOCAL, NULL);
@@ -1647,6 +1830,8 @@ crdt_doc_save(const crdt_doc *d, crdt_buf *out)
 
 	if (d == NULL || out == NULL)
 		return CRDT_EINVAL;
+	if (is_relay(d))
+		return CRDT_ESTATE; /* no content to snapshot */
 	crdt_buf_init(&tmp, &d->cfg.alloc);
 	size_t mark = out->len;
 	int rc = save_body(d, out, &tmp);
@@ -1831,16 +2016,41 @@ merge_into_tmp(const dobj *o, void *tmp, bool *changed)
  * merged object is snapshot ∪ current, which is current ∪ snapshot:
  * merge is commutative.
  */
+static int load_plain(crdt_doc *d, const void *snap, size_t len,
+    const void *orig, size_t origlen, void *caller);
+static bool is_sealed_snapshot(const uint8_t *b, size_t len);
+static int open_sealed_snapshot(crdt_doc *d, const void *bytes, size_t len,
+    crdt_buf *plain);
+
 int
 crdt_doc_load(crdt_doc *d, const void *snap, size_t len, void *caller)
+{
+	if (d == NULL || snap == NULL)
+		return CRDT_EINVAL;
+	/* A relay holds no content: it cannot merge states. */
+	if (d->in_txn || is_relay(d))
+		return CRDT_ESTATE;
+	if (!is_sealed_snapshot(snap, len))
+		return load_plain(d, snap, len, snap, len, caller);
+	crdt_buf plain;
+	crdt_buf_init(&plain, &d->cfg.alloc);
+	int rc = open_sealed_snapshot(d, snap, len, &plain);
+	if (rc == 0)
+		rc = load_plain(d, plain.data, plain.len, snap, len, caller);
+	crdt__memzero(plain.data, plain.cap);
+	crdt_buf_fini(&plain);
+	return rc;
+}
+
+/* Listeners see `orig` (the sealed bytes when the input was sealed), so a
+ * provider never forwards a decrypted snapshot by accident. */
+static int
+load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
+    size_t origlen, void *caller)
 {
 	snapview sv;
 	int rc;
 
-	if (d == NULL || snap == NULL)
-		return CRDT_EINVAL;
-	if (d->in_txn)
-		return CRDT_ESTATE;
 	memset(&sv, 0, sizeof sv);
 	rc = parse_snap(d, snap, len, &sv);
 	for (size_t i = 0; rc == 0 && i < d->nobjs; i++)
@@ -1896,8 +2106,8 @@ crdt_doc_load(crdt_doc *d, const void *snap, size_t len, void *caller)
 	if (any) {
 		d->has_data = true;
 		if (d->l.on_update != NULL)
-			d->l.on_update(d->l.ud, CRDT_UPDATE_SNAPSHOT, snap, len,
-			    caller);
+			d->l.on_update(d->l.ud, CRDT_UPDATE_SNAPSHOT, orig,
+			    origlen, caller);
 		for (size_t i = 0; d->l.on_change != NULL && i < d->nobjs;
 		     i++) {
 			if (!sv.changed[i])
@@ -2339,4 +2549,142 @@ crdt_doc_log_get(const crdt_doc *d, crdt_dot dot, const uint8_t **bytes,
 	if (len != NULL)
 		*len = e->len;
 	return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* security settings (secure.h)                                     */
+
+static int
+put_key(crdt_doc *d, uint32_t epoch, const uint8_t *key)
+{
+	for (size_t i = 0; i < d->nkeys; i++) {
+		if (d->keys[i].epoch == epoch) {
+			memcpy(d->keys[i].key, key, CRDT_DOC_KEY_BYTES);
+			return 0;
+		}
+	}
+	void *v = d->keys;
+	size_t oldcap = d->capkeys;
+	epoch_key *old = d->keys;
+	/* Grow by copy so the old block can be wiped, not just freed. */
+	if (d->nkeys == d->capkeys) {
+		size_t ncap = oldcap ? oldcap * 2 : 4;
+		v = crdt__malloc(&d->cfg.alloc, ncap * sizeof *d->keys);
+		if (v == NULL)
+			return CRDT_ENOMEM;
+		if (old != NULL) {
+			memcpy(v, old, d->nkeys * sizeof *old);
+			crdt__memzero(old, oldcap * sizeof *old);
+			crdt__free(&d->cfg.alloc, old, oldcap * sizeof *old);
+		}
+		d->keys = v;
+		d->capkeys = ncap;
+	}
+	d->keys[d->nkeys].epoch = epoch;
+	memcpy(d->keys[d->nkeys].key, key, CRDT_DOC_KEY_BYTES);
+	d->nkeys++;
+	return 0;
+}
+
+int
+crdt_doc_set_security(crdt_doc *d, const crdt_doc_security *s)
+{
+	if (d == NULL || s == NULL || (s->key != NULL && !s->encrypted))
+		return CRDT_EINVAL;
+	if (d->has_data || d->in_txn)
+		return CRDT_ESTATE;
+	if (s->identity != NULL) {
+		crdt_replica_id id;
+		crdt_identity_replica_id(s->identity, &id);
+		if (crdt_replica_id_cmp(&id, &d->self) != 0)
+			return CRDT_EINVAL;
+	}
+	if (s->key != NULL)
+		CRDT_TRY(put_key(d, s->epoch, s->key));
+	d->signed_mode = s->signed_mode;
+	d->ident = s->identity;
+	d->encrypted = s->encrypted;
+	d->cur_epoch = s->epoch;
+	return 0;
+}
+
+int
+crdt_doc_add_key(crdt_doc *d, uint32_t epoch,
+    const uint8_t key[CRDT_DOC_KEY_BYTES], bool current)
+{
+	if (d == NULL || key == NULL)
+		return CRDT_EINVAL;
+	if (!d->encrypted || is_relay(d))
+		return CRDT_ESTATE;
+	CRDT_TRY(put_key(d, epoch, key));
+	if (current)
+		d->cur_epoch = epoch;
+	return 0;
+}
+
+#define KIND_SEALED_SNAP 10
+
+int
+crdt_doc_save_sealed(const crdt_doc *d, crdt_buf *out)
+{
+	crdt_buf plain;
+
+	if (d == NULL || out == NULL)
+		return CRDT_EINVAL;
+	if (!d->encrypted || is_relay(d))
+		return CRDT_ESTATE;
+	crdt_buf_init(&plain, &d->cfg.alloc);
+	size_t mark = out->len;
+	int rc = crdt_doc_save(d, &plain);
+	if (rc == 0)
+		rc = crdt__w_header(out, KIND_SEALED_SNAP, 1);
+	if (rc == 0)
+		rc = w_sealed((crdt_doc *)(uintptr_t)d, out, mark, plain.data,
+		    plain.len);
+	crdt__memzero(plain.data, plain.cap);
+	crdt_buf_fini(&plain);
+	if (rc < 0)
+		out->len = mark;
+	return rc;
+}
+
+/* Open a sealed snapshot into `plain` (caller's buffer: d->plain is
+ * reused by every message the load re-offers). */
+static int
+open_sealed_snapshot(crdt_doc *d, const void *bytes, size_t len,
+    crdt_buf *plain)
+{
+	crdt__rd r;
+	size_t n, nl, ctlen;
+	uint64_t ep;
+	const uint8_t *nonce, *ct;
+
+	CRDT_TRY(crdt__rd_init(&r, &d->cfg.limits, bytes, len));
+	CRDT_TRY(crdt__rd_header(&r, KIND_SEALED_SNAP, &n));
+	if (n != 3)
+		return CRDT_EMALFORMED;
+	size_t adlen = (size_t)(r.p - (const uint8_t *)bytes);
+	CRDT_TRY(crdt__rd_array_n(&r, 3));
+	CRDT_TRY(crdt__rd_uint(&r, &ep));
+	CRDT_TRY(crdt__rd_bin(&r, &nonce, &nl));
+	CRDT_TRY(crdt__rd_blob(&r, &ct, &ctlen));
+	CRDT_TRY(crdt__rd_done(&r));
+	if (ep > UINT32_MAX || nl != CRDT__NONCE_BYTES ||
+	    ctlen < CRDT__TAG_BYTES)
+		return CRDT_EMALFORMED;
+	const epoch_key *k = find_key(d, (uint32_t)ep);
+	if (k == NULL)
+		return CRDT_ENOKEY;
+	CRDT_TRY(crdt_buf_append(plain, ct, ctlen));
+	CRDT_TRY(crdt__aead_open(plain->data, ct, ctlen, bytes, adlen, nonce,
+	    k->key));
+	plain->len = ctlen - CRDT__TAG_BYTES;
+	return 0;
+}
+
+static bool
+is_sealed_snapshot(const uint8_t *b, size_t len)
+{
+	return len >= 3 && b[0] == 0x93 && b[1] == CRDT__FORMAT_VERSION &&
+	    b[2] == KIND_SEALED_SNAP;
 }

@@ -56,6 +56,30 @@ uint8_t *crdt__memdup(const crdt_allocator *a, const void *src, size_t n);
 int crdt__crypto_init(void);
 int crdt__random(void *buf, size_t n);
 uint64_t crdt__siphash(const uint8_t key[16], const void *p, size_t n);
+#define CRDT__SIG_BYTES 64
+#define CRDT__SK_BYTES 64
+#define CRDT__NONCE_BYTES 24
+#define CRDT__TAG_BYTES 16
+/* BLAKE2b with a 16-byte personalisation (domain separation). */
+int crdt__hash_personal(uint8_t *out, size_t outlen, const void *in,
+    size_t inlen, const char personal[16]);
+int crdt__sign_seed_keypair(uint8_t pk[32], uint8_t sk[64],
+    const uint8_t seed[32]);
+void crdt__sign(uint8_t sig[64], const uint8_t *m, size_t mlen,
+    const uint8_t sk[64]);
+int crdt__verify(const uint8_t sig[64], const uint8_t *m, size_t mlen,
+    const uint8_t pk[32]);
+/* XChaCha20-Poly1305; c needs mlen + 16 bytes. */
+int crdt__aead_seal(uint8_t *c, const uint8_t *m, size_t mlen,
+    const uint8_t *ad, size_t adlen, const uint8_t nonce[24],
+    const uint8_t key[32]);
+int crdt__aead_open(uint8_t *m, const uint8_t *c, size_t clen,
+    const uint8_t *ad, size_t adlen, const uint8_t nonce[24],
+    const uint8_t key[32]);
+void crdt__memzero(void *p, size_t n);
+struct crdt_identity;
+const uint8_t *crdt__identity_sk(const struct crdt_identity *id);
+const uint8_t *crdt__identity_pk(const struct crdt_identity *id);
 
 /* ---- byte-string keyed table (table.c) ----
  *

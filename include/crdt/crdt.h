@@ -12,5 +12,6 @@
 #include "crdt/doc.h"
 #include "crdt/sim.h"
 #include "crdt/chat.h"
+#include "crdt/secure.h"
 
 #endif /* CRDT_CRDT_H */

@@ -25,7 +25,11 @@ extern "C" {
 	X(ESCHEMA, -11, "unknown object or wrong object type")                \
 	X(ESTATE, -12, "call not valid in the current state")                 \
 	X(EDIVERGED, -13, "replicas did not converge")                        \
-	X(EPERM, -14, "operation not permitted for this replica")
+	X(EPERM, -14, "operation not permitted for this replica")             \
+	X(EBADSIG, -15, "signature missing or invalid")                       \
+	X(EBADKEY, -16, "public key does not match the sender ID")            \
+	X(ENOKEY, -17, "no document key for this epoch")                      \
+	X(EDECRYPT, -18, "decryption failed: forged or corrupted")
 
 typedef enum crdt_err {
 	CRDT_OK = 0,

@@ -1,0 +1,430 @@
+/*
+ * Signed and encrypted modes: each attack is rejected with its own error
+ * and leaves the document byte-identical; a content-blind relay carries
+ * encrypted traffic between keyed replicas and never holds plaintext.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crdt/crdt.h"
+#include "test_alloc.h"
+#include "test_rng.h"
+#include "test_util.h"
+
+typedef struct node {
+	crdt_doc *d;
+	crdt_identity *ident;
+	test_clock *clk;
+} node;
+
+static const uint8_t key1[32] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 };
+static const uint8_t key2[32] = { 42, 42, 42 };
+
+/* A replica with identity from `seed`; `key` NULL + encrypted = relay. */
+static void
+node_new(node *n, uint8_t seed, bool sign, bool enc, const uint8_t *key)
+{
+	uint8_t s[32] = { 0 };
+	crdt_replica_id id;
+	crdt_config cfg;
+	test_clock *clk = calloc(1, sizeof *clk);
+	clk->ms = UINT64_C(1700000000000);
+	s[0] = seed;
+	n->clk = clk;
+	test_config(&cfg, NULL);
+	cfg.clock = test_clock_read;
+	cfg.clock_ud = clk;
+	cr_assert_eq(crdt_identity_from_seed(&cfg, s, &n->ident), 0);
+	crdt_identity_replica_id(n->ident, &id);
+	cr_assert_eq(crdt_doc_new(&cfg, &id, &n->d), 0);
+	/* Unsigned nodes do not sign either, so AEAD checks stand alone. */
+	crdt_doc_security sec = { sign, sign ? n->ident : NULL, enc, key, 1 };
+	cr_assert_eq(crdt_doc_set_security(n->d, &sec), 0);
+	cr_assert_eq(crdt_doc_register(n->d, "notes", CRDT_OBJ_GSET, NULL), 0);
+	cr_assert_eq(crdt_doc_register_chat(n->d, "chat", NULL, NULL), 0);
+}
+
+static void
+node_free(node *n)
+{
+	crdt_doc_free(n->d);
+	crdt_identity_free(n->ident);
+	free(n->clk);
+}
+
+static void
+save(const node *n, crdt_buf *out)
+{
+	tb_init(out);
+	cr_assert_eq(crdt_doc_save(n->d, out), 0);
+}
+
+/* `bytes` must be refused with `want`, and change nothing. */
+static void
+refused(node *n, const uint8_t *bytes, size_t len, int want)
+{
+	crdt_buf before, after;
+	save(n, &before);
+	size_t nb = crdt_doc_buffered(n->d);
+	int rc = crdt_doc_receive(n->d, bytes, len, NULL);
+	cr_assert_eq(rc, want, "got %s, want %s", crdt_err_name(rc),
+	    crdt_err_name(want));
+	save(n, &after);
+	cr_assert(bytes_eq(before.data, before.len, after.data, after.len));
+	cr_assert_eq(crdt_doc_buffered(n->d), nb);
+	crdt_buf_fini(&before);
+	crdt_buf_fini(&after);
+}
+
+static bool
+contains(const uint8_t *hay, size_t n, const char *needle)
+{
+	size_t k = strlen(needle);
+	for (size_t i = 0; i + k <= n; i++)
+		if (memcmp(hay + i, needle, k) == 0)
+			return true;
+	return false;
+}
+
+Test(secure, identities_are_deterministic_and_ids_self_certifying)
+{
+	uint8_t seed[32] = { 7 }, pk[32];
+	crdt_identity *a, *b;
+	crdt_replica_id ia, ib, ip;
+
+	cr_assert_eq(crdt_identity_from_seed(NULL, seed, &a), 0);
+	cr_assert_eq(crdt_identity_from_seed(NULL, seed, &b), 0);
+	crdt_identity_replica_id(a, &ia);
+	crdt_identity_replica_id(b, &ib);
+	cr_assert_eq(crdt_replica_id_cmp(&ia, &ib), 0);
+	crdt_identity_public_key(a, pk);
+	cr_assert_eq(crdt_replica_id_from_public_key(pk, &ip), 0);
+	cr_assert_eq(crdt_replica_id_cmp(&ia, &ip), 0);
+	pk[0] ^= 1;
+	cr_assert_eq(crdt_replica_id_from_public_key(pk, &ip), 0);
+	cr_assert_neq(crdt_replica_id_cmp(&ia, &ip), 0);
+	cr_assert_eq(crdt_identity_from_seed(NULL, NULL, &a), CRDT_EINVAL);
+	crdt_identity_free(a);
+	crdt_identity_free(b);
+	crdt_identity_free(NULL);
+	cr_assert_eq(crdt_identity_new(NULL, &a), 0);
+	crdt_identity_free(a);
+}
+
+Test(secure, settings_are_checked)
+{
+	node a;
+	crdt_buf m;
+	crdt_identity *other;
+	uint8_t s[32] = { 99 };
+
+	node_new(&a, 1, true, false, NULL);
+	cr_assert_eq(crdt_identity_from_seed(NULL, s, &other), 0);
+	crdt_doc_security bad = { true, other, false, NULL, 0 };
+	cr_assert_eq(crdt_doc_set_security(a.d, &bad), CRDT_EINVAL,
+	    "identity must match the replica ID");
+	crdt_doc_security nokey = { false, NULL, false, key1, 0 };
+	cr_assert_eq(crdt_doc_set_security(a.d, &nokey), CRDT_EINVAL);
+	tb_init(&m);
+	cr_assert_eq(crdt_doc_gset_add(a.d, 0, "x", 1, &m), 0);
+	crdt_doc_security ok = { true, a.ident, false, NULL, 0 };
+	cr_assert_eq(crdt_doc_set_security(a.d, &ok), CRDT_ESTATE);
+	cr_assert_eq(crdt_doc_add_key(a.d, 2, key2, true), CRDT_ESTATE);
+	crdt_buf_fini(&m);
+	crdt_identity_free(other);
+	node_free(&a);
+}
+
+Test(secure, signed_messages_verify_and_every_forgery_is_refused)
+{
+	node a, b, c;
+	crdt_buf m, mc, x;
+
+	node_new(&a, 1, true, false, NULL);
+	node_new(&b, 2, true, false, NULL);
+	node_new(&c, 3, true, false, NULL);
+	tb_init(&m);
+	tb_init(&mc);
+	tb_init(&x);
+	cr_assert_eq(crdt_doc_gset_add(a.d, 0, "signed", 6, &m), 0);
+	cr_assert_eq(crdt_doc_gset_add(c.d, 0, "by c", 4, &mc), 0);
+
+	/* Forged signature: flip a bit of the last byte (the signature). */
+	tb_init(&x);
+	cr_assert_eq(crdt_buf_append(&x, m.data, m.len), 0);
+	x.data[x.len - 1] ^= 0x01;
+	refused(&b, x.data, x.len, CRDT_EBADSIG);
+	/* Tampered header (a byte of the HLC): the signature covers it. */
+	crdt_buf_clear(&x);
+	cr_assert_eq(crdt_buf_append(&x, m.data, m.len), 0);
+	x.data[25] ^= 0x40;
+	refused(&b, x.data, x.len, CRDT_EBADSIG);
+	/* Wrong key for the ID: C's message claiming to be A's. */
+	crdt_buf_clear(&x);
+	cr_assert_eq(crdt_buf_append(&x, mc.data, mc.len), 0);
+	memcpy(x.data + 5, m.data + 5, 16); /* sender field */
+	refused(&b, x.data, x.len, CRDT_EBADKEY);
+	/* Unsigned: strip the auth slot (replace [pk, sig] by nil). */
+	size_t auth_len = 1 + 2 + 32 + 2 + 64;
+	crdt_buf_clear(&x);
+	cr_assert_eq(crdt_buf_append(&x, m.data, m.len - auth_len), 0);
+	uint8_t nil = 0xc0;
+	cr_assert_eq(crdt_buf_append(&x, &nil, 1), 0);
+	refused(&b, x.data, x.len, CRDT_EBADSIG);
+
+	/* The genuine message is accepted; replaying it changes nothing. */
+	cr_assert_eq(crdt_doc_receive(b.d, m.data, m.len, NULL), 0);
+	const crdt_gset *g;
+	cr_assert_eq(crdt_doc_gset(b.d, 0, &g), 0);
+	cr_assert(crdt_gset_contains(g, "signed", 6));
+	refused(&b, m.data, m.len, 0);
+
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&mc);
+	crdt_buf_fini(&x);
+	node_free(&a);
+	node_free(&b);
+	node_free(&c);
+}
+
+Test(secure, a_signed_document_without_identity_cannot_commit)
+{
+	crdt_doc *d;
+	crdt_replica_id id = test_id(5);
+	crdt_buf m;
+	cr_assert_eq(crdt_doc_new(NULL, &id, &d), 0);
+	crdt_doc_security s = { true, NULL, false, NULL, 0 };
+	cr_assert_eq(crdt_doc_set_security(d, &s), 0);
+	cr_assert_eq(crdt_doc_register(d, "x", CRDT_OBJ_GSET, NULL), 0);
+	tb_init(&m);
+	cr_assert_eq(crdt_doc_gset_add(d, 0, "a", 1, &m), CRDT_ESTATE);
+	cr_assert_eq(m.len, 0);
+	crdt_buf_fini(&m);
+	crdt_doc_free(d);
+}
+
+Test(secure, encrypted_payloads_reject_tampering_and_need_the_key)
+{
+	node a, b, nok;
+	crdt_buf m, x, plain;
+
+	node_new(&a, 1, false, true, key1);
+	node_new(&b, 2, false, true, key1);
+	node_new(&nok, 3, false, true, key2); /* another document's key */
+	tb_init(&m);
+	tb_init(&x);
+	cr_assert_eq(crdt_doc_gset_add(a.d, 0, "top-secret", 10, &m), 0);
+	cr_assert(!contains(m.data, m.len, "top-secret"),
+	    "the payload travels sealed");
+
+	/* Bit flips in the ciphertext and in the header (associated data). */
+	size_t spots[] = { m.len - 2, m.len - 20, 10, 25 };
+	for (size_t i = 0; i < 4; i++) {
+		crdt_buf_clear(&x);
+		cr_assert_eq(crdt_buf_append(&x, m.data, m.len), 0);
+		x.data[spots[i]] ^= 0x04;
+		crdt_buf before, after;
+		save(&b, &before);
+		int rc = crdt_doc_receive(b.d, x.data, x.len, NULL);
+		cr_assert(rc == CRDT_EDECRYPT || rc == CRDT_EMALFORMED,
+		    "flip at %zu: %s", spots[i], crdt_err_name(rc));
+		save(&b, &after);
+		cr_assert(bytes_eq(before.data, before.len, after.data,
+		    after.len));
+		crdt_buf_fini(&before);
+		crdt_buf_fini(&after);
+	}
+	/* Truncations at every length. */
+	for (size_t k = 0; k < m.len; k++) {
+		int rc = crdt_doc_receive(b.d, m.data, k, NULL);
+		cr_assert_lt(rc, 0, "truncated to %zu accepted", k);
+	}
+	/* Same epoch, another key: indistinguishable from a forgery. */
+	refused(&nok, m.data, m.len, CRDT_EDECRYPT);
+	/* Plaintext traffic is refused in an encrypted document. */
+	node p;
+	node_new(&p, 1, false, false, NULL);
+	tb_init(&plain);
+	cr_assert_eq(crdt_doc_gset_add(p.d, 0, "plain", 5, &plain), 0);
+	refused(&b, plain.data, plain.len, CRDT_EDECRYPT);
+
+	cr_assert_eq(crdt_doc_receive(b.d, m.data, m.len, NULL), 0);
+	const crdt_gset *g;
+	cr_assert_eq(crdt_doc_gset(b.d, 0, &g), 0);
+	cr_assert(crdt_gset_contains(g, "top-secret", 10));
+
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&x);
+	crdt_buf_fini(&plain);
+	node_free(&a);
+	node_free(&b);
+	node_free(&nok);
+	node_free(&p);
+}
+
+Test(secure, key_rotation_keeps_old_messages_readable)
+{
+	node a, b, old;
+	crdt_buf m1, m2;
+
+	node_new(&a, 1, false, true, key1);
+	node_new(&b, 2, false, true, key1);
+	node_new(&old, 3, false, true, key1);
+	tb_init(&m1);
+	tb_init(&m2);
+	cr_assert_eq(crdt_doc_gset_add(a.d, 0, "epoch1", 6, &m1), 0);
+	cr_assert_eq(crdt_doc_add_key(a.d, 2, key2, true), 0);
+	cr_assert_eq(crdt_doc_add_key(b.d, 2, key2, false), 0);
+	cr_assert_eq(crdt_doc_gset_add(a.d, 0, "epoch2", 6, &m2), 0);
+	cr_assert_eq(crdt_doc_receive(b.d, m1.data, m1.len, NULL), 0);
+	cr_assert_eq(crdt_doc_receive(b.d, m2.data, m2.len, NULL), 0);
+	crdt_buf sa, sb;
+	save(&a, &sa);
+	save(&b, &sb);
+	cr_assert(bytes_eq(sa.data, sa.len, sb.data, sb.len));
+	/* A replica without the new key reads the old epoch only. */
+	cr_assert_eq(crdt_doc_receive(old.d, m1.data, m1.len, NULL), 0);
+	refused(&old, m2.data, m2.len, CRDT_ENOKEY);
+	crdt_buf_fini(&sa);
+	crdt_buf_fini(&sb);
+	crdt_buf_fini(&m1);
+	crdt_buf_fini(&m2);
+	node_free(&a);
+	node_free(&b);
+	node_free(&old);
+}
+
+Test(secure, sealed_snapshots_round_trip_and_reject_tampering)
+{
+	node a, b, c;
+	crdt_buf m, sealed, sa, sb, before, after;
+
+	node_new(&a, 1, true, true, key1);
+	node_new(&b, 2, true, true, key1);
+	node_new(&c, 3, true, true, key1);
+	tb_init(&m);
+	tb_init(&sealed);
+	cr_assert_eq(crdt_doc_gset_add(a.d, 0, "at-rest", 7, &m), 0);
+	cr_assert_eq(crdt_doc_save_sealed(a.d, &sealed), 0);
+	cr_assert(!contains(sealed.data, sealed.len, "at-rest"));
+	cr_assert_eq(crdt_doc_load(b.d, sealed.data, sealed.len, NULL), 0);
+	save(&a, &sa);
+	save(&b, &sb);
+	cr_assert(bytes_eq(sa.data, sa.len, sb.data, sb.len));
+	sealed.data[sealed.len / 2] ^= 0x10;
+	save(&c, &before);
+	cr_assert_eq(crdt_doc_load(c.d, sealed.data, sealed.len, NULL),
+	    CRDT_EDECRYPT);
+	save(&c, &after);
+	cr_assert(bytes_eq(before.data, before.len, after.data, after.len));
+	crdt_buf *bufs[] = { &m, &sealed, &sa, &sb, &before, &after };
+	for (size_t i = 0; i < 6; i++)
+		crdt_buf_fini(bufs[i]);
+	node_free(&a);
+	node_free(&b);
+	node_free(&c);
+}
+
+/* One sync round between x and y, each frame lost with probability
+ * drop/100. */
+static void
+sync_round(test_rng *r, crdt_doc *x, crdt_doc *y, unsigned drop)
+{
+	crdt_buf f[4];
+	for (int i = 0; i < 4; i++)
+		tb_init(&f[i]);
+	cr_assert_eq(crdt_doc_sync_start(x, &f[0]), 0);
+	crdt_doc *to[3] = { y, x, y };
+	for (int k = 0; k < 3 && f[k].len > 0; k++) {
+		if (test_rng_below(r, 100) < drop)
+			break;
+		cr_assert_eq(crdt_doc_sync_handle(to[k], f[k].data, f[k].len,
+				 NULL, &f[k + 1]), 0);
+	}
+	for (int i = 0; i < 4; i++)
+		crdt_buf_fini(&f[i]);
+}
+
+/* Keyed replicas that only reach each other through a relay without the
+ * key: pushes are lossy, sync rounds are lossy, then everything heals.
+ * Every run converges and the relay never sees a plaintext body. */
+Test(secure, a_keyless_relay_carries_encrypted_traffic_on_a_lossy_network)
+{
+	uint64_t seed = test_seed(0x5ec);
+	test_rng r;
+	test_rng_init(&r, seed);
+	for (int run = 0; run < 40; run++) {
+		node k[3], relay;
+		crdt_buf m;
+		for (int i = 0; i < 3; i++)
+			node_new(&k[i], (uint8_t)(1 + i), true, true, key1);
+		node_new(&relay, 9, true, true, NULL);
+		tb_init(&m);
+		for (int step = 0; step < 60; step++) {
+			int who = (int)test_rng_below(&r, 3);
+			char body[32];
+			snprintf(body, sizeof body, "secret-%d-%d", run, step);
+			crdt_buf_clear(&m);
+			crdt_chat_post p = { "user", 4, body, strlen(body), NULL,
+				NULL, 0 };
+			cr_assert_eq(crdt_doc_chat_post(k[who].d, 1, &p, NULL,
+					 &m), 0);
+			/* Push to the relay, maybe lost. */
+			if (test_rng_below(&r, 100) < 70)
+				cr_assert_eq(crdt_doc_receive(relay.d, m.data,
+						 m.len, NULL), 0);
+			/* The relay forwards, sometimes, via sync. */
+			if (test_rng_below(&r, 100) < 30)
+				sync_round(&r, k[test_rng_below(&r, 3)].d,
+				    relay.d, 30);
+		}
+		for (int pass = 0; pass < 2; pass++)
+			for (int i = 0; i < 3; i++)
+				sync_round(&r, k[i].d, relay.d, 0);
+		crdt_buf s0, si;
+		save(&k[0], &s0);
+		for (int i = 1; i < 3; i++) {
+			save(&k[i], &si);
+			cr_assert(bytes_eq(s0.data, s0.len, si.data, si.len),
+			    "seed %llu run %d: keyed replicas differ",
+			    (unsigned long long)seed, run);
+			crdt_buf_fini(&si);
+		}
+		const crdt_chat *c;
+		cr_assert_eq(crdt_doc_chat(k[0].d, 1, &c), 0);
+		cr_assert_eq(crdt_chat_count(c), 60);
+		/* The relay holds every message, none readable. */
+		cr_assert_eq(crdt_doc_log_size(relay.d), 60);
+		crdt_vclock *vk, *vr;
+		cr_assert_eq(crdt_doc_vclock(k[0].d, &vk), 0);
+		cr_assert_eq(crdt_doc_vclock(relay.d, &vr), 0);
+		cr_assert_eq(crdt_vclock_compare(vk, vr), CRDT_ORDER_EQUAL);
+		crdt_vclock_free(vk);
+		crdt_vclock_free(vr);
+		crdt_buf rs;
+		tb_init(&rs);
+		cr_assert_eq(crdt_doc_save(relay.d, &rs), CRDT_ESTATE);
+		cr_assert_eq(crdt_doc_sync_start(relay.d, &rs), 0);
+		crdt_buf_fini(&rs);
+		for (int i = 0; i < 3; i++) {
+			for (uint64_t ctr = 1;; ctr++) {
+				crdt_replica_id id;
+				crdt_identity_replica_id(k[i].ident, &id);
+				crdt_dot dot = { id, ctr };
+				const uint8_t *b;
+				size_t bl;
+				if (crdt_doc_log_get(relay.d, dot, &b, &bl) != 0)
+					break;
+				cr_assert(!contains(b, bl, "secret-"),
+				    "plaintext at the relay");
+			}
+		}
+		crdt_buf_fini(&s0);
+		crdt_buf_fini(&m);
+		for (int i = 0; i < 3; i++)
+			node_free(&k[i]);
+		node_free(&relay);
+	}
+}
