@@ -98,7 +98,15 @@ typedef struct msgview {
 	uint32_t epoch;
 	const uint8_t *nonce, *ct, *pk, *sig;
 	size_t ctlen;
+	const uint8_t *end;
 } msgview;
+
+/* Equivocation evidence: every variant seen of one dot, ascending bytes. */
+typedef struct evid {
+	crdt_dot dot;
+	logent *v;
+	size_t n;
+} evid;
 
 typedef struct epoch_key {
 	uint32_t epoch;
@@ -160,6 +168,8 @@ struct crdt_doc {
 	uint32_t cur_epoch;
 	bool has_cur;
 	crdt_buf plain; /* opened payload of the message being handled */
+	evid *ev;       /* equivocated dots, ascending by dot */
+	size_t nev, capev;
 
 	crdt__undo undo;
 	iddep *sdeps;
@@ -324,6 +334,12 @@ crdt_doc_free(crdt_doc *d)
 	crdt_buf_fini(&d->stage);
 	crdt_buf_fini(&d->scratch);
 	crdt_buf_fini(&d->plain);
+	for (size_t i = 0; i < d->nev; i++) {
+		for (size_t j = 0; j < d->ev[i].n; j++)
+			crdt__free(&a, d->ev[i].v[j].bytes, d->ev[i].v[j].len);
+		crdt__free(&a, d->ev[i].v, d->ev[i].n * sizeof *d->ev[i].v);
+	}
+	crdt__free(&a, d->ev, d->capev * sizeof *d->ev);
 	if (d->keys != NULL) {
 		crdt__memzero(d->keys, d->capkeys * sizeof *d->keys);
 		crdt__free(&a, d->keys, d->capkeys * sizeof *d->keys);
@@ -702,6 +718,7 @@ parse_msg(crdt_doc *d, const void *bytes, size_t len, msgview *mv, bool ops)
 	CRDT_TRY(rd_envelope(&r, &mv->sender, &mv->counter, &mv->hlc));
 	CRDT_TRY(rd_deps(d, &r, &mv->sender, &mv->ndeps));
 	mv->bytes = bytes;
+	mv->end = (const uint8_t *)bytes + len;
 	mv->payload_off = (size_t)(r.p - (const uint8_t *)bytes);
 	mv->sealed = r.p < r.end && *r.p == 0x93;
 	mv->opened = false;
@@ -1323,6 +1340,194 @@ intern_deps(crdt_doc *d, const msgview *mv, uint32_t *sender, bool known,
 	return 0;
 }
 
+static bool in_log(const rstate *r, uint64_t c);
+static int w_evidence(const crdt_doc *d, crdt_buf *out);
+
+static int
+bytes_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+	return crdt__key_cmp(a, al, b, bl);
+}
+
+static evid *
+evid_find(const crdt_doc *d, crdt_dot dot, size_t *at)
+{
+	size_t lo = 0, hi = d->nev;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (crdt_dot_cmp(d->ev[mid].dot, dot) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*at = lo;
+	return lo < d->nev && crdt_dot_cmp(d->ev[lo].dot, dot) == 0 ?
+	    &d->ev[lo] :
+	    NULL;
+}
+
+static bool
+evid_has(const evid *e, const uint8_t *b, size_t len)
+{
+	for (size_t i = 0; e != NULL && i < e->n; i++)
+		if (bytes_cmp(e->v[i].bytes, e->v[i].len, b, len) == 0)
+			return true;
+	return false;
+}
+
+/* Add variant `b` of `dot` (copied) to the evidence; 1 = added, 0 = known. */
+static int
+evid_add(crdt_doc *d, crdt_dot dot, const uint8_t *b, size_t len)
+{
+	const crdt_allocator *a = &d->cfg.alloc;
+	size_t at;
+	evid *e = evid_find(d, dot, &at);
+	if (evid_has(e, b, len))
+		return 0;
+	if (e == NULL && d->nev >= d->cfg.max_buffered_msgs)
+		return CRDT_EBUFFULL; /* bounded like the buffer */
+	uint8_t *copy = crdt__memdup(a, b, len);
+	if (copy == NULL)
+		return CRDT_ENOMEM;
+	size_t n = e ? e->n : 0;
+	logent *v = crdt__malloc(a, (n + 1) * sizeof *v);
+	if (v == NULL || (e == NULL && d->nev == d->capev)) {
+		void *nv = d->ev;
+		int rc = v == NULL ? CRDT_ENOMEM :
+				     crdt__grow(a, &nv, &d->capev, d->nev + 1,
+					 sizeof *d->ev);
+		if (rc < 0 || v == NULL) {
+			crdt__free(a, v, (n + 1) * sizeof *v);
+			crdt__free(a, copy, len);
+			return rc < 0 ? rc : CRDT_ENOMEM;
+		}
+		d->ev = nv;
+	}
+	if (e == NULL) {
+		memmove(&d->ev[at + 1], &d->ev[at],
+		    (d->nev - at) * sizeof *d->ev);
+		d->nev++;
+		e = &d->ev[at];
+		e->dot = dot;
+		e->v = NULL;
+		e->n = 0;
+	}
+	size_t i = 0, k = 0;
+	while (i < e->n && bytes_cmp(e->v[i].bytes, e->v[i].len, b, len) < 0)
+		v[k++] = e->v[i++];
+	v[k++] = (logent){ copy, len };
+	while (i < e->n)
+		v[k++] = e->v[i++];
+	crdt__free(a, e->v, e->n * sizeof *e->v);
+	e->v = v;
+	e->n = k;
+	return 1;
+}
+
+/* Remove variant `b` of `dot`; an entry left with one variant is no
+ * evidence of anything and goes too. */
+static void
+evid_remove(crdt_doc *d, crdt_dot dot, const uint8_t *b, size_t len)
+{
+	const crdt_allocator *a = &d->cfg.alloc;
+	size_t at;
+	evid *e = evid_find(d, dot, &at);
+	for (size_t i = 0; e != NULL && i < e->n; i++) {
+		if (bytes_cmp(e->v[i].bytes, e->v[i].len, b, len) != 0)
+			continue;
+		crdt__free(a, e->v[i].bytes, e->v[i].len);
+		memmove(&e->v[i], &e->v[i + 1], (e->n - i - 1) * sizeof *e->v);
+		e->n--;
+		break;
+	}
+	if (e != NULL && e->n <= 1) {
+		for (size_t i = 0; i < e->n; i++)
+			crdt__free(a, e->v[i].bytes, e->v[i].len);
+		/* the vector was sized for n + 1 or more; free what it had */
+		crdt__free(a, e->v, (e->n + 1) * sizeof *e->v);
+		memmove(&d->ev[at], &d->ev[at + 1],
+		    (d->nev - at - 1) * sizeof *d->ev);
+		d->nev--;
+	}
+}
+
+/*
+ * A message whose dot is already applied. Byte-identical: a duplicate.
+ * Different: an equivocation. The resolution must not depend on which
+ * half arrived first, and nothing already applied can be taken back, so
+ * every replica applies the union of both halves' ops (CRDT ops commute
+ * and are idempotent), keeps both halves as evidence (saved in snapshots,
+ * sent in every sync DATA frame so the other halves travel too) and
+ * reports them. Detection needs the first half in the log or the
+ * evidence; a variant whose dependencies are not all here is dropped, as
+ * nobody applied it yet.
+ */
+static int
+equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller)
+{
+	crdt_dot dot = { mv->sender, mv->counter };
+	const uint8_t *first = NULL;
+	size_t flen = 0, at;
+	const rstate *r = &d->rs[s];
+	const uint8_t *bytes = mv->bytes;
+	size_t len = (size_t)(mv->end - mv->bytes);
+
+	if (in_log(r, mv->counter)) {
+		const logent *e = &r->log[r->log_start +
+		    (mv->counter - r->log_lo)];
+		if (e->len == len && memcmp(e->bytes, bytes, len) == 0)
+			return 0;
+		first = e->bytes;
+		flen = e->len;
+	}
+	evid *ev = evid_find(d, dot, &at);
+	if (first == NULL && ev == NULL)
+		return 0; /* nothing to compare with: treat as duplicate */
+	if (evid_has(ev, bytes, len))
+		return 0;
+	CRDT_TRY(open_msg(d, mv, true));
+	for (size_t i = 0; i < mv->ndeps; i++) {
+		uint32_t ri;
+		if (rep_find(d, &d->sdeps[i].id, &ri) != 0 ||
+		    d->rs[ri].vc < d->sdeps[i].c)
+			return 0;
+	}
+	if (first != NULL) {
+		int rc = evid_add(d, dot, first, flen);
+		if (rc < 0)
+			return rc;
+	}
+	int added = evid_add(d, dot, bytes, len);
+	if (added < 0) {
+		if (first != NULL)
+			evid_remove(d, dot, first, flen);
+		return added;
+	}
+	size_t nops = 0;
+	stamp st = { dot, mv->hlc };
+	int rc = 0;
+	if (mv->payload != NULL)
+		rc = walk_ops(d, mv->payload, mv->plen, &nops, &st, NULL);
+	if (rc == 0 && nops > 0 && mv->hlc > UINT64_MAX - (nops - 1))
+		rc = CRDT_EMALFORMED;
+	if (rc < 0) {
+		/* Refused: the variant is not evidence of anything. */
+		crdt__undo_rollback(&d->undo);
+		evid_remove(d, dot, bytes, len);
+		return rc;
+	}
+	uint64_t top = nops ? mv->hlc + (nops - 1) : mv->hlc;
+	if (top > d->hlc_max)
+		d->hlc_max = top;
+	if (d->l.on_update != NULL)
+		d->l.on_update(d->l.ud, CRDT_UPDATE_REMOTE, bytes, len, caller);
+	emit_changes(d, dot);
+	crdt__undo_commit(&d->undo);
+	if (d->l.on_equivocation != NULL)
+		d->l.on_equivocation(d->l.ud, dot, first, flen, bytes, len);
+	return 0;
+}
+
 static int
 receive_one(crdt_doc *d, const void *bytes, size_t len, void *caller)
 {
@@ -1333,8 +1538,9 @@ receive_one(crdt_doc *d, const void *bytes, size_t len, void *caller)
 	CRDT_TRY(parse_msg(d, bytes, len, &mv, false));
 	/* Cheap duplicate test before any allocation. */
 	bool known = rep_find(d, &mv.sender, &s) == 0;
-	if (known && (mv.counter <= d->rs[s].vc ||
-	    (d->ndots > 0 && dots_find(d, s, mv.counter))))
+	if (known && mv.counter <= d->rs[s].vc)
+		return equivocation(d, &mv, s, caller);
+	if (known && d->ndots > 0 && dots_find(d, s, mv.counter))
 		return 0;
 	CRDT_TRY(open_msg(d, &mv, true));
 	CRDT_TRY(intern_deps(d, &mv, &s, known, &deps));
@@ -1791,7 +1997,7 @@ save_body(const crdt_doc *d, crdt_buf *out, crdt_buf *tmp)
 {
 	const crdt_allocator *a = &d->cfg.alloc;
 
-	CRDT_TRY(crdt__w_header(out, KIND_SNAP, 4));
+	CRDT_TRY(crdt__w_header(out, KIND_SNAP, 5));
 	CRDT_TRY(w_vc_pairs(d, out));
 	CRDT_TRY(crdt__w_uint(out, d->hlc_max));
 	CRDT_TRY(crdt__w_array(out, d->nobjs));
@@ -1820,7 +2026,7 @@ save_body(const crdt_doc *d, crdt_buf *out, crdt_buf *tmp)
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		rc = crdt__w_bin(out, v[i]->bytes, v[i]->len);
 	crdt__free(a, v, d->nbuffered * sizeof *v);
-	return rc;
+	return rc == 0 ? w_evidence(d, out) : rc;
 }
 
 int
@@ -1853,6 +2059,9 @@ typedef struct snapview {
 	size_t nb;
 	uint32_t *jumped;
 	size_t njumped;
+	const uint8_t **ep; /* equivocation evidence */
+	size_t *el;
+	size_t ne;
 } snapview;
 
 static int
@@ -1894,6 +2103,8 @@ snapview_free(const crdt_doc *d, snapview *sv)
 	crdt__free(a, sv->bp, sv->nb * sizeof *sv->bp);
 	crdt__free(a, sv->bl, sv->nb * sizeof *sv->bl);
 	crdt__free(a, sv->jumped, sv->nvc * sizeof *sv->jumped);
+	crdt__free(a, sv->ep, sv->ne * sizeof *sv->ep);
+	crdt__free(a, sv->el, sv->ne * sizeof *sv->el);
 	memset(sv, 0, sizeof *sv);
 }
 
@@ -1938,7 +2149,7 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 
 	CRDT_TRY(crdt__rd_init(&r, &d->cfg.limits, bytes, len));
 	CRDT_TRY(crdt__rd_header(&r, KIND_SNAP, &n));
-	if (n != 6)
+	if (n != 7)
 		return CRDT_EMALFORMED;
 	CRDT_TRY(rd_vc_pairs(d, &r, &sv->vc, &sv->nvc));
 	CRDT_TRY(crdt__rd_uint(&r, &sv->hlc_max));
@@ -1983,6 +2194,36 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 			return CRDT_EMALFORMED;
 		prev = dot;
 	}
+	r.depth--;
+	/* Evidence: ascending (dot, bytes), at least two variants a dot. */
+	CRDT_TRY(crdt__rd_array(&r, &n));
+	sv->ep = crdt__malloc(a, n * sizeof *sv->ep);
+	sv->el = crdt__malloc(a, n * sizeof *sv->el);
+	sv->ne = n;
+	if (sv->ep == NULL || sv->el == NULL)
+		return CRDT_ENOMEM;
+	size_t run = 0;
+	for (size_t i = 0; i < n; i++) {
+		msgview mv;
+		CRDT_TRY(crdt__rd_blob(&r, &sv->ep[i], &sv->el[i]));
+		CRDT_TRY(parse_msg(d, sv->ep[i], sv->el[i], &mv, false));
+		crdt_dot dot = { mv.sender, mv.counter };
+		int c = i == 0 ? 1 : crdt_dot_cmp(prev, dot);
+		if (c > 0 && i > 0)
+			return CRDT_EMALFORMED;
+		if (c == 0 && bytes_cmp(sv->ep[i - 1], sv->el[i - 1],
+				  sv->ep[i], sv->el[i]) >= 0)
+			return CRDT_EMALFORMED;
+		if (c != 0) {
+			if (i > 0 && run < 2)
+				return CRDT_EMALFORMED;
+			run = 0;
+		}
+		run++;
+		prev = dot;
+	}
+	if (n > 0 && run < 2)
+		return CRDT_EMALFORMED;
 	return crdt__rd_done(&r);
 }
 
@@ -2133,6 +2374,16 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 		if (rc == 0 && r2 == CRDT_ENOMEM)
 			rc = r2;
 	}
+	/* The merged state already holds the union of every variant. */
+	for (size_t i = 0; i < sv.ne; i++) {
+		msgview mv;
+		if (parse_msg(d, sv.ep[i], sv.el[i], &mv, false) != 0)
+			continue;
+		crdt_dot dot = { mv.sender, mv.counter };
+		int r2 = evid_add(d, dot, sv.ep[i], sv.el[i]);
+		if (rc == 0 && r2 < 0)
+			rc = r2;
+	}
 	snapview_free(d, &sv);
 	return rc;
 }
@@ -2177,8 +2428,29 @@ in_log(const rstate *r, uint64_t c)
 	return r->log_n > 0 && c >= r->log_lo && c < r->log_lo + r->log_n;
 }
 
+static size_t
+evid_variants(const crdt_doc *d)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < d->nev; i++)
+		n += d->ev[i].n;
+	return n;
+}
+
+/* [variant, ...] of every equivocated dot, ascending (dot, bytes). */
+static int
+w_evidence(const crdt_doc *d, crdt_buf *out)
+{
+	CRDT_TRY(crdt__w_array(out, evid_variants(d)));
+	for (size_t i = 0; i < d->nev; i++)
+		for (size_t j = 0; j < d->ev[i].n; j++)
+			CRDT_TRY(crdt__w_bin(out, d->ev[i].v[j].bytes,
+			    d->ev[i].v[j].len));
+	return 0;
+}
+
 /*
- * DATA = [1, 8, our clock, [msg, ...], snapshot | nil]. Messages go in log
+ * DATA = [1, 8, our clock, [msg, ...], snapshot | nil, evidence]. Messages go in log
  * order, which is an order in which this replica applied them, hence
  * causal: the peer applies them without buffering. If the log no longer
  * holds everything the peer lacks, send a snapshot instead.
@@ -2197,7 +2469,7 @@ w_data(const crdt_doc *d, const uint64_t *peer, crdt_buf *out)
 			complete = false;
 		count += r->vc - peer[i];
 	}
-	CRDT_TRY(crdt__w_header(out, KIND_DATA, 3));
+	CRDT_TRY(crdt__w_header(out, KIND_DATA, 4));
 	CRDT_TRY(w_vc_pairs(d, out));
 	if (!complete) {
 		CRDT_TRY(crdt__w_array(out, 0));
@@ -2207,7 +2479,7 @@ w_data(const crdt_doc *d, const uint64_t *peer, crdt_buf *out)
 		if (rc == 0)
 			rc = crdt__w_bin(out, tmp.data, tmp.len);
 		crdt_buf_fini(&tmp);
-		return rc;
+		return rc == 0 ? w_evidence(d, out) : rc;
 	}
 	CRDT_TRY(crdt__w_array(out, count));
 	for (size_t i = 0; i < d->fifo_n; i++) {
@@ -2218,7 +2490,8 @@ w_data(const crdt_doc *d, const uint64_t *peer, crdt_buf *out)
 		const logent *e = &r->log[r->log_start + (f.c - r->log_lo)];
 		CRDT_TRY(crdt__w_bin(out, e->bytes, e->len));
 	}
-	return crdt__w_nil(out);
+	CRDT_TRY(crdt__w_nil(out));
+	return w_evidence(d, out);
 }
 
 static bool
@@ -2257,7 +2530,8 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 	uint64_t kind, ver;
 	iddep *pairs = NULL;
 	size_t npairs = 0;
-	const uint8_t *snap = NULL, *mstart = NULL;
+	const uint8_t *snap = NULL, *mstart = NULL, *estart = NULL;
+	size_t nevid = 0;
 	size_t snaplen = 0;
 	bool has_snap = false;
 	int rc;
@@ -2272,13 +2546,15 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 	if (ver != CRDT__FORMAT_VERSION)
 		return CRDT_EVERSION;
 	CRDT_TRY(crdt__rd_uint(&r, &kind));
-	if (!((kind == KIND_HELLO && n == 3) || (kind == KIND_DATA && n == 5)))
+	if (!((kind == KIND_HELLO && n == 3) || (kind == KIND_DATA && n == 6)))
 		return CRDT_EMALFORMED;
 	CRDT_TRY(rd_vc_pairs(d, &r, &pairs, &npairs));
 	rc = 0;
 	if (kind == KIND_DATA) {
 		/* Validate every message and find the snapshot before
 		 * applying anything. */
+		/* Framing only: each message is verified when received
+		 * (verifying twice would double the cost of signed mode). */
 		rc = crdt__rd_array(&r, &nmsgs);
 		mstart = r.p;
 		for (size_t i = 0; rc == 0 && i < nmsgs; i++) {
@@ -2287,13 +2563,24 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 			msgview mv;
 			rc = crdt__rd_blob(&r, &m, &ml);
 			if (rc == 0)
-				rc = parse_msg(d, m, ml, &mv, true);
+				rc = parse_msg(d, m, ml, &mv, false);
 		}
 		if (rc == 0 && r.p < r.end && *r.p == 0xc0)
 			r.p++;
 		else if (rc == 0) {
 			rc = crdt__rd_blob(&r, &snap, &snaplen);
 			has_snap = true;
+		}
+		if (rc == 0)
+			rc = crdt__rd_array(&r, &nevid);
+		estart = r.p;
+		for (size_t i = 0; rc == 0 && i < nevid; i++) {
+			const uint8_t *m;
+			size_t ml;
+			msgview mv;
+			rc = crdt__rd_blob(&r, &m, &ml);
+			if (rc == 0)
+				rc = parse_msg(d, m, ml, &mv, false);
 		}
 	}
 	if (rc == 0)
@@ -2312,8 +2599,23 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 				rc = receive_one(d, m, ml, caller);
 		}
 	}
+	if (rc == 0 && nevid > 0) {
+		crdt__rd er;
+		rc = crdt__rd_init(&er, &d->cfg.limits, estart,
+		    (size_t)(r.end - estart));
+		for (size_t i = 0; rc == 0 && i < nevid; i++) {
+			const uint8_t *m;
+			size_t ml;
+			rc = crdt__rd_blob(&er, &m, &ml);
+			if (rc == 0)
+				rc = receive_one(d, m, ml, caller);
+		}
+	}
+	/* A DATA frame is answered when the sender lacks messages, or holds
+	 * fewer equivocation variants than we now do. */
 	if (rc == 0)
-		rc = reply_data(d, pairs, npairs, kind == KIND_HELLO, reply);
+		rc = reply_data(d, pairs, npairs,
+		    kind == KIND_HELLO || evid_variants(d) > nevid, reply);
 	crdt__free(&d->cfg.alloc, pairs, npairs * sizeof *pairs);
 	return rc;
 }

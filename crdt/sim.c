@@ -161,7 +161,8 @@ crdt_sim_new(const crdt_config *cfg, const crdt_sim_config *sc,
 		if (rc == 0)
 			rc = setup(ud, r->doc, i);
 		if (rc == 0) {
-			crdt_doc_listener l = { on_update, NULL, NULL, r };
+			crdt_doc_listener l = { .on_update = on_update,
+				.ud = r };
 			crdt_doc_set_listener(r->doc, &l);
 		}
 	}

@@ -230,6 +230,13 @@ typedef struct crdt_change {
  *   for local commits), so a provider does not echo an update back to
  *   where it came from.
  * on_change: one call per visible change, after the update applied.
+ * on_equivocation: two different messages with the same dot (the same
+ *   replica and counter): a replica ID reused after restoring an old
+ *   backup, two tabs sharing an ID, or a signer cheating. `first` is the
+ *   one applied first here (NULL if no longer in the log), `second` the
+ *   newcomer; both are borrowed. The document keeps both as evidence and
+ *   applies the union of their ops, so replicas that saw the halves in
+ *   different orders still converge (docs/security.md).
  * on_skew: a remote stamp more than max_drift_ms ahead of local time was
  *   applied (the local clock was not moved by it).
  */
@@ -240,6 +247,8 @@ typedef struct crdt_doc_listener {
 	void (*on_skew)(void *ud, const crdt_replica_id *sender,
 	    uint64_t remote_hlc, uint64_t local_ms);
 	void *ud;
+	void (*on_equivocation)(void *ud, crdt_dot dot, const uint8_t *first,
+	    size_t first_len, const uint8_t *second, size_t second_len);
 } crdt_doc_listener;
 
 /** Install (or with NULL remove) the listener. */

@@ -301,7 +301,7 @@ Test(chat, a_clock_hours_ahead_is_reported_and_order_stays_causal)
 	uint64_t t = UINT64_C(1700000000000);
 	peer a, f;
 	crdt_buf m, r;
-	crdt_doc_listener l = { NULL, NULL, on_skew, NULL };
+	crdt_doc_listener l = { .on_skew = on_skew };
 
 	peer_new(&a, 1, t, NULL);
 	peer_new(&f, 2, t + 5 * HOUR, NULL);
