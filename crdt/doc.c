@@ -51,6 +51,7 @@ typedef struct rstate {
 	crdt_replica_id id;
 	uint64_t vc;   /* highest contiguous counter applied */
 	uint64_t sent; /* vc when our last message was built (deps) */
+	uint64_t admin_seen; /* admin counter in this replica's causal past */
 	bool dirty;
 	wait *heap; /* buffered messages waiting on (this replica, c) */
 	size_t nheap, capheap;
@@ -80,6 +81,7 @@ typedef struct obj {
 	char name[CRDT_OBJ_NAME_MAX + 1];
 	crdt_obj_type type;
 	void *o;
+	bool acl;           /* the hidden allowlist G-Set ("__acl") */
 	uint64_t post_walk; /* chat: walk that last saw a post (one per msg) */
 	uint64_t post_txn;  /* chat: transaction that staged a post */
 } dobj;
@@ -107,6 +109,17 @@ typedef struct evid {
 	logent *v;
 	size_t n;
 } evid;
+
+typedef struct acl_change {
+	uint64_t c; /* admin counter of the grant / revoke */
+	bool allowed;
+} acl_change;
+
+typedef struct acl_ent {
+	crdt__key k;
+	acl_change *h; /* ascending c */
+	size_t n, cap;
+} acl_ent;
 
 typedef struct epoch_key {
 	uint32_t epoch;
@@ -170,6 +183,12 @@ struct crdt_doc {
 	crdt_buf plain; /* opened payload of the message being handled */
 	evid *ev;       /* equivocated dots, ascending by dot */
 	size_t nev, capev;
+	/* write permissions: allowlist history per writer, by admin counter */
+	bool has_admin;
+	crdt_replica_id admin;
+	uint32_t acl_obj;
+	crdt__table acl; /* acl_ent keyed by replica ID */
+	bool acl_ok;
 
 	crdt__undo undo;
 	iddep *sdeps;
@@ -303,6 +322,8 @@ bmsg_release(crdt_doc *d, uint32_t m)
 	d->free_bm = m;
 }
 
+static void acl_ent_fini(void *e, const crdt_allocator *a);
+
 void
 crdt_doc_free(crdt_doc *d)
 {
@@ -334,6 +355,7 @@ crdt_doc_free(crdt_doc *d)
 	crdt_buf_fini(&d->stage);
 	crdt_buf_fini(&d->scratch);
 	crdt_buf_fini(&d->plain);
+	crdt__table_fini(&d->acl, acl_ent_fini);
 	for (size_t i = 0; i < d->nev; i++) {
 		for (size_t j = 0; j < d->ev[i].n; j++)
 			crdt__free(&a, d->ev[i].v[j].bytes, d->ev[i].v[j].len);
@@ -552,6 +574,34 @@ walk_ops(crdt_doc *d, const uint8_t *p, size_t len, size_t *nops,
 			CRDT_TRY(crdt__chat_op(o->o, &r, k, kind, dot, ts,
 			    st ? &d->undo : NULL, (uint32_t)on, &d->scratch));
 			r.depth--;
+			continue;
+		}
+		if (o->acl) {
+			/* [obj, writer id, allowed]: the admin's alone. The
+			 * record kept is [writer, admin counter, allowed]. */
+			crdt_replica_id wid;
+			uint64_t allowed;
+			if (k != 3)
+				return CRDT_EMALFORMED;
+			CRDT_TRY(crdt__rd_id(&r, &wid));
+			CRDT_TRY(crdt__rd_uint(&r, &allowed));
+			r.depth--;
+			const crdt_replica_id *who = st ? &st->dot.replica :
+							  sender;
+			if (allowed > 1 || who == NULL)
+				return CRDT_EMALFORMED;
+			if (crdt_replica_id_cmp(who, &d->admin) != 0)
+				return CRDT_EPERM;
+			if (st == NULL)
+				continue;
+			crdt_buf *sc = &d->scratch;
+			crdt_buf_clear(sc);
+			CRDT_TRY(crdt__w_array(sc, 3));
+			CRDT_TRY(crdt__w_id(sc, &wid));
+			CRDT_TRY(crdt__w_uint(sc, st->dot.counter));
+			CRDT_TRY(crdt__w_uint(sc, allowed));
+			CRDT_TRY(crdt__gset_write(o->o, sc->data, sc->len,
+			    st->dot, &d->undo, (uint32_t)on));
 			continue;
 		}
 		if (k != op_arity(o->type))
@@ -884,6 +934,104 @@ crdt_doc_log_size(const crdt_doc *d)
 /* ---------------------------------------------------------------- */
 /* apply                                                            */
 
+/* ---- write permissions ---- */
+
+static void
+acl_ent_fini(void *e, const crdt_allocator *a)
+{
+	acl_ent *x = e;
+	crdt__free(a, x->h, x->cap * sizeof *x->h);
+}
+
+/* Fold one allowlist record [writer, admin counter, allowed] in. */
+static int
+acl_add(crdt_doc *d, const uint8_t *rec, size_t len)
+{
+	static const crdt_limits lim = { SIZE_MAX, SIZE_MAX, SIZE_MAX, 4 };
+	crdt__rd r;
+	crdt_replica_id w;
+	acl_change ch;
+	uint64_t allowed;
+
+	CRDT_TRY(crdt__rd_init(&r, &lim, rec, len));
+	CRDT_TRY(crdt__rd_array_n(&r, 3));
+	CRDT_TRY(crdt__rd_id(&r, &w));
+	CRDT_TRY(crdt__rd_uint(&r, &ch.c));
+	CRDT_TRY(crdt__rd_uint(&r, &allowed));
+	ch.allowed = allowed != 0;
+	uint64_t h = crdt__table_hash(&d->acl, w.bytes, 16);
+	acl_ent *e = crdt__table_find(&d->acl, w.bytes, 16, h);
+	if (e == NULL) {
+		CRDT_TRY(crdt__table_reserve(&d->acl, 1));
+		uint8_t *k = crdt__memdup(&d->cfg.alloc, w.bytes, 16);
+		if (k == NULL)
+			return CRDT_ENOMEM;
+		e = crdt__table_insert(&d->acl, k, 16, h);
+	}
+	void *v = e->h;
+	CRDT_TRY(crdt__grow(&d->cfg.alloc, &v, &e->cap, e->n + 1,
+	    sizeof *e->h));
+	e->h = v;
+	size_t i = e->n;
+	/* ascending counter; at equal counters a revoke sorts last (wins) */
+	while (i > 0 && (e->h[i - 1].c > ch.c ||
+	    (e->h[i - 1].c == ch.c && !e->h[i - 1].allowed && ch.allowed))) {
+		e->h[i] = e->h[i - 1];
+		i--;
+	}
+	e->h[i] = ch;
+	e->n++;
+	return 0;
+}
+
+static int
+acl_rebuild(crdt_doc *d)
+{
+	crdt__table_fini(&d->acl, acl_ent_fini);
+	CRDT_TRY(crdt__table_init(&d->acl, &d->cfg.alloc, sizeof(acl_ent)));
+	const crdt_gset *g = d->objs[d->acl_obj].o;
+	for (size_t i = 0; i < crdt_gset_size(g); i++) {
+		const crdt__key *k = crdt__gset_entry_key(g, i);
+		CRDT_TRY(acl_add(d, k->ptr, k->len));
+	}
+	d->acl_ok = true;
+	return 0;
+}
+
+/*
+ * Is `w` allowed to write, judged by the allowlist as of admin counter
+ * `a` (what the message's causal past holds of the admin's history)?
+ * The answer depends only on the message and its causal past, so every
+ * replica gives the same one. The admin is always allowed.
+ */
+static int
+acl_check(crdt_doc *d, const crdt_replica_id *w, uint64_t a)
+{
+	if (!d->has_admin || crdt_replica_id_cmp(w, &d->admin) == 0)
+		return 0;
+	if (!d->acl_ok)
+		CRDT_TRY(acl_rebuild(d));
+	uint64_t h = crdt__table_hash(&d->acl, w->bytes, 16);
+	const acl_ent *e = crdt__table_find(&d->acl, w->bytes, 16, h);
+	bool ok = false;
+	for (size_t i = 0; e != NULL && i < e->n && e->h[i].c <= a; i++)
+		ok = e->h[i].allowed;
+	return ok ? 0 : CRDT_EPERM;
+}
+
+/* The admin counter a message lists among its dependencies (0 if none). */
+static uint64_t
+listed_admin(const crdt_doc *d, const dep *deps, size_t n)
+{
+	uint32_t ai;
+	if (!d->has_admin || rep_find(d, &d->admin, &ai) != 0)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (deps[i].r == ai)
+			return deps[i].c;
+	return 0;
+}
+
 static void
 emit_changes(crdt_doc *d, crdt_dot dot)
 {
@@ -895,6 +1043,15 @@ emit_changes(crdt_doc *d, crdt_dot dot)
 		memset(&ch, 0, sizeof ch);
 		ch.obj = u->obj;
 		ch.dot = dot;
+		if (d->objs[u->obj].acl) {
+			if (u->kind == CRDT__UNDO_GSET_NEW) {
+				const crdt__key *ak = crdt__gset_entry_key(
+				    u->target, u->idx);
+				if (acl_add(d, ak->ptr, ak->len) < 0)
+					d->acl_ok = false; /* rebuilt on use */
+			}
+			continue;
+		}
 		if (d->objs[u->obj].type == CRDT_OBJ_CHAT) {
 			/* The thread's index follows every change, listener
 			 * or not. */
@@ -951,11 +1108,16 @@ emit_changes(crdt_doc *d, crdt_dot dot)
 static int
 apply_msg(crdt_doc *d, uint32_t sender, uint64_t counter, uint64_t hlc,
     const uint8_t *bytes, size_t len, const uint8_t *payload, size_t plen,
-    crdt_update_source src, void *caller)
+    crdt_update_source src, void *caller, uint64_t admin_listed)
 {
 	const crdt_allocator *a = &d->cfg.alloc;
 	size_t nops;
 	stamp st = { { d->rs[sender].id, counter }, hlc };
+	/* A message's causal past holds at least what its sender's previous
+	 * message held of the admin's history. */
+	uint64_t admin_at = CRDT_MAX(admin_listed, d->rs[sender].admin_seen);
+
+	CRDT_TRY(acl_check(d, &d->rs[sender].id, admin_at));
 
 	CRDT_TRY(log_reserve(d, sender));
 	uint8_t *copy = crdt__memdup(a, bytes, len);
@@ -981,6 +1143,7 @@ apply_msg(crdt_doc *d, uint32_t sender, uint64_t counter, uint64_t hlc,
 	/* Nothing below can fail. */
 	d->has_data = true;
 	d->rs[sender].vc = counter;
+	d->rs[sender].admin_seen = admin_at;
 	uint64_t top = nops ? hlc + (nops - 1) : hlc;
 	if (top > d->hlc_max)
 		d->hlc_max = top;
@@ -1240,8 +1403,14 @@ apply_buffered(crdt_doc *d, uint32_t m)
 	 * cheap envelope read to find the payload. */
 	CRDT_TRY(parse_msg(d, b->bytes, b->len, &mv, false));
 	CRDT_TRY(open_msg(d, &mv, false)); /* verified when buffered */
-	CRDT_TRY(apply_msg(d, b->sender, b->counter, mv.hlc, b->bytes, b->len,
-	    mv.payload, mv.plen, CRDT_UPDATE_REMOTE, b->caller));
+	int rc = apply_msg(d, b->sender, b->counter, mv.hlc, b->bytes, b->len,
+	    mv.payload, mv.plen, CRDT_UPDATE_REMOTE, b->caller,
+	    listed_admin(d, b->deps, b->ndeps));
+	/* Out of memory: keep it for a retry. Refused (a writer outside the
+	 * allowlist, decided by its causal past, so everywhere alike): drop
+	 * it as any replica would have. */
+	if (rc == CRDT_ENOMEM)
+		return rc;
 	dotslot *s = dots_find(d, b->sender, b->counter);
 	if (s != NULL)
 		dots_remove(d, s);
@@ -1550,7 +1719,8 @@ receive_one(crdt_doc *d, const void *bytes, size_t len, void *caller)
 	int rc;
 	if (ready) {
 		rc = apply_msg(d, s, mv.counter, mv.hlc, bytes, len,
-		    mv.payload, mv.plen, CRDT_UPDATE_REMOTE, caller);
+		    mv.payload, mv.plen, CRDT_UPDATE_REMOTE, caller,
+		    listed_admin(d, deps, mv.ndeps));
 		if (rc == 0)
 			rc = release(d, s);
 	} else {
@@ -1656,6 +1826,16 @@ crdt_doc_abort(crdt_doc *d)
 	d->stage_ops = 0;
 }
 
+/* What this replica has applied of the admin's messages. */
+static uint64_t
+own_admin(const crdt_doc *d)
+{
+	uint32_t ai;
+	if (!d->has_admin || rep_find(d, &d->admin, &ai) != 0)
+		return 0;
+	return d->rs[ai].vc;
+}
+
 static int
 dep_id_cmp(const void *x, const void *y)
 {
@@ -1719,6 +1899,22 @@ encode_msg(crdt_doc *d, crdt_buf *out, uint64_t counter, uint64_t hlc,
 		const rstate *r = &d->rs[d->dirty[i]];
 		if (r->vc > r->sent)
 			d->sdeps[n++] = (iddep){ r->id, r->vc };
+	}
+	/* With an allowlist, always name the admin entry: receivers judge
+	 * this message by the allowlist as of that counter. */
+	uint64_t adm = own_admin(d);
+	if (adm > 0 && crdt_replica_id_cmp(&d->self, &d->admin) != 0) {
+		bool listed = false;
+		for (size_t i = 0; i < n; i++)
+			listed |= crdt_replica_id_cmp(&d->sdeps[i].id,
+			    &d->admin) == 0;
+		if (!listed) {
+			v = d->sdeps;
+			CRDT_TRY(crdt__grow(&d->cfg.alloc, &v, &d->capsdeps,
+			    n + 1, sizeof *d->sdeps));
+			d->sdeps = v;
+			d->sdeps[n++] = (iddep){ d->admin, adm };
+		}
 	}
 	if (n > 1)
 		qsort(d->sdeps, n, sizeof *d->sdeps, dep_id_cmp);
@@ -1801,7 +1997,8 @@ crdt_doc_commit(crdt_doc *d, crdt_buf *msg_out)
 			rc = open_msg(d, &mv, false);
 		if (rc == 0)
 			rc = apply_msg(d, d->self_idx, counter, hlc, m, mlen,
-			    mv.payload, mv.plen, CRDT_UPDATE_LOCAL, NULL);
+			    mv.payload, mv.plen, CRDT_UPDATE_LOCAL, NULL,
+			    own_admin(d));
 	}
 	if (rc < 0) {
 		d->clock = saved;
@@ -1864,7 +2061,7 @@ stage_op(crdt_doc *d, uint32_t on, crdt_obj_type type, const void *a,
 	if (d == NULL || (a == NULL && alen != 0) ||
 	    (bpresent && b == NULL && blen != 0))
 		return CRDT_EINVAL;
-	if (on >= d->nobjs || d->objs[on].type != type)
+	if (on >= d->nobjs || d->objs[on].type != type || d->objs[on].acl)
 		return CRDT_ESCHEMA;
 	if (alen > d->cfg.limits.max_value_bytes ||
 	    blen > d->cfg.limits.max_value_bytes)
@@ -2342,6 +2539,8 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 	}
 	if (sv.hlc_max > d->hlc_max)
 		d->hlc_max = sv.hlc_max;
+	if (d->has_admin)
+		d->acl_ok = false; /* the allowlist object was merged */
 	rc = crdt_hlc_update(&d->clock, d->hlc_max, NULL);
 	(void)rc; /* beyond the drift bound: keep the clock (clock.h) */
 	if (any) {
@@ -2901,6 +3100,23 @@ crdt_doc_set_security(crdt_doc *d, const crdt_doc_security *s)
 		if (crdt_replica_id_cmp(&id, &d->self) != 0)
 			return CRDT_EINVAL;
 	}
+	if (s->admin_key != NULL) {
+		uint32_t ai, on;
+		if (!s->signed_mode)
+			return CRDT_EINVAL;
+		if (d->nobjs != 0 || d->has_admin)
+			return CRDT_ESTATE;
+		CRDT_TRY(crdt_replica_id_from_public_key(s->admin_key,
+		    &d->admin));
+		CRDT_TRY(rep_intern(d, &d->admin, &ai));
+		CRDT_TRY(crdt__table_init(&d->acl, &d->cfg.alloc,
+		    sizeof(acl_ent)));
+		CRDT_TRY(register_obj(d, "__acl", CRDT_OBJ_GSET, NULL, &on));
+		d->objs[on].acl = true;
+		d->acl_obj = on;
+		d->has_admin = true;
+		d->acl_ok = true;
+	}
 	if (s->key != NULL)
 		CRDT_TRY(put_key(d, s->epoch, s->key));
 	d->signed_mode = s->signed_mode;
@@ -2989,4 +3205,37 @@ is_sealed_snapshot(const uint8_t *b, size_t len)
 {
 	return len >= 3 && b[0] == 0x93 && b[1] == CRDT__FORMAT_VERSION &&
 	    b[2] == KIND_SEALED_SNAP;
+}
+
+int
+crdt_doc_allow(crdt_doc *d, const crdt_replica_id *writer, bool allowed,
+    crdt_buf *msg_out)
+{
+	bool one;
+	size_t mark;
+
+	if (d == NULL || writer == NULL)
+		return CRDT_EINVAL;
+	if (!d->has_admin)
+		return CRDT_ESTATE;
+	if (crdt_replica_id_cmp(&d->self, &d->admin) != 0)
+		return CRDT_EPERM;
+	CRDT_TRY(stage_open(d, msg_out, &one, &mark));
+	crdt_buf *s = &d->stage;
+	int rc = crdt__w_array(s, 3);
+	if (rc == 0)
+		rc = crdt__w_uint(s, d->acl_obj);
+	if (rc == 0)
+		rc = crdt__w_id(s, writer);
+	if (rc == 0)
+		rc = crdt__w_uint(s, allowed ? 1 : 0);
+	return stage_close(d, one, mark, rc, msg_out);
+}
+
+bool
+crdt_doc_allowed(crdt_doc *d, const crdt_replica_id *writer)
+{
+	if (d == NULL || writer == NULL)
+		return false;
+	return acl_check(d, writer, own_admin(d)) == 0;
 }

@@ -67,12 +67,18 @@ typedef struct crdt_doc_security {
 	const uint8_t *key; /* 32 bytes (copied), or NULL in encrypted mode:
 			     * a content-blind relay */
 	uint32_t epoch;     /* epoch of `key`: sealing uses it */
+	const uint8_t *admin_key; /* NULL, or the 32-byte public key of the
+				   * admin: only writers it allows (and the
+				   * admin) may write. Needs signed mode. */
 } crdt_doc_security;
 
 /**
- * Set the security settings, before the document holds data.
+ * Set the security settings, before the document holds data and, when
+ * `admin_key` is given, before any object is registered (the allowlist is
+ * a hidden object "__acl" registered first).
  * @return 0, CRDT_EINVAL (identity does not match the replica ID, key
- *         without encryption), CRDT_ESTATE (data already present).
+ *         without encryption, admin without signed mode), CRDT_ESTATE
+ *         (data or objects already present), CRDT_ENOMEM.
  */
 CRDT_API CRDT_NODISCARD int crdt_doc_set_security(crdt_doc *d,
     const crdt_doc_security *s);
@@ -85,6 +91,20 @@ CRDT_API CRDT_NODISCARD int crdt_doc_set_security(crdt_doc *d,
  */
 CRDT_API CRDT_NODISCARD int crdt_doc_add_key(crdt_doc *d, uint32_t epoch,
     const uint8_t key[CRDT_DOC_KEY_BYTES], bool current);
+/**
+ * Admin only: allow (or revoke) `writer`. Replicated like any change; a
+ * message from a writer is judged by the allowlist as of the admin
+ * messages in its own causal past, so every replica decides alike.
+ * Messages from writers not allowed are refused with CRDT_EPERM.
+ * Staging follows doc.h (msg_out NULL inside a transaction).
+ * @return 0, CRDT_EINVAL, CRDT_ESTATE (no allowlist), CRDT_EPERM (not the
+ *         admin), commit errors.
+ */
+CRDT_API CRDT_NODISCARD int crdt_doc_allow(crdt_doc *d,
+    const crdt_replica_id *writer, bool allowed, crdt_buf *msg_out);
+/** Whether `writer` may write now (as of everything applied here). */
+CRDT_API bool crdt_doc_allowed(crdt_doc *d, const crdt_replica_id *writer);
+
 /**
  * Append crdt_doc_save()'s snapshot sealed under the current key (for
  * storage at rest). crdt_doc_load() recognises and opens it.

@@ -40,7 +40,7 @@ node_new(node *n, uint8_t seed, bool sign, bool enc, const uint8_t *key)
 	crdt_identity_replica_id(n->ident, &id);
 	cr_assert_eq(crdt_doc_new(&cfg, &id, &n->d), 0);
 	/* Unsigned nodes do not sign either, so AEAD checks stand alone. */
-	crdt_doc_security sec = { sign, sign ? n->ident : NULL, enc, key, 1 };
+	crdt_doc_security sec = { sign, sign ? n->ident : NULL, enc, key, 1, NULL };
 	cr_assert_eq(crdt_doc_set_security(n->d, &sec), 0);
 	cr_assert_eq(crdt_doc_register(n->d, "notes", CRDT_OBJ_GSET, NULL), 0);
 	cr_assert_eq(crdt_doc_register_chat(n->d, "chat", NULL, NULL), 0);
@@ -122,14 +122,14 @@ Test(secure, settings_are_checked)
 
 	node_new(&a, 1, true, false, NULL);
 	cr_assert_eq(crdt_identity_from_seed(NULL, s, &other), 0);
-	crdt_doc_security bad = { true, other, false, NULL, 0 };
+	crdt_doc_security bad = { true, other, false, NULL, 0, NULL };
 	cr_assert_eq(crdt_doc_set_security(a.d, &bad), CRDT_EINVAL,
 	    "identity must match the replica ID");
-	crdt_doc_security nokey = { false, NULL, false, key1, 0 };
+	crdt_doc_security nokey = { false, NULL, false, key1, 0, NULL };
 	cr_assert_eq(crdt_doc_set_security(a.d, &nokey), CRDT_EINVAL);
 	tb_init(&m);
 	cr_assert_eq(crdt_doc_gset_add(a.d, 0, "x", 1, &m), 0);
-	crdt_doc_security ok = { true, a.ident, false, NULL, 0 };
+	crdt_doc_security ok = { true, a.ident, false, NULL, 0, NULL };
 	cr_assert_eq(crdt_doc_set_security(a.d, &ok), CRDT_ESTATE);
 	cr_assert_eq(crdt_doc_add_key(a.d, 2, key2, true), CRDT_ESTATE);
 	crdt_buf_fini(&m);
@@ -195,7 +195,7 @@ Test(secure, a_signed_document_without_identity_cannot_commit)
 	crdt_replica_id id = test_id(5);
 	crdt_buf m;
 	cr_assert_eq(crdt_doc_new(NULL, &id, &d), 0);
-	crdt_doc_security s = { true, NULL, false, NULL, 0 };
+	crdt_doc_security s = { true, NULL, false, NULL, 0, NULL };
 	cr_assert_eq(crdt_doc_set_security(d, &s), 0);
 	cr_assert_eq(crdt_doc_register(d, "x", CRDT_OBJ_GSET, NULL), 0);
 	tb_init(&m);
@@ -533,4 +533,143 @@ Test(secure, equivocation_by_a_signer_is_reported_and_resolved)
 Test(secure, replica_id_reuse_in_an_unsigned_document_is_detected)
 {
 	equivocation_case(false);
+}
+
+/* ---- write permissions ---- */
+
+static node adm_node;
+
+/* A replica of a permissioned document administered by `admin_pk`. */
+static void
+pnode_new(node *n, uint8_t seed, const uint8_t *admin_pk)
+{
+	uint8_t s[32] = { 0 };
+	crdt_replica_id id;
+	crdt_config cfg;
+	n->clk = calloc(1, sizeof *n->clk);
+	n->clk->ms = UINT64_C(1700000000000);
+	s[0] = seed;
+	test_config(&cfg, NULL);
+	cfg.clock = test_clock_read;
+	cfg.clock_ud = n->clk;
+	cr_assert_eq(crdt_identity_from_seed(&cfg, s, &n->ident), 0);
+	crdt_identity_replica_id(n->ident, &id);
+	cr_assert_eq(crdt_doc_new(&cfg, &id, &n->d), 0);
+	crdt_doc_security sec = { true, n->ident, false, NULL, 0, admin_pk };
+	cr_assert_eq(crdt_doc_set_security(n->d, &sec), 0);
+	cr_assert_eq(crdt_doc_register(n->d, "notes", CRDT_OBJ_GSET, NULL), 0);
+}
+
+static void
+recv_ok(node *n, const crdt_buf *m)
+{
+	int rc = crdt_doc_receive(n->d, m->data, m->len, NULL);
+	cr_assert_eq(rc, 0, "%s", crdt_err_name(rc));
+}
+
+Test(secure, only_allowed_writers_write_and_the_decision_is_causal)
+{
+	uint8_t apk[32];
+	node w1, w2, r1, r2, forger;
+	crdt_buf grant, rev, m1, m2, m3, x;
+	crdt_replica_id w1id, w2id;
+
+	/* The admin's key comes from its seed; everyone names it. */
+	{
+		uint8_t s[32] = { 50 };
+		crdt_identity *tmp;
+		cr_assert_eq(crdt_identity_from_seed(NULL, s, &tmp), 0);
+		crdt_identity_public_key(tmp, apk);
+		crdt_identity_free(tmp);
+	}
+	pnode_new(&adm_node, 50, apk);
+	pnode_new(&w1, 51, apk);
+	pnode_new(&w2, 52, apk);
+	pnode_new(&r1, 53, apk);
+	pnode_new(&r2, 54, apk);
+	crdt_identity_replica_id(w1.ident, &w1id);
+	crdt_identity_replica_id(w2.ident, &w2id);
+	crdt_buf *bufs[] = { &grant, &rev, &m1, &m2, &m3, &x };
+	for (size_t i = 0; i < 6; i++)
+		tb_init(bufs[i]);
+
+	cr_assert_eq(crdt_doc_gset_add(w1.d, 1, "early", 5, &x), CRDT_EPERM,
+	    "not allowed yet");
+	cr_assert_eq(crdt_doc_allow(w1.d, &w2id, true, &x), CRDT_EPERM,
+	    "only the admin changes the allowlist");
+	cr_assert_eq(crdt_doc_gset_add(w1.d, 0, "x", 1, &x), CRDT_ESCHEMA,
+	    "the allowlist object is not writable directly");
+	cr_assert_eq(crdt_doc_allow(adm_node.d, &w1id, true, &grant), 0);
+	recv_ok(&w1, &grant);
+	cr_assert(crdt_doc_allowed(w1.d, &w1id));
+	cr_assert(!crdt_doc_allowed(w1.d, &w2id));
+	cr_assert_eq(crdt_doc_gset_add(w1.d, 1, "m1", 2, &m1), 0);
+	/* The admin revokes W1; W1 has not seen it and writes m2. */
+	cr_assert_eq(crdt_doc_allow(adm_node.d, &w1id, false, &rev), 0);
+	cr_assert_eq(crdt_doc_gset_add(w1.d, 1, "m2", 2, &m2), 0);
+	/* R1: grant, m1, revoke, m2. R2: m2, m1, revoke, grant (buffers). */
+	recv_ok(&r1, &grant);
+	recv_ok(&r1, &m1);
+	recv_ok(&r1, &rev);
+	recv_ok(&r1, &m2);
+	recv_ok(&r2, &m2);
+	recv_ok(&r2, &m1);
+	recv_ok(&r2, &rev);
+	recv_ok(&r2, &grant);
+	cr_assert_eq(crdt_doc_buffered(r2.d), 0);
+	same_saves(&r1, &r2, "concurrent write of a revoked writer: same "
+			     "decision in both orders");
+	const crdt_gset *g;
+	cr_assert_eq(crdt_doc_gset(r1.d, 1, &g), 0);
+	cr_assert(crdt_gset_contains(g, "m2", 2),
+	    "written before W1 could know of the revocation");
+	/* Once W1 has seen the revocation it can no longer write. */
+	recv_ok(&w1, &rev);
+	cr_assert_eq(crdt_doc_gset_add(w1.d, 1, "m3", 2, &m3), CRDT_EPERM);
+
+	/* W2 was never allowed: a message it manages to produce (from a
+	 * document configured without the allowlist but with the same
+	 * layout) is refused everywhere, and so is a forged allowlist op. */
+	{
+		uint8_t s[32] = { 52 };
+		node rogue;
+		rogue.clk = calloc(1, sizeof *rogue.clk);
+		rogue.clk->ms = UINT64_C(1700000000000);
+		crdt_config cfg;
+		test_config(&cfg, NULL);
+		cfg.clock = test_clock_read;
+		cfg.clock_ud = rogue.clk;
+		cr_assert_eq(crdt_identity_from_seed(&cfg, s, &rogue.ident), 0);
+		cr_assert_eq(crdt_doc_new(&cfg, &w2id, &rogue.d), 0);
+		crdt_doc_security sec = { true, rogue.ident, false, NULL, 0,
+			NULL };
+		cr_assert_eq(crdt_doc_set_security(rogue.d, &sec), 0);
+		cr_assert_eq(crdt_doc_register(rogue.d, "__acl", CRDT_OBJ_GSET,
+				 NULL), 0);
+		cr_assert_eq(crdt_doc_register(rogue.d, "notes", CRDT_OBJ_GSET,
+				 NULL), 0);
+		crdt_buf_clear(&x);
+		cr_assert_eq(crdt_doc_gset_add(rogue.d, 1, "evil", 4, &x), 0);
+		refused(&r1, x.data, x.len, CRDT_EPERM);
+		node_free(&rogue);
+	}
+	{
+		/* A replica that believes it is the admin of its own copy. */
+		uint8_t fpk[32];
+		uint8_t s[32] = { 55 };
+		crdt_identity *tmp;
+		cr_assert_eq(crdt_identity_from_seed(NULL, s, &tmp), 0);
+		crdt_identity_public_key(tmp, fpk);
+		crdt_identity_free(tmp);
+		pnode_new(&forger, 55, fpk);
+		crdt_buf_clear(&x);
+		cr_assert_eq(crdt_doc_allow(forger.d, &w2id, true, &x), 0);
+		refused(&r1, x.data, x.len, CRDT_EPERM);
+		node_free(&forger);
+	}
+	for (size_t i = 0; i < 6; i++)
+		crdt_buf_fini(bufs[i]);
+	node *all[] = { &adm_node, &w1, &w2, &r1, &r2 };
+	for (size_t i = 0; i < 5; i++)
+		node_free(all[i]);
 }
