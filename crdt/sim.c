@@ -95,18 +95,29 @@ enqueue(crdt_sim *s, uint32_t from, uint32_t to, const uint8_t *b, size_t n)
 	return 0;
 }
 
-/* The listener: every local commit goes to every other replica. */
+/* May a and b talk directly? With a hub, only through it. */
+static bool
+linked(const crdt_sim *s, uint32_t a, uint32_t b)
+{
+	if (s->sc.hub == 0)
+		return true;
+	return a == s->sc.hub - 1 || b == s->sc.hub - 1;
+}
+
+/* The listener: every local commit goes to every replica linked to this
+ * one; a hub also forwards what it receives from others. */
 static void
 on_update(void *ud, crdt_update_source src, const uint8_t *bytes, size_t len,
     void *caller)
 {
 	simrep *r = ud;
 	crdt_sim *s = r->sim;
+	bool hub = s->sc.hub != 0 && r->index == s->sc.hub - 1;
 	(void)caller;
-	if (src != CRDT_UPDATE_LOCAL)
+	if (src != CRDT_UPDATE_LOCAL && !(hub && src == CRDT_UPDATE_REMOTE))
 		return;
 	for (size_t j = 0; j < s->sc.replicas; j++) {
-		if (j == r->index)
+		if (j == r->index || !linked(s, r->index, (uint32_t)j))
 			continue;
 		int rc = enqueue(s, r->index, (uint32_t)j, bytes, len);
 		if (rc < 0 && s->err == 0)
@@ -121,7 +132,7 @@ crdt_sim_new(const crdt_config *cfg, const crdt_sim_config *sc,
 	crdt_config c;
 
 	if (sc == NULL || setup == NULL || out == NULL || sc->replicas < 2 ||
-	    sc->replicas > SIM_MAX_REPLICAS)
+	    sc->replicas > SIM_MAX_REPLICAS || sc->hub > sc->replicas)
 		return CRDT_EINVAL;
 	CRDT_TRY(crdt__config_resolve(cfg, &c));
 	crdt_sim *s = crdt__malloc(&c.alloc, sizeof *s);
@@ -218,7 +229,7 @@ static bool
 reachable(const crdt_sim *s, uint32_t a, uint32_t b)
 {
 	const simrep *x = &s->reps[a], *y = &s->reps[b];
-	return x->online && y->online &&
+	return linked(s, a, b) && x->online && y->online &&
 	    (!s->partitioned || x->side == y->side);
 }
 
@@ -227,7 +238,8 @@ reachable(const crdt_sim *s, uint32_t a, uint32_t b)
 static int
 tolerate(int rc)
 {
-	return rc == CRDT_EBUFFULL ? 0 : rc;
+	/* ESTATE: a keyless relay cannot save or load snapshots. */
+	return rc == CRDT_EBUFFULL || rc == CRDT_ESTATE ? 0 : rc;
 }
 
 static int
@@ -297,8 +309,8 @@ snapshot_pair(crdt_sim *s, uint32_t a, uint32_t b)
 {
 	crdt_buf snap;
 	crdt_buf_init(&snap, &s->cfg.alloc);
-	int rc = crdt_doc_save(s->reps[a].doc, &snap);
-	if (rc == 0)
+	int rc = tolerate(crdt_doc_save(s->reps[a].doc, &snap));
+	if (rc == 0 && snap.len > 0)
 		rc = tolerate(crdt_doc_load(s->reps[b].doc, snap.data,
 		    snap.len, NULL));
 	crdt_buf_fini(&snap);
@@ -360,7 +372,7 @@ crdt_sim_heal(crdt_sim *s)
 	for (int pass = 0; pass < 3; pass++)
 		for (uint32_t i = 0; i < s->sc.replicas; i++)
 			for (uint32_t j = 0; j < s->sc.replicas; j++)
-				if (i != j)
+				if (i != j && linked(s, i, j))
 					CRDT_TRY(sync_pair(s, i, j, false));
 	return s->err;
 }
@@ -375,20 +387,35 @@ crdt_sim_check(const crdt_sim *s)
 		return CRDT_EINVAL;
 	crdt_buf_init(&first, &s->cfg.alloc);
 	crdt_buf_init(&other, &s->cfg.alloc);
-	rc = crdt_doc_save(s->reps[0].doc, &first);
+	crdt_vclock *v0 = NULL, *vi = NULL;
+	size_t ref = s->sc.hub == 1 ? 1 : 0; /* a replica that can save */
+	rc = crdt_doc_save(s->reps[ref].doc, &first);
+	if (rc == 0)
+		rc = crdt_doc_vclock(s->reps[ref].doc, &v0);
 	for (size_t i = 0; rc == 0 && i < s->sc.replicas; i++) {
 		if (crdt_doc_buffered(s->reps[i].doc) != 0) {
 			rc = CRDT_EDIVERGED;
 			break;
 		}
-		if (i == 0)
+		crdt_vclock_free(vi);
+		vi = NULL;
+		rc = crdt_doc_vclock(s->reps[i].doc, &vi);
+		if (rc == 0 && crdt_vclock_compare(v0, vi) != CRDT_ORDER_EQUAL)
+			rc = CRDT_EDIVERGED;
+		if (rc != 0 || i == ref)
 			continue;
 		crdt_buf_clear(&other);
 		rc = crdt_doc_save(s->reps[i].doc, &other);
+		if (rc == CRDT_ESTATE && s->sc.hub == i + 1) {
+			rc = 0; /* a keyless relay: clocks compared above */
+			continue;
+		}
 		if (rc == 0 && (other.len != first.len ||
 		    memcmp(other.data, first.data, first.len) != 0))
 			rc = CRDT_EDIVERGED;
 	}
+	crdt_vclock_free(v0);
+	crdt_vclock_free(vi);
 	crdt_buf_fini(&first);
 	crdt_buf_fini(&other);
 	return rc;

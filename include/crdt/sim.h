@@ -39,6 +39,9 @@ typedef struct crdt_sim_config {
 	unsigned snapshot_pct; /* a random reachable pair exchanges a snapshot */
 	unsigned sync_pct;     /* a random reachable pair runs a lossy sync */
 	uint64_t max_skew_ms;  /* each replica's clock is off by up to this */
+	size_t hub;            /* 0 = everyone talks to everyone; k = replicas
+				* talk only to replica k-1, which forwards
+				* what it receives (a relay or server) */
 } crdt_sim_config;
 
 /** Fill `sc` with moderate defaults (3 replicas, seed 1, some of everything). */
@@ -78,14 +81,15 @@ CRDT_API bool crdt_sim_online(const crdt_sim *s, size_t i);
 CRDT_API CRDT_NODISCARD int crdt_sim_step(crdt_sim *s);
 /**
  * Heal everything: all online, no partition, deliver all that is in
- * flight, then loss-free sync rounds between every pair until nothing
- * changes.
+ * flight, then loss-free sync rounds between every pair (with a hub: each
+ * replica with the hub) until nothing changes.
  * @return 0 or the first document error.
  */
 CRDT_API CRDT_NODISCARD int crdt_sim_heal(crdt_sim *s);
 /**
  * The oracle: every replica has byte-identical snapshots, an empty buffer
- * and the same vector clock.
+ * and the same vector clock. A hub that cannot save (a keyless relay) is
+ * compared by its clock only.
  * @return 0, CRDT_EDIVERGED, or CRDT_ENOMEM.
  */
 CRDT_API CRDT_NODISCARD int crdt_sim_check(const crdt_sim *s);

@@ -673,3 +673,55 @@ Test(secure, only_allowed_writers_write_and_the_decision_is_causal)
 	for (size_t i = 0; i < 5; i++)
 		node_free(all[i]);
 }
+
+/* ---- the relay on the simulated network ---- */
+
+static int
+relay_setup(void *ud, crdt_doc *d, size_t i)
+{
+	(void)ud;
+	/* Replica 0 is the hub: encrypted mode without a key. */
+	crdt_doc_security s = { false, NULL, true, i == 0 ? NULL : key1, 1,
+		NULL };
+	int rc = crdt_doc_set_security(d, &s);
+	if (rc == 0)
+		rc = crdt_doc_register_chat(d, "chat", NULL, NULL);
+	return rc;
+}
+
+Test(secure, keyed_replicas_converge_through_a_keyless_relay_on_the_sim)
+{
+	uint64_t base = test_seed(0x4e1a);
+	for (int run = 0; run < 60; run++) {
+		crdt_sim_config sc;
+		crdt_sim *s;
+		crdt_buf m;
+		crdt_sim_config_default(&sc);
+		sc.replicas = 4;
+		sc.hub = 1;
+		sc.seed = test_seed_mix(base, (uint64_t)run);
+		cr_assert_eq(crdt_sim_new(NULL, &sc, relay_setup, NULL, &s), 0);
+		tb_init(&m);
+		for (int e = 0; e < 50; e++) {
+			size_t who = 1 + crdt_sim_rand(s) % 3;
+			char body[32];
+			snprintf(body, sizeof body, "confidential-%d", e);
+			crdt_chat_post p = { "u", 1, body, strlen(body), NULL,
+				NULL, 0 };
+			crdt_buf_clear(&m);
+			cr_assert_eq(crdt_doc_chat_post(crdt_sim_doc(s, who), 0,
+					 &p, NULL, &m), 0);
+			cr_assert_eq(crdt_sim_step(s), 0);
+		}
+		cr_assert_eq(crdt_sim_heal(s), 0);
+		cr_assert_eq(crdt_sim_check(s), 0, "run %d diverged", run);
+		const crdt_chat *c;
+		cr_assert_eq(crdt_doc_chat(crdt_sim_doc(s, 1), 0, &c), 0);
+		cr_assert_eq(crdt_chat_count(c), 50);
+		cr_assert_eq(crdt_doc_chat(crdt_sim_doc(s, 0), 0, &c), 0);
+		cr_assert_eq(crdt_chat_count(c), 0, "the relay reads nothing");
+		cr_assert_eq(crdt_doc_log_size(crdt_sim_doc(s, 0)), 50);
+		crdt_buf_fini(&m);
+		crdt_sim_free(s);
+	}
+}
