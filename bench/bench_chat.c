@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include <crdt/crdt.h>
+#include <sodium.h> /* only for the raw-verify baseline */
 
 #define CK(x)                                                           \
 	do {                                                            \
@@ -610,6 +611,101 @@ write_json(const char *path)
 	fclose(f);
 }
 
+/* ---- security modes: signed / encrypted apply, size overhead ---- */
+
+static crdt_doc *
+sec_replica(uint8_t seed, bool sign, bool enc, crdt_identity **idp)
+{
+	static const uint8_t key[32] = { 7, 7, 7 };
+	uint8_t s[32] = { 0 };
+	crdt_replica_id id;
+	crdt_doc *d;
+	s[0] = seed;
+	CK(crdt_identity_from_seed(NULL, s, idp));
+	crdt_identity_replica_id(*idp, &id);
+	CK(crdt_doc_new(&cfg_plain, &id, &d));
+	crdt_doc_security sec = { sign, sign ? *idp : NULL, enc,
+		enc ? key : NULL, 1, NULL };
+	CK(crdt_doc_set_security(d, &sec));
+	CK(crdt_doc_register_chat(d, "messages", NULL, NULL));
+	CK(crdt_doc_register(d, "register", CRDT_OBJ_LWW, NULL));
+	return d;
+}
+
+static void
+run_secure(size_t n, uint64_t seed)
+{
+	static const char *names[4] = { "plain", "signed", "encrypted",
+		"signed+encrypted" };
+	double rate[4], size[4];
+	char extra[96];
+	msgs keep;
+	for (int mode = 0; mode < 4; mode++) {
+		bool sign = mode & 1, enc = mode & 2;
+		crdt_identity *ia, *ib;
+		crdt_doc *a = sec_replica(1, sign, enc, &ia);
+		crdt_doc *b = sec_replica(2, sign, enc, &ib);
+		msgs m;
+		rng_state = seed;
+		msgs_init(&m, n);
+		for (size_t i = 0; i < n; i++)
+			append(a, &m, i);
+		size[mode] = (double)m.all.len / (double)n;
+		double t0 = now_s();
+		for (size_t i = 0; i < n; i++)
+			deliver(b, &m, i);
+		double t1 = now_s();
+		rate[mode] = n / (t1 - t0);
+		if (!same(a, b))
+			exit(1);
+		snprintf(extra, sizeof extra, "%.1f B/msg", size[mode]);
+		char name[40];
+		snprintf(name, sizeof name, "apply %s", names[mode]);
+		line(name, n, t1 - t0, n, extra);
+		crdt_doc_free(a);
+		crdt_doc_free(b);
+		crdt_identity_free(ia);
+		crdt_identity_free(ib);
+		if (mode == 1)
+			keep = m;
+		else
+			msgs_fini(&m);
+	}
+	/* Raw baseline: Ed25519 verification of the same signed hashes. */
+	uint8_t (*h)[32] = malloc(n * sizeof *h);
+	uint8_t pers[16] = "crdt.msg.v1";
+	static const uint8_t salt[16];
+	for (size_t i = 0; i < n; i++) {
+		size_t len;
+		const uint8_t *p = msg_at(&keep, i, &len);
+		crypto_generichash_blake2b_salt_personal(h[i], 32, p, len - 101,
+		    NULL, 0, salt, pers);
+	}
+	double t0 = now_s();
+	size_t ok = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t len;
+		const uint8_t *p = msg_at(&keep, i, &len);
+		ok += crypto_sign_verify_detached(p + len - 64, h[i], 32,
+			  p + len - 64 - 2 - 32) == 0;
+	}
+	double t1 = now_s();
+	if (ok != n)
+		exit(1);
+	double raw = n / (t1 - t0);
+	line("raw crypto_sign_verify", n, t1 - t0, n, NULL);
+	free(h);
+	msgs_fini(&keep);
+	printf("\n| security mode | apply, msgs/s | bytes/msg | overhead |\n"
+	       "|---|---:|---:|---:|\n");
+	for (int mode = 0; mode < 4; mode++)
+		printf("| %s | %.0f | %.1f | +%.1f B |\n", names[mode], rate[mode],
+		    size[mode], size[mode] - size[0]);
+	printf("| raw Ed25519 verify of the same messages | %.0f | | |\n", raw);
+	printf("| signed apply / raw verify | %.2f | | |\n", rate[1] / raw);
+	put("signed apply / raw verify", rate[1] / raw, NULL);
+}
+
 static double
 fit_exponent(const double *ns, const double *ts, int k)
 {
@@ -631,7 +727,7 @@ main(int argc, char **argv)
 	uint64_t seed = 42;
 	int runs = 1;
 	const char *json_path = NULL;
-	bool scaling = false;
+	bool scaling = false, secure = false;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--n") == 0 && i + 1 < argc)
@@ -644,9 +740,12 @@ main(int argc, char **argv)
 			json_path = argv[++i];
 		else if (strcmp(argv[i], "--scaling") == 0)
 			scaling = true;
+		else if (strcmp(argv[i], "--secure") == 0)
+			secure = true;
 		else {
 			fprintf(stderr, "usage: %s [--n N] [--seed S] "
-					"[--runs R] [--json FILE] [--scaling]\n",
+					"[--runs R] [--json FILE] [--scaling] "
+					"[--secure]\n",
 			    argv[0]);
 			return 2;
 		}
@@ -668,7 +767,9 @@ main(int argc, char **argv)
 	    crdt_version_string(), seed, runs, runs > 1 ? "s" : "");
 	printf("%-28s %9s %10s %12s  %s\n", "name", "n", "ns/op", "ops/s",
 	    "extra");
-	if (scaling) {
+	if (secure) {
+		run_secure(n, seed);
+	} else if (scaling) {
 		double ns[3] = { 10000, 100000, 1000000 }, t1[3], t2[3], t5[3];
 		for (int k = 0; k < 3; k++) {
 			result r;
