@@ -282,7 +282,9 @@ CRDT_API CRDT_NODISCARD int crdt_doc_sync_start(const crdt_doc *d,
  * to `reply` (reply->len unchanged = nothing to send). `caller` is passed
  * to the update listener for what the frame applies.
  * @return 0, any crdt_doc_receive()/crdt_doc_load() error, CRDT_ENOMEM.
- *         On a malformed frame nothing is applied.
+ *         A frame with malformed framing applies nothing; a message in it
+ *         that fails verification stops the frame there (the ones before
+ *         it, each valid on its own, stay applied).
  */
 CRDT_API CRDT_NODISCARD int crdt_doc_sync_handle(crdt_doc *d,
     const void *frame, size_t len, void *caller, crdt_buf *reply);
