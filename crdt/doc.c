@@ -2833,6 +2833,15 @@ chat_check(crdt_doc *d, uint32_t on, crdt_chat **c)
 	return 0;
 }
 
+/* The op header [obj, kind, ...] of a chat op with `n_more` fields. */
+static int
+chat_hdr(crdt_doc *d, uint32_t on, unsigned kind, size_t n_more)
+{
+	CRDT_TRY(crdt__w_array(&d->stage, 2 + n_more));
+	CRDT_TRY(crdt__w_uint(&d->stage, on));
+	return crdt__w_uint(&d->stage, kind);
+}
+
 static bool
 user_ok(const void *u, size_t n)
 {
@@ -2868,11 +2877,7 @@ crdt_doc_chat_post(crdt_doc *d, uint32_t on, const crdt_chat_post *p,
 	uint64_t seen = crdt__chat_seen(c);
 	CRDT_TRY(stage_open(d, msg_out, &one, &mark));
 	crdt_buf *s = &d->stage;
-	int rc = crdt__w_array(s, 7);
-	if (rc == 0)
-		rc = crdt__w_uint(s, on);
-	if (rc == 0)
-		rc = crdt__w_uint(s, 0);
+	int rc = chat_hdr(d, on, 0, 5);
 	if (rc == 0)
 		rc = crdt__w_uint(s, seen);
 	if (rc == 0)
@@ -2915,11 +2920,7 @@ crdt_doc_chat_react(crdt_doc *d, uint32_t on, crdt_dot msg, const void *user,
 		return CRDT_ETOOBIG;
 	CRDT_TRY(stage_open(d, msg_out, &one, &mark));
 	crdt_buf *s = &d->stage;
-	int rc = crdt__w_array(s, 7);
-	if (rc == 0)
-		rc = crdt__w_uint(s, on);
-	if (rc == 0)
-		rc = crdt__w_uint(s, 1);
+	int rc = chat_hdr(d, on, 1, 5);
 	if (rc == 0)
 		rc = w_dot_(s, msg);
 	if (rc == 0)
@@ -2944,11 +2945,7 @@ crdt_doc_chat_mark_read(crdt_doc *d, uint32_t on, const void *user,
 		return CRDT_EINVAL;
 	CRDT_TRY(stage_open(d, msg_out, &one, &mark));
 	crdt_buf *s = &d->stage;
-	int rc = crdt__w_array(s, 4);
-	if (rc == 0)
-		rc = crdt__w_uint(s, on);
-	if (rc == 0)
-		rc = crdt__w_uint(s, 2);
+	int rc = chat_hdr(d, on, 2, 2);
 	if (rc == 0)
 		rc = crdt__w_bin(s, user, user_len);
 	if (rc == 0)
@@ -2969,11 +2966,7 @@ crdt_doc_chat_member(crdt_doc *d, uint32_t on, const void *user,
 		return CRDT_EINVAL;
 	CRDT_TRY(stage_open(d, msg_out, &one, &mark));
 	crdt_buf *s = &d->stage;
-	int rc = crdt__w_array(s, 4);
-	if (rc == 0)
-		rc = crdt__w_uint(s, on);
-	if (rc == 0)
-		rc = crdt__w_uint(s, 3);
+	int rc = chat_hdr(d, on, 3, 2);
 	if (rc == 0)
 		rc = crdt__w_bin(s, user, user_len);
 	if (rc == 0)
@@ -2993,11 +2986,7 @@ crdt_doc_chat_ack(crdt_doc *d, uint32_t on, crdt_buf *msg_out)
 		return CRDT_EPERM;
 	CRDT_TRY(stage_open(d, msg_out, &one, &mark));
 	crdt_buf *s = &d->stage;
-	int rc = crdt__w_array(s, 3);
-	if (rc == 0)
-		rc = crdt__w_uint(s, on);
-	if (rc == 0)
-		rc = crdt__w_uint(s, 4);
+	int rc = chat_hdr(d, on, 4, 1);
 	if (rc == 0)
 		rc = w_vc_pairs(d, s);
 	return stage_close(d, one, mark, rc, msg_out);
@@ -3020,11 +3009,7 @@ crdt_doc_chat_reject(crdt_doc *d, uint32_t on, crdt_dot msg,
 		return CRDT_EPERM;
 	CRDT_TRY(stage_open(d, msg_out, &one, &mark));
 	crdt_buf *s = &d->stage;
-	int rc = crdt__w_array(s, 5);
-	if (rc == 0)
-		rc = crdt__w_uint(s, on);
-	if (rc == 0)
-		rc = crdt__w_uint(s, 5);
+	int rc = chat_hdr(d, on, 5, 3);
 	if (rc == 0)
 		rc = w_dot_(s, msg);
 	if (rc == 0)
