@@ -2354,10 +2354,13 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 	if (n != d->nobjs)
 		return CRDT_ESCHEMA;
 	sv->tmp = crdt__malloc(a, d->nobjs * sizeof *sv->tmp);
-	sv->changed = crdt__malloc(a, d->nobjs * sizeof *sv->changed);
-	if (sv->tmp == NULL || sv->changed == NULL)
+	if (sv->tmp == NULL)
 		return CRDT_ENOMEM;
+	/* Zero at once: snapview_free walks it whatever fails next. */
 	memset(sv->tmp, 0, d->nobjs * sizeof *sv->tmp);
+	sv->changed = crdt__malloc(a, d->nobjs * sizeof *sv->changed);
+	if (sv->changed == NULL)
+		return CRDT_ENOMEM;
 	memset(sv->changed, 0, d->nobjs * sizeof *sv->changed);
 	for (size_t i = 0; i < d->nobjs; i++) {
 		const uint8_t *name, *st;
