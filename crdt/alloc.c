@@ -52,6 +52,7 @@ crdt_config_default(crdt_config *cfg)
 	cfg->max_buffered_bytes = (size_t)64 << 20;
 	cfg->log_max_msgs = (size_t)1 << 20;
 	cfg->log_max_bytes = (size_t)256 << 20;
+	cfg->max_replicas = 65536;
 }
 
 int
@@ -89,6 +90,8 @@ crdt__config_resolve(const crdt_config *in, crdt_config *out)
 		c.log_max_msgs = in->log_max_msgs;
 	if (in->log_max_bytes)
 		c.log_max_bytes = in->log_max_bytes;
+	if (in->max_replicas)
+		c.max_replicas = in->max_replicas;
 	c.clock = in->clock;
 	c.clock_ud = in->clock_ud;
 	*out = c;

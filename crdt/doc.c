@@ -216,6 +216,10 @@ rep_intern(crdt_doc *d, const crdt_replica_id *id, uint32_t *idx)
 {
 	if (rep_find(d, id, idx) == 0)
 		return 0;
+	/* Every new sender or dependency costs a table entry: bounded, as
+	 * peers choose IDs freely. */
+	if (d->nrs >= d->cfg.max_replicas)
+		return CRDT_ETOOBIG;
 	const crdt_allocator *a = &d->cfg.alloc;
 	void *v = d->rs;
 	CRDT_TRY(crdt__grow(a, &v, &d->caprs, d->nrs + 1, sizeof *d->rs));
@@ -233,6 +237,22 @@ rep_intern(crdt_doc *d, const crdt_replica_id *id, uint32_t *idx)
 	r->log_lo = 1;
 	*idx = (uint32_t)d->nrs++;
 	return 0;
+}
+
+/* Forget replicas interned after the first `n` (LIFO): a refused message
+ * must not leave its sender or dependencies in the table, or junk IDs
+ * would fill `max_replicas` for good. */
+static void
+unintern_to(crdt_doc *d, size_t n)
+{
+	while (d->nrs > n) {
+		rstate *r = &d->rs[d->nrs - 1];
+		crdt__key *k = crdt__table_pop(&d->reps);
+		crdt__free(&d->cfg.alloc, k->ptr, k->len);
+		crdt__free(&d->cfg.alloc, r->heap, r->capheap * sizeof *r->heap);
+		crdt__free(&d->cfg.alloc, r->log, r->log_cap * sizeof *r->log);
+		d->nrs--;
+	}
 }
 
 static int
@@ -1712,7 +1732,12 @@ receive_one(crdt_doc *d, const void *bytes, size_t len, void *caller)
 	if (known && d->ndots > 0 && dots_find(d, s, mv.counter))
 		return 0;
 	CRDT_TRY(open_msg(d, &mv, true));
-	CRDT_TRY(intern_deps(d, &mv, &s, known, &deps));
+	size_t nrs0 = d->nrs;
+	int irc = intern_deps(d, &mv, &s, known, &deps);
+	if (irc < 0) {
+		unintern_to(d, nrs0);
+		return irc;
+	}
 	bool ready = d->rs[s].vc == mv.counter - 1;
 	for (size_t i = 0; ready && i < mv.ndeps; i++)
 		ready = d->rs[deps[i].r].vc >= deps[i].c;
@@ -1732,6 +1757,10 @@ receive_one(crdt_doc *d, const void *bytes, size_t len, void *caller)
 			    mv.ndeps, caller);
 	}
 	crdt__free(&d->cfg.alloc, deps, mv.ndeps * sizeof *deps);
+	/* Refused before anything referred to them (an applied message that
+	 * then failed to release others keeps its sender: it is in). */
+	if (rc < 0 && d->rs[s].vc < mv.counter && !dots_find(d, s, mv.counter))
+		unintern_to(d, nrs0);
 	return rc;
 }
 

@@ -91,6 +91,7 @@ typedef struct crdt_config {
 	size_t max_buffered_bytes; /* causal buffer, bytes     [64 MiB]  */
 	size_t log_max_msgs;       /* message log, messages    [1 Mi]    */
 	size_t log_max_bytes;      /* message log, bytes       [256 MiB] */
+	size_t max_replicas;       /* replica IDs a document tracks [65536] */
 	uint8_t reserved[32];      /* zero; room to grow without an ABI break */
 } crdt_config;
 

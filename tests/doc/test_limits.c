@@ -1,0 +1,207 @@
+/*
+ * Every size a peer controls has a configured bound with a distinct error,
+ * and hitting it changes nothing: message bytes, ops and deps per message
+ * (elements), nesting, value (body) length, replicas, buffered messages
+ * and bytes, snapshot size.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "crdt/crdt.h"
+#include "test_util.h"
+
+static test_clock clk = { UINT64_C(1700000000000), 0 };
+
+static crdt_doc *
+mk(uint8_t idn, const crdt_config *cfg)
+{
+	crdt_doc *d;
+	crdt_replica_id id = test_id(idn);
+	cr_assert_eq(crdt_doc_new(cfg, &id, &d), 0);
+	cr_assert_eq(crdt_doc_register(d, "set", CRDT_OBJ_GSET, NULL), 0);
+	cr_assert_eq(crdt_doc_register_chat(d, "chat", NULL, NULL), 0);
+	return d;
+}
+
+static void
+refused(crdt_doc *d, const crdt_buf *m, int want)
+{
+	crdt_buf before, after;
+	tb_init(&before);
+	tb_init(&after);
+	cr_assert_eq(crdt_doc_save(d, &before), 0);
+	int rc = crdt_doc_receive(d, m->data, m->len, NULL);
+	cr_assert_eq(rc, want, "%s, want %s", crdt_err_name(rc),
+	    crdt_err_name(want));
+	cr_assert_eq(crdt_doc_save(d, &after), 0);
+	cr_assert(bytes_eq(before.data, before.len, after.data, after.len));
+	crdt_buf_fini(&before);
+	crdt_buf_fini(&after);
+}
+
+static crdt_config
+cfg_with(void (*tweak)(crdt_config *))
+{
+	crdt_config c;
+	test_config(&c, &clk);
+	tweak(&c);
+	return c;
+}
+
+static void t_bytes(crdt_config *c) { c->limits.max_bytes = 64; }
+static void t_elems(crdt_config *c) { c->limits.max_elems = 12; }
+static void t_value(crdt_config *c) { c->limits.max_value_bytes = 8; }
+static void t_depth(crdt_config *c) { c->limits.max_depth = 2; }
+static void t_reps(crdt_config *c) { c->max_replicas = 3; }
+static void t_none(crdt_config *c) { (void)c; }
+
+Test(limits, message_bytes)
+{
+	crdt_config big = cfg_with(t_none), small = cfg_with(t_bytes);
+	crdt_doc *a = mk(1, &big), *b = mk(2, &small);
+	crdt_buf m;
+	char body[100];
+	memset(body, 'x', sizeof body);
+	tb_init(&m);
+	cr_assert_eq(crdt_doc_gset_add(a, 0, body, sizeof body, &m), 0);
+	refused(b, &m, CRDT_ETOOBIG);
+	crdt_buf_fini(&m);
+	crdt_doc_free(a);
+	crdt_doc_free(b);
+}
+
+Test(limits, ops_per_message_and_deps_count_as_elements)
+{
+	crdt_config big = cfg_with(t_none), small = cfg_with(t_elems);
+	crdt_doc *a = mk(1, &big), *b = mk(2, &small);
+	crdt_buf m, x;
+	tb_init(&m);
+	tb_init(&x);
+	cr_assert_eq(crdt_doc_begin(a), 0);
+	for (int i = 0; i < 10; i++) {
+		char e[8];
+		int n = snprintf(e, sizeof e, "e%d", i);
+		cr_assert_eq(crdt_doc_gset_add(a, 0, e, (size_t)n, NULL), 0);
+	}
+	cr_assert_eq(crdt_doc_commit(a, &m), 0);
+	refused(b, &m, CRDT_ETOOBIG);
+	/* Many dependencies: a hears from six replicas, then writes. */
+	for (uint8_t r = 10; r < 16; r++) {
+		crdt_doc *w = mk(r, &big);
+		crdt_buf_clear(&x);
+		cr_assert_eq(crdt_doc_gset_add(w, 0, "w", 1, &x), 0);
+		cr_assert_eq(crdt_doc_receive(a, x.data, x.len, NULL), 0);
+		crdt_doc_free(w);
+	}
+	crdt_buf_clear(&m);
+	cr_assert_eq(crdt_doc_gset_add(a, 0, "after", 5, &m), 0);
+	crdt_doc *c = mk(3, &small);
+	refused(c, &m, CRDT_ETOOBIG);
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&x);
+	crdt_doc_free(a);
+	crdt_doc_free(b);
+	crdt_doc_free(c);
+}
+
+Test(limits, body_length_and_local_values)
+{
+	crdt_config big = cfg_with(t_none), small = cfg_with(t_value);
+	crdt_doc *a = mk(1, &big), *b = mk(2, &small);
+	crdt_buf m;
+	tb_init(&m);
+	crdt_chat_post p = { "u", 1, "a long message body", 19, NULL, NULL, 0 };
+	cr_assert_eq(crdt_doc_chat_post(a, 1, &p, NULL, &m), 0);
+	refused(b, &m, CRDT_ETOOBIG);
+	crdt_buf_clear(&m);
+	cr_assert_eq(crdt_doc_chat_post(b, 1, &p, NULL, &m), CRDT_ETOOBIG,
+	    "the same bound applies to local writes");
+	cr_assert_eq(m.len, 0);
+	crdt_buf_fini(&m);
+	crdt_doc_free(a);
+	crdt_doc_free(b);
+}
+
+Test(limits, nesting_depth)
+{
+	crdt_config small = cfg_with(t_depth);
+	crdt_doc *b = mk(2, &small);
+	crdt_buf m;
+	tb_init(&m);
+	/* [[[[[ ... ]]]]] */
+	for (int i = 0; i < 10; i++)
+		mp_byte(&m, 0x91);
+	mp_byte(&m, 0x90);
+	int rc = crdt_doc_receive(b, m.data, m.len, NULL);
+	cr_assert(rc == CRDT_ETOOBIG || rc == CRDT_EMALFORMED, "%s",
+	    crdt_err_name(rc));
+	crdt_buf_fini(&m);
+	crdt_doc_free(b);
+}
+
+Test(limits, replicas_tracked_and_refused_senders_are_forgotten)
+{
+	crdt_config big = cfg_with(t_none), small = cfg_with(t_reps);
+	crdt_doc *b = mk(2, &small);
+	crdt_buf m;
+	tb_init(&m);
+	/* b knows itself; two more senders fit, the fourth does not. */
+	for (uint8_t r = 10; r < 13; r++) {
+		crdt_doc *w = mk(r, &big);
+		crdt_buf_clear(&m);
+		cr_assert_eq(crdt_doc_gset_add(w, 0, "w", 1, &m), 0);
+		if (r < 12)
+			cr_assert_eq(crdt_doc_receive(b, m.data, m.len, NULL), 0);
+		else
+			refused(b, &m, CRDT_ETOOBIG);
+		crdt_doc_free(w);
+	}
+	crdt_buf_fini(&m);
+	crdt_doc_free(b);
+	/* A refused message (unknown object) does not use up a slot. */
+	crdt_doc *c = mk(3, &small), *w = mk(20, &big);
+	cr_assert_eq(crdt_doc_register(w, "extra", CRDT_OBJ_GSET, NULL), 0);
+	crdt_buf bad, good;
+	tb_init(&bad);
+	tb_init(&good);
+	cr_assert_eq(crdt_doc_gset_add(w, 2, "?", 1, &bad), 0);
+	for (int i = 0; i < 5; i++) {
+		/* distinct senders each time */
+		crdt_doc *z = mk((uint8_t)(30 + i), &big);
+		cr_assert_eq(crdt_doc_register(z, "extra", CRDT_OBJ_GSET, NULL),
+		    0);
+		crdt_buf_clear(&bad);
+		cr_assert_eq(crdt_doc_gset_add(z, 2, "?", 1, &bad), 0);
+		refused(c, &bad, CRDT_ESCHEMA);
+		crdt_doc_free(z);
+	}
+	crdt_doc *ok = mk(40, &big);
+	cr_assert_eq(crdt_doc_gset_add(ok, 0, "fine", 4, &good), 0);
+	cr_assert_eq(crdt_doc_receive(c, good.data, good.len, NULL), 0);
+	crdt_buf_fini(&bad);
+	crdt_buf_fini(&good);
+	crdt_doc_free(ok);
+	crdt_doc_free(c);
+	crdt_doc_free(w);
+}
+
+Test(limits, snapshot_size)
+{
+	crdt_config big = cfg_with(t_none), small = cfg_with(t_bytes);
+	crdt_doc *a = mk(1, &big), *b = mk(2, &small);
+	crdt_buf m, s;
+	tb_init(&m);
+	tb_init(&s);
+	for (int i = 0; i < 10; i++) {
+		char e[8];
+		int n = snprintf(e, sizeof e, "e%d", i);
+		cr_assert_eq(crdt_doc_gset_add(a, 0, e, (size_t)n, &m), 0);
+	}
+	cr_assert_eq(crdt_doc_save(a, &s), 0);
+	cr_assert_eq(crdt_doc_load(b, s.data, s.len, NULL), CRDT_ETOOBIG);
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&s);
+	crdt_doc_free(a);
+	crdt_doc_free(b);
+}
