@@ -734,3 +734,85 @@ Test(chat, group_of_ten_converges_over_two_hundred_seeded_runs)
 	}
 	(void)server_id;
 }
+
+/* Fail allocation N for N = 0, 1, 2, ... in chat posts, reactions, read
+ * marks, receiving a chat message and loading a chat snapshot: every
+ * failure is CRDT_ENOMEM, changes nothing, and nothing leaks. */
+Test(chat, every_allocation_failure_is_clean)
+{
+	uint64_t t = UINT64_C(1700000000000);
+	crdt_replica_id sid = test_id(9);
+	peer a, b;
+	crdt_buf m, s;
+
+	test_alloc_reset();
+	peer_new(&a, 1, t, &sid);
+	peer_new(&b, 2, t, &sid);
+	tb_init(&m);
+	tb_init(&s);
+	crdt_dot first = post(&b, "bob", "hello", NULL, &m);
+	deliver(&a, &m);
+	crdt_buf_clear(&m);
+	crdt_dot later = post(&b, "bob", "again", &first, &m);
+	(void)later;
+	cr_assert_eq(crdt_doc_save(b.d, &s), 0);
+	for (int step = 0; step < 5; step++) {
+		for (long n = 0;; n++) {
+			crdt_buf before, after, out;
+			tb_init(&before);
+			tb_init(&after);
+			tb_init(&out);
+			cr_assert_eq(crdt_doc_save(a.d, &before), 0);
+			test_alloc_fail_at(n);
+			int rc;
+			crdt_chat_post p = { "alice", 5, "reply", 5, &first,
+				"meta", 4 };
+			switch (step) {
+			case 0:
+				rc = crdt_doc_chat_post(a.d, 0, &p, NULL, &out);
+				break;
+			case 1:
+				rc = crdt_doc_chat_react(a.d, 0, first, "alice",
+				    5, "+1", 2, true, &out);
+				break;
+			case 2:
+				rc = crdt_doc_chat_mark_read(a.d, 0, "alice", 5,
+				    &out);
+				break;
+			case 3:
+				rc = crdt_doc_receive(a.d, m.data, m.len, NULL);
+				break;
+			default:
+				rc = crdt_doc_load(a.d, s.data, s.len, NULL);
+			}
+			bool fired = test_alloc_fired();
+			test_alloc_disarm();
+			if (rc != 0) {
+				cr_assert_eq(rc, CRDT_ENOMEM, "step %d n %ld: %s",
+				    step, n, crdt_err_name(rc));
+				cr_assert_eq(crdt_doc_save(a.d, &after), 0);
+				cr_assert(bytes_eq(before.data, before.len,
+					      after.data, after.len),
+				    "step %d n %ld changed the document", step,
+				    n);
+			}
+			/* The thread still answers (its index may rebuild). */
+			const crdt_chat *c = thread(&a);
+			crdt_dot page[4];
+			size_t got;
+			cr_assert_eq(crdt_chat_page(c, NULL, false, 4, page, &got),
+			    0);
+			crdt_buf_fini(&before);
+			crdt_buf_fini(&after);
+			crdt_buf_fini(&out);
+			if (rc == 0 && !fired)
+				break;
+			cr_assert_lt(n, 100000);
+		}
+	}
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&s);
+	crdt_doc_free(a.d);
+	crdt_doc_free(b.d);
+	ASSERT_NO_LEAKS();
+}
