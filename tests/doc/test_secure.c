@@ -725,3 +725,95 @@ Test(secure, keyed_replicas_converge_through_a_keyless_relay_on_the_sim)
 		crdt_sim_free(s);
 	}
 }
+
+/* Encrypted, signed and permissioned at once: the relay cannot read the
+ * allowlist, forwards anyway; the keyed replica enforces it. */
+Test(secure, a_relay_forwards_allowlist_traffic_it_cannot_read)
+{
+	uint8_t apk[32];
+	node adm, w, relay, k, rogue_n;
+	crdt_buf grant, m, bad;
+	crdt_replica_id wid;
+	struct {
+		node *n;
+		uint8_t seed;
+		const uint8_t *key;
+	} spec[4] = { { &adm, 60, key1 }, { &w, 61, key1 },
+		{ &relay, 62, NULL }, { &k, 63, key1 } };
+	{
+		uint8_t s[32] = { 60 };
+		crdt_identity *tmp;
+		cr_assert_eq(crdt_identity_from_seed(NULL, s, &tmp), 0);
+		crdt_identity_public_key(tmp, apk);
+		crdt_identity_free(tmp);
+	}
+	for (int i = 0; i < 4; i++) {
+		node *n = spec[i].n;
+		uint8_t s[32] = { spec[i].seed };
+		crdt_replica_id id;
+		crdt_config cfg;
+		n->clk = calloc(1, sizeof *n->clk);
+		n->clk->ms = UINT64_C(1700000000000);
+		test_config(&cfg, NULL);
+		cfg.clock = test_clock_read;
+		cfg.clock_ud = n->clk;
+		cr_assert_eq(crdt_identity_from_seed(&cfg, s, &n->ident), 0);
+		crdt_identity_replica_id(n->ident, &id);
+		cr_assert_eq(crdt_doc_new(&cfg, &id, &n->d), 0);
+		crdt_doc_security sec = { true, n->ident, true, spec[i].key, 1,
+			apk };
+		cr_assert_eq(crdt_doc_set_security(n->d, &sec), 0);
+		cr_assert_eq(crdt_doc_register(n->d, "notes", CRDT_OBJ_GSET,
+				 NULL), 0);
+	}
+	crdt_identity_replica_id(w.ident, &wid);
+	tb_init(&grant);
+	tb_init(&m);
+	tb_init(&bad);
+	cr_assert_eq(crdt_doc_allow(adm.d, &wid, true, &grant), 0);
+	cr_assert_eq(crdt_doc_receive(w.d, grant.data, grant.len, NULL), 0);
+	cr_assert_eq(crdt_doc_gset_add(w.d, 1, "ok", 2, &m), 0);
+	/* Through the relay only. */
+	cr_assert_eq(crdt_doc_receive(relay.d, m.data, m.len, NULL), 0);
+	cr_assert_eq(crdt_doc_receive(relay.d, grant.data, grant.len, NULL),
+	    0);
+	test_rng r;
+	test_rng_init(&r, 3);
+	sync_round(&r, k.d, relay.d, 0);
+	const crdt_gset *g;
+	cr_assert_eq(crdt_doc_gset(k.d, 1, &g), 0);
+	cr_assert(crdt_gset_contains(g, "ok", 2));
+	/* A writer never allowed: the relay forwards, the keyed replica
+	 * refuses. */
+	{
+		uint8_t s[32] = { 64 };
+		crdt_replica_id id;
+		crdt_config cfg;
+		rogue_n.clk = calloc(1, sizeof *rogue_n.clk);
+		rogue_n.clk->ms = UINT64_C(1700000000000);
+		test_config(&cfg, NULL);
+		cfg.clock = test_clock_read;
+		cfg.clock_ud = rogue_n.clk;
+		cr_assert_eq(crdt_identity_from_seed(&cfg, s, &rogue_n.ident), 0);
+		crdt_identity_replica_id(rogue_n.ident, &id);
+		cr_assert_eq(crdt_doc_new(&cfg, &id, &rogue_n.d), 0);
+		crdt_doc_security sec = { true, rogue_n.ident, true, key1, 1,
+			NULL };
+		cr_assert_eq(crdt_doc_set_security(rogue_n.d, &sec), 0);
+		cr_assert_eq(crdt_doc_register(rogue_n.d, "__acl",
+				 CRDT_OBJ_GSET, NULL), 0);
+		cr_assert_eq(crdt_doc_register(rogue_n.d, "notes",
+				 CRDT_OBJ_GSET, NULL), 0);
+		cr_assert_eq(crdt_doc_gset_add(rogue_n.d, 1, "evil", 4, &bad),
+		    0);
+	}
+	cr_assert_eq(crdt_doc_receive(relay.d, bad.data, bad.len, NULL), 0,
+	    "the relay cannot judge it");
+	refused(&k, bad.data, bad.len, CRDT_EPERM);
+	crdt_buf_fini(&grant);
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&bad);
+	node *all[] = { &adm, &w, &relay, &k, &rogue_n };
+	for (size_t i = 0; i < 5; i++)
+		node_free(all[i]);
+}
