@@ -3,7 +3,7 @@
 
 int main(void) {
 	crdt_replica_id ida, idb;
-	crdt_doc *a, *b;
+	crdt_doc *a = NULL, *b = NULL;
 	crdt_buf msg;
 	const crdt_lww *title;
 	const uint8_t *v;
