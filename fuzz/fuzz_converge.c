@@ -80,12 +80,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				round_trip(x, y, b >> 5);
 		}
 	}
-	/* Heal: loss-free rounds between every pair, twice around. */
+	/* Heal through a hub: one loss-free round with each replica gives r[0]
+	 * the union (a round carries both directions), a second spreads it.
+	 * A star needs 2(n-1) rounds where all pairs need n(n-1); the sync
+	 * target separately checks the protocol's bounded-rounds contract. */
 	for (int pass = 0; pass < 2; pass++)
-		for (size_t i = 0; i < nr; i++)
-			for (size_t j = 0; j < nr; j++)
-				if (i != j)
-					round_trip(r[i], r[j], 0);
+		for (size_t i = 1; i < nr; i++)
+			round_trip(r[0], r[i], 0);
 	for (size_t i = 1; i < nr; i++) {
 		FUZZ_ASSERT(crdt_doc_buffered(r[i]) == 0);
 		FUZZ_ASSERT(fuzz_same(r[0], r[i]));
