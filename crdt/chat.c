@@ -31,11 +31,13 @@
 enum { OP_POST = 0, OP_REACT, OP_READ, OP_MEMBER, OP_ACK, OP_REJECT };
 enum { MK_READ = 1, MK_MEMBER, MK_ACK, MK_REJECT };
 
+/* 64 bytes: one per message, so every field counts (docs/performance.md). */
 typedef struct tnode {
-	uint64_t ord, sent_at, prio;
+	uint64_t ord;
 	crdt_dot id;
 	const uint8_t *rec; /* the G-Set element (owned by msgs) */
-	size_t rec_len;
+	uint32_t rec_len;   /* records are < 4 GiB: limits.max_bytes */
+	uint32_t prio;
 	uint32_t l, r, p, size;
 } tnode;
 
@@ -46,14 +48,20 @@ typedef struct u64v {
 	bool sorted;
 } u64v;
 
-typedef struct dot_ent { /* key: dot (24 bytes) */
-	crdt__key k;
-	uint32_t node;         /* NIL until the message itself is here */
+/* What few messages have: reactions and a rejection. Kept apart so the
+ * per-message dot entry stays at 32 bytes. */
+typedef struct dot_extra {
 	uint32_t reactions;    /* reactions currently on */
 	const crdt__key **rk;  /* reaction map keys seen for this message */
 	size_t nrk, caprk;
 	const uint8_t *reason; /* rejection, NULL = none */
 	size_t reason_len;
+} dot_extra;
+
+typedef struct dot_ent { /* key: dot (24 bytes) */
+	crdt__key k;
+	uint32_t node;  /* index + 1; 0 until the message itself is here */
+	uint32_t extra; /* index + 1 into chat_index.extras; 0 = none */
 } dot_ent;
 
 typedef struct rep_ent { /* key: replica id, or user || replica id */
@@ -82,6 +90,8 @@ typedef struct chat_index {
 	uint32_t root;
 	uint64_t max_ord;
 	crdt__table dots;  /* dot_ent */
+	dot_extra *extras;
+	size_t nextras, capextras;
 	crdt__table reps;  /* rep_ent: messages per replica */
 	crdt__table ureps; /* rep_ent: messages per (user, replica) */
 	crdt__table users; /* user_ent */
@@ -382,12 +392,6 @@ rep_fini(void *e, const crdt_allocator *a)
 	crdt__free(a, r->ctr.v, r->ctr.cap * sizeof *r->ctr.v);
 }
 
-static void
-dot_fini(void *e, const crdt_allocator *a)
-{
-	dot_ent *d = e;
-	crdt__free(a, d->rk, d->caprk * sizeof *d->rk);
-}
 
 static void
 ix_clear(crdt_chat *c)
@@ -395,7 +399,11 @@ ix_clear(crdt_chat *c)
 	chat_index *ix = c->ix;
 	const crdt_allocator *a = ix_alloc(c);
 	crdt__free(a, ix->nodes, ix->capn * sizeof *ix->nodes);
-	crdt__table_fini(&ix->dots, dot_fini);
+	for (size_t i = 0; i < ix->nextras; i++)
+		crdt__free(a, ix->extras[i].rk,
+		    ix->extras[i].caprk * sizeof *ix->extras[i].rk);
+	crdt__free(a, ix->extras, ix->capextras * sizeof *ix->extras);
+	crdt__table_fini(&ix->dots, NULL);
 	crdt__table_fini(&ix->reps, rep_fini);
 	crdt__table_fini(&ix->ureps, rep_fini);
 	crdt__table_fini(&ix->users, user_fini);
@@ -430,6 +438,38 @@ dot_get(chat_index *ix, crdt_dot d, bool create, int *rc)
 	return tab_get(&ix->dots, k, sizeof k, create, rc);
 }
 
+/* The extras of a dot entry; created (zeroed) on demand. */
+static dot_extra *
+extra_get(chat_index *ix, const crdt_allocator *a, dot_ent *de, int *rc)
+{
+	*rc = 0;
+	if (de->extra != 0)
+		return &ix->extras[de->extra - 1];
+	if (ix->nextras >= UINT32_MAX - 1) {
+		*rc = CRDT_ETOOBIG;
+		return NULL;
+	}
+	void *v = ix->extras;
+	if ((*rc = crdt__grow(a, &v, &ix->capextras, ix->nextras + 1,
+	    sizeof *ix->extras)) < 0)
+		return NULL;
+	ix->extras = v;
+	dot_extra *x = &ix->extras[ix->nextras++];
+	memset(x, 0, sizeof *x);
+	de->extra = (uint32_t)ix->nextras;
+	return x;
+}
+
+/* Read-only: the extras of a dot, NULL when it has none. */
+static const dot_extra *
+extra_of(const crdt_chat *c, crdt_dot id)
+{
+	int rc;
+	const dot_ent *e = dot_get(c->ix, id, false, &rc);
+	return e != NULL && e->extra != 0 ? &c->ix->extras[e->extra - 1] :
+	    NULL;
+}
+
 static user_ent *
 user_get(chat_index *ix, const uint8_t *u, size_t n, bool create, int *rc)
 {
@@ -446,6 +486,8 @@ ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	msgrec m;
 	int rc;
 
+	if (len > UINT32_MAX)
+		return CRDT_ETOOBIG;
 	CRDT_TRY(parse_msgrec(rec, len, &m));
 	dot_ent *de = dot_get(ix, m.id, true, &rc);
 	if (de == NULL)
@@ -502,14 +544,13 @@ ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	tnode *n = &ix->nodes[x];
 	memset(n, 0, sizeof *n);
 	n->ord = m.ord;
-	n->sent_at = m.sent_at;
 	n->id = m.id;
 	n->rec = rec;
-	n->rec_len = len;
+	n->rec_len = (uint32_t)len;
 	n->l = n->r = n->p = NIL;
 	n->size = 1;
 	/* The dot's keyed hash doubles as the treap priority. */
-	n->prio = de->k.hash;
+	n->prio = (uint32_t)(de->k.hash >> 32);
 	de->node = x + 1;
 	treap_insert(ix, x);
 	if (m.ord > ix->max_ord)
@@ -600,12 +641,15 @@ ix_add_mark(crdt_chat *c, const uint8_t *rec, size_t len, crdt_dot *about)
 		dot_ent *de = dot_get(ix, d, true, &rc);
 		if (de == NULL)
 			return rc ? rc : CRDT_ENOMEM;
+		dot_extra *x = extra_get(ix, a, de, &rc);
+		if (x == NULL)
+			return rc ? rc : CRDT_ENOMEM;
 		/* Two rejections of one message: keep the smaller reason so
 		 * the choice does not depend on arrival order. */
-		if (de->reason == NULL ||
-		    crdt__key_cmp(why, wl, de->reason, de->reason_len) < 0) {
-			de->reason = why;
-			de->reason_len = wl;
+		if (x->reason == NULL ||
+		    crdt__key_cmp(why, wl, x->reason, x->reason_len) < 0) {
+			x->reason = why;
+			x->reason_len = wl;
 		}
 		*about = d;
 		return 0;
@@ -629,14 +673,17 @@ ix_react(crdt_chat *c, const crdt__key *k, bool was_on, bool now_on,
 	dot_ent *de = dot_get(ix, d, true, &rc);
 	if (de == NULL)
 		return rc ? rc : CRDT_ENOMEM;
+	dot_extra *x = extra_get(ix, ix_alloc(c), de, &rc);
+	if (x == NULL)
+		return rc ? rc : CRDT_ENOMEM;
 	if (fresh) {
-		void *v = de->rk;
-		CRDT_TRY(crdt__grow(ix_alloc(c), &v, &de->caprk, de->nrk + 1,
-		    sizeof *de->rk));
-		de->rk = v;
-		de->rk[de->nrk++] = k;
+		void *v = x->rk;
+		CRDT_TRY(crdt__grow(ix_alloc(c), &v, &x->caprk, x->nrk + 1,
+		    sizeof *x->rk));
+		x->rk = v;
+		x->rk[x->nrk++] = k;
 	}
-	de->reactions += (uint32_t)now_on - (uint32_t)was_on;
+	x->reactions += (uint32_t)now_on - (uint32_t)was_on;
 	*about = d;
 	return 0;
 }
@@ -1235,14 +1282,13 @@ read_by_other(const crdt_chat *c, uint32_t x)
 int
 crdt_chat_status_of(const crdt_chat *c, crdt_dot id, crdt_chat_status *st)
 {
-	int rc;
 	if (c == NULL || st == NULL)
 		return CRDT_EINVAL;
 	CRDT_TRY(ensure(c));
 	uint32_t x = find(c, id);
 	if (x == NIL)
 		return CRDT_ENOTFOUND;
-	const dot_ent *e = dot_get(c->ix, id, false, &rc);
+	const dot_extra *e = extra_of(c, id);
 	if (e != NULL && e->reason != NULL)
 		*st = CRDT_CHAT_REJECTED;
 	else if (c->has_server && !covered_by_ack(c, id))
@@ -1258,11 +1304,10 @@ int
 crdt_chat_rejection(const crdt_chat *c, crdt_dot id, const uint8_t **reason,
     size_t *len)
 {
-	int rc;
 	if (c == NULL)
 		return CRDT_EINVAL;
 	CRDT_TRY(ensure(c));
-	const dot_ent *e = dot_get(c->ix, id, false, &rc);
+	const dot_extra *e = extra_of(c, id);
 	if (e == NULL || e->reason == NULL)
 		return CRDT_ENOTFOUND;
 	if (reason != NULL)
@@ -1275,10 +1320,9 @@ crdt_chat_rejection(const crdt_chat *c, crdt_dot id, const uint8_t **reason,
 size_t
 crdt_chat_reaction_count(const crdt_chat *c, crdt_dot id)
 {
-	int rc;
 	if (c == NULL || ensure(c) != 0)
 		return 0;
-	const dot_ent *e = dot_get(c->ix, id, false, &rc);
+	const dot_extra *e = extra_of(c, id);
 	return e != NULL ? e->reactions : 0;
 }
 
@@ -1286,11 +1330,10 @@ int
 crdt_chat_reactions(const crdt_chat *c, crdt_dot id, crdt_chat_reaction_fn fn,
     void *ud)
 {
-	int rc;
 	if (c == NULL || fn == NULL)
 		return CRDT_EINVAL;
 	CRDT_TRY(ensure(c));
-	const dot_ent *e = dot_get(c->ix, id, false, &rc);
+	const dot_extra *e = extra_of(c, id);
 	for (size_t i = 0; e != NULL && i < e->nrk; i++) {
 		const crdt__key *k = e->rk[i];
 		const uint8_t *v;
@@ -1416,7 +1459,7 @@ crdt_chat_outbox(const crdt_chat *c, const crdt_replica_id *self,
 	uint64_t acked = crdt_vclock_get(c->ix->acked, self);
 	for (size_t i = u64v_upto(&re->ctr, acked); i < re->ctr.n; i++) {
 		crdt_dot id = { *self, re->ctr.v[i] };
-		const dot_ent *e = dot_get(c->ix, id, false, &rc);
+		const dot_extra *e = extra_of(c, id);
 		if (e != NULL && e->reason != NULL)
 			continue;
 		int v = fn(ud, id);
