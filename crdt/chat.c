@@ -58,10 +58,9 @@ typedef struct dot_extra {
 	size_t reason_len;
 } dot_extra;
 
-typedef struct dot_ent { /* key: dot (24 bytes) */
+typedef struct dot_ent { /* key: dot (24 bytes); only dots with extras */
 	crdt__key k;
-	uint32_t node;  /* index + 1; 0 until the message itself is here */
-	uint32_t extra; /* index + 1 into chat_index.extras; 0 = none */
+	uint32_t extra; /* index + 1 into chat_index.extras */
 } dot_ent;
 
 typedef struct rep_ent { /* key: replica id, or user || replica id */
@@ -89,7 +88,12 @@ typedef struct chat_index {
 	size_t nn, capn;
 	uint32_t root;
 	uint64_t max_ord;
-	crdt__table dots;  /* dot_ent */
+	/* dot -> node: open addressing over node indices + 1, probed from
+	 * the node's keyed hash (its treap priority), compared by dot. No key
+	 * copy and no entry per message: 4-8 bytes each. */
+	uint32_t *slots;
+	size_t nslots;
+	crdt__table dots;  /* dot_ent: reactions, rejections */
 	dot_extra *extras;
 	size_t nextras, capextras;
 	crdt__table reps;  /* rep_ent: messages per replica */
@@ -399,6 +403,7 @@ ix_clear(crdt_chat *c)
 	chat_index *ix = c->ix;
 	const crdt_allocator *a = ix_alloc(c);
 	crdt__free(a, ix->nodes, ix->capn * sizeof *ix->nodes);
+	crdt__free(a, ix->slots, ix->nslots * sizeof *ix->slots);
 	for (size_t i = 0; i < ix->nextras; i++)
 		crdt__free(a, ix->extras[i].rk,
 		    ix->extras[i].caprk * sizeof *ix->extras[i].rk);
@@ -436,6 +441,68 @@ dot_get(chat_index *ix, crdt_dot d, bool create, int *rc)
 	uint8_t k[24];
 	dot_key(k, d);
 	return tab_get(&ix->dots, k, sizeof k, create, rc);
+}
+
+/* The dot's hash under the chat's secret key: slot and treap priority.
+ * Keyed, so a peer cannot choose dots that collide or unbalance the
+ * treap. */
+static uint32_t
+dot_hash32(const chat_index *ix, crdt_dot d)
+{
+	uint8_t k[24];
+	dot_key(k, d);
+	return (uint32_t)(crdt__siphash(ix->prio_key, k, sizeof k) >> 32);
+}
+
+static uint32_t
+node_find(const chat_index *ix, crdt_dot d, uint32_t h)
+{
+	if (ix->nslots == 0)
+		return NIL;
+	size_t mask = ix->nslots - 1;
+	for (size_t i = h & mask;; i = (i + 1) & mask) {
+		uint32_t s = ix->slots[i];
+		if (s == 0)
+			return NIL;
+		const tnode *n = &ix->nodes[s - 1];
+		if (n->id.counter == d.counter &&
+		    memcmp(n->id.replica.bytes, d.replica.bytes, 16) == 0)
+			return s - 1;
+	}
+}
+
+static void
+node_place(uint32_t *slots, size_t nslots, uint32_t h, uint32_t v)
+{
+	size_t mask = nslots - 1;
+	size_t i = h & mask;
+	while (slots[i] != 0)
+		i = (i + 1) & mask;
+	slots[i] = v;
+}
+
+/* Room for `need` nodes in the slot array (load factor <= 3/4). */
+static int
+node_slots_reserve(chat_index *ix, const crdt_allocator *a, size_t need)
+{
+	size_t ns = ix->nslots ? ix->nslots : 16;
+	while (need > ns / 4 * 3) {
+		if (ns > SIZE_MAX / 2 / sizeof *ix->slots)
+			return CRDT_ENOMEM;
+		ns *= 2;
+	}
+	if (ns == ix->nslots)
+		return 0;
+	uint32_t *slots = crdt__malloc(a, ns * sizeof *slots);
+	if (slots == NULL)
+		return CRDT_ENOMEM;
+	memset(slots, 0, ns * sizeof *slots);
+	for (size_t i = 0; i < ix->nn; i++)
+		node_place(slots, ns, ix->nodes[i].prio, (uint32_t)(i + 1));
+	crdt__free(a, ix->slots, ix->nslots * sizeof *ix->slots);
+	ix->slots = slots;
+	ix->nslots = ns;
+	return 0;
 }
 
 /* The extras of a dot entry; created (zeroed) on demand. */
@@ -489,11 +556,12 @@ ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	if (len > UINT32_MAX)
 		return CRDT_ETOOBIG;
 	CRDT_TRY(parse_msgrec(rec, len, &m));
-	dot_ent *de = dot_get(ix, m.id, true, &rc);
-	if (de == NULL)
-		return rc ? rc : CRDT_ENOMEM;
-	if (de->node != 0)
+	uint32_t h = dot_hash32(ix, m.id);
+	if (node_find(ix, m.id, h) != NIL)
 		return CRDT_EMALFORMED; /* two records for one dot */
+	if (ix->nn >= UINT32_MAX - 1)
+		return CRDT_ETOOBIG;
+	CRDT_TRY(node_slots_reserve(ix, a, ix->nn + 1));
 	void *v = ix->nodes;
 	CRDT_TRY(crdt__grow(a, &v, &ix->capn, ix->nn + 1, sizeof *ix->nodes));
 	ix->nodes = v;
@@ -550,8 +618,8 @@ ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	n->l = n->r = n->p = NIL;
 	n->size = 1;
 	/* The dot's keyed hash doubles as the treap priority. */
-	n->prio = (uint32_t)(de->k.hash >> 32);
-	de->node = x + 1;
+	n->prio = h;
+	node_place(ix->slots, ix->nslots, h, x + 1);
 	treap_insert(ix, x);
 	if (m.ord > ix->max_ord)
 		ix->max_ord = m.ord;
@@ -1147,9 +1215,7 @@ fill(const crdt_chat *c, uint32_t x, crdt_chat_msg *out)
 static uint32_t
 find(const crdt_chat *c, crdt_dot id)
 {
-	int rc;
-	const dot_ent *e = dot_get(c->ix, id, false, &rc);
-	return e != NULL && e->node != 0 ? e->node - 1 : NIL;
+	return node_find(c->ix, id, dot_hash32(c->ix, id));
 }
 
 size_t
