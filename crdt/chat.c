@@ -142,6 +142,20 @@ u64v_push(const crdt_allocator *a, u64v *v, uint64_t x)
 	return 0;
 }
 
+/* Remove one occurrence of x (present); keeps the order. */
+static void
+u64v_erase(u64v *v, uint64_t x)
+{
+	for (size_t i = v->n; i-- > 0;) {
+		if (v->v[i] == x) {
+			memmove(&v->v[i], &v->v[i + 1],
+			    (v->n - i - 1) * sizeof *v->v);
+			v->n--;
+			return;
+		}
+	}
+}
+
 static int
 u64_cmp(const void *x, const void *y)
 {
@@ -263,6 +277,32 @@ treap_insert(chat_index *ix, uint32_t x)
 	}
 	while (n->p != NIL && ix->nodes[n->p].prio < n->prio)
 		rotate_up(ix, x);
+}
+
+/* Detach node x: rotate it down below its higher-priority child until it
+ * has at most one, splice it out, shrink the sizes above. */
+static void
+treap_remove(chat_index *ix, uint32_t x)
+{
+	tnode *n = &ix->nodes[x];
+	while (n->l != NIL && n->r != NIL) {
+		uint32_t l = n->l, r = n->r;
+		rotate_up(ix, ix->nodes[l].prio > ix->nodes[r].prio ? l : r);
+	}
+	uint32_t child = n->l != NIL ? n->l : n->r;
+	uint32_t p = n->p;
+	if (child != NIL)
+		ix->nodes[child].p = p;
+	if (p == NIL)
+		ix->root = child;
+	else if (ix->nodes[p].l == x)
+		ix->nodes[p].l = child;
+	else
+		ix->nodes[p].r = child;
+	for (uint32_t q = p; q != NIL; q = ix->nodes[q].p)
+		ix->nodes[q].size--;
+	n->l = n->r = n->p = NIL;
+	n->size = 1;
 }
 
 static size_t
@@ -543,7 +583,72 @@ user_get(chat_index *ix, const uint8_t *u, size_t n, bool create, int *rc)
 	return tab_get(&ix->users, u, n, create, rc);
 }
 
-/* A message record entered msgs: index it. Returns its position. */
+enum { IX_SHOWN = 0, IX_HIDDEN = 1, IX_REPLACED = 2 };
+
+/* The (user, replica) entry of a record; created on demand. */
+static rep_ent *
+urep_get(chat_index *ix, const msgrec *m, bool create, int *rc)
+{
+	uint8_t key[16 + USER_MAX];
+	memcpy(key, m->user, m->user_len);
+	memcpy(key + m->user_len, m->id.replica.bytes, 16);
+	return tab_get(&ix->ureps, key, m->user_len + 16, create, rc);
+}
+
+/*
+ * A second record for a message ID already indexed: two writers used one
+ * replica ID (an equivocating peer, or a device restored without its
+ * state). Nothing can be refused here without making acceptance depend on
+ * arrival order, so both records stay in the replicated set (a union, like
+ * every G-Set) and the index shows the one with the smallest bytes: every
+ * replica shows the same one, whichever arrived first. Returns IX_HIDDEN
+ * when the shown record stays, IX_REPLACED when the new one takes over.
+ */
+static int
+ix_rival(crdt_chat *c, uint32_t y, const uint8_t *rec, size_t len,
+    const msgrec *m, size_t *pos)
+{
+	chat_index *ix = c->ix;
+	const crdt_allocator *a = ix_alloc(c);
+	tnode *n = &ix->nodes[y];
+	msgrec old;
+	int rc;
+
+	if (crdt__key_cmp(rec, len, n->rec, n->rec_len) >= 0)
+		return IX_HIDDEN;
+	CRDT_TRY(parse_msgrec(n->rec, n->rec_len, &old));
+	if (old.user_len != m->user_len ||
+	    memcmp(old.user, m->user, m->user_len) != 0) {
+		/* Move the message between authors: allocate first. */
+		rep_ent *ue = urep_get(ix, m, true, &rc);
+		if (ue == NULL)
+			return rc ? rc : CRDT_ENOMEM;
+		user_ent *u = user_get(ix, m->user, m->user_len, true, &rc);
+		if (u == NULL)
+			return rc ? rc : CRDT_ENOMEM;
+		if (ue->ctr.n == 0)
+			ue->ctr.sorted = true;
+		CRDT_TRY(u64v_push(a, &ue->ctr, m->id.counter));
+		u->posted++;
+		rep_ent *oe = urep_get(ix, &old, false, &rc);
+		user_ent *ou = user_get(ix, old.user, old.user_len, false, &rc);
+		if (oe != NULL)
+			u64v_erase(&oe->ctr, m->id.counter);
+		if (ou != NULL)
+			ou->posted--;
+	}
+	treap_remove(ix, y);
+	n = &ix->nodes[y];
+	n->ord = m->ord;
+	n->rec = rec;
+	n->rec_len = (uint32_t)len;
+	treap_insert(ix, y);
+	*pos = rank(ix, y);
+	return IX_REPLACED;
+}
+
+/* A record entered msgs: index it. Returns IX_SHOWN with its position, or
+ * what ix_rival returns for a second record of one message ID. */
 static int
 ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
     crdt_dot *id)
@@ -556,9 +661,15 @@ ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	if (len > UINT32_MAX)
 		return CRDT_ETOOBIG;
 	CRDT_TRY(parse_msgrec(rec, len, &m));
+	*id = m.id;
+	/* Every record counts, shown or not: the key is a function of the
+	 * replicated set, whatever order the records came in. */
+	if (m.ord > ix->max_ord)
+		ix->max_ord = m.ord;
 	uint32_t h = dot_hash32(ix, m.id);
-	if (node_find(ix, m.id, h) != NIL)
-		return CRDT_EMALFORMED; /* two records for one dot */
+	uint32_t y = node_find(ix, m.id, h);
+	if (y != NIL)
+		return ix_rival(c, y, rec, len, &m, pos);
 	if (ix->nn >= UINT32_MAX - 1)
 		return CRDT_ETOOBIG;
 	CRDT_TRY(node_slots_reserve(ix, a, ix->nn + 1));
@@ -621,11 +732,8 @@ ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	n->prio = h;
 	node_place(ix->slots, ix->nslots, h, x + 1);
 	treap_insert(ix, x);
-	if (m.ord > ix->max_ord)
-		ix->max_ord = m.ord;
 	*pos = rank(ix, x);
-	*id = m.id;
-	return 0;
+	return IX_SHOWN;
 }
 
 static int
@@ -1142,11 +1250,12 @@ crdt__chat_after(crdt_chat *c, const crdt__undo_rec *rec, crdt_change *ch)
 	if (rec->target == c->msgs && rec->kind == CRDT__UNDO_GSET_NEW) {
 		const crdt__key *k = crdt__gset_entry_key(c->msgs, rec->idx);
 		rc = ix_add_msg(c, k->ptr, k->len, &pos, &about);
-		if (rc == 0) {
-			ch->kind = CRDT_CHANGE_CHAT_INSERT;
-			ch->msg = about;
-			ch->position = pos;
-		}
+		if (rc == IX_HIDDEN)
+			return false;
+		ch->kind = rc == IX_SHOWN ? CRDT_CHANGE_CHAT_INSERT :
+					    CRDT_CHANGE_CHAT_UPDATE;
+		ch->msg = about;
+		ch->position = pos;
 	} else if (rec->target == c->marks &&
 	    rec->kind == CRDT__UNDO_GSET_NEW) {
 		const crdt__key *k = crdt__gset_entry_key(c->marks, rec->idx);
@@ -1221,7 +1330,8 @@ find(const crdt_chat *c, crdt_dot id)
 size_t
 crdt_chat_count(const crdt_chat *c)
 {
-	return c != NULL ? crdt_gset_size(c->msgs) : 0;
+	/* Not the size of msgs: two records of one ID show as one. */
+	return c != NULL && ensure(c) == 0 ? c->ix->nn : 0;
 }
 
 int

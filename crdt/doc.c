@@ -1534,6 +1534,8 @@ intern_deps(crdt_doc *d, const msgview *mv, uint32_t *sender, bool known,
 
 static bool in_log(const rstate *r, uint64_t c);
 static int w_evidence(const crdt_doc *d, crdt_buf *out);
+static int rd_evidence(crdt_doc *d, crdt__rd *r, size_t n, const uint8_t **ep,
+    size_t *el);
 
 static int
 bytes_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
@@ -1643,6 +1645,25 @@ evid_remove(crdt_doc *d, crdt_dot dot, const uint8_t *b, size_t len)
 	}
 }
 
+/* Drop the dots left with a single variant (see equivocation()). */
+static void
+evid_prune(crdt_doc *d)
+{
+	const crdt_allocator *a = &d->cfg.alloc;
+	size_t k = 0;
+	for (size_t i = 0; i < d->nev; i++) {
+		evid *e = &d->ev[i];
+		if (e->n >= 2) {
+			d->ev[k++] = *e;
+			continue;
+		}
+		for (size_t j = 0; j < e->n; j++)
+			crdt__free(a, e->v[j].bytes, e->v[j].len);
+		crdt__free(a, e->v, e->n * sizeof *e->v);
+	}
+	d->nev = k;
+}
+
 /*
  * A message whose dot is already applied. Byte-identical: a duplicate.
  * Different: an equivocation. The resolution must not depend on which
@@ -1655,7 +1676,8 @@ evid_remove(crdt_doc *d, crdt_dot dot, const uint8_t *b, size_t len)
  * nobody applied it yet.
  */
 static int
-equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller)
+equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
+    bool evidence)
 {
 	crdt_dot dot = { mv->sender, mv->counter };
 	const uint8_t *first = NULL;
@@ -1673,8 +1695,13 @@ equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller)
 		flen = e->len;
 	}
 	evid *ev = evid_find(d, dot, &at);
-	if (first == NULL && ev == NULL)
-		return 0; /* nothing to compare with: treat as duplicate */
+	/* Nothing to compare with (the dot came in a snapshot, or left the
+	 * log): a duplicate, unless the variant comes in an evidence list,
+	 * which carries every variant of the dot. Then apply it like the
+	 * others (the union) and keep it; evid_prune() drops a dot left with
+	 * one variant. */
+	if (first == NULL && ev == NULL && !evidence)
+		return 0;
 	if (evid_has(ev, bytes, len))
 		return 0;
 	CRDT_TRY(open_msg(d, mv, true));
@@ -1684,14 +1711,15 @@ equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller)
 		    d->rs[ri].vc < d->sdeps[i].c)
 			return 0;
 	}
+	int fadded = 0;
 	if (first != NULL) {
-		int rc = evid_add(d, dot, first, flen);
-		if (rc < 0)
-			return rc;
+		fadded = evid_add(d, dot, first, flen);
+		if (fadded < 0)
+			return fadded;
 	}
 	int added = evid_add(d, dot, bytes, len);
 	if (added < 0) {
-		if (first != NULL)
+		if (fadded == 1)
 			evid_remove(d, dot, first, flen);
 		return added;
 	}
@@ -1721,7 +1749,8 @@ equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller)
 }
 
 static int
-receive_one(crdt_doc *d, const void *bytes, size_t len, void *caller)
+receive_msg(crdt_doc *d, const void *bytes, size_t len, void *caller,
+    bool evidence)
 {
 	msgview mv;
 	uint32_t s;
@@ -1731,7 +1760,7 @@ receive_one(crdt_doc *d, const void *bytes, size_t len, void *caller)
 	/* Cheap duplicate test before any allocation. */
 	bool known = rep_find(d, &mv.sender, &s) == 0;
 	if (known && mv.counter <= d->rs[s].vc)
-		return equivocation(d, &mv, s, caller);
+		return equivocation(d, &mv, s, caller, evidence);
 	if (known && d->ndots > 0 && dots_find(d, s, mv.counter))
 		return 0;
 	CRDT_TRY(open_msg(d, &mv, true));
@@ -1765,6 +1794,12 @@ receive_one(crdt_doc *d, const void *bytes, size_t len, void *caller)
 	if (rc < 0 && d->rs[s].vc < mv.counter && !dots_find(d, s, mv.counter))
 		unintern_to(d, nrs0);
 	return rc;
+}
+
+static int
+receive_one(crdt_doc *d, const void *bytes, size_t len, void *caller)
+{
+	return receive_msg(d, bytes, len, caller, false);
 }
 
 int
@@ -2427,24 +2462,37 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 		prev = dot;
 	}
 	r.depth--;
-	/* Evidence: ascending (dot, bytes), at least two variants a dot. */
 	CRDT_TRY(crdt__rd_array(&r, &n));
 	sv->ep = crdt__malloc(a, n * sizeof *sv->ep);
 	sv->el = crdt__malloc(a, n * sizeof *sv->el);
 	sv->ne = n;
 	if (sv->ep == NULL || sv->el == NULL)
 		return CRDT_ENOMEM;
-	size_t run = 0;
+	CRDT_TRY(rd_evidence(d, &r, n, sv->ep, sv->el));
+	return crdt__rd_done(&r);
+}
+
+/* Evidence lists (snapshots and DATA frames): n messages, ascending by
+ * (dot, bytes), at least two variants a dot. A lone variant proves
+ * nothing, and a list we wrote must load again. */
+static int
+rd_evidence(crdt_doc *d, crdt__rd *r, size_t n, const uint8_t **ep,
+    size_t *el)
+{
+	crdt_dot prev = { { { 0 } }, 0 };
+	const uint8_t *pp = NULL;
+	size_t pl = 0, run = 0;
 	for (size_t i = 0; i < n; i++) {
 		msgview mv;
-		CRDT_TRY(crdt__rd_blob(&r, &sv->ep[i], &sv->el[i]));
-		CRDT_TRY(parse_msg(d, sv->ep[i], sv->el[i], &mv, false));
+		const uint8_t *m;
+		size_t ml;
+		CRDT_TRY(crdt__rd_blob(r, &m, &ml));
+		CRDT_TRY(parse_msg(d, m, ml, &mv, false));
 		crdt_dot dot = { mv.sender, mv.counter };
 		int c = i == 0 ? 1 : crdt_dot_cmp(prev, dot);
 		if (c > 0 && i > 0)
 			return CRDT_EMALFORMED;
-		if (c == 0 && bytes_cmp(sv->ep[i - 1], sv->el[i - 1],
-				  sv->ep[i], sv->el[i]) >= 0)
+		if (c == 0 && bytes_cmp(pp, pl, m, ml) >= 0)
 			return CRDT_EMALFORMED;
 		if (c != 0) {
 			if (i > 0 && run < 2)
@@ -2453,10 +2501,14 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 		}
 		run++;
 		prev = dot;
+		pp = m;
+		pl = ml;
+		if (ep != NULL) {
+			ep[i] = m;
+			el[i] = ml;
+		}
 	}
-	if (n > 0 && run < 2)
-		return CRDT_EMALFORMED;
-	return crdt__rd_done(&r);
+	return n > 0 && run < 2 ? CRDT_EMALFORMED : 0;
 }
 
 static int
@@ -2808,14 +2860,8 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 		if (rc == 0)
 			rc = crdt__rd_array(&r, &nevid);
 		estart = r.p;
-		for (size_t i = 0; rc == 0 && i < nevid; i++) {
-			const uint8_t *m;
-			size_t ml;
-			msgview mv;
-			rc = crdt__rd_blob(&r, &m, &ml);
-			if (rc == 0)
-				rc = parse_msg(d, m, ml, &mv, false);
-		}
+		if (rc == 0)
+			rc = rd_evidence(d, &r, nevid, NULL, NULL);
 	}
 	if (rc == 0)
 		rc = crdt__rd_done(&r);
@@ -2842,8 +2888,9 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 			size_t ml;
 			rc = crdt__rd_blob(&er, &m, &ml);
 			if (rc == 0)
-				rc = receive_one(d, m, ml, caller);
+				rc = receive_msg(d, m, ml, caller, true);
 		}
+		evid_prune(d);
 	}
 	/* A DATA frame is answered when the sender lacks messages, or holds
 	 * fewer equivocation variants than we now do. */

@@ -564,6 +564,157 @@ model_cmp(const void *x, const void *y)
 	return crdt_dot_cmp(a->id, b->id);
 }
 
+/*
+ * Two writers claiming one replica ID (an equivocating peer, or a device
+ * restored without its state) produce two different records for one
+ * message ID. Refusing either would make acceptance depend on arrival
+ * order, so both stay in the replicated set and every replica shows the
+ * same one (the smaller record): by message in either order, and by
+ * snapshot in either direction.
+ */
+static void
+shows_one(const peer *p, const char *body, const char *user)
+{
+	crdt_chat_msg m;
+	cr_assert_eq(crdt_chat_count(thread(p)), 1);
+	body_at(thread(p), 0, body);
+	cr_assert_eq(crdt_chat_at(thread(p), 0, &m), 0);
+	cr_assert(m.user_len == strlen(user) &&
+	    memcmp(m.user, user, m.user_len) == 0);
+	cr_assert_eq(crdt_chat_get(thread(p), m.id, &m), 0);
+}
+
+Test(chat, two_records_for_one_message_id_show_the_same_one_everywhere)
+{
+	peer a, forger, o, p, q, r;
+	crdt_buf m1, m2, sa, sf;
+	tb_init(&m1);
+	tb_init(&m2);
+	tb_init(&sa);
+	tb_init(&sf);
+	peer_new(&a, 1, 1000, NULL);
+	peer_new(&forger, 1, 2000, NULL); /* same replica ID as a */
+	peer_new(&o, 2, 3000, NULL);
+	peer_new(&p, 3, 3000, NULL);
+	peer_new(&q, 4, 3000, NULL);
+	peer_new(&r, 5, 3000, NULL);
+	crdt_dot x = post(&a, "alice", "the real message", NULL, &m1);
+	crdt_dot y = post(&forger, "mallory", "a forged message", NULL, &m2);
+	cr_assert_eq(crdt_dot_cmp(x, y), 0, "both writers used dot (A, 1)");
+	/* By message, both orders. */
+	deliver(&o, &m1);
+	deliver(&o, &m2);
+	deliver(&p, &m2);
+	deliver(&p, &m1);
+	same_bytes(&o, &p);
+	/* By snapshot, both directions. */
+	cr_assert_eq(crdt_doc_save(a.d, &sa), 0);
+	cr_assert_eq(crdt_doc_save(forger.d, &sf), 0);
+	cr_assert_eq(crdt_doc_load(q.d, sa.data, sa.len, NULL), 0);
+	cr_assert_eq(crdt_doc_load(q.d, sf.data, sf.len, NULL), 0);
+	cr_assert_eq(crdt_doc_load(r.d, sf.data, sf.len, NULL), 0);
+	shows_one(&r, "a forged message", "mallory");
+	cr_assert_eq(crdt_doc_load(r.d, sa.data, sa.len, NULL), 0);
+	/* The smaller record wins: records start alike up to the order key,
+	 * and a's (older clock) is smaller. */
+	shows_one(&o, "the real message", "alice");
+	shows_one(&p, "the real message", "alice");
+	shows_one(&q, "the real message", "alice");
+	shows_one(&r, "the real message", "alice");
+	crdt_buf_clear(&sa);
+	crdt_buf_clear(&sf);
+	cr_assert_eq(crdt_doc_save(q.d, &sa), 0);
+	cr_assert_eq(crdt_doc_save(r.d, &sf), 0);
+	cr_assert(bytes_eq(sa.data, sa.len, sf.data, sf.len));
+	/* o and p also hold the two messages as evidence of the
+	 * equivocation; a sync round carries it to q. */
+	sync_pair(&o, &q);
+	same_bytes(&o, &q);
+	crdt_buf_fini(&m1);
+	crdt_buf_fini(&m2);
+	crdt_buf_fini(&sa);
+	crdt_buf_fini(&sf);
+	crdt_doc_free(a.d);
+	crdt_doc_free(forger.d);
+	crdt_doc_free(o.d);
+	crdt_doc_free(p.d);
+	crdt_doc_free(q.d);
+	crdt_doc_free(r.d);
+}
+
+/* A DATA frame's evidence list must prove something: at least two
+ * variants a dot, ascending. Anything else is refused whole. */
+Test(chat, evidence_lists_in_sync_frames_are_checked)
+{
+	peer a, forger, o, q;
+	crdt_buf m1, m2, hello, data, bad, before, after;
+	crdt_buf *bufs[] = { &m1, &m2, &hello, &data, &bad, &before, &after };
+	for (size_t i = 0; i < 7; i++)
+		tb_init(bufs[i]);
+	peer_new(&a, 1, 1000, NULL);
+	peer_new(&forger, 1, 2000, NULL);
+	peer_new(&o, 2, 3000, NULL);
+	peer_new(&q, 4, 3000, NULL);
+	post(&a, "alice", "the real message", NULL, &m1);
+	post(&forger, "mallory", "a forged message", NULL, &m2);
+	deliver(&o, &m1);
+	deliver(&o, &m2);
+	cr_assert_eq(crdt_doc_sync_start(q.d, &hello), 0);
+	cr_assert_eq(crdt_doc_sync_handle(o.d, hello.data, hello.len, NULL,
+			 &data), 0);
+	/* The frame ends with the evidence: [smaller, larger] as bin 8. */
+	const crdt_buf *lo = &m1, *hi = &m2;
+	size_t ml = MIN2(m1.len, m2.len);
+	int c = memcmp(m2.data, m1.data, ml);
+	if (c < 0 || (c == 0 && m2.len < m1.len)) {
+		lo = &m2;
+		hi = &m1;
+	}
+	cr_assert(lo->len < 256 && hi->len < 256);
+	size_t tail = 1 + 2 + lo->len + 2 + hi->len;
+	cr_assert(data.len > tail);
+	size_t head = data.len - tail;
+	cr_assert_eq(data.data[head], 0x92);
+	const crdt_buf *variants[3][2] = { { lo, NULL }, { hi, lo },
+		{ hi, NULL } };
+	cr_assert_eq(crdt_doc_save(q.d, &before), 0);
+	for (int k = 0; k < 3; k++) {
+		crdt_buf_clear(&bad);
+		cr_assert_eq(crdt_buf_append(&bad, data.data, head), 0);
+		uint8_t n = variants[k][1] ? 0x92 : 0x91;
+		cr_assert_eq(crdt_buf_append(&bad, &n, 1), 0);
+		for (int j = 0; j < 2 && variants[k][j]; j++) {
+			uint8_t h[2] = { 0xc4, (uint8_t)variants[k][j]->len };
+			cr_assert_eq(crdt_buf_append(&bad, h, 2), 0);
+			cr_assert_eq(crdt_buf_append(&bad, variants[k][j]->data,
+					 variants[k][j]->len), 0);
+		}
+		crdt_buf reply;
+		tb_init(&reply);
+		cr_assert_eq(crdt_doc_sync_handle(q.d, bad.data, bad.len, NULL,
+				 &reply), CRDT_EMALFORMED, "variant list %d", k);
+		cr_assert_eq(reply.len, 0);
+		crdt_buf_fini(&reply);
+		crdt_buf_clear(&after);
+		cr_assert_eq(crdt_doc_save(q.d, &after), 0);
+		cr_assert(bytes_eq(before.data, before.len, after.data,
+		    after.len), "a refused frame changes nothing");
+	}
+	/* The frame as sent is fine and brings q level with o. */
+	crdt_buf reply;
+	tb_init(&reply);
+	cr_assert_eq(crdt_doc_sync_handle(q.d, data.data, data.len, NULL,
+			 &reply), 0);
+	crdt_buf_fini(&reply);
+	same_bytes(&o, &q);
+	for (size_t i = 0; i < 7; i++)
+		crdt_buf_fini(bufs[i]);
+	crdt_doc_free(a.d);
+	crdt_doc_free(forger.d);
+	crdt_doc_free(o.d);
+	crdt_doc_free(q.d);
+}
+
 Test(chat, pagination_matches_a_naive_sorted_model)
 {
 	uint64_t seed = test_seed(0xc4a7);
