@@ -115,7 +115,9 @@ typedef struct crdt_chat_msg {
 	bool author_was_member; /* member when the message was sent */
 } crdt_chat_msg;
 
-/** Number of messages. */
+/** Number of message IDs shown (two records of one ID, from an equivocating
+ *  writer, show as the one with the smaller bytes). 0 when `c` is NULL or the
+ *  index cannot be built (out of memory). O(1) once built. */
 CRDT_API size_t crdt_chat_count(const crdt_chat *c);
 /** Message by ID. @return 0, CRDT_EINVAL, CRDT_ENOTFOUND. O(1). */
 CRDT_API CRDT_NODISCARD int crdt_chat_get(const crdt_chat *c, crdt_dot id,
