@@ -173,6 +173,10 @@ typedef struct crdt__rd {
 int crdt__rd_init(crdt__rd *r, const crdt_limits *lim, const void *bytes,
     size_t len);
 int crdt__rd_array(crdt__rd *r, size_t *n);
+/* n more items of at least `each` bytes fit in what is left: checked
+ * before sizing anything by n, so a decoder never allocates more than a
+ * small multiple of its input (CRDT_EMALFORMED otherwise). */
+int crdt__rd_fits(const crdt__rd *r, size_t n, size_t each);
 int crdt__rd_array_n(crdt__rd *r, size_t want);
 int crdt__rd_uint(crdt__rd *r, uint64_t *v);
 int crdt__rd_bin(crdt__rd *r, const uint8_t **p, size_t *n);

@@ -171,6 +171,12 @@ crdt__rd_array(crdt__rd *r, size_t *n)
 }
 
 int
+crdt__rd_fits(const crdt__rd *r, size_t n, size_t each)
+{
+	return each != 0 && n > left(r) / each ? CRDT_EMALFORMED : 0;
+}
+
+int
 crdt__rd_array_n(crdt__rd *r, size_t want)
 {
 	size_t n;

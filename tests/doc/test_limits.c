@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "crdt/crdt.h"
@@ -204,4 +205,92 @@ Test(limits, snapshot_size)
 	crdt_buf_fini(&s);
 	crdt_doc_free(a);
 	crdt_doc_free(b);
+}
+
+/* ---- allocation before validation ----
+ * A decoder sizes its tables from a count in the input. The count is
+ * checked against the bytes that are left (each item has a minimum
+ * encoded size), so the largest request stays a small multiple of the
+ * input whatever the count claims. */
+
+static size_t biggest;
+
+static void *
+big_alloc(void *ud, size_t n)
+{
+	(void)ud;
+	if (n > biggest)
+		biggest = n;
+	return malloc(n);
+}
+
+static void *
+big_realloc(void *ud, void *p, size_t o, size_t n)
+{
+	(void)ud;
+	(void)o;
+	if (n > biggest)
+		biggest = n;
+	return realloc(p, n);
+}
+
+static void
+big_free(void *ud, void *p, size_t n)
+{
+	(void)ud;
+	(void)n;
+	free(p);
+}
+
+/* [1, kind, array16(count) of `fill` nil bytes]: a count that the bytes
+ * can hold one byte each, but not as real items. */
+static void
+claim(crdt_buf *b, uint8_t kind, uint16_t count, size_t fill)
+{
+	uint8_t h[6] = { 0x93, 0x01, kind, 0xdc, (uint8_t)(count >> 8),
+		(uint8_t)count };
+	tb_init(b);
+	cr_assert_eq(crdt_buf_append(b, h, sizeof h), 0);
+	for (size_t i = 0; i < fill; i++)
+		cr_assert_eq(crdt_buf_append(b, "\xc0", 1), 0);
+}
+
+Test(limits, decoders_allocate_a_small_multiple_of_their_input)
+{
+	static const crdt_allocator hook = { big_alloc, big_realloc, big_free,
+		NULL };
+	crdt_config c;
+	crdt_replica_id self = test_id(1);
+	test_config(&c, &clk);
+	c.alloc = hook;
+	const size_t n = 60000; /* divisible by 2, 3 and 4 */
+	crdt_buf b;
+
+	/* G-Set: a triplet takes >= 20 bytes, a table entry 48 + slots. */
+	claim(&b, 1, (uint16_t)n, n);
+	biggest = 0;
+	crdt_gset *s = NULL;
+	cr_assert_eq(crdt_gset_decode(&c, &self, b.data, b.len, &s),
+	    CRDT_EMALFORMED);
+	cr_assert(biggest <= 4 * b.len, "gset: %zu bytes for %zu of input",
+	    biggest, b.len);
+	crdt_buf_fini(&b);
+	/* LWW map: an entry takes >= 21 bytes. */
+	claim(&b, 3, (uint16_t)n, n);
+	biggest = 0;
+	crdt_lww_map *m = NULL;
+	cr_assert_eq(crdt_lww_map_decode(&c, &self, b.data, b.len, &m),
+	    CRDT_EMALFORMED);
+	cr_assert(biggest <= 4 * b.len, "map: %zu bytes for %zu of input",
+	    biggest, b.len);
+	crdt_buf_fini(&b);
+	/* Vector clock: a pair takes >= 19 bytes. */
+	claim(&b, 4, (uint16_t)n, n);
+	biggest = 0;
+	crdt_vclock *v = NULL;
+	cr_assert_eq(crdt_vclock_decode(&c, b.data, b.len, &v),
+	    CRDT_EMALFORMED);
+	cr_assert(biggest <= 4 * b.len, "vclock: %zu bytes for %zu of input",
+	    biggest, b.len);
+	crdt_buf_fini(&b);
 }
