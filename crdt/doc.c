@@ -2917,13 +2917,21 @@ chat_check(crdt_doc *d, uint32_t on, crdt_chat **c)
 	return 0;
 }
 
-/* The op header [obj, kind, ...] of a chat op with `n_more` fields. */
+/* Open the stage (a one-op transaction unless one is open) and write the
+ * op header [obj, kind, ...] of a chat op with `n_more` fields. A failure
+ * to open is returned (nothing to close); the header's own status goes to
+ * *rc, for stage_close() to settle with the rest of the op. */
 static int
-chat_hdr(crdt_doc *d, uint32_t on, unsigned kind, size_t n_more)
+chat_begin(crdt_doc *d, uint32_t on, unsigned kind, size_t n_more,
+    crdt_buf *msg_out, bool *one, size_t *mark, int *rc)
 {
-	CRDT_TRY(crdt__w_array(&d->stage, 2 + n_more));
-	CRDT_TRY(crdt__w_uint(&d->stage, on));
-	return crdt__w_uint(&d->stage, kind);
+	CRDT_TRY(stage_open(d, msg_out, one, mark));
+	*rc = crdt__w_array(&d->stage, 2 + n_more);
+	if (*rc == 0)
+		*rc = crdt__w_uint(&d->stage, on);
+	if (*rc == 0)
+		*rc = crdt__w_uint(&d->stage, kind);
+	return 0;
 }
 
 static bool
@@ -2959,9 +2967,9 @@ crdt_doc_chat_post(crdt_doc *d, uint32_t on, const crdt_chat_post *p,
 	if (d->in_txn && d->objs[on].post_txn == d->txn_serial)
 		return CRDT_EINVAL; /* the message ID is the transaction dot */
 	uint64_t seen = crdt__chat_seen(c);
-	CRDT_TRY(stage_open(d, msg_out, &one, &mark));
+	int rc;
+	CRDT_TRY(chat_begin(d, on, 0, 5, msg_out, &one, &mark, &rc));
 	crdt_buf *s = &d->stage;
-	int rc = chat_hdr(d, on, 0, 5);
 	if (rc == 0)
 		rc = crdt__w_uint(s, seen);
 	if (rc == 0)
@@ -3002,9 +3010,9 @@ crdt_doc_chat_react(crdt_doc *d, uint32_t on, crdt_dot msg, const void *user,
 		return CRDT_EINVAL;
 	if (emoji_len > d->cfg.limits.max_value_bytes)
 		return CRDT_ETOOBIG;
-	CRDT_TRY(stage_open(d, msg_out, &one, &mark));
+	int rc;
+	CRDT_TRY(chat_begin(d, on, 1, 5, msg_out, &one, &mark, &rc));
 	crdt_buf *s = &d->stage;
-	int rc = chat_hdr(d, on, 1, 5);
 	if (rc == 0)
 		rc = w_dot_(s, msg);
 	if (rc == 0)
@@ -3027,9 +3035,9 @@ crdt_doc_chat_mark_read(crdt_doc *d, uint32_t on, const void *user,
 	CRDT_TRY(chat_check(d, on, &c));
 	if (!user_ok(user, user_len))
 		return CRDT_EINVAL;
-	CRDT_TRY(stage_open(d, msg_out, &one, &mark));
+	int rc;
+	CRDT_TRY(chat_begin(d, on, 2, 2, msg_out, &one, &mark, &rc));
 	crdt_buf *s = &d->stage;
-	int rc = chat_hdr(d, on, 2, 2);
 	if (rc == 0)
 		rc = crdt__w_bin(s, user, user_len);
 	if (rc == 0)
@@ -3048,9 +3056,9 @@ crdt_doc_chat_member(crdt_doc *d, uint32_t on, const void *user,
 	CRDT_TRY(chat_check(d, on, &c));
 	if (!user_ok(user, user_len))
 		return CRDT_EINVAL;
-	CRDT_TRY(stage_open(d, msg_out, &one, &mark));
+	int rc;
+	CRDT_TRY(chat_begin(d, on, 3, 2, msg_out, &one, &mark, &rc));
 	crdt_buf *s = &d->stage;
-	int rc = chat_hdr(d, on, 3, 2);
 	if (rc == 0)
 		rc = crdt__w_bin(s, user, user_len);
 	if (rc == 0)
@@ -3068,9 +3076,9 @@ crdt_doc_chat_ack(crdt_doc *d, uint32_t on, crdt_buf *msg_out)
 	CRDT_TRY(chat_check(d, on, &c));
 	if (!crdt__chat_is_server(c, &d->self))
 		return CRDT_EPERM;
-	CRDT_TRY(stage_open(d, msg_out, &one, &mark));
+	int rc;
+	CRDT_TRY(chat_begin(d, on, 4, 1, msg_out, &one, &mark, &rc));
 	crdt_buf *s = &d->stage;
-	int rc = chat_hdr(d, on, 4, 1);
 	if (rc == 0)
 		rc = w_vc_pairs(d, s);
 	return stage_close(d, one, mark, rc, msg_out);
@@ -3091,9 +3099,9 @@ crdt_doc_chat_reject(crdt_doc *d, uint32_t on, crdt_dot msg,
 		return CRDT_ETOOBIG;
 	if (!crdt__chat_is_server(c, &d->self))
 		return CRDT_EPERM;
-	CRDT_TRY(stage_open(d, msg_out, &one, &mark));
+	int rc;
+	CRDT_TRY(chat_begin(d, on, 5, 3, msg_out, &one, &mark, &rc));
 	crdt_buf *s = &d->stage;
-	int rc = chat_hdr(d, on, 5, 3);
 	if (rc == 0)
 		rc = w_dot_(s, msg);
 	if (rc == 0)
