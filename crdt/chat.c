@@ -741,7 +741,13 @@ hist_cmp(const hist *a, const hist *b)
 {
 	if (a->stamp != b->stamp)
 		return a->stamp < b->stamp ? -1 : 1;
-	return crdt_replica_id_cmp(&a->writer, &b->writer);
+	int c = crdt_replica_id_cmp(&a->writer, &b->writer);
+	if (c != 0 || a->joined == b->joined)
+		return c;
+	/* One writer, one stamp, both a join and a leave: only an
+	 * equivocating writer does that. A total order keeps the outcome
+	 * independent of arrival; the leave sorts last, so it wins. */
+	return a->joined ? -1 : 1;
 }
 
 /* A record entered marks: fold it into the index. */

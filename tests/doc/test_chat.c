@@ -753,6 +753,38 @@ Test(chat, rival_records_keep_the_tree_and_counts_consistent)
 	crdt_doc_free(r.d);
 }
 
+/* An equivocating writer can also record a join and a leave of one user
+ * under one stamp; which one is in force must not depend on arrival. */
+Test(chat, a_join_and_a_leave_under_one_stamp_resolve_the_same_everywhere)
+{
+	peer a, forger, o, p;
+	crdt_buf j, l;
+	tb_init(&j);
+	tb_init(&l);
+	peer_new(&a, 1, 1000, NULL);
+	peer_new(&forger, 1, 1000, NULL); /* same ID, same clock */
+	peer_new(&o, 2, 3000, NULL);
+	peer_new(&p, 3, 3000, NULL);
+	cr_assert_eq(crdt_doc_chat_member(a.d, 0, "carol", 5, true, &j), 0);
+	cr_assert_eq(crdt_doc_chat_member(forger.d, 0, "carol", 5, false, &l),
+	    0);
+	deliver(&o, &j);
+	deliver(&o, &l);
+	deliver(&p, &l);
+	deliver(&p, &j);
+	same_bytes(&o, &p);
+	bool in_o = crdt_chat_is_member(thread(&o), "carol", 5);
+	bool in_p = crdt_chat_is_member(thread(&p), "carol", 5);
+	cr_assert_eq(in_o, in_p, "membership depends on arrival order");
+	cr_assert(!in_o, "of a join and a leave at one stamp, the leave wins");
+	crdt_buf_fini(&j);
+	crdt_buf_fini(&l);
+	crdt_doc_free(a.d);
+	crdt_doc_free(forger.d);
+	crdt_doc_free(o.d);
+	crdt_doc_free(p.d);
+}
+
 /* A DATA frame's evidence list must prove something: at least two
  * variants a dot, ascending. Anything else is refused whole. */
 Test(chat, evidence_lists_in_sync_frames_are_checked)
