@@ -52,7 +52,10 @@ typedef struct u64v {
  * per-message dot entry stays at 32 bytes. */
 typedef struct dot_extra {
 	uint32_t reactions;    /* reactions currently on */
-	const crdt__key **rk;  /* reaction map keys seen for this message */
+	/* Reaction map entries seen for this message, by index (entries move
+	 * when the map grows; indices do not), in key order so every replica
+	 * visits them in the same order. */
+	uint32_t *rk;
 	size_t nrk, caprk;
 	const uint8_t *reason; /* rejection, NULL = none */
 	size_t reason_len;
@@ -841,14 +844,17 @@ ix_add_mark(crdt_chat *c, const uint8_t *rec, size_t len, crdt_dot *about)
 
 /* A reaction key changed (new entry or new winner). */
 static int
-ix_react(crdt_chat *c, const crdt__key *k, bool was_on, bool now_on,
-    bool fresh, crdt_dot *about)
+ix_react(crdt_chat *c, size_t idx, bool was_on, bool now_on, bool fresh,
+    crdt_dot *about)
 {
 	chat_index *ix = c->ix;
+	const crdt__key *k = crdt__map_entry(c->reacts, idx, NULL);
 	crdt__rd r;
 	crdt_dot d;
 	int rc;
 
+	if (idx > UINT32_MAX)
+		return CRDT_ETOOBIG;
 	CRDT_TRY(crdt__rd_init(&r, &big_limits, k->ptr, k->len));
 	CRDT_TRY(crdt__rd_array_n(&r, 4));
 	CRDT_TRY(rd_dot(&r, &d));
@@ -863,7 +869,15 @@ ix_react(crdt_chat *c, const crdt__key *k, bool was_on, bool now_on,
 		CRDT_TRY(crdt__grow(ix_alloc(c), &v, &x->caprk, x->nrk + 1,
 		    sizeof *x->rk));
 		x->rk = v;
-		x->rk[x->nrk++] = k;
+		size_t i = x->nrk++;
+		for (; i > 0; i--) {
+			const crdt__key *o = crdt__map_entry(c->reacts,
+			    x->rk[i - 1], NULL);
+			if (crdt__key_cmp(o->ptr, o->len, k->ptr, k->len) < 0)
+				break;
+			x->rk[i] = x->rk[i - 1];
+		}
+		x->rk[i] = (uint32_t)idx;
 	}
 	x->reactions += (uint32_t)now_on - (uint32_t)was_on;
 	*about = d;
@@ -890,8 +904,8 @@ ix_rebuild(crdt_chat *c)
 	}
 	for (size_t i = 0; i < crdt__map_nentries(c->reacts); i++) {
 		const crdt__reg *reg;
-		const crdt__key *k = crdt__map_entry(c->reacts, i, &reg);
-		CRDT_TRY(ix_react(c, k, false, reg->state == 2, true, &id));
+		(void)crdt__map_entry(c->reacts, i, &reg);
+		CRDT_TRY(ix_react(c, i, false, reg->state == 2, true, &id));
 	}
 	c->ix->ok = true;
 	return 0;
@@ -1272,10 +1286,10 @@ crdt__chat_after(crdt_chat *c, const crdt__undo_rec *rec, crdt_change *ch)
 	    (rec->kind == CRDT__UNDO_MAP_NEW ||
 		rec->kind == CRDT__UNDO_MAP_REG)) {
 		const crdt__reg *now;
-		const crdt__key *k = crdt__map_entry(c->reacts, rec->idx, &now);
+		(void)crdt__map_entry(c->reacts, rec->idx, &now);
 		bool fresh = rec->kind == CRDT__UNDO_MAP_NEW;
 		bool was = !fresh && rec->old.state == 2;
-		rc = ix_react(c, k, was, now->state == 2, fresh, &about);
+		rc = ix_react(c, rec->idx, was, now->state == 2, fresh, &about);
 		ch->kind = CRDT_CHANGE_CHAT_UPDATE;
 		ch->msg = about;
 	} else {
@@ -1517,7 +1531,7 @@ crdt_chat_reactions(const crdt_chat *c, crdt_dot id, crdt_chat_reaction_fn fn,
 	CRDT_TRY(ensure(c));
 	const dot_extra *e = extra_of(c, id);
 	for (size_t i = 0; e != NULL && i < e->nrk; i++) {
-		const crdt__key *k = e->rk[i];
+		const crdt__key *k = crdt__map_entry(c->reacts, e->rk[i], NULL);
 		const uint8_t *v;
 		if (crdt_lww_map_get(c->reacts, k->ptr, k->len, &v, NULL) != 0)
 			continue;

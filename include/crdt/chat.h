@@ -163,7 +163,9 @@ typedef int (*crdt_chat_reaction_fn)(void *ud, const uint8_t *user,
 
 /** Number of reactions currently on. O(1). */
 CRDT_API size_t crdt_chat_reaction_count(const crdt_chat *c, crdt_dot id);
-/** Visit the reactions currently on (arbitrary order). */
+/** Visit the reactions currently on, in the canonical byte order of their
+ *  keys (by user, then emoji): the same order on every replica. O(reactions
+ *  ever made on the message). */
 CRDT_API CRDT_NODISCARD int crdt_chat_reactions(const crdt_chat *c,
     crdt_dot id, crdt_chat_reaction_fn fn, void *ud);
 /** Whether `user` has read message `id`. O(log replicas). */

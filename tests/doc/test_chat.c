@@ -785,6 +785,59 @@ Test(chat, a_join_and_a_leave_under_one_stamp_resolve_the_same_everywhere)
 	crdt_doc_free(p.d);
 }
 
+typedef struct reaction_walk {
+	size_t n;
+	char last[16];
+} reaction_walk;
+
+/* Counts, and checks the order: users of one length ascend. */
+static int
+count_reaction(void *ud, const uint8_t *user, size_t user_len,
+    const uint8_t *emoji, size_t emoji_len)
+{
+	reaction_walk *w = ud;
+	char u[16];
+	cr_assert(user_len > 0 && user_len < sizeof u && emoji != NULL &&
+	    emoji_len > 0);
+	memcpy(u, user, user_len);
+	u[user_len] = '\0';
+	cr_assert(w->n == 0 || strcmp(w->last, u) < 0,
+	    "reactions out of order: %s after %s", u, w->last);
+	memcpy(w->last, u, sizeof u);
+	w->n++;
+	return 0;
+}
+
+/* Many reactions: the reaction map grows (its entries move) while the
+ * index refers to them. */
+Test(chat, reactions_survive_the_reaction_map_growing)
+{
+	peer a;
+	crdt_buf m;
+	tb_init(&m);
+	peer_new(&a, 1, 1000, NULL);
+	crdt_dot x = post(&a, "alice", "react to me", NULL, &m);
+	crdt_dot y = post(&a, "alice", "and me", NULL, &m);
+	for (int k = 0; k < 300; k++) {
+		int i = (k * 7) % 300; /* not in key order */
+		char user[16];
+		snprintf(user, sizeof user, "user%03d", i);
+		crdt_buf_clear(&m);
+		cr_assert_eq(crdt_doc_chat_react(a.d, 0, i % 3 ? x : y, user,
+				 strlen(user), "+1", 2, true, &m), 0);
+	}
+	reaction_walk w = { 0, "" };
+	cr_assert_eq(crdt_chat_reactions(thread(&a), x, count_reaction, &w), 0);
+	cr_assert_eq(w.n, 200);
+	cr_assert_eq(crdt_chat_reaction_count(thread(&a), x), 200);
+	reaction_walk w2 = { 0, "" };
+	cr_assert_eq(crdt_chat_reactions(thread(&a), y, count_reaction, &w2),
+	    0);
+	cr_assert_eq(w2.n, 100);
+	crdt_buf_fini(&m);
+	crdt_doc_free(a.d);
+}
+
 /* A DATA frame's evidence list must prove something: at least two
  * variants a dot, ascending. Anything else is refused whole. */
 Test(chat, evidence_lists_in_sync_frames_are_checked)
