@@ -89,14 +89,27 @@ fuzz_doc(uint8_t n)
 	return d;
 }
 
-/* Apply local op number `k` (0..5) with a small payload. */
+/* The k-th message ID of replica `r` (a chat post target; it may not
+ * exist, which is fine: reactions to unknown messages are state too). */
+static inline crdt_dot
+fuzz_dot(uint8_t r, uint8_t k)
+{
+	crdt_dot d = { fuzz_id((uint8_t)(r % 5)), 1 + k % 8 };
+	return d;
+}
+
+/* Apply local op number `k` (0..9) with a small payload: every object type
+ * and every chat op a member can make. */
 static inline int
 fuzz_local_op(crdt_doc *d, unsigned k, const uint8_t *p, size_t n,
     crdt_buf *out)
 {
-	crdt_chat_post post = { "u", 1, p, n, NULL, NULL, 0 };
+	static const char *users[] = { "u", "v", "w" };
+	const char *u = users[n > 0 ? p[0] % 3 : 0];
+	crdt_dot ref = fuzz_dot(n > 1 ? p[1] : 0, n > 2 ? p[2] : 0);
+	crdt_chat_post post = { u, 1, p, n, n > 3 ? &ref : NULL, NULL, 0 };
 	fuzz_ms += 7;
-	switch (k % 6) {
+	switch (k % 9) {
 	case 0:
 		return crdt_doc_gset_add(d, 0, p, n, out);
 	case 1:
@@ -107,8 +120,15 @@ fuzz_local_op(crdt_doc *d, unsigned k, const uint8_t *p, size_t n,
 		return crdt_doc_map_set(d, 2, p, n < 2 ? n : 2, p, n, out);
 	case 4:
 		return crdt_doc_map_remove(d, 2, p, n < 2 ? n : 2, out);
-	default:
+	case 5:
 		return crdt_doc_chat_post(d, 3, &post, NULL, out);
+	case 6:
+		return crdt_doc_chat_react(d, 3, ref, u, 1, p, n < 2 ? n : 2,
+		    n % 2 == 0, out);
+	case 7:
+		return crdt_doc_chat_mark_read(d, 3, u, 1, out);
+	default:
+		return crdt_doc_chat_member(d, 3, u, 1, n % 2 == 0, out);
 	}
 }
 

@@ -20,7 +20,7 @@ build_base(void)
 	}
 	base = fuzz_doc(0);
 	crdt_buf_init(&m, NULL);
-	for (unsigned k = 0; k < 6; k++) {
+	for (unsigned k = 0; k < 9; k++) {
 		crdt_buf_clear(&m);
 		if (fuzz_local_op(base, k, (const uint8_t *)"xy", 2, &m) != 0)
 			abort();

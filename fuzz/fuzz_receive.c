@@ -67,7 +67,7 @@ build_base(void)
 	base = fuzz_doc(0);
 	crdt_buf_init(&m, NULL);
 	/* Some state, some of it from another replica, one buffered. */
-	for (unsigned k = 0; k < 6; k++) {
+	for (unsigned k = 0; k < 9; k++) {
 		crdt_buf_clear(&m);
 		if (fuzz_local_op(other, k, (const uint8_t *)"ab", 2, &m) != 0)
 			abort();
