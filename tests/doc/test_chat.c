@@ -1089,8 +1089,8 @@ Test(chat, every_allocation_failure_is_clean)
 {
 	uint64_t t = UINT64_C(1700000000000);
 	crdt_replica_id sid = test_id(9);
-	peer a, b;
-	crdt_buf m, s;
+	peer a, b, f;
+	crdt_buf m, s, fm;
 
 	test_alloc_reset();
 	peer_new(&a, 1, t, &sid);
@@ -1103,7 +1103,12 @@ Test(chat, every_allocation_failure_is_clean)
 	crdt_dot later = post(&b, "bob", "again", &first, &m);
 	(void)later;
 	cr_assert_eq(crdt_doc_save(b.d, &s), 0);
-	for (int step = 0; step < 5; step++) {
+	/* A rival of b's first message (b's ID, an earlier clock, another
+	 * author): the equivocation path and a shown record replaced. */
+	peer_new(&f, 2, t - 1000, &sid);
+	tb_init(&fm);
+	post(&f, "mallory", "forged", NULL, &fm);
+	for (int step = 0; step < 7; step++) {
 		for (long n = 0;; n++) {
 			crdt_buf before, after, out;
 			tb_init(&before);
@@ -1128,6 +1133,13 @@ Test(chat, every_allocation_failure_is_clean)
 				break;
 			case 3:
 				rc = crdt_doc_receive(a.d, m.data, m.len, NULL);
+				break;
+			case 4:
+				rc = crdt_doc_receive(a.d, fm.data, fm.len, NULL);
+				break;
+			case 5:
+				rc = crdt_doc_chat_member(a.d, 0, "carol", 5,
+				    true, &out);
 				break;
 			default:
 				rc = crdt_doc_load(a.d, s.data, s.len, NULL);
@@ -1157,9 +1169,15 @@ Test(chat, every_allocation_failure_is_clean)
 			cr_assert_lt(n, 100000);
 		}
 	}
+	crdt_chat_msg shown;
+	cr_assert_eq(crdt_chat_get(thread(&a), first, &shown), 0);
+	cr_assert(shown.body_len == 6 && memcmp(shown.body, "forged", 6) == 0,
+	    "the smaller record (earlier order key) is shown");
 	crdt_buf_fini(&m);
 	crdt_buf_fini(&s);
+	crdt_buf_fini(&fm);
 	crdt_doc_free(a.d);
 	crdt_doc_free(b.d);
+	crdt_doc_free(f.d);
 	ASSERT_NO_LEAKS();
 }
