@@ -132,6 +132,21 @@ msg_at(const msgs *m, size_t i, size_t *len)
 static crdt_config cfg_plain, cfg_count;
 
 static crdt_doc *
+replica_with(uint8_t idn, const crdt_config *cfg)
+{
+	uint8_t raw[16] = { 0 };
+	crdt_replica_id id;
+	crdt_doc *d;
+	raw[0] = idn;
+	raw[15] = 1;
+	CK(crdt_replica_id_from_bytes(&id, raw, sizeof raw));
+	CK(crdt_doc_new(cfg, &id, &d));
+	CK(crdt_doc_register_chat(d, "messages", NULL, NULL));
+	CK(crdt_doc_register(d, "register", CRDT_OBJ_LWW, NULL));
+	return d;
+}
+
+static crdt_doc *
 replica(uint8_t idn, bool counted)
 {
 	uint8_t raw[16] = { 0 };
@@ -247,7 +262,7 @@ typedef struct result {
 	bool w4_agree;
 	double w5_bytes, w5_save_ms, w5_load_ms, w5_more_ms;
 	bool w5_ok;
-	double w6_rss, w6_live;
+	double w6_rss, w6_live, w6_nolog;
 	double sync_ms, sync_bytes;
 	bool sync_ok;
 	double t_w1, t_w2, t_w5load;
@@ -280,6 +295,18 @@ run_all(size_t n, uint64_t seed, result *r, bool quiet)
 	r->w6_rss = (double)(rss_bytes() - rss0) / (double)n;
 	r->w6_live = (double)(live_bytes - live0) / (double)n;
 	r->w1_apply = n / (t1 - t0);
+	/* W6 (extra): a replica whose message log keeps one message (one
+	 * that never serves sync from its log): the state and indexes alone. */
+	{
+		crdt_config c = cfg_count;
+		c.log_max_msgs = 1;
+		long long l0 = live_bytes;
+		crdt_doc *e = replica_with(3, &c);
+		for (size_t i = 0; i < n; i++)
+			deliver(e, &am, i);
+		r->w6_nolog = (double)(live_bytes - l0) / (double)n;
+		crdt_doc_free(e);
+	}
 	r->t_w1 = t1 - t0;
 	r->w1_eq = same(a, b);
 	if (!quiet) {
@@ -522,6 +549,7 @@ median(result *rs, int runs, result *out)
 	/* RSS grows only in the first run: later runs reuse freed heap. */
 	out->w6_rss = rs[0].w6_rss;
 	MED(w6_live);
+	MED(w6_nolog);
 	MED(sync_ms);
 #undef MED
 	for (int i = 1; i < runs; i++) {
@@ -584,6 +612,8 @@ table(size_t n, int runs, const result *r)
 	ROW("W5 loaded replica correct", "%s", yn(r->w5_ok));
 	ROW("W6 rss bytes / message", "%.0f", r->w6_rss);
 	ROW("W6 allocator live bytes / message", "%.0f", r->w6_live);
+	ROW("W6 (extra) live bytes / message, message log bounded to 1", "%.0f",
+	    r->w6_nolog);
 	ROW("Sync one round (N/2 each way), ms", "%.1f", r->sync_ms);
 	ROW("Sync one round, bytes on the wire", "%.0f", r->sync_bytes);
 	ROW("Sync replicas equal", "%s", yn(r->sync_ok));
