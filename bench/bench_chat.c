@@ -149,16 +149,7 @@ replica_with(uint8_t idn, const crdt_config *cfg)
 static crdt_doc *
 replica(uint8_t idn, bool counted)
 {
-	uint8_t raw[16] = { 0 };
-	crdt_replica_id id;
-	crdt_doc *d;
-	raw[0] = idn;
-	raw[15] = 1;
-	CK(crdt_replica_id_from_bytes(&id, raw, sizeof raw));
-	CK(crdt_doc_new(counted ? &cfg_count : &cfg_plain, &id, &d));
-	CK(crdt_doc_register_chat(d, "messages", NULL, NULL));
-	CK(crdt_doc_register(d, "register", CRDT_OBJ_LWW, NULL));
-	return d;
+	return replica_with(idn, counted ? &cfg_count : &cfg_plain);
 }
 
 /* Append message i to `d`, capture its bytes into `m`. */
