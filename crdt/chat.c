@@ -48,9 +48,11 @@ typedef struct u64v {
 	bool sorted;
 } u64v;
 
-/* What few messages have: reactions and a rejection. Kept apart so the
- * per-message dot entry stays at 32 bytes. */
-typedef struct dot_extra {
+/* What few messages have: reactions and a rejection. Only dots with one
+ * of them get an entry (dot -> message goes through the node slots), so
+ * nothing here is paid per message. Key: the dot (24 bytes). */
+typedef struct dot_ent {
+	crdt__key k;
 	uint32_t reactions;    /* reactions currently on */
 	/* Reaction map entries seen for this message, by index (entries move
 	 * when the map grows; indices do not), in key order so every replica
@@ -59,11 +61,6 @@ typedef struct dot_extra {
 	size_t nrk, caprk;
 	const uint8_t *reason; /* rejection, NULL = none */
 	size_t reason_len;
-} dot_extra;
-
-typedef struct dot_ent { /* key: dot (24 bytes); only dots with extras */
-	crdt__key k;
-	uint32_t extra; /* index + 1 into chat_index.extras */
 } dot_ent;
 
 typedef struct rep_ent { /* key: replica id, or user || replica id */
@@ -97,8 +94,6 @@ typedef struct chat_index {
 	uint32_t *slots;
 	size_t nslots;
 	crdt__table dots;  /* dot_ent: reactions, rejections */
-	dot_extra *extras;
-	size_t nextras, capextras;
 	crdt__table reps;  /* rep_ent: messages per replica */
 	crdt__table ureps; /* rep_ent: messages per (user, replica) */
 	crdt__table users; /* user_ent */
@@ -441,17 +436,20 @@ rep_fini(void *e, const crdt_allocator *a)
 
 
 static void
+dot_fini(void *e, const crdt_allocator *a)
+{
+	dot_ent *d = e;
+	crdt__free(a, d->rk, d->caprk * sizeof *d->rk);
+}
+
+static void
 ix_clear(crdt_chat *c)
 {
 	chat_index *ix = c->ix;
 	const crdt_allocator *a = ix_alloc(c);
 	crdt__free(a, ix->nodes, ix->capn * sizeof *ix->nodes);
 	crdt__free(a, ix->slots, ix->nslots * sizeof *ix->slots);
-	for (size_t i = 0; i < ix->nextras; i++)
-		crdt__free(a, ix->extras[i].rk,
-		    ix->extras[i].caprk * sizeof *ix->extras[i].rk);
-	crdt__free(a, ix->extras, ix->capextras * sizeof *ix->extras);
-	crdt__table_fini(&ix->dots, NULL);
+	crdt__table_fini(&ix->dots, dot_fini);
 	crdt__table_fini(&ix->reps, rep_fini);
 	crdt__table_fini(&ix->ureps, rep_fini);
 	crdt__table_fini(&ix->users, user_fini);
@@ -548,36 +546,12 @@ node_slots_reserve(chat_index *ix, const crdt_allocator *a, size_t need)
 	return 0;
 }
 
-/* The extras of a dot entry; created (zeroed) on demand. */
-static dot_extra *
-extra_get(chat_index *ix, const crdt_allocator *a, dot_ent *de, int *rc)
-{
-	*rc = 0;
-	if (de->extra != 0)
-		return &ix->extras[de->extra - 1];
-	if (ix->nextras >= UINT32_MAX - 1) {
-		*rc = CRDT_ETOOBIG;
-		return NULL;
-	}
-	void *v = ix->extras;
-	if ((*rc = crdt__grow(a, &v, &ix->capextras, ix->nextras + 1,
-	    sizeof *ix->extras)) < 0)
-		return NULL;
-	ix->extras = v;
-	dot_extra *x = &ix->extras[ix->nextras++];
-	memset(x, 0, sizeof *x);
-	de->extra = (uint32_t)ix->nextras;
-	return x;
-}
-
-/* Read-only: the extras of a dot, NULL when it has none. */
-static const dot_extra *
-extra_of(const crdt_chat *c, crdt_dot id)
+/* Read-only: the reactions and rejection of a dot, NULL when none. */
+static const dot_ent *
+dot_of(const crdt_chat *c, crdt_dot id)
 {
 	int rc;
-	const dot_ent *e = dot_get(c->ix, id, false, &rc);
-	return e != NULL && e->extra != 0 ? &c->ix->extras[e->extra - 1] :
-	    NULL;
+	return dot_get(c->ix, id, false, &rc);
 }
 
 static user_ent *
@@ -823,10 +797,7 @@ ix_add_mark(crdt_chat *c, const uint8_t *rec, size_t len, crdt_dot *about)
 		size_t wl;
 		CRDT_TRY(rd_dot(&r, &d));
 		CRDT_TRY(crdt__rd_bin(&r, &why, &wl));
-		dot_ent *de = dot_get(ix, d, true, &rc);
-		if (de == NULL)
-			return rc ? rc : CRDT_ENOMEM;
-		dot_extra *x = extra_get(ix, a, de, &rc);
+		dot_ent *x = dot_get(ix, d, true, &rc);
 		if (x == NULL)
 			return rc ? rc : CRDT_ENOMEM;
 		/* Two rejections of one message: keep the smaller reason so
@@ -858,10 +829,7 @@ ix_react(crdt_chat *c, size_t idx, bool was_on, bool now_on, bool fresh,
 	CRDT_TRY(crdt__rd_init(&r, &big_limits, k->ptr, k->len));
 	CRDT_TRY(crdt__rd_array_n(&r, 4));
 	CRDT_TRY(rd_dot(&r, &d));
-	dot_ent *de = dot_get(ix, d, true, &rc);
-	if (de == NULL)
-		return rc ? rc : CRDT_ENOMEM;
-	dot_extra *x = extra_get(ix, ix_alloc(c), de, &rc);
+	dot_ent *x = dot_get(ix, d, true, &rc);
 	if (x == NULL)
 		return rc ? rc : CRDT_ENOMEM;
 	if (fresh) {
@@ -1484,7 +1452,7 @@ crdt_chat_status_of(const crdt_chat *c, crdt_dot id, crdt_chat_status *st)
 	uint32_t x = find(c, id);
 	if (x == NIL)
 		return CRDT_ENOTFOUND;
-	const dot_extra *e = extra_of(c, id);
+	const dot_ent *e = dot_of(c, id);
 	if (e != NULL && e->reason != NULL)
 		*st = CRDT_CHAT_REJECTED;
 	else if (c->has_server && !covered_by_ack(c, id))
@@ -1503,7 +1471,7 @@ crdt_chat_rejection(const crdt_chat *c, crdt_dot id, const uint8_t **reason,
 	if (c == NULL)
 		return CRDT_EINVAL;
 	CRDT_TRY(ensure(c));
-	const dot_extra *e = extra_of(c, id);
+	const dot_ent *e = dot_of(c, id);
 	if (e == NULL || e->reason == NULL)
 		return CRDT_ENOTFOUND;
 	if (reason != NULL)
@@ -1518,7 +1486,7 @@ crdt_chat_reaction_count(const crdt_chat *c, crdt_dot id)
 {
 	if (c == NULL || ensure(c) != 0)
 		return 0;
-	const dot_extra *e = extra_of(c, id);
+	const dot_ent *e = dot_of(c, id);
 	return e != NULL ? e->reactions : 0;
 }
 
@@ -1529,7 +1497,7 @@ crdt_chat_reactions(const crdt_chat *c, crdt_dot id, crdt_chat_reaction_fn fn,
 	if (c == NULL || fn == NULL)
 		return CRDT_EINVAL;
 	CRDT_TRY(ensure(c));
-	const dot_extra *e = extra_of(c, id);
+	const dot_ent *e = dot_of(c, id);
 	for (size_t i = 0; e != NULL && i < e->nrk; i++) {
 		const crdt__key *k = crdt__map_entry(c->reacts, e->rk[i], NULL);
 		const uint8_t *v;
@@ -1655,7 +1623,7 @@ crdt_chat_outbox(const crdt_chat *c, const crdt_replica_id *self,
 	uint64_t acked = crdt_vclock_get(c->ix->acked, self);
 	for (size_t i = u64v_upto(&re->ctr, acked); i < re->ctr.n; i++) {
 		crdt_dot id = { *self, re->ctr.v[i] };
-		const dot_extra *e = extra_of(c, id);
+		const dot_ent *e = dot_of(c, id);
 		if (e != NULL && e->reason != NULL)
 			continue;
 		int v = fn(ud, id);

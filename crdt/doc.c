@@ -665,7 +665,7 @@ rd_deps(crdt_doc *d, crdt__rd *r, const crdt_replica_id *sender,
 	if (n % 2 != 0)
 		return CRDT_EMALFORMED;
 	n /= 2;
-	CRDT_TRY(crdt__rd_fits(r, n, 19)); /* bin16 = 18, counter >= 1 */
+	CRDT_TRY(crdt__rd_fits(r, n, CRDT__MIN_ID_UINT));
 	void *v = d->sdeps;
 	CRDT_TRY(crdt__grow(&d->cfg.alloc, &v, &d->capsdeps, n,
 	    sizeof *d->sdeps));
@@ -2383,7 +2383,7 @@ rd_vc_pairs(const crdt_doc *d, crdt__rd *r, iddep **out, size_t *nout)
 	if (n % 2 != 0)
 		return CRDT_EMALFORMED;
 	n /= 2;
-	CRDT_TRY(crdt__rd_fits(r, n, 19)); /* bin16 = 18, counter >= 1 */
+	CRDT_TRY(crdt__rd_fits(r, n, CRDT__MIN_ID_UINT));
 	iddep *v = crdt__malloc(&d->cfg.alloc, n * sizeof *v);
 	if (v == NULL)
 		return CRDT_ENOMEM;

@@ -343,8 +343,8 @@ decode_state(crdt__rd *r, crdt_gset *s)
 	if (items % 3 != 0)
 		return CRDT_EMALFORMED;
 	items /= 3;
-	/* element bin >= 1, replica bin16 = 18, counter >= 1 */
-	CRDT_TRY(crdt__rd_fits(r, items, 20));
+	/* element bin >= 1, replica, counter */
+	CRDT_TRY(crdt__rd_fits(r, items, 1 + CRDT__MIN_ID_UINT));
 	CRDT_TRY(crdt__table_reserve(&s->t, items));
 	for (size_t i = 0; i < items; i++) {
 		const uint8_t *elem;

@@ -177,6 +177,9 @@ int crdt__rd_array(crdt__rd *r, size_t *n);
  * before sizing anything by n, so a decoder never allocates more than a
  * small multiple of its input (CRDT_EMALFORMED otherwise). */
 int crdt__rd_fits(const crdt__rd *r, size_t n, size_t each);
+/* Smallest encodings: a replica ID (bin16) and a uint after it. */
+#define CRDT__MIN_ID 18
+#define CRDT__MIN_ID_UINT (CRDT__MIN_ID + 1)
 int crdt__rd_array_n(crdt__rd *r, size_t want);
 int crdt__rd_uint(crdt__rd *r, uint64_t *v);
 int crdt__rd_bin(crdt__rd *r, const uint8_t **p, size_t *n);

@@ -851,8 +851,8 @@ map_decode_body(crdt__rd *r, crdt_lww_map *m)
 	if (items % 4 != 0)
 		return CRDT_EMALFORMED;
 	items /= 4;
-	/* key bin >= 1, stamp >= 1, writer bin16 = 18, value or nil >= 1 */
-	CRDT_TRY(crdt__rd_fits(r, items, 21));
+	/* key bin >= 1, stamp >= 1, writer, value or nil >= 1 */
+	CRDT_TRY(crdt__rd_fits(r, items, 2 + CRDT__MIN_ID_UINT));
 	CRDT_TRY(crdt__table_reserve(&m->t, items));
 	for (size_t i = 0; i < items; i++) {
 		const uint8_t *key;

@@ -276,7 +276,7 @@ decode_body(crdt__rd *r, crdt_vclock *vc)
 	if (pairs % 2 != 0)
 		return CRDT_EMALFORMED;
 	pairs /= 2;
-	CRDT_TRY(crdt__rd_fits(r, pairs, 19)); /* bin16 = 18, counter >= 1 */
+	CRDT_TRY(crdt__rd_fits(r, pairs, CRDT__MIN_ID_UINT));
 	void *v = NULL;
 	CRDT_TRY(crdt__grow(&vc->cfg.alloc, &v, &vc->cap, pairs,
 	    sizeof *vc->v));
