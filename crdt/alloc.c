@@ -94,6 +94,7 @@ crdt__config_resolve(const crdt_config *in, crdt_config *out)
 		c.max_replicas = in->max_replicas;
 	c.clock = in->clock;
 	c.clock_ud = in->clock_ud;
+	c.doc_id = in->doc_id;
 	*out = c;
 	return 0;
 }

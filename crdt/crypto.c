@@ -99,3 +99,18 @@ crdt__memzero(void *p, size_t n)
 {
 	sodium_memzero(p, n);
 }
+
+int
+crdt__hash_keyed(uint8_t *out, size_t outlen, const void *in, size_t inlen,
+    const uint8_t *key, size_t keylen, const char personal[16])
+{
+	static const uint8_t salt[crypto_generichash_blake2b_SALTBYTES];
+	uint8_t pers[crypto_generichash_blake2b_PERSONALBYTES];
+
+	CRDT_TRY(crdt__crypto_init());
+	memcpy(pers, personal, sizeof pers);
+	return crypto_generichash_blake2b_salt_personal(out, outlen, in, inlen,
+		   key, keylen, salt, pers) == 0 ?
+	    0 :
+	    CRDT_ECRYPTO;
+}

@@ -17,11 +17,12 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "envelope.h"
 #include "crdt/doc.h"
 #include "crdt/chat.h"
 #include "crdt/secure.h"
 
-#define KIND_MSG 5
+#define KIND_MSG CRDT__KIND_MSG
 #define KIND_SNAP 6
 #define KIND_HELLO 7
 #define KIND_DATA 8
@@ -88,6 +89,7 @@ typedef struct obj {
 
 /* A decoded message: views into the caller's bytes. */
 typedef struct msgview {
+	unsigned version;
 	crdt_replica_id sender;
 	uint64_t counter, hlc;
 	size_t ndeps; /* deps in d->sdeps */
@@ -126,10 +128,7 @@ typedef struct epoch_key {
 	uint8_t key[CRDT_DOC_KEY_BYTES];
 } epoch_key;
 
-typedef struct iddep {
-	crdt_replica_id id;
-	uint64_t c;
-} iddep;
+typedef crdt__iddep iddep;
 
 /* Open-addressed (replica, counter) -> buffered message, for dedup. */
 typedef struct dotslot {
@@ -655,49 +654,17 @@ walk_ops(crdt_doc *d, const uint8_t *p, size_t len, size_t *nops,
 	return 0;
 }
 
-static int
-rd_deps(crdt_doc *d, crdt__rd *r, const crdt_replica_id *sender,
-    size_t *ndeps)
+/* crdt__env_parse()'s sink: the document's dependency scratch array. */
+static crdt__iddep *
+sdeps_room(void *ud, size_t n)
 {
-	size_t n;
-
-	CRDT_TRY(crdt__rd_array(r, &n));
-	if (n % 2 != 0)
-		return CRDT_EMALFORMED;
-	n /= 2;
-	CRDT_TRY(crdt__rd_fits(r, n, CRDT__MIN_ID_UINT));
+	crdt_doc *d = ud;
 	void *v = d->sdeps;
-	CRDT_TRY(crdt__grow(&d->cfg.alloc, &v, &d->capsdeps, n,
-	    sizeof *d->sdeps));
+	if (crdt__grow(&d->cfg.alloc, &v, &d->capsdeps, n,
+		sizeof *d->sdeps) != 0)
+		return NULL;
 	d->sdeps = v;
-	for (size_t i = 0; i < n; i++) {
-		iddep *e = &d->sdeps[i];
-		CRDT_TRY(crdt__rd_id(r, &e->id));
-		CRDT_TRY(crdt__rd_uint(r, &e->c));
-		if (e->c == 0 || crdt_replica_id_cmp(&e->id, sender) == 0)
-			return CRDT_EMALFORMED;
-		if (i > 0 && crdt_replica_id_cmp(&d->sdeps[i - 1].id,
-				 &e->id) >= 0)
-			return CRDT_EMALFORMED;
-	}
-	r->depth--;
-	*ndeps = n;
-	return 0;
-}
-
-static int
-rd_envelope(crdt__rd *r, crdt_replica_id *sender, uint64_t *counter,
-    uint64_t *hlc)
-{
-	size_t n;
-
-	CRDT_TRY(crdt__rd_header(r, KIND_MSG, &n));
-	if (n != 8)
-		return CRDT_EMALFORMED;
-	CRDT_TRY(crdt__rd_id(r, sender));
-	CRDT_TRY(crdt__rd_uint(r, counter));
-	CRDT_TRY(crdt__rd_uint(r, hlc));
-	return *counter == 0 ? CRDT_EMALFORMED : 0;
+	return d->sdeps;
 }
 
 /*
@@ -748,8 +715,8 @@ open_msg(crdt_doc *d, msgview *mv, bool verify)
 		CRDT_TRY(crdt_replica_id_from_public_key(mv->pk, &id));
 		if (crdt_replica_id_cmp(&id, &mv->sender) != 0)
 			return CRDT_EBADKEY;
-		CRDT_TRY(crdt__hash_personal(h, sizeof h, mv->bytes,
-		    mv->auth_off, "crdt.msg.v1\0\0\0\0"));
+		CRDT_TRY(crdt__env_sig_digest(h, mv->version, &d->cfg.doc_id,
+		    mv->bytes, mv->auth_off));
 		CRDT_TRY(crdt__verify(mv->sig, h, sizeof h, mv->pk));
 	}
 	if (!mv->sealed || mv->opened || is_relay(d)) {
@@ -765,8 +732,13 @@ open_msg(crdt_doc *d, msgview *mv, bool verify)
 		CRDT_TRY(crdt_buf_append(&d->plain, mv->ct, plen + 1));
 		crdt_buf_clear(&d->plain);
 	}
-	CRDT_TRY(crdt__aead_open(d->plain.data, mv->ct, mv->ctlen, mv->bytes,
-	    mv->payload_off, mv->nonce, k->key));
+	uint8_t adbuf[32];
+	const uint8_t *ad;
+	size_t adlen;
+	CRDT_TRY(crdt__env_ad(adbuf, mv->version, &d->cfg.doc_id, mv->bytes,
+	    mv->payload_off, &ad, &adlen));
+	CRDT_TRY(crdt__aead_open(d->plain.data, mv->ct, mv->ctlen, ad, adlen,
+	    mv->nonce, k->key));
 	d->plain.len = plen;
 	mv->payload = d->plain.data;
 	mv->plen = plen;
@@ -783,48 +755,33 @@ open_msg(crdt_doc *d, msgview *mv, bool verify)
 static int
 parse_msg(crdt_doc *d, const void *bytes, size_t len, msgview *mv, bool ops)
 {
-	crdt__rd r;
+	crdt__env e;
 
-	CRDT_TRY(crdt__rd_init(&r, &d->cfg.limits, bytes, len));
-	CRDT_TRY(rd_envelope(&r, &mv->sender, &mv->counter, &mv->hlc));
-	CRDT_TRY(rd_deps(d, &r, &mv->sender, &mv->ndeps));
+	CRDT_TRY(crdt__env_parse(&d->cfg.limits, bytes, len, &e, sdeps_room,
+	    d));
+	/* A version-1 message names no document, signed or not. */
+	if (e.version == 1 && !crdt__doc_id_zero(&d->cfg.doc_id))
+		return CRDT_EWRONGDOC;
+	mv->version = e.version;
+	mv->sender = e.sender;
+	mv->counter = e.counter;
+	mv->hlc = e.hlc;
+	mv->ndeps = e.ndeps;
 	mv->bytes = bytes;
 	mv->end = (const uint8_t *)bytes + len;
-	mv->payload_off = (size_t)(r.p - (const uint8_t *)bytes);
-	mv->sealed = r.p < r.end && *r.p == 0x93;
+	mv->payload_off = e.payload_off;
+	mv->auth_off = e.auth_off;
+	mv->sealed = e.sealed;
 	mv->opened = false;
-	if (mv->sealed) {
-		/* [epoch, nonce, ciphertext] */
-		uint64_t ep;
-		size_t nl;
-		CRDT_TRY(crdt__rd_array_n(&r, 3));
-		CRDT_TRY(crdt__rd_uint(&r, &ep));
-		CRDT_TRY(crdt__rd_bin(&r, &mv->nonce, &nl));
-		CRDT_TRY(crdt__rd_blob(&r, &mv->ct, &mv->ctlen));
-		r.depth--;
-		if (ep > UINT32_MAX || nl != CRDT__NONCE_BYTES ||
-		    mv->ctlen < CRDT__TAG_BYTES)
-			return CRDT_EMALFORMED;
-		mv->epoch = (uint32_t)ep;
-		mv->payload = NULL;
-		mv->plen = 0;
-	} else {
-		CRDT_TRY(crdt__rd_blob(&r, &mv->payload, &mv->plen));
-	}
-	mv->auth_off = (size_t)(r.p - (const uint8_t *)bytes);
-	mv->has_auth = !(r.p < r.end && *r.p == 0xc0);
-	if (mv->has_auth) {
-		size_t pl, sl;
-		CRDT_TRY(crdt__rd_array_n(&r, 2));
-		CRDT_TRY(crdt__rd_bin(&r, &mv->pk, &pl));
-		CRDT_TRY(crdt__rd_bin(&r, &mv->sig, &sl));
-		r.depth--;
-		if (pl != CRDT_PUBLIC_KEY_BYTES || sl != CRDT__SIG_BYTES)
-			return CRDT_EMALFORMED;
-	} else {
-		r.p++;
-	}
-	CRDT_TRY(crdt__rd_done(&r));
+	mv->payload = e.payload;
+	mv->plen = e.plen;
+	mv->epoch = e.epoch;
+	mv->nonce = e.nonce;
+	mv->ct = e.ct;
+	mv->ctlen = e.ctlen;
+	mv->has_auth = e.has_auth;
+	mv->pk = e.pk;
+	mv->sig = e.sig;
 	/* The mode is part of the document's schema: a plaintext message in
 	 * an encrypted document, or the reverse, is refused everywhere. */
 	if (mv->sealed != d->encrypted)
@@ -834,30 +791,6 @@ parse_msg(crdt_doc *d, const void *bytes, size_t len, msgview *mv, bool ops)
 		return mv->sealed ? 0 : (mv->opened = true, 0);
 	CRDT_TRY(open_msg(d, mv, true));
 	return mv->payload != NULL ? validate_ops(d, mv) : 0;
-}
-
-int
-crdt_msg_peek(const void *msg, size_t len, crdt_dot *dot, uint64_t *hlc)
-{
-	crdt_limits lim;
-	crdt_config c;
-	crdt__rd r;
-	crdt_replica_id id;
-	uint64_t counter, ts;
-
-	if (msg == NULL)
-		return CRDT_EINVAL;
-	crdt_config_default(&c);
-	lim = c.limits;
-	CRDT_TRY(crdt__rd_init(&r, &lim, msg, len));
-	CRDT_TRY(rd_envelope(&r, &id, &counter, &ts));
-	if (dot != NULL) {
-		dot->replica = id;
-		dot->counter = counter;
-	}
-	if (hlc != NULL)
-		*hlc = ts;
-	return 0;
 }
 
 /* ---------------------------------------------------------------- */
@@ -1918,10 +1851,14 @@ w_sealed(crdt_doc *d, crdt_buf *out, size_t mark, const uint8_t *plain,
     size_t n)
 {
 	const epoch_key *k = find_key(d, d->cur_epoch);
-	uint8_t nonce[CRDT__NONCE_BYTES];
-	size_t adlen = out->len - mark; /* the header, up to the payload */
+	uint8_t nonce[CRDT__NONCE_BYTES], adbuf[32];
+	const uint8_t *ad;
+	size_t adlen;
 	if (k == NULL)
 		return CRDT_ENOKEY;
+	/* The header, up to the payload, bound to the document. */
+	CRDT_TRY(crdt__env_ad(adbuf, CRDT__DOC_FORMAT_VERSION, &d->cfg.doc_id,
+	    out->data + mark, out->len - mark, &ad, &adlen));
 	CRDT_TRY(crdt__random(nonce, sizeof nonce));
 	CRDT_TRY(crdt__w_array(out, 3));
 	CRDT_TRY(crdt__w_uint(out, k->epoch));
@@ -1931,8 +1868,8 @@ w_sealed(crdt_doc *d, crdt_buf *out, size_t mark, const uint8_t *plain,
 	size_t at = out->len;
 	CRDT_TRY(crdt_buf_append(out, plain, n));
 	CRDT_TRY(crdt_buf_append(out, nonce, CRDT__TAG_BYTES));
-	return crdt__aead_seal(out->data + at, plain, n,
-	    out->data + mark, adlen, nonce, k->key);
+	return crdt__aead_seal(out->data + at, plain, n, ad, adlen, nonce,
+	    k->key);
 }
 
 /* The auth slot: nil, or [public key, Ed25519 signature of the
@@ -1943,8 +1880,8 @@ w_auth(const crdt_doc *d, crdt_buf *out, size_t mark)
 	uint8_t h[32], sig[CRDT__SIG_BYTES];
 	if (d->ident == NULL)
 		return crdt__w_nil(out);
-	CRDT_TRY(crdt__hash_personal(h, sizeof h, out->data + mark,
-	    out->len - mark, "crdt.msg.v1\0\0\0\0"));
+	CRDT_TRY(crdt__env_sig_digest(h, CRDT__DOC_FORMAT_VERSION,
+	    &d->cfg.doc_id, out->data + mark, out->len - mark));
 	crdt__sign(sig, h, sizeof h, crdt__identity_sk(d->ident));
 	CRDT_TRY(crdt__w_array(out, 2));
 	CRDT_TRY(crdt__w_bin(out, crdt__identity_pk(d->ident),
@@ -2244,17 +2181,17 @@ encode_obj(const dobj *o, crdt_buf *out)
 	return CRDT_EINVAL;
 }
 
+/* A buffered message and its dot, for sorting without the document. */
+typedef struct bm_sort {
+	crdt_dot dot;
+	const bmsg *m;
+} bm_sort;
+
 static int
 bm_cmp(const void *x, const void *y)
 {
-	const bmsg *a = *(const bmsg *const *)x;
-	const bmsg *b = *(const bmsg *const *)y;
-	/* Same sender index means the same ID; order by ID via the bytes. */
-	crdt_dot da, db;
-	if (crdt_msg_peek(a->bytes, a->len, &da, NULL) != 0 ||
-	    crdt_msg_peek(b->bytes, b->len, &db, NULL) != 0)
-		return 0;
-	return crdt_dot_cmp(da, db);
+	return crdt_dot_cmp(((const bm_sort *)x)->dot,
+	    ((const bm_sort *)y)->dot);
 }
 
 static int
@@ -2262,7 +2199,8 @@ save_body(const crdt_doc *d, crdt_buf *out, crdt_buf *tmp)
 {
 	const crdt_allocator *a = &d->cfg.alloc;
 
-	CRDT_TRY(crdt__w_header(out, KIND_SNAP, 5));
+	CRDT_TRY(crdt__w_header(out, KIND_SNAP, 6));
+	CRDT_TRY(crdt__w_bin(out, d->cfg.doc_id.bytes, CRDT_DOC_ID_BYTES));
 	CRDT_TRY(w_vc_pairs(d, out));
 	CRDT_TRY(crdt__w_uint(out, d->hlc_max));
 	CRDT_TRY(crdt__w_array(out, d->nobjs));
@@ -2275,7 +2213,7 @@ save_body(const crdt_doc *d, crdt_buf *out, crdt_buf *tmp)
 		CRDT_TRY(crdt__w_uint(out, (uint64_t)o->type));
 		CRDT_TRY(crdt__w_bin(out, tmp->data, tmp->len));
 	}
-	const bmsg **v = NULL;
+	bm_sort *v = NULL;
 	if (d->nbuffered > 0) {
 		v = crdt__malloc(a, d->nbuffered * sizeof *v);
 		if (v == NULL)
@@ -2283,13 +2221,16 @@ save_body(const crdt_doc *d, crdt_buf *out, crdt_buf *tmp)
 	}
 	size_t n = 0;
 	for (size_t i = 0; i < d->nbm; i++)
-		if (d->bm[i].live)
-			v[n++] = &d->bm[i];
+		if (d->bm[i].live) {
+			const bmsg *m = &d->bm[i];
+			v[n++] = (bm_sort){ { d->rs[m->sender].id, m->counter },
+				m };
+		}
 	if (n > 1)
 		qsort(v, n, sizeof *v, bm_cmp);
 	int rc = crdt__w_array(out, n);
 	for (size_t i = 0; rc == 0 && i < n; i++)
-		rc = crdt__w_bin(out, v[i]->bytes, v[i]->len);
+		rc = crdt__w_bin(out, v[i].m->bytes, v[i].m->len);
 	crdt__free(a, v, d->nbuffered * sizeof *v);
 	return rc == 0 ? w_evidence(d, out) : rc;
 }
@@ -2414,9 +2355,25 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 	size_t n;
 
 	CRDT_TRY(crdt__rd_init(&r, &d->cfg.limits, bytes, len));
-	CRDT_TRY(crdt__rd_header(&r, KIND_SNAP, &n));
-	if (n != 7)
+	unsigned ver;
+	CRDT_TRY(crdt__rd_header_v(&r, KIND_SNAP, &n, &ver));
+	if (n != (ver == 1 ? 7 : 8))
 		return CRDT_EMALFORMED;
+	/* Checked before anything is decoded: another document's state
+	 * must not even be interned. A version-1 snapshot names no
+	 * document: only an unbound document takes it. */
+	if (ver == 1) {
+		if (!crdt__doc_id_zero(&d->cfg.doc_id))
+			return CRDT_EWRONGDOC;
+	} else {
+		const uint8_t *docid;
+		size_t idlen;
+		CRDT_TRY(crdt__rd_bin(&r, &docid, &idlen));
+		if (idlen != CRDT_DOC_ID_BYTES)
+			return CRDT_EMALFORMED;
+		if (memcmp(docid, d->cfg.doc_id.bytes, CRDT_DOC_ID_BYTES) != 0)
+			return CRDT_EWRONGDOC;
+	}
 	CRDT_TRY(rd_vc_pairs(d, &r, &sv->vc, &sv->nvc));
 	CRDT_TRY(crdt__rd_uint(&r, &sv->hlc_max));
 	CRDT_TRY(crdt__rd_array(&r, &n));
@@ -2831,7 +2788,7 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 	CRDT_TRY(crdt__rd_init(&r, &d->cfg.limits, frame, len));
 	CRDT_TRY(crdt__rd_array(&r, &n));
 	CRDT_TRY(crdt__rd_uint(&r, &ver));
-	if (ver != CRDT__FORMAT_VERSION)
+	if (ver < CRDT__DOC_FORMAT_OLDEST || ver > CRDT__DOC_FORMAT_VERSION)
 		return CRDT_EVERSION;
 	CRDT_TRY(crdt__rd_uint(&r, &kind));
 	if (!((kind == KIND_HELLO && n == 3) || (kind == KIND_DATA && n == 6)))
@@ -3255,10 +3212,15 @@ open_sealed_snapshot(crdt_doc *d, const void *bytes, size_t len,
 	const uint8_t *nonce, *ct;
 
 	CRDT_TRY(crdt__rd_init(&r, &d->cfg.limits, bytes, len));
-	CRDT_TRY(crdt__rd_header(&r, KIND_SEALED_SNAP, &n));
+	unsigned ver;
+	CRDT_TRY(crdt__rd_header_v(&r, KIND_SEALED_SNAP, &n, &ver));
 	if (n != 3)
 		return CRDT_EMALFORMED;
-	size_t adlen = (size_t)(r.p - (const uint8_t *)bytes);
+	uint8_t adbuf[32];
+	const uint8_t *ad;
+	size_t adlen;
+	CRDT_TRY(crdt__env_ad(adbuf, ver, &d->cfg.doc_id, bytes,
+	    (size_t)(r.p - (const uint8_t *)bytes), &ad, &adlen));
 	CRDT_TRY(crdt__rd_array_n(&r, 3));
 	CRDT_TRY(crdt__rd_uint(&r, &ep));
 	CRDT_TRY(crdt__rd_bin(&r, &nonce, &nl));
@@ -3271,7 +3233,7 @@ open_sealed_snapshot(crdt_doc *d, const void *bytes, size_t len,
 	if (k == NULL)
 		return CRDT_ENOKEY;
 	CRDT_TRY(crdt_buf_append(plain, ct, ctlen));
-	CRDT_TRY(crdt__aead_open(plain->data, ct, ctlen, bytes, adlen, nonce,
+	CRDT_TRY(crdt__aead_open(plain->data, ct, ctlen, ad, adlen, nonce,
 	    k->key));
 	plain->len = ctlen - CRDT__TAG_BYTES;
 	return 0;
@@ -3280,7 +3242,8 @@ open_sealed_snapshot(crdt_doc *d, const void *bytes, size_t len,
 static bool
 is_sealed_snapshot(const uint8_t *b, size_t len)
 {
-	return len >= 3 && b[0] == 0x93 && b[1] == CRDT__FORMAT_VERSION &&
+	return len >= 3 && b[0] == 0x93 && b[1] >= CRDT__DOC_FORMAT_OLDEST &&
+	    b[1] <= CRDT__DOC_FORMAT_VERSION &&
 	    b[2] == KIND_SEALED_SNAP;
 }
 

@@ -63,6 +63,9 @@ uint64_t crdt__siphash(const uint8_t key[16], const void *p, size_t n);
 /* BLAKE2b with a 16-byte personalisation (domain separation). */
 int crdt__hash_personal(uint8_t *out, size_t outlen, const void *in,
     size_t inlen, const char personal[16]);
+/* The same, keyed (BLAKE2b's key parameter, 1..64 bytes). */
+int crdt__hash_keyed(uint8_t *out, size_t outlen, const void *in,
+    size_t inlen, const uint8_t *key, size_t keylen, const char personal[16]);
 int crdt__sign_seed_keypair(uint8_t pk[32], uint8_t sk[64],
     const uint8_t seed[32]);
 void crdt__sign(uint8_t sig[64], const uint8_t *m, size_t mlen,
@@ -142,7 +145,23 @@ int crdt__key_cmp(const uint8_t *a, size_t alen, const uint8_t *b,
  * exactly what the writers produce (smallest encodings only), so every
  * accepted input re-encodes to the same bytes. */
 
+/* Version of object encodings (G-Set, LWW, map, vclock, chat state). */
 #define CRDT__FORMAT_VERSION 1
+/* Version of the document's own frames (kinds 5..8 and 10: message,
+ * snapshot, HELLO, DATA, sealed snapshot). 2: signatures and sealed
+ * payloads bound to the document ID; snapshots carry it. Version 1 is
+ * still read (docs/wire-format.md, "Versions"), by documents whose ID is
+ * zero only: it names no document. */
+#define CRDT__DOC_FORMAT_VERSION 2
+#define CRDT__DOC_FORMAT_OLDEST 1
+/* The version a kind is written and read with. */
+static inline unsigned
+crdt__kind_version(unsigned kind)
+{
+	return (kind >= 5 && kind <= 8) || kind == 10 ?
+	    CRDT__DOC_FORMAT_VERSION :
+	    CRDT__FORMAT_VERSION;
+}
 
 /* Object kinds, the second field of every encoding. */
 enum {
@@ -193,6 +212,9 @@ int crdt__rd_id(crdt__rd *r, crdt_replica_id *id);
 /* Reads the array header (length returned in *n, must be >= 2), then
  * version and kind; CRDT_EVERSION / CRDT_EMALFORMED on mismatch. */
 int crdt__rd_header(crdt__rd *r, unsigned kind, size_t *n);
+/* The same for the document's kinds, which still read older versions:
+ * the version found goes to *ver. */
+int crdt__rd_header_v(crdt__rd *r, unsigned kind, size_t *n, unsigned *ver);
 int crdt__rd_done(const crdt__rd *r);
 
 /* Remove the most recently inserted entry (undo of an insert). Safe with

@@ -89,7 +89,7 @@ int
 crdt__w_header(crdt_buf *b, unsigned kind, size_t n_more)
 {
 	CRDT_TRY(crdt__w_array(b, 2 + n_more));
-	CRDT_TRY(crdt__w_uint(b, CRDT__FORMAT_VERSION));
+	CRDT_TRY(crdt__w_uint(b, crdt__kind_version(kind)));
 	return crdt__w_uint(b, kind);
 }
 
@@ -307,18 +307,32 @@ crdt__rd_id(crdt__rd *r, crdt_replica_id *id)
 }
 
 int
-crdt__rd_header(crdt__rd *r, unsigned kind, size_t *n)
+crdt__rd_header_v(crdt__rd *r, unsigned kind, size_t *n, unsigned *ver)
 {
 	uint64_t v, k;
+	unsigned cur = crdt__kind_version(kind);
+	unsigned oldest = cur == CRDT__DOC_FORMAT_VERSION ?
+	    CRDT__DOC_FORMAT_OLDEST :
+	    cur;
 
 	CRDT_TRY(crdt__rd_array(r, n));
 	if (*n < 2)
 		return CRDT_EMALFORMED;
 	CRDT_TRY(crdt__rd_uint(r, &v));
-	if (v != CRDT__FORMAT_VERSION)
+	if (v < oldest || v > cur)
 		return CRDT_EVERSION;
 	CRDT_TRY(crdt__rd_uint(r, &k));
+	*ver = (unsigned)v;
 	return k == kind ? 0 : CRDT_EMALFORMED;
+}
+
+int
+crdt__rd_header(crdt__rd *r, unsigned kind, size_t *n)
+{
+	unsigned v;
+
+	CRDT_TRY(crdt__rd_header_v(r, kind, n, &v));
+	return v == crdt__kind_version(kind) ? 0 : CRDT_EVERSION;
 }
 
 int

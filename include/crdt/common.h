@@ -75,6 +75,23 @@ typedef struct crdt_limits {
 /** Physical clock in milliseconds since the Unix epoch. */
 typedef uint64_t (*crdt_clock_fn)(void *ud);
 
+/** Bytes of a document ID. */
+#define CRDT_DOC_ID_BYTES 32
+
+/**
+ * Names one document (not one replica): every replica of a document uses
+ * the same ID, fixed when the document is created. Signatures and the
+ * associated data of sealed payloads cover it, so a message of one
+ * document fails verification in every other; snapshots carry it, so
+ * crdt_doc_load() refuses another document's snapshot (CRDT_EWRONGDOC).
+ * All zero = unbound (documents with the zero ID accept each other's
+ * messages). Pick it at random (crdt_doc_key_generate() fills 32 random
+ * bytes) or derive it from a name the application already has.
+ */
+typedef struct crdt_doc_id {
+	uint8_t bytes[CRDT_DOC_ID_BYTES];
+} crdt_doc_id;
+
 /**
  * Construction settings, copied by every constructor that takes one.
  * Start from crdt_config_default() and override fields; NULL where a
@@ -92,6 +109,7 @@ typedef struct crdt_config {
 	size_t log_max_msgs;       /* message log, messages    [1 Mi]    */
 	size_t log_max_bytes;      /* message log, bytes       [256 MiB] */
 	size_t max_replicas;       /* replica IDs a document tracks [65536] */
+	crdt_doc_id doc_id;        /* the document's ID [zero = unbound]   */
 	uint8_t reserved[32];      /* zero; room to grow without an ABI break */
 } crdt_config;
 

@@ -29,7 +29,8 @@ extern "C" {
 	X(EBADSIG, -15, "signature missing or invalid")                       \
 	X(EBADKEY, -16, "public key does not match the sender ID")            \
 	X(ENOKEY, -17, "no document key for this epoch")                      \
-	X(EDECRYPT, -18, "decryption failed: forged or corrupted")
+	X(EDECRYPT, -18, "decryption failed: forged or corrupted")           \
+	X(EWRONGDOC, -19, "belongs to another document")
 
 typedef enum crdt_err {
 	CRDT_OK = 0,
