@@ -142,7 +142,9 @@ CRDT_API CRDT_NODISCARD int crdt_doc_map(const crdt_doc *d, uint32_t obj,
  * @return 0, CRDT_EINVAL, CRDT_EMALFORMED, CRDT_EVERSION, CRDT_ETOOBIG,
  *         CRDT_ESCHEMA, CRDT_EBUFFULL (buffer bound reached: the message
  *         is not kept, nothing else changes; resend later), CRDT_ESTATE
- *         (a transaction is open), CRDT_ENOMEM.
+ *         (a transaction is open), CRDT_EWRONGDOC (a format-1 message,
+ *         which names no document, in a document with a doc_id), the
+ *         security errors of secure.h, CRDT_ENOMEM.
  */
 CRDT_API CRDT_NODISCARD int crdt_doc_receive(crdt_doc *d, const void *msg,
     size_t len, void *caller);
@@ -164,7 +166,9 @@ CRDT_API CRDT_NODISCARD int crdt_doc_save(const crdt_doc *d, crdt_buf *out);
  * All or nothing: on any error the document is unchanged.
  * @return 0, CRDT_EINVAL, CRDT_EMALFORMED, CRDT_EVERSION, CRDT_ETOOBIG,
  *         CRDT_ESCHEMA (objects differ from the registered schema),
- *         CRDT_ESTATE (transaction open), CRDT_ENOMEM.
+ *         CRDT_EWRONGDOC (a snapshot of another document: its doc_id
+ *         differs from crdt_config.doc_id), CRDT_ESTATE (transaction
+ *         open), CRDT_ENOMEM.
  */
 CRDT_API CRDT_NODISCARD int crdt_doc_load(crdt_doc *d, const void *snap,
     size_t len, void *caller);

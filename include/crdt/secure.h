@@ -7,15 +7,17 @@
  * and the exact bytes signed and authenticated.
  *
  * Signed mode: every message carries the author's Ed25519 public key and a
- * signature over the BLAKE2b-256 hash (personalisation "crdt.msg.v1") of
- * every byte of the message before the signature slot: header, causal
- * dependencies and payload. The replica ID must be the first 16 bytes of
+ * signature over the BLAKE2b-256 hash (personalisation "crdt.msg.v2", keyed
+ * with the document ID crdt_config.doc_id) of every byte of the message
+ * before the signature slot: header, causal dependencies and payload. A
+ * message therefore verifies only in the document it was signed for. The
+ * replica ID must be the first 16 bytes of
  * BLAKE2b (personalisation "crdt.id.v1") of the public key, so IDs are
  * self-certifying.
  *
  * Encrypted mode: the payload (the ops) is sealed with the document key of
- * an epoch (XChaCha20-Poly1305, random 24-byte nonce); the header bytes are
- * the associated data. A relay configured with no key verifies, buffers,
+ * an epoch (XChaCha20-Poly1305, random 24-byte nonce); a digest of the
+ * header bytes keyed with the document ID is the associated data. A relay configured with no key verifies, buffers,
  * deduplicates, logs, syncs and forwards messages without reading them.
  */
 
