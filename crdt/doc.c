@@ -175,6 +175,7 @@ struct crdt_doc {
 
 	/* security (secure.h) */
 	bool signed_mode, encrypted;
+	bool sync_snaps; /* crdt_doc_security.sync_snapshots */
 	const crdt_identity *ident;
 	epoch_key *keys;
 	size_t nkeys, capkeys;
@@ -2312,6 +2313,11 @@ crdt_doc_save(const crdt_doc *d, crdt_buf *out)
 	return rc;
 }
 
+/* Smallest message as an item of a snapshot list: bin8 header (2) and
+ * [1, 5, id (18), counter, hlc, [], bin (2), nil] (27). Checked against
+ * the bytes left before sizing the list's arrays. */
+#define MIN_MSG_BIN 29
+
 /* Everything a snapshot holds, decoded but not yet merged. */
 typedef struct snapview {
 	iddep *vc;
@@ -2448,6 +2454,7 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 	}
 	r.depth--;
 	CRDT_TRY(crdt__rd_array(&r, &n));
+	CRDT_TRY(crdt__rd_fits(&r, n, MIN_MSG_BIN));
 	sv->bp = crdt__malloc(a, n * sizeof *sv->bp);
 	sv->bl = crdt__malloc(a, n * sizeof *sv->bl);
 	sv->nb = n;
@@ -2465,13 +2472,22 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 	}
 	r.depth--;
 	CRDT_TRY(crdt__rd_array(&r, &n));
+	CRDT_TRY(crdt__rd_fits(&r, n, MIN_MSG_BIN));
 	sv->ep = crdt__malloc(a, n * sizeof *sv->ep);
 	sv->el = crdt__malloc(a, n * sizeof *sv->el);
 	sv->ne = n;
 	if (sv->ep == NULL || sv->el == NULL)
 		return CRDT_ENOMEM;
 	CRDT_TRY(rd_evidence(d, &r, n, sv->ep, sv->el));
-	return crdt__rd_done(&r);
+	CRDT_TRY(crdt__rd_done(&r));
+	/* Evidence is kept and served to every sync peer: each variant must
+	 * pass what crdt_doc_receive() checks (signature, decryption, every
+	 * op), or one forged variant makes every peer refuse our frames. */
+	for (size_t i = 0; i < sv->ne; i++) {
+		msgview mv;
+		CRDT_TRY(parse_msg(d, sv->ep[i], sv->el[i], &mv, true));
+	}
+	return 0;
 }
 
 /* Evidence lists (snapshots and DATA frames): n messages, ascending by
@@ -2588,6 +2604,9 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 		if (sv.jumped == NULL)
 			rc = CRDT_ENOMEM;
 	}
+	/* Interned last and forgotten on failure: a refused snapshot must
+	 * not fill max_replicas with its IDs. */
+	size_t nrs0 = d->nrs;
 	for (size_t i = 0; rc == 0 && i < sv.nvc; i++) {
 		uint32_t ri;
 		rc = rep_intern(d, &sv.vc[i].id, &ri);
@@ -2599,6 +2618,7 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 		d->dirty = v;
 	}
 	if (rc < 0) {
+		unintern_to(d, nrs0);
 		snapview_free(d, &sv);
 		return rc;
 	}
@@ -2738,6 +2758,62 @@ w_evidence(const crdt_doc *d, crdt_buf *out)
 }
 
 /*
+ * Trust levels (security.md). A snapshot is merged state: nothing in it
+ * proves who wrote what. Sync is the channel for untrusted peers, so in
+ * signed mode it carries snapshots only when the application opted in
+ * (sync_snapshots). In encrypted mode it carries them sealed under the
+ * document key, never in plaintext (a keyless peer must read nothing):
+ * the key proves a key holder sealed it, which is all that every holder
+ * may write anyway unless an allowlist narrows writers to fewer than the
+ * key holders; then only with the opt-in.
+ */
+enum { SNAP_NONE, SNAP_PLAIN, SNAP_SEALED };
+
+static int
+sync_snap_kind(const crdt_doc *d)
+{
+	if (d->encrypted)
+		return !d->has_admin || d->sync_snaps ? SNAP_SEALED : SNAP_NONE;
+	return !d->signed_mode || d->sync_snaps ? SNAP_PLAIN : SNAP_NONE;
+}
+
+/* The snapshot field of a DATA frame, as sync_snap_kind() allows. */
+static int
+w_sync_snapshot(const crdt_doc *d, crdt_buf *out)
+{
+	crdt_buf tmp;
+	crdt_buf_init(&tmp, &d->cfg.alloc);
+	int rc = sync_snap_kind(d) == SNAP_SEALED ?
+	    crdt_doc_save_sealed(d, &tmp) :
+	    crdt_doc_save(d, &tmp);
+	if (rc == 0)
+		rc = crdt__w_bin(out, tmp.data, tmp.len);
+	crdt__memzero(tmp.data, tmp.cap);
+	crdt_buf_fini(&tmp);
+	return rc;
+}
+
+/* A DATA frame's snapshot: merged only where sync_snap_kind() allows
+ * it, checked before anything in the frame is applied. */
+static int
+sync_load(crdt_doc *d, const uint8_t *snap, size_t len, void *caller)
+{
+	switch (sync_snap_kind(d)) {
+	case SNAP_NONE:
+		return CRDT_EPERM;
+	case SNAP_SEALED:
+		/* A plaintext snapshot in an encrypted document is refused
+		 * like a plaintext message. */
+		if (!is_sealed_snapshot(snap, len))
+			return CRDT_EDECRYPT;
+		break;
+	default:
+		break;
+	}
+	return crdt_doc_load(d, snap, len, caller);
+}
+
+/*
  * DATA = [1, 8, our clock, [msg, ...], snapshot | nil, evidence]. Messages go in log
  * order, which is an order in which this replica applied them, hence
  * causal: the peer applies them without buffering. If the log no longer
@@ -2753,27 +2829,27 @@ w_data(const crdt_doc *d, const uint64_t *peer, crdt_buf *out)
 		const rstate *r = &d->rs[i];
 		if (r->vc <= peer[i])
 			continue;
-		if (!in_log(r, peer[i] + 1) || !in_log(r, r->vc))
+		if (!in_log(r, peer[i] + 1) || !in_log(r, r->vc)) {
 			complete = false;
+			continue; /* not sendable as messages */
+		}
 		count += r->vc - peer[i];
 	}
 	CRDT_TRY(crdt__w_header(out, KIND_DATA, 4));
 	CRDT_TRY(w_vc_pairs(d, out));
-	if (!complete) {
+	if (!complete && sync_snap_kind(d) != SNAP_NONE) {
 		CRDT_TRY(crdt__w_array(out, 0));
-		crdt_buf tmp;
-		crdt_buf_init(&tmp, &d->cfg.alloc);
-		int rc = crdt_doc_save(d, &tmp);
-		if (rc == 0)
-			rc = crdt__w_bin(out, tmp.data, tmp.len);
-		crdt_buf_fini(&tmp);
-		return rc == 0 ? w_evidence(d, out) : rc;
+		CRDT_TRY(w_sync_snapshot(d, out));
+		return w_evidence(d, out);
 	}
+	/* Without a snapshot (signed mode, not opted in), what the log holds
+	 * of each replica the peer lacks from its next counter on. */
 	CRDT_TRY(crdt__w_array(out, count));
 	for (size_t i = 0; i < d->fifo_n; i++) {
 		fifo_ent f = d->fifo[d->fifo_start + i];
 		const rstate *r = &d->rs[f.r];
-		if (f.c <= peer[f.r] || !in_log(r, f.c))
+		if (f.c <= peer[f.r] || !in_log(r, f.c) ||
+		    !in_log(r, peer[f.r] + 1) || !in_log(r, r->vc))
 			continue;
 		const logent *e = &r->log[r->log_start + (f.c - r->log_lo)];
 		CRDT_TRY(crdt__w_bin(out, e->bytes, e->len));
@@ -2868,7 +2944,7 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 	if (rc == 0)
 		rc = crdt__rd_done(&r);
 	if (rc == 0 && has_snap)
-		rc = crdt_doc_load(d, snap, snaplen, caller);
+		rc = sync_load(d, snap, snaplen, caller);
 	if (rc == 0 && nmsgs > 0) {
 		crdt__rd mr;
 		rc = crdt__rd_init(&mr, &d->cfg.limits, mstart,
@@ -3197,6 +3273,7 @@ crdt_doc_set_security(crdt_doc *d, const crdt_doc_security *s)
 	if (s->key != NULL)
 		CRDT_TRY(put_key(d, s->epoch, s->key));
 	d->signed_mode = s->signed_mode;
+	d->sync_snaps = s->sync_snapshots;
 	d->ident = s->identity;
 	d->encrypted = s->encrypted;
 	d->cur_epoch = s->epoch;

@@ -70,6 +70,14 @@ typedef struct crdt_doc_security {
 	const uint8_t *admin_key; /* NULL, or the 32-byte public key of the
 				   * admin: only writers it allows (and the
 				   * admin) may write. Needs signed mode. */
+	bool sync_snapshots; /* signed or encrypted mode: let sync send and
+			      * accept snapshots (default false). A snapshot
+			      * is merged state, not signed messages: with
+			      * this set, any sync peer can write any state
+			      * (as any writer, past the allowlist) and, in
+			      * encrypted mode, any key holder can. Set it
+			      * only when every sync peer is trusted with the
+			      * state. See docs/security.md, Trust levels. */
 } crdt_doc_security;
 
 /**
