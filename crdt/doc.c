@@ -2229,6 +2229,47 @@ w_vc_pairs(const crdt_doc *d, crdt_buf *out)
 	return rc;
 }
 
+/* Whether any replica's admin_seen is non-zero: the snapshot then has the
+ * optional admin_seen field (absent otherwise, so every snapshot of a
+ * document without an allowlist keeps its layout). */
+static bool
+any_admin_seen(const crdt_doc *d)
+{
+	for (size_t i = 0; i < d->nrs; i++)
+		if (d->rs[i].admin_seen > 0)
+			return true;
+	return false;
+}
+
+/* [id, admin_seen, ...] of every non-zero entry, ascending by ID. This is
+ * permission state (security.md, Write permissions): a replica that
+ * catches up by snapshot must judge a writer's next message with what
+ * the writer's earlier messages established, as one that applied them. */
+static int
+w_admin_seen(const crdt_doc *d, crdt_buf *out)
+{
+	const crdt_allocator *a = &d->cfg.alloc;
+	const rstate **v = crdt__malloc(a, d->nrs * sizeof *v);
+	size_t n = 0;
+	int rc = 0;
+
+	if (v == NULL)
+		return CRDT_ENOMEM;
+	for (size_t i = 0; i < d->nrs; i++)
+		if (d->rs[i].admin_seen > 0)
+			v[n++] = &d->rs[i];
+	if (n > 1)
+		qsort(v, n, sizeof *v, rs_id_cmp);
+	rc = crdt__w_array(out, 2 * n);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		rc = crdt__w_id(out, &v[i]->id);
+		if (rc == 0)
+			rc = crdt__w_uint(out, v[i]->admin_seen);
+	}
+	crdt__free(a, v, d->nrs * sizeof *v);
+	return rc;
+}
+
 static int
 encode_obj(const dobj *o, crdt_buf *out)
 {
@@ -2262,8 +2303,9 @@ static int
 save_body(const crdt_doc *d, crdt_buf *out, crdt_buf *tmp)
 {
 	const crdt_allocator *a = &d->cfg.alloc;
+	bool seen = any_admin_seen(d);
 
-	CRDT_TRY(crdt__w_header(out, KIND_SNAP, 5));
+	CRDT_TRY(crdt__w_header(out, KIND_SNAP, seen ? 6 : 5));
 	CRDT_TRY(w_vc_pairs(d, out));
 	CRDT_TRY(crdt__w_uint(out, d->hlc_max));
 	CRDT_TRY(crdt__w_array(out, d->nobjs));
@@ -2292,6 +2334,8 @@ save_body(const crdt_doc *d, crdt_buf *out, crdt_buf *tmp)
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		rc = crdt__w_bin(out, v[i]->bytes, v[i]->len);
 	crdt__free(a, v, d->nbuffered * sizeof *v);
+	if (rc == 0 && seen)
+		rc = w_admin_seen(d, out);
 	return rc == 0 ? w_evidence(d, out) : rc;
 }
 
@@ -2333,6 +2377,8 @@ typedef struct snapview {
 	const uint8_t **ep; /* equivocation evidence */
 	size_t *el;
 	size_t ne;
+	iddep *seen; /* admin_seen per replica (allowlist only) */
+	size_t nseen;
 } snapview;
 
 static int
@@ -2376,6 +2422,7 @@ snapview_free(const crdt_doc *d, snapview *sv)
 	crdt__free(a, sv->jumped, sv->nvc * sizeof *sv->jumped);
 	crdt__free(a, sv->ep, sv->ne * sizeof *sv->ep);
 	crdt__free(a, sv->el, sv->ne * sizeof *sv->el);
+	crdt__free(a, sv->seen, sv->nseen * sizeof *sv->seen);
 	memset(sv, 0, sizeof *sv);
 }
 
@@ -2412,6 +2459,42 @@ rd_vc_pairs(const crdt_doc *d, crdt__rd *r, iddep **out, size_t *nout)
 	return 0;
 }
 
+/* The snapshot's clock entry for `id` (0 if none); sv->vc is ascending. */
+static uint64_t
+sv_clock(const snapview *sv, const crdt_replica_id *id)
+{
+	size_t lo = 0, hi = sv->nvc;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = crdt_replica_id_cmp(&sv->vc[mid].id, id);
+		if (c == 0)
+			return sv->vc[mid].c;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+/* The optional admin_seen field: present only when non-empty (one
+ * encoding per state), only with an allowlist, and each entry as a
+ * message would leave it: a replica the snapshot's clock holds messages
+ * of, at most the admin counter that clock holds. */
+static int
+rd_admin_seen(crdt_doc *d, crdt__rd *r, snapview *sv)
+{
+	CRDT_TRY(rd_vc_pairs(d, r, &sv->seen, &sv->nseen));
+	if (sv->nseen == 0 || !d->has_admin)
+		return CRDT_EMALFORMED;
+	uint64_t admin = sv_clock(sv, &d->admin);
+	for (size_t i = 0; i < sv->nseen; i++)
+		if (sv->seen[i].c > admin ||
+		    sv_clock(sv, &sv->seen[i].id) == 0)
+			return CRDT_EMALFORMED;
+	return 0;
+}
+
 static int
 parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 {
@@ -2421,8 +2504,9 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 
 	CRDT_TRY(crdt__rd_init(&r, &d->cfg.limits, bytes, len));
 	CRDT_TRY(crdt__rd_header(&r, KIND_SNAP, &n));
-	if (n != 7)
+	if (n != 7 && n != 8)
 		return CRDT_EMALFORMED;
+	bool has_seen = n == 8;
 	CRDT_TRY(rd_vc_pairs(d, &r, &sv->vc, &sv->nvc));
 	CRDT_TRY(crdt__rd_uint(&r, &sv->hlc_max));
 	CRDT_TRY(crdt__rd_array(&r, &n));
@@ -2471,6 +2555,8 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 		prev = dot;
 	}
 	r.depth--;
+	if (has_seen)
+		CRDT_TRY(rd_admin_seen(d, &r, sv));
 	CRDT_TRY(crdt__rd_array(&r, &n));
 	CRDT_TRY(crdt__rd_fits(&r, n, MIN_MSG_BIN));
 	sv->ep = crdt__malloc(a, n * sizeof *sv->ep);
@@ -2645,6 +2731,13 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 		(void)mark_dirty(d, ri); /* capacity reserved above */
 		sv.jumped[sv.njumped++] = ri;
 		any = true;
+	}
+	for (size_t i = 0; i < sv.nseen; i++) {
+		uint32_t ri = 0;
+		if (rep_find(d, &sv.seen[i].id, &ri) != 0)
+			continue; /* cannot happen: in the clock, interned */
+		if (sv.seen[i].c > d->rs[ri].admin_seen)
+			d->rs[ri].admin_seen = sv.seen[i].c;
 	}
 	if (sv.hlc_max > d->hlc_max)
 		d->hlc_max = sv.hlc_max;

@@ -483,3 +483,62 @@ Test(trust_snapshot, list_counts_are_checked_against_the_bytes_left)
 		crdt_doc_free(d);
 	}
 }
+
+Test(trust_snapshot, snapshot_carries_what_the_allowlist_judges_by)
+{
+	/* R1 applied the grant and W's first write; R2 loaded R1's
+	 * snapshot. W's next write lists no admin dependency (its first
+	 * did): both judge it alike and end byte-identical. */
+	uint8_t s[32] = { 9 };
+	crdt_identity *ai;
+	uint8_t apk[32];
+	cr_assert_eq(crdt_identity_from_seed(NULL, s, &ai), 0);
+	crdt_identity_public_key(ai, apk);
+	opts o = { .sign = true, .admin_pk = apk };
+	node a, w, r1, r2;
+	node_new(&a, 9, &o);
+	node_new(&w, 2, &o);
+	node_new(&r1, 3, &o);
+	node_new(&r2, 4, &o);
+	crdt_buf g, m1, m2, snap;
+	tb_init(&g);
+	tb_init(&m1);
+	tb_init(&m2);
+	cr_assert_eq(crdt_doc_allow(a.d, &w.id, true, &g), 0);
+	cr_assert_eq(crdt_doc_receive(w.d, g.data, g.len, NULL), 0);
+	set_title(&w, "w1", &m1);
+	cr_assert_eq(crdt_doc_receive(r1.d, g.data, g.len, NULL), 0);
+	cr_assert_eq(crdt_doc_receive(r1.d, m1.data, m1.len, NULL), 0);
+	save(&r1, &snap);
+	cr_assert_eq(crdt_doc_load(r2.d, snap.data, snap.len, NULL), 0);
+	/* (W,2) lists no admin dependency: nothing new since (W,1). */
+	set_title(&w, "w2", &m2);
+	cr_assert_eq(crdt_doc_receive(r1.d, m2.data, m2.len, NULL), 0);
+	cr_assert_eq(crdt_doc_receive(r2.d, m2.data, m2.len, NULL), 0);
+	cr_assert(title_is(&r1, "w2") && title_is(&r2, "w2"));
+	crdt_buf s1, s2;
+	save(&r1, &s1);
+	save(&r2, &s2);
+	cr_assert(bytes_eq(s1.data, s1.len, s2.data, s2.len));
+	/* A document without an allowlist keeps the 7-field layout. */
+	node u;
+	opts uo = { .sign = true };
+	node_new(&u, 5, &uo);
+	set_title(&u, "x", NULL);
+	crdt_buf us;
+	save(&u, &us);
+	cr_assert_eq(us.data[0], 0x97);
+	crdt_buf_fini(&us);
+	node_free(&u);
+	crdt_buf_fini(&g);
+	crdt_buf_fini(&m1);
+	crdt_buf_fini(&m2);
+	crdt_buf_fini(&snap);
+	crdt_buf_fini(&s1);
+	crdt_buf_fini(&s2);
+	node_free(&a);
+	node_free(&w);
+	node_free(&r1);
+	node_free(&r2);
+	crdt_identity_free(ai);
+}
