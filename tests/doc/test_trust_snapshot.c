@@ -54,7 +54,7 @@ node_new(node *n, uint8_t seed, const opts *o)
 	cr_assert_eq(crdt_doc_new(&cfg, &n->id, &n->d), 0);
 	crdt_doc_security sec = {
 		.signed_mode = o->sign,
-		.identity = n->ident,
+		.identity = o->sign ? n->ident : NULL,
 		.encrypted = o->enc,
 		.key = o->enc && !o->keyless ? key1 : NULL,
 		.epoch = 1,
@@ -541,4 +541,234 @@ Test(trust_snapshot, snapshot_carries_what_the_allowlist_judges_by)
 	node_free(&r1);
 	node_free(&r2);
 	crdt_identity_free(ai);
+}
+
+static int
+key_cmp(const crdt_buf *a, const crdt_buf *b)
+{
+	size_t n = a->len < b->len ? a->len : b->len;
+	int c = n ? memcmp(a->data, b->data, n) : 0;
+	return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+/* `snap` (its evidence list empty, last) with evidence [x, y] sorted. */
+static void
+with_evidence(crdt_buf *out, const crdt_buf *snap, const crdt_buf *x,
+    const crdt_buf *y)
+{
+	cr_assert_eq(snap->data[snap->len - 1], 0x90);
+	tb_init(out);
+	mp_raw(out, snap->data, snap->len - 1);
+	mp_array(out, 2);
+	const crdt_buf *lo = key_cmp(x, y) < 0 ? x : y;
+	mp_bin(out, lo->data, lo->len);
+	mp_bin(out, (lo == x ? y : x)->data, (lo == x ? y : x)->len);
+}
+
+Test(trust_snapshot, load_refuses_evidence_that_receive_refuses)
+{
+	/* Two variants of (W,1) from two documents under W's identity; one
+	 * has its stamp flipped after signing / sealing. The loader refuses
+	 * what crdt_doc_receive() refuses, and the document is unchanged. */
+	for (int enc = 0; enc < 2; enc++) {
+		/* Signed: the signature fails first; encrypted alone: the
+		 * AEAD (the stamp is associated data). */
+		opts o = { .sign = !enc, .enc = enc };
+		node v, w1, w2, fresh;
+		node_new(&v, 1, &o);
+		node_new(&w1, 2, &o);
+		node_new(&w2, 2, &o);
+		node_new(&fresh, 3, &o);
+		crdt_buf m1, m2, bad, snap, evs, before;
+		int rc;
+		tb_init(&m1);
+		tb_init(&m2);
+		set_title(&w1, "one", &m1);
+		set_title(&w2, "two", &m2);
+		cr_assert_eq(crdt_doc_receive(v.d, m1.data, m1.len, NULL), 0);
+		save(&v, &snap);
+		tb_init(&bad);
+		mp_raw(&bad, m2.data, m2.len);
+		cr_assert_eq(bad.data[22], 0xcf); /* hlc: uint64 at 23..30 */
+		bad.data[30] ^= 1;
+		int want = enc ? CRDT_EDECRYPT : CRDT_EBADSIG;
+		rc = crdt_doc_receive(fresh.d, bad.data, bad.len, NULL);
+		cr_assert_eq(rc, want, "receive (enc %d): %s", enc,
+		    crdt_err_name(rc));
+		with_evidence(&evs, &snap, &m1, &bad);
+		save(&fresh, &before);
+		rc = crdt_doc_load(fresh.d, evs.data, evs.len, NULL);
+		cr_assert_eq(rc, want, "load: %s", crdt_err_name(rc));
+		assert_unchanged(&fresh, &before);
+		/* The genuine pair loads and is kept as it came. */
+		crdt_buf_fini(&evs);
+		with_evidence(&evs, &snap, &m1, &m2);
+		cr_assert_eq(crdt_doc_load(fresh.d, evs.data, evs.len, NULL), 0);
+		crdt_buf now;
+		save(&fresh, &now);
+		cr_assert(bytes_eq(now.data, now.len, evs.data, evs.len));
+		crdt_buf_fini(&now);
+		crdt_buf_fini(&m1);
+		crdt_buf_fini(&m2);
+		crdt_buf_fini(&bad);
+		crdt_buf_fini(&snap);
+		crdt_buf_fini(&evs);
+		crdt_buf_fini(&before);
+		node_free(&v);
+		node_free(&w1);
+		node_free(&w2);
+		node_free(&fresh);
+	}
+}
+
+/* Unsigned (W,1) = [1, 5, W, 1, hlc, [], payload, nil]. */
+static void
+raw_msg_from(crdt_buf *m, uint8_t w, const crdt_buf *payload)
+{
+	tb_init(m);
+	mp_array(m, 8);
+	mp_uint(m, 1);
+	mp_uint(m, 5);
+	mp_id(m, test_id(w));
+	mp_uint(m, 1);
+	mp_uint(m, UINT64_C(1700000000000) << 16);
+	mp_array(m, 0);
+	mp_bin(m, payload->data, payload->len);
+	mp_nil(m);
+}
+
+static void
+raw_msg(crdt_buf *m, const crdt_buf *payload)
+{
+	raw_msg_from(m, 2, payload);
+}
+
+/* [[0, v]]: the title set to `v`. */
+static void
+title_ops(crdt_buf *p, const char *v)
+{
+	tb_init(p);
+	mp_array(p, 1);
+	mp_array(p, 2);
+	mp_uint(p, 0);
+	mp_bin(p, v, strlen(v));
+}
+
+Test(trust_snapshot, load_error_means_nothing_changed)
+{
+	/* Evidence for two dots where the evidence bound holds one: the
+	 * load used to merge the state, then fail on the second dot. Now it
+	 * is refused before the commit point and the document saves the
+	 * same bytes. */
+	opts o = { 0 };
+	node v;
+	node_new(&v, 1, &o);
+	crdt_buf p[4], m[4];
+	const char *vals[4] = { "a", "b", "c", "d" };
+	for (int i = 0; i < 4; i++) {
+		title_ops(&p[i], vals[i]);
+		raw_msg_from(&m[i], (uint8_t)(2 + i / 2), &p[i]);
+	}
+	cr_assert_eq(crdt_doc_receive(v.d, m[0].data, m[0].len, NULL), 0);
+	cr_assert_eq(crdt_doc_receive(v.d, m[2].data, m[2].len, NULL), 0);
+	crdt_buf snap, evs;
+	save(&v, &snap);
+	cr_assert_eq(snap.data[snap.len - 1], 0x90);
+	tb_init(&evs);
+	mp_raw(&evs, snap.data, snap.len - 1);
+	mp_array(&evs, 4);
+	for (int dot = 0; dot < 2; dot++) {
+		crdt_buf *x = &m[2 * dot], *y = &m[2 * dot + 1];
+		const crdt_buf *lo = key_cmp(x, y) < 0 ? x : y;
+		const crdt_buf *hi = lo == x ? y : x;
+		mp_bin(&evs, lo->data, lo->len);
+		mp_bin(&evs, hi->data, hi->len);
+	}
+	crdt_config cfg;
+	test_config(&cfg, NULL);
+	cfg.max_buffered_msgs = 1;
+	crdt_replica_id id = test_id(9);
+	node f;
+	memset(&f, 0, sizeof f);
+	cr_assert_eq(crdt_doc_new(&cfg, &id, &f.d), 0);
+	cr_assert_eq(crdt_doc_register(f.d, "title", CRDT_OBJ_LWW, NULL), 0);
+	crdt_buf before;
+	save(&f, &before);
+	cr_assert_eq(crdt_doc_load(f.d, evs.data, evs.len, NULL),
+	    CRDT_EBUFFULL);
+	assert_unchanged(&f, &before);
+	cr_assert(title_is(&f, NULL));
+	/* With room for both it loads and keeps them as they came. */
+	node g;
+	node_new(&g, 8, &o);
+	cr_assert_eq(crdt_doc_load(g.d, evs.data, evs.len, NULL), 0);
+	crdt_buf now;
+	save(&g, &now);
+	cr_assert(bytes_eq(now.data, now.len, evs.data, evs.len));
+	for (int i = 0; i < 4; i++) {
+		crdt_buf_fini(&p[i]);
+		crdt_buf_fini(&m[i]);
+	}
+	crdt_buf_fini(&snap);
+	crdt_buf_fini(&evs);
+	crdt_buf_fini(&before);
+	crdt_buf_fini(&now);
+	crdt_doc_free(f.d);
+	node_free(&v);
+	node_free(&g);
+}
+
+Test(trust_snapshot, load_refuses_evidence_with_bad_ops)
+{
+	/* An op on an unknown object, and an op list with a non-minimal
+	 * count: refused on receipt, so refused as evidence too. */
+	opts o = { 0 };
+	node v;
+	node_new(&v, 1, &o);
+	crdt_buf good_p, good, snap;
+	tb_init(&good_p);
+	mp_array(&good_p, 1);
+	mp_array(&good_p, 2);
+	mp_uint(&good_p, 0);
+	mp_bin(&good_p, "x", 1);
+	raw_msg(&good, &good_p);
+	cr_assert_eq(crdt_doc_receive(v.d, good.data, good.len, NULL), 0);
+	save(&v, &snap);
+	for (int k = 0; k < 2; k++) {
+		crdt_buf p, bad, evs, before;
+		tb_init(&p);
+		if (k == 0) {
+			mp_array(&p, 1);
+			mp_array(&p, 2);
+			mp_uint(&p, 5); /* no object 5 */
+			mp_bin(&p, "y", 1);
+		} else {
+			mp_byte(&p, 0xdc); /* array16 holding one op */
+			mp_byte(&p, 0);
+			mp_byte(&p, 1);
+			mp_array(&p, 2);
+			mp_uint(&p, 0);
+			mp_bin(&p, "y", 1);
+		}
+		raw_msg(&bad, &p);
+		node fresh;
+		node_new(&fresh, 3, &o);
+		int want = k == 0 ? CRDT_ESCHEMA : CRDT_EMALFORMED;
+		cr_assert_eq(crdt_doc_receive(fresh.d, bad.data, bad.len, NULL),
+		    want);
+		with_evidence(&evs, &snap, &good, &bad);
+		save(&fresh, &before);
+		int rc = crdt_doc_load(fresh.d, evs.data, evs.len, NULL);
+		cr_assert_eq(rc, want, "load: %s", crdt_err_name(rc));
+		assert_unchanged(&fresh, &before);
+		crdt_buf_fini(&p);
+		crdt_buf_fini(&bad);
+		crdt_buf_fini(&evs);
+		crdt_buf_fini(&before);
+		node_free(&fresh);
+	}
+	crdt_buf_fini(&good_p);
+	crdt_buf_fini(&good);
+	crdt_buf_fini(&snap);
+	node_free(&v);
 }
