@@ -646,7 +646,7 @@ sec_replica(uint8_t seed, bool sign, bool enc, crdt_identity **idp)
 	crdt_identity_replica_id(*idp, &id);
 	CK(crdt_doc_new(&cfg_plain, &id, &d));
 	crdt_doc_security sec = { sign, sign ? *idp : NULL, enc,
-		enc ? key : NULL, 1, NULL };
+		enc ? key : NULL, 1, NULL, false };
 	CK(crdt_doc_set_security(d, &sec));
 	CK(crdt_doc_register_chat(d, "messages", NULL, NULL));
 	CK(crdt_doc_register(d, "register", CRDT_OBJ_LWW, NULL));

@@ -174,6 +174,7 @@ struct crdt_doc {
 
 	/* security (secure.h) */
 	bool signed_mode, encrypted;
+	bool sync_snaps; /* crdt_doc_security.sync_snapshots */
 	const crdt_identity *ident;
 	epoch_key *keys;
 	size_t nkeys, capkeys;
@@ -2165,6 +2166,47 @@ w_vc_pairs(const crdt_doc *d, crdt_buf *out)
 	return rc;
 }
 
+/* Whether any replica's admin_seen is non-zero: the snapshot then has the
+ * optional admin_seen field (absent otherwise, so every snapshot of a
+ * document without an allowlist keeps its layout). */
+static bool
+any_admin_seen(const crdt_doc *d)
+{
+	for (size_t i = 0; i < d->nrs; i++)
+		if (d->rs[i].admin_seen > 0)
+			return true;
+	return false;
+}
+
+/* [id, admin_seen, ...] of every non-zero entry, ascending by ID. This is
+ * permission state (security.md, Write permissions): a replica that
+ * catches up by snapshot must judge a writer's next message with what
+ * the writer's earlier messages established, as one that applied them. */
+static int
+w_admin_seen(const crdt_doc *d, crdt_buf *out)
+{
+	const crdt_allocator *a = &d->cfg.alloc;
+	const rstate **v = crdt__malloc(a, d->nrs * sizeof *v);
+	size_t n = 0;
+	int rc = 0;
+
+	if (v == NULL)
+		return CRDT_ENOMEM;
+	for (size_t i = 0; i < d->nrs; i++)
+		if (d->rs[i].admin_seen > 0)
+			v[n++] = &d->rs[i];
+	if (n > 1)
+		qsort(v, n, sizeof *v, rs_id_cmp);
+	rc = crdt__w_array(out, 2 * n);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		rc = crdt__w_id(out, &v[i]->id);
+		if (rc == 0)
+			rc = crdt__w_uint(out, v[i]->admin_seen);
+	}
+	crdt__free(a, v, d->nrs * sizeof *v);
+	return rc;
+}
+
 static int
 encode_obj(const dobj *o, crdt_buf *out)
 {
@@ -2198,8 +2240,9 @@ static int
 save_body(const crdt_doc *d, crdt_buf *out, crdt_buf *tmp)
 {
 	const crdt_allocator *a = &d->cfg.alloc;
+	bool seen = any_admin_seen(d);
 
-	CRDT_TRY(crdt__w_header(out, KIND_SNAP, 6));
+	CRDT_TRY(crdt__w_header(out, KIND_SNAP, seen ? 7 : 6));
 	CRDT_TRY(crdt__w_bin(out, d->cfg.doc_id.bytes, CRDT_DOC_ID_BYTES));
 	CRDT_TRY(w_vc_pairs(d, out));
 	CRDT_TRY(crdt__w_uint(out, d->hlc_max));
@@ -2232,6 +2275,8 @@ save_body(const crdt_doc *d, crdt_buf *out, crdt_buf *tmp)
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		rc = crdt__w_bin(out, v[i].m->bytes, v[i].m->len);
 	crdt__free(a, v, d->nbuffered * sizeof *v);
+	if (rc == 0 && seen)
+		rc = w_admin_seen(d, out);
 	return rc == 0 ? w_evidence(d, out) : rc;
 }
 
@@ -2253,6 +2298,11 @@ crdt_doc_save(const crdt_doc *d, crdt_buf *out)
 	return rc;
 }
 
+/* Smallest message as an item of a snapshot list: bin8 header (2) and
+ * [1, 5, id (18), counter, hlc, [], bin (2), nil] (27). Checked against
+ * the bytes left before sizing the list's arrays. */
+#define MIN_MSG_BIN 29
+
 /* Everything a snapshot holds, decoded but not yet merged. */
 typedef struct snapview {
 	iddep *vc;
@@ -2268,6 +2318,8 @@ typedef struct snapview {
 	const uint8_t **ep; /* equivocation evidence */
 	size_t *el;
 	size_t ne;
+	iddep *seen; /* admin_seen per replica (allowlist only) */
+	size_t nseen;
 } snapview;
 
 static int
@@ -2311,6 +2363,7 @@ snapview_free(const crdt_doc *d, snapview *sv)
 	crdt__free(a, sv->jumped, sv->nvc * sizeof *sv->jumped);
 	crdt__free(a, sv->ep, sv->ne * sizeof *sv->ep);
 	crdt__free(a, sv->el, sv->ne * sizeof *sv->el);
+	crdt__free(a, sv->seen, sv->nseen * sizeof *sv->seen);
 	memset(sv, 0, sizeof *sv);
 }
 
@@ -2347,6 +2400,42 @@ rd_vc_pairs(const crdt_doc *d, crdt__rd *r, iddep **out, size_t *nout)
 	return 0;
 }
 
+/* The snapshot's clock entry for `id` (0 if none); sv->vc is ascending. */
+static uint64_t
+sv_clock(const snapview *sv, const crdt_replica_id *id)
+{
+	size_t lo = 0, hi = sv->nvc;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = crdt_replica_id_cmp(&sv->vc[mid].id, id);
+		if (c == 0)
+			return sv->vc[mid].c;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+/* The optional admin_seen field: present only when non-empty (one
+ * encoding per state), only with an allowlist, and each entry as a
+ * message would leave it: a replica the snapshot's clock holds messages
+ * of, at most the admin counter that clock holds. */
+static int
+rd_admin_seen(crdt_doc *d, crdt__rd *r, snapview *sv)
+{
+	CRDT_TRY(rd_vc_pairs(d, r, &sv->seen, &sv->nseen));
+	if (sv->nseen == 0 || !d->has_admin)
+		return CRDT_EMALFORMED;
+	uint64_t admin = sv_clock(sv, &d->admin);
+	for (size_t i = 0; i < sv->nseen; i++)
+		if (sv->seen[i].c > admin ||
+		    sv_clock(sv, &sv->seen[i].id) == 0)
+			return CRDT_EMALFORMED;
+	return 0;
+}
+
 static int
 parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 {
@@ -2357,8 +2446,11 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 	CRDT_TRY(crdt__rd_init(&r, &d->cfg.limits, bytes, len));
 	unsigned ver;
 	CRDT_TRY(crdt__rd_header_v(&r, KIND_SNAP, &n, &ver));
-	if (n != (ver == 1 ? 7 : 8))
+	/* Version 2 adds doc_id; admin_seen is there only when not empty. */
+	size_t base = ver == 1 ? 7 : 8;
+	if (n != base && n != base + 1)
 		return CRDT_EMALFORMED;
+	bool has_seen = n == base + 1;
 	/* Checked before anything is decoded: another document's state
 	 * must not even be interned. A version-1 snapshot names no
 	 * document: only an unbound document takes it. */
@@ -2405,6 +2497,7 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 	}
 	r.depth--;
 	CRDT_TRY(crdt__rd_array(&r, &n));
+	CRDT_TRY(crdt__rd_fits(&r, n, MIN_MSG_BIN));
 	sv->bp = crdt__malloc(a, n * sizeof *sv->bp);
 	sv->bl = crdt__malloc(a, n * sizeof *sv->bl);
 	sv->nb = n;
@@ -2421,14 +2514,25 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 		prev = dot;
 	}
 	r.depth--;
+	if (has_seen)
+		CRDT_TRY(rd_admin_seen(d, &r, sv));
 	CRDT_TRY(crdt__rd_array(&r, &n));
+	CRDT_TRY(crdt__rd_fits(&r, n, MIN_MSG_BIN));
 	sv->ep = crdt__malloc(a, n * sizeof *sv->ep);
 	sv->el = crdt__malloc(a, n * sizeof *sv->el);
 	sv->ne = n;
 	if (sv->ep == NULL || sv->el == NULL)
 		return CRDT_ENOMEM;
 	CRDT_TRY(rd_evidence(d, &r, n, sv->ep, sv->el));
-	return crdt__rd_done(&r);
+	CRDT_TRY(crdt__rd_done(&r));
+	/* Evidence is kept and served to every sync peer: each variant must
+	 * pass what crdt_doc_receive() checks (signature, decryption, every
+	 * op), or one forged variant makes every peer refuse our frames. */
+	for (size_t i = 0; i < sv->ne; i++) {
+		msgview mv;
+		CRDT_TRY(parse_msg(d, sv->ep[i], sv->el[i], &mv, true));
+	}
+	return 0;
 }
 
 /* Evidence lists (snapshots and DATA frames): n messages, ascending by
@@ -2468,6 +2572,29 @@ rd_evidence(crdt_doc *d, crdt__rd *r, size_t n, const uint8_t **ep,
 		}
 	}
 	return n > 0 && run < 2 ? CRDT_EMALFORMED : 0;
+}
+
+/* Before the commit point: the snapshot's evidence dots that are new
+ * here fit the evidence bound (max_buffered_msgs dots), so none is
+ * dropped for it after the commit. */
+static int
+evid_room(crdt_doc *d, const snapview *sv)
+{
+	size_t fresh = 0, at;
+	crdt_dot prev = { { { 0 } }, 0 };
+	for (size_t i = 0; i < sv->ne; i++) {
+		msgview mv;
+		CRDT_TRY(parse_msg(d, sv->ep[i], sv->el[i], &mv, false));
+		crdt_dot dot = { mv.sender, mv.counter };
+		if ((i == 0 || crdt_dot_cmp(prev, dot) != 0) &&
+		    evid_find(d, dot, &at) == NULL)
+			fresh++;
+		prev = dot;
+	}
+	if (fresh > 0 && fresh > d->cfg.max_buffered_msgs - CRDT_MIN(d->nev,
+	    d->cfg.max_buffered_msgs))
+		return CRDT_EBUFFULL;
+	return 0;
 }
 
 static int
@@ -2545,6 +2672,9 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 		if (sv.jumped == NULL)
 			rc = CRDT_ENOMEM;
 	}
+	/* Interned last and forgotten on failure: a refused snapshot must
+	 * not fill max_replicas with its IDs. */
+	size_t nrs0 = d->nrs;
 	for (size_t i = 0; rc == 0 && i < sv.nvc; i++) {
 		uint32_t ri;
 		rc = rep_intern(d, &sv.vc[i].id, &ri);
@@ -2555,11 +2685,15 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 		    sizeof *d->dirty);
 		d->dirty = v;
 	}
+	if (rc == 0)
+		rc = evid_room(d, &sv);
 	if (rc < 0) {
+		unintern_to(d, nrs0);
 		snapview_free(d, &sv);
 		return rc;
 	}
-	/* Commit: cannot fail from here. */
+	/* Commit: cannot fail from here, and nothing after it returns an
+	 * error (an error return means nothing changed). */
 	bool any = false;
 	for (size_t i = 0; i < d->nobjs; i++) {
 		void *old = d->objs[i].o;
@@ -2582,6 +2716,13 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 		(void)mark_dirty(d, ri); /* capacity reserved above */
 		sv.jumped[sv.njumped++] = ri;
 		any = true;
+	}
+	for (size_t i = 0; i < sv.nseen; i++) {
+		uint32_t ri = 0;
+		if (rep_find(d, &sv.seen[i].id, &ri) != 0)
+			continue; /* cannot happen: in the clock, interned */
+		if (sv.seen[i].c > d->rs[ri].admin_seen)
+			d->rs[ri].admin_seen = sv.seen[i].c;
 	}
 	if (sv.hlc_max > d->hlc_max)
 		d->hlc_max = sv.hlc_max;
@@ -2606,31 +2747,29 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 		}
 	}
 	/* Deliver what the new clock unblocks, then re-offer the snapshot's
-	 * buffered messages. Failures here (buffer full, out of memory)
-	 * leave those messages for a later sync: the snapshot itself is in. */
-	rc = 0;
-	for (size_t i = 0; i < sv.njumped; i++) {
-		int r2 = release(d, sv.jumped[i]);
-		if (rc == 0)
-			rc = r2;
-	}
-	for (size_t i = 0; i < sv.nb; i++) {
-		int r2 = receive_one(d, sv.bp[i], sv.bl[i], caller);
-		if (rc == 0 && r2 == CRDT_ENOMEM)
-			rc = r2;
-	}
-	/* The merged state already holds the union of every variant. */
+	 * buffered messages, each like a received one. The snapshot is in:
+	 * what fails here (out of memory; a buffered message the buffer has
+	 * no room for or the allowlist refuses) is what a later sync brings
+	 * again, as for any message refused on receipt, so the load still
+	 * succeeds. Ready messages left queued are retried at the next
+	 * clock move. */
+	for (size_t i = 0; i < sv.njumped; i++)
+		(void)release(d, sv.jumped[i]);
+	for (size_t i = 0; i < sv.nb; i++)
+		(void)receive_one(d, sv.bp[i], sv.bl[i], caller);
+	/* The merged state already holds the union of every variant; the
+	 * variants were verified by parse_snap() and evid_room() made sure
+	 * the dots fit. Out of memory drops a variant: every DATA frame
+	 * carries evidence, so sync brings it back. */
 	for (size_t i = 0; i < sv.ne; i++) {
 		msgview mv;
 		if (parse_msg(d, sv.ep[i], sv.el[i], &mv, false) != 0)
 			continue;
 		crdt_dot dot = { mv.sender, mv.counter };
-		int r2 = evid_add(d, dot, sv.ep[i], sv.el[i]);
-		if (rc == 0 && r2 < 0)
-			rc = r2;
+		(void)evid_add(d, dot, sv.ep[i], sv.el[i]);
 	}
 	snapview_free(d, &sv);
-	return rc;
+	return 0;
 }
 
 /* ---------------------------------------------------------------- */
@@ -2695,6 +2834,62 @@ w_evidence(const crdt_doc *d, crdt_buf *out)
 }
 
 /*
+ * Trust levels (security.md). A snapshot is merged state: nothing in it
+ * proves who wrote what. Sync is the channel for untrusted peers, so in
+ * signed mode it carries snapshots only when the application opted in
+ * (sync_snapshots). In encrypted mode it carries them sealed under the
+ * document key, never in plaintext (a keyless peer must read nothing):
+ * the key proves a key holder sealed it, which is all that every holder
+ * may write anyway unless an allowlist narrows writers to fewer than the
+ * key holders; then only with the opt-in.
+ */
+enum { SNAP_NONE, SNAP_PLAIN, SNAP_SEALED };
+
+static int
+sync_snap_kind(const crdt_doc *d)
+{
+	if (d->encrypted)
+		return !d->has_admin || d->sync_snaps ? SNAP_SEALED : SNAP_NONE;
+	return !d->signed_mode || d->sync_snaps ? SNAP_PLAIN : SNAP_NONE;
+}
+
+/* The snapshot field of a DATA frame, as sync_snap_kind() allows. */
+static int
+w_sync_snapshot(const crdt_doc *d, crdt_buf *out)
+{
+	crdt_buf tmp;
+	crdt_buf_init(&tmp, &d->cfg.alloc);
+	int rc = sync_snap_kind(d) == SNAP_SEALED ?
+	    crdt_doc_save_sealed(d, &tmp) :
+	    crdt_doc_save(d, &tmp);
+	if (rc == 0)
+		rc = crdt__w_bin(out, tmp.data, tmp.len);
+	crdt__memzero(tmp.data, tmp.cap);
+	crdt_buf_fini(&tmp);
+	return rc;
+}
+
+/* A DATA frame's snapshot: merged only where sync_snap_kind() allows
+ * it, checked before anything in the frame is applied. */
+static int
+sync_load(crdt_doc *d, const uint8_t *snap, size_t len, void *caller)
+{
+	switch (sync_snap_kind(d)) {
+	case SNAP_NONE:
+		return CRDT_EPERM;
+	case SNAP_SEALED:
+		/* A plaintext snapshot in an encrypted document is refused
+		 * like a plaintext message. */
+		if (!is_sealed_snapshot(snap, len))
+			return CRDT_EDECRYPT;
+		break;
+	default:
+		break;
+	}
+	return crdt_doc_load(d, snap, len, caller);
+}
+
+/*
  * DATA = [1, 8, our clock, [msg, ...], snapshot | nil, evidence]. Messages go in log
  * order, which is an order in which this replica applied them, hence
  * causal: the peer applies them without buffering. If the log no longer
@@ -2710,27 +2905,27 @@ w_data(const crdt_doc *d, const uint64_t *peer, crdt_buf *out)
 		const rstate *r = &d->rs[i];
 		if (r->vc <= peer[i])
 			continue;
-		if (!in_log(r, peer[i] + 1) || !in_log(r, r->vc))
+		if (!in_log(r, peer[i] + 1) || !in_log(r, r->vc)) {
 			complete = false;
+			continue; /* not sendable as messages */
+		}
 		count += r->vc - peer[i];
 	}
 	CRDT_TRY(crdt__w_header(out, KIND_DATA, 4));
 	CRDT_TRY(w_vc_pairs(d, out));
-	if (!complete) {
+	if (!complete && sync_snap_kind(d) != SNAP_NONE) {
 		CRDT_TRY(crdt__w_array(out, 0));
-		crdt_buf tmp;
-		crdt_buf_init(&tmp, &d->cfg.alloc);
-		int rc = crdt_doc_save(d, &tmp);
-		if (rc == 0)
-			rc = crdt__w_bin(out, tmp.data, tmp.len);
-		crdt_buf_fini(&tmp);
-		return rc == 0 ? w_evidence(d, out) : rc;
+		CRDT_TRY(w_sync_snapshot(d, out));
+		return w_evidence(d, out);
 	}
+	/* Without a snapshot (signed mode, not opted in), what the log holds
+	 * of each replica the peer lacks from its next counter on. */
 	CRDT_TRY(crdt__w_array(out, count));
 	for (size_t i = 0; i < d->fifo_n; i++) {
 		fifo_ent f = d->fifo[d->fifo_start + i];
 		const rstate *r = &d->rs[f.r];
-		if (f.c <= peer[f.r] || !in_log(r, f.c))
+		if (f.c <= peer[f.r] || !in_log(r, f.c) ||
+		    !in_log(r, peer[f.r] + 1) || !in_log(r, r->vc))
 			continue;
 		const logent *e = &r->log[r->log_start + (f.c - r->log_lo)];
 		CRDT_TRY(crdt__w_bin(out, e->bytes, e->len));
@@ -2825,7 +3020,7 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 	if (rc == 0)
 		rc = crdt__rd_done(&r);
 	if (rc == 0 && has_snap)
-		rc = crdt_doc_load(d, snap, snaplen, caller);
+		rc = sync_load(d, snap, snaplen, caller);
 	if (rc == 0 && nmsgs > 0) {
 		crdt__rd mr;
 		rc = crdt__rd_init(&mr, &d->cfg.limits, mstart,
@@ -3154,6 +3349,7 @@ crdt_doc_set_security(crdt_doc *d, const crdt_doc_security *s)
 	if (s->key != NULL)
 		CRDT_TRY(put_key(d, s->epoch, s->key));
 	d->signed_mode = s->signed_mode;
+	d->sync_snaps = s->sync_snapshots;
 	d->ident = s->identity;
 	d->encrypted = s->encrypted;
 	d->cur_epoch = s->epoch;

@@ -163,12 +163,27 @@ CRDT_API CRDT_NODISCARD int crdt_doc_save(const crdt_doc *d, crdt_buf *out);
  * and buffered messages that became ready are applied. Loading the same
  * snapshot twice changes nothing the second time. A document that loads
  * its own snapshot resumes its counter (never reuses a dot).
- * All or nothing: on any error the document is unchanged.
+ *
+ * Trusted state only: a snapshot is merged state, and nothing in it
+ * proves who wrote its values, so load what the application trusts (its
+ * own storage, a peer it chose to trust), never a stranger's bytes; sync
+ * is the channel for untrusted peers (secure.h `sync_snapshots`). Still
+ * every field is checked like a message's: its buffered messages and
+ * equivocation evidence pass what crdt_doc_receive() checks (signature,
+ * decryption, every op) or the load is refused.
+ *
+ * All or nothing: on any error the document is unchanged (and no replica
+ * ID stays interned). After the commit point nothing fails: a buffered
+ * message that the buffer cannot take or the allowlist refuses is dropped
+ * as on receipt (a later sync brings it again), and 0 is returned.
  * @return 0, CRDT_EINVAL, CRDT_EMALFORMED, CRDT_EVERSION, CRDT_ETOOBIG,
  *         CRDT_ESCHEMA (objects differ from the registered schema),
  *         CRDT_EWRONGDOC (a snapshot of another document: its doc_id
  *         differs from crdt_config.doc_id), CRDT_ESTATE (transaction
- *         open), CRDT_ENOMEM.
+ *         open), CRDT_EBUFFULL (its evidence would pass
+ *         max_buffered_msgs dots), CRDT_EBADSIG, CRDT_EBADKEY,
+ *         CRDT_ENOKEY, CRDT_EDECRYPT (a message inside fails
+ *         verification), CRDT_ENOMEM.
  */
 CRDT_API CRDT_NODISCARD int crdt_doc_load(crdt_doc *d, const void *snap,
     size_t len, void *caller);
@@ -285,7 +300,10 @@ CRDT_API CRDT_NODISCARD int crdt_doc_sync_start(const crdt_doc *d,
  * Handle a frame (borrowed) from a peer; append the reply, if one is due,
  * to `reply` (reply->len unchanged = nothing to send). `caller` is passed
  * to the update listener for what the frame applies.
- * @return 0, any crdt_doc_receive()/crdt_doc_load() error, CRDT_ENOMEM.
+ * @return 0, any crdt_doc_receive()/crdt_doc_load() error, CRDT_ENOMEM;
+ *         CRDT_EPERM for a snapshot where this document takes none from
+ *         sync, CRDT_EDECRYPT for a plaintext one in encrypted mode
+ *         (secure.h `sync_snapshots`: the frame applies nothing).
  *         A frame with malformed framing applies nothing; a message in it
  *         that fails verification stops the frame there (the ones before
  *         it, each valid on its own, stay applied).

@@ -72,6 +72,20 @@ typedef struct crdt_doc_security {
 	const uint8_t *admin_key; /* NULL, or the 32-byte public key of the
 				   * admin: only writers it allows (and the
 				   * admin) may write. Needs signed mode. */
+	bool sync_snapshots; /* default false: trust sync peers with state.
+			      * A snapshot is merged state, not signed
+			      * messages. Unsigned, unencrypted: sync sends
+			      * and takes plain snapshots whatever this says.
+			      * Signed: only with this set (without it a
+			      * lagging peer gets what the log holds, as
+			      * messages). Encrypted: only sealed under the
+			      * document key (never plaintext), taken by
+			      * default, but with an allowlist (admin_key)
+			      * only with this set: a key holder need not be
+			      * a permitted writer. With it, any sync peer
+			      * (encrypted: any key holder) can write any
+			      * state as any writer. docs/security.md, Trust
+			      * levels. */
 } crdt_doc_security;
 
 /**

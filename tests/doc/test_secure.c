@@ -40,7 +40,7 @@ node_new(node *n, uint8_t seed, bool sign, bool enc, const uint8_t *key)
 	crdt_identity_replica_id(n->ident, &id);
 	cr_assert_eq(crdt_doc_new(&cfg, &id, &n->d), 0);
 	/* Unsigned nodes do not sign either, so AEAD checks stand alone. */
-	crdt_doc_security sec = { sign, sign ? n->ident : NULL, enc, key, 1, NULL };
+	crdt_doc_security sec = { sign, sign ? n->ident : NULL, enc, key, 1, NULL, false };
 	cr_assert_eq(crdt_doc_set_security(n->d, &sec), 0);
 	cr_assert_eq(crdt_doc_register(n->d, "notes", CRDT_OBJ_GSET, NULL), 0);
 	cr_assert_eq(crdt_doc_register_chat(n->d, "chat", NULL, NULL), 0);
@@ -122,14 +122,14 @@ Test(secure, settings_are_checked)
 
 	node_new(&a, 1, true, false, NULL);
 	cr_assert_eq(crdt_identity_from_seed(NULL, s, &other), 0);
-	crdt_doc_security bad = { true, other, false, NULL, 0, NULL };
+	crdt_doc_security bad = { true, other, false, NULL, 0, NULL, false };
 	cr_assert_eq(crdt_doc_set_security(a.d, &bad), CRDT_EINVAL,
 	    "identity must match the replica ID");
-	crdt_doc_security nokey = { false, NULL, false, key1, 0, NULL };
+	crdt_doc_security nokey = { false, NULL, false, key1, 0, NULL, false };
 	cr_assert_eq(crdt_doc_set_security(a.d, &nokey), CRDT_EINVAL);
 	tb_init(&m);
 	cr_assert_eq(crdt_doc_gset_add(a.d, 0, "x", 1, &m), 0);
-	crdt_doc_security ok = { true, a.ident, false, NULL, 0, NULL };
+	crdt_doc_security ok = { true, a.ident, false, NULL, 0, NULL, false };
 	cr_assert_eq(crdt_doc_set_security(a.d, &ok), CRDT_ESTATE);
 	cr_assert_eq(crdt_doc_add_key(a.d, 2, key2, true), CRDT_ESTATE);
 	crdt_buf_fini(&m);
@@ -195,7 +195,7 @@ Test(secure, a_signed_document_without_identity_cannot_commit)
 	crdt_replica_id id = test_id(5);
 	crdt_buf m;
 	cr_assert_eq(crdt_doc_new(NULL, &id, &d), 0);
-	crdt_doc_security s = { true, NULL, false, NULL, 0, NULL };
+	crdt_doc_security s = { true, NULL, false, NULL, 0, NULL, false };
 	cr_assert_eq(crdt_doc_set_security(d, &s), 0);
 	cr_assert_eq(crdt_doc_register(d, "x", CRDT_OBJ_GSET, NULL), 0);
 	tb_init(&m);
@@ -555,7 +555,7 @@ pnode_new(node *n, uint8_t seed, const uint8_t *admin_pk)
 	cr_assert_eq(crdt_identity_from_seed(&cfg, s, &n->ident), 0);
 	crdt_identity_replica_id(n->ident, &id);
 	cr_assert_eq(crdt_doc_new(&cfg, &id, &n->d), 0);
-	crdt_doc_security sec = { true, n->ident, false, NULL, 0, admin_pk };
+	crdt_doc_security sec = { true, n->ident, false, NULL, 0, admin_pk, false };
 	cr_assert_eq(crdt_doc_set_security(n->d, &sec), 0);
 	cr_assert_eq(crdt_doc_register(n->d, "notes", CRDT_OBJ_GSET, NULL), 0);
 }
@@ -642,7 +642,7 @@ Test(secure, only_allowed_writers_write_and_the_decision_is_causal)
 		cr_assert_eq(crdt_identity_from_seed(&cfg, s, &rogue.ident), 0);
 		cr_assert_eq(crdt_doc_new(&cfg, &w2id, &rogue.d), 0);
 		crdt_doc_security sec = { true, rogue.ident, false, NULL, 0,
-			NULL };
+			NULL, false };
 		cr_assert_eq(crdt_doc_set_security(rogue.d, &sec), 0);
 		cr_assert_eq(crdt_doc_register(rogue.d, "__acl", CRDT_OBJ_GSET,
 				 NULL), 0);
@@ -682,7 +682,7 @@ relay_setup(void *ud, crdt_doc *d, size_t i)
 	(void)ud;
 	/* Replica 0 is the hub: encrypted mode without a key. */
 	crdt_doc_security s = { false, NULL, true, i == 0 ? NULL : key1, 1,
-		NULL };
+		NULL, false };
 	int rc = crdt_doc_set_security(d, &s);
 	if (rc == 0)
 		rc = crdt_doc_register_chat(d, "chat", NULL, NULL);
@@ -761,7 +761,7 @@ Test(secure, a_relay_forwards_allowlist_traffic_it_cannot_read)
 		crdt_identity_replica_id(n->ident, &id);
 		cr_assert_eq(crdt_doc_new(&cfg, &id, &n->d), 0);
 		crdt_doc_security sec = { true, n->ident, true, spec[i].key, 1,
-			apk };
+			apk, false };
 		cr_assert_eq(crdt_doc_set_security(n->d, &sec), 0);
 		cr_assert_eq(crdt_doc_register(n->d, "notes", CRDT_OBJ_GSET,
 				 NULL), 0);
@@ -798,7 +798,7 @@ Test(secure, a_relay_forwards_allowlist_traffic_it_cannot_read)
 		crdt_identity_replica_id(rogue_n.ident, &id);
 		cr_assert_eq(crdt_doc_new(&cfg, &id, &rogue_n.d), 0);
 		crdt_doc_security sec = { true, rogue_n.ident, true, key1, 1,
-			NULL };
+			NULL, false };
 		cr_assert_eq(crdt_doc_set_security(rogue_n.d, &sec), 0);
 		cr_assert_eq(crdt_doc_register(rogue_n.d, "__acl",
 				 CRDT_OBJ_GSET, NULL), 0);
