@@ -53,6 +53,7 @@ crdt_config_default(crdt_config *cfg)
 	cfg->log_max_msgs = (size_t)1 << 20;
 	cfg->log_max_bytes = (size_t)256 << 20;
 	cfg->max_replicas = 65536;
+	cfg->sync_max_bytes = DEFAULT_MAX_BYTES;
 }
 
 int
@@ -92,6 +93,12 @@ crdt__config_resolve(const crdt_config *in, crdt_config *out)
 		c.log_max_bytes = in->log_max_bytes;
 	if (in->max_replicas)
 		c.max_replicas = in->max_replicas;
+	if (in->sync_max_bytes)
+		c.sync_max_bytes = in->sync_max_bytes;
+	/* A frame over limits.max_bytes is refused by every peer with the
+	 * same limits, so the budget never exceeds it. */
+	if (c.sync_max_bytes > c.limits.max_bytes)
+		c.sync_max_bytes = c.limits.max_bytes;
 	c.clock = in->clock;
 	c.clock_ud = in->clock_ud;
 	c.doc_id = in->doc_id;

@@ -59,6 +59,8 @@ typedef struct rstate {
 	uint64_t log_lo; /* counter of log[log_start] */
 	logent *log;
 	size_t log_start, log_n, log_cap;
+	size_t log_bytes; /* bytes of log[log_start ..] */
+	size_t lpos[2];   /* place in d->lheap[k] while log_n > 0 */
 } rstate;
 
 typedef struct dep {
@@ -165,6 +167,10 @@ struct crdt_doc {
 	fifo_ent *fifo;
 	size_t fifo_start, fifo_n, fifo_cap;
 	size_t log_count, log_bytes;
+	/* Replicas with a non-empty log, max-heaps by log_n (LH_MSGS) and
+	 * by log_bytes (LH_BYTES): eviction takes from the largest. */
+	uint32_t *lheap[2];
+	size_t lheap_n[2], lheap_cap[2];
 
 	bool in_txn;
 	uint64_t txn_serial, walk_serial;
@@ -371,6 +377,8 @@ crdt_doc_free(crdt_doc *d)
 	crdt__free(&a, d->rs, d->caprs * sizeof *d->rs);
 	crdt__free(&a, d->dirty, d->capdirty * sizeof *d->dirty);
 	crdt__free(&a, d->fifo, d->fifo_cap * sizeof *d->fifo);
+	for (int k = 0; k < 2; k++)
+		crdt__free(&a, d->lheap[k], d->lheap_cap[k] * sizeof *d->lheap[k]);
 	crdt__free(&a, d->sdeps, d->capsdeps * sizeof *d->sdeps);
 	crdt_buf_fini(&d->stage);
 	crdt_buf_fini(&d->scratch);
@@ -797,32 +805,146 @@ parse_msg(crdt_doc *d, const void *bytes, size_t len, msgview *mv, bool ops)
 /* ---------------------------------------------------------------- */
 /* message log                                                      */
 
-static void
-log_evict_one(crdt_doc *d)
+/*
+ * The log keeps, per replica, a contiguous run of its latest applied
+ * messages; the fifo records the order in which they were applied (a
+ * causal order, which DATA frames follow). Over a bound, the oldest
+ * message of the replica holding the most messages (or bytes, for the
+ * byte bound) goes: eviction is per writer, so one sender, however many
+ * messages it pushes (a keyless relay cannot judge them), only ever
+ * flushes its own history once it holds the largest share. Each push or
+ * eviction costs O(log replicas); fifo entries of evicted messages are
+ * skipped and compacted away, O(1) amortised.
+ */
+enum { LH_MSGS = 0, LH_BYTES = 1 };
+
+static bool in_log(const rstate *r, uint64_t c);
+
+static size_t
+lh_key(const crdt_doc *d, int k, uint32_t ri)
 {
-	const crdt_allocator *a = &d->cfg.alloc;
+	return k == LH_MSGS ? d->rs[ri].log_n : d->rs[ri].log_bytes;
+}
+
+static void
+lh_set(crdt_doc *d, int k, size_t i, uint32_t ri)
+{
+	d->lheap[k][i] = ri;
+	d->rs[ri].lpos[k] = i;
+}
+
+static void
+lh_up(crdt_doc *d, int k, size_t i)
+{
+	uint32_t ri = d->lheap[k][i];
+	size_t key = lh_key(d, k, ri);
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+		if (lh_key(d, k, d->lheap[k][p]) >= key)
+			break;
+		lh_set(d, k, i, d->lheap[k][p]);
+		i = p;
+	}
+	lh_set(d, k, i, ri);
+}
+
+static void
+lh_down(crdt_doc *d, int k, size_t i)
+{
+	size_t n = d->lheap_n[k];
+	uint32_t ri = d->lheap[k][i];
+	size_t key = lh_key(d, k, ri);
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= n)
+			break;
+		if (c + 1 < n && lh_key(d, k, d->lheap[k][c + 1]) >
+		    lh_key(d, k, d->lheap[k][c]))
+			c++;
+		if (lh_key(d, k, d->lheap[k][c]) <= key)
+			break;
+		lh_set(d, k, i, d->lheap[k][c]);
+		i = c;
+	}
+	lh_set(d, k, i, ri);
+}
+
+/* Replica ri's log changed size; log_n == 0 means it leaves the heaps.
+ * `was_in`: it was in them before the change. Room was reserved. */
+static void
+lh_update(crdt_doc *d, uint32_t ri, bool was_in)
+{
+	for (int k = 0; k < 2; k++) {
+		if (!was_in) {
+			if (d->rs[ri].log_n == 0)
+				continue;
+			size_t i = d->lheap_n[k]++;
+			lh_set(d, k, i, ri);
+			lh_up(d, k, i);
+			continue;
+		}
+		size_t i = d->rs[ri].lpos[k];
+		if (d->rs[ri].log_n == 0) {
+			uint32_t last = d->lheap[k][--d->lheap_n[k]];
+			if (i == d->lheap_n[k])
+				continue;
+			lh_set(d, k, i, last);
+		}
+		uint32_t x = d->lheap[k][i];
+		lh_up(d, k, i);
+		lh_down(d, k, d->rs[x].lpos[k]);
+	}
+}
+
+/* Drop fifo entries of messages no longer in the log once they make up
+ * half of it; the survivors keep their order. */
+static void
+fifo_compact(crdt_doc *d)
+{
 	while (d->fifo_n > 0) {
 		fifo_ent f = d->fifo[d->fifo_start];
+		if (in_log(&d->rs[f.r], f.c))
+			break;
 		d->fifo_start++;
 		d->fifo_n--;
-		rstate *r = &d->rs[f.r];
-		if (r->log_n == 0 || f.c != r->log_lo)
-			continue; /* stale: that replica's log was reset */
-		logent *e = &r->log[r->log_start];
-		d->log_count--;
-		d->log_bytes -= e->len;
-		crdt__free(a, e->bytes, e->len);
-		r->log_start++;
-		r->log_n--;
-		r->log_lo++;
-		return;
 	}
+	if (d->fifo_n <= 2 * d->log_count + 16)
+		return;
+	size_t w = 0;
+	for (size_t i = 0; i < d->fifo_n; i++) {
+		fifo_ent f = d->fifo[d->fifo_start + i];
+		if (in_log(&d->rs[f.r], f.c))
+			d->fifo[w++] = f;
+	}
+	d->fifo_start = 0;
+	d->fifo_n = w;
+}
+
+/* Evict the oldest message of the replica that holds the most messages
+ * (k = LH_MSGS) or bytes (LH_BYTES). */
+static void
+log_evict_one(crdt_doc *d, int k)
+{
+	if (d->lheap_n[k] == 0)
+		return;
+	uint32_t ri = d->lheap[k][0];
+	rstate *r = &d->rs[ri];
+	logent *e = &r->log[r->log_start];
+	d->log_count--;
+	d->log_bytes -= e->len;
+	r->log_bytes -= e->len;
+	crdt__free(&d->cfg.alloc, e->bytes, e->len);
+	r->log_start++;
+	r->log_n--;
+	r->log_lo++;
+	lh_update(d, ri, true);
 }
 
 static void
 log_reset(crdt_doc *d, uint32_t ri, uint64_t next)
 {
 	rstate *r = &d->rs[ri];
+	bool was_in = r->log_n > 0;
 	for (size_t j = 0; j < r->log_n; j++) {
 		logent *e = &r->log[r->log_start + j];
 		d->log_count--;
@@ -830,11 +952,14 @@ log_reset(crdt_doc *d, uint32_t ri, uint64_t next)
 		crdt__free(&d->cfg.alloc, e->bytes, e->len);
 	}
 	r->log_start = r->log_n = 0;
+	r->log_bytes = 0;
 	r->log_lo = next;
+	if (was_in)
+		lh_update(d, ri, true);
 }
 
-/* Room for one more entry in replica r's log and in the fifo; after this,
- * log_push cannot fail. */
+/* Room for one more entry in replica r's log, in the fifo and in the
+ * heaps; after this, log_push cannot fail. */
 static int
 log_reserve(crdt_doc *d, uint32_t ri)
 {
@@ -858,6 +983,12 @@ log_reserve(crdt_doc *d, uint32_t ri)
 	CRDT_TRY(crdt__grow(a, &v, &d->fifo_cap, d->fifo_start + d->fifo_n + 1,
 	    sizeof *d->fifo));
 	d->fifo = v;
+	for (int k = 0; k < 2; k++) {
+		v = d->lheap[k];
+		CRDT_TRY(crdt__grow(a, &v, &d->lheap_cap[k],
+		    d->lheap_n[k] + 1, sizeof *d->lheap[k]));
+		d->lheap[k] = v;
+	}
 	return 0;
 }
 
@@ -871,13 +1002,19 @@ log_push(crdt_doc *d, uint32_t ri, uint64_t c, uint8_t *bytes, size_t len)
 		/* Not contiguous (a snapshot jumped this replica): restart. */
 		log_reset(d, ri, c);
 	}
+	bool was_in = r->log_n > 0;
 	r->log[r->log_start + r->log_n++] = (logent){ bytes, len };
+	r->log_bytes += len;
 	d->fifo[d->fifo_start + d->fifo_n++] = (fifo_ent){ ri, c };
 	d->log_count++;
 	d->log_bytes += len;
+	lh_update(d, ri, was_in);
+	/* Bounded: each pass evicts one message. */
 	while (d->log_count > d->cfg.log_max_msgs ||
 	    d->log_bytes > d->cfg.log_max_bytes)
-		log_evict_one(d);
+		log_evict_one(d, d->log_count > d->cfg.log_max_msgs ?
+		    LH_MSGS : LH_BYTES);
+	fifo_compact(d);
 }
 
 size_t
@@ -2890,48 +3027,151 @@ sync_load(crdt_doc *d, const uint8_t *snap, size_t len, void *caller)
 }
 
 /*
- * DATA = [1, 8, our clock, [msg, ...], snapshot | nil, evidence]. Messages go in log
- * order, which is an order in which this replica applied them, hence
- * causal: the peer applies them without buffering. If the log no longer
- * holds everything the peer lacks, send a snapshot instead.
+ * DATA = [2, 8, our clock, [msg, ...], snapshot | nil, evidence, flags].
+ * Messages go in log order, which is an order in which this replica
+ * applied them, hence causal: the peer applies them without buffering.
+ * A frame carries a prefix of that order within the budget
+ * (cfg.sync_max_bytes) and says DATA_MORE when messages were left out:
+ * the receiver that took something in then asks again (DATA_REPLY), and
+ * the next frame starts where the peer's new clock says. If the log no
+ * longer holds everything the peer lacks, send a snapshot instead; a
+ * keyless relay cannot make one, so it sends what its log holds of the
+ * other replicas and says DATA_PARTIAL.
+ */
+#define DATA_MORE 1u    /* the sender holds more that the receiver lacks */
+#define DATA_REPLY 2u   /* answer with what the sender lacks, even if this
+			 * frame brought nothing new */
+#define DATA_PARTIAL 4u /* the sender cannot serve part of what the
+			 * receiver lacks (log evicted, no snapshot) */
+#define DATA_FLAGS (DATA_MORE | DATA_REPLY | DATA_PARTIAL)
+
+/* Encoded sizes, as msgpack-c writes them (smallest form). */
+static size_t
+bin_size(size_t n)
+{
+	return n + (n < 256 ? 2 : n < 65536 ? 3 : 5);
+}
+
+static size_t
+arr_size(size_t n)
+{
+	return n < 16 ? 1 : n < 65536 ? 3 : 5;
+}
+
+static size_t
+evidence_size(const crdt_doc *d)
+{
+	size_t s = arr_size(evid_variants(d));
+	for (size_t i = 0; i < d->nev; i++)
+		for (size_t j = 0; j < d->ev[i].n; j++)
+			s += bin_size(d->ev[i].v[j].len);
+	return s;
+}
+
+/* Is the fifo entry a message the peer lacks and the log holds? */
+static const logent *
+data_pick(const crdt_doc *d, const uint64_t *peer, fifo_ent f)
+{
+	const rstate *r = &d->rs[f.r];
+	if (f.c <= peer[f.r] || !in_log(r, f.c))
+		return NULL;
+	return &r->log[r->log_start + (f.c - r->log_lo)];
+}
+
+/*
+ * How many messages, in fifo order, fit in the frame after `used` bytes
+ * and `elems` elements. A frame that would carry none gets the first one
+ * anyway if that stays within limits.max_bytes (a small budget never
+ * blocks a large message). *more: some were left out.
  */
 static int
-w_data(const crdt_doc *d, const uint64_t *peer, crdt_buf *out)
+data_count(const crdt_doc *d, const uint64_t *peer, size_t used,
+    size_t elems, size_t *count, bool *more)
 {
+	size_t budget = d->cfg.sync_max_bytes, hard = d->cfg.limits.max_bytes;
+	size_t n = 0;
+
+	*more = false;
+	for (size_t i = 0; i < d->fifo_n; i++) {
+		const logent *e = data_pick(d, peer, d->fifo[d->fifo_start + i]);
+		if (e == NULL)
+			continue;
+		size_t sz = bin_size(e->len);
+		bool fits = used <= budget && sz <= budget - used;
+		if (!fits && n == 0)
+			fits = used <= hard && sz <= hard - used;
+		if (!fits || elems + n + 1 > d->cfg.limits.max_elems) {
+			*more = true;
+			break;
+		}
+		used += sz;
+		n++;
+	}
+	/* The next message cannot travel in any frame a peer with our
+	 * limits accepts: refuse here rather than send what it refuses. */
+	if (*more && n == 0)
+		return CRDT_ETOOBIG;
+	*count = n;
+	return 0;
+}
+
+static int
+w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
+{
+	size_t mark = out->len, npairs = 0;
 	bool complete = true;
-	size_t count = 0;
 
 	for (size_t i = 0; i < d->nrs; i++) {
 		const rstate *r = &d->rs[i];
+		npairs += r->vc > 0;
 		if (r->vc <= peer[i])
 			continue;
-		if (!in_log(r, peer[i] + 1) || !in_log(r, r->vc)) {
+		if (!in_log(r, peer[i] + 1) || !in_log(r, r->vc))
 			complete = false;
-			continue; /* not sendable as messages */
-		}
-		count += r->vc - peer[i];
 	}
-	CRDT_TRY(crdt__w_header(out, KIND_DATA, 4));
+	CRDT_TRY(crdt__w_header(out, KIND_DATA, 5));
 	CRDT_TRY(w_vc_pairs(d, out));
-	if (!complete && sync_snap_kind(d) != SNAP_NONE) {
+	if (!complete && !is_relay(d) && sync_snap_kind(d) != SNAP_NONE) {
 		CRDT_TRY(crdt__w_array(out, 0));
 		CRDT_TRY(w_sync_snapshot(d, out));
-		return w_evidence(d, out);
+		CRDT_TRY(w_evidence(d, out));
+		CRDT_TRY(crdt__w_uint(out, flags));
+		return out->len - mark > d->cfg.limits.max_bytes ?
+		    CRDT_ETOOBIG : 0;
 	}
-	/* Without a snapshot (signed mode, not opted in), what the log holds
-	 * of each replica the peer lacks from its next counter on. */
+	if (!complete) {
+		/* No snapshot to send (a keyless relay cannot make one; signed
+		 * mode sends none unless opted in): serve the replicas whose
+		 * lacking run the log still holds in full; the others' later
+		 * messages would only wait. */
+		for (size_t j = 0; j < d->nrs; j++) {
+			const rstate *rj = &d->rs[j];
+			if (rj->vc > peer[j] && (!in_log(rj, peer[j] + 1) ||
+			    !in_log(rj, rj->vc)))
+				peer[j] = rj->vc;
+		}
+		flags |= DATA_PARTIAL;
+	}
+	/* fixed part: what is written, the message array's header (at most
+	 * 5 bytes), nil, the evidence and the flags (1 byte) */
+	size_t used = (out->len - mark) + 5 + 1 + evidence_size(d) + 1;
+	size_t elems = 7 + 2 * npairs + evid_variants(d), count;
+	bool more;
+	CRDT_TRY(data_count(d, peer, used, elems, &count, &more));
+	if (more)
+		flags |= DATA_MORE;
 	CRDT_TRY(crdt__w_array(out, count));
-	for (size_t i = 0; i < d->fifo_n; i++) {
-		fifo_ent f = d->fifo[d->fifo_start + i];
-		const rstate *r = &d->rs[f.r];
-		if (f.c <= peer[f.r] || !in_log(r, f.c) ||
-		    !in_log(r, peer[f.r] + 1) || !in_log(r, r->vc))
+	for (size_t i = 0, k = 0; k < count && i < d->fifo_n; i++) {
+		const logent *e = data_pick(d, peer, d->fifo[d->fifo_start + i]);
+		if (e == NULL)
 			continue;
-		const logent *e = &r->log[r->log_start + (f.c - r->log_lo)];
 		CRDT_TRY(crdt__w_bin(out, e->bytes, e->len));
+		k++;
 	}
 	CRDT_TRY(crdt__w_nil(out));
-	return w_evidence(d, out);
+	CRDT_TRY(w_evidence(d, out));
+	CRDT_TRY(crdt__w_uint(out, flags));
+	return out->len - mark > d->cfg.limits.max_bytes ? CRDT_ETOOBIG : 0;
 }
 
 static bool
@@ -2943,22 +3183,66 @@ peer_lacks(const crdt_doc *d, const uint64_t *peer)
 	return false;
 }
 
+/*
+ * Grows with every message taken in (applied, buffered or kept as
+ * evidence) and with every clock a snapshot raised: a frame that leaves
+ * it unchanged brought nothing new. O(replicas + evidence), like the
+ * frame's own clock.
+ */
+static uint64_t
+progress_mark(const crdt_doc *d)
+{
+	uint64_t m = d->nbuffered + evid_variants(d);
+	for (size_t i = 0; i < d->nrs; i++)
+		m += d->rs[i].vc;
+	return m;
+}
+
+/*
+ * Whether and what to answer. A HELLO is always answered (DATA_REPLY:
+ * its sender answers back with what we lack). A DATA frame is answered
+ * when its sender lacks something of ours (or holds fewer equivocation
+ * variants), or said DATA_MORE, but only if the frame asked for it
+ * (DATA_REPLY) or brought something new: every frame of a round past the
+ * third is paid for by progress, so a round always ends, also between
+ * replicas that each refuse something the other holds.
+ */
 static int
-reply_data(crdt_doc *d, const iddep *pairs, size_t n, bool always,
-    crdt_buf *reply)
+reply_data(crdt_doc *d, const iddep *pairs, size_t n, bool hello,
+    unsigned in_flags, bool progressed, size_t nevid, crdt_buf *reply,
+    bool *replied)
 {
 	uint64_t *peer;
+	unsigned flags = DATA_REPLY;
+	bool want = true;
 
+	*replied = false;
 	CRDT_TRY(peer_clock(d, pairs, n, &peer));
+	if (!hello) {
+		bool cont = progressed && (in_flags & DATA_MORE);
+		flags = cont ? DATA_REPLY : 0;
+		want = ((in_flags & DATA_REPLY) || progressed) &&
+		    (cont || peer_lacks(d, peer) || evid_variants(d) > nevid);
+	}
 	int rc = 0;
-	if (always || peer_lacks(d, peer)) {
+	if (want) {
 		size_t mark = reply->len;
-		rc = w_data(d, peer, reply);
+		rc = w_data(d, peer, flags, reply);
 		if (rc < 0)
 			reply->len = mark;
+		*replied = rc == 0;
 	}
 	crdt__free(&d->cfg.alloc, peer, d->nrs * sizeof *peer);
 	return rc;
+}
+
+/* A message of a DATA frame refused for its own content is skipped (a
+ * keyless relay forwards what keyed replicas refuse); only running out
+ * of memory stops the frame. */
+static bool
+data_fatal(int rc)
+{
+	return rc == CRDT_ENOMEM;
 }
 
 int
@@ -2967,13 +3251,13 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 {
 	crdt__rd r;
 	size_t n, nmsgs = 0;
-	uint64_t kind, ver;
+	uint64_t kind, ver, flags = 0;
 	iddep *pairs = NULL;
 	size_t npairs = 0;
 	const uint8_t *snap = NULL, *mstart = NULL, *estart = NULL;
 	size_t nevid = 0;
 	size_t snaplen = 0;
-	bool has_snap = false;
+	bool has_snap = false, replied = false;
 	int rc;
 
 	if (d == NULL || frame == NULL || reply == NULL)
@@ -2986,7 +3270,10 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 	if (ver < CRDT__DOC_FORMAT_OLDEST || ver > CRDT__DOC_FORMAT_VERSION)
 		return CRDT_EVERSION;
 	CRDT_TRY(crdt__rd_uint(&r, &kind));
-	if (!((kind == KIND_HELLO && n == 3) || (kind == KIND_DATA && n == 6)))
+	/* A version-1 DATA frame had no flags (read as 0). */
+	size_t data_n = ver == 1 ? 6 : 7;
+	if (!((kind == KIND_HELLO && n == 3) ||
+		(kind == KIND_DATA && n == data_n)))
 		return CRDT_EMALFORMED;
 	CRDT_TRY(rd_vc_pairs(d, &r, &pairs, &npairs));
 	rc = 0;
@@ -3016,9 +3303,14 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 		estart = r.p;
 		if (rc == 0)
 			rc = rd_evidence(d, &r, nevid, NULL, NULL);
+		if (rc == 0 && data_n == 7)
+			rc = crdt__rd_uint(&r, &flags);
+		if (rc == 0 && (flags & ~(uint64_t)DATA_FLAGS) != 0)
+			rc = CRDT_EMALFORMED;
 	}
 	if (rc == 0)
 		rc = crdt__rd_done(&r);
+	uint64_t mark0 = progress_mark(d);
 	if (rc == 0 && has_snap)
 		rc = sync_load(d, snap, snaplen, caller);
 	if (rc == 0 && nmsgs > 0) {
@@ -3029,8 +3321,9 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 			const uint8_t *m;
 			size_t ml;
 			rc = crdt__rd_blob(&mr, &m, &ml);
-			if (rc == 0)
-				rc = receive_one(d, m, ml, caller);
+			if (rc == 0 && data_fatal(receive_one(d, m, ml,
+			    caller)))
+				rc = CRDT_ENOMEM;
 		}
 	}
 	if (rc == 0 && nevid > 0) {
@@ -3041,16 +3334,20 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 			const uint8_t *m;
 			size_t ml;
 			rc = crdt__rd_blob(&er, &m, &ml);
-			if (rc == 0)
-				rc = receive_msg(d, m, ml, caller, true);
+			if (rc == 0 && data_fatal(receive_msg(d, m, ml, caller,
+			    true)))
+				rc = CRDT_ENOMEM;
 		}
 		evid_prune(d);
 	}
-	/* A DATA frame is answered when the sender lacks messages, or holds
-	 * fewer equivocation variants than we now do. */
+	bool progressed = progress_mark(d) != mark0;
 	if (rc == 0)
-		rc = reply_data(d, pairs, npairs,
-		    kind == KIND_HELLO || evid_variants(d) > nevid, reply);
+		rc = reply_data(d, pairs, npairs, kind == KIND_HELLO,
+		    (unsigned)flags, progressed, nevid, reply, &replied);
+	/* The peer cannot serve what we still lack and this frame changed
+	 * nothing: say so, so the caller syncs with another replica. */
+	if (rc == 0 && (flags & DATA_PARTIAL) && !progressed && !replied)
+		rc = CRDT_ENOTFOUND;
 	crdt__free(&d->cfg.alloc, pairs, npairs * sizeof *pairs);
 	return rc;
 }

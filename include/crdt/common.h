@@ -110,6 +110,9 @@ typedef struct crdt_config {
 	size_t log_max_bytes;      /* message log, bytes       [256 MiB] */
 	size_t max_replicas;       /* replica IDs a document tracks [65536] */
 	crdt_doc_id doc_id;        /* the document's ID [zero = unbound]   */
+	/* Sync DATA frame budget in bytes [limits.max_bytes]; larger values
+	 * are clamped to limits.max_bytes (doc.h, sync protocol). */
+	size_t sync_max_bytes;
 	uint8_t reserved[32];      /* zero; room to grow without an ABI break */
 } crdt_config;
 

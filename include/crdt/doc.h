@@ -288,9 +288,16 @@ CRDT_API CRDT_NODISCARD int crdt_msg_peek(const void *msg, size_t len,
  *      messages A lacks, or a snapshot if B's log evicted some) -> A
  *   3. A: crdt_doc_sync_handle(DATA) applies it and replies a DATA frame
  *      with what B lacks -> B, which applies it and replies nothing.
- * After one round both hold the union. Frames carry no session state:
- * any frame may be repeated, dropped or reordered; a lost round is just
- * started again.
+ * Paging: a DATA frame carries at most cfg.sync_max_bytes (<=
+ * limits.max_bytes) of messages and says when more follows; the receiver
+ * that took something in asks again in its reply, and the next frame
+ * goes on from its new clock. A peer any distance behind catches up in
+ * one round of ceil(history / budget) frames, each within the budget.
+ * A round always ends: past the third frame, a frame is answered only if
+ * it brought something new. After a round both hold the union (less what
+ * either refuses). Frames carry no session state: any frame may be
+ * repeated, dropped or reordered; a lost round is just started again.
+ * Details and flags in docs/document.md (Sync protocol).
  */
 
 /** Append a HELLO frame. @return 0, CRDT_EINVAL, CRDT_ENOMEM. */
@@ -300,13 +307,29 @@ CRDT_API CRDT_NODISCARD int crdt_doc_sync_start(const crdt_doc *d,
  * Handle a frame (borrowed) from a peer; append the reply, if one is due,
  * to `reply` (reply->len unchanged = nothing to send). `caller` is passed
  * to the update listener for what the frame applies.
- * @return 0, any crdt_doc_receive()/crdt_doc_load() error, CRDT_ENOMEM;
- *         CRDT_EPERM for a snapshot where this document takes none from
- *         sync, CRDT_EDECRYPT for a plaintext one in encrypted mode
- *         (secure.h `sync_snapshots`: the frame applies nothing).
- *         A frame with malformed framing applies nothing; a message in it
- *         that fails verification stops the frame there (the ones before
- *         it, each valid on its own, stay applied).
+ * A DATA frame's framing is checked whole before anything applies. Then
+ * each message is verified and applied on its own; one refused for its
+ * own content (CRDT_EPERM, CRDT_EDECRYPT, CRDT_EBADSIG, CRDT_ESCHEMA,
+ * CRDT_EBUFFULL, ...) is skipped, the rest of the frame still applies,
+ * and the refusal is not reported (0 is returned; its dot stays missing).
+ * Cost: O(replicas + log entries) to build a DATA reply; O(replicas +
+ * evidence) plus each carried message's own cost to handle one.
+ * @return 0, or:
+ *   - CRDT_ENOTFOUND: the peer (a keyless relay whose log evicted part of
+ *     what we lack, so it cannot send a snapshot) cannot serve us, and
+ *     this frame brought nothing new; nothing changed, no reply. Sync
+ *     with a keyed replica.
+ *   - CRDT_ENOMEM, or CRDT_ETOOBIG for a reply no frame within
+ *     limits.max_bytes can hold (a message too large for any frame), on a
+ *     DATA frame whose framing was accepted: the messages applied before
+ *     the failure stay applied (each whole), none after; no reply.
+ *     Handling the frame again, or the next round, finishes it.
+ *   - CRDT_EPERM for a snapshot where this document takes none from sync,
+ *     CRDT_EDECRYPT for a plaintext one in encrypted mode (secure.h
+ *     `sync_snapshots`), any other code (CRDT_EINVAL, CRDT_ESTATE,
+ *     CRDT_EMALFORMED, CRDT_EVERSION, CRDT_ETOOBIG for the frame itself,
+ *     a crdt_doc_load() error for its snapshot), and any error on a HELLO:
+ *     the frame was refused whole; nothing changed, no reply.
  */
 CRDT_API CRDT_NODISCARD int crdt_doc_sync_handle(crdt_doc *d,
     const void *frame, size_t len, void *caller, crdt_buf *reply);
