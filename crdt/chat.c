@@ -10,9 +10,10 @@
  *                                     [3, id, counter]             ack
  *                                     [4, id, counter, reason]     reject
  *
- * Everything else is a derived index, updated after each committed
- * transaction and rebuilt from the state after a snapshot load (or after
- * an allocation failure while updating it):
+ * Everything else is a derived index, built when a state is decoded or
+ * merged (where the load can still fail) and folded after each committed
+ * transaction from room the apply walk reserved before the commit point
+ * (so the fold cannot fail and queries never build anything):
  *   - an order-statistic treap over (order, replica ID, counter): insert,
  *     position, k-th and neighbours in O(log n), pages in O(log n + k);
  *   - dot -> message, reactions per message, read clocks per reader,
@@ -99,12 +100,30 @@ typedef struct hist {
 	bool joined;
 } hist;
 
+/* A clock over replica IDs, sorted by ID. An entry with counter 0 means
+ * nothing and may be inserted ahead of time: that is how the apply path
+ * reserves room before commit, so folding a mark after commit never
+ * allocates. */
+typedef struct rclk_e {
+	crdt_replica_id id;
+	uint64_t c;
+} rclk_e;
+
+typedef struct rclock {
+	rclk_e *v;
+	size_t n, cap;
+} rclock;
+
 typedef struct user_ent { /* key: user */
 	crdt__key k;
-	crdt_vclock *read; /* NULL until the user marks something read */
-	hist *h;           /* membership history, ascending (stamp, writer) */
+	rclock read;   /* what the user has read; empty until a mark */
+	hist *h;       /* membership history, ascending (stamp, writer) */
 	size_t nh, caph;
-	size_t posted;     /* messages authored */
+	/* Room reserved in h by the apply walk `hwalk` (one per member op
+	 * of that walk), so the fold after commit cannot fail. */
+	uint64_t hwalk;
+	size_t hpend;
+	size_t posted; /* messages authored */
 } user_ent;
 
 typedef struct chat_index {
@@ -122,7 +141,7 @@ typedef struct chat_index {
 	crdt__table reps;  /* rep_ent: messages per replica */
 	crdt__table ureps; /* rep_ent: messages per (user, replica) */
 	crdt__table users; /* user_ent */
-	crdt_vclock *acked;
+	rclock acked;
 	uint8_t prio_key[16];
 	/* Per reaction map entry (by index): treap links within its
 	 * message's tree, and whether it is indexed / counted as on. The
@@ -151,7 +170,7 @@ struct crdt_chat {
 	crdt_gset *msgs;
 	crdt_lww_map *reacts;
 	crdt_gset *marks;
-	chat_index *ix; /* behind a pointer: rebuilt from const queries */
+	chat_index *ix; /* derived from the three sets, kept current */
 };
 
 /* ---------------------------------------------------------------- */
@@ -242,6 +261,65 @@ u64v_upto(const u64v *v, uint64_t c)
 			hi = mid;
 	}
 	return lo;
+}
+
+static size_t
+rclock_find(const rclock *k, const crdt_replica_id *id, bool *found)
+{
+	size_t lo = 0, hi = k->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (crdt_replica_id_cmp(&k->v[mid].id, id) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = lo < k->n && crdt_replica_id_cmp(&k->v[lo].id, id) == 0;
+	return lo;
+}
+
+static uint64_t
+rclock_get(const rclock *k, const crdt_replica_id *id)
+{
+	bool found;
+	size_t i = rclock_find(k, id, &found);
+	return found ? k->v[i].c : 0;
+}
+
+static bool
+rclock_covers(const rclock *k, crdt_dot d)
+{
+	return rclock_get(k, &d.replica) >= d.counter;
+}
+
+/* An entry for `id` (counter 0 if new): the only allocation. */
+static int
+rclock_reserve(const crdt_allocator *a, rclock *k, const crdt_replica_id *id)
+{
+	bool found;
+	size_t i = rclock_find(k, id, &found);
+	if (found)
+		return 0;
+	void *v = k->v;
+	CRDT_TRY(crdt__grow(a, &v, &k->cap, k->n + 1, sizeof *k->v));
+	k->v = v;
+	memmove(&k->v[i + 1], &k->v[i], (k->n - i) * sizeof *k->v);
+	k->v[i].id = *id;
+	k->v[i].c = 0;
+	k->n++;
+	return 0;
+}
+
+/* Raise `id` to at least `c`; after rclock_reserve it cannot fail. */
+static int
+rclock_raise(const crdt_allocator *a, rclock *k, crdt_dot d)
+{
+	bool found;
+	CRDT_TRY(rclock_reserve(a, k, &d.replica));
+	size_t i = rclock_find(k, &d.replica, &found);
+	if (k->v[i].c < d.counter)
+		k->v[i].c = d.counter;
+	return 0;
 }
 
 static void *
@@ -688,7 +766,7 @@ static void
 user_fini(void *e, const crdt_allocator *a)
 {
 	user_ent *u = e;
-	crdt_vclock_free(u->read);
+	crdt__free(a, u->read.v, u->read.cap * sizeof *u->read.v);
 	crdt__free(a, u->h, u->caph * sizeof *u->h);
 }
 
@@ -715,7 +793,7 @@ ix_clear(crdt_chat *c)
 	crdt__table_fini(&ix->reps, rep_fini);
 	crdt__table_fini(&ix->ureps, rep_fini);
 	crdt__table_fini(&ix->users, user_fini);
-	crdt_vclock_free(ix->acked);
+	crdt__free(a, ix->acked.v, ix->acked.cap * sizeof *ix->acked.v);
 	uint8_t key[16];
 	memcpy(key, ix->prio_key, sizeof key);
 	memset(ix, 0, sizeof *ix);
@@ -733,7 +811,6 @@ ix_init(crdt_chat *c)
 	CRDT_TRY(crdt__table_init(&ix->reps, a, sizeof(rep_ent)));
 	CRDT_TRY(crdt__table_init(&ix->ureps, a, sizeof(rep_ent)));
 	CRDT_TRY(crdt__table_init(&ix->users, a, sizeof(user_ent)));
-	CRDT_TRY(crdt_vclock_new(&c->cfg, &ix->acked));
 	ix->ok = true;
 	return 0;
 }
@@ -1043,12 +1120,7 @@ ix_add_mark(crdt_chat *c, const uint8_t *rec, size_t len, crdt_dot *about)
 		user_ent *ue = user_get(ix, a, mk.user, mk.user_len, &rc);
 		if (ue == NULL)
 			return rc ? rc : CRDT_ENOMEM;
-		if (ue->read == NULL)
-			CRDT_TRY(crdt_vclock_new(&c->cfg, &ue->read));
-		if (crdt_vclock_get(ue->read, &mk.d.replica) < mk.d.counter)
-			CRDT_TRY(crdt_vclock_set(ue->read, &mk.d.replica,
-			    mk.d.counter));
-		return 0;
+		return rclock_raise(a, &ue->read, mk.d);
 	}
 	if (mk.kind == MK_MEMBER) {
 		user_ent *ue = user_get(ix, a, mk.user, mk.user_len, &rc);
@@ -1075,10 +1147,7 @@ ix_add_mark(crdt_chat *c, const uint8_t *rec, size_t len, crdt_dot *about)
 		return 0;
 	}
 	if (mk.kind == MK_ACK) {
-		if (crdt_vclock_get(ix->acked, &mk.d.replica) < mk.d.counter)
-			CRDT_TRY(crdt_vclock_set(ix->acked, &mk.d.replica,
-			    mk.d.counter));
-		return 0;
+		return rclock_raise(a, &ix->acked, mk.d);
 	}
 	/* MK_REJECT (parse_mark accepts no other kind) */
 	dot_ent *x = dot_get(ix, mk.d, true, &rc);
@@ -1206,15 +1275,18 @@ ix_rebuild(crdt_chat *c)
 	return 0;
 }
 
+/*
+ * Queries read the index as it is: it is built at load and kept current
+ * at every commit and receive (room reserved before the commit point), so
+ * no query allocates or rebuilds behind `const`. A stale index (only an
+ * allocation failure while loading a state that was then discarded, or a
+ * fold failure the reservations rule out) is reported, never repaired
+ * here: the next write rebuilds it and can fail with its own error.
+ */
 static int
 ensure(const crdt_chat *c)
 {
-	if (c->ix->ok)
-		return 0;
-	/* The index is a cache of the state: rebuilding it does not change
-	 * the chat's value, so const queries may do it. */
-	crdt_chat *m = (crdt_chat *)(uintptr_t)c;
-	return ix_rebuild(m);
+	return c->ix->ok ? 0 : CRDT_ENOMEM;
 }
 
 /* ---------------------------------------------------------------- */
@@ -1429,6 +1501,112 @@ crdt__chat_is_server(const crdt_chat *c, const crdt_replica_id *id)
 }
 
 /* ---------------------------------------------------------------- */
+/* room before commit                                               */
+
+/*
+ * The apply walk calls these after each chat write, before the commit
+ * point: they create the (empty) index entries and the capacity that
+ * crdt__chat_after() will fold the write into, so the fold after commit
+ * never allocates and cannot fail. The index is therefore current after
+ * every commit, receive and load, and no query ever builds or allocates.
+ * If the transaction rolls back, what was made here describes nothing:
+ * an empty entry, a counter-0 clock entry, spare capacity.
+ */
+static int
+prep_user(crdt_chat *c, const uint8_t *u, size_t n, user_ent **out)
+{
+	int rc;
+	user_ent *e = user_get(c->ix, ix_alloc(c), u, n, &rc);
+	if (e == NULL)
+		return rc ? rc : CRDT_ENOMEM;
+	*out = e;
+	return 0;
+}
+
+/* One post per thread per transaction: room for one more message. */
+static int
+prep_post(crdt_chat *c, crdt_dot dot, const uint8_t *user, size_t ul,
+    size_t rec_len)
+{
+	chat_index *ix = c->ix;
+	const crdt_allocator *a = ix_alloc(c);
+	msgrec m;
+	user_ent *u = NULL;
+	int rc;
+
+	if (rec_len > UINT32_MAX || ix->nn >= UINT32_MAX - 1)
+		return CRDT_ETOOBIG;
+	CRDT_TRY(node_slots_reserve(ix, a, ix->nn + 1));
+	void *v = ix->nodes;
+	CRDT_TRY(crdt__grow(a, &v, &ix->capn, ix->nn + 1, sizeof *ix->nodes));
+	ix->nodes = v;
+	memset(&m, 0, sizeof m);
+	m.id = dot;
+	m.user = user;
+	m.user_len = ul;
+	rep_ent *re = tab_get(&ix->reps, dot.replica.bytes, 16, true, &rc);
+	if (re == NULL)
+		return rc ? rc : CRDT_ENOMEM;
+	rep_ent *ue = urep_get(ix, &m, true, &rc);
+	if (ue == NULL)
+		return rc ? rc : CRDT_ENOMEM;
+	CRDT_TRY(prep_user(c, user, ul, &u));
+	v = re->ctr.v;
+	CRDT_TRY(crdt__grow(a, &v, &re->ctr.cap, re->ctr.n + 1,
+	    sizeof *re->ctr.v));
+	re->ctr.v = v;
+	v = ue->ctr.v;
+	CRDT_TRY(crdt__grow(a, &v, &ue->ctr.cap, ue->ctr.n + 1,
+	    sizeof *ue->ctr.v));
+	ue->ctr.v = v;
+	return 0;
+}
+
+/* Links and flags for every reaction entry, and the message's entry. */
+static int
+prep_react(crdt_chat *c, crdt_dot d)
+{
+	chat_index *ix = c->ix;
+	const crdt_allocator *a = ix_alloc(c);
+	size_t need = crdt__map_nentries(c->reacts);
+	int rc;
+
+	CRDT_TRY(ol_reserve(a, &ix->rl, &ix->caprl, need));
+	if (need > ix->caprf) {
+		void *v = ix->rf;
+		size_t old = ix->caprf;
+		CRDT_TRY(crdt__grow(a, &v, &ix->caprf, need, sizeof *ix->rf));
+		ix->rf = v;
+		memset(ix->rf + old, 0, ix->caprf - old);
+	}
+	if (dot_get(ix, d, true, &rc) == NULL)
+		return rc ? rc : CRDT_ENOMEM;
+	return 0;
+}
+
+/* A membership change: one more history slot per change this walk makes
+ * for the user (`walk` tells this walk's reservations from a rolled-back
+ * one's). */
+static int
+prep_member(crdt_chat *c, const uint8_t *user, size_t ul, uint64_t walk)
+{
+	user_ent *u = NULL;
+	CRDT_TRY(prep_user(c, user, ul, &u));
+	if (u->hwalk != walk) {
+		u->hwalk = walk;
+		u->hpend = 0;
+	}
+	if (u->hpend >= SIZE_MAX - u->nh - 1)
+		return CRDT_ENOMEM;
+	void *v = u->h;
+	CRDT_TRY(crdt__grow(ix_alloc(c), &v, &u->caph, u->nh + u->hpend + 1,
+	    sizeof *u->h));
+	u->h = v;
+	u->hpend++;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- */
 /* ops                                                              */
 
 static int
@@ -1446,8 +1624,15 @@ w_dot(crdt_buf *b, crdt_dot d)
 int
 crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
     crdt_dot dot, uint64_t stamp, crdt__undo *u, uint32_t obj,
-    crdt_buf *scratch)
+    crdt_buf *scratch, uint64_t walk)
 {
+	int rc;
+
+	/* Only after an impossible fold failure (see crdt__chat_after):
+	 * catch up before writing. Folding is idempotent, so records this
+	 * transaction already wrote are folded once more harmlessly. */
+	if (u != NULL && !c->ix->ok)
+		CRDT_TRY(ix_rebuild(c));
 	const uint8_t *a, *b;
 	size_t al, bl;
 	bool present;
@@ -1488,8 +1673,9 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 		}
 		CRDT_TRY(has_meta ? crdt__w_bin(scratch, meta, ml) :
 				    crdt__w_nil(scratch));
-		return crdt__gset_write(c->msgs, scratch->data, scratch->len,
-		    dot, u, obj);
+		CRDT_TRY(crdt__gset_write(c->msgs, scratch->data, scratch->len,
+		    dot, u, obj));
+		return prep_post(c, dot, a, al, scratch->len);
 	}
 	case OP_REACT:
 		if (n != 7)
@@ -1507,9 +1693,10 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 		CRDT_TRY(w_dot(scratch, d));
 		CRDT_TRY(crdt__w_bin(scratch, a, al));
 		CRDT_TRY(crdt__w_bin(scratch, b, bl));
-		return crdt__map_write(c->reacts, scratch->data, scratch->len,
-		    stamp, &dot.replica, x == 1, (const uint8_t *)"", 0, u,
-		    obj);
+		CRDT_TRY(crdt__map_write(c->reacts, scratch->data,
+		    scratch->len, stamp, &dot.replica, x == 1,
+		    (const uint8_t *)"", 0, u, obj));
+		return prep_react(c, d);
 	case OP_READ:
 	case OP_ACK: {
 		size_t pairs;
@@ -1545,6 +1732,15 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 			CRDT_TRY(w_dot(scratch, d));
 			CRDT_TRY(crdt__gset_write(c->marks, scratch->data,
 			    scratch->len, dot, u, obj));
+			if (kind == OP_READ) {
+				user_ent *ue = NULL;
+				CRDT_TRY(prep_user(c, a, al, &ue));
+				CRDT_TRY(rclock_reserve(ix_alloc(c), &ue->read,
+				    &d.replica));
+			} else {
+				CRDT_TRY(rclock_reserve(ix_alloc(c),
+				    &c->ix->acked, &d.replica));
+			}
 		}
 		r->depth--;
 		return 0;
@@ -1565,8 +1761,9 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 		CRDT_TRY(crdt__w_uint(scratch, x));
 		CRDT_TRY(crdt__w_uint(scratch, stamp));
 		CRDT_TRY(crdt__w_id(scratch, &dot.replica));
-		return crdt__gset_write(c->marks, scratch->data, scratch->len,
-		    dot, u, obj);
+		CRDT_TRY(crdt__gset_write(c->marks, scratch->data,
+		    scratch->len, dot, u, obj));
+		return prep_member(c, a, al, walk);
 	case OP_REJECT:
 		if (n != 5)
 			return CRDT_EMALFORMED;
@@ -1581,8 +1778,11 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 		CRDT_TRY(crdt__w_uint(scratch, MK_REJECT));
 		CRDT_TRY(w_dot(scratch, d));
 		CRDT_TRY(crdt__w_bin(scratch, a, al));
-		return crdt__gset_write(c->marks, scratch->data, scratch->len,
-		    dot, u, obj);
+		CRDT_TRY(crdt__gset_write(c->marks, scratch->data,
+		    scratch->len, dot, u, obj));
+		if (dot_get(c->ix, d, true, &rc) == NULL)
+			return rc ? rc : CRDT_ENOMEM;
+		return 0;
 	}
 	(void)present;
 	return CRDT_EMALFORMED;
@@ -1590,7 +1790,9 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 
 /*
  * After commit: fold one undo record of this chat into the index and say
- * what a UI should hear. On failure the index is marked for rebuild.
+ * what a UI should hear. The apply walk reserved everything this needs
+ * (prep_*), so it does not fail; should it ever, the index is marked
+ * stale, queries report CRDT_ENOMEM and the next write rebuilds it.
  */
 bool
 crdt__chat_after(crdt_chat *c, const crdt__undo_rec *rec, crdt_change *ch)
@@ -1772,7 +1974,7 @@ crdt_chat_page(const crdt_chat *c, const crdt_dot *anchor, bool after,
 static bool
 covered_by_ack(const crdt_chat *c, crdt_dot id)
 {
-	return crdt_vclock_covers(c->ix->acked, id);
+	return rclock_covers(&c->ix->acked, id);
 }
 
 bool
@@ -1782,7 +1984,7 @@ crdt_chat_has_read(const crdt_chat *c, const void *user, size_t user_len,
 	if (c == NULL || user == NULL || ensure(c) != 0)
 		return false;
 	const user_ent *u = user_find(c->ix, user, user_len);
-	return u != NULL && u->read != NULL && crdt_vclock_covers(u->read, id);
+	return u != NULL && rclock_covers(&u->read, id);
 }
 
 /* Someone other than the author has read it. */
@@ -1795,7 +1997,7 @@ read_by_other(const crdt_chat *c, uint32_t x)
 		return false;
 	for (size_t i = 0; i < t->n; i++) {
 		const user_ent *u = crdt__table_at(t, i);
-		if (u->read == NULL || !crdt_vclock_covers(u->read, m.id))
+		if (!rclock_covers(&u->read, m.id))
 			continue;
 		if (u->k.len != m.user_len || memcmp(u->k.ptr, m.user,
 		    m.user_len) != 0)
@@ -1889,7 +2091,7 @@ crdt_chat_read_by(const crdt_chat *c, crdt_dot id, crdt_chat_user_fn fn,
 	for (uint32_t x = ot_first(ul, c->ix->uroot); x != 0;
 	     x = ot_next(ul, x)) {
 		const user_ent *u = crdt__table_at(t, x - 1);
-		if (u->read == NULL || !crdt_vclock_covers(u->read, id))
+		if (!rclock_covers(&u->read, id))
 			continue;
 		int v = fn(ud, u->k.ptr, u->k.len);
 		if (v != 0)
@@ -1909,14 +2111,14 @@ crdt_chat_unread(const crdt_chat *c, const void *user, size_t user_len)
 	const user_ent *u = user_find(ix, user, user_len);
 	size_t total = ix->nn, own = u ? u->posted : 0;
 	size_t read_all = 0, read_own = 0;
-	if (u != NULL && u->read != NULL) {
+	if (u != NULL) {
 		uint8_t key[USER_MAX + 16];
 		memcpy(key, user, user_len);
-		for (size_t i = 0; i < crdt_vclock_size(u->read); i++) {
-			crdt_replica_id id;
-			uint64_t upto;
-			if (crdt_vclock_entry(u->read, i, &id, &upto) != 0)
-				continue;
+		for (size_t i = 0; i < u->read.n; i++) {
+			crdt_replica_id id = u->read.v[i].id;
+			uint64_t upto = u->read.v[i].c;
+			if (upto == 0)
+				continue; /* reserved, nothing read */
 			rep_ent *re = tab_get(&ix->reps, id.bytes, 16, false,
 			    &rc);
 			if (re != NULL)
@@ -1982,7 +2184,7 @@ crdt_chat_outbox(const crdt_chat *c, const crdt_replica_id *self,
 	rep_ent *re = tab_get(&c->ix->reps, self->bytes, 16, false, &rc);
 	if (re == NULL || !c->has_server)
 		return 0;
-	uint64_t acked = crdt_vclock_get(c->ix->acked, self);
+	uint64_t acked = rclock_get(&c->ix->acked, self);
 	for (size_t i = u64v_upto(&re->ctr, acked); i < re->ctr.n; i++) {
 		crdt_dot id = { *self, re->ctr.v[i] };
 		const dot_ent *e = dot_of(c, id);

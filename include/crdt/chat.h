@@ -31,7 +31,11 @@
  * User IDs (author, reader, reactor, member) are application byte strings,
  * distinct from replica IDs: one user may have several devices (replicas).
  * Threads are read through `const crdt_chat *` from crdt_doc_chat(), valid
- * until the next call that modifies the document.
+ * until the next call that modifies the document. Reads never allocate and
+ * never modify anything: the thread's index is built when a snapshot is
+ * loaded and kept current by every commit and receive, with the room it
+ * needs reserved before the commit point (an allocation failure there is
+ * that call's CRDT_ENOMEM, with nothing changed).
  */
 
 #include "crdt/common.h"
@@ -121,8 +125,7 @@ typedef struct crdt_chat_msg {
 } crdt_chat_msg;
 
 /** Number of message IDs shown (two records of one ID, from an equivocating
- *  writer, show as the one with the smaller bytes). 0 when `c` is NULL or the
- *  index cannot be built (out of memory). O(1) once built. */
+ *  writer, show as the one with the smaller bytes). 0 when `c` is NULL. O(1). */
 CRDT_API size_t crdt_chat_count(const crdt_chat *c);
 /** Message by ID. @return 0, CRDT_EINVAL, CRDT_ENOTFOUND. O(1). */
 CRDT_API CRDT_NODISCARD int crdt_chat_get(const crdt_chat *c, crdt_dot id,

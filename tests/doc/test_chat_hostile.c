@@ -723,3 +723,184 @@ Test(chat_hostile, read_by_and_members_visit_in_canonical_order)
 	crdt_doc_free(c.d);
 	ASSERT_NO_LEAKS();
 }
+
+/* ---------------------------------------------------------------- */
+/* queries never allocate                                           */
+
+static int
+count_user(void *ud, const uint8_t *u, size_t len)
+{
+	(void)u;
+	(void)len;
+	++*(size_t *)ud;
+	return 0;
+}
+
+static int
+count_reaction(void *ud, const uint8_t *u, size_t ul, const uint8_t *e,
+    size_t el)
+{
+	(void)u;
+	(void)ul;
+	(void)e;
+	(void)el;
+	++*(size_t *)ud;
+	return 0;
+}
+
+static int
+count_dot(void *ud, crdt_dot id)
+{
+	(void)id;
+	++*(size_t *)ud;
+	return 0;
+}
+
+/* Every query on the thread, with no allocation through the hook. */
+static void
+query_all(const peer *p, crdt_dot id, const char *when)
+{
+	const crdt_chat *c = thread(p);
+	unsigned long calls = test_alloc_calls();
+	crdt_chat_msg m;
+	crdt_dot page[8];
+	size_t n = 0, got, pos;
+	crdt_chat_status st;
+	size_t count = crdt_chat_count(c);
+	cr_assert_gt(count, 0, "%s: the thread is empty", when);
+	cr_assert_eq(crdt_chat_get(c, id, &m), 0, "%s", when);
+	cr_assert_eq(crdt_chat_at(c, 0, &m), 0, "%s", when);
+	cr_assert_eq(crdt_chat_position(c, id, &pos), 0, "%s", when);
+	cr_assert_eq(crdt_chat_page(c, NULL, false, 8, page, &got), 0);
+	cr_assert_eq(crdt_chat_page(c, &id, true, 8, page, &got), 0);
+	cr_assert_eq(crdt_chat_status_of(c, id, &st), 0, "%s", when);
+	cr_assert_eq(crdt_chat_reactions(c, id, count_reaction, &n), 0);
+	cr_assert_eq(n, crdt_chat_reaction_count(c, id), "%s", when);
+	n = 0;
+	cr_assert_eq(crdt_chat_read_by(c, id, count_user, &n), 0);
+	(void)crdt_chat_has_read(c, "amy", 3, id);
+	(void)crdt_chat_unread(c, "amy", 3);
+	(void)crdt_chat_is_member(c, "amy", 3);
+	n = 0;
+	cr_assert_eq(crdt_chat_members(c, count_user, &n), 0);
+	n = 0;
+	cr_assert_eq(crdt_chat_outbox(c, crdt_doc_self(p->d), count_dot, &n),
+	    0);
+	cr_assert_eq(crdt_chat_rejection(c, id, NULL, NULL), CRDT_ENOTFOUND);
+	cr_assert_eq(test_alloc_calls(), calls,
+	    "%s: queries allocated %lu times", when,
+	    test_alloc_calls() - calls);
+}
+
+/*
+ * Fail allocation N = 0, 1, 2, ... in a transaction that posts, reacts,
+ * marks read and joins, in receiving it, and in loading a snapshot: each
+ * attempt either fails with CRDT_ENOMEM and changes nothing, or succeeds
+ * with the index current, so that every query answers at once without
+ * allocating (the index used to go stale on a failure after commit and be
+ * rebuilt, allocating, by the next const query).
+ */
+Test(chat_hostile, index_is_current_after_every_allocation_failure)
+{
+	peer a, b, v;
+	crdt_buf m, before, snap;
+
+	test_alloc_reset();
+	peer_new(&a, 1);
+	peer_new(&b, 2);
+	tb_init(&m);
+	tb_init(&before);
+	tb_init(&snap);
+	crdt_dot first = post(&b, "bob", "hello", &m);
+	deliver(&a, &m);
+	for (int step = 0; step < 3; step++) {
+		for (long n = 0;; n++) {
+			peer *at = step == 0 ? &a : step == 1 ? &b : &v;
+			if (step == 2) {
+				peer_new(&v, 3);
+				save(&a, &snap);
+			}
+			save(at, &before);
+			crdt_buf out;
+			tb_init(&out);
+			test_alloc_fail_at(n);
+			int rc;
+			if (step == 0) {
+				rc = crdt_doc_begin(a.d);
+				crdt_chat_post p = { "amy", 3, "yes", 3, &first,
+					NULL, 0 };
+				if (rc == 0)
+					rc = crdt_doc_chat_post(a.d, 0, &p,
+					    NULL, NULL);
+				if (rc == 0)
+					rc = crdt_doc_chat_react(a.d, 0, first,
+					    "amy", 3, "+1", 2, true, NULL);
+				if (rc == 0)
+					rc = crdt_doc_chat_react(a.d, 0, first,
+					    "amy", 3, "+1", 2, false, NULL);
+				if (rc == 0)
+					rc = crdt_doc_chat_react(a.d, 0, first,
+					    "amy", 3, "+1", 2, true, NULL);
+				if (rc == 0)
+					rc = crdt_doc_chat_mark_read(a.d, 0,
+					    "amy", 3, NULL);
+				if (rc == 0)
+					rc = crdt_doc_chat_member(a.d, 0, "amy",
+					    3, true, NULL);
+				if (rc == 0)
+					rc = crdt_doc_chat_member(a.d, 0, "amy",
+					    3, false, NULL);
+				if (rc == 0)
+					rc = crdt_doc_commit(a.d, &out);
+				if (rc != 0)
+					crdt_doc_abort(a.d);
+			} else if (step == 1) {
+				rc = crdt_doc_receive(b.d, m.data, m.len, NULL);
+			} else {
+				rc = crdt_doc_load(v.d, snap.data, snap.len,
+				    NULL);
+			}
+			bool fired = test_alloc_fired();
+			test_alloc_disarm();
+			if (rc != 0)
+				assert_refused_unchanged(at, rc, CRDT_ENOMEM,
+				    &before, "an allocation failure");
+			else
+				query_all(at, first, "after success");
+			if (step == 0 && rc == 0) {
+				crdt_buf_clear(&m);
+				mp_raw(&m, out.data, out.len);
+			}
+			crdt_buf_fini(&out);
+			/* A commit that succeeded is not retried (it would
+			 * post twice); a load is retried on a fresh replica. */
+			bool done = rc == 0 && (!fired || step == 0);
+			if (step == 2 && !done)
+				crdt_doc_free(v.d);
+			if (done)
+				break;
+			cr_assert_lt(n, 100000);
+		}
+	}
+	/* All three hold the same thread, with the toggled reaction once. */
+	crdt_buf sa, sv;
+	tb_init(&sa);
+	tb_init(&sv);
+	save(&a, &sa);
+	save(&b, &before);
+	save(&v, &sv);
+	cr_assert(bytes_eq(sa.data, sa.len, before.data, before.len));
+	cr_assert(bytes_eq(sa.data, sa.len, sv.data, sv.len));
+	cr_assert_eq(crdt_chat_reaction_count(thread(&v), first), 1);
+	cr_assert(!crdt_chat_is_member(thread(&v), "amy", 3));
+	cr_assert(crdt_chat_has_read(thread(&b), "amy", 3, first));
+	crdt_buf_fini(&sa);
+	crdt_buf_fini(&sv);
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&before);
+	crdt_buf_fini(&snap);
+	crdt_doc_free(a.d);
+	crdt_doc_free(b.d);
+	crdt_doc_free(v.d);
+	ASSERT_NO_LEAKS();
+}
