@@ -10,9 +10,10 @@
  *                                     [3, id, counter]             ack
  *                                     [4, id, counter, reason]     reject
  *
- * Everything else is a derived index, updated after each committed
- * transaction and rebuilt from the state after a snapshot load (or after
- * an allocation failure while updating it):
+ * Everything else is a derived index, built when a state is decoded or
+ * merged (where the load can still fail) and folded after each committed
+ * transaction from room the apply walk reserved before the commit point
+ * (so the fold cannot fail and queries never build anything):
  *   - an order-statistic treap over (order, replica ID, counter): insert,
  *     position, k-th and neighbours in O(log n), pages in O(log n + k);
  *   - dot -> message, reactions per message, read clocks per reader,
@@ -27,6 +28,19 @@
 
 #define NIL UINT32_MAX
 #define USER_MAX 255
+/*
+ * The greatest `seen` a post may carry. The order key is
+ * max(stamp, seen + 1), and every later post carries at least the greatest
+ * key so far: a peer that could push the keys to UINT64_MAX would make
+ * every later post overflow. So `seen` is refused above SEEN_MAX at
+ * receive (the hostile message, not the next honest one), and a post's own
+ * `seen` is clamped to it: once some key reaches ORD_CAP (only a stamp
+ * 2^47 ms, ~4400 years, past the epoch or a hostile post does that), later
+ * posts still get a key, ORD_CAP or their stamp, and sort by dot among
+ * themselves. Real stamps are below 2^57 (docs/chat.md).
+ */
+#define SEEN_MAX ((UINT64_C(1) << 63) - 1)
+#define ORD_CAP (SEEN_MAX + 1)
 
 enum { OP_POST = 0, OP_REACT, OP_READ, OP_MEMBER, OP_ACK, OP_REJECT };
 enum { MK_READ = 1, MK_MEMBER, MK_ACK, MK_REJECT };
@@ -41,6 +55,17 @@ typedef struct tnode {
 	uint32_t l, r, p, size;
 } tnode;
 
+/*
+ * Intrusive treap links over the entries of a side array (reaction map
+ * entries, users), so visitors walk them in canonical byte order with no
+ * sorting and no allocation at query time. Links are index + 1 (0 = none),
+ * so zeroed memory is a detached node. Priorities are keyed hashes: a peer
+ * cannot choose keys that unbalance a tree.
+ */
+typedef struct olink {
+	uint32_t l, r, p, prio;
+} olink;
+
 /* Small growable vectors. */
 typedef struct u64v {
 	uint64_t *v;
@@ -54,11 +79,12 @@ typedef struct u64v {
 typedef struct dot_ent {
 	crdt__key k;
 	uint32_t reactions;    /* reactions currently on */
-	/* Reaction map entries seen for this message, by index (entries move
-	 * when the map grows; indices do not), in key order so every replica
-	 * visits them in the same order. */
-	uint32_t *rk;
-	size_t nrk, caprk;
+	/* Root (index + 1, 0 = none) of the treap over this message's
+	 * reaction map entries (by entry index: entries move when the map
+	 * grows, indices do not), ordered by key bytes so every replica
+	 * visits them in the same order. O(log n) per new key whatever the
+	 * arrival order. */
+	uint32_t rroot;
 	const uint8_t *reason; /* rejection, NULL = none */
 	size_t reason_len;
 } dot_ent;
@@ -74,12 +100,30 @@ typedef struct hist {
 	bool joined;
 } hist;
 
+/* A clock over replica IDs, sorted by ID. An entry with counter 0 means
+ * nothing and may be inserted ahead of time: that is how the apply path
+ * reserves room before commit, so folding a mark after commit never
+ * allocates. */
+typedef struct rclk_e {
+	crdt_replica_id id;
+	uint64_t c;
+} rclk_e;
+
+typedef struct rclock {
+	rclk_e *v;
+	size_t n, cap;
+} rclock;
+
 typedef struct user_ent { /* key: user */
 	crdt__key k;
-	crdt_vclock *read; /* NULL until the user marks something read */
-	hist *h;           /* membership history, ascending (stamp, writer) */
+	rclock read;   /* what the user has read; empty until a mark */
+	hist *h;       /* membership history, ascending (stamp, writer) */
 	size_t nh, caph;
-	size_t posted;     /* messages authored */
+	/* Room reserved in h by the apply walk `hwalk` (one per member op
+	 * of that walk), so the fold after commit cannot fail. */
+	uint64_t hwalk;
+	size_t hpend;
+	size_t posted; /* messages authored */
 } user_ent;
 
 typedef struct chat_index {
@@ -97,13 +141,25 @@ typedef struct chat_index {
 	crdt__table reps;  /* rep_ent: messages per replica */
 	crdt__table ureps; /* rep_ent: messages per (user, replica) */
 	crdt__table users; /* user_ent */
-	crdt_vclock *acked;
+	rclock acked;
 	uint8_t prio_key[16];
+	/* Per reaction map entry (by index): treap links within its
+	 * message's tree, and whether it is indexed / counted as on. The
+	 * flags make folding an entry idempotent, so a key written twice in
+	 * one transaction (off, then on) is counted once. */
+	olink *rl;
+	uint8_t *rf;
+	size_t nr, caprl, caprf;
+	/* Users in byte order of their IDs (links by users-table index). */
+	olink *ul;
+	size_t capul;
+	uint32_t uroot;
 	/* Consecutive messages usually share author and replica: remember
 	 * the last entries (by index; entries never move between indices)
 	 * to skip three hash lookups per message. */
 	size_t last_rep, last_urep, last_user;
 	bool have_last;
+	bool bulk; /* rebuilding: counters appended, sorted at the end */
 } chat_index;
 
 struct crdt_chat {
@@ -114,7 +170,7 @@ struct crdt_chat {
 	crdt_gset *msgs;
 	crdt_lww_map *reacts;
 	crdt_gset *marks;
-	chat_index *ix; /* behind a pointer: rebuilt from const queries */
+	chat_index *ix; /* derived from the three sets, kept current */
 };
 
 /* ---------------------------------------------------------------- */
@@ -128,15 +184,36 @@ dot_key(uint8_t k[24], crdt_dot d)
 		k[16 + i] = (uint8_t)(d.counter >> (56 - 8 * i));
 }
 
+/* Insert x keeping the vector sorted; `bulk` appends and leaves sorting to
+ * u64v_sort_all() (an index rebuild), so a rebuild is O(n log n) whatever
+ * the order of the records. Messages of one replica normally arrive in
+ * counter order (causal delivery): the usual case is an append. */
 static int
-u64v_push(const crdt_allocator *a, u64v *v, uint64_t x)
+u64v_add(const crdt_allocator *a, u64v *v, uint64_t x, bool bulk)
 {
 	void *p = v->v;
 	CRDT_TRY(crdt__grow(a, &p, &v->cap, v->n + 1, sizeof *v->v));
 	v->v = p;
-	if (v->n > 0 && v->v[v->n - 1] > x)
-		v->sorted = false;
-	v->v[v->n++] = x;
+	if (v->n == 0)
+		v->sorted = true;
+	size_t i = v->n;
+	if (bulk) {
+		if (i > 0 && v->v[i - 1] > x)
+			v->sorted = false;
+	} else if (i > 0 && v->v[i - 1] > x) {
+		size_t lo = 0, hi = v->n;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (v->v[mid] <= x)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		i = lo;
+		memmove(&v->v[i + 1], &v->v[i], (v->n - i) * sizeof *v->v);
+	}
+	v->v[i] = x;
+	v->n++;
 	return 0;
 }
 
@@ -161,15 +238,20 @@ u64_cmp(const void *x, const void *y)
 	return (a > b) - (a < b);
 }
 
-/* Number of entries <= c. Messages of one replica arrive in counter
- * order (causal delivery), so the vector is normally sorted already. */
-static size_t
-u64v_upto(u64v *v, uint64_t c)
+/* Sort a vector filled in bulk (an index rebuild: nothing is shown yet). */
+static void
+u64v_sort(u64v *v)
 {
-	if (!v->sorted) {
+	if (!v->sorted && v->n > 1)
 		qsort(v->v, v->n, sizeof *v->v, u64_cmp);
-		v->sorted = true;
-	}
+	v->sorted = true;
+}
+
+/* Number of entries <= c: a binary search over a sorted vector (kept
+ * sorted by every writer, so a const query never reorders it). */
+static size_t
+u64v_upto(const u64v *v, uint64_t c)
+{
 	size_t lo = 0, hi = v->n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
@@ -179,6 +261,65 @@ u64v_upto(u64v *v, uint64_t c)
 			hi = mid;
 	}
 	return lo;
+}
+
+static size_t
+rclock_find(const rclock *k, const crdt_replica_id *id, bool *found)
+{
+	size_t lo = 0, hi = k->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (crdt_replica_id_cmp(&k->v[mid].id, id) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = lo < k->n && crdt_replica_id_cmp(&k->v[lo].id, id) == 0;
+	return lo;
+}
+
+static uint64_t
+rclock_get(const rclock *k, const crdt_replica_id *id)
+{
+	bool found;
+	size_t i = rclock_find(k, id, &found);
+	return found ? k->v[i].c : 0;
+}
+
+static bool
+rclock_covers(const rclock *k, crdt_dot d)
+{
+	return rclock_get(k, &d.replica) >= d.counter;
+}
+
+/* An entry for `id` (counter 0 if new): the only allocation. */
+static int
+rclock_reserve(const crdt_allocator *a, rclock *k, const crdt_replica_id *id)
+{
+	bool found;
+	size_t i = rclock_find(k, id, &found);
+	if (found)
+		return 0;
+	void *v = k->v;
+	CRDT_TRY(crdt__grow(a, &v, &k->cap, k->n + 1, sizeof *k->v));
+	k->v = v;
+	memmove(&k->v[i + 1], &k->v[i], (k->n - i) * sizeof *k->v);
+	k->v[i].id = *id;
+	k->v[i].c = 0;
+	k->n++;
+	return 0;
+}
+
+/* Raise `id` to at least `c`; after rclock_reserve it cannot fail. */
+static int
+rclock_raise(const crdt_allocator *a, rclock *k, crdt_dot d)
+{
+	bool found;
+	CRDT_TRY(rclock_reserve(a, k, &d.replica));
+	size_t i = rclock_find(k, &d.replica, &found);
+	if (k->v[i].c < d.counter)
+		k->v[i].c = d.counter;
+	return 0;
 }
 
 static void *
@@ -197,6 +338,108 @@ tab_get(crdt__table *t, const void *key, size_t len, bool create, int *rc)
 		return NULL;
 	}
 	return crdt__table_insert(t, copy, len, h);
+}
+
+/* ---------------------------------------------------------------- */
+/* ordered side trees (olink)                                       */
+
+#define OL(v, x) (&(v)[(x) - 1])
+
+/* Order of side-array entries a and b (indices). */
+typedef int (*ocmp_fn)(const void *ctx, size_t a, size_t b);
+
+static void
+ot_rotate_up(olink *v, uint32_t *root, uint32_t x)
+{
+	olink *n = OL(v, x);
+	uint32_t p = n->p;
+	olink *pn = OL(v, p);
+	uint32_t g = pn->p;
+	if (pn->l == x) {
+		pn->l = n->r;
+		if (n->r != 0)
+			OL(v, n->r)->p = p;
+		n->r = p;
+	} else {
+		pn->r = n->l;
+		if (n->l != 0)
+			OL(v, n->l)->p = p;
+		n->l = p;
+	}
+	pn->p = x;
+	n->p = g;
+	if (g == 0)
+		*root = x;
+	else if (OL(v, g)->l == p)
+		OL(v, g)->l = x;
+	else
+		OL(v, g)->r = x;
+}
+
+/* Insert entry i (not in any tree) under *root. Expected O(log n). */
+static void
+ot_insert(olink *v, uint32_t *root, size_t i, uint32_t prio, ocmp_fn cmp,
+    const void *ctx)
+{
+	uint32_t x = (uint32_t)i + 1;
+	olink *n = OL(v, x);
+	n->l = n->r = n->p = 0;
+	n->prio = prio;
+	if (*root == 0) {
+		*root = x;
+		return;
+	}
+	for (uint32_t t = *root;;) {
+		olink *tn = OL(v, t);
+		uint32_t *next = cmp(ctx, i, t - 1) < 0 ? &tn->l : &tn->r;
+		if (*next == 0) {
+			*next = x;
+			n->p = t;
+			break;
+		}
+		t = *next;
+	}
+	while (n->p != 0 && OL(v, n->p)->prio < n->prio)
+		ot_rotate_up(v, root, x);
+}
+
+/* In-order walk: the first node of a tree, then successors; 0 = end.
+ * A whole walk is O(n): each link is followed at most twice. */
+static uint32_t
+ot_first(const olink *v, uint32_t x)
+{
+	while (x != 0 && OL(v, x)->l != 0)
+		x = OL(v, x)->l;
+	return x;
+}
+
+static uint32_t
+ot_next(const olink *v, uint32_t x)
+{
+	if (OL(v, x)->r != 0)
+		return ot_first(v, OL(v, x)->r);
+	for (;;) {
+		uint32_t p = OL(v, x)->p;
+		if (p == 0 || OL(v, p)->l == x)
+			return p;
+		x = p;
+	}
+}
+
+/* Make v (capacity *cap, `have` entries zeroed) hold `need` zeroed links. */
+static int
+ol_reserve(const crdt_allocator *a, olink **v, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return 0;
+	if (need > UINT32_MAX - 1)
+		return CRDT_ETOOBIG;
+	void *p = *v;
+	size_t old = *cap;
+	CRDT_TRY(crdt__grow(a, &p, cap, need, sizeof **v));
+	*v = p;
+	memset(*v + old, 0, (*cap - old) * sizeof **v);
+	return 0;
 }
 
 /* ---------------------------------------------------------------- */
@@ -390,8 +633,19 @@ rd_opt_dot(crdt__rd *r, crdt_dot *d, bool *present)
 	return 0;
 }
 
-/* Records were built by this file and validated as ops; parsing them
- * again cannot fail short of memory corruption. */
+static bool
+user_len_ok(size_t n)
+{
+	return n > 0 && n <= USER_MAX;
+}
+
+/*
+ * The record parsers are the validators too: a snapshot's records are
+ * peer bytes, checked field by field like the op that would have written
+ * them (crdt__chat_decode refuses the state whole on the first bad one),
+ * and the index trusts only what they accept: user IDs of 1..USER_MAX
+ * bytes, dots with counters >= 1, the exact array shapes, nothing after.
+ */
 static int
 parse_msgrec(const uint8_t *p, size_t n, msgrec *m)
 {
@@ -407,6 +661,95 @@ parse_msgrec(const uint8_t *p, size_t n, msgrec *m)
 	CRDT_TRY(crdt__rd_bin(&r, &m->body, &m->body_len));
 	CRDT_TRY(rd_opt_dot(&r, &m->reply, &m->has_reply));
 	CRDT_TRY(crdt__rd_opt_bin(&r, &m->meta, &m->meta_len, &has_meta));
+	if (!has_meta)
+		m->meta = NULL;
+	if (!user_len_ok(m->user_len))
+		return CRDT_EMALFORMED;
+	/* order = max(sent_at, seen + 1) with seen <= SEEN_MAX. */
+	if (m->ord < m->sent_at || (m->ord > m->sent_at && m->ord > ORD_CAP))
+		return CRDT_EMALFORMED;
+	return crdt__rd_done(&r);
+}
+
+/* A reaction map key [id, counter, user, emoji]. */
+typedef struct rkey {
+	crdt_dot d;
+	const uint8_t *user, *emoji;
+	size_t user_len, emoji_len;
+} rkey;
+
+static int
+parse_rkey(const uint8_t *p, size_t n, rkey *k)
+{
+	crdt__rd r;
+	CRDT_TRY(crdt__rd_init(&r, &big_limits, p, n));
+	CRDT_TRY(crdt__rd_array_n(&r, 4));
+	CRDT_TRY(rd_dot(&r, &k->d));
+	CRDT_TRY(crdt__rd_bin(&r, &k->user, &k->user_len));
+	CRDT_TRY(crdt__rd_bin(&r, &k->emoji, &k->emoji_len));
+	if (!user_len_ok(k->user_len))
+		return CRDT_EMALFORMED;
+	return crdt__rd_done(&r);
+}
+
+/* A marks record: [1, reader, id, counter], [2, user, joined, stamp,
+ * writer], [3, id, counter], [4, id, counter, reason]. */
+typedef struct markrec {
+	uint64_t kind;
+	const uint8_t *user, *why;
+	size_t user_len, why_len;
+	crdt_dot d;
+	hist h;
+} markrec;
+
+static int
+parse_mark(const uint8_t *p, size_t len, markrec *m)
+{
+	crdt__rd r;
+	size_t n;
+	uint64_t joined;
+
+	memset(m, 0, sizeof *m);
+	CRDT_TRY(crdt__rd_init(&r, &big_limits, p, len));
+	CRDT_TRY(crdt__rd_array(&r, &n));
+	if (n == 0)
+		return CRDT_EMALFORMED;
+	CRDT_TRY(crdt__rd_uint(&r, &m->kind));
+	switch (m->kind) {
+	case MK_READ:
+		if (n != 4)
+			return CRDT_EMALFORMED;
+		CRDT_TRY(crdt__rd_bin(&r, &m->user, &m->user_len));
+		CRDT_TRY(rd_dot(&r, &m->d));
+		break;
+	case MK_MEMBER:
+		if (n != 5)
+			return CRDT_EMALFORMED;
+		CRDT_TRY(crdt__rd_bin(&r, &m->user, &m->user_len));
+		CRDT_TRY(crdt__rd_uint(&r, &joined));
+		CRDT_TRY(crdt__rd_uint(&r, &m->h.stamp));
+		CRDT_TRY(crdt__rd_id(&r, &m->h.writer));
+		if (joined > 1)
+			return CRDT_EMALFORMED;
+		m->h.joined = joined == 1;
+		break;
+	case MK_ACK:
+		if (n != 3)
+			return CRDT_EMALFORMED;
+		CRDT_TRY(rd_dot(&r, &m->d));
+		break;
+	case MK_REJECT:
+		if (n != 4)
+			return CRDT_EMALFORMED;
+		CRDT_TRY(rd_dot(&r, &m->d));
+		CRDT_TRY(crdt__rd_bin(&r, &m->why, &m->why_len));
+		break;
+	default:
+		return CRDT_EMALFORMED;
+	}
+	if ((m->kind == MK_READ || m->kind == MK_MEMBER) &&
+	    !user_len_ok(m->user_len))
+		return CRDT_EMALFORMED;
 	return crdt__rd_done(&r);
 }
 
@@ -423,7 +766,7 @@ static void
 user_fini(void *e, const crdt_allocator *a)
 {
 	user_ent *u = e;
-	crdt_vclock_free(u->read);
+	crdt__free(a, u->read.v, u->read.cap * sizeof *u->read.v);
 	crdt__free(a, u->h, u->caph * sizeof *u->h);
 }
 
@@ -435,12 +778,6 @@ rep_fini(void *e, const crdt_allocator *a)
 }
 
 
-static void
-dot_fini(void *e, const crdt_allocator *a)
-{
-	dot_ent *d = e;
-	crdt__free(a, d->rk, d->caprk * sizeof *d->rk);
-}
 
 static void
 ix_clear(crdt_chat *c)
@@ -449,11 +786,14 @@ ix_clear(crdt_chat *c)
 	const crdt_allocator *a = ix_alloc(c);
 	crdt__free(a, ix->nodes, ix->capn * sizeof *ix->nodes);
 	crdt__free(a, ix->slots, ix->nslots * sizeof *ix->slots);
-	crdt__table_fini(&ix->dots, dot_fini);
+	crdt__free(a, ix->rl, ix->caprl * sizeof *ix->rl);
+	crdt__free(a, ix->rf, ix->caprf * sizeof *ix->rf);
+	crdt__free(a, ix->ul, ix->capul * sizeof *ix->ul);
+	crdt__table_fini(&ix->dots, NULL);
 	crdt__table_fini(&ix->reps, rep_fini);
 	crdt__table_fini(&ix->ureps, rep_fini);
 	crdt__table_fini(&ix->users, user_fini);
-	crdt_vclock_free(ix->acked);
+	crdt__free(a, ix->acked.v, ix->acked.cap * sizeof *ix->acked.v);
 	uint8_t key[16];
 	memcpy(key, ix->prio_key, sizeof key);
 	memset(ix, 0, sizeof *ix);
@@ -471,7 +811,6 @@ ix_init(crdt_chat *c)
 	CRDT_TRY(crdt__table_init(&ix->reps, a, sizeof(rep_ent)));
 	CRDT_TRY(crdt__table_init(&ix->ureps, a, sizeof(rep_ent)));
 	CRDT_TRY(crdt__table_init(&ix->users, a, sizeof(user_ent)));
-	CRDT_TRY(crdt_vclock_new(&c->cfg, &ix->acked));
 	ix->ok = true;
 	return 0;
 }
@@ -554,10 +893,50 @@ dot_of(const crdt_chat *c, crdt_dot id)
 	return dot_get(c->ix, id, false, &rc);
 }
 
+/* Lookup only (no allocation): used by const queries. */
 static user_ent *
-user_get(chat_index *ix, const uint8_t *u, size_t n, bool create, int *rc)
+user_find(const chat_index *ix, const void *u, size_t n)
 {
-	return tab_get(&ix->users, u, n, create, rc);
+	uint64_t h = crdt__table_hash(&ix->users, u, n);
+	return crdt__table_find(&ix->users, u, n, h);
+}
+
+static int
+user_cmp(const void *ctx, size_t a, size_t b)
+{
+	const crdt__table *t = ctx;
+	const user_ent *x = crdt__table_at(t, a), *y = crdt__table_at(t, b);
+	return crdt__key_cmp(x->k.ptr, x->k.len, y->k.ptr, y->k.len);
+}
+
+/* The entry of user `u`, created (and put in the users' byte-order tree)
+ * on first sight. */
+static user_ent *
+user_get(chat_index *ix, const crdt_allocator *a, const uint8_t *u,
+    size_t n, int *rc)
+{
+	user_ent *e = user_find(ix, u, n);
+	*rc = 0;
+	if (e != NULL)
+		return e;
+	if (!user_len_ok(n)) {
+		*rc = CRDT_EMALFORMED;
+		return NULL;
+	}
+	/* Links first: once the entry exists it must be in the tree. */
+	if ((*rc = ol_reserve(a, &ix->ul, &ix->capul, ix->users.n + 1)) < 0)
+		return NULL;
+	e = tab_get(&ix->users, u, n, true, rc);
+	if (e == NULL) {
+		if (*rc == 0)
+			*rc = CRDT_ENOMEM;
+		return NULL;
+	}
+	size_t i = ix->users.n - 1;
+	uint32_t prio = (uint32_t)crdt__siphash(ix->prio_key, e->k.ptr,
+	    e->k.len);
+	ot_insert(ix->ul, &ix->uroot, i, prio, user_cmp, &ix->users);
+	return e;
 }
 
 enum { IX_SHOWN = 0, IX_HIDDEN = 1, IX_REPLACED = 2 };
@@ -567,6 +946,11 @@ static rep_ent *
 urep_get(chat_index *ix, const msgrec *m, bool create, int *rc)
 {
 	uint8_t key[16 + USER_MAX];
+	/* parse_msgrec bounds user_len; never copy more than the key. */
+	if (!user_len_ok(m->user_len)) {
+		*rc = CRDT_EMALFORMED;
+		return NULL;
+	}
 	memcpy(key, m->user, m->user_len);
 	memcpy(key + m->user_len, m->id.replica.bytes, 16);
 	return tab_get(&ix->ureps, key, m->user_len + 16, create, rc);
@@ -600,15 +984,13 @@ ix_rival(crdt_chat *c, uint32_t y, const uint8_t *rec, size_t len,
 		rep_ent *ue = urep_get(ix, m, true, &rc);
 		if (ue == NULL)
 			return rc ? rc : CRDT_ENOMEM;
-		user_ent *u = user_get(ix, m->user, m->user_len, true, &rc);
+		user_ent *u = user_get(ix, a, m->user, m->user_len, &rc);
 		if (u == NULL)
 			return rc ? rc : CRDT_ENOMEM;
-		if (ue->ctr.n == 0)
-			ue->ctr.sorted = true;
-		CRDT_TRY(u64v_push(a, &ue->ctr, m->id.counter));
+		CRDT_TRY(u64v_add(a, &ue->ctr, m->id.counter, ix->bulk));
 		u->posted++;
 		rep_ent *oe = urep_get(ix, &old, false, &rc);
-		user_ent *ou = user_get(ix, old.user, old.user_len, false, &rc);
+		user_ent *ou = user_find(ix, old.user, old.user_len);
 		if (oe != NULL)
 			u64v_erase(&oe->ctr, m->id.counter);
 		if (ou != NULL)
@@ -665,16 +1047,13 @@ ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 			re = NULL;
 	}
 	if (re == NULL) {
-		uint8_t rep[16 + USER_MAX];
 		re = tab_get(&ix->reps, m.id.replica.bytes, 16, true, &rc);
 		if (re == NULL)
 			return rc ? rc : CRDT_ENOMEM;
-		memcpy(rep, m.user, m.user_len);
-		memcpy(rep + m.user_len, m.id.replica.bytes, 16);
-		ue = tab_get(&ix->ureps, rep, m.user_len + 16, true, &rc);
+		ue = urep_get(ix, &m, true, &rc);
 		if (ue == NULL)
 			return rc ? rc : CRDT_ENOMEM;
-		u = user_get(ix, m.user, m.user_len, true, &rc);
+		u = user_get(ix, a, m.user, m.user_len, &rc);
 		if (u == NULL)
 			return rc ? rc : CRDT_ENOMEM;
 		ix->last_rep = (size_t)((uint8_t *)re - ix->reps.ents) /
@@ -685,16 +1064,16 @@ ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 		    ix->users.stride;
 		ix->have_last = true;
 	}
-	if (re->ctr.n == 0)
-		re->ctr.sorted = true;
-	if (ue->ctr.n == 0)
-		ue->ctr.sorted = true;
-	CRDT_TRY(u64v_push(a, &re->ctr, m.id.counter));
-	rc = u64v_push(a, &ue->ctr, m.id.counter);
-	if (rc < 0) {
-		re->ctr.n--;
-		return rc;
-	}
+	/* Room in both before either changes: no undo needed. */
+	void *rv = re->ctr.v, *uv = ue->ctr.v;
+	CRDT_TRY(crdt__grow(a, &rv, &re->ctr.cap, re->ctr.n + 1,
+	    sizeof *re->ctr.v));
+	re->ctr.v = rv;
+	CRDT_TRY(crdt__grow(a, &uv, &ue->ctr.cap, ue->ctr.n + 1,
+	    sizeof *ue->ctr.v));
+	ue->ctr.v = uv;
+	(void)u64v_add(a, &re->ctr, m.id.counter, ix->bulk);
+	(void)u64v_add(a, &ue->ctr, m.id.counter, ix->bulk);
 	u->posted++;
 	uint32_t x = (uint32_t)ix->nn++;
 	tnode *n = &ix->nodes[x];
@@ -733,161 +1112,181 @@ ix_add_mark(crdt_chat *c, const uint8_t *rec, size_t len, crdt_dot *about)
 {
 	chat_index *ix = c->ix;
 	const crdt_allocator *a = ix_alloc(c);
-	crdt__rd r;
-	size_t n;
-	uint64_t kind;
+	markrec mk;
 	int rc;
 
-	CRDT_TRY(crdt__rd_init(&r, &big_limits, rec, len));
-	CRDT_TRY(crdt__rd_array(&r, &n));
-	CRDT_TRY(crdt__rd_uint(&r, &kind));
-	if (kind == MK_READ) {
-		const uint8_t *u;
-		size_t ul;
-		crdt_dot d;
-		CRDT_TRY(crdt__rd_bin(&r, &u, &ul));
-		CRDT_TRY(rd_dot(&r, &d));
-		user_ent *ue = user_get(ix, u, ul, true, &rc);
+	CRDT_TRY(parse_mark(rec, len, &mk));
+	if (mk.kind == MK_READ) {
+		user_ent *ue = user_get(ix, a, mk.user, mk.user_len, &rc);
 		if (ue == NULL)
 			return rc ? rc : CRDT_ENOMEM;
-		if (ue->read == NULL)
-			CRDT_TRY(crdt_vclock_new(&c->cfg, &ue->read));
-		if (crdt_vclock_get(ue->read, &d.replica) < d.counter)
-			CRDT_TRY(crdt_vclock_set(ue->read, &d.replica,
-			    d.counter));
-		return 0;
+		return rclock_raise(a, &ue->read, mk.d);
 	}
-	if (kind == MK_MEMBER) {
-		const uint8_t *u;
-		size_t ul;
-		uint64_t joined;
-		hist h;
-		CRDT_TRY(crdt__rd_bin(&r, &u, &ul));
-		CRDT_TRY(crdt__rd_uint(&r, &joined));
-		CRDT_TRY(crdt__rd_uint(&r, &h.stamp));
-		CRDT_TRY(crdt__rd_id(&r, &h.writer));
-		h.joined = joined != 0;
-		user_ent *ue = user_get(ix, u, ul, true, &rc);
+	if (mk.kind == MK_MEMBER) {
+		user_ent *ue = user_get(ix, a, mk.user, mk.user_len, &rc);
 		if (ue == NULL)
 			return rc ? rc : CRDT_ENOMEM;
 		void *v = ue->h;
 		CRDT_TRY(crdt__grow(a, &v, &ue->caph, ue->nh + 1,
 		    sizeof *ue->h));
 		ue->h = v;
-		size_t i = ue->nh;
-		while (i > 0 && hist_cmp(&ue->h[i - 1], &h) > 0) {
-			ue->h[i] = ue->h[i - 1];
-			i--;
+		/* Binary search, then one move: changes usually come in
+		 * stamp order (an append). */
+		size_t lo = 0, hi = ue->nh;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (hist_cmp(&ue->h[mid], &mk.h) <= 0)
+				lo = mid + 1;
+			else
+				hi = mid;
 		}
-		ue->h[i] = h;
+		memmove(&ue->h[lo + 1], &ue->h[lo],
+		    (ue->nh - lo) * sizeof *ue->h);
+		ue->h[lo] = mk.h;
 		ue->nh++;
 		return 0;
 	}
-	if (kind == MK_ACK) {
-		crdt_dot d;
-		CRDT_TRY(rd_dot(&r, &d));
-		if (crdt_vclock_get(ix->acked, &d.replica) < d.counter)
-			CRDT_TRY(crdt_vclock_set(ix->acked, &d.replica,
-			    d.counter));
-		return 0;
+	if (mk.kind == MK_ACK) {
+		return rclock_raise(a, &ix->acked, mk.d);
 	}
-	if (kind == MK_REJECT) {
-		crdt_dot d;
-		const uint8_t *why;
-		size_t wl;
-		CRDT_TRY(rd_dot(&r, &d));
-		CRDT_TRY(crdt__rd_bin(&r, &why, &wl));
-		dot_ent *x = dot_get(ix, d, true, &rc);
-		if (x == NULL)
-			return rc ? rc : CRDT_ENOMEM;
-		/* Two rejections of one message: keep the smaller reason so
-		 * the choice does not depend on arrival order. */
-		if (x->reason == NULL ||
-		    crdt__key_cmp(why, wl, x->reason, x->reason_len) < 0) {
-			x->reason = why;
-			x->reason_len = wl;
-		}
-		*about = d;
-		return 0;
-	}
-	return CRDT_EMALFORMED;
-}
-
-/* A reaction key changed (new entry or new winner). */
-static int
-ix_react(crdt_chat *c, size_t idx, bool was_on, bool now_on, bool fresh,
-    crdt_dot *about)
-{
-	chat_index *ix = c->ix;
-	const crdt__key *k = crdt__map_entry(c->reacts, idx, NULL);
-	crdt__rd r;
-	crdt_dot d;
-	int rc;
-
-	if (idx > UINT32_MAX)
-		return CRDT_ETOOBIG;
-	CRDT_TRY(crdt__rd_init(&r, &big_limits, k->ptr, k->len));
-	CRDT_TRY(crdt__rd_array_n(&r, 4));
-	CRDT_TRY(rd_dot(&r, &d));
-	dot_ent *x = dot_get(ix, d, true, &rc);
+	/* MK_REJECT (parse_mark accepts no other kind) */
+	dot_ent *x = dot_get(ix, mk.d, true, &rc);
 	if (x == NULL)
 		return rc ? rc : CRDT_ENOMEM;
-	if (fresh) {
-		void *v = x->rk;
-		CRDT_TRY(crdt__grow(ix_alloc(c), &v, &x->caprk, x->nrk + 1,
-		    sizeof *x->rk));
-		x->rk = v;
-		size_t i = x->nrk++;
-		for (; i > 0; i--) {
-			const crdt__key *o = crdt__map_entry(c->reacts,
-			    x->rk[i - 1], NULL);
-			if (crdt__key_cmp(o->ptr, o->len, k->ptr, k->len) < 0)
-				break;
-			x->rk[i] = x->rk[i - 1];
-		}
-		x->rk[i] = (uint32_t)idx;
+	/* Two rejections of one message: keep the smaller reason so the
+	 * choice does not depend on arrival order. */
+	if (x->reason == NULL ||
+	    crdt__key_cmp(mk.why, mk.why_len, x->reason, x->reason_len) < 0) {
+		x->reason = mk.why;
+		x->reason_len = mk.why_len;
 	}
-	x->reactions += (uint32_t)now_on - (uint32_t)was_on;
-	*about = d;
+	*about = mk.d;
 	return 0;
 }
 
-/* Rebuild the whole index from the replicated state. */
+enum { RF_INDEXED = 1, RF_ON = 2 };
+
 static int
-ix_rebuild(crdt_chat *c)
+rkey_cmp(const void *ctx, size_t a, size_t b)
+{
+	const crdt__key *x = crdt__map_entry(ctx, a, NULL);
+	const crdt__key *y = crdt__map_entry(ctx, b, NULL);
+	return crdt__key_cmp(x->ptr, x->len, y->ptr, y->len);
+}
+
+/*
+ * Reaction map entry `idx` is new or has a new winner: fold its current
+ * state in. Idempotent: the entry's flags say whether it is already in its
+ * message's tree and counted as on, so the count follows the state however
+ * many undo records one transaction left for the key (off then on is two
+ * records, both seen after commit with the final state).
+ */
+static int
+ix_react(crdt_chat *c, size_t idx, crdt_dot *about)
+{
+	chat_index *ix = c->ix;
+	const crdt_allocator *a = ix_alloc(c);
+	const crdt__reg *reg;
+	const crdt__key *k = crdt__map_entry(c->reacts, idx, &reg);
+	rkey rk;
+	int rc;
+
+	if (idx >= UINT32_MAX - 1)
+		return CRDT_ETOOBIG;
+	CRDT_TRY(parse_rkey(k->ptr, k->len, &rk));
+	CRDT_TRY(ol_reserve(a, &ix->rl, &ix->caprl, idx + 1));
+	if (idx >= ix->caprf) {
+		void *v = ix->rf;
+		size_t old = ix->caprf;
+		CRDT_TRY(crdt__grow(a, &v, &ix->caprf, idx + 1,
+		    sizeof *ix->rf));
+		ix->rf = v;
+		memset(ix->rf + old, 0, ix->caprf - old);
+	}
+	dot_ent *x = dot_get(ix, rk.d, true, &rc);
+	if (x == NULL)
+		return rc ? rc : CRDT_ENOMEM;
+	uint8_t *f = &ix->rf[idx];
+	if (!(*f & RF_INDEXED)) {
+		uint8_t b[4];
+		for (int i = 0; i < 4; i++)
+			b[i] = (uint8_t)(idx >> (8 * i));
+		uint32_t prio = (uint32_t)crdt__siphash(ix->prio_key, b,
+		    sizeof b);
+		ot_insert(ix->rl, &x->rroot, idx, prio, rkey_cmp, c->reacts);
+		*f |= RF_INDEXED;
+	}
+	bool on = reg->state == 2;
+	if (on && !(*f & RF_ON)) {
+		x->reactions++;
+		*f |= RF_ON;
+	} else if (!on && (*f & RF_ON)) {
+		x->reactions--;
+		*f &= (uint8_t)~RF_ON;
+	}
+	*about = rk.d;
+	return 0;
+}
+
+static void
+sort_counters(crdt__table *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		u64v_sort(&((rep_ent *)crdt__table_at(t, i))->ctr);
+}
+
+/* Index the records from msgs entry `m0`, marks entry `k0` on, and every
+ * reaction entry (idempotent), then sort what was appended in bulk. */
+static int
+ix_fold(crdt_chat *c, size_t m0, size_t k0)
 {
 	size_t pos;
 	crdt_dot id;
 
+	int rc = 0;
+
+	c->ix->bulk = true;
+	for (size_t i = m0; rc >= 0 && i < crdt_gset_size(c->msgs); i++) {
+		const crdt__key *k = crdt__gset_entry_key(c->msgs, i);
+		rc = ix_add_msg(c, k->ptr, k->len, &pos, &id);
+	}
+	for (size_t i = k0; rc >= 0 && i < crdt_gset_size(c->marks); i++) {
+		const crdt__key *k = crdt__gset_entry_key(c->marks, i);
+		rc = ix_add_mark(c, k->ptr, k->len, &id);
+	}
+	for (size_t i = 0; rc >= 0 && i < crdt__map_nentries(c->reacts); i++)
+		rc = ix_react(c, i, &id);
+	sort_counters(&c->ix->reps);
+	sort_counters(&c->ix->ureps);
+	c->ix->bulk = false;
+	return rc < 0 ? rc : 0;
+}
+
+/* Rebuild the whole index from the replicated state. On failure the index
+ * is empty and marked stale (ok = false). */
+static int
+ix_rebuild(crdt_chat *c)
+{
 	ix_clear(c);
 	CRDT_TRY(ix_init(c));
 	c->ix->ok = false;
-	for (size_t i = 0; i < crdt_gset_size(c->msgs); i++) {
-		const crdt__key *k = crdt__gset_entry_key(c->msgs, i);
-		CRDT_TRY(ix_add_msg(c, k->ptr, k->len, &pos, &id));
-	}
-	for (size_t i = 0; i < crdt_gset_size(c->marks); i++) {
-		const crdt__key *k = crdt__gset_entry_key(c->marks, i);
-		CRDT_TRY(ix_add_mark(c, k->ptr, k->len, &id));
-	}
-	for (size_t i = 0; i < crdt__map_nentries(c->reacts); i++) {
-		const crdt__reg *reg;
-		(void)crdt__map_entry(c->reacts, i, &reg);
-		CRDT_TRY(ix_react(c, i, false, reg->state == 2, true, &id));
-	}
+	CRDT_TRY(ix_fold(c, 0, 0));
 	c->ix->ok = true;
 	return 0;
 }
 
+/*
+ * Queries read the index as it is: it is built at load and kept current
+ * at every commit and receive (room reserved before the commit point), so
+ * no query allocates or rebuilds behind `const`. A stale index (only an
+ * allocation failure while loading a state that was then discarded, or a
+ * fold failure the reservations rule out) is reported, never repaired
+ * here: the next write rebuilds it and can fail with its own error.
+ */
 static int
 ensure(const crdt_chat *c)
 {
-	if (c->ix->ok)
-		return 0;
-	/* The index is a cache of the state: rebuilding it does not change
-	 * the chat's value, so const queries may do it. */
-	crdt_chat *m = (crdt_chat *)(uintptr_t)c;
-	return ix_rebuild(m);
+	return c->ix->ok ? 0 : CRDT_ENOMEM;
 }
 
 /* ---------------------------------------------------------------- */
@@ -977,6 +1376,37 @@ crdt__chat_encode(const crdt_chat *c, crdt_buf *out)
 	return rc;
 }
 
+/*
+ * Every record of a decoded state, checked like the op that would have
+ * written it: a snapshot is peer bytes. One bad record refuses the whole
+ * state (CRDT_EMALFORMED), so a load either keeps every record it holds or
+ * changes nothing. O(state).
+ */
+static int
+check_state(const crdt_gset *m, const crdt_lww_map *rx, const crdt_gset *mk)
+{
+	for (size_t i = 0; i < crdt_gset_size(m); i++) {
+		const crdt__key *e = crdt__gset_entry_key(m, i);
+		msgrec mr;
+		CRDT_TRY(parse_msgrec(e->ptr, e->len, &mr));
+	}
+	for (size_t i = 0; i < crdt__map_nentries(rx); i++) {
+		const crdt__reg *reg;
+		const crdt__key *e = crdt__map_entry(rx, i, &reg);
+		rkey k;
+		CRDT_TRY(parse_rkey(e->ptr, e->len, &k));
+		/* on = "" (the op writes nothing else), off = cleared */
+		if (reg->state == 0 || (reg->state == 2 && reg->len != 0))
+			return CRDT_EMALFORMED;
+	}
+	for (size_t i = 0; i < crdt_gset_size(mk); i++) {
+		const crdt__key *e = crdt__gset_entry_key(mk, i);
+		markrec r;
+		CRDT_TRY(parse_mark(e->ptr, e->len, &r));
+	}
+	return 0;
+}
+
 int
 crdt__chat_decode(const crdt_chat *like, const uint8_t *p, size_t n,
     crdt_chat **out)
@@ -1003,13 +1433,8 @@ crdt__chat_decode(const crdt_chat *like, const uint8_t *p, size_t n,
 		rc = crdt_lww_map_decode(&c->cfg, &c->self, b[1], bl[1], &rx);
 	if (rc == 0)
 		rc = crdt_gset_decode(&c->cfg, &c->self, b[2], bl[2], &mk);
-	/* The records must be what this file would have written, or the
-	 * index could not be built from them. */
-	for (size_t i = 0; rc == 0 && m && i < crdt_gset_size(m); i++) {
-		const crdt__key *e = crdt__gset_entry_key(m, i);
-		msgrec mr;
-		rc = parse_msgrec(e->ptr, e->len, &mr);
-	}
+	if (rc == 0)
+		rc = check_state(m, rx, mk);
 	if (rc < 0) {
 		crdt_gset_free(m);
 		crdt_lww_map_free(rx);
@@ -1023,7 +1448,13 @@ crdt__chat_decode(const crdt_chat *like, const uint8_t *p, size_t n,
 	c->msgs = m;
 	c->reacts = rx;
 	c->marks = mk;
-	c->ix->ok = false; /* built on first use */
+	/* Built now, where an error can still refuse the state, so queries
+	 * never build anything. */
+	rc = ix_rebuild(c);
+	if (rc < 0) {
+		crdt__chat_free(c);
+		return rc;
+	}
 	*out = c;
 	return 0;
 }
@@ -1034,11 +1465,18 @@ crdt__chat_merge(crdt_chat *dst, const crdt_chat *src)
 	/* Each sub-merge is atomic; a failure in the second or third leaves
 	 * dst partly merged, which is why crdt_doc_load merges into a
 	 * scratch copy and swaps it in only when all succeeded. */
+	size_t m0 = crdt_gset_size(dst->msgs), k0 = crdt_gset_size(dst->marks);
 	CRDT_TRY(crdt_gset_merge(dst->msgs, src->msgs));
 	CRDT_TRY(crdt_lww_map_merge(dst->reacts, src->reacts));
 	CRDT_TRY(crdt_gset_merge(dst->marks, src->marks));
-	dst->ix->ok = false;
-	return 0;
+	/* G-Set entries are appended: index the new ones; reaction entries
+	 * may have changed winner, and folding one is idempotent. */
+	if (!dst->ix->ok)
+		return ix_rebuild(dst);
+	int rc = ix_fold(dst, m0, k0);
+	if (rc < 0)
+		dst->ix->ok = false;
+	return rc;
 }
 
 bool
@@ -1052,13 +1490,120 @@ crdt__chat_equal(const crdt_chat *a, const crdt_chat *b)
 uint64_t
 crdt__chat_seen(const crdt_chat *c)
 {
-	return ensure(c) == 0 ? c->ix->max_ord : 0;
+	/* Clamped: a post's own `seen` is never one receive refuses. */
+	return ensure(c) == 0 ? CRDT_MIN(c->ix->max_ord, SEEN_MAX) : 0;
 }
 
 bool
 crdt__chat_is_server(const crdt_chat *c, const crdt_replica_id *id)
 {
 	return c->has_server && crdt_replica_id_cmp(&c->server, id) == 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* room before commit                                               */
+
+/*
+ * The apply walk calls these after each chat write, before the commit
+ * point: they create the (empty) index entries and the capacity that
+ * crdt__chat_after() will fold the write into, so the fold after commit
+ * never allocates and cannot fail. The index is therefore current after
+ * every commit, receive and load, and no query ever builds or allocates.
+ * If the transaction rolls back, what was made here describes nothing:
+ * an empty entry, a counter-0 clock entry, spare capacity.
+ */
+static int
+prep_user(crdt_chat *c, const uint8_t *u, size_t n, user_ent **out)
+{
+	int rc;
+	user_ent *e = user_get(c->ix, ix_alloc(c), u, n, &rc);
+	if (e == NULL)
+		return rc ? rc : CRDT_ENOMEM;
+	*out = e;
+	return 0;
+}
+
+/* One post per thread per transaction: room for one more message. */
+static int
+prep_post(crdt_chat *c, crdt_dot dot, const uint8_t *user, size_t ul,
+    size_t rec_len)
+{
+	chat_index *ix = c->ix;
+	const crdt_allocator *a = ix_alloc(c);
+	msgrec m;
+	user_ent *u = NULL;
+	int rc;
+
+	if (rec_len > UINT32_MAX || ix->nn >= UINT32_MAX - 1)
+		return CRDT_ETOOBIG;
+	CRDT_TRY(node_slots_reserve(ix, a, ix->nn + 1));
+	void *v = ix->nodes;
+	CRDT_TRY(crdt__grow(a, &v, &ix->capn, ix->nn + 1, sizeof *ix->nodes));
+	ix->nodes = v;
+	memset(&m, 0, sizeof m);
+	m.id = dot;
+	m.user = user;
+	m.user_len = ul;
+	rep_ent *re = tab_get(&ix->reps, dot.replica.bytes, 16, true, &rc);
+	if (re == NULL)
+		return rc ? rc : CRDT_ENOMEM;
+	rep_ent *ue = urep_get(ix, &m, true, &rc);
+	if (ue == NULL)
+		return rc ? rc : CRDT_ENOMEM;
+	CRDT_TRY(prep_user(c, user, ul, &u));
+	v = re->ctr.v;
+	CRDT_TRY(crdt__grow(a, &v, &re->ctr.cap, re->ctr.n + 1,
+	    sizeof *re->ctr.v));
+	re->ctr.v = v;
+	v = ue->ctr.v;
+	CRDT_TRY(crdt__grow(a, &v, &ue->ctr.cap, ue->ctr.n + 1,
+	    sizeof *ue->ctr.v));
+	ue->ctr.v = v;
+	return 0;
+}
+
+/* Links and flags for every reaction entry, and the message's entry. */
+static int
+prep_react(crdt_chat *c, crdt_dot d)
+{
+	chat_index *ix = c->ix;
+	const crdt_allocator *a = ix_alloc(c);
+	size_t need = crdt__map_nentries(c->reacts);
+	int rc;
+
+	CRDT_TRY(ol_reserve(a, &ix->rl, &ix->caprl, need));
+	if (need > ix->caprf) {
+		void *v = ix->rf;
+		size_t old = ix->caprf;
+		CRDT_TRY(crdt__grow(a, &v, &ix->caprf, need, sizeof *ix->rf));
+		ix->rf = v;
+		memset(ix->rf + old, 0, ix->caprf - old);
+	}
+	if (dot_get(ix, d, true, &rc) == NULL)
+		return rc ? rc : CRDT_ENOMEM;
+	return 0;
+}
+
+/* A membership change: one more history slot per change this walk makes
+ * for the user (`walk` tells this walk's reservations from a rolled-back
+ * one's). */
+static int
+prep_member(crdt_chat *c, const uint8_t *user, size_t ul, uint64_t walk)
+{
+	user_ent *u = NULL;
+	CRDT_TRY(prep_user(c, user, ul, &u));
+	if (u->hwalk != walk) {
+		u->hwalk = walk;
+		u->hpend = 0;
+	}
+	if (u->hpend >= SIZE_MAX - u->nh - 1)
+		return CRDT_ENOMEM;
+	void *v = u->h;
+	CRDT_TRY(crdt__grow(ix_alloc(c), &v, &u->caph, u->nh + u->hpend + 1,
+	    sizeof *u->h));
+	u->h = v;
+	u->hpend++;
+	return 0;
 }
 
 /* ---------------------------------------------------------------- */
@@ -1079,8 +1624,15 @@ w_dot(crdt_buf *b, crdt_dot d)
 int
 crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
     crdt_dot dot, uint64_t stamp, crdt__undo *u, uint32_t obj,
-    crdt_buf *scratch)
+    crdt_buf *scratch, uint64_t walk)
 {
+	int rc;
+
+	/* Only after an impossible fold failure (see crdt__chat_after):
+	 * catch up before writing. Folding is idempotent, so records this
+	 * transaction already wrote are folded once more harmlessly. */
+	if (u != NULL && !c->ix->ok)
+		CRDT_TRY(ix_rebuild(c));
 	const uint8_t *a, *b;
 	size_t al, bl;
 	bool present;
@@ -1100,7 +1652,7 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 		CRDT_TRY(crdt__rd_bin(r, &b, &bl));
 		CRDT_TRY(rd_opt_dot(r, &d, &has_reply));
 		CRDT_TRY(crdt__rd_opt_bin(r, &meta, &ml, &has_meta));
-		if (al == 0 || al > USER_MAX || seen == UINT64_MAX)
+		if (!user_len_ok(al) || seen > SEEN_MAX)
 			return CRDT_EMALFORMED;
 		if (u == NULL)
 			return 0;
@@ -1121,8 +1673,9 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 		}
 		CRDT_TRY(has_meta ? crdt__w_bin(scratch, meta, ml) :
 				    crdt__w_nil(scratch));
-		return crdt__gset_write(c->msgs, scratch->data, scratch->len,
-		    dot, u, obj);
+		CRDT_TRY(crdt__gset_write(c->msgs, scratch->data, scratch->len,
+		    dot, u, obj));
+		return prep_post(c, dot, a, al, scratch->len);
 	}
 	case OP_REACT:
 		if (n != 7)
@@ -1140,9 +1693,10 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 		CRDT_TRY(w_dot(scratch, d));
 		CRDT_TRY(crdt__w_bin(scratch, a, al));
 		CRDT_TRY(crdt__w_bin(scratch, b, bl));
-		return crdt__map_write(c->reacts, scratch->data, scratch->len,
-		    stamp, &dot.replica, x == 1, (const uint8_t *)"", 0, u,
-		    obj);
+		CRDT_TRY(crdt__map_write(c->reacts, scratch->data,
+		    scratch->len, stamp, &dot.replica, x == 1,
+		    (const uint8_t *)"", 0, u, obj));
+		return prep_react(c, d);
 	case OP_READ:
 	case OP_ACK: {
 		size_t pairs;
@@ -1178,6 +1732,15 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 			CRDT_TRY(w_dot(scratch, d));
 			CRDT_TRY(crdt__gset_write(c->marks, scratch->data,
 			    scratch->len, dot, u, obj));
+			if (kind == OP_READ) {
+				user_ent *ue = NULL;
+				CRDT_TRY(prep_user(c, a, al, &ue));
+				CRDT_TRY(rclock_reserve(ix_alloc(c), &ue->read,
+				    &d.replica));
+			} else {
+				CRDT_TRY(rclock_reserve(ix_alloc(c),
+				    &c->ix->acked, &d.replica));
+			}
 		}
 		r->depth--;
 		return 0;
@@ -1198,8 +1761,9 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 		CRDT_TRY(crdt__w_uint(scratch, x));
 		CRDT_TRY(crdt__w_uint(scratch, stamp));
 		CRDT_TRY(crdt__w_id(scratch, &dot.replica));
-		return crdt__gset_write(c->marks, scratch->data, scratch->len,
-		    dot, u, obj);
+		CRDT_TRY(crdt__gset_write(c->marks, scratch->data,
+		    scratch->len, dot, u, obj));
+		return prep_member(c, a, al, walk);
 	case OP_REJECT:
 		if (n != 5)
 			return CRDT_EMALFORMED;
@@ -1214,8 +1778,11 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 		CRDT_TRY(crdt__w_uint(scratch, MK_REJECT));
 		CRDT_TRY(w_dot(scratch, d));
 		CRDT_TRY(crdt__w_bin(scratch, a, al));
-		return crdt__gset_write(c->marks, scratch->data, scratch->len,
-		    dot, u, obj);
+		CRDT_TRY(crdt__gset_write(c->marks, scratch->data,
+		    scratch->len, dot, u, obj));
+		if (dot_get(c->ix, d, true, &rc) == NULL)
+			return rc ? rc : CRDT_ENOMEM;
+		return 0;
 	}
 	(void)present;
 	return CRDT_EMALFORMED;
@@ -1223,7 +1790,9 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 
 /*
  * After commit: fold one undo record of this chat into the index and say
- * what a UI should hear. On failure the index is marked for rebuild.
+ * what a UI should hear. The apply walk reserved everything this needs
+ * (prep_*), so it does not fail; should it ever, the index is marked
+ * stale, queries report CRDT_ENOMEM and the next write rebuilds it.
  */
 bool
 crdt__chat_after(crdt_chat *c, const crdt__undo_rec *rec, crdt_change *ch)
@@ -1253,11 +1822,7 @@ crdt__chat_after(crdt_chat *c, const crdt__undo_rec *rec, crdt_change *ch)
 	} else if (rec->target == c->reacts &&
 	    (rec->kind == CRDT__UNDO_MAP_NEW ||
 		rec->kind == CRDT__UNDO_MAP_REG)) {
-		const crdt__reg *now;
-		(void)crdt__map_entry(c->reacts, rec->idx, &now);
-		bool fresh = rec->kind == CRDT__UNDO_MAP_NEW;
-		bool was = !fresh && rec->old.state == 2;
-		rc = ix_react(c, rec->idx, was, now->state == 2, fresh, &about);
+		rc = ix_react(c, rec->idx, &about);
 		ch->kind = CRDT_CHANGE_CHAT_UPDATE;
 		ch->msg = about;
 	} else {
@@ -1294,8 +1859,7 @@ fill(const crdt_chat *c, uint32_t x, crdt_chat_msg *out)
 	out->meta_len = m.meta_len;
 	/* Member when sent: the last membership change of the author with a
 	 * stamp below the message's is a join. */
-	int rc;
-	const user_ent *u = user_get(c->ix, m.user, m.user_len, false, &rc);
+	const user_ent *u = user_find(c->ix, m.user, m.user_len);
 	if (u != NULL) {
 		size_t lo = 0, hi = u->nh;
 		while (lo < hi) {
@@ -1410,18 +1974,17 @@ crdt_chat_page(const crdt_chat *c, const crdt_dot *anchor, bool after,
 static bool
 covered_by_ack(const crdt_chat *c, crdt_dot id)
 {
-	return crdt_vclock_covers(c->ix->acked, id);
+	return rclock_covers(&c->ix->acked, id);
 }
 
 bool
 crdt_chat_has_read(const crdt_chat *c, const void *user, size_t user_len,
     crdt_dot id)
 {
-	int rc;
 	if (c == NULL || user == NULL || ensure(c) != 0)
 		return false;
-	const user_ent *u = user_get(c->ix, user, user_len, false, &rc);
-	return u != NULL && u->read != NULL && crdt_vclock_covers(u->read, id);
+	const user_ent *u = user_find(c->ix, user, user_len);
+	return u != NULL && rclock_covers(&u->read, id);
 }
 
 /* Someone other than the author has read it. */
@@ -1434,7 +1997,7 @@ read_by_other(const crdt_chat *c, uint32_t x)
 		return false;
 	for (size_t i = 0; i < t->n; i++) {
 		const user_ent *u = crdt__table_at(t, i);
-		if (u->read == NULL || !crdt_vclock_covers(u->read, m.id))
+		if (!rclock_covers(&u->read, m.id))
 			continue;
 		if (u->k.len != m.user_len || memcmp(u->k.ptr, m.user,
 		    m.user_len) != 0)
@@ -1498,22 +2061,20 @@ crdt_chat_reactions(const crdt_chat *c, crdt_dot id, crdt_chat_reaction_fn fn,
 		return CRDT_EINVAL;
 	CRDT_TRY(ensure(c));
 	const dot_ent *e = dot_of(c, id);
-	for (size_t i = 0; e != NULL && i < e->nrk; i++) {
-		const crdt__key *k = crdt__map_entry(c->reacts, e->rk[i], NULL);
-		const uint8_t *v;
-		if (crdt_lww_map_get(c->reacts, k->ptr, k->len, &v, NULL) != 0)
+	if (e == NULL)
+		return 0;
+	/* In-order walk of the message's key tree: canonical byte order. */
+	const olink *rl = c->ix->rl;
+	for (uint32_t x = ot_first(rl, e->rroot); x != 0; x = ot_next(rl, x)) {
+		if (!(c->ix->rf[x - 1] & RF_ON))
 			continue;
-		crdt__rd r;
-		crdt_dot d;
-		const uint8_t *u, *em;
-		size_t ul, el;
-		if (crdt__rd_init(&r, &big_limits, k->ptr, k->len) ||
-		    crdt__rd_array_n(&r, 4) || rd_dot(&r, &d) ||
-		    crdt__rd_bin(&r, &u, &ul) || crdt__rd_bin(&r, &em, &el))
-			continue;
-		int v2 = fn(ud, u, ul, em, el);
-		if (v2 != 0)
-			return v2;
+		const crdt__key *k = crdt__map_entry(c->reacts, x - 1, NULL);
+		rkey rk;
+		if (parse_rkey(k->ptr, k->len, &rk) != 0)
+			continue; /* validated when it entered the map */
+		int v = fn(ud, rk.user, rk.user_len, rk.emoji, rk.emoji_len);
+		if (v != 0)
+			return v;
 	}
 	return 0;
 }
@@ -1526,9 +2087,11 @@ crdt_chat_read_by(const crdt_chat *c, crdt_dot id, crdt_chat_user_fn fn,
 		return CRDT_EINVAL;
 	CRDT_TRY(ensure(c));
 	const crdt__table *t = &c->ix->users;
-	for (size_t i = 0; i < t->n; i++) {
-		const user_ent *u = crdt__table_at(t, i);
-		if (u->read == NULL || !crdt_vclock_covers(u->read, id))
+	const olink *ul = c->ix->ul;
+	for (uint32_t x = ot_first(ul, c->ix->uroot); x != 0;
+	     x = ot_next(ul, x)) {
+		const user_ent *u = crdt__table_at(t, x - 1);
+		if (!rclock_covers(&u->read, id))
 			continue;
 		int v = fn(ud, u->k.ptr, u->k.len);
 		if (v != 0)
@@ -1545,17 +2108,17 @@ crdt_chat_unread(const crdt_chat *c, const void *user, size_t user_len)
 	    ensure(c) != 0)
 		return 0;
 	chat_index *ix = c->ix;
-	const user_ent *u = user_get(ix, user, user_len, false, &rc);
+	const user_ent *u = user_find(ix, user, user_len);
 	size_t total = ix->nn, own = u ? u->posted : 0;
 	size_t read_all = 0, read_own = 0;
-	if (u != NULL && u->read != NULL) {
+	if (u != NULL) {
 		uint8_t key[USER_MAX + 16];
 		memcpy(key, user, user_len);
-		for (size_t i = 0; i < crdt_vclock_size(u->read); i++) {
-			crdt_replica_id id;
-			uint64_t upto;
-			if (crdt_vclock_entry(u->read, i, &id, &upto) != 0)
-				continue;
+		for (size_t i = 0; i < u->read.n; i++) {
+			crdt_replica_id id = u->read.v[i].id;
+			uint64_t upto = u->read.v[i].c;
+			if (upto == 0)
+				continue; /* reserved, nothing read */
 			rep_ent *re = tab_get(&ix->reps, id.bytes, 16, false,
 			    &rc);
 			if (re != NULL)
@@ -1580,10 +2143,9 @@ member_now(const user_ent *u)
 bool
 crdt_chat_is_member(const crdt_chat *c, const void *user, size_t user_len)
 {
-	int rc;
 	if (c == NULL || user == NULL || ensure(c) != 0)
 		return false;
-	const user_ent *u = user_get(c->ix, user, user_len, false, &rc);
+	const user_ent *u = user_find(c->ix, user, user_len);
 	return u != NULL && member_now(u);
 }
 
@@ -1594,8 +2156,10 @@ crdt_chat_members(const crdt_chat *c, crdt_chat_user_fn fn, void *ud)
 		return CRDT_EINVAL;
 	CRDT_TRY(ensure(c));
 	const crdt__table *t = &c->ix->users;
-	for (size_t i = 0; i < t->n; i++) {
-		const user_ent *u = crdt__table_at(t, i);
+	const olink *ul = c->ix->ul;
+	for (uint32_t x = ot_first(ul, c->ix->uroot); x != 0;
+	     x = ot_next(ul, x)) {
+		const user_ent *u = crdt__table_at(t, x - 1);
 		if (!member_now(u))
 			continue;
 		int v = fn(ud, u->k.ptr, u->k.len);
@@ -1620,7 +2184,7 @@ crdt_chat_outbox(const crdt_chat *c, const crdt_replica_id *self,
 	rep_ent *re = tab_get(&c->ix->reps, self->bytes, 16, false, &rc);
 	if (re == NULL || !c->has_server)
 		return 0;
-	uint64_t acked = crdt_vclock_get(c->ix->acked, self);
+	uint64_t acked = rclock_get(&c->ix->acked, self);
 	for (size_t i = u64v_upto(&re->ctr, acked); i < re->ctr.n; i++) {
 		crdt_dot id = { *self, re->ctr.v[i] };
 		const dot_ent *e = dot_of(c, id);

@@ -600,7 +600,8 @@ walk_ops(crdt_doc *d, const uint8_t *p, size_t len, size_t *nops,
 				dot.replica = *sender;
 			}
 			CRDT_TRY(crdt__chat_op(o->o, &r, k, kind, dot, ts,
-			    st ? &d->undo : NULL, (uint32_t)on, &d->scratch));
+			    st ? &d->undo : NULL, (uint32_t)on, &d->scratch,
+			    walk));
 			r.depth--;
 			continue;
 		}

@@ -303,10 +303,12 @@ int crdt__chat_merge(crdt_chat *dst, const crdt_chat *src);
 bool crdt__chat_equal(const crdt_chat *a, const crdt_chat *b);
 uint64_t crdt__chat_seen(const crdt_chat *c);
 bool crdt__chat_is_server(const crdt_chat *c, const crdt_replica_id *id);
-/* Validate (u NULL) or apply one op; reader after [obj, kind. */
+/* Validate (u NULL) or apply one op; reader after [obj, kind. `walk`
+ * identifies the walk (unique per walk_ops call): room reserved for the
+ * fold after commit is counted per walk. */
 int crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
     crdt_dot dot, uint64_t stamp, crdt__undo *u, uint32_t obj,
-    crdt_buf *scratch);
+    crdt_buf *scratch, uint64_t walk);
 bool crdt__chat_after(crdt_chat *c, const crdt__undo_rec *rec,
     struct crdt_change *ch);
 bool crdt__lww_is_set(const crdt_lww *r);

@@ -12,7 +12,12 @@
  *   The order key is max(the transaction's HLC stamp, 1 + the greatest
  *   order key the author had seen), so a message sorts after everything its
  *   author had seen (a reply after what it answers) even across skewed
- *   clocks, and otherwise in wall-clock order.
+ *   clocks, and otherwise in wall-clock order. "Seen" is at most 2^63 - 1
+ *   (a post claiming more is refused at receive, CRDT_EMALFORMED); keys
+ *   that saturate at 2^63 tie and sort by dot (docs/chat.md).
+ * - Visitors have a canonical order, the same on every replica holding the
+ *   same state: reactions by key bytes (user, then emoji), readers and
+ *   members by user ID bytes, the outbox in thread order.
  * - Reactions: (message, reactor, emoji) on/off, last writer wins.
  * - Read receipts: per reader, the set of messages read is a vector clock
  *   over message dots, merged by max: exact (a late message sorting earlier
@@ -26,7 +31,11 @@
  * User IDs (author, reader, reactor, member) are application byte strings,
  * distinct from replica IDs: one user may have several devices (replicas).
  * Threads are read through `const crdt_chat *` from crdt_doc_chat(), valid
- * until the next call that modifies the document.
+ * until the next call that modifies the document. Reads never allocate and
+ * never modify anything: the thread's index is built when a snapshot is
+ * loaded and kept current by every commit and receive, with the room it
+ * needs reserved before the commit point (an allocation failure there is
+ * that call's CRDT_ENOMEM, with nothing changed).
  */
 
 #include "crdt/common.h"
@@ -116,8 +125,7 @@ typedef struct crdt_chat_msg {
 } crdt_chat_msg;
 
 /** Number of message IDs shown (two records of one ID, from an equivocating
- *  writer, show as the one with the smaller bytes). 0 when `c` is NULL or the
- *  index cannot be built (out of memory). O(1) once built. */
+ *  writer, show as the one with the smaller bytes). 0 when `c` is NULL. O(1). */
 CRDT_API size_t crdt_chat_count(const crdt_chat *c);
 /** Message by ID. @return 0, CRDT_EINVAL, CRDT_ENOTFOUND. O(1). */
 CRDT_API CRDT_NODISCARD int crdt_chat_get(const crdt_chat *c, crdt_dot id,
@@ -161,7 +169,8 @@ typedef int (*crdt_chat_user_fn)(void *ud, const uint8_t *user, size_t len);
 typedef int (*crdt_chat_reaction_fn)(void *ud, const uint8_t *user,
     size_t user_len, const uint8_t *emoji, size_t emoji_len);
 
-/** Number of reactions currently on. O(1). */
+/** Number of reactions currently on: always the number that
+ *  crdt_chat_reactions() visits. O(1). */
 CRDT_API size_t crdt_chat_reaction_count(const crdt_chat *c, crdt_dot id);
 /** Visit the reactions currently on, in the canonical byte order of their
  *  keys (by user, then emoji): the same order on every replica. O(reactions
@@ -171,7 +180,8 @@ CRDT_API CRDT_NODISCARD int crdt_chat_reactions(const crdt_chat *c,
 /** Whether `user` has read message `id`. O(log replicas). */
 CRDT_API bool crdt_chat_has_read(const crdt_chat *c, const void *user,
     size_t user_len, crdt_dot id);
-/** Visit the users who have read message `id`. O(readers). */
+/** Visit the users who have read message `id`, in byte order of their
+ *  IDs (canonical). O(users of the thread). */
 CRDT_API CRDT_NODISCARD int crdt_chat_read_by(const crdt_chat *c,
     crdt_dot id, crdt_chat_user_fn fn, void *ud);
 /** Messages `user` has not read, excluding its own. O(replicas log n). */
@@ -180,7 +190,8 @@ CRDT_API size_t crdt_chat_unread(const crdt_chat *c, const void *user,
 /** Whether `user` is a member now. */
 CRDT_API bool crdt_chat_is_member(const crdt_chat *c, const void *user,
     size_t user_len);
-/** Visit current members (arbitrary order). */
+/** Visit current members in byte order of their IDs (canonical).
+ *  O(users of the thread). */
 CRDT_API CRDT_NODISCARD int crdt_chat_members(const crdt_chat *c,
     crdt_chat_user_fn fn, void *ud);
 /**
