@@ -42,9 +42,6 @@
 #define SEEN_MAX ((UINT64_C(1) << 63) - 1)
 #define ORD_CAP (SEEN_MAX + 1)
 
-enum { OP_POST = 0, OP_REACT, OP_READ, OP_MEMBER, OP_ACK, OP_REJECT };
-enum { MK_READ = 1, MK_MEMBER, MK_ACK, MK_REJECT };
-
 /* 64 bytes: one per message, so every field counts (docs/performance.md). */
 typedef struct tnode {
 	uint64_t ord;
@@ -716,13 +713,13 @@ parse_mark(const uint8_t *p, size_t len, markrec *m)
 		return CRDT_EMALFORMED;
 	CRDT_TRY(crdt__rd_uint(&r, &m->kind));
 	switch (m->kind) {
-	case MK_READ:
+	case CRDT__CHAT_REC_READ:
 		if (n != 4)
 			return CRDT_EMALFORMED;
 		CRDT_TRY(crdt__rd_bin(&r, &m->user, &m->user_len));
 		CRDT_TRY(rd_dot(&r, &m->d));
 		break;
-	case MK_MEMBER:
+	case CRDT__CHAT_REC_MEMBER:
 		if (n != 5)
 			return CRDT_EMALFORMED;
 		CRDT_TRY(crdt__rd_bin(&r, &m->user, &m->user_len));
@@ -733,12 +730,12 @@ parse_mark(const uint8_t *p, size_t len, markrec *m)
 			return CRDT_EMALFORMED;
 		m->h.joined = joined == 1;
 		break;
-	case MK_ACK:
+	case CRDT__CHAT_REC_ACK:
 		if (n != 3)
 			return CRDT_EMALFORMED;
 		CRDT_TRY(rd_dot(&r, &m->d));
 		break;
-	case MK_REJECT:
+	case CRDT__CHAT_REC_REJECT:
 		if (n != 4)
 			return CRDT_EMALFORMED;
 		CRDT_TRY(rd_dot(&r, &m->d));
@@ -747,7 +744,8 @@ parse_mark(const uint8_t *p, size_t len, markrec *m)
 	default:
 		return CRDT_EMALFORMED;
 	}
-	if ((m->kind == MK_READ || m->kind == MK_MEMBER) &&
+	if ((m->kind == CRDT__CHAT_REC_READ ||
+		m->kind == CRDT__CHAT_REC_MEMBER) &&
 	    !user_len_ok(m->user_len))
 		return CRDT_EMALFORMED;
 	return crdt__rd_done(&r);
@@ -1116,13 +1114,13 @@ ix_add_mark(crdt_chat *c, const uint8_t *rec, size_t len, crdt_dot *about)
 	int rc;
 
 	CRDT_TRY(parse_mark(rec, len, &mk));
-	if (mk.kind == MK_READ) {
+	if (mk.kind == CRDT__CHAT_REC_READ) {
 		user_ent *ue = user_get(ix, a, mk.user, mk.user_len, &rc);
 		if (ue == NULL)
 			return rc ? rc : CRDT_ENOMEM;
 		return rclock_raise(a, &ue->read, mk.d);
 	}
-	if (mk.kind == MK_MEMBER) {
+	if (mk.kind == CRDT__CHAT_REC_MEMBER) {
 		user_ent *ue = user_get(ix, a, mk.user, mk.user_len, &rc);
 		if (ue == NULL)
 			return rc ? rc : CRDT_ENOMEM;
@@ -1146,10 +1144,10 @@ ix_add_mark(crdt_chat *c, const uint8_t *rec, size_t len, crdt_dot *about)
 		ue->nh++;
 		return 0;
 	}
-	if (mk.kind == MK_ACK) {
+	if (mk.kind == CRDT__CHAT_REC_ACK) {
 		return rclock_raise(a, &ix->acked, mk.d);
 	}
-	/* MK_REJECT (parse_mark accepts no other kind) */
+	/* CRDT__CHAT_REC_REJECT (parse_mark accepts no other kind) */
 	dot_ent *x = dot_get(ix, mk.d, true, &rc);
 	if (x == NULL)
 		return rc ? rc : CRDT_ENOMEM;
@@ -1216,7 +1214,7 @@ ix_react(crdt_chat *c, size_t idx, crdt_dot *about)
 		ot_insert(ix->rl, &x->rroot, idx, prio, rkey_cmp, c->reacts);
 		*f |= RF_INDEXED;
 	}
-	bool on = reg->state == 2;
+	bool on = reg->state == CRDT__REG_VALUE;
 	if (on && !(*f & RF_ON)) {
 		x->reactions++;
 		*f |= RF_ON;
@@ -1396,7 +1394,8 @@ check_state(const crdt_gset *m, const crdt_lww_map *rx, const crdt_gset *mk)
 		rkey k;
 		CRDT_TRY(parse_rkey(e->ptr, e->len, &k));
 		/* on = "" (the op writes nothing else), off = cleared */
-		if (reg->state == 0 || (reg->state == 2 && reg->len != 0))
+		if (reg->state == CRDT__REG_UNSET ||
+		    (reg->state == CRDT__REG_VALUE && reg->len != 0))
 			return CRDT_EMALFORMED;
 	}
 	for (size_t i = 0; i < crdt_gset_size(mk); i++) {
@@ -1640,7 +1639,7 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 	uint64_t x;
 
 	switch (kind) {
-	case OP_POST: {
+	case CRDT__CHAT_OP_POST: {
 		const uint8_t *meta;
 		size_t ml;
 		bool has_meta, has_reply;
@@ -1677,7 +1676,7 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 		    dot, u, obj));
 		return prep_post(c, dot, a, al, scratch->len);
 	}
-	case OP_REACT:
+	case CRDT__CHAT_OP_REACT:
 		if (n != 7)
 			return CRDT_EMALFORMED;
 		CRDT_TRY(rd_dot(r, &d));
@@ -1697,10 +1696,10 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 		    scratch->len, stamp, &dot.replica, x == 1,
 		    (const uint8_t *)"", 0, u, obj));
 		return prep_react(c, d);
-	case OP_READ:
-	case OP_ACK: {
+	case CRDT__CHAT_OP_READ:
+	case CRDT__CHAT_OP_ACK: {
 		size_t pairs;
-		if (kind == OP_READ) {
+		if (kind == CRDT__CHAT_OP_READ) {
 			if (n != 4)
 				return CRDT_EMALFORMED;
 			CRDT_TRY(crdt__rd_bin(r, &a, &al));
@@ -1724,15 +1723,16 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 			if (u == NULL)
 				continue;
 			crdt_buf_clear(scratch);
-			CRDT_TRY(crdt__w_array(scratch, kind == OP_READ ? 4 : 3));
-			CRDT_TRY(crdt__w_uint(scratch,
-			    kind == OP_READ ? MK_READ : MK_ACK));
-			if (kind == OP_READ)
+			bool rd = kind == CRDT__CHAT_OP_READ;
+			CRDT_TRY(crdt__w_array(scratch, rd ? 4 : 3));
+			CRDT_TRY(crdt__w_uint(scratch, rd ?
+			    CRDT__CHAT_REC_READ : CRDT__CHAT_REC_ACK));
+			if (kind == CRDT__CHAT_OP_READ)
 				CRDT_TRY(crdt__w_bin(scratch, a, al));
 			CRDT_TRY(w_dot(scratch, d));
 			CRDT_TRY(crdt__gset_write(c->marks, scratch->data,
 			    scratch->len, dot, u, obj));
-			if (kind == OP_READ) {
+			if (kind == CRDT__CHAT_OP_READ) {
 				user_ent *ue = NULL;
 				CRDT_TRY(prep_user(c, a, al, &ue));
 				CRDT_TRY(rclock_reserve(ix_alloc(c), &ue->read,
@@ -1745,7 +1745,7 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 		r->depth--;
 		return 0;
 	}
-	case OP_MEMBER:
+	case CRDT__CHAT_OP_MEMBER:
 		if (n != 4)
 			return CRDT_EMALFORMED;
 		CRDT_TRY(crdt__rd_bin(r, &a, &al));
@@ -1756,7 +1756,7 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 			return 0;
 		crdt_buf_clear(scratch);
 		CRDT_TRY(crdt__w_array(scratch, 5));
-		CRDT_TRY(crdt__w_uint(scratch, MK_MEMBER));
+		CRDT_TRY(crdt__w_uint(scratch, CRDT__CHAT_REC_MEMBER));
 		CRDT_TRY(crdt__w_bin(scratch, a, al));
 		CRDT_TRY(crdt__w_uint(scratch, x));
 		CRDT_TRY(crdt__w_uint(scratch, stamp));
@@ -1764,7 +1764,7 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 		CRDT_TRY(crdt__gset_write(c->marks, scratch->data,
 		    scratch->len, dot, u, obj));
 		return prep_member(c, a, al, walk);
-	case OP_REJECT:
+	case CRDT__CHAT_OP_REJECT:
 		if (n != 5)
 			return CRDT_EMALFORMED;
 		CRDT_TRY(rd_dot(r, &d));
@@ -1775,7 +1775,7 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 			return 0;
 		crdt_buf_clear(scratch);
 		CRDT_TRY(crdt__w_array(scratch, 4));
-		CRDT_TRY(crdt__w_uint(scratch, MK_REJECT));
+		CRDT_TRY(crdt__w_uint(scratch, CRDT__CHAT_REC_REJECT));
 		CRDT_TRY(w_dot(scratch, d));
 		CRDT_TRY(crdt__w_bin(scratch, a, al));
 		CRDT_TRY(crdt__gset_write(c->marks, scratch->data,

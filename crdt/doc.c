@@ -22,11 +22,6 @@
 #include "crdt/chat.h"
 #include "crdt/secure.h"
 
-#define KIND_MSG CRDT__KIND_MSG
-#define KIND_SNAP 6
-#define KIND_HELLO 7
-#define KIND_DATA 8
-
 typedef struct rep_entry {
 	crdt__key k;
 	uint32_t idx;
@@ -1180,10 +1175,10 @@ emit_changes(crdt_doc *d, crdt_dot dot)
 			const crdt__reg *old = &u->old;
 			if (u->kind == CRDT__UNDO_MAP_NEW)
 				old = NULL;
-			ch.has_old = old != NULL && old->state == 2;
+			ch.has_old = old != NULL && old->state == CRDT__REG_VALUE;
 			ch.old_value = ch.has_old ? old->val : NULL;
 			ch.old_len = ch.has_old ? old->len : 0;
-			ch.has_new = now->state == 2;
+			ch.has_new = now->state == CRDT__REG_VALUE;
 			ch.new_value = ch.has_new ? now->val : NULL;
 			ch.new_len = ch.has_new ? now->len : 0;
 			if (!ch.has_old && !ch.has_new)
@@ -2062,7 +2057,7 @@ encode_msg(crdt_doc *d, crdt_buf *out, uint64_t counter, uint64_t hlc,
 	}
 	if (n > 1)
 		qsort(d->sdeps, n, sizeof *d->sdeps, dep_id_cmp);
-	CRDT_TRY(crdt__w_header(out, KIND_MSG, 6));
+	CRDT_TRY(crdt__w_header(out, CRDT__KIND_MSG, 6));
 	CRDT_TRY(crdt__w_id(out, &d->self));
 	CRDT_TRY(crdt__w_uint(out, counter));
 	CRDT_TRY(crdt__w_uint(out, hlc));
@@ -2380,7 +2375,7 @@ save_body(const crdt_doc *d, crdt_buf *out, crdt_buf *tmp)
 	const crdt_allocator *a = &d->cfg.alloc;
 	bool seen = any_admin_seen(d);
 
-	CRDT_TRY(crdt__w_header(out, KIND_SNAP, seen ? 7 : 6));
+	CRDT_TRY(crdt__w_header(out, CRDT__KIND_SNAP, seen ? 7 : 6));
 	CRDT_TRY(crdt__w_bin(out, d->cfg.doc_id.bytes, CRDT_DOC_ID_BYTES));
 	CRDT_TRY(w_vc_pairs(d, out));
 	CRDT_TRY(crdt__w_uint(out, d->hlc_max));
@@ -2583,7 +2578,7 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 
 	CRDT_TRY(crdt__rd_init(&r, &d->cfg.limits, bytes, len));
 	unsigned ver;
-	CRDT_TRY(crdt__rd_header_v(&r, KIND_SNAP, &n, &ver));
+	CRDT_TRY(crdt__rd_header_v(&r, CRDT__KIND_SNAP, &n, &ver));
 	/* Version 2 adds doc_id; admin_seen is there only when not empty. */
 	size_t base = ver == 1 ? 7 : 8;
 	if (n != base && n != base + 1)
@@ -2919,7 +2914,7 @@ crdt_doc_sync_start(const crdt_doc *d, crdt_buf *out)
 	if (d == NULL || out == NULL)
 		return CRDT_EINVAL;
 	size_t mark = out->len;
-	int rc = crdt__w_header(out, KIND_HELLO, 1);
+	int rc = crdt__w_header(out, CRDT__KIND_HELLO, 1);
 	if (rc == 0)
 		rc = w_vc_pairs(d, out);
 	if (rc < 0)
@@ -3032,19 +3027,14 @@ sync_load(crdt_doc *d, const uint8_t *snap, size_t len, void *caller)
  * Messages go in log order, which is an order in which this replica
  * applied them, hence causal: the peer applies them without buffering.
  * A frame carries a prefix of that order within the budget
- * (cfg.sync_max_bytes) and says DATA_MORE when messages were left out:
- * the receiver that took something in then asks again (DATA_REPLY), and
+ * (cfg.sync_max_bytes) and says CRDT__DATA_MORE when messages were left out:
+ * the receiver that took something in then asks again (CRDT__DATA_REPLY), and
  * the next frame starts where the peer's new clock says. If the log no
  * longer holds everything the peer lacks, send a snapshot instead; a
  * keyless relay cannot make one, so it sends what its log holds of the
- * other replicas and says DATA_PARTIAL.
+ * other replicas and says CRDT__DATA_PARTIAL.
  */
-#define DATA_MORE 1u    /* the sender holds more that the receiver lacks */
-#define DATA_REPLY 2u   /* answer with what the sender lacks, even if this
-			 * frame brought nothing new */
-#define DATA_PARTIAL 4u /* the sender cannot serve part of what the
-			 * receiver lacks (log evicted, no snapshot) */
-#define DATA_FLAGS (DATA_MORE | DATA_REPLY | DATA_PARTIAL)
+/* Flags: CRDT__DATA_* (wire_ids.h). */
 
 /* Encoded sizes, as msgpack-c writes them (smallest form). */
 static size_t
@@ -3130,7 +3120,7 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 		if (!in_log(r, peer[i] + 1) || !in_log(r, r->vc))
 			complete = false;
 	}
-	CRDT_TRY(crdt__w_header(out, KIND_DATA, 5));
+	CRDT_TRY(crdt__w_header(out, CRDT__KIND_DATA, 5));
 	CRDT_TRY(w_vc_pairs(d, out));
 	if (!complete && !is_relay(d) && sync_snap_kind(d) != SNAP_NONE) {
 		CRDT_TRY(crdt__w_array(out, 0));
@@ -3151,7 +3141,7 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 			    !in_log(rj, rj->vc)))
 				peer[j] = rj->vc;
 		}
-		flags |= DATA_PARTIAL;
+		flags |= CRDT__DATA_PARTIAL;
 	}
 	/* fixed part: what is written, the message array's header (at most
 	 * 5 bytes), nil, the evidence and the flags (1 byte) */
@@ -3160,7 +3150,7 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 	bool more;
 	CRDT_TRY(data_count(d, peer, used, elems, &count, &more));
 	if (more)
-		flags |= DATA_MORE;
+		flags |= CRDT__DATA_MORE;
 	CRDT_TRY(crdt__w_array(out, count));
 	for (size_t i = 0, k = 0; k < count && i < d->fifo_n; i++) {
 		const logent *e = data_pick(d, peer, d->fifo[d->fifo_start + i]);
@@ -3200,11 +3190,11 @@ progress_mark(const crdt_doc *d)
 }
 
 /*
- * Whether and what to answer. A HELLO is always answered (DATA_REPLY:
+ * Whether and what to answer. A HELLO is always answered (CRDT__DATA_REPLY:
  * its sender answers back with what we lack). A DATA frame is answered
  * when its sender lacks something of ours (or holds fewer equivocation
- * variants), or said DATA_MORE, but only if the frame asked for it
- * (DATA_REPLY) or brought something new: every frame of a round past the
+ * variants), or said CRDT__DATA_MORE, but only if the frame asked for it
+ * (CRDT__DATA_REPLY) or brought something new: every frame of a round past the
  * third is paid for by progress, so a round always ends, also between
  * replicas that each refuse something the other holds.
  */
@@ -3214,15 +3204,15 @@ reply_data(crdt_doc *d, const iddep *pairs, size_t n, bool hello,
     bool *replied)
 {
 	uint64_t *peer;
-	unsigned flags = DATA_REPLY;
+	unsigned flags = CRDT__DATA_REPLY;
 	bool want = true;
 
 	*replied = false;
 	CRDT_TRY(peer_clock(d, pairs, n, &peer));
 	if (!hello) {
-		bool cont = progressed && (in_flags & DATA_MORE);
-		flags = cont ? DATA_REPLY : 0;
-		want = ((in_flags & DATA_REPLY) || progressed) &&
+		bool cont = progressed && (in_flags & CRDT__DATA_MORE);
+		flags = cont ? CRDT__DATA_REPLY : 0;
+		want = ((in_flags & CRDT__DATA_REPLY) || progressed) &&
 		    (cont || peer_lacks(d, peer) || evid_variants(d) > nevid);
 	}
 	int rc = 0;
@@ -3273,12 +3263,12 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 	CRDT_TRY(crdt__rd_uint(&r, &kind));
 	/* A version-1 DATA frame had no flags (read as 0). */
 	size_t data_n = ver == 1 ? 6 : 7;
-	if (!((kind == KIND_HELLO && n == 3) ||
-		(kind == KIND_DATA && n == data_n)))
+	if (!((kind == CRDT__KIND_HELLO && n == 3) ||
+		(kind == CRDT__KIND_DATA && n == data_n)))
 		return CRDT_EMALFORMED;
 	CRDT_TRY(rd_vc_pairs(d, &r, &pairs, &npairs));
 	rc = 0;
-	if (kind == KIND_DATA) {
+	if (kind == CRDT__KIND_DATA) {
 		/* Validate every message and find the snapshot before
 		 * applying anything. */
 		/* Framing only: each message is verified when received
@@ -3306,7 +3296,7 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 			rc = rd_evidence(d, &r, nevid, NULL, NULL);
 		if (rc == 0 && data_n == 7)
 			rc = crdt__rd_uint(&r, &flags);
-		if (rc == 0 && (flags & ~(uint64_t)DATA_FLAGS) != 0)
+		if (rc == 0 && (flags & ~(uint64_t)CRDT__DATA_FLAGS) != 0)
 			rc = CRDT_EMALFORMED;
 	}
 	if (rc == 0)
@@ -3343,11 +3333,11 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 	}
 	bool progressed = progress_mark(d) != mark0;
 	if (rc == 0)
-		rc = reply_data(d, pairs, npairs, kind == KIND_HELLO,
+		rc = reply_data(d, pairs, npairs, kind == CRDT__KIND_HELLO,
 		    (unsigned)flags, progressed, nevid, reply, &replied);
 	/* The peer cannot serve what we still lack and this frame changed
 	 * nothing: say so, so the caller syncs with another replica. */
-	if (rc == 0 && (flags & DATA_PARTIAL) && !progressed && !replied)
+	if (rc == 0 && (flags & CRDT__DATA_PARTIAL) && !progressed && !replied)
 		rc = CRDT_ENOTFOUND;
 	crdt__free(&d->cfg.alloc, pairs, npairs * sizeof *pairs);
 	return rc;
@@ -3418,7 +3408,8 @@ crdt_doc_chat_post(crdt_doc *d, uint32_t on, const crdt_chat_post *p,
 		return CRDT_EINVAL; /* the message ID is the transaction dot */
 	uint64_t seen = crdt__chat_seen(c);
 	int rc;
-	CRDT_TRY(chat_begin(d, on, 0, 5, msg_out, &one, &mark, &rc));
+	CRDT_TRY(chat_begin(d, on, CRDT__CHAT_OP_POST, 5, msg_out, &one, &mark,
+	    &rc));
 	crdt_buf *s = &d->stage;
 	if (rc == 0)
 		rc = crdt__w_uint(s, seen);
@@ -3461,7 +3452,8 @@ crdt_doc_chat_react(crdt_doc *d, uint32_t on, crdt_dot msg, const void *user,
 	if (emoji_len > d->cfg.limits.max_value_bytes)
 		return CRDT_ETOOBIG;
 	int rc;
-	CRDT_TRY(chat_begin(d, on, 1, 5, msg_out, &one, &mark, &rc));
+	CRDT_TRY(chat_begin(d, on, CRDT__CHAT_OP_REACT, 5, msg_out, &one, &mark,
+	    &rc));
 	crdt_buf *s = &d->stage;
 	if (rc == 0)
 		rc = w_dot_(s, msg);
@@ -3486,7 +3478,8 @@ crdt_doc_chat_mark_read(crdt_doc *d, uint32_t on, const void *user,
 	if (!user_ok(user, user_len))
 		return CRDT_EINVAL;
 	int rc;
-	CRDT_TRY(chat_begin(d, on, 2, 2, msg_out, &one, &mark, &rc));
+	CRDT_TRY(chat_begin(d, on, CRDT__CHAT_OP_READ, 2, msg_out, &one, &mark,
+	    &rc));
 	crdt_buf *s = &d->stage;
 	if (rc == 0)
 		rc = crdt__w_bin(s, user, user_len);
@@ -3507,7 +3500,8 @@ crdt_doc_chat_member(crdt_doc *d, uint32_t on, const void *user,
 	if (!user_ok(user, user_len))
 		return CRDT_EINVAL;
 	int rc;
-	CRDT_TRY(chat_begin(d, on, 3, 2, msg_out, &one, &mark, &rc));
+	CRDT_TRY(chat_begin(d, on, CRDT__CHAT_OP_MEMBER, 2, msg_out, &one, &mark,
+	    &rc));
 	crdt_buf *s = &d->stage;
 	if (rc == 0)
 		rc = crdt__w_bin(s, user, user_len);
@@ -3527,7 +3521,8 @@ crdt_doc_chat_ack(crdt_doc *d, uint32_t on, crdt_buf *msg_out)
 	if (!crdt__chat_is_server(c, &d->self))
 		return CRDT_EPERM;
 	int rc;
-	CRDT_TRY(chat_begin(d, on, 4, 1, msg_out, &one, &mark, &rc));
+	CRDT_TRY(chat_begin(d, on, CRDT__CHAT_OP_ACK, 1, msg_out, &one, &mark,
+	    &rc));
 	crdt_buf *s = &d->stage;
 	if (rc == 0)
 		rc = w_vc_pairs(d, s);
@@ -3550,7 +3545,8 @@ crdt_doc_chat_reject(crdt_doc *d, uint32_t on, crdt_dot msg,
 	if (!crdt__chat_is_server(c, &d->self))
 		return CRDT_EPERM;
 	int rc;
-	CRDT_TRY(chat_begin(d, on, 5, 3, msg_out, &one, &mark, &rc));
+	CRDT_TRY(chat_begin(d, on, CRDT__CHAT_OP_REJECT, 3, msg_out, &one, &mark,
+	    &rc));
 	crdt_buf *s = &d->stage;
 	if (rc == 0)
 		rc = w_dot_(s, msg);
@@ -3668,8 +3664,6 @@ crdt_doc_add_key(crdt_doc *d, uint32_t epoch,
 	return 0;
 }
 
-#define KIND_SEALED_SNAP 10
-
 int
 crdt_doc_save_sealed(const crdt_doc *d, crdt_buf *out)
 {
@@ -3683,7 +3677,7 @@ crdt_doc_save_sealed(const crdt_doc *d, crdt_buf *out)
 	size_t mark = out->len;
 	int rc = crdt_doc_save(d, &plain);
 	if (rc == 0)
-		rc = crdt__w_header(out, KIND_SEALED_SNAP, 1);
+		rc = crdt__w_header(out, CRDT__KIND_SEALED_SNAP, 1);
 	if (rc == 0)
 		rc = w_sealed((crdt_doc *)(uintptr_t)d, out, mark, plain.data,
 		    plain.len);
@@ -3707,7 +3701,7 @@ open_sealed_snapshot(crdt_doc *d, const void *bytes, size_t len,
 
 	CRDT_TRY(crdt__rd_init(&r, &d->cfg.limits, bytes, len));
 	unsigned ver;
-	CRDT_TRY(crdt__rd_header_v(&r, KIND_SEALED_SNAP, &n, &ver));
+	CRDT_TRY(crdt__rd_header_v(&r, CRDT__KIND_SEALED_SNAP, &n, &ver));
 	if (n != 3)
 		return CRDT_EMALFORMED;
 	uint8_t adbuf[32];
@@ -3738,7 +3732,7 @@ is_sealed_snapshot(const uint8_t *b, size_t len)
 {
 	return len >= 3 && b[0] == 0x93 && b[1] >= CRDT__DOC_FORMAT_OLDEST &&
 	    b[1] <= CRDT__DOC_FORMAT_VERSION &&
-	    b[2] == KIND_SEALED_SNAP;
+	    b[2] == CRDT__KIND_SEALED_SNAP;
 }
 
 int

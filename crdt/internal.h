@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "crdt/crdt.h"
+#include "wire_ids.h"
 
 #define CRDT_TRY(expr)                                                  \
 	do {                                                            \
@@ -158,19 +159,10 @@ int crdt__key_cmp(const uint8_t *a, size_t alen, const uint8_t *b,
 static inline unsigned
 crdt__kind_version(unsigned kind)
 {
-	return (kind >= 5 && kind <= 8) || kind == 10 ?
+	return CRDT__KIND_IS_DOC(kind) ?
 	    CRDT__DOC_FORMAT_VERSION :
 	    CRDT__FORMAT_VERSION;
 }
-
-/* Object kinds, the second field of every encoding. */
-enum {
-	CRDT__KIND_GSET = 1,
-	CRDT__KIND_LWW = 2,
-	CRDT__KIND_MAP = 3,
-	CRDT__KIND_VCLOCK = 4,
-	CRDT__KIND_CHAT = 9 /* 5..8 are the document's (doc.c) */
-};
 
 int crdt__w_array(crdt_buf *b, size_t n);
 int crdt__w_uint(crdt_buf *b, uint64_t v);
@@ -230,7 +222,7 @@ typedef struct crdt__reg {
 	crdt_replica_id id;
 	uint8_t *val;
 	size_t len;
-	uint8_t state; /* 0 never written, 1 cleared, 2 has value */
+	uint8_t state; /* CRDT__REG_* (wire_ids.h) */
 } crdt__reg;
 
 /* <0, 0, >0: write (hlc, id, present, val) against the register's */

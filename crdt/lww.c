@@ -7,18 +7,16 @@
  */
 #include "internal.h"
 
-enum { REG_UNSET = 0, REG_CLEARED = 1, REG_VALUE = 2 };
-
 int
 crdt__reg_cmp(const crdt__reg *r, uint64_t hlc, const crdt_replica_id *id,
     bool present, const uint8_t *val, size_t len)
 {
-	if (r->state == REG_UNSET)
+	if (r->state == CRDT__REG_UNSET)
 		return 1;
 	int c = crdt_stamp_cmp(hlc, id, r->hlc, &r->id);
 	if (c != 0)
 		return c;
-	bool rp = r->state == REG_VALUE;
+	bool rp = r->state == CRDT__REG_VALUE;
 	if (present != rp)
 		return present ? 1 : -1;
 	if (!present)
@@ -45,7 +43,7 @@ reg_write(const crdt_allocator *a, crdt__reg *r, uint64_t hlc,
 	r->len = present ? len : 0;
 	r->hlc = hlc;
 	r->id = *id;
-	r->state = present ? REG_VALUE : REG_CLEARED;
+	r->state = present ? CRDT__REG_VALUE : CRDT__REG_CLEARED;
 	return 1;
 }
 
@@ -71,7 +69,7 @@ reg_same(const crdt__reg *a, const crdt__reg *b)
 {
 	if (a->state != b->state)
 		return false;
-	if (a->state == REG_UNSET)
+	if (a->state == CRDT__REG_UNSET)
 		return true;
 	return a->hlc == b->hlc && crdt_replica_id_cmp(&a->id, &b->id) == 0 &&
 	    a->len == b->len && (a->len == 0 || memcmp(a->val, b->val,
@@ -90,7 +88,7 @@ w_write(crdt_buf *out, uint64_t hlc, const crdt_replica_id *id, bool present,
 static int
 w_reg(crdt_buf *out, const crdt__reg *r)
 {
-	return w_write(out, r->hlc, &r->id, r->state == REG_VALUE, r->val,
+	return w_write(out, r->hlc, &r->id, r->state == CRDT__REG_VALUE, r->val,
 	    r->len);
 }
 
@@ -219,7 +217,7 @@ reg_write_undo(const crdt_allocator *a, crdt__reg *r, uint64_t hlc,
 	r->len = present ? len : 0;
 	r->hlc = hlc;
 	r->id = *id;
-	r->state = present ? REG_VALUE : REG_CLEARED;
+	r->state = present ? CRDT__REG_VALUE : CRDT__REG_CLEARED;
 	return 1;
 }
 
@@ -250,7 +248,7 @@ crdt__lww_reg(const crdt_lww *r)
 bool
 crdt__lww_is_set(const crdt_lww *r)
 {
-	return r->r.state == REG_VALUE;
+	return r->r.state == CRDT__REG_VALUE;
 }
 
 int
@@ -291,10 +289,10 @@ crdt_lww_merge(crdt_lww *dst, const crdt_lww *src)
 {
 	if (dst == NULL || src == NULL)
 		return CRDT_EINVAL;
-	if (src->r.state == REG_UNSET)
+	if (src->r.state == CRDT__REG_UNSET)
 		return 0;
 	CRDT_TRY(reg_write(&dst->cfg.alloc, &dst->r, src->r.hlc, &src->r.id,
-	    src->r.state == REG_VALUE, src->r.val, src->r.len));
+	    src->r.state == CRDT__REG_VALUE, src->r.val, src->r.len));
 	observe(&dst->clock, src->r.hlc);
 	return 0;
 }
@@ -304,7 +302,7 @@ crdt_lww_get(const crdt_lww *r, const uint8_t **value, size_t *len)
 {
 	if (r == NULL)
 		return CRDT_EINVAL;
-	if (r->r.state != REG_VALUE)
+	if (r->r.state != CRDT__REG_VALUE)
 		return CRDT_ENOTFOUND;
 	if (value != NULL)
 		*value = r->r.val;
@@ -318,7 +316,7 @@ crdt_lww_stamp(const crdt_lww *r, uint64_t *hlc, crdt_replica_id *writer)
 {
 	if (r == NULL)
 		return CRDT_EINVAL;
-	if (r->r.state == REG_UNSET)
+	if (r->r.state == CRDT__REG_UNSET)
 		return CRDT_ENOTFOUND;
 	if (hlc != NULL)
 		*hlc = r->r.hlc;
@@ -339,7 +337,7 @@ crdt_lww_encode(const crdt_lww *r, crdt_buf *out)
 	if (r == NULL || out == NULL)
 		return CRDT_EINVAL;
 	size_t mark = out->len;
-	bool set = r->r.state != REG_UNSET;
+	bool set = r->r.state != CRDT__REG_UNSET;
 	int rc = crdt__w_header(out, CRDT__KIND_LWW, set ? 3 : 0);
 	if (rc == 0 && set)
 		rc = w_reg(out, &r->r);
@@ -452,7 +450,7 @@ crdt_lww_map_free(crdt_lww_map *m)
 static void
 track_live(crdt_lww_map *m, uint8_t before, uint8_t after)
 {
-	m->live += (after == REG_VALUE) - (before == REG_VALUE);
+	m->live += (after == CRDT__REG_VALUE) - (before == CRDT__REG_VALUE);
 }
 
 /* Apply one write to `key`; the map is untouched on failure. */
@@ -481,7 +479,7 @@ map_put(crdt_lww_map *m, const uint8_t *key, size_t klen, const wr *w)
 	}
 	e = crdt__table_insert(&m->t, kcopy, klen, h);
 	e->r = r;
-	track_live(m, REG_UNSET, r.state);
+	track_live(m, CRDT__REG_UNSET, r.state);
 	return 0;
 }
 
@@ -609,7 +607,7 @@ crdt__undo_rollback(crdt__undo *u)
 		case CRDT__UNDO_MAP_NEW: {
 			crdt_lww_map *m = rec->target;
 			map_entry *e = crdt__table_pop(&m->t);
-			track_live(m, e->r.state, REG_UNSET);
+			track_live(m, e->r.state, CRDT__REG_UNSET);
 			crdt__free(&m->cfg.alloc, e->k.ptr, e->k.len);
 			reg_fini(&m->cfg.alloc, &e->r);
 			break;
@@ -717,7 +715,7 @@ crdt_lww_map_merge(crdt_lww_map *dst, const crdt_lww_map *src)
 		uint64_t h = crdt__table_hash(&dst->t, e->k.ptr, e->k.len);
 		const map_entry *d = crdt__table_find(&dst->t, e->k.ptr,
 		    e->k.len, h);
-		bool present = e->r.state == REG_VALUE;
+		bool present = e->r.state == CRDT__REG_VALUE;
 		if (d == NULL) {
 			fresh++;
 			c[i].key = crdt__memdup(a, e->k.ptr, e->k.len);
@@ -744,7 +742,7 @@ crdt_lww_map_merge(crdt_lww_map *dst, const crdt_lww_map *src)
 		if (!c[i].needed)
 			continue;
 		map_entry *d;
-		uint8_t before = REG_UNSET;
+		uint8_t before = CRDT__REG_UNSET;
 		if (c[i].key != NULL) {
 			uint64_t h = crdt__table_hash(&dst->t, e->k.ptr,
 			    e->k.len);
@@ -774,7 +772,7 @@ crdt_lww_map_get(const crdt_lww_map *m, const void *key, size_t klen,
 		return CRDT_EINVAL;
 	uint64_t h = crdt__table_hash(&m->t, key, klen);
 	const map_entry *e = crdt__table_find(&m->t, key, klen, h);
-	if (e == NULL || e->r.state != REG_VALUE)
+	if (e == NULL || e->r.state != CRDT__REG_VALUE)
 		return CRDT_ENOTFOUND;
 	if (value != NULL)
 		*value = e->r.val;
@@ -799,7 +797,7 @@ crdt_lww_map_foreach(const crdt_lww_map *m, crdt_lww_map_visit_fn fn, void *ud)
 	CRDT_TRY(crdt__table_sorted(&m->t, &v));
 	for (size_t i = 0; i < m->t.n; i++) {
 		const map_entry *e = (const map_entry *)v[i];
-		if (e->r.state != REG_VALUE)
+		if (e->r.state != CRDT__REG_VALUE)
 			continue;
 		int rc = fn(ud, e->k.ptr, e->k.len, e->r.val, e->r.len);
 		if (rc != 0)
