@@ -1,0 +1,192 @@
+#ifndef CRDT_DOC_IMPL_H
+#define CRDT_DOC_IMPL_H
+/*
+ * The document's private state and the functions its modules share
+ * (docs/design.md, "Layers"). Only the document's own modules include
+ * this: doc.c (schema, transactions, ingest, events) and the layers above
+ * it (snapshot.c, sync.c, chat_api.c), plus the lower modules that still
+ * work on the document's arrays. Functions here use the crdt__ prefix and
+ * are hidden like every internal one.
+ */
+#include "internal.h"
+#include "envelope.h"
+#include "crdt/doc.h"
+#include "crdt/chat.h"
+#include "crdt/secure.h"
+
+typedef struct rep_entry {
+	crdt__key k;
+	uint32_t idx;
+} rep_entry;
+
+typedef struct wait {
+	uint64_t c;
+	uint32_t msg;
+} wait;
+
+typedef struct logent {
+	uint8_t *bytes;
+	size_t len;
+} logent;
+
+typedef struct fifo_ent {
+	uint32_t r;
+	uint64_t c;
+} fifo_ent;
+
+/* Per-replica state, indexed by interned replica number. */
+typedef struct rstate {
+	crdt_replica_id id;
+	uint64_t vc;   /* highest contiguous counter applied */
+	uint64_t sent; /* vc when our last message was built (deps) */
+	uint64_t admin_seen; /* admin counter in this replica's causal past */
+	bool dirty;
+	wait *heap; /* buffered messages waiting on (this replica, c) */
+	size_t nheap, capheap;
+	uint64_t log_lo; /* counter of log[log_start] */
+	logent *log;
+	size_t log_start, log_n, log_cap;
+	size_t log_bytes; /* bytes of log[log_start ..] */
+	size_t lpos[2];   /* place in d->lheap[k] while log_n > 0 */
+} rstate;
+
+typedef struct dep {
+	uint32_t r;
+	uint64_t c;
+} dep;
+
+typedef struct bmsg {
+	uint8_t *bytes;
+	size_t len;
+	uint32_t sender;
+	uint64_t counter;
+	dep *deps;
+	size_t ndeps, next_dep;
+	void *caller;
+	uint32_t next_free;
+	bool live;
+} bmsg;
+
+typedef struct obj {
+	char name[CRDT_OBJ_NAME_MAX + 1];
+	crdt_obj_type type;
+	void *o;
+	bool acl;           /* the hidden allowlist G-Set ("__acl") */
+	uint64_t post_walk; /* chat: walk that last saw a post (one per msg) */
+	uint64_t post_txn;  /* chat: transaction that staged a post */
+} dobj;
+
+/* A decoded message: views into the caller's bytes. */
+typedef struct msgview {
+	unsigned version;
+	crdt_replica_id sender;
+	uint64_t counter, hlc;
+	size_t ndeps; /* deps in d->sdeps */
+	const uint8_t *payload; /* plaintext ops; NULL when opaque (relay) */
+	size_t plen, nops;
+	/* security: sealed payload and signature slot */
+	const uint8_t *bytes;
+	size_t payload_off, auth_off;
+	bool sealed, opened, has_auth;
+	uint32_t epoch;
+	const uint8_t *nonce, *ct, *pk, *sig;
+	size_t ctlen;
+	const uint8_t *end;
+} msgview;
+
+/* Equivocation evidence: every variant seen of one dot, ascending bytes. */
+typedef struct evid {
+	crdt_dot dot;
+	logent *v;
+	size_t n;
+} evid;
+
+typedef struct acl_change {
+	uint64_t c; /* admin counter of the grant / revoke */
+	bool allowed;
+} acl_change;
+
+typedef struct acl_ent {
+	crdt__key k;
+	acl_change *h; /* ascending c */
+	size_t n, cap;
+} acl_ent;
+
+typedef struct epoch_key {
+	uint32_t epoch;
+	uint8_t key[CRDT_DOC_KEY_BYTES];
+} epoch_key;
+
+typedef crdt__iddep iddep;
+
+/* Open-addressed (replica, counter) -> buffered message, for dedup. */
+typedef struct dotslot {
+	uint64_t c;
+	uint32_t r;
+	uint32_t msg; /* UINT32_MAX = empty */
+} dotslot;
+
+struct crdt_doc {
+	crdt_config cfg;
+	crdt_replica_id self;
+	uint32_t self_idx;
+	crdt_hlc clock;
+	uint64_t hlc_max; /* greatest op stamp applied */
+
+	dobj *objs;
+	size_t nobjs, capobjs;
+	bool has_data;
+
+	crdt__table reps;
+	rstate *rs;
+	size_t nrs, caprs;
+	uint32_t *dirty;
+	size_t ndirty, capdirty;
+
+	bmsg *bm;
+	size_t nbm, capbm;
+	uint32_t free_bm;
+	size_t nbuffered, buffered_bytes;
+	dotslot *dots;
+	size_t ndotslots, ndots;
+	uint8_t dotkey[16];
+
+	fifo_ent *fifo;
+	size_t fifo_start, fifo_n, fifo_cap;
+	size_t log_count, log_bytes;
+	/* Replicas with a non-empty log, max-heaps by log_n (LH_MSGS) and
+	 * by log_bytes (LH_BYTES): eviction takes from the largest. */
+	uint32_t *lheap[2];
+	size_t lheap_n[2], lheap_cap[2];
+
+	bool in_txn;
+	uint64_t txn_serial, walk_serial;
+	crdt_buf scratch; /* chat records under construction */
+	crdt_buf stage;
+	size_t stage_ops;
+
+	/* security (secure.h) */
+	bool signed_mode, encrypted;
+	bool sync_snaps; /* crdt_doc_security.sync_snapshots */
+	const crdt_identity *ident;
+	epoch_key *keys;
+	size_t nkeys, capkeys;
+	uint32_t cur_epoch;
+	bool has_cur;
+	crdt_buf plain; /* opened payload of the message being handled */
+	evid *ev;       /* equivocated dots, ascending by dot */
+	size_t nev, capev;
+	/* write permissions: allowlist history per writer, by admin counter */
+	bool has_admin;
+	crdt_replica_id admin;
+	uint32_t acl_obj;
+	crdt__table acl; /* acl_ent keyed by replica ID */
+	bool acl_ok;
+
+	crdt__undo undo;
+	iddep *sdeps;
+	size_t capsdeps;
+	crdt_doc_listener l;
+};
+
+#endif /* CRDT_DOC_IMPL_H */
