@@ -92,6 +92,11 @@ typedef struct crdt_config {
 	size_t log_max_msgs;       /* message log, messages    [1 Mi]    */
 	size_t log_max_bytes;      /* message log, bytes       [256 MiB] */
 	size_t max_replicas;       /* replica IDs a document tracks [65536] */
+	/* Per-sender bounds on what peers' bytes can make a document hold
+	 * (document.md, "Per-sender bounds"). */
+	size_t max_variants;       /* equivocation variants kept per dot [4] */
+	size_t max_evidence_bytes; /* evidence bytes; a signer: 1/4 [16 MiB] */
+	size_t max_sender_buffered; /* buffered bytes per sender [16 MiB] */
 	uint8_t reserved[32];      /* zero; room to grow without an ABI break */
 } crdt_config;
 
