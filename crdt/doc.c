@@ -132,6 +132,7 @@ typedef struct acl_ent {
 	crdt__key k;
 	acl_change *h; /* ascending c */
 	size_t n, cap;
+	size_t pend; /* records being made room for (acl_prepare) */
 } acl_ent;
 
 typedef struct epoch_key {
@@ -202,7 +203,6 @@ struct crdt_doc {
 	uint32_t admin_idx;
 	uint32_t acl_obj;
 	crdt__table acl; /* acl_ent keyed by replica ID */
-	bool acl_ok;
 
 	crdt__undo undo;
 	iddep *sdeps;
@@ -1023,18 +1023,105 @@ acl_add(crdt_doc *d, const uint8_t *rec, size_t len)
 	return 0;
 }
 
+/* The allowlist index of G-Set `g`, built into `t` (all or nothing). */
 static int
-acl_rebuild(crdt_doc *d)
+acl_build(crdt_doc *d, const crdt_gset *g, crdt__table *t)
+{
+	crdt__table old = d->acl;
+	CRDT_TRY(crdt__table_init(&d->acl, &d->cfg.alloc, sizeof(acl_ent)));
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < crdt_gset_size(g); i++) {
+		const crdt__key *k = crdt__gset_entry_key(g, i);
+		rc = acl_add(d, k->ptr, k->len);
+	}
+	if (rc < 0)
+		crdt__table_fini(&d->acl, acl_ent_fini);
+	else
+		*t = d->acl;
+	d->acl = old;
+	return rc;
+}
+
+/* Replace the allowlist index by one built with acl_build(). */
+static void
+acl_replace(crdt_doc *d, crdt__table *t)
 {
 	crdt__table_fini(&d->acl, acl_ent_fini);
-	CRDT_TRY(crdt__table_init(&d->acl, &d->cfg.alloc, sizeof(acl_ent)));
-	const crdt_gset *g = d->objs[d->acl_obj].o;
-	for (size_t i = 0; i < crdt_gset_size(g); i++) {
-		const crdt__key *k = crdt__gset_entry_key(g, i);
-		CRDT_TRY(acl_add(d, k->ptr, k->len));
+	d->acl = *t;
+}
+
+/* Room in the index for record `rec` [writer, counter, allowed] so that
+ * folding it in (acl_add) cannot fail. */
+/* The writer an allowlist record [writer, counter, allowed] is about. */
+static int
+acl_rec_writer(const uint8_t *rec, size_t len, crdt_replica_id *w)
+{
+	static const crdt_limits lim = { SIZE_MAX, SIZE_MAX, SIZE_MAX, 4 };
+	crdt__rd r;
+	CRDT_TRY(crdt__rd_init(&r, &lim, rec, len));
+	CRDT_TRY(crdt__rd_array_n(&r, 3));
+	return crdt__rd_id(&r, w);
+}
+
+static int
+acl_room(crdt_doc *d, const uint8_t *rec, size_t len)
+{
+	crdt_replica_id w;
+	CRDT_TRY(acl_rec_writer(rec, len, &w));
+	uint64_t h = crdt__table_hash(&d->acl, w.bytes, 16);
+	acl_ent *e = crdt__table_find(&d->acl, w.bytes, 16, h);
+	if (e == NULL) {
+		/* An entry with no history reads as "not allowed", the same
+		 * as no entry, so it may stay if the message is refused. */
+		CRDT_TRY(crdt__table_reserve(&d->acl, 1));
+		uint8_t *k = crdt__memdup(&d->cfg.alloc, w.bytes, 16);
+		if (k == NULL)
+			return CRDT_ENOMEM;
+		e = crdt__table_insert(&d->acl, k, 16, h);
+		e->h = NULL;
+		e->n = e->cap = e->pend = 0;
 	}
-	d->acl_ok = true;
+	void *v = e->h;
+	CRDT_TRY(crdt__grow(&d->cfg.alloc, &v, &e->cap, e->n + e->pend + 1,
+	    sizeof *e->h));
+	e->h = v;
+	e->pend++;
 	return 0;
+}
+
+/*
+ * Make room in the allowlist index for every allowlist record the
+ * message's ops added (the undo log), before the commit point: the index
+ * is then updated with the state, at every commit and receive, and
+ * crdt_doc_allowed() never rebuilds or allocates.
+ */
+static int
+acl_prepare(crdt_doc *d)
+{
+	if (!d->has_admin)
+		return 0;
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < d->undo.n; i++) {
+		const crdt__undo_rec *u = &d->undo.v[i];
+		if (!d->objs[u->obj].acl || u->kind != CRDT__UNDO_GSET_NEW)
+			continue;
+		const crdt__key *k = crdt__gset_entry_key(u->target, u->idx);
+		rc = acl_room(d, k->ptr, k->len);
+	}
+	for (size_t i = 0; i < d->undo.n; i++) {
+		const crdt__undo_rec *u = &d->undo.v[i];
+		if (!d->objs[u->obj].acl || u->kind != CRDT__UNDO_GSET_NEW)
+			continue;
+		const crdt__key *k = crdt__gset_entry_key(u->target, u->idx);
+		crdt_replica_id w;
+		if (acl_rec_writer(k->ptr, k->len, &w) != 0)
+			continue;
+		uint64_t h = crdt__table_hash(&d->acl, w.bytes, 16);
+		acl_ent *e = crdt__table_find(&d->acl, w.bytes, 16, h);
+		if (e != NULL)
+			e->pend = 0;
+	}
+	return rc;
 }
 
 /*
@@ -1048,8 +1135,6 @@ acl_check(crdt_doc *d, const crdt_replica_id *w, uint64_t a)
 {
 	if (!d->has_admin || crdt_replica_id_cmp(w, &d->admin) == 0)
 		return 0;
-	if (!d->acl_ok)
-		CRDT_TRY(acl_rebuild(d));
 	uint64_t h = crdt__table_hash(&d->acl, w->bytes, 16);
 	const acl_ent *e = crdt__table_find(&d->acl, w->bytes, 16, h);
 	bool ok = false;
@@ -1085,8 +1170,10 @@ emit_changes(crdt_doc *d, crdt_dot dot)
 			if (u->kind == CRDT__UNDO_GSET_NEW) {
 				const crdt__key *ak = crdt__gset_entry_key(
 				    u->target, u->idx);
-				if (acl_add(d, ak->ptr, ak->len) < 0)
-					d->acl_ok = false; /* rebuilt on use */
+				/* Cannot fail: acl_prepare made room. */
+				int arc = acl_add(d, ak->ptr, ak->len);
+				assert(arc == 0);
+				(void)arc;
 			}
 			continue;
 		}
@@ -1269,6 +1356,8 @@ apply_core(crdt_doc *d, const ingest *in)
 		rc = walk_ops(d, in->payload, in->plen, &nops, &st, NULL);
 	if (rc == 0 && nops > 0 && in->hlc > UINT64_MAX - (nops - 1))
 		rc = CRDT_EMALFORMED; /* op stamps hlc + i must not wrap */
+	if (rc == 0)
+		rc = acl_prepare(d);
 	if (rc == 0 && !in->variant && sender != d->self_idx &&
 	    d->rs[sender].vc < in->counter)
 		rc = mark_dirty(d, sender);
@@ -2951,6 +3040,12 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 		    sizeof *d->dirty);
 		d->dirty = v;
 	}
+	/* The allowlist index of the merged allowlist, before the commit
+	 * point: it is current from the moment the state is. */
+	crdt__table acl;
+	memset(&acl, 0, sizeof acl);
+	if (rc == 0 && d->has_admin)
+		rc = acl_build(d, sv.tmp[d->acl_obj], &acl);
 	if (rc < 0) {
 		snapview_free(d, &sv);
 		return rc;
@@ -2982,7 +3077,7 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 	if (sv.hlc_max > d->hlc_max)
 		d->hlc_max = sv.hlc_max;
 	if (d->has_admin)
-		d->acl_ok = false; /* the allowlist object was merged */
+		acl_replace(d, &acl);
 	rc = crdt_hlc_update(&d->clock, d->hlc_max, NULL);
 	(void)rc; /* beyond the drift bound: keep the clock (clock.h) */
 	if (any) {
@@ -3530,26 +3625,54 @@ crdt_doc_set_security(crdt_doc *d, const crdt_doc_security *s)
 		if (crdt_replica_id_cmp(&id, &d->self) != 0)
 			return CRDT_EINVAL;
 	}
+	/* All or nothing: every step that can fail runs before anything
+	 * is set, and a failure undoes the steps before it, so a retry
+	 * starts from the same state (not CRDT_ESTATE, nothing leaked). */
+	crdt_replica_id admin;
 	if (s->admin_key != NULL) {
-		uint32_t ai, on;
 		if (!s->signed_mode)
 			return CRDT_EINVAL;
 		if (d->nobjs != 0 || d->has_admin)
 			return CRDT_ESTATE;
 		CRDT_TRY(crdt_replica_id_from_public_key(s->admin_key,
-		    &d->admin));
-		CRDT_TRY(rep_intern(d, &d->admin, &ai));
+		    &admin));
+	}
+	if (s->key != NULL && find_key(d, s->epoch) == NULL &&
+	    d->nkeys == d->capkeys) {
+		/* Room for the key first: put_key then cannot fail. */
+		CRDT_TRY(put_key(d, s->epoch, s->key));
+		d->nkeys--; /* added back below, after the admin steps */
+		crdt__memzero(d->keys[d->nkeys].key, CRDT_DOC_KEY_BYTES);
+	}
+	if (s->admin_key != NULL) {
+		uint32_t ai, on;
+		size_t nrs0 = d->nrs;
+		crdt__table acl;
+		CRDT_TRY(rep_intern(d, &admin, &ai));
+		int rc = crdt__table_init(&acl, &d->cfg.alloc,
+		    sizeof(acl_ent));
+		if (rc == 0) {
+			rc = register_obj(d, "__acl", CRDT_OBJ_GSET, NULL,
+			    &on);
+			if (rc < 0)
+				crdt__table_fini(&acl, acl_ent_fini);
+		}
+		if (rc < 0) {
+			unintern_to(d, nrs0);
+			return rc;
+		}
+		d->admin = admin;
 		d->admin_idx = ai;
-		CRDT_TRY(crdt__table_init(&d->acl, &d->cfg.alloc,
-		    sizeof(acl_ent)));
-		CRDT_TRY(register_obj(d, "__acl", CRDT_OBJ_GSET, NULL, &on));
+		d->acl = acl;
 		d->objs[on].acl = true;
 		d->acl_obj = on;
 		d->has_admin = true;
-		d->acl_ok = true;
 	}
-	if (s->key != NULL)
-		CRDT_TRY(put_key(d, s->epoch, s->key));
+	if (s->key != NULL) {
+		int krc = put_key(d, s->epoch, s->key);
+		assert(krc == 0); /* room reserved above */
+		(void)krc;
+	}
 	d->signed_mode = s->signed_mode;
 	d->ident = s->identity;
 	d->encrypted = s->encrypted;

@@ -577,3 +577,129 @@ Test(trust_ingest, evidence_is_bounded_per_dot)
 	node_free(&p);
 	node_free(&r);
 }
+
+/* ---- contracts ---- */
+
+/* Setting security either takes effect whole or changes nothing: under
+ * an allocation failure at every step, the call fails with CRDT_ENOMEM,
+ * the same call then succeeds (no CRDT_ESTATE, no leak) and the document
+ * works as configured. */
+Test(trust_ingest, set_security_is_all_or_nothing)
+{
+	static const uint8_t key[32] = { 9, 8, 7 };
+	bool failed = true;
+	for (long n = 0; failed && n < 200; n++) {
+		crdt_config cfg;
+		crdt_identity *adm;
+		crdt_replica_id id;
+		crdt_doc *d;
+		uint8_t seed[32] = { 1 }, apk[32];
+		test_alloc_reset();
+		test_config(&cfg, NULL);
+		cr_assert_eq(crdt_identity_from_seed(&cfg, seed, &adm), 0);
+		crdt_identity_replica_id(adm, &id);
+		crdt_identity_public_key(adm, apk);
+		cr_assert_eq(crdt_doc_new(&cfg, &id, &d), 0);
+		crdt_doc_security sec = { true, adm, true, key, 3, apk };
+		test_alloc_fail_at(n);
+		int rc = crdt_doc_set_security(d, &sec);
+		failed = test_alloc_fired();
+		test_alloc_disarm();
+		if (failed) {
+			cr_assert_eq(rc, CRDT_ENOMEM, "step %ld: %s", n,
+			    crdt_err_name(rc));
+			rc = crdt_doc_set_security(d, &sec);
+		}
+		cr_assert_eq(rc, 0, "retry after step %ld: %s", n,
+		    crdt_err_name(rc));
+		uint32_t on;
+		cr_assert_eq(crdt_doc_register(d, "notes", CRDT_OBJ_GSET, &on),
+		    0);
+		crdt_buf m;
+		tb_init(&m);
+		crdt_replica_id other = test_id(5);
+		cr_assert_eq(crdt_doc_allow(d, &other, true, &m), 0);
+		cr_assert(crdt_doc_allowed(d, &other));
+		crdt_buf_clear(&m);
+		cr_assert_eq(crdt_doc_gset_add(d, on, "x", 1, &m), 0);
+		crdt_buf_fini(&m);
+		crdt_doc_free(d);
+		crdt_identity_free(adm);
+		ASSERT_NO_LEAKS();
+	}
+	cr_assert(!failed, "every allocation step was tried");
+}
+
+/* The allowlist index follows the state at every receive and load, so
+ * asking who may write allocates nothing: with every allocation failing,
+ * a replica that loaded a snapshot still answers right. */
+Test(trust_ingest, asking_who_may_write_allocates_nothing)
+{
+	node a, w, v, t;
+	crdt_buf g, snap;
+	test_alloc_reset();
+	node_new(&a, 1, NULL);
+	uint8_t apk[32];
+	memcpy(apk, a.pk, 32);
+	node_free(&a);
+	node_new(&a, 1, apk);
+	node_new(&w, 2, apk);
+	node_new(&v, 3, apk);
+	node_new(&t, 4, apk);
+	tb_init(&g);
+	cr_assert_eq(crdt_doc_allow(a.d, &w.id, true, &g), 0);
+	recv_ok(&v, &g);
+	save(&v, &snap);
+	cr_assert_eq(crdt_doc_load(t.d, snap.data, snap.len, NULL), 0);
+	test_alloc_fail_from(0);
+	cr_assert(crdt_doc_allowed(v.d, &w.id));
+	cr_assert(crdt_doc_allowed(t.d, &w.id));
+	cr_assert(!crdt_doc_allowed(t.d, &v.id));
+	cr_assert(!test_alloc_fired(), "no allocation was even tried");
+	test_alloc_disarm();
+	crdt_buf_fini(&g);
+	crdt_buf_fini(&snap);
+	node_free(&a);
+	node_free(&w);
+	node_free(&v);
+	node_free(&t);
+	ASSERT_NO_LEAKS();
+}
+
+/* A third variant whose ops are refused (an unknown object) leaves the
+ * evidence of the first two exactly as it was, and every block of it is
+ * freed with the size it was allocated with (the counting allocator
+ * checks each free). */
+Test(trust_ingest, a_refused_variant_leaves_the_evidence_exact)
+{
+	node m1, m2, m3, v;
+	crdt_buf a1, a2, a3, bad, before, after;
+	test_alloc_reset();
+	node_new(&m1, 9, NULL);
+	node_new(&m2, 9, NULL);
+	node_new(&m3, 9, NULL);
+	node_new(&v, 10, NULL);
+	tb_init(&a1);
+	tb_init(&a2);
+	tb_init(&a3);
+	cr_assert_eq(crdt_doc_gset_add(m1.d, notes(&m1), "p", 1, &a1), 0);
+	cr_assert_eq(crdt_doc_gset_add(m2.d, notes(&m2), "q", 1, &a2), 0);
+	cr_assert_eq(crdt_doc_gset_add(m3.d, notes(&m3), "r", 1, &a3), 0);
+	recv_ok(&v, &a1);
+	recv_ok(&v, &a2);
+	recv_ok(&v, &a3);
+	save(&v, &before);
+	hand_msg(&bad, &m1, &m1.id, 1, stamp_now(&v), NULL, 0, 99, "s", true);
+	int rc = crdt_doc_receive(v.d, bad.data, bad.len, NULL);
+	cr_assert_eq(rc, CRDT_ESCHEMA, "%s", crdt_err_name(rc));
+	save(&v, &after);
+	cr_assert(bytes_eq(before.data, before.len, after.data, after.len));
+	crdt_buf *all[] = { &a1, &a2, &a3, &bad, &before, &after };
+	for (size_t i = 0; i < 6; i++)
+		crdt_buf_fini(all[i]);
+	node_free(&m1);
+	node_free(&m2);
+	node_free(&m3);
+	node_free(&v);
+	ASSERT_NO_LEAKS();
+}
