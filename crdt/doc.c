@@ -3117,7 +3117,9 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 			continue;
 		crdt_dot dot = { mv.sender, mv.counter };
 		int r2 = evid_add(d, dot, sv.ep[i], sv.el[i]);
-		if (rc == 0 && r2 < 0)
+		/* Over the evidence bounds: not kept, like any variant past
+		 * them; the snapshot itself is in. */
+		if (rc == 0 && r2 == CRDT_ENOMEM)
 			rc = r2;
 	}
 	snapview_free(d, &sv);

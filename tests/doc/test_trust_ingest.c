@@ -703,3 +703,39 @@ Test(trust_ingest, a_refused_variant_leaves_the_evidence_exact)
 	node_free(&v);
 	ASSERT_NO_LEAKS();
 }
+
+/* A snapshot carrying more variants of a dot than this replica keeps
+ * still loads: its state (the union) is taken, the variants past the
+ * bound are not kept, and the load reports success as it took effect. */
+Test(trust_ingest, a_snapshot_over_the_evidence_bound_still_loads)
+{
+	crdt_config wide, narrow;
+	node m[6], src, dst;
+	crdt_buf msg[6], snap;
+	test_config(&wide, NULL);
+	wide.max_variants = 8;
+	test_config(&narrow, NULL);
+	narrow.max_variants = 2;
+	node_cfg(&src, 20, NULL, &wide);
+	node_cfg(&dst, 21, NULL, &narrow);
+	for (int i = 0; i < 6; i++) {
+		char note[8];
+		snprintf(note, sizeof note, "v%d", i);
+		node_cfg(&m[i], 9, NULL, &wide);
+		tb_init(&msg[i]);
+		cr_assert_eq(crdt_doc_gset_add(m[i].d, notes(&m[i]), note,
+		    strlen(note), &msg[i]), 0);
+		recv_ok(&src, &msg[i]);
+	}
+	save(&src, &snap);
+	int rc = crdt_doc_load(dst.d, snap.data, snap.len, NULL);
+	cr_assert_eq(rc, 0, "%s", crdt_err_name(rc));
+	cr_assert(has_note(&dst, "v0") && has_note(&dst, "v5"));
+	for (int i = 0; i < 6; i++) {
+		crdt_buf_fini(&msg[i]);
+		node_free(&m[i]);
+	}
+	crdt_buf_fini(&snap);
+	node_free(&src);
+	node_free(&dst);
+}
