@@ -54,6 +54,9 @@ crdt_config_default(crdt_config *cfg)
 	cfg->log_max_bytes = (size_t)256 << 20;
 	cfg->max_replicas = 65536;
 	cfg->sync_max_bytes = DEFAULT_MAX_BYTES;
+	cfg->max_variants = 4;
+	cfg->max_evidence_bytes = (size_t)16 << 20;
+	cfg->max_sender_buffered = (size_t)16 << 20;
 }
 
 int
@@ -99,6 +102,12 @@ crdt__config_resolve(const crdt_config *in, crdt_config *out)
 	 * same limits, so the budget never exceeds it. */
 	if (c.sync_max_bytes > c.limits.max_bytes)
 		c.sync_max_bytes = c.limits.max_bytes;
+	if (in->max_variants)
+		c.max_variants = in->max_variants;
+	if (in->max_evidence_bytes)
+		c.max_evidence_bytes = in->max_evidence_bytes;
+	if (in->max_sender_buffered)
+		c.max_sender_buffered = in->max_sender_buffered;
 	c.clock = in->clock;
 	c.clock_ud = in->clock_ud;
 	c.doc_id = in->doc_id;

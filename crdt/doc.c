@@ -73,6 +73,8 @@ unintern_to(crdt_doc *d, size_t n)
 		crdt__free(&d->cfg.alloc, k->ptr, k->len);
 		crdt__free(&d->cfg.alloc, r->heap, r->capheap * sizeof *r->heap);
 		crdt__free(&d->cfg.alloc, r->log, r->log_cap * sizeof *r->log);
+		crdt__free(&d->cfg.alloc, r->steps,
+		    r->capsteps * sizeof *r->steps);
 		d->nrs--;
 	}
 }
@@ -155,6 +157,7 @@ bmsg_release(crdt_doc *d, uint32_t m)
 	bmsg *b = &d->bm[m];
 	d->nbuffered--;
 	d->buffered_bytes -= b->len;
+	d->rs[b->sender].buf_bytes -= b->len;
 	crdt__free(a, b->bytes, b->len);
 	crdt__free(a, b->deps, b->ndeps * sizeof *b->deps);
 	b->bytes = NULL;
@@ -189,6 +192,7 @@ crdt_doc_free(crdt_doc *d)
 			crdt__free(&a, e->bytes, e->len);
 		}
 		crdt__free(&a, r->log, r->log_cap * sizeof *r->log);
+		crdt__free(&a, r->steps, r->capsteps * sizeof *r->steps);
 	}
 	crdt__free(&a, d->rs, d->caprs * sizeof *d->rs);
 	crdt__free(&a, d->dirty, d->capdirty * sizeof *d->dirty);
@@ -203,7 +207,7 @@ crdt_doc_free(crdt_doc *d)
 	for (size_t i = 0; i < d->nev; i++) {
 		for (size_t j = 0; j < d->ev[i].n; j++)
 			crdt__free(&a, d->ev[i].v[j].bytes, d->ev[i].v[j].len);
-		crdt__free(&a, d->ev[i].v, d->ev[i].n * sizeof *d->ev[i].v);
+		crdt__free(&a, d->ev[i].v, d->ev[i].cap * sizeof *d->ev[i].v);
 	}
 	crdt__free(&a, d->ev, d->capev * sizeof *d->ev);
 	if (d->keys != NULL) {
@@ -893,18 +897,105 @@ acl_add(crdt_doc *d, const uint8_t *rec, size_t len)
 	return 0;
 }
 
+/* The allowlist index of G-Set `g`, built into `t` (all or nothing). */
 static int
-acl_rebuild(crdt_doc *d)
+acl_build(crdt_doc *d, const crdt_gset *g, crdt__table *t)
+{
+	crdt__table old = d->acl;
+	CRDT_TRY(crdt__table_init(&d->acl, &d->cfg.alloc, sizeof(acl_ent)));
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < crdt_gset_size(g); i++) {
+		const crdt__key *k = crdt__gset_entry_key(g, i);
+		rc = acl_add(d, k->ptr, k->len);
+	}
+	if (rc < 0)
+		crdt__table_fini(&d->acl, acl_ent_fini);
+	else
+		*t = d->acl;
+	d->acl = old;
+	return rc;
+}
+
+/* Replace the allowlist index by one built with acl_build(). */
+static void
+acl_replace(crdt_doc *d, crdt__table *t)
 {
 	crdt__table_fini(&d->acl, acl_ent_fini);
-	CRDT_TRY(crdt__table_init(&d->acl, &d->cfg.alloc, sizeof(acl_ent)));
-	const crdt_gset *g = d->objs[d->acl_obj].o;
-	for (size_t i = 0; i < crdt_gset_size(g); i++) {
-		const crdt__key *k = crdt__gset_entry_key(g, i);
-		CRDT_TRY(acl_add(d, k->ptr, k->len));
+	d->acl = *t;
+}
+
+/* Room in the index for record `rec` [writer, counter, allowed] so that
+ * folding it in (acl_add) cannot fail. */
+/* The writer an allowlist record [writer, counter, allowed] is about. */
+static int
+acl_rec_writer(const uint8_t *rec, size_t len, crdt_replica_id *w)
+{
+	static const crdt_limits lim = { SIZE_MAX, SIZE_MAX, SIZE_MAX, 4 };
+	crdt__rd r;
+	CRDT_TRY(crdt__rd_init(&r, &lim, rec, len));
+	CRDT_TRY(crdt__rd_array_n(&r, 3));
+	return crdt__rd_id(&r, w);
+}
+
+static int
+acl_room(crdt_doc *d, const uint8_t *rec, size_t len)
+{
+	crdt_replica_id w;
+	CRDT_TRY(acl_rec_writer(rec, len, &w));
+	uint64_t h = crdt__table_hash(&d->acl, w.bytes, 16);
+	acl_ent *e = crdt__table_find(&d->acl, w.bytes, 16, h);
+	if (e == NULL) {
+		/* An entry with no history reads as "not allowed", the same
+		 * as no entry, so it may stay if the message is refused. */
+		CRDT_TRY(crdt__table_reserve(&d->acl, 1));
+		uint8_t *k = crdt__memdup(&d->cfg.alloc, w.bytes, 16);
+		if (k == NULL)
+			return CRDT_ENOMEM;
+		e = crdt__table_insert(&d->acl, k, 16, h);
+		e->h = NULL;
+		e->n = e->cap = e->pend = 0;
 	}
-	d->acl_ok = true;
+	void *v = e->h;
+	CRDT_TRY(crdt__grow(&d->cfg.alloc, &v, &e->cap, e->n + e->pend + 1,
+	    sizeof *e->h));
+	e->h = v;
+	e->pend++;
 	return 0;
+}
+
+/*
+ * Make room in the allowlist index for every allowlist record the
+ * message's ops added (the undo log), before the commit point: the index
+ * is then updated with the state, at every commit and receive, and
+ * crdt_doc_allowed() never rebuilds or allocates.
+ */
+static int
+acl_prepare(crdt_doc *d)
+{
+	if (!d->has_admin)
+		return 0;
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < d->undo.n; i++) {
+		const crdt__undo_rec *u = &d->undo.v[i];
+		if (!d->objs[u->obj].acl || u->kind != CRDT__UNDO_GSET_NEW)
+			continue;
+		const crdt__key *k = crdt__gset_entry_key(u->target, u->idx);
+		rc = acl_room(d, k->ptr, k->len);
+	}
+	for (size_t i = 0; i < d->undo.n; i++) {
+		const crdt__undo_rec *u = &d->undo.v[i];
+		if (!d->objs[u->obj].acl || u->kind != CRDT__UNDO_GSET_NEW)
+			continue;
+		const crdt__key *k = crdt__gset_entry_key(u->target, u->idx);
+		crdt_replica_id w;
+		if (acl_rec_writer(k->ptr, k->len, &w) != 0)
+			continue;
+		uint64_t h = crdt__table_hash(&d->acl, w.bytes, 16);
+		acl_ent *e = crdt__table_find(&d->acl, w.bytes, 16, h);
+		if (e != NULL)
+			e->pend = 0;
+	}
+	return rc;
 }
 
 /*
@@ -918,8 +1009,6 @@ acl_check(crdt_doc *d, const crdt_replica_id *w, uint64_t a)
 {
 	if (!d->has_admin || crdt_replica_id_cmp(w, &d->admin) == 0)
 		return 0;
-	if (!d->acl_ok)
-		CRDT_TRY(acl_rebuild(d));
 	uint64_t h = crdt__table_hash(&d->acl, w->bytes, 16);
 	const acl_ent *e = crdt__table_find(&d->acl, w->bytes, 16, h);
 	bool ok = false;
@@ -932,11 +1021,10 @@ acl_check(crdt_doc *d, const crdt_replica_id *w, uint64_t a)
 static uint64_t
 listed_admin(const crdt_doc *d, const dep *deps, size_t n)
 {
-	uint32_t ai;
-	if (!d->has_admin || rep_find(d, &d->admin, &ai) != 0)
+	if (!d->has_admin)
 		return 0;
 	for (size_t i = 0; i < n; i++)
-		if (deps[i].r == ai)
+		if (deps[i].r == d->admin_idx)
 			return deps[i].c;
 	return 0;
 }
@@ -956,8 +1044,10 @@ emit_changes(crdt_doc *d, crdt_dot dot)
 			if (u->kind == CRDT__UNDO_GSET_NEW) {
 				const crdt__key *ak = crdt__gset_entry_key(
 				    u->target, u->idx);
-				if (acl_add(d, ak->ptr, ak->len) < 0)
-					d->acl_ok = false; /* rebuilt on use */
+				/* Cannot fail: acl_prepare made room. */
+				int arc = acl_add(d, ak->ptr, ak->len);
+				assert(arc == 0);
+				(void)arc;
 			}
 			continue;
 		}
@@ -1010,70 +1100,196 @@ emit_changes(crdt_doc *d, crdt_dot dot)
 }
 
 /*
- * Apply one validated, causally ready message. `owned` (may be NULL) is a
- * heap copy of the bytes that the log may keep; otherwise one is made.
+ * The admin counter in the causal past of message (r, c): the admin's own
+ * message c holds c; another replica's holds what its message c (or the
+ * last before it that raised the value) recorded when it was applied. A
+ * replica known only from a snapshot has no steps below its clock: 0.
+ */
+static uint64_t
+adm_at(const crdt_doc *d, uint32_t r, uint64_t c)
+{
+	if (c == 0 || !d->has_admin)
+		return 0;
+	if (r == d->admin_idx)
+		return c;
+	const rstate *s = &d->rs[r];
+	size_t lo = 0, hi = s->nsteps;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->steps[mid].c <= c)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo > 0 ? s->steps[lo - 1].a : 0;
+}
+
+/* What a ready message's whole causal past holds of the admin's history:
+ * its sender's previous message and every dependency, each of which
+ * carries its own causal past (so the maximum is transitive). */
+static uint64_t
+causal_admin(const crdt_doc *d, uint32_t sender, uint64_t counter,
+    const dep *deps, size_t n)
+{
+	uint64_t a = adm_at(d, sender, counter - 1);
+	for (size_t i = 0; i < n; i++)
+		a = CRDT_MAX(a, adm_at(d, deps[i].r, deps[i].c));
+	return a;
+}
+
+/*
+ * Authorise writer `w` whose message lists admin counter `listed` and
+ * whose causal past holds `causal` (0 when not known yet). An honest
+ * writer always lists all it has applied of the admin's history, which
+ * is at least its causal past's; listing less hides a revocation, so it
+ * is refused like the revoked write it is. Then the allowlist as of
+ * `listed` decides. The admin is always allowed; a keyless relay cannot
+ * read the (sealed) allowlist and leaves this to keyed replicas.
+ */
+static int
+authorise(crdt_doc *d, const crdt_replica_id *w, uint64_t listed,
+    uint64_t causal)
+{
+	if (!d->has_admin || is_relay(d) ||
+	    crdt_replica_id_cmp(w, &d->admin) == 0)
+		return 0;
+	if (listed < causal)
+		return CRDT_EPERM;
+	return acl_check(d, w, listed);
+}
+
+/* Room to record that replica r's messages from now on hold `a`. */
+static int
+steps_reserve(crdt_doc *d, uint32_t r, uint64_t a)
+{
+	rstate *s = &d->rs[r];
+	if (!d->has_admin || r == d->admin_idx ||
+	    a <= (s->nsteps ? s->steps[s->nsteps - 1].a : 0))
+		return 0;
+	void *v = s->steps;
+	CRDT_TRY(crdt__grow(&d->cfg.alloc, &v, &s->capsteps, s->nsteps + 1,
+	    sizeof *s->steps));
+	s->steps = v;
+	return 0;
+}
+
+static void
+steps_push(crdt_doc *d, uint32_t r, uint64_t c, uint64_t a)
+{
+	rstate *s = &d->rs[r];
+	if (!d->has_admin || r == d->admin_idx ||
+	    a <= (s->nsteps ? s->steps[s->nsteps - 1].a : 0))
+		return;
+	s->steps[s->nsteps++] = (admstep){ c, a };
+}
+
+/* One message on its way into the state (see apply_core). */
+typedef struct ingest {
+	uint32_t sender;
+	uint64_t counter, hlc;
+	const uint8_t *bytes;
+	size_t len;
+	const uint8_t *payload; /* NULL: a relay, the ops are sealed */
+	size_t plen;
+	crdt_update_source src;
+	void *caller;
+	uint64_t listed, causal; /* admin counters: named, and causal past */
+	/* An equivocation variant: the dot is applied already, so only its
+	 * ops join (the union); `first` is the variant it conflicts with. */
+	bool variant;
+	const uint8_t *first;
+	size_t flen;
+} ingest;
+
+/*
+ * Apply one authenticated, causally ready message: a fresh one, a
+ * buffered one released, a local commit or an equivocation variant, all
+ * through here, so each is authorised, stamped and reported alike.
  * All or nothing: on failure the document is exactly as before.
  */
 static int
-apply_msg(crdt_doc *d, uint32_t sender, uint64_t counter, uint64_t hlc,
-    const uint8_t *bytes, size_t len, const uint8_t *payload, size_t plen,
-    crdt_update_source src, void *caller, uint64_t admin_listed)
+apply_core(crdt_doc *d, const ingest *in)
 {
 	const crdt_allocator *a = &d->cfg.alloc;
-	size_t nops;
-	stamp st = { { d->rs[sender].id, counter }, hlc };
-	/* A message's causal past holds at least what its sender's previous
-	 * message held of the admin's history. */
-	uint64_t admin_at = CRDT_MAX(admin_listed, d->rs[sender].admin_seen);
+	uint32_t sender = in->sender;
+	size_t nops = 0;
+	stamp st = { { d->rs[sender].id, in->counter }, in->hlc };
+	uint64_t admin_at = CRDT_MAX(in->listed, in->causal);
+	uint8_t *copy = NULL;
 
-	/* A keyless relay cannot read the (sealed) allowlist; it forwards,
-	 * and the keyed replicas enforce it. */
-	if (!is_relay(d))
-		CRDT_TRY(acl_check(d, &d->rs[sender].id, admin_at));
-
-	CRDT_TRY(log_reserve(d, sender));
-	uint8_t *copy = crdt__memdup(a, bytes, len);
-	if (copy == NULL)
-		return CRDT_ENOMEM;
+	CRDT_TRY(authorise(d, &d->rs[sender].id, in->listed, in->causal));
+	if (!in->variant) {
+		CRDT_TRY(log_reserve(d, sender));
+		CRDT_TRY(steps_reserve(d, sender, admin_at));
+		copy = crdt__memdup(a, in->bytes, in->len);
+		if (copy == NULL)
+			return CRDT_ENOMEM;
+	}
 	int rc = 0;
-	nops = 0;
-	if (payload != NULL) /* NULL: a relay, the ops are sealed */
-		rc = walk_ops(d, payload, plen, &nops, &st, NULL);
-	if (rc == 0 && nops > 0 && hlc > UINT64_MAX - (nops - 1))
+	if (in->payload != NULL)
+		rc = walk_ops(d, in->payload, in->plen, &nops, &st, NULL);
+	if (rc == 0 && nops > 0 && in->hlc > UINT64_MAX - (nops - 1))
 		rc = CRDT_EMALFORMED; /* op stamps hlc + i must not wrap */
+	if (rc == 0)
+		rc = acl_prepare(d);
+	if (rc == 0 && !in->variant && sender != d->self_idx &&
+	    d->rs[sender].vc < in->counter)
+		rc = mark_dirty(d, sender);
 	if (rc < 0) {
 		crdt__undo_rollback(&d->undo);
-		crdt__free(a, copy, len);
+		crdt__free(a, copy, in->len);
 		return rc;
 	}
-	if (sender != d->self_idx && d->rs[sender].vc < counter &&
-	    mark_dirty(d, sender) < 0) {
-		crdt__undo_rollback(&d->undo);
-		crdt__free(a, copy, len);
-		return CRDT_ENOMEM;
-	}
 	/* Nothing below can fail. */
-	d->has_data = true;
-	d->rs[sender].vc = counter;
-	d->rs[sender].admin_seen = admin_at;
-	uint64_t top = nops ? hlc + (nops - 1) : hlc;
+	if (!in->variant) {
+		d->has_data = true;
+		d->rs[sender].vc = in->counter;
+		d->rs[sender].admin_seen = CRDT_MAX(admin_at,
+		    d->rs[sender].admin_seen);
+		steps_push(d, sender, in->counter, admin_at);
+	}
+	uint64_t top = nops ? in->hlc + (nops - 1) : in->hlc;
 	if (top > d->hlc_max)
 		d->hlc_max = top;
-	if (sender == d->self_idx) {
+	if (in->src == CRDT_UPDATE_LOCAL) {
+		/* Our own commit: stamped by our clock, within the drift
+		 * bound, with one stamp per op. */
 		if (top > d->clock.last)
 			d->clock.last = top;
 	} else {
+		/* A peer's stamp, even one under our own ID (a peer can
+		 * claim any ID in unsigned mode, and our old messages come
+		 * back after a restart): the clock follows it only within
+		 * the drift bound. */
 		int hrc = crdt_hlc_update(&d->clock, top, NULL);
 		if (hrc == CRDT_EDRIFT && d->l.on_skew != NULL)
 			d->l.on_skew(d->l.ud, &d->rs[sender].id, top,
 			    crdt_hlc_physical(&d->clock));
 	}
-	log_push(d, sender, counter, copy, len);
+	if (!in->variant)
+		log_push(d, sender, in->counter, copy, in->len);
 	if (d->l.on_update != NULL)
-		d->l.on_update(d->l.ud, src, bytes, len, caller);
+		d->l.on_update(d->l.ud, in->src, in->bytes, in->len,
+		    in->caller);
 	emit_changes(d, st.dot);
 	crdt__undo_commit(&d->undo);
+	if (in->variant && d->l.on_equivocation != NULL)
+		d->l.on_equivocation(d->l.ud, st.dot, in->first, in->flen,
+		    in->bytes, in->len);
 	return 0;
+}
+
+/* A fresh, causally ready message (or our own commit, `admin_listed`
+ * being what we have applied of the admin's history). */
+static int
+apply_msg(crdt_doc *d, uint32_t sender, uint64_t counter, uint64_t hlc,
+    const uint8_t *bytes, size_t len, const uint8_t *payload, size_t plen,
+    crdt_update_source src, void *caller, uint64_t admin_listed,
+    uint64_t admin_causal)
+{
+	ingest in = { sender, counter, hlc, bytes, len, payload, plen, src,
+		caller, admin_listed, admin_causal, false, NULL, 0 };
+	return apply_core(d, &in);
 }
 
 /* ---------------------------------------------------------------- */
@@ -1162,6 +1378,50 @@ dots_remove(crdt_doc *d, dotslot *s)
 	d->ndots--;
 }
 
+/* Take buffered message m off its dot's chain of variants. */
+static void
+dot_unlink(crdt_doc *d, uint32_t m)
+{
+	bmsg *b = &d->bm[m];
+	dotslot *s = dots_find(d, b->sender, b->counter);
+	if (s == NULL)
+		return;
+	if (s->msg == m) {
+		if (b->next_var != UINT32_MAX)
+			s->msg = b->next_var;
+		else
+			dots_remove(d, s);
+		return;
+	}
+	for (uint32_t p = s->msg; p != UINT32_MAX; p = d->bm[p].next_var) {
+		if (d->bm[p].next_var == m) {
+			d->bm[p].next_var = b->next_var;
+			return;
+		}
+	}
+}
+
+/* Is buffered message m, whose dot is applied meanwhile, a variant the
+ * equivocation rule takes (rather than a copy of what is applied)? */
+static bool in_log(const rstate *r, uint64_t c);
+static evid *evid_find(const crdt_doc *d, crdt_dot dot, size_t *at);
+static bool evid_has(const evid *e, const uint8_t *b, size_t len);
+static bool
+covered_variant(const crdt_doc *d, const bmsg *b)
+{
+	const rstate *r = &d->rs[b->sender];
+	size_t at;
+	crdt_dot dot = { r->id, b->counter };
+	if (in_log(r, b->counter)) {
+		const logent *e = &r->log[r->log_start +
+		    (b->counter - r->log_lo)];
+		return !(e->len == b->len &&
+		    memcmp(e->bytes, b->bytes, b->len) == 0);
+	}
+	const evid *e = evid_find(d, dot, &at);
+	return e != NULL && !evid_has(e, b->bytes, b->len);
+}
+
 static void
 heap_push(rstate *r, wait w)
 {
@@ -1231,6 +1491,7 @@ heap_reserve(crdt_doc *d, uint32_t ri)
 }
 
 static int apply_buffered(crdt_doc *d, uint32_t m);
+static int admit_covered(crdt_doc *d, uint32_t m);
 
 /*
  * Release what waits on replicas whose clock moved. `stack` starts with
@@ -1254,12 +1515,11 @@ release(crdt_doc *d, uint32_t first)
 			bmsg *b = &d->bm[w.msg];
 			uint32_t wr = 0;
 			uint64_t wc = 0;
-			if (b->counter <= d->rs[b->sender].vc) {
-				/* Covered meanwhile (snapshot): redundant. */
-				dotslot *s = dots_find(d, b->sender,
-				    b->counter);
-				if (s != NULL)
-					dots_remove(d, s);
+			bool covered = b->counter <= d->rs[b->sender].vc;
+			if (covered && !covered_variant(d, b)) {
+				/* Covered meanwhile (a snapshot, or this very
+				 * message applied another way): redundant. */
+				dot_unlink(d, w.msg);
 				bmsg_release(d, w.msg);
 				continue;
 			}
@@ -1275,6 +1535,16 @@ release(crdt_doc *d, uint32_t first)
 				continue;
 			}
 			uint32_t sender = b->sender;
+			if (covered) {
+				/* Another variant of its dot was applied
+				 * first: it joins as an equivocation. */
+				rc = admit_covered(d, w.msg);
+				if (rc < 0) {
+					heap_push(r, w);
+					break;
+				}
+				continue;
+			}
 			rc = apply_buffered(d, w.msg);
 			if (rc < 0) {
 				/* Keep it; it is ready and will be retried
@@ -1317,27 +1587,60 @@ apply_buffered(crdt_doc *d, uint32_t m)
 	CRDT_TRY(open_msg(d, &mv, false)); /* verified when buffered */
 	int rc = apply_msg(d, b->sender, b->counter, mv.hlc, b->bytes, b->len,
 	    mv.payload, mv.plen, CRDT_UPDATE_REMOTE, b->caller,
-	    listed_admin(d, b->deps, b->ndeps));
+	    listed_admin(d, b->deps, b->ndeps),
+	    causal_admin(d, b->sender, b->counter, b->deps, b->ndeps));
 	/* Out of memory: keep it for a retry. Refused (a writer outside the
 	 * allowlist, decided by its causal past, so everywhere alike): drop
 	 * it as any replica would have. */
 	if (rc == CRDT_ENOMEM)
 		return rc;
-	dotslot *s = dots_find(d, b->sender, b->counter);
-	if (s != NULL)
-		dots_remove(d, s);
+	dot_unlink(d, m);
 	bmsg_release(d, m);
 	return 0;
 }
 
+static int equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
+    bool evidence);
+
+/* A buffered variant whose dot another variant took meanwhile, now ready:
+ * judged by the same equivocation rule as one that arrives after. */
+static int
+admit_covered(crdt_doc *d, uint32_t m)
+{
+	bmsg *b = &d->bm[m];
+	msgview mv;
+	int rc = parse_msg(d, b->bytes, b->len, &mv, false);
+	if (rc == 0)
+		rc = equivocation(d, &mv, b->sender, b->caller, false);
+	if (rc == CRDT_ENOMEM)
+		return rc;
+	/* Refused (not allowed, over the evidence bounds): dropped as every
+	 * replica with the same past drops it. */
+	dot_unlink(d, m);
+	bmsg_release(d, m);
+	return 0;
+}
+
+/*
+ * Hold a message until its dependencies arrive. `head` is a buffered
+ * variant of the same dot (UINT32_MAX: none); the new one joins its chain
+ * so the dot table keeps one slot per dot and both halves wait. Each
+ * sender holds at most max_sender_buffered bytes, so no sender (allowed,
+ * unknown or not yet vetted) can pin the whole buffer: past it, only that
+ * sender's further messages get the transient CRDT_EBUFFULL.
+ */
 static int
 buffer_msg(crdt_doc *d, const void *bytes, size_t len, uint32_t sender,
-    uint64_t counter, const dep *deps, size_t ndeps, void *caller)
+    uint64_t counter, const dep *deps, size_t ndeps, void *caller,
+    uint32_t head)
 {
 	const crdt_allocator *a = &d->cfg.alloc;
+	size_t sb = d->rs[sender].buf_bytes;
 
 	if (d->nbuffered + 1 > d->cfg.max_buffered_msgs ||
-	    len > d->cfg.max_buffered_bytes - d->buffered_bytes)
+	    len > d->cfg.max_buffered_bytes - d->buffered_bytes ||
+	    len > d->cfg.max_sender_buffered -
+		    CRDT_MIN(sb, d->cfg.max_sender_buffered))
 		return CRDT_EBUFFULL;
 	uint32_t m;
 	if (d->free_bm == UINT32_MAX) {
@@ -1357,6 +1660,7 @@ buffer_msg(crdt_doc *d, const void *bytes, size_t len, uint32_t sender,
 	nb.len = len;
 	nb.ndeps = ndeps;
 	nb.live = true;
+	nb.next_var = UINT32_MAX;
 	nb.bytes = crdt__memdup(a, bytes, len);
 	if (nb.bytes == NULL)
 		return CRDT_ENOMEM;
@@ -1387,9 +1691,16 @@ buffer_msg(crdt_doc *d, const void *bytes, size_t len, uint32_t sender,
 	d->bm[m] = nb;
 	d->nbuffered++;
 	d->buffered_bytes += len;
-	dots_place(d->dots, d->ndotslots, dot_hash(d, sender, counter),
-	    (dotslot){ counter, sender, m });
-	d->ndots++;
+	d->rs[sender].buf_bytes += len;
+	if (head != UINT32_MAX) {
+		d->bm[m].next_var = d->bm[head].next_var;
+		d->bm[head].next_var = m;
+	} else {
+		dots_place(d->dots, d->ndotslots,
+		    dot_hash(d, sender, counter),
+		    (dotslot){ counter, sender, m });
+		d->ndots++;
+	}
 	heap_push(&d->rs[wr], (wait){ wc, m });
 	return 0;
 }
@@ -1458,7 +1769,36 @@ evid_has(const evid *e, const uint8_t *b, size_t len)
 	return false;
 }
 
-/* Add variant `b` of `dot` (copied) to the evidence; 1 = added, 0 = known. */
+/*
+ * Would `len` more bytes of evidence for `dot` fit? Per dot at most
+ * max_variants variants, per signer a quarter of max_evidence_bytes, in
+ * all max_evidence_bytes and max_buffered_msgs dots. One signer that
+ * equivocates without end thus fills only its own share, and what every
+ * replica keeps (and puts in snapshots and DATA frames) stays well under
+ * max_bytes. Checked before any allocation or signature check.
+ */
+static int
+evid_fits(const crdt_doc *d, crdt_dot dot, size_t len, size_t more)
+{
+	size_t at;
+	const evid *e = evid_find(d, dot, &at);
+	uint32_t r;
+	size_t cap = d->cfg.max_evidence_bytes;
+	if (e == NULL && d->nev >= d->cfg.max_buffered_msgs)
+		return CRDT_EBUFFULL; /* bounded like the buffer */
+	if ((e ? e->n : 0) + more > d->cfg.max_variants)
+		return CRDT_ETOOBIG;
+	if (len > cap - CRDT_MIN(cap, d->ev_bytes))
+		return CRDT_ETOOBIG;
+	if (rep_find(d, &dot.replica, &r) == 0 &&
+	    len > cap / 4 - CRDT_MIN(cap / 4, d->rs[r].ev_bytes))
+		return CRDT_ETOOBIG;
+	return 0;
+}
+
+/* Add variant `b` of `dot` (copied) to the evidence; 1 = added, 0 = known.
+ * The vector grows geometrically and is freed with the size it has, so
+ * insertion is linear only in the (bounded) variants of one dot. */
 static int
 evid_add(crdt_doc *d, crdt_dot dot, const uint8_t *b, size_t len)
 {
@@ -1467,44 +1807,72 @@ evid_add(crdt_doc *d, crdt_dot dot, const uint8_t *b, size_t len)
 	evid *e = evid_find(d, dot, &at);
 	if (evid_has(e, b, len))
 		return 0;
-	if (e == NULL && d->nev >= d->cfg.max_buffered_msgs)
-		return CRDT_EBUFFULL; /* bounded like the buffer */
-	uint8_t *copy = crdt__memdup(a, b, len);
-	if (copy == NULL)
-		return CRDT_ENOMEM;
-	size_t n = e ? e->n : 0;
-	logent *v = crdt__malloc(a, (n + 1) * sizeof *v);
-	if (v == NULL || (e == NULL && d->nev == d->capev)) {
+	CRDT_TRY(evid_fits(d, dot, len, 1));
+	if (e == NULL) {
 		void *nv = d->ev;
-		int rc = v == NULL ? CRDT_ENOMEM :
-				     crdt__grow(a, &nv, &d->capev, d->nev + 1,
-					 sizeof *d->ev);
-		if (rc < 0 || v == NULL) {
-			crdt__free(a, v, (n + 1) * sizeof *v);
-			crdt__free(a, copy, len);
-			return rc < 0 ? rc : CRDT_ENOMEM;
-		}
+		CRDT_TRY(crdt__grow(a, &nv, &d->capev, d->nev + 1,
+		    sizeof *d->ev));
 		d->ev = nv;
+	}
+	logent *v = e ? e->v : NULL;
+	size_t cap = e ? e->cap : 0;
+	void *vv = v;
+	CRDT_TRY(crdt__grow(a, &vv, &cap, (e ? e->n : 0) + 1, sizeof *v));
+	v = vv;
+	uint8_t *copy = crdt__memdup(a, b, len);
+	if (copy == NULL) {
+		if (e == NULL)
+			crdt__free(a, v, cap * sizeof *v);
+		else {
+			e->v = v;
+			e->cap = cap;
+		}
+		return CRDT_ENOMEM;
 	}
 	if (e == NULL) {
 		memmove(&d->ev[at + 1], &d->ev[at],
 		    (d->nev - at) * sizeof *d->ev);
 		d->nev++;
 		e = &d->ev[at];
+		memset(e, 0, sizeof *e);
 		e->dot = dot;
-		e->v = NULL;
-		e->n = 0;
+		uint32_t r;
+		e->r = rep_find(d, &dot.replica, &r) == 0 ? r : UINT32_MAX;
 	}
-	size_t i = 0, k = 0;
-	while (i < e->n && bytes_cmp(e->v[i].bytes, e->v[i].len, b, len) < 0)
-		v[k++] = e->v[i++];
-	v[k++] = (logent){ copy, len };
-	while (i < e->n)
-		v[k++] = e->v[i++];
-	crdt__free(a, e->v, e->n * sizeof *e->v);
 	e->v = v;
-	e->n = k;
+	e->cap = cap;
+	size_t i = 0;
+	while (i < e->n && bytes_cmp(e->v[i].bytes, e->v[i].len, b, len) < 0)
+		i++;
+	memmove(&e->v[i + 1], &e->v[i], (e->n - i) * sizeof *e->v);
+	e->v[i] = (logent){ copy, len };
+	e->n++;
+	e->bytes += len;
+	d->ev_bytes += len;
+	if (e->r != UINT32_MAX)
+		d->rs[e->r].ev_bytes += len;
 	return 1;
+}
+
+/* Free one variant's bytes and take them off the counts. */
+static void
+evid_drop_bytes(crdt_doc *d, evid *e, size_t i)
+{
+	size_t len = e->v[i].len;
+	crdt__free(&d->cfg.alloc, e->v[i].bytes, len);
+	e->bytes -= len;
+	d->ev_bytes -= len;
+	if (e->r != UINT32_MAX)
+		d->rs[e->r].ev_bytes -= len;
+}
+
+/* Free dot entry `e` (its variants and vector). */
+static void
+evid_free(crdt_doc *d, evid *e)
+{
+	for (size_t j = 0; j < e->n; j++)
+		evid_drop_bytes(d, e, j);
+	crdt__free(&d->cfg.alloc, e->v, e->cap * sizeof *e->v);
 }
 
 /* Remove variant `b` of `dot`; an entry left with one variant is no
@@ -1512,22 +1880,20 @@ evid_add(crdt_doc *d, crdt_dot dot, const uint8_t *b, size_t len)
 static void
 evid_remove(crdt_doc *d, crdt_dot dot, const uint8_t *b, size_t len)
 {
-	const crdt_allocator *a = &d->cfg.alloc;
 	size_t at;
 	evid *e = evid_find(d, dot, &at);
-	for (size_t i = 0; e != NULL && i < e->n; i++) {
+	if (e == NULL)
+		return;
+	for (size_t i = 0; i < e->n; i++) {
 		if (bytes_cmp(e->v[i].bytes, e->v[i].len, b, len) != 0)
 			continue;
-		crdt__free(a, e->v[i].bytes, e->v[i].len);
+		evid_drop_bytes(d, e, i);
 		memmove(&e->v[i], &e->v[i + 1], (e->n - i - 1) * sizeof *e->v);
 		e->n--;
 		break;
 	}
-	if (e != NULL && e->n <= 1) {
-		for (size_t i = 0; i < e->n; i++)
-			crdt__free(a, e->v[i].bytes, e->v[i].len);
-		/* the vector was sized for n + 1 or more; free what it had */
-		crdt__free(a, e->v, (e->n + 1) * sizeof *e->v);
+	if (e->n <= 1) {
+		evid_free(d, e);
 		memmove(&d->ev[at], &d->ev[at + 1],
 		    (d->nev - at - 1) * sizeof *d->ev);
 		d->nev--;
@@ -1538,7 +1904,6 @@ evid_remove(crdt_doc *d, crdt_dot dot, const uint8_t *b, size_t len)
 static void
 evid_prune(crdt_doc *d)
 {
-	const crdt_allocator *a = &d->cfg.alloc;
 	size_t k = 0;
 	for (size_t i = 0; i < d->nev; i++) {
 		evid *e = &d->ev[i];
@@ -1546,9 +1911,7 @@ evid_prune(crdt_doc *d)
 			d->ev[k++] = *e;
 			continue;
 		}
-		for (size_t j = 0; j < e->n; j++)
-			crdt__free(a, e->v[j].bytes, e->v[j].len);
-		crdt__free(a, e->v, e->n * sizeof *e->v);
+		evid_free(d, e);
 	}
 	d->nev = k;
 }
@@ -1560,9 +1923,11 @@ evid_prune(crdt_doc *d)
  * every replica applies the union of both halves' ops (CRDT ops commute
  * and are idempotent), keeps both halves as evidence (saved in snapshots,
  * sent in every sync DATA frame so the other halves travel too) and
- * reports them. Detection needs the first half in the log or the
- * evidence; a variant whose dependencies are not all here is dropped, as
- * nobody applied it yet.
+ * reports them. A variant is a write like any other: it is authorised by
+ * its own causal past, so a revoked writer cannot write by re-signing an
+ * old dot. Detection needs the first half in the log or the evidence; a
+ * variant whose dependencies are not all here is dropped, as nobody
+ * applied it yet (a buffered one waits for them, see release()).
  */
 static int
 equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
@@ -1593,12 +1958,19 @@ equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
 		return 0;
 	if (evid_has(ev, bytes, len))
 		return 0;
+	bool need_first = first != NULL && !evid_has(ev, first, flen);
+	CRDT_TRY(evid_fits(d, dot, len + (need_first ? flen : 0),
+	    need_first ? 2 : 1));
 	CRDT_TRY(open_msg(d, mv, true));
+	uint64_t listed = 0, causal = adm_at(d, s, mv->counter - 1);
 	for (size_t i = 0; i < mv->ndeps; i++) {
 		uint32_t ri;
 		if (rep_find(d, &d->sdeps[i].id, &ri) != 0 ||
 		    d->rs[ri].vc < d->sdeps[i].c)
 			return 0;
+		if (d->has_admin && ri == d->admin_idx)
+			listed = d->sdeps[i].c;
+		causal = CRDT_MAX(causal, adm_at(d, ri, d->sdeps[i].c));
 	}
 	int fadded = 0;
 	if (first != NULL) {
@@ -1612,31 +1984,66 @@ equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
 			evid_remove(d, dot, first, flen);
 		return added;
 	}
-	size_t nops = 0;
-	stamp st = { dot, mv->hlc };
-	int rc = 0;
-	if (mv->payload != NULL)
-		rc = walk_ops(d, mv->payload, mv->plen, &nops, &st, NULL);
-	if (rc == 0 && nops > 0 && mv->hlc > UINT64_MAX - (nops - 1))
-		rc = CRDT_EMALFORMED;
+	ingest in = { s, mv->counter, mv->hlc, bytes, len, mv->payload,
+		mv->plen, CRDT_UPDATE_REMOTE, caller, listed, causal, true,
+		first, flen };
+	int rc = apply_core(d, &in);
 	if (rc < 0) {
-		/* Refused: the variant is not evidence of anything. */
-		crdt__undo_rollback(&d->undo);
+		/* Refused: the variant is not evidence of anything, and
+		 * nothing changed. */
 		evid_remove(d, dot, bytes, len);
+		if (fadded == 1)
+			evid_remove(d, dot, first, flen);
 		return rc;
 	}
-	uint64_t top = nops ? mv->hlc + (nops - 1) : mv->hlc;
-	if (top > d->hlc_max)
-		d->hlc_max = top;
-	if (d->l.on_update != NULL)
-		d->l.on_update(d->l.ud, CRDT_UPDATE_REMOTE, bytes, len, caller);
-	emit_changes(d, dot);
-	crdt__undo_commit(&d->undo);
-	if (d->l.on_equivocation != NULL)
-		d->l.on_equivocation(d->l.ud, dot, first, flen, bytes, len);
 	return 0;
 }
 
+/* Is `b` byte-identical to buffered message m or a variant chained to it? */
+static bool
+buffered_copy(const crdt_doc *d, uint32_t m, const uint8_t *b, size_t len,
+    size_t *nvar)
+{
+	*nvar = 0;
+	for (; m != UINT32_MAX; m = d->bm[m].next_var) {
+		const bmsg *x = &d->bm[m];
+		if (x->len == len && memcmp(x->bytes, b, len) == 0)
+			return true;
+		++*nvar;
+	}
+	return false;
+}
+
+/*
+ * Authorise before anything is interned or buffered, when that can be
+ * decided now: the allowlist as of the admin counter a message lists is
+ * known once we hold the admin's history up to it, and it can only be
+ * refused later, never allowed (see authorise()). So a non-member's
+ * message is refused here, and its made-up dependencies and bytes never
+ * reach the replica table or the buffer. A message listing admin history
+ * we lack waits, bounded per sender (buffer_msg).
+ */
+static int
+admit_early(crdt_doc *d, const msgview *mv)
+{
+	if (!d->has_admin || is_relay(d))
+		return 0;
+	uint64_t listed = 0;
+	for (size_t i = 0; i < mv->ndeps; i++)
+		if (crdt_replica_id_cmp(&d->sdeps[i].id, &d->admin) == 0)
+			listed = d->sdeps[i].c;
+	if (listed > d->rs[d->admin_idx].vc)
+		return 0;
+	return authorise(d, &mv->sender, listed, 0);
+}
+
+/*
+ * The ingest pipeline for one message from a peer (docs/security.md,
+ * "Ingest"): bounded decode (parse_msg), authenticate (open_msg:
+ * signature, AEAD), authorise what can be decided now (admit_early),
+ * admit (duplicate and equivocation against the log, the evidence and the
+ * buffer), then apply (apply_core) or buffer, then events.
+ */
 static int
 receive_msg(crdt_doc *d, const void *bytes, size_t len, void *caller,
     bool evidence)
@@ -1644,15 +2051,29 @@ receive_msg(crdt_doc *d, const void *bytes, size_t len, void *caller,
 	msgview mv;
 	uint32_t s;
 	dep *deps;
+	uint32_t head = UINT32_MAX;
 
 	CRDT_TRY(parse_msg(d, bytes, len, &mv, false));
 	/* Cheap duplicate test before any allocation. */
 	bool known = rep_find(d, &mv.sender, &s) == 0;
 	if (known && mv.counter <= d->rs[s].vc)
 		return equivocation(d, &mv, s, caller, evidence);
-	if (known && d->ndots > 0 && dots_find(d, s, mv.counter))
-		return 0;
+	if (known && d->ndots > 0) {
+		dotslot *sl = dots_find(d, s, mv.counter);
+		size_t nvar;
+		if (sl != NULL) {
+			if (buffered_copy(d, sl->msg, bytes, len, &nvar))
+				return 0;
+			/* A second half while the first waits: both wait,
+			 * and whichever is applied first, the other joins as
+			 * an equivocation, on every replica alike. */
+			if (nvar >= d->cfg.max_variants)
+				return CRDT_ETOOBIG;
+			head = sl->msg;
+		}
+	}
 	CRDT_TRY(open_msg(d, &mv, true));
+	CRDT_TRY(admit_early(d, &mv));
 	size_t nrs0 = d->nrs;
 	int irc = intern_deps(d, &mv, &s, known, &deps);
 	if (irc < 0) {
@@ -1666,7 +2087,8 @@ receive_msg(crdt_doc *d, const void *bytes, size_t len, void *caller,
 	if (ready) {
 		rc = apply_msg(d, s, mv.counter, mv.hlc, bytes, len,
 		    mv.payload, mv.plen, CRDT_UPDATE_REMOTE, caller,
-		    listed_admin(d, deps, mv.ndeps));
+		    listed_admin(d, deps, mv.ndeps),
+		    causal_admin(d, s, mv.counter, deps, mv.ndeps));
 		if (rc == 0)
 			rc = release(d, s);
 	} else {
@@ -1675,7 +2097,7 @@ receive_msg(crdt_doc *d, const void *bytes, size_t len, void *caller,
 		rc = mv.payload != NULL ? validate_ops(d, &mv) : 0;
 		if (rc == 0)
 			rc = buffer_msg(d, bytes, len, s, mv.counter, deps,
-			    mv.ndeps, caller);
+			    mv.ndeps, caller, head);
 	}
 	crdt__free(&d->cfg.alloc, deps, mv.ndeps * sizeof *deps);
 	/* Refused before anything referred to them (an applied message that
@@ -1958,7 +2380,7 @@ crdt_doc_commit(crdt_doc *d, crdt_buf *msg_out)
 		if (rc == 0)
 			rc = apply_msg(d, d->self_idx, counter, hlc, m, mlen,
 			    mv.payload, mv.plen, CRDT_UPDATE_LOCAL, NULL,
-			    own_admin(d));
+			    own_admin(d), 0);
 	}
 	if (rc < 0) {
 		d->clock = saved;
@@ -2186,8 +2608,11 @@ typedef struct bm_sort {
 static int
 bm_cmp(const void *x, const void *y)
 {
-	return crdt_dot_cmp(((const bm_sort *)x)->dot,
-	    ((const bm_sort *)y)->dot);
+	const bm_sort *a = x, *b = y;
+	int c = crdt_dot_cmp(a->dot, b->dot);
+	/* Variants of one dot (both halves waiting): by bytes. */
+	return c != 0 ? c :
+			bytes_cmp(a->m->bytes, a->m->len, b->m->bytes, b->m->len);
 }
 
 static int
@@ -2463,7 +2888,11 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 		CRDT_TRY(crdt__rd_blob(&r, &sv->bp[i], &sv->bl[i]));
 		CRDT_TRY(parse_msg(d, sv->bp[i], sv->bl[i], &mv, true));
 		crdt_dot dot = { mv.sender, mv.counter };
-		if (i > 0 && crdt_dot_cmp(prev, dot) >= 0)
+		/* Ascending by dot, then bytes: both halves of an
+		 * equivocation may wait (see buffer_msg). */
+		int dc = i > 0 ? crdt_dot_cmp(prev, dot) : -1;
+		if (dc > 0 || (dc == 0 && bytes_cmp(sv->bp[i - 1],
+		    sv->bl[i - 1], sv->bp[i], sv->bl[i]) >= 0))
 			return CRDT_EMALFORMED;
 		prev = dot;
 	}
@@ -2641,6 +3070,12 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 	}
 	if (rc == 0)
 		rc = evid_room(d, &sv);
+	/* The allowlist index of the merged allowlist, before the commit
+	 * point: it is current from the moment the state is. */
+	crdt__table acl;
+	memset(&acl, 0, sizeof acl);
+	if (rc == 0 && d->has_admin)
+		rc = acl_build(d, sv.tmp[d->acl_obj], &acl);
 	if (rc < 0) {
 		unintern_to(d, nrs0);
 		snapview_free(d, &sv);
@@ -2681,7 +3116,7 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 	if (sv.hlc_max > d->hlc_max)
 		d->hlc_max = sv.hlc_max;
 	if (d->has_admin)
-		d->acl_ok = false; /* the allowlist object was merged */
+		acl_replace(d, &acl);
 	rc = crdt_hlc_update(&d->clock, d->hlc_max, NULL);
 	(void)rc; /* beyond the drift bound: keep the clock (clock.h) */
 	if (any) {
@@ -2720,6 +3155,9 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 		if (parse_msg(d, sv.ep[i], sv.el[i], &mv, false) != 0)
 			continue;
 		crdt_dot dot = { mv.sender, mv.counter };
+		/* Room was made before the commit point (evid_room); a
+		 * variant over the evidence bounds is not kept, like any
+		 * variant past them: the snapshot itself is in. */
 		(void)evid_add(d, dot, sv.ep[i], sv.el[i]);
 	}
 	snapview_free(d, &sv);
@@ -3444,25 +3882,54 @@ crdt_doc_set_security(crdt_doc *d, const crdt_doc_security *s)
 		if (crdt_replica_id_cmp(&id, &d->self) != 0)
 			return CRDT_EINVAL;
 	}
+	/* All or nothing: every step that can fail runs before anything
+	 * is set, and a failure undoes the steps before it, so a retry
+	 * starts from the same state (not CRDT_ESTATE, nothing leaked). */
+	crdt_replica_id admin;
 	if (s->admin_key != NULL) {
-		uint32_t ai, on;
 		if (!s->signed_mode)
 			return CRDT_EINVAL;
 		if (d->nobjs != 0 || d->has_admin)
 			return CRDT_ESTATE;
 		CRDT_TRY(crdt_replica_id_from_public_key(s->admin_key,
-		    &d->admin));
-		CRDT_TRY(rep_intern(d, &d->admin, &ai));
-		CRDT_TRY(crdt__table_init(&d->acl, &d->cfg.alloc,
-		    sizeof(acl_ent)));
-		CRDT_TRY(register_obj(d, "__acl", CRDT_OBJ_GSET, NULL, &on));
+		    &admin));
+	}
+	if (s->key != NULL && find_key(d, s->epoch) == NULL &&
+	    d->nkeys == d->capkeys) {
+		/* Room for the key first: put_key then cannot fail. */
+		CRDT_TRY(put_key(d, s->epoch, s->key));
+		d->nkeys--; /* added back below, after the admin steps */
+		crdt__memzero(d->keys[d->nkeys].key, CRDT_DOC_KEY_BYTES);
+	}
+	if (s->admin_key != NULL) {
+		uint32_t ai, on;
+		size_t nrs0 = d->nrs;
+		crdt__table acl;
+		CRDT_TRY(rep_intern(d, &admin, &ai));
+		int rc = crdt__table_init(&acl, &d->cfg.alloc,
+		    sizeof(acl_ent));
+		if (rc == 0) {
+			rc = register_obj(d, "__acl", CRDT_OBJ_GSET, NULL,
+			    &on);
+			if (rc < 0)
+				crdt__table_fini(&acl, acl_ent_fini);
+		}
+		if (rc < 0) {
+			unintern_to(d, nrs0);
+			return rc;
+		}
+		d->admin = admin;
+		d->admin_idx = ai;
+		d->acl = acl;
 		d->objs[on].acl = true;
 		d->acl_obj = on;
 		d->has_admin = true;
-		d->acl_ok = true;
 	}
-	if (s->key != NULL)
-		CRDT_TRY(put_key(d, s->epoch, s->key));
+	if (s->key != NULL) {
+		int krc = put_key(d, s->epoch, s->key);
+		assert(krc == 0); /* room reserved above */
+		(void)krc;
+	}
 	d->signed_mode = s->signed_mode;
 	d->sync_snaps = s->sync_snapshots;
 	d->ident = s->identity;

@@ -34,12 +34,22 @@ typedef struct fifo_ent {
 	uint64_t c;
 } fifo_ent;
 
+/* From counter c on, a replica's messages hold admin counter a in their
+ * causal past (a step of a non-decreasing function). */
+typedef struct admstep {
+	uint64_t c, a;
+} admstep;
+
 /* Per-replica state, indexed by interned replica number. */
 typedef struct rstate {
 	crdt_replica_id id;
 	uint64_t vc;   /* highest contiguous counter applied */
 	uint64_t sent; /* vc when our last message was built (deps) */
 	uint64_t admin_seen; /* admin counter in this replica's causal past */
+	admstep *steps; /* admin_seen by counter, ascending (allowlist only) */
+	size_t nsteps, capsteps;
+	size_t ev_bytes; /* equivocation evidence this signer holds */
+	size_t buf_bytes; /* causal buffer bytes this sender holds */
 	bool dirty;
 	wait *heap; /* buffered messages waiting on (this replica, c) */
 	size_t nheap, capheap;
@@ -64,6 +74,7 @@ typedef struct bmsg {
 	size_t ndeps, next_dep;
 	void *caller;
 	uint32_t next_free;
+	uint32_t next_var; /* another buffered variant of this dot */
 	bool live;
 } bmsg;
 
@@ -98,7 +109,9 @@ typedef struct msgview {
 typedef struct evid {
 	crdt_dot dot;
 	logent *v;
-	size_t n;
+	size_t n, cap;
+	uint32_t r; /* signer's replica index its bytes count to, or none */
+	size_t bytes;
 } evid;
 
 typedef struct acl_change {
@@ -110,6 +123,7 @@ typedef struct acl_ent {
 	crdt__key k;
 	acl_change *h; /* ascending c */
 	size_t n, cap;
+	size_t pend; /* records being made room for (acl_prepare) */
 } acl_ent;
 
 typedef struct epoch_key {
@@ -175,13 +189,13 @@ struct crdt_doc {
 	bool has_cur;
 	crdt_buf plain; /* opened payload of the message being handled */
 	evid *ev;       /* equivocated dots, ascending by dot */
-	size_t nev, capev;
+	size_t nev, capev, ev_bytes;
 	/* write permissions: allowlist history per writer, by admin counter */
 	bool has_admin;
 	crdt_replica_id admin;
+	uint32_t admin_idx;
 	uint32_t acl_obj;
 	crdt__table acl; /* acl_ent keyed by replica ID */
-	bool acl_ok;
 
 	crdt__undo undo;
 	iddep *sdeps;

@@ -113,6 +113,11 @@ typedef struct crdt_config {
 	/* Sync DATA frame budget in bytes [limits.max_bytes]; larger values
 	 * are clamped to limits.max_bytes (doc.h, sync protocol). */
 	size_t sync_max_bytes;
+	/* Per-sender bounds on what peers' bytes can make a document hold
+	 * (document.md, "Per-sender bounds"). */
+	size_t max_variants;       /* equivocation variants kept per dot [4] */
+	size_t max_evidence_bytes; /* evidence bytes; a signer: 1/4 [16 MiB] */
+	size_t max_sender_buffered; /* buffered bytes per sender [16 MiB] */
 	uint8_t reserved[32];      /* zero; room to grow without an ABI break */
 } crdt_config;
 

@@ -134,17 +134,25 @@ CRDT_API CRDT_NODISCARD int crdt_doc_map(const crdt_doc *d, uint32_t obj,
  * object rejects it whole and leaves the document unchanged.
  * Acceptance depends only on the bytes and the causal past, never on the
  * local clock: a stamp beyond the drift bound is applied and reported to
- * the listener's on_skew (see docs/document.md).
+ * the listener's on_skew (see docs/document.md), and it never moves this
+ * replica's clock, even under this replica's own ID.
+ * Every message passes the same stages (docs/security.md, "Ingest"); a
+ * second variant of a dot, applied or still buffered, is an equivocation
+ * and is judged (allowlist included) like a fresh message. What one
+ * sender can make the document hold is bounded per sender
+ * (docs/document.md, "Per-sender bounds").
  * Cost: O(ops + deps) for an in-order message; N messages in any order
  * cost O(N log N) in total.
  * @param caller  opaque, handed to the update listener for this message
  *                (also when it is applied later from the buffer).
  * @return 0, CRDT_EINVAL, CRDT_EMALFORMED, CRDT_EVERSION, CRDT_ETOOBIG,
- *         CRDT_ESCHEMA, CRDT_EBUFFULL (buffer bound reached: the message
- *         is not kept, nothing else changes; resend later), CRDT_ESTATE
- *         (a transaction is open), CRDT_EWRONGDOC (a format-1 message,
- *         which names no document, in a document with a doc_id), the
- *         security errors of secure.h, CRDT_ENOMEM.
+ *         CRDT_ESCHEMA, CRDT_EBUFFULL (buffer bound, total or this
+ *         sender's share, reached: the message is not kept, nothing else
+ *         changes; resend later), CRDT_EPERM (not allowed, secure.h),
+ *         CRDT_EBADSIG, CRDT_EBADKEY, CRDT_ENOKEY, CRDT_EDECRYPT,
+ *         CRDT_EWRONGDOC (a format-1 message, which names no document, in
+ *         a document with a doc_id), CRDT_ESTATE (a transaction is open),
+ *         CRDT_ENOMEM.
  */
 CRDT_API CRDT_NODISCARD int crdt_doc_receive(crdt_doc *d, const void *msg,
     size_t len, void *caller);

@@ -91,7 +91,8 @@ typedef struct crdt_doc_security {
 /**
  * Set the security settings, before the document holds data and, when
  * `admin_key` is given, before any object is registered (the allowlist is
- * a hidden object "__acl" registered first).
+ * a hidden object "__acl" registered first). All or nothing: on any
+ * error nothing is set, so the same call can be retried.
  * @return 0, CRDT_EINVAL (identity does not match the replica ID, key
  *         without encryption, admin without signed mode), CRDT_ESTATE
  *         (data or objects already present), CRDT_ENOMEM.
@@ -110,15 +111,20 @@ CRDT_API CRDT_NODISCARD int crdt_doc_add_key(crdt_doc *d, uint32_t epoch,
 /**
  * Admin only: allow (or revoke) `writer`. Replicated like any change; a
  * message from a writer is judged by the allowlist as of the admin
- * messages in its own causal past, so every replica decides alike.
- * Messages from writers not allowed are refused with CRDT_EPERM.
+ * messages in its own whole causal past, so every replica decides alike;
+ * a message that names less of the admin's history than its causal past
+ * holds is refused too (security.md, "Write permissions"). Messages from
+ * writers not allowed are refused with CRDT_EPERM, before anything of
+ * them is kept when the admin history they name is already here.
  * Staging follows doc.h (msg_out NULL inside a transaction).
  * @return 0, CRDT_EINVAL, CRDT_ESTATE (no allowlist), CRDT_EPERM (not the
  *         admin), commit errors.
  */
 CRDT_API CRDT_NODISCARD int crdt_doc_allow(crdt_doc *d,
     const crdt_replica_id *writer, bool allowed, crdt_buf *msg_out);
-/** Whether `writer` may write now (as of everything applied here). */
+/** Whether `writer` may write now (as of everything applied here).
+ * Reads an index kept current by every commit, receive and load:
+ * O(changes for `writer`), never allocates. */
 CRDT_API bool crdt_doc_allowed(crdt_doc *d, const crdt_replica_id *writer);
 
 /**
