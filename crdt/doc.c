@@ -2402,8 +2402,8 @@ crdt_doc_commit(crdt_doc *d, crdt_buf *msg_out)
  * none open, runs as a one-op transaction. stage_open/stage_close carry
  * that logic for all object types.
  */
-static int
-stage_open(crdt_doc *d, crdt_buf *msg_out, bool *one, size_t *mark)
+int
+crdt__stage_open(crdt_doc *d, crdt_buf *msg_out, bool *one, size_t *mark)
 {
 	if (d->in_txn == (msg_out != NULL))
 		return CRDT_ESTATE;
@@ -2414,8 +2414,8 @@ stage_open(crdt_doc *d, crdt_buf *msg_out, bool *one, size_t *mark)
 	return 0;
 }
 
-static int
-stage_close(crdt_doc *d, bool one, size_t mark, int rc, crdt_buf *msg_out)
+int
+crdt__stage_close(crdt_doc *d, bool one, size_t mark, int rc, crdt_buf *msg_out)
 {
 	if (rc < 0) {
 		d->stage.len = mark;
@@ -2448,7 +2448,7 @@ stage_op(crdt_doc *d, uint32_t on, crdt_obj_type type, const void *a,
 	if (alen > d->cfg.limits.max_value_bytes ||
 	    blen > d->cfg.limits.max_value_bytes)
 		return CRDT_ETOOBIG;
-	CRDT_TRY(stage_open(d, msg_out, &one, &mark));
+	CRDT_TRY(crdt__stage_open(d, msg_out, &one, &mark));
 	crdt_buf *s = &d->stage;
 	int rc = crdt__w_array(s, op_arity(type));
 	if (rc == 0)
@@ -2463,7 +2463,7 @@ stage_op(crdt_doc *d, uint32_t on, crdt_obj_type type, const void *a,
 			rc = bpresent ? crdt__w_bin(s, b, blen) :
 			    crdt__w_nil(s);
 	}
-	return stage_close(d, one, mark, rc, msg_out);
+	return crdt__stage_close(d, one, mark, rc, msg_out);
 }
 
 int
@@ -2517,8 +2517,8 @@ rs_id_cmp(const void *x, const void *y)
 }
 
 /* [id, c, id, c, ...] of every non-zero entry, ascending by ID. */
-static int
-w_vc_pairs(const crdt_doc *d, crdt_buf *out)
+int
+crdt__w_vc_pairs(const crdt_doc *d, crdt_buf *out)
 {
 	const crdt_allocator *a = &d->cfg.alloc;
 	const rstate **v = crdt__malloc(a, d->nrs * sizeof *v);
@@ -2623,7 +2623,7 @@ save_body(const crdt_doc *d, crdt_buf *out, crdt_buf *tmp)
 
 	CRDT_TRY(crdt__w_header(out, CRDT__KIND_SNAP, seen ? 7 : 6));
 	CRDT_TRY(crdt__w_bin(out, d->cfg.doc_id.bytes, CRDT_DOC_ID_BYTES));
-	CRDT_TRY(w_vc_pairs(d, out));
+	CRDT_TRY(crdt__w_vc_pairs(d, out));
 	CRDT_TRY(crdt__w_uint(out, d->hlc_max));
 	CRDT_TRY(crdt__w_array(out, d->nobjs));
 	for (size_t i = 0; i < d->nobjs; i++) {
@@ -3175,7 +3175,7 @@ crdt_doc_sync_start(const crdt_doc *d, crdt_buf *out)
 	size_t mark = out->len;
 	int rc = crdt__w_header(out, CRDT__KIND_HELLO, 1);
 	if (rc == 0)
-		rc = w_vc_pairs(d, out);
+		rc = crdt__w_vc_pairs(d, out);
 	if (rc < 0)
 		out->len = mark;
 	return rc;
@@ -3380,7 +3380,7 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 			complete = false;
 	}
 	CRDT_TRY(crdt__w_header(out, CRDT__KIND_DATA, 5));
-	CRDT_TRY(w_vc_pairs(d, out));
+	CRDT_TRY(crdt__w_vc_pairs(d, out));
 	if (!complete && !is_relay(d) && sync_snap_kind(d) != SNAP_NONE) {
 		CRDT_TRY(crdt__w_array(out, 0));
 		CRDT_TRY(w_sync_snapshot(d, out));
@@ -3600,218 +3600,6 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 		rc = CRDT_ENOTFOUND;
 	crdt__free(&d->cfg.alloc, pairs, npairs * sizeof *pairs);
 	return rc;
-}
-
-/* ---------------------------------------------------------------- */
-/* chat mutations (the thread itself is chat.c)                     */
-
-static int
-chat_check(crdt_doc *d, uint32_t on, crdt_chat **c)
-{
-	if (d == NULL)
-		return CRDT_EINVAL;
-	if (on >= d->nobjs || d->objs[on].type != CRDT_OBJ_CHAT)
-		return CRDT_ESCHEMA;
-	*c = d->objs[on].o;
-	return 0;
-}
-
-/* Open the stage (a one-op transaction unless one is open) and write the
- * op header [obj, kind, ...] of a chat op with `n_more` fields. A failure
- * to open is returned (nothing to close); the header's own status goes to
- * *rc, for stage_close() to settle with the rest of the op. */
-static int
-chat_begin(crdt_doc *d, uint32_t on, unsigned kind, size_t n_more,
-    crdt_buf *msg_out, bool *one, size_t *mark, int *rc)
-{
-	CRDT_TRY(stage_open(d, msg_out, one, mark));
-	*rc = crdt__w_array(&d->stage, 2 + n_more);
-	if (*rc == 0)
-		*rc = crdt__w_uint(&d->stage, on);
-	if (*rc == 0)
-		*rc = crdt__w_uint(&d->stage, kind);
-	return 0;
-}
-
-static bool
-user_ok(const void *u, size_t n)
-{
-	return u != NULL && n > 0 && n <= 255;
-}
-
-static int
-w_dot_(crdt_buf *b, crdt_dot x)
-{
-	CRDT_TRY(crdt__w_id(b, &x.replica));
-	return crdt__w_uint(b, x.counter);
-}
-
-int
-crdt_doc_chat_post(crdt_doc *d, uint32_t on, const crdt_chat_post *p,
-    crdt_dot *id, crdt_buf *msg_out)
-{
-	crdt_chat *c;
-	bool one;
-	size_t mark;
-
-	CRDT_TRY(chat_check(d, on, &c));
-	if (p == NULL || !user_ok(p->user, p->user_len) ||
-	    (p->body == NULL && p->body_len != 0) ||
-	    (p->meta == NULL && p->meta_len != 0) ||
-	    (p->reply_to != NULL && p->reply_to->counter == 0))
-		return CRDT_EINVAL;
-	if (p->body_len > d->cfg.limits.max_value_bytes ||
-	    p->meta_len > d->cfg.limits.max_value_bytes)
-		return CRDT_ETOOBIG;
-	if (d->in_txn && d->objs[on].post_txn == d->txn_serial)
-		return CRDT_EINVAL; /* the message ID is the transaction dot */
-	uint64_t seen = crdt__chat_seen(c);
-	int rc;
-	CRDT_TRY(chat_begin(d, on, CRDT__CHAT_OP_POST, 5, msg_out, &one, &mark,
-	    &rc));
-	crdt_buf *s = &d->stage;
-	if (rc == 0)
-		rc = crdt__w_uint(s, seen);
-	if (rc == 0)
-		rc = crdt__w_bin(s, p->user, p->user_len);
-	if (rc == 0)
-		rc = crdt__w_bin(s, p->body, p->body_len);
-	if (rc == 0 && p->reply_to != NULL) {
-		rc = crdt__w_array(s, 2);
-		if (rc == 0)
-			rc = w_dot_(s, *p->reply_to);
-	} else if (rc == 0) {
-		rc = crdt__w_nil(s);
-	}
-	if (rc == 0)
-		rc = p->meta != NULL ? crdt__w_bin(s, p->meta, p->meta_len) :
-				       crdt__w_nil(s);
-	crdt_dot next = { d->self, d->rs[d->self_idx].vc + 1 };
-	if (rc == 0)
-		d->objs[on].post_txn = d->txn_serial;
-	rc = stage_close(d, one, mark, rc, msg_out);
-	if (rc == 0 && id != NULL)
-		*id = next;
-	return rc;
-}
-
-int
-crdt_doc_chat_react(crdt_doc *d, uint32_t on, crdt_dot msg, const void *user,
-    size_t user_len, const void *emoji, size_t emoji_len, bool react_on,
-    crdt_buf *msg_out)
-{
-	crdt_chat *c;
-	bool one;
-	size_t mark;
-
-	CRDT_TRY(chat_check(d, on, &c));
-	if (!user_ok(user, user_len) || (emoji == NULL && emoji_len != 0) ||
-	    msg.counter == 0)
-		return CRDT_EINVAL;
-	if (emoji_len > d->cfg.limits.max_value_bytes)
-		return CRDT_ETOOBIG;
-	int rc;
-	CRDT_TRY(chat_begin(d, on, CRDT__CHAT_OP_REACT, 5, msg_out, &one, &mark,
-	    &rc));
-	crdt_buf *s = &d->stage;
-	if (rc == 0)
-		rc = w_dot_(s, msg);
-	if (rc == 0)
-		rc = crdt__w_bin(s, user, user_len);
-	if (rc == 0)
-		rc = crdt__w_bin(s, emoji, emoji_len);
-	if (rc == 0)
-		rc = crdt__w_uint(s, react_on ? 1 : 0);
-	return stage_close(d, one, mark, rc, msg_out);
-}
-
-int
-crdt_doc_chat_mark_read(crdt_doc *d, uint32_t on, const void *user,
-    size_t user_len, crdt_buf *msg_out)
-{
-	crdt_chat *c;
-	bool one;
-	size_t mark;
-
-	CRDT_TRY(chat_check(d, on, &c));
-	if (!user_ok(user, user_len))
-		return CRDT_EINVAL;
-	int rc;
-	CRDT_TRY(chat_begin(d, on, CRDT__CHAT_OP_READ, 2, msg_out, &one, &mark,
-	    &rc));
-	crdt_buf *s = &d->stage;
-	if (rc == 0)
-		rc = crdt__w_bin(s, user, user_len);
-	if (rc == 0)
-		rc = w_vc_pairs(d, s);
-	return stage_close(d, one, mark, rc, msg_out);
-}
-
-int
-crdt_doc_chat_member(crdt_doc *d, uint32_t on, const void *user,
-    size_t user_len, bool joined, crdt_buf *msg_out)
-{
-	crdt_chat *c;
-	bool one;
-	size_t mark;
-
-	CRDT_TRY(chat_check(d, on, &c));
-	if (!user_ok(user, user_len))
-		return CRDT_EINVAL;
-	int rc;
-	CRDT_TRY(chat_begin(d, on, CRDT__CHAT_OP_MEMBER, 2, msg_out, &one, &mark,
-	    &rc));
-	crdt_buf *s = &d->stage;
-	if (rc == 0)
-		rc = crdt__w_bin(s, user, user_len);
-	if (rc == 0)
-		rc = crdt__w_uint(s, joined ? 1 : 0);
-	return stage_close(d, one, mark, rc, msg_out);
-}
-
-int
-crdt_doc_chat_ack(crdt_doc *d, uint32_t on, crdt_buf *msg_out)
-{
-	crdt_chat *c;
-	bool one;
-	size_t mark;
-
-	CRDT_TRY(chat_check(d, on, &c));
-	if (!crdt__chat_is_server(c, &d->self))
-		return CRDT_EPERM;
-	int rc;
-	CRDT_TRY(chat_begin(d, on, CRDT__CHAT_OP_ACK, 1, msg_out, &one, &mark,
-	    &rc));
-	crdt_buf *s = &d->stage;
-	if (rc == 0)
-		rc = w_vc_pairs(d, s);
-	return stage_close(d, one, mark, rc, msg_out);
-}
-
-int
-crdt_doc_chat_reject(crdt_doc *d, uint32_t on, crdt_dot msg,
-    const void *reason, size_t reason_len, crdt_buf *msg_out)
-{
-	crdt_chat *c;
-	bool one;
-	size_t mark;
-
-	CRDT_TRY(chat_check(d, on, &c));
-	if ((reason == NULL && reason_len != 0) || msg.counter == 0)
-		return CRDT_EINVAL;
-	if (reason_len > d->cfg.limits.max_value_bytes)
-		return CRDT_ETOOBIG;
-	if (!crdt__chat_is_server(c, &d->self))
-		return CRDT_EPERM;
-	int rc;
-	CRDT_TRY(chat_begin(d, on, CRDT__CHAT_OP_REJECT, 3, msg_out, &one, &mark,
-	    &rc));
-	crdt_buf *s = &d->stage;
-	if (rc == 0)
-		rc = w_dot_(s, msg);
-	if (rc == 0)
-		rc = crdt__w_bin(s, reason, reason_len);
-	return stage_close(d, one, mark, rc, msg_out);
 }
 
 int
@@ -4036,7 +3824,7 @@ crdt_doc_allow(crdt_doc *d, const crdt_replica_id *writer, bool allowed,
 		return CRDT_ESTATE;
 	if (crdt_replica_id_cmp(&d->self, &d->admin) != 0)
 		return CRDT_EPERM;
-	CRDT_TRY(stage_open(d, msg_out, &one, &mark));
+	CRDT_TRY(crdt__stage_open(d, msg_out, &one, &mark));
 	crdt_buf *s = &d->stage;
 	int rc = crdt__w_array(s, 3);
 	if (rc == 0)
@@ -4045,7 +3833,7 @@ crdt_doc_allow(crdt_doc *d, const crdt_replica_id *writer, bool allowed,
 		rc = crdt__w_id(s, writer);
 	if (rc == 0)
 		rc = crdt__w_uint(s, allowed ? 1 : 0);
-	return stage_close(d, one, mark, rc, msg_out);
+	return crdt__stage_close(d, one, mark, rc, msg_out);
 }
 
 bool

@@ -203,4 +203,21 @@ struct crdt_doc {
 	crdt_doc_listener l;
 };
 
+/* ---- transactions (doc.c) ----
+ *
+ * Staging: every mutation appends one op to the open transaction, or, with
+ * none open (msg_out given), runs as a one-op transaction. open() starts
+ * it and marks where the op begins; close() settles the op's status `rc`:
+ * on failure the op is cut off (and a one-op transaction aborted), on
+ * success it is counted and a one-op transaction committed to msg_out. */
+int crdt__stage_open(crdt_doc *d, crdt_buf *msg_out, bool *one,
+    size_t *mark);
+int crdt__stage_close(crdt_doc *d, bool one, size_t mark, int rc,
+    crdt_buf *msg_out);
+
+/* ---- replica table (doc.c) ---- */
+
+/* [id, c, id, c, ...] of every non-zero clock entry, ascending by ID. */
+int crdt__w_vc_pairs(const crdt_doc *d, crdt_buf *out);
+
 #endif /* CRDT_DOC_IMPL_H */
