@@ -160,8 +160,8 @@ crdt_doc_chat_member(crdt_doc *d, uint32_t on, const void *user,
 	if (!user_ok(user, user_len))
 		return CRDT_EINVAL;
 	int rc;
-	CRDT_TRY(chat_begin(d, on, CRDT__CHAT_OP_MEMBER, 2, msg_out, &one, &mark,
-	    &rc));
+	CRDT_TRY(chat_begin(d, on, CRDT__CHAT_OP_MEMBER, 2, msg_out, &one,
+	    &mark, &rc));
 	crdt_buf *s = &d->stage;
 	if (rc == 0)
 		rc = crdt__w_bin(s, user, user_len);
@@ -205,8 +205,8 @@ crdt_doc_chat_reject(crdt_doc *d, uint32_t on, crdt_dot msg,
 	if (!crdt__chat_is_server(c, &d->self))
 		return CRDT_EPERM;
 	int rc;
-	CRDT_TRY(chat_begin(d, on, CRDT__CHAT_OP_REJECT, 3, msg_out, &one, &mark,
-	    &rc));
+	CRDT_TRY(chat_begin(d, on, CRDT__CHAT_OP_REJECT, 3, msg_out, &one,
+	    &mark, &rc));
 	crdt_buf *s = &d->stage;
 	if (rc == 0)
 		rc = w_dot_(s, msg);

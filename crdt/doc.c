@@ -21,8 +21,9 @@
 /* ---------------------------------------------------------------- */
 /* replica table                                                    */
 
-static int
-rep_find(const crdt_doc *d, const crdt_replica_id *id, uint32_t *idx)
+int
+crdt__rep_find(const crdt_doc *d, const crdt_replica_id *id,
+    uint32_t *idx)
 {
 	uint64_t h = crdt__table_hash(&d->reps, id->bytes, sizeof id->bytes);
 	const rep_entry *e = crdt__table_find(&d->reps, id->bytes,
@@ -36,7 +37,7 @@ rep_find(const crdt_doc *d, const crdt_replica_id *id, uint32_t *idx)
 static int
 rep_intern(crdt_doc *d, const crdt_replica_id *id, uint32_t *idx)
 {
-	if (rep_find(d, id, idx) == 0)
+	if (crdt__rep_find(d, id, idx) == 0)
 		return 0;
 	/* Every new sender or dependency costs a table entry: bounded, as
 	 * peers choose IDs freely. */
@@ -522,8 +523,8 @@ find_key(const crdt_doc *d, uint32_t epoch)
 	return NULL;
 }
 
-static bool
-is_relay(const crdt_doc *d)
+bool
+crdt__is_relay(const crdt_doc *d)
 {
 	return d->encrypted && d->nkeys == 0;
 }
@@ -549,7 +550,7 @@ open_msg(crdt_doc *d, msgview *mv, bool verify)
 		    mv->bytes, mv->auth_off));
 		CRDT_TRY(crdt__verify(mv->sig, h, sizeof h, mv->pk));
 	}
-	if (!mv->sealed || mv->opened || is_relay(d)) {
+	if (!mv->sealed || mv->opened || crdt__is_relay(d)) {
 		mv->opened = true;
 		return 0;
 	}
@@ -582,8 +583,9 @@ open_msg(crdt_doc *d, msgview *mv, bool verify)
  * anyway, through the undo log, and rolls everything back on the first
  * bad op, so the result is the same for half the work.
  */
-static int
-parse_msg(crdt_doc *d, const void *bytes, size_t len, msgview *mv, bool ops)
+int
+crdt__parse_msg(crdt_doc *d, const void *bytes, size_t len, msgview *mv,
+    bool ops)
 {
 	crdt__env e;
 
@@ -639,7 +641,6 @@ parse_msg(crdt_doc *d, const void *bytes, size_t len, msgview *mv, bool ops)
  */
 enum { LH_MSGS = 0, LH_BYTES = 1 };
 
-static bool in_log(const rstate *r, uint64_t c);
 
 static size_t
 lh_key(const crdt_doc *d, int k, uint32_t ri)
@@ -724,7 +725,7 @@ fifo_compact(crdt_doc *d)
 {
 	while (d->fifo_n > 0) {
 		fifo_ent f = d->fifo[d->fifo_start];
-		if (in_log(&d->rs[f.r], f.c))
+		if (crdt__in_log(&d->rs[f.r], f.c))
 			break;
 		d->fifo_start++;
 		d->fifo_n--;
@@ -734,7 +735,7 @@ fifo_compact(crdt_doc *d)
 	size_t w = 0;
 	for (size_t i = 0; i < d->fifo_n; i++) {
 		fifo_ent f = d->fifo[d->fifo_start + i];
-		if (in_log(&d->rs[f.r], f.c))
+		if (crdt__in_log(&d->rs[f.r], f.c))
 			d->fifo[w++] = f;
 	}
 	d->fifo_start = 0;
@@ -1086,7 +1087,8 @@ emit_changes(crdt_doc *d, crdt_dot dot)
 			const crdt__reg *old = &u->old;
 			if (u->kind == CRDT__UNDO_MAP_NEW)
 				old = NULL;
-			ch.has_old = old != NULL && old->state == CRDT__REG_VALUE;
+			ch.has_old = old != NULL &&
+			    old->state == CRDT__REG_VALUE;
 			ch.old_value = ch.has_old ? old->val : NULL;
 			ch.old_len = ch.has_old ? old->len : 0;
 			ch.has_new = now->state == CRDT__REG_VALUE;
@@ -1150,7 +1152,7 @@ static int
 authorise(crdt_doc *d, const crdt_replica_id *w, uint64_t listed,
     uint64_t causal)
 {
-	if (!d->has_admin || is_relay(d) ||
+	if (!d->has_admin || crdt__is_relay(d) ||
 	    crdt_replica_id_cmp(w, &d->admin) == 0)
 		return 0;
 	if (listed < causal)
@@ -1403,7 +1405,6 @@ dot_unlink(crdt_doc *d, uint32_t m)
 
 /* Is buffered message m, whose dot is applied meanwhile, a variant the
  * equivocation rule takes (rather than a copy of what is applied)? */
-static bool in_log(const rstate *r, uint64_t c);
 static evid *evid_find(const crdt_doc *d, crdt_dot dot, size_t *at);
 static bool evid_has(const evid *e, const uint8_t *b, size_t len);
 static bool
@@ -1412,7 +1413,7 @@ covered_variant(const crdt_doc *d, const bmsg *b)
 	const rstate *r = &d->rs[b->sender];
 	size_t at;
 	crdt_dot dot = { r->id, b->counter };
-	if (in_log(r, b->counter)) {
+	if (crdt__in_log(r, b->counter)) {
 		const logent *e = &r->log[r->log_start +
 		    (b->counter - r->log_lo)];
 		return !(e->len == b->len &&
@@ -1583,7 +1584,7 @@ apply_buffered(crdt_doc *d, uint32_t m)
 	msgview mv;
 	/* Already validated when it was buffered; the walk repeats only the
 	 * cheap envelope read to find the payload. */
-	CRDT_TRY(parse_msg(d, b->bytes, b->len, &mv, false));
+	CRDT_TRY(crdt__parse_msg(d, b->bytes, b->len, &mv, false));
 	CRDT_TRY(open_msg(d, &mv, false)); /* verified when buffered */
 	int rc = apply_msg(d, b->sender, b->counter, mv.hlc, b->bytes, b->len,
 	    mv.payload, mv.plen, CRDT_UPDATE_REMOTE, b->caller,
@@ -1609,7 +1610,7 @@ admit_covered(crdt_doc *d, uint32_t m)
 {
 	bmsg *b = &d->bm[m];
 	msgview mv;
-	int rc = parse_msg(d, b->bytes, b->len, &mv, false);
+	int rc = crdt__parse_msg(d, b->bytes, b->len, &mv, false);
 	if (rc == 0)
 		rc = equivocation(d, &mv, b->sender, b->caller, false);
 	if (rc == CRDT_ENOMEM)
@@ -1732,10 +1733,6 @@ intern_deps(crdt_doc *d, const msgview *mv, uint32_t *sender, bool known,
 	return 0;
 }
 
-static bool in_log(const rstate *r, uint64_t c);
-static int w_evidence(const crdt_doc *d, crdt_buf *out);
-static int rd_evidence(crdt_doc *d, crdt__rd *r, size_t n, const uint8_t **ep,
-    size_t *el);
 
 static int
 bytes_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
@@ -1790,7 +1787,7 @@ evid_fits(const crdt_doc *d, crdt_dot dot, size_t len, size_t more)
 		return CRDT_ETOOBIG;
 	if (len > cap - CRDT_MIN(cap, d->ev_bytes))
 		return CRDT_ETOOBIG;
-	if (rep_find(d, &dot.replica, &r) == 0 &&
+	if (crdt__rep_find(d, &dot.replica, &r) == 0 &&
 	    len > cap / 4 - CRDT_MIN(cap / 4, d->rs[r].ev_bytes))
 		return CRDT_ETOOBIG;
 	return 0;
@@ -1837,7 +1834,8 @@ evid_add(crdt_doc *d, crdt_dot dot, const uint8_t *b, size_t len)
 		memset(e, 0, sizeof *e);
 		e->dot = dot;
 		uint32_t r;
-		e->r = rep_find(d, &dot.replica, &r) == 0 ? r : UINT32_MAX;
+		e->r = crdt__rep_find(d, &dot.replica, &r) == 0 ?
+		    r : UINT32_MAX;
 	}
 	e->v = v;
 	e->cap = cap;
@@ -1901,8 +1899,8 @@ evid_remove(crdt_doc *d, crdt_dot dot, const uint8_t *b, size_t len)
 }
 
 /* Drop the dots left with a single variant (see equivocation()). */
-static void
-evid_prune(crdt_doc *d)
+void
+crdt__evid_prune(crdt_doc *d)
 {
 	size_t k = 0;
 	for (size_t i = 0; i < d->nev; i++) {
@@ -1940,7 +1938,7 @@ equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
 	const uint8_t *bytes = mv->bytes;
 	size_t len = (size_t)(mv->end - mv->bytes);
 
-	if (in_log(r, mv->counter)) {
+	if (crdt__in_log(r, mv->counter)) {
 		const logent *e = &r->log[r->log_start +
 		    (mv->counter - r->log_lo)];
 		if (e->len == len && memcmp(e->bytes, bytes, len) == 0)
@@ -1952,8 +1950,8 @@ equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
 	/* Nothing to compare with (the dot came in a snapshot, or left the
 	 * log): a duplicate, unless the variant comes in an evidence list,
 	 * which carries every variant of the dot. Then apply it like the
-	 * others (the union) and keep it; evid_prune() drops a dot left with
-	 * one variant. */
+	 * others (the union) and keep it; crdt__evid_prune() drops a dot left
+	 * with one variant. */
 	if (first == NULL && ev == NULL && !evidence)
 		return 0;
 	if (evid_has(ev, bytes, len))
@@ -1965,7 +1963,7 @@ equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
 	uint64_t listed = 0, causal = adm_at(d, s, mv->counter - 1);
 	for (size_t i = 0; i < mv->ndeps; i++) {
 		uint32_t ri;
-		if (rep_find(d, &d->sdeps[i].id, &ri) != 0 ||
+		if (crdt__rep_find(d, &d->sdeps[i].id, &ri) != 0 ||
 		    d->rs[ri].vc < d->sdeps[i].c)
 			return 0;
 		if (d->has_admin && ri == d->admin_idx)
@@ -2026,7 +2024,7 @@ buffered_copy(const crdt_doc *d, uint32_t m, const uint8_t *b, size_t len,
 static int
 admit_early(crdt_doc *d, const msgview *mv)
 {
-	if (!d->has_admin || is_relay(d))
+	if (!d->has_admin || crdt__is_relay(d))
 		return 0;
 	uint64_t listed = 0;
 	for (size_t i = 0; i < mv->ndeps; i++)
@@ -2044,8 +2042,8 @@ admit_early(crdt_doc *d, const msgview *mv)
  * admit (duplicate and equivocation against the log, the evidence and the
  * buffer), then apply (apply_core) or buffer, then events.
  */
-static int
-receive_msg(crdt_doc *d, const void *bytes, size_t len, void *caller,
+int
+crdt__receive_msg(crdt_doc *d, const void *bytes, size_t len, void *caller,
     bool evidence)
 {
 	msgview mv;
@@ -2053,9 +2051,9 @@ receive_msg(crdt_doc *d, const void *bytes, size_t len, void *caller,
 	dep *deps;
 	uint32_t head = UINT32_MAX;
 
-	CRDT_TRY(parse_msg(d, bytes, len, &mv, false));
+	CRDT_TRY(crdt__parse_msg(d, bytes, len, &mv, false));
 	/* Cheap duplicate test before any allocation. */
-	bool known = rep_find(d, &mv.sender, &s) == 0;
+	bool known = crdt__rep_find(d, &mv.sender, &s) == 0;
 	if (known && mv.counter <= d->rs[s].vc)
 		return equivocation(d, &mv, s, caller, evidence);
 	if (known && d->ndots > 0) {
@@ -2107,10 +2105,10 @@ receive_msg(crdt_doc *d, const void *bytes, size_t len, void *caller,
 	return rc;
 }
 
-static int
-receive_one(crdt_doc *d, const void *bytes, size_t len, void *caller)
+int
+crdt__receive_one(crdt_doc *d, const void *bytes, size_t len, void *caller)
 {
-	return receive_msg(d, bytes, len, caller, false);
+	return crdt__receive_msg(d, bytes, len, caller, false);
 }
 
 int
@@ -2120,7 +2118,7 @@ crdt_doc_receive(crdt_doc *d, const void *msg, size_t len, void *caller)
 		return CRDT_EINVAL;
 	if (d->in_txn)
 		return CRDT_ESTATE;
-	return receive_one(d, msg, len, caller);
+	return crdt__receive_one(d, msg, len, caller);
 }
 
 size_t
@@ -2209,7 +2207,7 @@ static uint64_t
 own_admin(const crdt_doc *d)
 {
 	uint32_t ai;
-	if (!d->has_admin || rep_find(d, &d->admin, &ai) != 0)
+	if (!d->has_admin || crdt__rep_find(d, &d->admin, &ai) != 0)
 		return 0;
 	return d->rs[ai].vc;
 }
@@ -2351,7 +2349,7 @@ crdt_doc_commit(crdt_doc *d, crdt_buf *msg_out)
 	if (d == NULL || msg_out == NULL)
 		return CRDT_EINVAL;
 	if (!d->in_txn || (d->signed_mode && d->ident == NULL) ||
-	    is_relay(d))
+	    crdt__is_relay(d))
 		return CRDT_ESTATE;
 	rstate *me = &d->rs[d->self_idx];
 	if (me->vc == UINT64_MAX)
@@ -2374,7 +2372,7 @@ crdt_doc_commit(crdt_doc *d, crdt_buf *msg_out)
 		msgview mv;
 		/* Apply through the same path as a remote message, so the
 		 * local state is exactly what every receiver will get. */
-		rc = parse_msg(d, m, mlen, &mv, false);
+		rc = crdt__parse_msg(d, m, mlen, &mv, false);
 		if (rc == 0)
 			rc = open_msg(d, &mv, false);
 		if (rc == 0)
@@ -2656,7 +2654,7 @@ save_body(const crdt_doc *d, crdt_buf *out, crdt_buf *tmp)
 	crdt__free(a, v, d->nbuffered * sizeof *v);
 	if (rc == 0 && seen)
 		rc = w_admin_seen(d, out);
-	return rc == 0 ? w_evidence(d, out) : rc;
+	return rc == 0 ? crdt__w_evidence(d, out) : rc;
 }
 
 int
@@ -2666,7 +2664,7 @@ crdt_doc_save(const crdt_doc *d, crdt_buf *out)
 
 	if (d == NULL || out == NULL)
 		return CRDT_EINVAL;
-	if (is_relay(d))
+	if (crdt__is_relay(d))
 		return CRDT_ESTATE; /* no content to snapshot */
 	crdt_buf_init(&tmp, &d->cfg.alloc);
 	size_t mark = out->len;
@@ -2747,8 +2745,9 @@ snapview_free(const crdt_doc *d, snapview *sv)
 }
 
 /* Read [id, c, ...] ascending into a fresh array. */
-static int
-rd_vc_pairs(const crdt_doc *d, crdt__rd *r, iddep **out, size_t *nout)
+int
+crdt__rd_vc_pairs(const crdt_doc *d, crdt__rd *r, iddep **out,
+    size_t *nout)
 {
 	size_t n;
 
@@ -2804,7 +2803,7 @@ sv_clock(const snapview *sv, const crdt_replica_id *id)
 static int
 rd_admin_seen(crdt_doc *d, crdt__rd *r, snapview *sv)
 {
-	CRDT_TRY(rd_vc_pairs(d, r, &sv->seen, &sv->nseen));
+	CRDT_TRY(crdt__rd_vc_pairs(d, r, &sv->seen, &sv->nseen));
 	if (sv->nseen == 0 || !d->has_admin)
 		return CRDT_EMALFORMED;
 	uint64_t admin = sv_clock(sv, &d->admin);
@@ -2845,7 +2844,7 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 		if (memcmp(docid, d->cfg.doc_id.bytes, CRDT_DOC_ID_BYTES) != 0)
 			return CRDT_EWRONGDOC;
 	}
-	CRDT_TRY(rd_vc_pairs(d, &r, &sv->vc, &sv->nvc));
+	CRDT_TRY(crdt__rd_vc_pairs(d, &r, &sv->vc, &sv->nvc));
 	CRDT_TRY(crdt__rd_uint(&r, &sv->hlc_max));
 	CRDT_TRY(crdt__rd_array(&r, &n));
 	if (n != d->nobjs)
@@ -2886,7 +2885,7 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 	for (size_t i = 0; i < n; i++) {
 		msgview mv;
 		CRDT_TRY(crdt__rd_blob(&r, &sv->bp[i], &sv->bl[i]));
-		CRDT_TRY(parse_msg(d, sv->bp[i], sv->bl[i], &mv, true));
+		CRDT_TRY(crdt__parse_msg(d, sv->bp[i], sv->bl[i], &mv, true));
 		crdt_dot dot = { mv.sender, mv.counter };
 		/* Ascending by dot, then bytes: both halves of an
 		 * equivocation may wait (see buffer_msg). */
@@ -2906,14 +2905,14 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 	sv->ne = n;
 	if (sv->ep == NULL || sv->el == NULL)
 		return CRDT_ENOMEM;
-	CRDT_TRY(rd_evidence(d, &r, n, sv->ep, sv->el));
+	CRDT_TRY(crdt__rd_evidence(d, &r, n, sv->ep, sv->el));
 	CRDT_TRY(crdt__rd_done(&r));
 	/* Evidence is kept and served to every sync peer: each variant must
 	 * pass what crdt_doc_receive() checks (signature, decryption, every
 	 * op), or one forged variant makes every peer refuse our frames. */
 	for (size_t i = 0; i < sv->ne; i++) {
 		msgview mv;
-		CRDT_TRY(parse_msg(d, sv->ep[i], sv->el[i], &mv, true));
+		CRDT_TRY(crdt__parse_msg(d, sv->ep[i], sv->el[i], &mv, true));
 	}
 	return 0;
 }
@@ -2921,8 +2920,8 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 /* Evidence lists (snapshots and DATA frames): n messages, ascending by
  * (dot, bytes), at least two variants a dot. A lone variant proves
  * nothing, and a list we wrote must load again. */
-static int
-rd_evidence(crdt_doc *d, crdt__rd *r, size_t n, const uint8_t **ep,
+int
+crdt__rd_evidence(crdt_doc *d, crdt__rd *r, size_t n, const uint8_t **ep,
     size_t *el)
 {
 	crdt_dot prev = { { { 0 } }, 0 };
@@ -2933,7 +2932,7 @@ rd_evidence(crdt_doc *d, crdt__rd *r, size_t n, const uint8_t **ep,
 		const uint8_t *m;
 		size_t ml;
 		CRDT_TRY(crdt__rd_blob(r, &m, &ml));
-		CRDT_TRY(parse_msg(d, m, ml, &mv, false));
+		CRDT_TRY(crdt__parse_msg(d, m, ml, &mv, false));
 		crdt_dot dot = { mv.sender, mv.counter };
 		int c = i == 0 ? 1 : crdt_dot_cmp(prev, dot);
 		if (c > 0 && i > 0)
@@ -2967,7 +2966,7 @@ evid_room(crdt_doc *d, const snapview *sv)
 	crdt_dot prev = { { { 0 } }, 0 };
 	for (size_t i = 0; i < sv->ne; i++) {
 		msgview mv;
-		CRDT_TRY(parse_msg(d, sv->ep[i], sv->el[i], &mv, false));
+		CRDT_TRY(crdt__parse_msg(d, sv->ep[i], sv->el[i], &mv, false));
 		crdt_dot dot = { mv.sender, mv.counter };
 		if ((i == 0 || crdt_dot_cmp(prev, dot) != 0) &&
 		    evid_find(d, dot, &at) == NULL)
@@ -3012,7 +3011,6 @@ merge_into_tmp(const dobj *o, void *tmp, bool *changed)
  */
 static int load_plain(crdt_doc *d, const void *snap, size_t len,
     const void *orig, size_t origlen, void *caller);
-static bool is_sealed_snapshot(const uint8_t *b, size_t len);
 static int open_sealed_snapshot(crdt_doc *d, const void *bytes, size_t len,
     crdt_buf *plain);
 
@@ -3022,9 +3020,9 @@ crdt_doc_load(crdt_doc *d, const void *snap, size_t len, void *caller)
 	if (d == NULL || snap == NULL)
 		return CRDT_EINVAL;
 	/* A relay holds no content: it cannot merge states. */
-	if (d->in_txn || is_relay(d))
+	if (d->in_txn || crdt__is_relay(d))
 		return CRDT_ESTATE;
-	if (!is_sealed_snapshot(snap, len))
+	if (!crdt__is_sealed_snapshot(snap, len))
 		return load_plain(d, snap, len, snap, len, caller);
 	crdt_buf plain;
 	crdt_buf_init(&plain, &d->cfg.alloc);
@@ -3092,7 +3090,7 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 	}
 	for (size_t i = 0; i < sv.nvc; i++) {
 		uint32_t ri = 0;
-		if (rep_find(d, &sv.vc[i].id, &ri) != 0)
+		if (crdt__rep_find(d, &sv.vc[i].id, &ri) != 0)
 			continue; /* cannot happen: interned above */
 		rstate *r = &d->rs[ri];
 		if (sv.vc[i].c <= r->vc)
@@ -3108,7 +3106,7 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 	}
 	for (size_t i = 0; i < sv.nseen; i++) {
 		uint32_t ri = 0;
-		if (rep_find(d, &sv.seen[i].id, &ri) != 0)
+		if (crdt__rep_find(d, &sv.seen[i].id, &ri) != 0)
 			continue; /* cannot happen: in the clock, interned */
 		if (sv.seen[i].c > d->rs[ri].admin_seen)
 			d->rs[ri].admin_seen = sv.seen[i].c;
@@ -3145,14 +3143,14 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 	for (size_t i = 0; i < sv.njumped; i++)
 		(void)release(d, sv.jumped[i]);
 	for (size_t i = 0; i < sv.nb; i++)
-		(void)receive_one(d, sv.bp[i], sv.bl[i], caller);
+		(void)crdt__receive_one(d, sv.bp[i], sv.bl[i], caller);
 	/* The merged state already holds the union of every variant; the
 	 * variants were verified by parse_snap() and evid_room() made sure
 	 * the dots fit. Out of memory drops a variant: every DATA frame
 	 * carries evidence, so sync brings it back. */
 	for (size_t i = 0; i < sv.ne; i++) {
 		msgview mv;
-		if (parse_msg(d, sv.ep[i], sv.el[i], &mv, false) != 0)
+		if (crdt__parse_msg(d, sv.ep[i], sv.el[i], &mv, false) != 0)
 			continue;
 		crdt_dot dot = { mv.sender, mv.counter };
 		/* Room was made before the commit point (evid_room); a
@@ -3164,48 +3162,14 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 	return 0;
 }
 
-/* ---------------------------------------------------------------- */
-/* sync protocol                                                    */
-
-int
-crdt_doc_sync_start(const crdt_doc *d, crdt_buf *out)
-{
-	if (d == NULL || out == NULL)
-		return CRDT_EINVAL;
-	size_t mark = out->len;
-	int rc = crdt__w_header(out, CRDT__KIND_HELLO, 1);
-	if (rc == 0)
-		rc = crdt__w_vc_pairs(d, out);
-	if (rc < 0)
-		out->len = mark;
-	return rc;
-}
-
-/* peer[r] for each of our replicas, from the peer's clock pairs. */
-static int
-peer_clock(const crdt_doc *d, const iddep *pairs, size_t n, uint64_t **out)
-{
-	uint64_t *p = crdt__malloc(&d->cfg.alloc, d->nrs * sizeof *p);
-	if (p == NULL)
-		return CRDT_ENOMEM;
-	memset(p, 0, d->nrs * sizeof *p);
-	for (size_t i = 0; i < n; i++) {
-		uint32_t ri;
-		if (rep_find(d, &pairs[i].id, &ri) == 0)
-			p[ri] = pairs[i].c;
-	}
-	*out = p;
-	return 0;
-}
-
-static bool
-in_log(const rstate *r, uint64_t c)
+bool
+crdt__in_log(const rstate *r, uint64_t c)
 {
 	return r->log_n > 0 && c >= r->log_lo && c < r->log_lo + r->log_n;
 }
 
-static size_t
-evid_variants(const crdt_doc *d)
+size_t
+crdt__evid_variants(const crdt_doc *d)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < d->nev; i++)
@@ -3214,392 +3178,15 @@ evid_variants(const crdt_doc *d)
 }
 
 /* [variant, ...] of every equivocated dot, ascending (dot, bytes). */
-static int
-w_evidence(const crdt_doc *d, crdt_buf *out)
+int
+crdt__w_evidence(const crdt_doc *d, crdt_buf *out)
 {
-	CRDT_TRY(crdt__w_array(out, evid_variants(d)));
+	CRDT_TRY(crdt__w_array(out, crdt__evid_variants(d)));
 	for (size_t i = 0; i < d->nev; i++)
 		for (size_t j = 0; j < d->ev[i].n; j++)
 			CRDT_TRY(crdt__w_bin(out, d->ev[i].v[j].bytes,
 			    d->ev[i].v[j].len));
 	return 0;
-}
-
-/*
- * Trust levels (security.md). A snapshot is merged state: nothing in it
- * proves who wrote what. Sync is the channel for untrusted peers, so in
- * signed mode it carries snapshots only when the application opted in
- * (sync_snapshots). In encrypted mode it carries them sealed under the
- * document key, never in plaintext (a keyless peer must read nothing):
- * the key proves a key holder sealed it, which is all that every holder
- * may write anyway unless an allowlist narrows writers to fewer than the
- * key holders; then only with the opt-in.
- */
-enum { SNAP_NONE, SNAP_PLAIN, SNAP_SEALED };
-
-static int
-sync_snap_kind(const crdt_doc *d)
-{
-	if (d->encrypted)
-		return !d->has_admin || d->sync_snaps ? SNAP_SEALED : SNAP_NONE;
-	return !d->signed_mode || d->sync_snaps ? SNAP_PLAIN : SNAP_NONE;
-}
-
-/* The snapshot field of a DATA frame, as sync_snap_kind() allows. */
-static int
-w_sync_snapshot(const crdt_doc *d, crdt_buf *out)
-{
-	crdt_buf tmp;
-	crdt_buf_init(&tmp, &d->cfg.alloc);
-	int rc = sync_snap_kind(d) == SNAP_SEALED ?
-	    crdt_doc_save_sealed(d, &tmp) :
-	    crdt_doc_save(d, &tmp);
-	if (rc == 0)
-		rc = crdt__w_bin(out, tmp.data, tmp.len);
-	crdt__memzero(tmp.data, tmp.cap);
-	crdt_buf_fini(&tmp);
-	return rc;
-}
-
-/* A DATA frame's snapshot: merged only where sync_snap_kind() allows
- * it, checked before anything in the frame is applied. */
-static int
-sync_load(crdt_doc *d, const uint8_t *snap, size_t len, void *caller)
-{
-	switch (sync_snap_kind(d)) {
-	case SNAP_NONE:
-		return CRDT_EPERM;
-	case SNAP_SEALED:
-		/* A plaintext snapshot in an encrypted document is refused
-		 * like a plaintext message. */
-		if (!is_sealed_snapshot(snap, len))
-			return CRDT_EDECRYPT;
-		break;
-	default:
-		break;
-	}
-	return crdt_doc_load(d, snap, len, caller);
-}
-
-/*
- * DATA = [2, 8, our clock, [msg, ...], snapshot | nil, evidence, flags].
- * Messages go in log order, which is an order in which this replica
- * applied them, hence causal: the peer applies them without buffering.
- * A frame carries a prefix of that order within the budget
- * (cfg.sync_max_bytes) and says CRDT__DATA_MORE when messages were left out:
- * the receiver that took something in then asks again (CRDT__DATA_REPLY), and
- * the next frame starts where the peer's new clock says. If the log no
- * longer holds everything the peer lacks, send a snapshot instead; a
- * keyless relay cannot make one, so it sends what its log holds of the
- * other replicas and says CRDT__DATA_PARTIAL.
- */
-/* Flags: CRDT__DATA_* (wire_ids.h). */
-
-/* Encoded sizes, as msgpack-c writes them (smallest form). */
-static size_t
-bin_size(size_t n)
-{
-	return n + (n < 256 ? 2 : n < 65536 ? 3 : 5);
-}
-
-static size_t
-arr_size(size_t n)
-{
-	return n < 16 ? 1 : n < 65536 ? 3 : 5;
-}
-
-static size_t
-evidence_size(const crdt_doc *d)
-{
-	size_t s = arr_size(evid_variants(d));
-	for (size_t i = 0; i < d->nev; i++)
-		for (size_t j = 0; j < d->ev[i].n; j++)
-			s += bin_size(d->ev[i].v[j].len);
-	return s;
-}
-
-/* Is the fifo entry a message the peer lacks and the log holds? */
-static const logent *
-data_pick(const crdt_doc *d, const uint64_t *peer, fifo_ent f)
-{
-	const rstate *r = &d->rs[f.r];
-	if (f.c <= peer[f.r] || !in_log(r, f.c))
-		return NULL;
-	return &r->log[r->log_start + (f.c - r->log_lo)];
-}
-
-/*
- * How many messages, in fifo order, fit in the frame after `used` bytes
- * and `elems` elements. A frame that would carry none gets the first one
- * anyway if that stays within limits.max_bytes (a small budget never
- * blocks a large message). *more: some were left out.
- */
-static int
-data_count(const crdt_doc *d, const uint64_t *peer, size_t used,
-    size_t elems, size_t *count, bool *more)
-{
-	size_t budget = d->cfg.sync_max_bytes, hard = d->cfg.limits.max_bytes;
-	size_t n = 0;
-
-	*more = false;
-	for (size_t i = 0; i < d->fifo_n; i++) {
-		const logent *e = data_pick(d, peer, d->fifo[d->fifo_start + i]);
-		if (e == NULL)
-			continue;
-		size_t sz = bin_size(e->len);
-		bool fits = used <= budget && sz <= budget - used;
-		if (!fits && n == 0)
-			fits = used <= hard && sz <= hard - used;
-		if (!fits || elems + n + 1 > d->cfg.limits.max_elems) {
-			*more = true;
-			break;
-		}
-		used += sz;
-		n++;
-	}
-	/* The next message cannot travel in any frame a peer with our
-	 * limits accepts: refuse here rather than send what it refuses. */
-	if (*more && n == 0)
-		return CRDT_ETOOBIG;
-	*count = n;
-	return 0;
-}
-
-static int
-w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
-{
-	size_t mark = out->len, npairs = 0;
-	bool complete = true;
-
-	for (size_t i = 0; i < d->nrs; i++) {
-		const rstate *r = &d->rs[i];
-		npairs += r->vc > 0;
-		if (r->vc <= peer[i])
-			continue;
-		if (!in_log(r, peer[i] + 1) || !in_log(r, r->vc))
-			complete = false;
-	}
-	CRDT_TRY(crdt__w_header(out, CRDT__KIND_DATA, 5));
-	CRDT_TRY(crdt__w_vc_pairs(d, out));
-	if (!complete && !is_relay(d) && sync_snap_kind(d) != SNAP_NONE) {
-		CRDT_TRY(crdt__w_array(out, 0));
-		CRDT_TRY(w_sync_snapshot(d, out));
-		CRDT_TRY(w_evidence(d, out));
-		CRDT_TRY(crdt__w_uint(out, flags));
-		return out->len - mark > d->cfg.limits.max_bytes ?
-		    CRDT_ETOOBIG : 0;
-	}
-	if (!complete) {
-		/* No snapshot to send (a keyless relay cannot make one; signed
-		 * mode sends none unless opted in): serve the replicas whose
-		 * lacking run the log still holds in full; the others' later
-		 * messages would only wait. */
-		for (size_t j = 0; j < d->nrs; j++) {
-			const rstate *rj = &d->rs[j];
-			if (rj->vc > peer[j] && (!in_log(rj, peer[j] + 1) ||
-			    !in_log(rj, rj->vc)))
-				peer[j] = rj->vc;
-		}
-		flags |= CRDT__DATA_PARTIAL;
-	}
-	/* fixed part: what is written, the message array's header (at most
-	 * 5 bytes), nil, the evidence and the flags (1 byte) */
-	size_t used = (out->len - mark) + 5 + 1 + evidence_size(d) + 1;
-	size_t elems = 7 + 2 * npairs + evid_variants(d), count;
-	bool more;
-	CRDT_TRY(data_count(d, peer, used, elems, &count, &more));
-	if (more)
-		flags |= CRDT__DATA_MORE;
-	CRDT_TRY(crdt__w_array(out, count));
-	for (size_t i = 0, k = 0; k < count && i < d->fifo_n; i++) {
-		const logent *e = data_pick(d, peer, d->fifo[d->fifo_start + i]);
-		if (e == NULL)
-			continue;
-		CRDT_TRY(crdt__w_bin(out, e->bytes, e->len));
-		k++;
-	}
-	CRDT_TRY(crdt__w_nil(out));
-	CRDT_TRY(w_evidence(d, out));
-	CRDT_TRY(crdt__w_uint(out, flags));
-	return out->len - mark > d->cfg.limits.max_bytes ? CRDT_ETOOBIG : 0;
-}
-
-static bool
-peer_lacks(const crdt_doc *d, const uint64_t *peer)
-{
-	for (size_t i = 0; i < d->nrs; i++)
-		if (d->rs[i].vc > peer[i])
-			return true;
-	return false;
-}
-
-/*
- * Grows with every message taken in (applied, buffered or kept as
- * evidence) and with every clock a snapshot raised: a frame that leaves
- * it unchanged brought nothing new. O(replicas + evidence), like the
- * frame's own clock.
- */
-static uint64_t
-progress_mark(const crdt_doc *d)
-{
-	uint64_t m = d->nbuffered + evid_variants(d);
-	for (size_t i = 0; i < d->nrs; i++)
-		m += d->rs[i].vc;
-	return m;
-}
-
-/*
- * Whether and what to answer. A HELLO is always answered (CRDT__DATA_REPLY:
- * its sender answers back with what we lack). A DATA frame is answered
- * when its sender lacks something of ours (or holds fewer equivocation
- * variants), or said CRDT__DATA_MORE, but only if the frame asked for it
- * (CRDT__DATA_REPLY) or brought something new: every frame of a round past the
- * third is paid for by progress, so a round always ends, also between
- * replicas that each refuse something the other holds.
- */
-static int
-reply_data(crdt_doc *d, const iddep *pairs, size_t n, bool hello,
-    unsigned in_flags, bool progressed, size_t nevid, crdt_buf *reply,
-    bool *replied)
-{
-	uint64_t *peer;
-	unsigned flags = CRDT__DATA_REPLY;
-	bool want = true;
-
-	*replied = false;
-	CRDT_TRY(peer_clock(d, pairs, n, &peer));
-	if (!hello) {
-		bool cont = progressed && (in_flags & CRDT__DATA_MORE);
-		flags = cont ? CRDT__DATA_REPLY : 0;
-		want = ((in_flags & CRDT__DATA_REPLY) || progressed) &&
-		    (cont || peer_lacks(d, peer) || evid_variants(d) > nevid);
-	}
-	int rc = 0;
-	if (want) {
-		size_t mark = reply->len;
-		rc = w_data(d, peer, flags, reply);
-		if (rc < 0)
-			reply->len = mark;
-		*replied = rc == 0;
-	}
-	crdt__free(&d->cfg.alloc, peer, d->nrs * sizeof *peer);
-	return rc;
-}
-
-/* A message of a DATA frame refused for its own content is skipped (a
- * keyless relay forwards what keyed replicas refuse); only running out
- * of memory stops the frame. */
-static bool
-data_fatal(int rc)
-{
-	return rc == CRDT_ENOMEM;
-}
-
-int
-crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
-    void *caller, crdt_buf *reply)
-{
-	crdt__rd r;
-	size_t n, nmsgs = 0;
-	uint64_t kind, ver, flags = 0;
-	iddep *pairs = NULL;
-	size_t npairs = 0;
-	const uint8_t *snap = NULL, *mstart = NULL, *estart = NULL;
-	size_t nevid = 0;
-	size_t snaplen = 0;
-	bool has_snap = false, replied = false;
-	int rc;
-
-	if (d == NULL || frame == NULL || reply == NULL)
-		return CRDT_EINVAL;
-	if (d->in_txn)
-		return CRDT_ESTATE;
-	CRDT_TRY(crdt__rd_init(&r, &d->cfg.limits, frame, len));
-	CRDT_TRY(crdt__rd_array(&r, &n));
-	CRDT_TRY(crdt__rd_uint(&r, &ver));
-	if (ver < CRDT__DOC_FORMAT_OLDEST || ver > CRDT__DOC_FORMAT_VERSION)
-		return CRDT_EVERSION;
-	CRDT_TRY(crdt__rd_uint(&r, &kind));
-	/* A version-1 DATA frame had no flags (read as 0). */
-	size_t data_n = ver == 1 ? 6 : 7;
-	if (!((kind == CRDT__KIND_HELLO && n == 3) ||
-		(kind == CRDT__KIND_DATA && n == data_n)))
-		return CRDT_EMALFORMED;
-	CRDT_TRY(rd_vc_pairs(d, &r, &pairs, &npairs));
-	rc = 0;
-	if (kind == CRDT__KIND_DATA) {
-		/* Validate every message and find the snapshot before
-		 * applying anything. */
-		/* Framing only: each message is verified when received
-		 * (verifying twice would double the cost of signed mode). */
-		rc = crdt__rd_array(&r, &nmsgs);
-		mstart = r.p;
-		for (size_t i = 0; rc == 0 && i < nmsgs; i++) {
-			const uint8_t *m;
-			size_t ml;
-			msgview mv;
-			rc = crdt__rd_blob(&r, &m, &ml);
-			if (rc == 0)
-				rc = parse_msg(d, m, ml, &mv, false);
-		}
-		if (rc == 0 && r.p < r.end && *r.p == 0xc0)
-			r.p++;
-		else if (rc == 0) {
-			rc = crdt__rd_blob(&r, &snap, &snaplen);
-			has_snap = true;
-		}
-		if (rc == 0)
-			rc = crdt__rd_array(&r, &nevid);
-		estart = r.p;
-		if (rc == 0)
-			rc = rd_evidence(d, &r, nevid, NULL, NULL);
-		if (rc == 0 && data_n == 7)
-			rc = crdt__rd_uint(&r, &flags);
-		if (rc == 0 && (flags & ~(uint64_t)CRDT__DATA_FLAGS) != 0)
-			rc = CRDT_EMALFORMED;
-	}
-	if (rc == 0)
-		rc = crdt__rd_done(&r);
-	uint64_t mark0 = progress_mark(d);
-	if (rc == 0 && has_snap)
-		rc = sync_load(d, snap, snaplen, caller);
-	if (rc == 0 && nmsgs > 0) {
-		crdt__rd mr;
-		rc = crdt__rd_init(&mr, &d->cfg.limits, mstart,
-		    (size_t)(r.end - mstart));
-		for (size_t i = 0; rc == 0 && i < nmsgs; i++) {
-			const uint8_t *m;
-			size_t ml;
-			rc = crdt__rd_blob(&mr, &m, &ml);
-			if (rc == 0 && data_fatal(receive_one(d, m, ml,
-			    caller)))
-				rc = CRDT_ENOMEM;
-		}
-	}
-	if (rc == 0 && nevid > 0) {
-		crdt__rd er;
-		rc = crdt__rd_init(&er, &d->cfg.limits, estart,
-		    (size_t)(r.end - estart));
-		for (size_t i = 0; rc == 0 && i < nevid; i++) {
-			const uint8_t *m;
-			size_t ml;
-			rc = crdt__rd_blob(&er, &m, &ml);
-			if (rc == 0 && data_fatal(receive_msg(d, m, ml, caller,
-			    true)))
-				rc = CRDT_ENOMEM;
-		}
-		evid_prune(d);
-	}
-	bool progressed = progress_mark(d) != mark0;
-	if (rc == 0)
-		rc = reply_data(d, pairs, npairs, kind == CRDT__KIND_HELLO,
-		    (unsigned)flags, progressed, nevid, reply, &replied);
-	/* The peer cannot serve what we still lack and this frame changed
-	 * nothing: say so, so the caller syncs with another replica. */
-	if (rc == 0 && (flags & CRDT__DATA_PARTIAL) && !progressed && !replied)
-		rc = CRDT_ENOTFOUND;
-	crdt__free(&d->cfg.alloc, pairs, npairs * sizeof *pairs);
-	return rc;
 }
 
 int
@@ -3610,8 +3197,8 @@ crdt_doc_log_get(const crdt_doc *d, crdt_dot dot, const uint8_t **bytes,
 
 	if (d == NULL)
 		return CRDT_EINVAL;
-	if (rep_find(d, &dot.replica, &ri) != 0 || !in_log(&d->rs[ri],
-	    dot.counter))
+	if (crdt__rep_find(d, &dot.replica, &ri) != 0 ||
+	    !crdt__in_log(&d->rs[ri], dot.counter))
 		return CRDT_ENOTFOUND;
 	const rstate *r = &d->rs[ri];
 	const logent *e = &r->log[r->log_start + (dot.counter - r->log_lo)];
@@ -3732,7 +3319,7 @@ crdt_doc_add_key(crdt_doc *d, uint32_t epoch,
 {
 	if (d == NULL || key == NULL)
 		return CRDT_EINVAL;
-	if (!d->encrypted || is_relay(d))
+	if (!d->encrypted || crdt__is_relay(d))
 		return CRDT_ESTATE;
 	CRDT_TRY(put_key(d, epoch, key));
 	if (current)
@@ -3747,7 +3334,7 @@ crdt_doc_save_sealed(const crdt_doc *d, crdt_buf *out)
 
 	if (d == NULL || out == NULL)
 		return CRDT_EINVAL;
-	if (!d->encrypted || is_relay(d))
+	if (!d->encrypted || crdt__is_relay(d))
 		return CRDT_ESTATE;
 	crdt_buf_init(&plain, &d->cfg.alloc);
 	size_t mark = out->len;
@@ -3803,8 +3390,8 @@ open_sealed_snapshot(crdt_doc *d, const void *bytes, size_t len,
 	return 0;
 }
 
-static bool
-is_sealed_snapshot(const uint8_t *b, size_t len)
+bool
+crdt__is_sealed_snapshot(const uint8_t *b, size_t len)
 {
 	return len >= 3 && b[0] == 0x93 && b[1] >= CRDT__DOC_FORMAT_OLDEST &&
 	    b[1] <= CRDT__DOC_FORMAT_VERSION &&

@@ -217,7 +217,57 @@ int crdt__stage_close(crdt_doc *d, bool one, size_t mark, int rc,
 
 /* ---- replica table (doc.c) ---- */
 
+/* The interned index of `id`, or CRDT_ENOTFOUND. O(1). */
+int crdt__rep_find(const crdt_doc *d, const crdt_replica_id *id,
+    uint32_t *idx);
 /* [id, c, id, c, ...] of every non-zero clock entry, ascending by ID. */
 int crdt__w_vc_pairs(const crdt_doc *d, crdt_buf *out);
+/* Read such pairs (ascending IDs, c >= 1) into a fresh array the caller
+ * frees (n entries); checked against the bytes left before allocating. */
+int crdt__rd_vc_pairs(const crdt_doc *d, crdt__rd *r, iddep **out,
+    size_t *nout);
+
+/* ---- ingest (doc.c) ---- */
+
+/*
+ * Decode a message's envelope into `mv` (views into `bytes`); with `ops`,
+ * also authenticate it and validate every op. Changes nothing but the
+ * dependency and plaintext scratch (d->sdeps, d->plain).
+ */
+int crdt__parse_msg(crdt_doc *d, const void *bytes, size_t len, msgview *mv,
+    bool ops);
+/* The ingest pipeline for one message (crdt_doc_receive): `evidence`
+ * when it comes in an evidence list (sync, snapshots), which carries
+ * every variant of its dot. An error return means nothing changed. */
+int crdt__receive_msg(crdt_doc *d, const void *bytes, size_t len,
+    void *caller, bool evidence);
+int crdt__receive_one(crdt_doc *d, const void *bytes, size_t len,
+    void *caller);
+/* A keyless replica of an encrypted document: it forwards sealed
+ * messages it cannot read, and holds no content. */
+bool crdt__is_relay(const crdt_doc *d);
+
+/* ---- message log (doc.c) ---- */
+
+/* Whether replica r's log holds its message c. */
+bool crdt__in_log(const rstate *r, uint64_t c);
+
+/* ---- equivocation evidence (doc.c) ---- */
+
+/* Variants kept, over every dot. */
+size_t crdt__evid_variants(const crdt_doc *d);
+/* [variant, ...] of every equivocated dot, ascending (dot, bytes). */
+int crdt__w_evidence(const crdt_doc *d, crdt_buf *out);
+/* Check an evidence list of n messages (ascending by (dot, bytes), at
+ * least two variants a dot) at `r`; with `ep`, record each message. */
+int crdt__rd_evidence(crdt_doc *d, crdt__rd *r, size_t n,
+    const uint8_t **ep, size_t *el);
+/* Drop the dots left with a single variant. */
+void crdt__evid_prune(crdt_doc *d);
+
+/* ---- snapshots (doc.c) ---- */
+
+/* Whether `b` starts like a sealed snapshot (kind 10). */
+bool crdt__is_sealed_snapshot(const uint8_t *b, size_t len);
 
 #endif /* CRDT_DOC_IMPL_H */
