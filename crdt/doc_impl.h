@@ -203,6 +203,11 @@ struct crdt_doc {
 	crdt_doc_listener l;
 };
 
+/* ---- schema (doc.c) ---- */
+
+/* Free an object of any type; o->o is NULL afterwards. */
+void crdt__obj_free(dobj *o);
+
 /* ---- transactions (doc.c) ----
  *
  * Staging: every mutation appends one op to the open transaction, or, with
@@ -217,11 +222,25 @@ int crdt__stage_close(crdt_doc *d, bool one, size_t mark, int rc,
 
 /* ---- replica table (doc.c) ---- */
 
+/* Intern `id` (found or added; CRDT_ETOOBIG past cfg.max_replicas). */
+int crdt__rep_intern(crdt_doc *d, const crdt_replica_id *id, uint32_t *idx);
+/* Forget replicas interned after the first `n` (LIFO): a refused message
+ * or snapshot must not leave its IDs in the table. */
+void crdt__unintern_to(crdt_doc *d, size_t n);
+/* Note that replica r's clock grew since our last message (its entry
+ * goes in our next message's dependencies). */
+int crdt__mark_dirty(crdt_doc *d, uint32_t r);
+
 /* The interned index of `id`, or CRDT_ENOTFOUND. O(1). */
 int crdt__rep_find(const crdt_doc *d, const crdt_replica_id *id,
     uint32_t *idx);
 /* [id, c, id, c, ...] of every non-zero clock entry, ascending by ID. */
 int crdt__w_vc_pairs(const crdt_doc *d, crdt_buf *out);
+/* [id, admin_seen, ...] of every non-zero entry, ascending by ID. This is
+ * permission state (security.md, Write permissions): a replica that
+ * catches up by snapshot must judge a writer's next message with what
+ * the writer's earlier messages established, as one that applied them. */
+int crdt__w_admin_seen(const crdt_doc *d, crdt_buf *out);
 /* Read such pairs (ascending IDs, c >= 1) into a fresh array the caller
  * frees (n entries); checked against the bytes left before allocating. */
 int crdt__rd_vc_pairs(const crdt_doc *d, crdt__rd *r, iddep **out,
@@ -246,16 +265,29 @@ int crdt__receive_one(crdt_doc *d, const void *bytes, size_t len,
 /* A keyless replica of an encrypted document: it forwards sealed
  * messages it cannot read, and holds no content. */
 bool crdt__is_relay(const crdt_doc *d);
+/* Deliver what waits on replica `first` and, transitively, on every
+ * replica whose clock that moves. */
+int crdt__release(crdt_doc *d, uint32_t first);
+/* The allowlist index of G-Set `g`, built into `t` (all or nothing), and
+ * the swap of the document's index for it. */
+int crdt__acl_build(crdt_doc *d, const crdt_gset *g, crdt__table *t);
+void crdt__acl_replace(crdt_doc *d, crdt__table *t);
 
 /* ---- message log (doc.c) ---- */
 
 /* Whether replica r's log holds its message c. */
 bool crdt__in_log(const rstate *r, uint64_t c);
+/* Empty replica r's log; its next message is `next`. */
+void crdt__log_reset(crdt_doc *d, uint32_t ri, uint64_t next);
 
 /* ---- equivocation evidence (doc.c) ---- */
 
 /* Variants kept, over every dot. */
 size_t crdt__evid_variants(const crdt_doc *d);
+/* The entry of `dot`, or NULL; *at is where it is or would go. */
+evid *crdt__evid_find(const crdt_doc *d, crdt_dot dot, size_t *at);
+/* Add variant `b` of `dot` (copied): 1 added, 0 known, or an error. */
+int crdt__evid_add(crdt_doc *d, crdt_dot dot, const uint8_t *b, size_t len);
 /* [variant, ...] of every equivocated dot, ascending (dot, bytes). */
 int crdt__w_evidence(const crdt_doc *d, crdt_buf *out);
 /* Check an evidence list of n messages (ascending by (dot, bytes), at
@@ -265,7 +297,16 @@ int crdt__rd_evidence(crdt_doc *d, crdt__rd *r, size_t n,
 /* Drop the dots left with a single variant. */
 void crdt__evid_prune(crdt_doc *d);
 
-/* ---- snapshots (doc.c) ---- */
+/* ---- epoch keys (doc.c) ---- */
+
+/* The key of `epoch`, or NULL. */
+const epoch_key *crdt__find_key(const crdt_doc *d, uint32_t epoch);
+/* Seal `plain` (n bytes) as [epoch, nonce, ciphertext] under the current
+ * epoch's key, with out's bytes from `mark` on as associated data. */
+int crdt__w_sealed(crdt_doc *d, crdt_buf *out, size_t mark,
+    const uint8_t *plain, size_t n);
+
+/* ---- snapshots (snapshot.c) ---- */
 
 /* Whether `b` starts like a sealed snapshot (kind 10). */
 bool crdt__is_sealed_snapshot(const uint8_t *b, size_t len);
