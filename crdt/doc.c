@@ -47,6 +47,7 @@ crdt__rep_intern(crdt_doc *d, const crdt_replica_id *id, uint32_t *idx)
 	void *v = d->rs;
 	CRDT_TRY(crdt__grow(a, &v, &d->caprs, d->nrs + 1, sizeof *d->rs));
 	d->rs = v;
+	CRDT_TRY(crdt__log_reserve_replicas(&d->log, d->nrs + 1));
 	CRDT_TRY(crdt__table_reserve(&d->reps, 1));
 	uint8_t *key = crdt__memdup(a, id->bytes, sizeof id->bytes);
 	if (key == NULL)
@@ -57,7 +58,7 @@ crdt__rep_intern(crdt_doc *d, const crdt_replica_id *id, uint32_t *idx)
 	rstate *r = &d->rs[d->nrs];
 	memset(r, 0, sizeof *r);
 	r->id = *id;
-	r->log_lo = 1;
+	crdt__log_add_replica(&d->log);
 	*idx = (uint32_t)d->nrs++;
 	return 0;
 }
@@ -73,11 +74,11 @@ crdt__unintern_to(crdt_doc *d, size_t n)
 		crdt__key *k = crdt__table_pop(&d->reps);
 		crdt__free(&d->cfg.alloc, k->ptr, k->len);
 		crdt__free(&d->cfg.alloc, r->heap, r->capheap * sizeof *r->heap);
-		crdt__free(&d->cfg.alloc, r->log, r->log_cap * sizeof *r->log);
 		crdt__free(&d->cfg.alloc, r->steps,
 		    r->capsteps * sizeof *r->steps);
 		d->nrs--;
 	}
+	crdt__log_drop_replicas(&d->log, n);
 }
 
 int
@@ -138,6 +139,8 @@ crdt_doc_new(const crdt_config *cfg, const crdt_replica_id *self,
 	crdt_buf_init(&d->stage, &d->cfg.alloc);
 	crdt_buf_init(&d->scratch, &d->cfg.alloc);
 	crdt_buf_init(&d->plain, &d->cfg.alloc);
+	crdt__log_init(&d->log, &d->cfg.alloc, d->cfg.log_max_msgs,
+	    d->cfg.log_max_bytes);
 	int rc = crdt__table_init(&d->reps, &d->cfg.alloc, sizeof(rep_entry));
 	if (rc == 0)
 		rc = crdt__random(d->dotkey, sizeof d->dotkey);
@@ -188,18 +191,11 @@ crdt_doc_free(crdt_doc *d)
 	for (size_t i = 0; i < d->nrs; i++) {
 		rstate *r = &d->rs[i];
 		crdt__free(&a, r->heap, r->capheap * sizeof *r->heap);
-		for (size_t j = 0; j < r->log_n; j++) {
-			logent *e = &r->log[r->log_start + j];
-			crdt__free(&a, e->bytes, e->len);
-		}
-		crdt__free(&a, r->log, r->log_cap * sizeof *r->log);
 		crdt__free(&a, r->steps, r->capsteps * sizeof *r->steps);
 	}
 	crdt__free(&a, d->rs, d->caprs * sizeof *d->rs);
 	crdt__free(&a, d->dirty, d->capdirty * sizeof *d->dirty);
-	crdt__free(&a, d->fifo, d->fifo_cap * sizeof *d->fifo);
-	for (int k = 0; k < 2; k++)
-		crdt__free(&a, d->lheap[k], d->lheap_cap[k] * sizeof *d->lheap[k]);
+	crdt__log_fini(&d->log);
 	crdt__free(&a, d->sdeps, d->capsdeps * sizeof *d->sdeps);
 	crdt_buf_fini(&d->stage);
 	crdt_buf_fini(&d->scratch);
@@ -625,224 +621,10 @@ crdt__parse_msg(crdt_doc *d, const void *bytes, size_t len, msgview *mv,
 	return mv->payload != NULL ? validate_ops(d, mv) : 0;
 }
 
-/* ---------------------------------------------------------------- */
-/* message log                                                      */
-
-/*
- * The log keeps, per replica, a contiguous run of its latest applied
- * messages; the fifo records the order in which they were applied (a
- * causal order, which DATA frames follow). Over a bound, the oldest
- * message of the replica holding the most messages (or bytes, for the
- * byte bound) goes: eviction is per writer, so one sender, however many
- * messages it pushes (a keyless relay cannot judge them), only ever
- * flushes its own history once it holds the largest share. Each push or
- * eviction costs O(log replicas); fifo entries of evicted messages are
- * skipped and compacted away, O(1) amortised.
- */
-enum { LH_MSGS = 0, LH_BYTES = 1 };
-
-
-static size_t
-lh_key(const crdt_doc *d, int k, uint32_t ri)
-{
-	return k == LH_MSGS ? d->rs[ri].log_n : d->rs[ri].log_bytes;
-}
-
-static void
-lh_set(crdt_doc *d, int k, size_t i, uint32_t ri)
-{
-	d->lheap[k][i] = ri;
-	d->rs[ri].lpos[k] = i;
-}
-
-static void
-lh_up(crdt_doc *d, int k, size_t i)
-{
-	uint32_t ri = d->lheap[k][i];
-	size_t key = lh_key(d, k, ri);
-	while (i > 0) {
-		size_t p = (i - 1) / 2;
-		if (lh_key(d, k, d->lheap[k][p]) >= key)
-			break;
-		lh_set(d, k, i, d->lheap[k][p]);
-		i = p;
-	}
-	lh_set(d, k, i, ri);
-}
-
-static void
-lh_down(crdt_doc *d, int k, size_t i)
-{
-	size_t n = d->lheap_n[k];
-	uint32_t ri = d->lheap[k][i];
-	size_t key = lh_key(d, k, ri);
-	for (;;) {
-		size_t c = 2 * i + 1;
-		if (c >= n)
-			break;
-		if (c + 1 < n && lh_key(d, k, d->lheap[k][c + 1]) >
-		    lh_key(d, k, d->lheap[k][c]))
-			c++;
-		if (lh_key(d, k, d->lheap[k][c]) <= key)
-			break;
-		lh_set(d, k, i, d->lheap[k][c]);
-		i = c;
-	}
-	lh_set(d, k, i, ri);
-}
-
-/* Replica ri's log changed size; log_n == 0 means it leaves the heaps.
- * `was_in`: it was in them before the change. Room was reserved. */
-static void
-lh_update(crdt_doc *d, uint32_t ri, bool was_in)
-{
-	for (int k = 0; k < 2; k++) {
-		if (!was_in) {
-			if (d->rs[ri].log_n == 0)
-				continue;
-			size_t i = d->lheap_n[k]++;
-			lh_set(d, k, i, ri);
-			lh_up(d, k, i);
-			continue;
-		}
-		size_t i = d->rs[ri].lpos[k];
-		if (d->rs[ri].log_n == 0) {
-			uint32_t last = d->lheap[k][--d->lheap_n[k]];
-			if (i == d->lheap_n[k])
-				continue;
-			lh_set(d, k, i, last);
-		}
-		uint32_t x = d->lheap[k][i];
-		lh_up(d, k, i);
-		lh_down(d, k, d->rs[x].lpos[k]);
-	}
-}
-
-/* Drop fifo entries of messages no longer in the log once they make up
- * half of it; the survivors keep their order. */
-static void
-fifo_compact(crdt_doc *d)
-{
-	while (d->fifo_n > 0) {
-		fifo_ent f = d->fifo[d->fifo_start];
-		if (crdt__in_log(&d->rs[f.r], f.c))
-			break;
-		d->fifo_start++;
-		d->fifo_n--;
-	}
-	if (d->fifo_n <= 2 * d->log_count + 16)
-		return;
-	size_t w = 0;
-	for (size_t i = 0; i < d->fifo_n; i++) {
-		fifo_ent f = d->fifo[d->fifo_start + i];
-		if (crdt__in_log(&d->rs[f.r], f.c))
-			d->fifo[w++] = f;
-	}
-	d->fifo_start = 0;
-	d->fifo_n = w;
-}
-
-/* Evict the oldest message of the replica that holds the most messages
- * (k = LH_MSGS) or bytes (LH_BYTES). */
-static void
-log_evict_one(crdt_doc *d, int k)
-{
-	if (d->lheap_n[k] == 0)
-		return;
-	uint32_t ri = d->lheap[k][0];
-	rstate *r = &d->rs[ri];
-	logent *e = &r->log[r->log_start];
-	d->log_count--;
-	d->log_bytes -= e->len;
-	r->log_bytes -= e->len;
-	crdt__free(&d->cfg.alloc, e->bytes, e->len);
-	r->log_start++;
-	r->log_n--;
-	r->log_lo++;
-	lh_update(d, ri, true);
-}
-
-void
-crdt__log_reset(crdt_doc *d, uint32_t ri, uint64_t next)
-{
-	rstate *r = &d->rs[ri];
-	bool was_in = r->log_n > 0;
-	for (size_t j = 0; j < r->log_n; j++) {
-		logent *e = &r->log[r->log_start + j];
-		d->log_count--;
-		d->log_bytes -= e->len;
-		crdt__free(&d->cfg.alloc, e->bytes, e->len);
-	}
-	r->log_start = r->log_n = 0;
-	r->log_bytes = 0;
-	r->log_lo = next;
-	if (was_in)
-		lh_update(d, ri, true);
-}
-
-/* Room for one more entry in replica r's log, in the fifo and in the
- * heaps; after this, log_push cannot fail. */
-static int
-log_reserve(crdt_doc *d, uint32_t ri)
-{
-	const crdt_allocator *a = &d->cfg.alloc;
-	rstate *r = &d->rs[ri];
-	if (r->log_start > 0 && r->log_start + r->log_n == r->log_cap) {
-		memmove(r->log, r->log + r->log_start,
-		    r->log_n * sizeof *r->log);
-		r->log_start = 0;
-	}
-	void *v = r->log;
-	CRDT_TRY(crdt__grow(a, &v, &r->log_cap, r->log_start + r->log_n + 1,
-	    sizeof *r->log));
-	r->log = v;
-	if (d->fifo_start > 0 && d->fifo_start + d->fifo_n == d->fifo_cap) {
-		memmove(d->fifo, d->fifo + d->fifo_start,
-		    d->fifo_n * sizeof *d->fifo);
-		d->fifo_start = 0;
-	}
-	v = d->fifo;
-	CRDT_TRY(crdt__grow(a, &v, &d->fifo_cap, d->fifo_start + d->fifo_n + 1,
-	    sizeof *d->fifo));
-	d->fifo = v;
-	for (int k = 0; k < 2; k++) {
-		v = d->lheap[k];
-		CRDT_TRY(crdt__grow(a, &v, &d->lheap_cap[k],
-		    d->lheap_n[k] + 1, sizeof *d->lheap[k]));
-		d->lheap[k] = v;
-	}
-	return 0;
-}
-
-static void
-log_push(crdt_doc *d, uint32_t ri, uint64_t c, uint8_t *bytes, size_t len)
-{
-	rstate *r = &d->rs[ri];
-	if (r->log_n == 0)
-		r->log_lo = c;
-	if (r->log_lo + r->log_n != c) {
-		/* Not contiguous (a snapshot jumped this replica): restart. */
-		crdt__log_reset(d, ri, c);
-	}
-	bool was_in = r->log_n > 0;
-	r->log[r->log_start + r->log_n++] = (logent){ bytes, len };
-	r->log_bytes += len;
-	d->fifo[d->fifo_start + d->fifo_n++] = (fifo_ent){ ri, c };
-	d->log_count++;
-	d->log_bytes += len;
-	lh_update(d, ri, was_in);
-	/* Bounded: each pass evicts one message. */
-	while (d->log_count > d->cfg.log_max_msgs ||
-	    d->log_bytes > d->cfg.log_max_bytes)
-		log_evict_one(d, d->log_count > d->cfg.log_max_msgs ?
-		    LH_MSGS : LH_BYTES);
-	fifo_compact(d);
-}
-
 size_t
 crdt_doc_log_size(const crdt_doc *d)
 {
-	return d ? d->log_count : 0;
+	return d ? d->log.count : 0;
 }
 
 /* ---------------------------------------------------------------- */
@@ -1221,7 +1003,7 @@ apply_core(crdt_doc *d, const ingest *in)
 
 	CRDT_TRY(authorise(d, &d->rs[sender].id, in->listed, in->causal));
 	if (!in->variant) {
-		CRDT_TRY(log_reserve(d, sender));
+		CRDT_TRY(crdt__log_reserve(&d->log, sender));
 		CRDT_TRY(steps_reserve(d, sender, admin_at));
 		copy = crdt__memdup(a, in->bytes, in->len);
 		if (copy == NULL)
@@ -1269,7 +1051,7 @@ apply_core(crdt_doc *d, const ingest *in)
 			    crdt_hlc_physical(&d->clock));
 	}
 	if (!in->variant)
-		log_push(d, sender, in->counter, copy, in->len);
+		crdt__log_push(&d->log, sender, in->counter, copy, in->len);
 	if (d->l.on_update != NULL)
 		d->l.on_update(d->l.ud, in->src, in->bytes, in->len,
 		    in->caller);
@@ -1412,14 +1194,12 @@ covered_variant(const crdt_doc *d, const bmsg *b)
 	const rstate *r = &d->rs[b->sender];
 	size_t at;
 	crdt_dot dot = { r->id, b->counter };
-	if (crdt__in_log(r, b->counter)) {
-		const logent *e = &r->log[r->log_start +
-		    (b->counter - r->log_lo)];
+	const logent *e = crdt__log_get(&d->log, b->sender, b->counter);
+	if (e != NULL)
 		return !(e->len == b->len &&
 		    memcmp(e->bytes, b->bytes, b->len) == 0);
-	}
-	const evid *e = crdt__evid_find(d, dot, &at);
-	return e != NULL && !evid_has(e, b->bytes, b->len);
+	const evid *ev = crdt__evid_find(d, dot, &at);
+	return ev != NULL && !evid_has(ev, b->bytes, b->len);
 }
 
 static void
@@ -1933,13 +1713,11 @@ equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
 	crdt_dot dot = { mv->sender, mv->counter };
 	const uint8_t *first = NULL;
 	size_t flen = 0, at;
-	const rstate *r = &d->rs[s];
 	const uint8_t *bytes = mv->bytes;
 	size_t len = (size_t)(mv->end - mv->bytes);
 
-	if (crdt__in_log(r, mv->counter)) {
-		const logent *e = &r->log[r->log_start +
-		    (mv->counter - r->log_lo)];
+	const logent *e = crdt__log_get(&d->log, s, mv->counter);
+	if (e != NULL) {
 		if (e->len == len && memcmp(e->bytes, bytes, len) == 0)
 			return 0;
 		first = e->bytes;
@@ -2627,12 +2405,6 @@ crdt__rd_evidence(crdt_doc *d, crdt__rd *r, size_t n, const uint8_t **ep,
 	return n > 0 && run < 2 ? CRDT_EMALFORMED : 0;
 }
 
-bool
-crdt__in_log(const rstate *r, uint64_t c)
-{
-	return r->log_n > 0 && c >= r->log_lo && c < r->log_lo + r->log_n;
-}
-
 size_t
 crdt__evid_variants(const crdt_doc *d)
 {
@@ -2662,11 +2434,11 @@ crdt_doc_log_get(const crdt_doc *d, crdt_dot dot, const uint8_t **bytes,
 
 	if (d == NULL)
 		return CRDT_EINVAL;
-	if (crdt__rep_find(d, &dot.replica, &ri) != 0 ||
-	    !crdt__in_log(&d->rs[ri], dot.counter))
+	const logent *e = NULL;
+	if (crdt__rep_find(d, &dot.replica, &ri) == 0)
+		e = crdt__log_get(&d->log, ri, dot.counter);
+	if (e == NULL)
 		return CRDT_ENOTFOUND;
-	const rstate *r = &d->rs[ri];
-	const logent *e = &r->log[r->log_start + (dot.counter - r->log_lo)];
 	if (bytes != NULL)
 		*bytes = e->bytes;
 	if (len != NULL)

@@ -10,6 +10,7 @@
  */
 #include "internal.h"
 #include "envelope.h"
+#include "msglog.h"
 #include "crdt/doc.h"
 #include "crdt/chat.h"
 #include "crdt/secure.h"
@@ -24,15 +25,7 @@ typedef struct wait {
 	uint32_t msg;
 } wait;
 
-typedef struct logent {
-	uint8_t *bytes;
-	size_t len;
-} logent;
-
-typedef struct fifo_ent {
-	uint32_t r;
-	uint64_t c;
-} fifo_ent;
+typedef crdt__logent logent;
 
 /* From counter c on, a replica's messages hold admin counter a in their
  * causal past (a step of a non-decreasing function). */
@@ -53,11 +46,6 @@ typedef struct rstate {
 	bool dirty;
 	wait *heap; /* buffered messages waiting on (this replica, c) */
 	size_t nheap, capheap;
-	uint64_t log_lo; /* counter of log[log_start] */
-	logent *log;
-	size_t log_start, log_n, log_cap;
-	size_t log_bytes; /* bytes of log[log_start ..] */
-	size_t lpos[2];   /* place in d->lheap[k] while log_n > 0 */
 } rstate;
 
 typedef struct dep {
@@ -165,13 +153,7 @@ struct crdt_doc {
 	size_t ndotslots, ndots;
 	uint8_t dotkey[16];
 
-	fifo_ent *fifo;
-	size_t fifo_start, fifo_n, fifo_cap;
-	size_t log_count, log_bytes;
-	/* Replicas with a non-empty log, max-heaps by log_n (LH_MSGS) and
-	 * by log_bytes (LH_BYTES): eviction takes from the largest. */
-	uint32_t *lheap[2];
-	size_t lheap_n[2], lheap_cap[2];
+	crdt__msglog log; /* indexed by interned replica number */
 
 	bool in_txn;
 	uint64_t txn_serial, walk_serial;
@@ -272,13 +254,6 @@ int crdt__release(crdt_doc *d, uint32_t first);
  * the swap of the document's index for it. */
 int crdt__acl_build(crdt_doc *d, const crdt_gset *g, crdt__table *t);
 void crdt__acl_replace(crdt_doc *d, crdt__table *t);
-
-/* ---- message log (doc.c) ---- */
-
-/* Whether replica r's log holds its message c. */
-bool crdt__in_log(const rstate *r, uint64_t c);
-/* Empty replica r's log; its next message is `next`. */
-void crdt__log_reset(crdt_doc *d, uint32_t ri, uint64_t next);
 
 /* ---- equivocation evidence (doc.c) ---- */
 

@@ -491,10 +491,7 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 		rstate *r = &d->rs[ri];
 		if (sv.vc[i].c <= r->vc)
 			continue;
-		if (r->log_n > 0)
-			crdt__log_reset(d, ri, sv.vc[i].c + 1);
-		else
-			r->log_lo = sv.vc[i].c + 1;
+		crdt__log_reset(&d->log, ri, sv.vc[i].c + 1);
 		r->vc = sv.vc[i].c;
 		(void)crdt__mark_dirty(d, ri); /* capacity reserved above */
 		sv.jumped[sv.njumped++] = ri;

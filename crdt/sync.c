@@ -135,12 +135,9 @@ evidence_size(const crdt_doc *d)
 
 /* Is the fifo entry a message the peer lacks and the log holds? */
 static const logent *
-data_pick(const crdt_doc *d, const uint64_t *peer, fifo_ent f)
+data_pick(const crdt_doc *d, const uint64_t *peer, crdt__fifo_ent f)
 {
-	const rstate *r = &d->rs[f.r];
-	if (f.c <= peer[f.r] || !crdt__in_log(r, f.c))
-		return NULL;
-	return &r->log[r->log_start + (f.c - r->log_lo)];
+	return f.c <= peer[f.r] ? NULL : crdt__log_get(&d->log, f.r, f.c);
 }
 
 /*
@@ -157,8 +154,10 @@ data_count(const crdt_doc *d, const uint64_t *peer, size_t used,
 	size_t n = 0;
 
 	*more = false;
-	for (size_t i = 0; i < d->fifo_n; i++) {
-		const logent *e = data_pick(d, peer, d->fifo[d->fifo_start + i]);
+	const crdt__msglog *l = &d->log;
+	for (size_t i = 0; i < l->fifo_n; i++) {
+		const logent *e = data_pick(d, peer,
+		    l->fifo[l->fifo_start + i]);
 		if (e == NULL)
 			continue;
 		size_t sz = bin_size(e->len);
@@ -180,6 +179,14 @@ data_count(const crdt_doc *d, const uint64_t *peer, size_t used,
 	return 0;
 }
 
+/* Whether the log holds all of replica r's messages past `from`. */
+static bool
+log_serves(const crdt_doc *d, uint32_t r, uint64_t from)
+{
+	return crdt__log_get(&d->log, r, from + 1) != NULL &&
+	    crdt__log_get(&d->log, r, d->rs[r].vc) != NULL;
+}
+
 static int
 w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 {
@@ -191,7 +198,7 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 		npairs += r->vc > 0;
 		if (r->vc <= peer[i])
 			continue;
-		if (!crdt__in_log(r, peer[i] + 1) || !crdt__in_log(r, r->vc))
+		if (!log_serves(d, (uint32_t)i, peer[i]))
 			complete = false;
 	}
 	CRDT_TRY(crdt__w_header(out, CRDT__KIND_DATA, 5));
@@ -211,9 +218,8 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 		 * messages would only wait. */
 		for (size_t j = 0; j < d->nrs; j++) {
 			const rstate *rj = &d->rs[j];
-			if (rj->vc > peer[j] &&
-			    (!crdt__in_log(rj, peer[j] + 1) ||
-				!crdt__in_log(rj, rj->vc)))
+			if (rj->vc > peer[j] && !log_serves(d, (uint32_t)j,
+			    peer[j]))
 				peer[j] = rj->vc;
 		}
 		flags |= CRDT__DATA_PARTIAL;
@@ -227,8 +233,10 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 	if (more)
 		flags |= CRDT__DATA_MORE;
 	CRDT_TRY(crdt__w_array(out, count));
-	for (size_t i = 0, k = 0; k < count && i < d->fifo_n; i++) {
-		const logent *e = data_pick(d, peer, d->fifo[d->fifo_start + i]);
+	const crdt__msglog *l = &d->log;
+	for (size_t i = 0, k = 0; k < count && i < l->fifo_n; i++) {
+		const logent *e = data_pick(d, peer,
+		    l->fifo[l->fifo_start + i]);
 		if (e == NULL)
 			continue;
 		CRDT_TRY(crdt__w_bin(out, e->bytes, e->len));
