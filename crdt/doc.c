@@ -139,6 +139,7 @@ crdt_doc_new(const crdt_config *cfg, const crdt_replica_id *self,
 	crdt_buf_init(&d->stage, &d->cfg.alloc);
 	crdt_buf_init(&d->scratch, &d->cfg.alloc);
 	crdt_buf_init(&d->plain, &d->cfg.alloc);
+	crdt__keys_init(&d->keys, &d->cfg.alloc);
 	crdt__log_init(&d->log, &d->cfg.alloc, d->cfg.log_max_msgs,
 	    d->cfg.log_max_bytes);
 	int rc = crdt__table_init(&d->reps, &d->cfg.alloc, sizeof(rep_entry));
@@ -207,10 +208,7 @@ crdt_doc_free(crdt_doc *d)
 		crdt__free(&a, d->ev[i].v, d->ev[i].cap * sizeof *d->ev[i].v);
 	}
 	crdt__free(&a, d->ev, d->capev * sizeof *d->ev);
-	if (d->keys != NULL) {
-		crdt__memzero(d->keys, d->capkeys * sizeof *d->keys);
-		crdt__free(&a, d->keys, d->capkeys * sizeof *d->keys);
-	}
+	crdt__keys_fini(&d->keys);
 	crdt__table_fini(&d->reps, NULL);
 	crdt__free(&a, d, sizeof *d);
 }
@@ -510,19 +508,10 @@ validate_ops(crdt_doc *d, msgview *mv)
 	return 0;
 }
 
-const epoch_key *
-crdt__find_key(const crdt_doc *d, uint32_t epoch)
-{
-	for (size_t i = 0; i < d->nkeys; i++)
-		if (d->keys[i].epoch == epoch)
-			return &d->keys[i];
-	return NULL;
-}
-
 bool
 crdt__is_relay(const crdt_doc *d)
 {
-	return d->encrypted && d->nkeys == 0;
+	return d->encrypted && d->keys.n == 0;
 }
 
 /*
@@ -550,7 +539,7 @@ open_msg(crdt_doc *d, msgview *mv, bool verify)
 		mv->opened = true;
 		return 0;
 	}
-	const epoch_key *k = crdt__find_key(d, mv->epoch);
+	const crdt__epoch_key *k = crdt__keys_find(&d->keys, mv->epoch);
 	if (k == NULL)
 		return CRDT_ENOKEY;
 	size_t plen = mv->ctlen - CRDT__TAG_BYTES;
@@ -1996,34 +1985,6 @@ dep_id_cmp(const void *x, const void *y)
 	    &((const iddep *)y)->id);
 }
 
-/* Seal `plain` (n bytes) as [epoch, nonce, ciphertext] with the bytes
- * of `out` from `mark` on (the header) as associated data. */
-int
-crdt__w_sealed(crdt_doc *d, crdt_buf *out, size_t mark,
-    const uint8_t *plain, size_t n)
-{
-	const epoch_key *k = crdt__find_key(d, d->cur_epoch);
-	uint8_t nonce[CRDT__NONCE_BYTES], adbuf[32];
-	const uint8_t *ad;
-	size_t adlen;
-	if (k == NULL)
-		return CRDT_ENOKEY;
-	/* The header, up to the payload, bound to the document. */
-	CRDT_TRY(crdt__env_ad(adbuf, CRDT__DOC_FORMAT_VERSION, &d->cfg.doc_id,
-	    out->data + mark, out->len - mark, &ad, &adlen));
-	CRDT_TRY(crdt__random(nonce, sizeof nonce));
-	CRDT_TRY(crdt__w_array(out, 3));
-	CRDT_TRY(crdt__w_uint(out, k->epoch));
-	CRDT_TRY(crdt__w_bin(out, nonce, sizeof nonce));
-	CRDT_TRY(crdt__w_bin_header(out, n + CRDT__TAG_BYTES));
-	/* Room for the ciphertext first: appending may move out->data. */
-	size_t at = out->len;
-	CRDT_TRY(crdt_buf_append(out, plain, n));
-	CRDT_TRY(crdt_buf_append(out, nonce, CRDT__TAG_BYTES));
-	return crdt__aead_seal(out->data + at, plain, n, ad, adlen, nonce,
-	    k->key);
-}
-
 /* The auth slot: nil, or [public key, Ed25519 signature of the
  * personalised BLAKE2b-256 of the message bytes before this slot]. */
 static int
@@ -2109,8 +2070,8 @@ encode_msg(crdt_doc *d, crdt_buf *out, uint64_t counter, uint64_t hlc,
 		CRDT_TRY(crdt_buf_append(&d->plain, hdr, hl));
 		CRDT_TRY(crdt_buf_append(&d->plain, d->stage.data,
 		    d->stage.len));
-		CRDT_TRY(crdt__w_sealed(d, out, mark, d->plain.data,
-		    d->plain.len));
+		CRDT_TRY(crdt__keys_seal(&d->keys, &d->cfg.doc_id, out, mark,
+		    d->plain.data, d->plain.len));
 	} else {
 		CRDT_TRY(crdt__w_bin_header(out, plen));
 		CRDT_TRY(crdt_buf_append(out, hdr, hl));
@@ -2449,38 +2410,6 @@ crdt_doc_log_get(const crdt_doc *d, crdt_dot dot, const uint8_t **bytes,
 /* ---------------------------------------------------------------- */
 /* security settings (secure.h)                                     */
 
-static int
-put_key(crdt_doc *d, uint32_t epoch, const uint8_t *key)
-{
-	for (size_t i = 0; i < d->nkeys; i++) {
-		if (d->keys[i].epoch == epoch) {
-			memcpy(d->keys[i].key, key, CRDT_DOC_KEY_BYTES);
-			return 0;
-		}
-	}
-	void *v = d->keys;
-	size_t oldcap = d->capkeys;
-	epoch_key *old = d->keys;
-	/* Grow by copy so the old block can be wiped, not just freed. */
-	if (d->nkeys == d->capkeys) {
-		size_t ncap = oldcap ? oldcap * 2 : 4;
-		v = crdt__malloc(&d->cfg.alloc, ncap * sizeof *d->keys);
-		if (v == NULL)
-			return CRDT_ENOMEM;
-		if (old != NULL) {
-			memcpy(v, old, d->nkeys * sizeof *old);
-			crdt__memzero(old, oldcap * sizeof *old);
-			crdt__free(&d->cfg.alloc, old, oldcap * sizeof *old);
-		}
-		d->keys = v;
-		d->capkeys = ncap;
-	}
-	d->keys[d->nkeys].epoch = epoch;
-	memcpy(d->keys[d->nkeys].key, key, CRDT_DOC_KEY_BYTES);
-	d->nkeys++;
-	return 0;
-}
-
 int
 crdt_doc_set_security(crdt_doc *d, const crdt_doc_security *s)
 {
@@ -2506,12 +2435,10 @@ crdt_doc_set_security(crdt_doc *d, const crdt_doc_security *s)
 		CRDT_TRY(crdt_replica_id_from_public_key(s->admin_key,
 		    &admin));
 	}
-	if (s->key != NULL && crdt__find_key(d, s->epoch) == NULL &&
-	    d->nkeys == d->capkeys) {
-		/* Room for the key first: put_key then cannot fail. */
-		CRDT_TRY(put_key(d, s->epoch, s->key));
-		d->nkeys--; /* added back below, after the admin steps */
-		crdt__memzero(d->keys[d->nkeys].key, CRDT_DOC_KEY_BYTES);
+	if (s->key != NULL && crdt__keys_find(&d->keys, s->epoch) == NULL) {
+		/* Room for the key first: it is put after the admin steps,
+		 * where it cannot fail. */
+		CRDT_TRY(crdt__keys_reserve(&d->keys));
 	}
 	if (s->admin_key != NULL) {
 		uint32_t ai, on;
@@ -2538,7 +2465,7 @@ crdt_doc_set_security(crdt_doc *d, const crdt_doc_security *s)
 		d->has_admin = true;
 	}
 	if (s->key != NULL) {
-		int krc = put_key(d, s->epoch, s->key);
+		int krc = crdt__keys_put(&d->keys, s->epoch, s->key);
 		assert(krc == 0); /* room reserved above */
 		(void)krc;
 	}
@@ -2546,7 +2473,7 @@ crdt_doc_set_security(crdt_doc *d, const crdt_doc_security *s)
 	d->sync_snaps = s->sync_snapshots;
 	d->ident = s->identity;
 	d->encrypted = s->encrypted;
-	d->cur_epoch = s->epoch;
+	d->keys.cur = s->epoch;
 	return 0;
 }
 
@@ -2558,9 +2485,9 @@ crdt_doc_add_key(crdt_doc *d, uint32_t epoch,
 		return CRDT_EINVAL;
 	if (!d->encrypted || crdt__is_relay(d))
 		return CRDT_ESTATE;
-	CRDT_TRY(put_key(d, epoch, key));
+	CRDT_TRY(crdt__keys_put(&d->keys, epoch, key));
 	if (current)
-		d->cur_epoch = epoch;
+		d->keys.cur = epoch;
 	return 0;
 }
 

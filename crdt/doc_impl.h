@@ -10,6 +10,7 @@
  */
 #include "internal.h"
 #include "envelope.h"
+#include "keyring.h"
 #include "msglog.h"
 #include "crdt/doc.h"
 #include "crdt/chat.h"
@@ -114,11 +115,6 @@ typedef struct acl_ent {
 	size_t pend; /* records being made room for (acl_prepare) */
 } acl_ent;
 
-typedef struct epoch_key {
-	uint32_t epoch;
-	uint8_t key[CRDT_DOC_KEY_BYTES];
-} epoch_key;
-
 typedef crdt__iddep iddep;
 
 /* Open-addressed (replica, counter) -> buffered message, for dedup. */
@@ -165,10 +161,7 @@ struct crdt_doc {
 	bool signed_mode, encrypted;
 	bool sync_snaps; /* crdt_doc_security.sync_snapshots */
 	const crdt_identity *ident;
-	epoch_key *keys;
-	size_t nkeys, capkeys;
-	uint32_t cur_epoch;
-	bool has_cur;
+	crdt__keyring keys;
 	crdt_buf plain; /* opened payload of the message being handled */
 	evid *ev;       /* equivocated dots, ascending by dot */
 	size_t nev, capev, ev_bytes;
@@ -271,15 +264,6 @@ int crdt__rd_evidence(crdt_doc *d, crdt__rd *r, size_t n,
     const uint8_t **ep, size_t *el);
 /* Drop the dots left with a single variant. */
 void crdt__evid_prune(crdt_doc *d);
-
-/* ---- epoch keys (doc.c) ---- */
-
-/* The key of `epoch`, or NULL. */
-const epoch_key *crdt__find_key(const crdt_doc *d, uint32_t epoch);
-/* Seal `plain` (n bytes) as [epoch, nonce, ciphertext] under the current
- * epoch's key, with out's bytes from `mark` on as associated data. */
-int crdt__w_sealed(crdt_doc *d, crdt_buf *out, size_t mark,
-    const uint8_t *plain, size_t n);
 
 /* ---- snapshots (snapshot.c) ---- */
 

@@ -134,7 +134,7 @@ crdt_doc_save_sealed(const crdt_doc *d, crdt_buf *out)
 	if (rc == 0)
 		rc = crdt__w_header(out, CRDT__KIND_SEALED_SNAP, 1);
 	if (rc == 0)
-		rc = crdt__w_sealed((crdt_doc *)(uintptr_t)d, out, mark,
+		rc = crdt__keys_seal(&d->keys, &d->cfg.doc_id, out, mark,
 		    plain.data, plain.len);
 	crdt__memzero(plain.data, plain.cap);
 	crdt_buf_fini(&plain);
@@ -584,7 +584,7 @@ open_sealed_snapshot(crdt_doc *d, const void *bytes, size_t len,
 	if (ep > UINT32_MAX || nl != CRDT__NONCE_BYTES ||
 	    ctlen < CRDT__TAG_BYTES)
 		return CRDT_EMALFORMED;
-	const epoch_key *k = crdt__find_key(d, (uint32_t)ep);
+	const crdt__epoch_key *k = crdt__keys_find(&d->keys, (uint32_t)ep);
 	if (k == NULL)
 		return CRDT_ENOKEY;
 	CRDT_TRY(crdt_buf_append(plain, ct, ctlen));
