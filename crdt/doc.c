@@ -34,6 +34,13 @@ crdt__rep_find(const crdt_doc *d, const crdt_replica_id *id,
 	return 0;
 }
 
+uint32_t
+crdt__rep_index(const crdt_doc *d, const crdt_replica_id *id)
+{
+	uint32_t r;
+	return crdt__rep_find(d, id, &r) == 0 ? r : UINT32_MAX;
+}
+
 int
 crdt__rep_intern(crdt_doc *d, const crdt_replica_id *id, uint32_t *idx)
 {
@@ -140,6 +147,8 @@ crdt_doc_new(const crdt_config *cfg, const crdt_replica_id *self,
 	crdt_buf_init(&d->scratch, &d->cfg.alloc);
 	crdt_buf_init(&d->plain, &d->cfg.alloc);
 	crdt__keys_init(&d->keys, &d->cfg.alloc);
+	crdt__ev_init(&d->ev, &d->cfg.alloc, d->cfg.max_buffered_msgs,
+	    d->cfg.max_variants, d->cfg.max_evidence_bytes);
 	crdt__log_init(&d->log, &d->cfg.alloc, d->cfg.log_max_msgs,
 	    d->cfg.log_max_bytes);
 	int rc = crdt__table_init(&d->reps, &d->cfg.alloc, sizeof(rep_entry));
@@ -202,12 +211,7 @@ crdt_doc_free(crdt_doc *d)
 	crdt_buf_fini(&d->scratch);
 	crdt_buf_fini(&d->plain);
 	crdt__table_fini(&d->acl, acl_ent_fini);
-	for (size_t i = 0; i < d->nev; i++) {
-		for (size_t j = 0; j < d->ev[i].n; j++)
-			crdt__free(&a, d->ev[i].v[j].bytes, d->ev[i].v[j].len);
-		crdt__free(&a, d->ev[i].v, d->ev[i].cap * sizeof *d->ev[i].v);
-	}
-	crdt__free(&a, d->ev, d->capev * sizeof *d->ev);
+	crdt__ev_fini(&d->ev);
 	crdt__keys_fini(&d->keys);
 	crdt__table_fini(&d->reps, NULL);
 	crdt__free(&a, d, sizeof *d);
@@ -1176,7 +1180,6 @@ dot_unlink(crdt_doc *d, uint32_t m)
 
 /* Is buffered message m, whose dot is applied meanwhile, a variant the
  * equivocation rule takes (rather than a copy of what is applied)? */
-static bool evid_has(const evid *e, const uint8_t *b, size_t len);
 static bool
 covered_variant(const crdt_doc *d, const bmsg *b)
 {
@@ -1187,8 +1190,8 @@ covered_variant(const crdt_doc *d, const bmsg *b)
 	if (e != NULL)
 		return !(e->len == b->len &&
 		    memcmp(e->bytes, b->bytes, b->len) == 0);
-	const evid *ev = crdt__evid_find(d, dot, &at);
-	return ev != NULL && !evid_has(ev, b->bytes, b->len);
+	const crdt__evid *ev = crdt__ev_find(&d->ev, dot, &at);
+	return ev != NULL && !crdt__ev_has(ev, b->bytes, b->len);
 }
 
 static void
@@ -1502,186 +1505,6 @@ intern_deps(crdt_doc *d, const msgview *mv, uint32_t *sender, bool known,
 }
 
 
-static int
-bytes_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
-{
-	return crdt__key_cmp(a, al, b, bl);
-}
-
-evid *
-crdt__evid_find(const crdt_doc *d, crdt_dot dot, size_t *at)
-{
-	size_t lo = 0, hi = d->nev;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (crdt_dot_cmp(d->ev[mid].dot, dot) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*at = lo;
-	return lo < d->nev && crdt_dot_cmp(d->ev[lo].dot, dot) == 0 ?
-	    &d->ev[lo] :
-	    NULL;
-}
-
-static bool
-evid_has(const evid *e, const uint8_t *b, size_t len)
-{
-	for (size_t i = 0; e != NULL && i < e->n; i++)
-		if (bytes_cmp(e->v[i].bytes, e->v[i].len, b, len) == 0)
-			return true;
-	return false;
-}
-
-/*
- * Would `len` more bytes of evidence for `dot` fit? Per dot at most
- * max_variants variants, per signer a quarter of max_evidence_bytes, in
- * all max_evidence_bytes and max_buffered_msgs dots. One signer that
- * equivocates without end thus fills only its own share, and what every
- * replica keeps (and puts in snapshots and DATA frames) stays well under
- * max_bytes. Checked before any allocation or signature check.
- */
-static int
-evid_fits(const crdt_doc *d, crdt_dot dot, size_t len, size_t more)
-{
-	size_t at;
-	const evid *e = crdt__evid_find(d, dot, &at);
-	uint32_t r;
-	size_t cap = d->cfg.max_evidence_bytes;
-	if (e == NULL && d->nev >= d->cfg.max_buffered_msgs)
-		return CRDT_EBUFFULL; /* bounded like the buffer */
-	if ((e ? e->n : 0) + more > d->cfg.max_variants)
-		return CRDT_ETOOBIG;
-	if (len > cap - CRDT_MIN(cap, d->ev_bytes))
-		return CRDT_ETOOBIG;
-	if (crdt__rep_find(d, &dot.replica, &r) == 0 &&
-	    len > cap / 4 - CRDT_MIN(cap / 4, d->rs[r].ev_bytes))
-		return CRDT_ETOOBIG;
-	return 0;
-}
-
-/* Add variant `b` of `dot` (copied) to the evidence; 1 = added, 0 = known.
- * The vector grows geometrically and is freed with the size it has, so
- * insertion is linear only in the (bounded) variants of one dot. */
-int
-crdt__evid_add(crdt_doc *d, crdt_dot dot, const uint8_t *b, size_t len)
-{
-	const crdt_allocator *a = &d->cfg.alloc;
-	size_t at;
-	evid *e = crdt__evid_find(d, dot, &at);
-	if (evid_has(e, b, len))
-		return 0;
-	CRDT_TRY(evid_fits(d, dot, len, 1));
-	if (e == NULL) {
-		void *nv = d->ev;
-		CRDT_TRY(crdt__grow(a, &nv, &d->capev, d->nev + 1,
-		    sizeof *d->ev));
-		d->ev = nv;
-	}
-	logent *v = e ? e->v : NULL;
-	size_t cap = e ? e->cap : 0;
-	void *vv = v;
-	CRDT_TRY(crdt__grow(a, &vv, &cap, (e ? e->n : 0) + 1, sizeof *v));
-	v = vv;
-	uint8_t *copy = crdt__memdup(a, b, len);
-	if (copy == NULL) {
-		if (e == NULL)
-			crdt__free(a, v, cap * sizeof *v);
-		else {
-			e->v = v;
-			e->cap = cap;
-		}
-		return CRDT_ENOMEM;
-	}
-	if (e == NULL) {
-		memmove(&d->ev[at + 1], &d->ev[at],
-		    (d->nev - at) * sizeof *d->ev);
-		d->nev++;
-		e = &d->ev[at];
-		memset(e, 0, sizeof *e);
-		e->dot = dot;
-		uint32_t r;
-		e->r = crdt__rep_find(d, &dot.replica, &r) == 0 ?
-		    r : UINT32_MAX;
-	}
-	e->v = v;
-	e->cap = cap;
-	size_t i = 0;
-	while (i < e->n && bytes_cmp(e->v[i].bytes, e->v[i].len, b, len) < 0)
-		i++;
-	memmove(&e->v[i + 1], &e->v[i], (e->n - i) * sizeof *e->v);
-	e->v[i] = (logent){ copy, len };
-	e->n++;
-	e->bytes += len;
-	d->ev_bytes += len;
-	if (e->r != UINT32_MAX)
-		d->rs[e->r].ev_bytes += len;
-	return 1;
-}
-
-/* Free one variant's bytes and take them off the counts. */
-static void
-evid_drop_bytes(crdt_doc *d, evid *e, size_t i)
-{
-	size_t len = e->v[i].len;
-	crdt__free(&d->cfg.alloc, e->v[i].bytes, len);
-	e->bytes -= len;
-	d->ev_bytes -= len;
-	if (e->r != UINT32_MAX)
-		d->rs[e->r].ev_bytes -= len;
-}
-
-/* Free dot entry `e` (its variants and vector). */
-static void
-evid_free(crdt_doc *d, evid *e)
-{
-	for (size_t j = 0; j < e->n; j++)
-		evid_drop_bytes(d, e, j);
-	crdt__free(&d->cfg.alloc, e->v, e->cap * sizeof *e->v);
-}
-
-/* Remove variant `b` of `dot`; an entry left with one variant is no
- * evidence of anything and goes too. */
-static void
-evid_remove(crdt_doc *d, crdt_dot dot, const uint8_t *b, size_t len)
-{
-	size_t at;
-	evid *e = crdt__evid_find(d, dot, &at);
-	if (e == NULL)
-		return;
-	for (size_t i = 0; i < e->n; i++) {
-		if (bytes_cmp(e->v[i].bytes, e->v[i].len, b, len) != 0)
-			continue;
-		evid_drop_bytes(d, e, i);
-		memmove(&e->v[i], &e->v[i + 1], (e->n - i - 1) * sizeof *e->v);
-		e->n--;
-		break;
-	}
-	if (e->n <= 1) {
-		evid_free(d, e);
-		memmove(&d->ev[at], &d->ev[at + 1],
-		    (d->nev - at - 1) * sizeof *d->ev);
-		d->nev--;
-	}
-}
-
-/* Drop the dots left with a single variant (see equivocation()). */
-void
-crdt__evid_prune(crdt_doc *d)
-{
-	size_t k = 0;
-	for (size_t i = 0; i < d->nev; i++) {
-		evid *e = &d->ev[i];
-		if (e->n >= 2) {
-			d->ev[k++] = *e;
-			continue;
-		}
-		evid_free(d, e);
-	}
-	d->nev = k;
-}
-
 /*
  * A message whose dot is already applied. Byte-identical: a duplicate.
  * Different: an equivocation. The resolution must not depend on which
@@ -1712,18 +1535,18 @@ equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
 		first = e->bytes;
 		flen = e->len;
 	}
-	evid *ev = crdt__evid_find(d, dot, &at);
+	crdt__evid *ev = crdt__ev_find(&d->ev, dot, &at);
 	/* Nothing to compare with (the dot came in a snapshot, or left the
 	 * log): a duplicate, unless the variant comes in an evidence list,
 	 * which carries every variant of the dot. Then apply it like the
-	 * others (the union) and keep it; crdt__evid_prune() drops a dot left
+	 * others (the union) and keep it; crdt__ev_prune() drops a dot left
 	 * with one variant. */
 	if (first == NULL && ev == NULL && !evidence)
 		return 0;
-	if (evid_has(ev, bytes, len))
+	if (crdt__ev_has(ev, bytes, len))
 		return 0;
-	bool need_first = first != NULL && !evid_has(ev, first, flen);
-	CRDT_TRY(evid_fits(d, dot, len + (need_first ? flen : 0),
+	bool need_first = first != NULL && !crdt__ev_has(ev, first, flen);
+	CRDT_TRY(crdt__ev_fits(&d->ev, dot, s, len + (need_first ? flen : 0),
 	    need_first ? 2 : 1));
 	CRDT_TRY(open_msg(d, mv, true));
 	uint64_t listed = 0, causal = adm_at(d, s, mv->counter - 1);
@@ -1738,14 +1561,14 @@ equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
 	}
 	int fadded = 0;
 	if (first != NULL) {
-		fadded = crdt__evid_add(d, dot, first, flen);
+		fadded = crdt__ev_add(&d->ev, dot, s, first, flen);
 		if (fadded < 0)
 			return fadded;
 	}
-	int added = crdt__evid_add(d, dot, bytes, len);
+	int added = crdt__ev_add(&d->ev, dot, s, bytes, len);
 	if (added < 0) {
 		if (fadded == 1)
-			evid_remove(d, dot, first, flen);
+			crdt__ev_remove(&d->ev, dot, first, flen);
 		return added;
 	}
 	ingest in = { s, mv->counter, mv->hlc, bytes, len, mv->payload,
@@ -1755,9 +1578,9 @@ equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
 	if (rc < 0) {
 		/* Refused: the variant is not evidence of anything, and
 		 * nothing changed. */
-		evid_remove(d, dot, bytes, len);
+		crdt__ev_remove(&d->ev, dot, bytes, len);
 		if (fadded == 1)
-			evid_remove(d, dot, first, flen);
+			crdt__ev_remove(&d->ev, dot, first, flen);
 		return rc;
 	}
 	return 0;
@@ -2347,7 +2170,7 @@ crdt__rd_evidence(crdt_doc *d, crdt__rd *r, size_t n, const uint8_t **ep,
 		int c = i == 0 ? 1 : crdt_dot_cmp(prev, dot);
 		if (c > 0 && i > 0)
 			return CRDT_EMALFORMED;
-		if (c == 0 && bytes_cmp(pp, pl, m, ml) >= 0)
+		if (c == 0 && crdt__key_cmp(pp, pl, m, ml) >= 0)
 			return CRDT_EMALFORMED;
 		if (c != 0) {
 			if (i > 0 && run < 2)
@@ -2364,27 +2187,6 @@ crdt__rd_evidence(crdt_doc *d, crdt__rd *r, size_t n, const uint8_t **ep,
 		}
 	}
 	return n > 0 && run < 2 ? CRDT_EMALFORMED : 0;
-}
-
-size_t
-crdt__evid_variants(const crdt_doc *d)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < d->nev; i++)
-		n += d->ev[i].n;
-	return n;
-}
-
-/* [variant, ...] of every equivocated dot, ascending (dot, bytes). */
-int
-crdt__w_evidence(const crdt_doc *d, crdt_buf *out)
-{
-	CRDT_TRY(crdt__w_array(out, crdt__evid_variants(d)));
-	for (size_t i = 0; i < d->nev; i++)
-		for (size_t j = 0; j < d->ev[i].n; j++)
-			CRDT_TRY(crdt__w_bin(out, d->ev[i].v[j].bytes,
-			    d->ev[i].v[j].len));
-	return 0;
 }
 
 int

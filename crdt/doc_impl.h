@@ -12,6 +12,7 @@
 #include "envelope.h"
 #include "keyring.h"
 #include "msglog.h"
+#include "evidence.h"
 #include "crdt/doc.h"
 #include "crdt/chat.h"
 #include "crdt/secure.h"
@@ -42,7 +43,6 @@ typedef struct rstate {
 	uint64_t admin_seen; /* admin counter in this replica's causal past */
 	admstep *steps; /* admin_seen by counter, ascending (allowlist only) */
 	size_t nsteps, capsteps;
-	size_t ev_bytes; /* equivocation evidence this signer holds */
 	size_t buf_bytes; /* causal buffer bytes this sender holds */
 	bool dirty;
 	wait *heap; /* buffered messages waiting on (this replica, c) */
@@ -93,15 +93,6 @@ typedef struct msgview {
 	size_t ctlen;
 	const uint8_t *end;
 } msgview;
-
-/* Equivocation evidence: every variant seen of one dot, ascending bytes. */
-typedef struct evid {
-	crdt_dot dot;
-	logent *v;
-	size_t n, cap;
-	uint32_t r; /* signer's replica index its bytes count to, or none */
-	size_t bytes;
-} evid;
 
 typedef struct acl_change {
 	uint64_t c; /* admin counter of the grant / revoke */
@@ -163,8 +154,7 @@ struct crdt_doc {
 	const crdt_identity *ident;
 	crdt__keyring keys;
 	crdt_buf plain; /* opened payload of the message being handled */
-	evid *ev;       /* equivocated dots, ascending by dot */
-	size_t nev, capev, ev_bytes;
+	crdt__evstore ev; /* equivocation evidence */
 	/* write permissions: allowlist history per writer, by admin counter */
 	bool has_admin;
 	crdt_replica_id admin;
@@ -209,6 +199,8 @@ int crdt__mark_dirty(crdt_doc *d, uint32_t r);
 /* The interned index of `id`, or CRDT_ENOTFOUND. O(1). */
 int crdt__rep_find(const crdt_doc *d, const crdt_replica_id *id,
     uint32_t *idx);
+/* The same, UINT32_MAX when `id` is not interned. */
+uint32_t crdt__rep_index(const crdt_doc *d, const crdt_replica_id *id);
 /* [id, c, id, c, ...] of every non-zero clock entry, ascending by ID. */
 int crdt__w_vc_pairs(const crdt_doc *d, crdt_buf *out);
 /* [id, admin_seen, ...] of every non-zero entry, ascending by ID. This is
@@ -248,22 +240,12 @@ int crdt__release(crdt_doc *d, uint32_t first);
 int crdt__acl_build(crdt_doc *d, const crdt_gset *g, crdt__table *t);
 void crdt__acl_replace(crdt_doc *d, crdt__table *t);
 
-/* ---- equivocation evidence (doc.c) ---- */
+/* ---- evidence lists (doc.c; the store is evidence.h) ---- */
 
-/* Variants kept, over every dot. */
-size_t crdt__evid_variants(const crdt_doc *d);
-/* The entry of `dot`, or NULL; *at is where it is or would go. */
-evid *crdt__evid_find(const crdt_doc *d, crdt_dot dot, size_t *at);
-/* Add variant `b` of `dot` (copied): 1 added, 0 known, or an error. */
-int crdt__evid_add(crdt_doc *d, crdt_dot dot, const uint8_t *b, size_t len);
-/* [variant, ...] of every equivocated dot, ascending (dot, bytes). */
-int crdt__w_evidence(const crdt_doc *d, crdt_buf *out);
 /* Check an evidence list of n messages (ascending by (dot, bytes), at
  * least two variants a dot) at `r`; with `ep`, record each message. */
 int crdt__rd_evidence(crdt_doc *d, crdt__rd *r, size_t n,
     const uint8_t **ep, size_t *el);
-/* Drop the dots left with a single variant. */
-void crdt__evid_prune(crdt_doc *d);
 
 /* ---- snapshots (snapshot.c) ---- */
 

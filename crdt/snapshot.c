@@ -98,7 +98,7 @@ save_body(const crdt_doc *d, crdt_buf *out, crdt_buf *tmp)
 	crdt__free(a, v, d->nbuffered * sizeof *v);
 	if (rc == 0 && seen)
 		rc = crdt__w_admin_seen(d, out);
-	return rc == 0 ? crdt__w_evidence(d, out) : rc;
+	return rc == 0 ? crdt__ev_write(&d->ev, out) : rc;
 }
 
 int
@@ -364,11 +364,11 @@ evid_room(crdt_doc *d, const snapview *sv)
 		CRDT_TRY(crdt__parse_msg(d, sv->ep[i], sv->el[i], &mv, false));
 		crdt_dot dot = { mv.sender, mv.counter };
 		if ((i == 0 || crdt_dot_cmp(prev, dot) != 0) &&
-		    crdt__evid_find(d, dot, &at) == NULL)
+		    crdt__ev_find(&d->ev, dot, &at) == NULL)
 			fresh++;
 		prev = dot;
 	}
-	if (fresh > 0 && fresh > d->cfg.max_buffered_msgs - CRDT_MIN(d->nev,
+	if (fresh > 0 && fresh > d->cfg.max_buffered_msgs - CRDT_MIN(d->ev.n,
 	    d->cfg.max_buffered_msgs))
 		return CRDT_EBUFFULL;
 	return 0;
@@ -549,7 +549,8 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 		/* Room was made before the commit point (evid_room); a
 		 * variant over the evidence bounds is not kept, like any
 		 * variant past them: the snapshot itself is in. */
-		(void)crdt__evid_add(d, dot, sv.ep[i], sv.el[i]);
+		(void)crdt__ev_add(&d->ev, dot, crdt__rep_index(d,
+		    &dot.replica), sv.ep[i], sv.el[i]);
 	}
 	snapview_free(d, &sv);
 	return 0;

@@ -126,10 +126,10 @@ arr_size(size_t n)
 static size_t
 evidence_size(const crdt_doc *d)
 {
-	size_t s = arr_size(crdt__evid_variants(d));
-	for (size_t i = 0; i < d->nev; i++)
-		for (size_t j = 0; j < d->ev[i].n; j++)
-			s += bin_size(d->ev[i].v[j].len);
+	size_t s = arr_size(crdt__ev_variants(&d->ev));
+	for (size_t i = 0; i < d->ev.n; i++)
+		for (size_t j = 0; j < d->ev.v[i].n; j++)
+			s += bin_size(d->ev.v[i].v[j].len);
 	return s;
 }
 
@@ -206,7 +206,7 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 	if (!complete && !crdt__is_relay(d) && sync_snap_kind(d) != SNAP_NONE) {
 		CRDT_TRY(crdt__w_array(out, 0));
 		CRDT_TRY(w_sync_snapshot(d, out));
-		CRDT_TRY(crdt__w_evidence(d, out));
+		CRDT_TRY(crdt__ev_write(&d->ev, out));
 		CRDT_TRY(crdt__w_uint(out, flags));
 		return out->len - mark > d->cfg.limits.max_bytes ?
 		    CRDT_ETOOBIG : 0;
@@ -227,7 +227,7 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 	/* fixed part: what is written, the message array's header (at most
 	 * 5 bytes), nil, the evidence and the flags (1 byte) */
 	size_t used = (out->len - mark) + 5 + 1 + evidence_size(d) + 1;
-	size_t elems = 7 + 2 * npairs + crdt__evid_variants(d), count;
+	size_t elems = 7 + 2 * npairs + crdt__ev_variants(&d->ev), count;
 	bool more;
 	CRDT_TRY(data_count(d, peer, used, elems, &count, &more));
 	if (more)
@@ -243,7 +243,7 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 		k++;
 	}
 	CRDT_TRY(crdt__w_nil(out));
-	CRDT_TRY(crdt__w_evidence(d, out));
+	CRDT_TRY(crdt__ev_write(&d->ev, out));
 	CRDT_TRY(crdt__w_uint(out, flags));
 	return out->len - mark > d->cfg.limits.max_bytes ? CRDT_ETOOBIG : 0;
 }
@@ -266,7 +266,7 @@ peer_lacks(const crdt_doc *d, const uint64_t *peer)
 static uint64_t
 progress_mark(const crdt_doc *d)
 {
-	uint64_t m = d->nbuffered + crdt__evid_variants(d);
+	uint64_t m = d->nbuffered + crdt__ev_variants(&d->ev);
 	for (size_t i = 0; i < d->nrs; i++)
 		m += d->rs[i].vc;
 	return m;
@@ -297,7 +297,7 @@ reply_data(crdt_doc *d, const iddep *pairs, size_t n, bool hello,
 		flags = cont ? CRDT__DATA_REPLY : 0;
 		want = ((in_flags & CRDT__DATA_REPLY) || progressed) &&
 		    (cont || peer_lacks(d, peer) ||
-			crdt__evid_variants(d) > nevid);
+			crdt__ev_variants(&d->ev) > nevid);
 	}
 	int rc = 0;
 	if (want) {
@@ -413,7 +413,7 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 			    caller, true)))
 				rc = CRDT_ENOMEM;
 		}
-		crdt__evid_prune(d);
+		crdt__ev_prune(&d->ev);
 	}
 	bool progressed = progress_mark(d) != mark0;
 	if (rc == 0)
