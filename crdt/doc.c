@@ -181,7 +181,6 @@ bmsg_release(crdt_doc *d, uint32_t m)
 	d->free_bm = m;
 }
 
-static void acl_ent_fini(void *e, const crdt_allocator *a);
 
 void
 crdt_doc_free(crdt_doc *d)
@@ -210,7 +209,7 @@ crdt_doc_free(crdt_doc *d)
 	crdt_buf_fini(&d->stage);
 	crdt_buf_fini(&d->scratch);
 	crdt_buf_fini(&d->plain);
-	crdt__table_fini(&d->acl, acl_ent_fini);
+	crdt__acl_fini(&d->acl);
 	crdt__ev_fini(&d->ev);
 	crdt__keys_fini(&d->keys);
 	crdt__table_fini(&d->reps, NULL);
@@ -259,8 +258,8 @@ crdt_doc_lookup(const crdt_doc *d, const char *name, uint32_t *objn)
 static int get_obj(const crdt_doc *d, uint32_t n, crdt_obj_type type,
     const void *out);
 
-static int
-register_obj(crdt_doc *d, const char *name, crdt_obj_type type,
+int
+crdt__register_obj(crdt_doc *d, const char *name, crdt_obj_type type,
     const crdt_replica_id *server, uint32_t *objn)
 {
 	if (d == NULL || name == NULL)
@@ -294,14 +293,14 @@ crdt_doc_register(crdt_doc *d, const char *name, crdt_obj_type type,
 	if (type != CRDT_OBJ_GSET && type != CRDT_OBJ_LWW &&
 	    type != CRDT_OBJ_MAP)
 		return CRDT_EINVAL;
-	return register_obj(d, name, type, NULL, objn);
+	return crdt__register_obj(d, name, type, NULL, objn);
 }
 
 int
 crdt_doc_register_chat(crdt_doc *d, const char *name,
     const crdt_replica_id *server, uint32_t *objn)
 {
-	return register_obj(d, name, CRDT_OBJ_CHAT, server, objn);
+	return crdt__register_obj(d, name, CRDT_OBJ_CHAT, server, objn);
 }
 
 int
@@ -623,188 +622,6 @@ crdt_doc_log_size(const crdt_doc *d)
 /* ---------------------------------------------------------------- */
 /* apply                                                            */
 
-/* ---- write permissions ---- */
-
-static void
-acl_ent_fini(void *e, const crdt_allocator *a)
-{
-	acl_ent *x = e;
-	crdt__free(a, x->h, x->cap * sizeof *x->h);
-}
-
-/* Fold one allowlist record [writer, admin counter, allowed] in. */
-static int
-acl_add(crdt_doc *d, const uint8_t *rec, size_t len)
-{
-	static const crdt_limits lim = { SIZE_MAX, SIZE_MAX, SIZE_MAX, 4 };
-	crdt__rd r;
-	crdt_replica_id w;
-	acl_change ch;
-	uint64_t allowed;
-
-	CRDT_TRY(crdt__rd_init(&r, &lim, rec, len));
-	CRDT_TRY(crdt__rd_array_n(&r, 3));
-	CRDT_TRY(crdt__rd_id(&r, &w));
-	CRDT_TRY(crdt__rd_uint(&r, &ch.c));
-	CRDT_TRY(crdt__rd_uint(&r, &allowed));
-	ch.allowed = allowed != 0;
-	uint64_t h = crdt__table_hash(&d->acl, w.bytes, 16);
-	acl_ent *e = crdt__table_find(&d->acl, w.bytes, 16, h);
-	if (e == NULL) {
-		CRDT_TRY(crdt__table_reserve(&d->acl, 1));
-		uint8_t *k = crdt__memdup(&d->cfg.alloc, w.bytes, 16);
-		if (k == NULL)
-			return CRDT_ENOMEM;
-		e = crdt__table_insert(&d->acl, k, 16, h);
-	}
-	void *v = e->h;
-	CRDT_TRY(crdt__grow(&d->cfg.alloc, &v, &e->cap, e->n + 1,
-	    sizeof *e->h));
-	e->h = v;
-	size_t i = e->n;
-	/* ascending counter; at equal counters a revoke sorts last (wins) */
-	while (i > 0 && (e->h[i - 1].c > ch.c ||
-	    (e->h[i - 1].c == ch.c && !e->h[i - 1].allowed && ch.allowed))) {
-		e->h[i] = e->h[i - 1];
-		i--;
-	}
-	e->h[i] = ch;
-	e->n++;
-	return 0;
-}
-
-/* The allowlist index of G-Set `g`, built into `t` (all or nothing). */
-int
-crdt__acl_build(crdt_doc *d, const crdt_gset *g, crdt__table *t)
-{
-	crdt__table old = d->acl;
-	CRDT_TRY(crdt__table_init(&d->acl, &d->cfg.alloc, sizeof(acl_ent)));
-	int rc = 0;
-	for (size_t i = 0; rc == 0 && i < crdt_gset_size(g); i++) {
-		const crdt__key *k = crdt__gset_entry_key(g, i);
-		rc = acl_add(d, k->ptr, k->len);
-	}
-	if (rc < 0)
-		crdt__table_fini(&d->acl, acl_ent_fini);
-	else
-		*t = d->acl;
-	d->acl = old;
-	return rc;
-}
-
-/* Replace the allowlist index by one built with crdt__acl_build(). */
-void
-crdt__acl_replace(crdt_doc *d, crdt__table *t)
-{
-	crdt__table_fini(&d->acl, acl_ent_fini);
-	d->acl = *t;
-}
-
-/* Room in the index for record `rec` [writer, counter, allowed] so that
- * folding it in (acl_add) cannot fail. */
-/* The writer an allowlist record [writer, counter, allowed] is about. */
-static int
-acl_rec_writer(const uint8_t *rec, size_t len, crdt_replica_id *w)
-{
-	static const crdt_limits lim = { SIZE_MAX, SIZE_MAX, SIZE_MAX, 4 };
-	crdt__rd r;
-	CRDT_TRY(crdt__rd_init(&r, &lim, rec, len));
-	CRDT_TRY(crdt__rd_array_n(&r, 3));
-	return crdt__rd_id(&r, w);
-}
-
-static int
-acl_room(crdt_doc *d, const uint8_t *rec, size_t len)
-{
-	crdt_replica_id w;
-	CRDT_TRY(acl_rec_writer(rec, len, &w));
-	uint64_t h = crdt__table_hash(&d->acl, w.bytes, 16);
-	acl_ent *e = crdt__table_find(&d->acl, w.bytes, 16, h);
-	if (e == NULL) {
-		/* An entry with no history reads as "not allowed", the same
-		 * as no entry, so it may stay if the message is refused. */
-		CRDT_TRY(crdt__table_reserve(&d->acl, 1));
-		uint8_t *k = crdt__memdup(&d->cfg.alloc, w.bytes, 16);
-		if (k == NULL)
-			return CRDT_ENOMEM;
-		e = crdt__table_insert(&d->acl, k, 16, h);
-		e->h = NULL;
-		e->n = e->cap = e->pend = 0;
-	}
-	void *v = e->h;
-	CRDT_TRY(crdt__grow(&d->cfg.alloc, &v, &e->cap, e->n + e->pend + 1,
-	    sizeof *e->h));
-	e->h = v;
-	e->pend++;
-	return 0;
-}
-
-/*
- * Make room in the allowlist index for every allowlist record the
- * message's ops added (the undo log), before the commit point: the index
- * is then updated with the state, at every commit and receive, and
- * crdt_doc_allowed() never rebuilds or allocates.
- */
-static int
-acl_prepare(crdt_doc *d)
-{
-	if (!d->has_admin)
-		return 0;
-	int rc = 0;
-	for (size_t i = 0; rc == 0 && i < d->undo.n; i++) {
-		const crdt__undo_rec *u = &d->undo.v[i];
-		if (!d->objs[u->obj].acl || u->kind != CRDT__UNDO_GSET_NEW)
-			continue;
-		const crdt__key *k = crdt__gset_entry_key(u->target, u->idx);
-		rc = acl_room(d, k->ptr, k->len);
-	}
-	for (size_t i = 0; i < d->undo.n; i++) {
-		const crdt__undo_rec *u = &d->undo.v[i];
-		if (!d->objs[u->obj].acl || u->kind != CRDT__UNDO_GSET_NEW)
-			continue;
-		const crdt__key *k = crdt__gset_entry_key(u->target, u->idx);
-		crdt_replica_id w;
-		if (acl_rec_writer(k->ptr, k->len, &w) != 0)
-			continue;
-		uint64_t h = crdt__table_hash(&d->acl, w.bytes, 16);
-		acl_ent *e = crdt__table_find(&d->acl, w.bytes, 16, h);
-		if (e != NULL)
-			e->pend = 0;
-	}
-	return rc;
-}
-
-/*
- * Is `w` allowed to write, judged by the allowlist as of admin counter
- * `a` (what the message's causal past holds of the admin's history)?
- * The answer depends only on the message and its causal past, so every
- * replica gives the same one. The admin is always allowed.
- */
-static int
-acl_check(crdt_doc *d, const crdt_replica_id *w, uint64_t a)
-{
-	if (!d->has_admin || crdt_replica_id_cmp(w, &d->admin) == 0)
-		return 0;
-	uint64_t h = crdt__table_hash(&d->acl, w->bytes, 16);
-	const acl_ent *e = crdt__table_find(&d->acl, w->bytes, 16, h);
-	bool ok = false;
-	for (size_t i = 0; e != NULL && i < e->n && e->h[i].c <= a; i++)
-		ok = e->h[i].allowed;
-	return ok ? 0 : CRDT_EPERM;
-}
-
-/* The admin counter a message lists among its dependencies (0 if none). */
-static uint64_t
-listed_admin(const crdt_doc *d, const dep *deps, size_t n)
-{
-	if (!d->has_admin)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (deps[i].r == d->admin_idx)
-			return deps[i].c;
-	return 0;
-}
-
 static void
 emit_changes(crdt_doc *d, crdt_dot dot)
 {
@@ -820,8 +637,10 @@ emit_changes(crdt_doc *d, crdt_dot dot)
 			if (u->kind == CRDT__UNDO_GSET_NEW) {
 				const crdt__key *ak = crdt__gset_entry_key(
 				    u->target, u->idx);
-				/* Cannot fail: acl_prepare made room. */
-				int arc = acl_add(d, ak->ptr, ak->len);
+				/* Cannot fail: crdt__authz_prepare made
+				 * room. */
+				int arc = crdt__acl_add(&d->acl, ak->ptr,
+				    ak->len);
 				assert(arc == 0);
 				(void)arc;
 			}
@@ -876,90 +695,6 @@ emit_changes(crdt_doc *d, crdt_dot dot)
 	}
 }
 
-/*
- * The admin counter in the causal past of message (r, c): the admin's own
- * message c holds c; another replica's holds what its message c (or the
- * last before it that raised the value) recorded when it was applied. A
- * replica known only from a snapshot has no steps below its clock: 0.
- */
-static uint64_t
-adm_at(const crdt_doc *d, uint32_t r, uint64_t c)
-{
-	if (c == 0 || !d->has_admin)
-		return 0;
-	if (r == d->admin_idx)
-		return c;
-	const rstate *s = &d->rs[r];
-	size_t lo = 0, hi = s->nsteps;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (s->steps[mid].c <= c)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo > 0 ? s->steps[lo - 1].a : 0;
-}
-
-/* What a ready message's whole causal past holds of the admin's history:
- * its sender's previous message and every dependency, each of which
- * carries its own causal past (so the maximum is transitive). */
-static uint64_t
-causal_admin(const crdt_doc *d, uint32_t sender, uint64_t counter,
-    const dep *deps, size_t n)
-{
-	uint64_t a = adm_at(d, sender, counter - 1);
-	for (size_t i = 0; i < n; i++)
-		a = CRDT_MAX(a, adm_at(d, deps[i].r, deps[i].c));
-	return a;
-}
-
-/*
- * Authorise writer `w` whose message lists admin counter `listed` and
- * whose causal past holds `causal` (0 when not known yet). An honest
- * writer always lists all it has applied of the admin's history, which
- * is at least its causal past's; listing less hides a revocation, so it
- * is refused like the revoked write it is. Then the allowlist as of
- * `listed` decides. The admin is always allowed; a keyless relay cannot
- * read the (sealed) allowlist and leaves this to keyed replicas.
- */
-static int
-authorise(crdt_doc *d, const crdt_replica_id *w, uint64_t listed,
-    uint64_t causal)
-{
-	if (!d->has_admin || crdt__is_relay(d) ||
-	    crdt_replica_id_cmp(w, &d->admin) == 0)
-		return 0;
-	if (listed < causal)
-		return CRDT_EPERM;
-	return acl_check(d, w, listed);
-}
-
-/* Room to record that replica r's messages from now on hold `a`. */
-static int
-steps_reserve(crdt_doc *d, uint32_t r, uint64_t a)
-{
-	rstate *s = &d->rs[r];
-	if (!d->has_admin || r == d->admin_idx ||
-	    a <= (s->nsteps ? s->steps[s->nsteps - 1].a : 0))
-		return 0;
-	void *v = s->steps;
-	CRDT_TRY(crdt__grow(&d->cfg.alloc, &v, &s->capsteps, s->nsteps + 1,
-	    sizeof *s->steps));
-	s->steps = v;
-	return 0;
-}
-
-static void
-steps_push(crdt_doc *d, uint32_t r, uint64_t c, uint64_t a)
-{
-	rstate *s = &d->rs[r];
-	if (!d->has_admin || r == d->admin_idx ||
-	    a <= (s->nsteps ? s->steps[s->nsteps - 1].a : 0))
-		return;
-	s->steps[s->nsteps++] = (admstep){ c, a };
-}
-
 /* One message on its way into the state (see apply_core). */
 typedef struct ingest {
 	uint32_t sender;
@@ -994,10 +729,10 @@ apply_core(crdt_doc *d, const ingest *in)
 	uint64_t admin_at = CRDT_MAX(in->listed, in->causal);
 	uint8_t *copy = NULL;
 
-	CRDT_TRY(authorise(d, &d->rs[sender].id, in->listed, in->causal));
+	CRDT_TRY(crdt__authorise(d, &d->rs[sender].id, in->listed, in->causal));
 	if (!in->variant) {
 		CRDT_TRY(crdt__log_reserve(&d->log, sender));
-		CRDT_TRY(steps_reserve(d, sender, admin_at));
+		CRDT_TRY(crdt__steps_reserve(d, sender, admin_at));
 		copy = crdt__memdup(a, in->bytes, in->len);
 		if (copy == NULL)
 			return CRDT_ENOMEM;
@@ -1008,7 +743,7 @@ apply_core(crdt_doc *d, const ingest *in)
 	if (rc == 0 && nops > 0 && in->hlc > UINT64_MAX - (nops - 1))
 		rc = CRDT_EMALFORMED; /* op stamps hlc + i must not wrap */
 	if (rc == 0)
-		rc = acl_prepare(d);
+		rc = crdt__authz_prepare(d);
 	if (rc == 0 && !in->variant && sender != d->self_idx &&
 	    d->rs[sender].vc < in->counter)
 		rc = crdt__mark_dirty(d, sender);
@@ -1023,7 +758,7 @@ apply_core(crdt_doc *d, const ingest *in)
 		d->rs[sender].vc = in->counter;
 		d->rs[sender].admin_seen = CRDT_MAX(admin_at,
 		    d->rs[sender].admin_seen);
-		steps_push(d, sender, in->counter, admin_at);
+		crdt__steps_push(d, sender, in->counter, admin_at);
 	}
 	uint64_t top = nops ? in->hlc + (nops - 1) : in->hlc;
 	if (top > d->hlc_max)
@@ -1359,8 +1094,8 @@ apply_buffered(crdt_doc *d, uint32_t m)
 	CRDT_TRY(open_msg(d, &mv, false)); /* verified when buffered */
 	int rc = apply_msg(d, b->sender, b->counter, mv.hlc, b->bytes, b->len,
 	    mv.payload, mv.plen, CRDT_UPDATE_REMOTE, b->caller,
-	    listed_admin(d, b->deps, b->ndeps),
-	    causal_admin(d, b->sender, b->counter, b->deps, b->ndeps));
+	    crdt__listed_admin(d, b->deps, b->ndeps),
+	    crdt__causal_admin(d, b->sender, b->counter, b->deps, b->ndeps));
 	/* Out of memory: keep it for a retry. Refused (a writer outside the
 	 * allowlist, decided by its causal past, so everywhere alike): drop
 	 * it as any replica would have. */
@@ -1549,7 +1284,7 @@ equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
 	CRDT_TRY(crdt__ev_fits(&d->ev, dot, s, len + (need_first ? flen : 0),
 	    need_first ? 2 : 1));
 	CRDT_TRY(open_msg(d, mv, true));
-	uint64_t listed = 0, causal = adm_at(d, s, mv->counter - 1);
+	uint64_t listed = 0, causal = crdt__adm_at(d, s, mv->counter - 1);
 	for (size_t i = 0; i < mv->ndeps; i++) {
 		uint32_t ri;
 		if (crdt__rep_find(d, &d->sdeps[i].id, &ri) != 0 ||
@@ -1557,7 +1292,7 @@ equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
 			return 0;
 		if (d->has_admin && ri == d->admin_idx)
 			listed = d->sdeps[i].c;
-		causal = CRDT_MAX(causal, adm_at(d, ri, d->sdeps[i].c));
+		causal = CRDT_MAX(causal, crdt__adm_at(d, ri, d->sdeps[i].c));
 	}
 	int fadded = 0;
 	if (first != NULL) {
@@ -1605,7 +1340,7 @@ buffered_copy(const crdt_doc *d, uint32_t m, const uint8_t *b, size_t len,
  * Authorise before anything is interned or buffered, when that can be
  * decided now: the allowlist as of the admin counter a message lists is
  * known once we hold the admin's history up to it, and it can only be
- * refused later, never allowed (see authorise()). So a non-member's
+ * refused later, never allowed (see crdt__authorise()). So a non-member's
  * message is refused here, and its made-up dependencies and bytes never
  * reach the replica table or the buffer. A message listing admin history
  * we lack waits, bounded per sender (buffer_msg).
@@ -1621,7 +1356,7 @@ admit_early(crdt_doc *d, const msgview *mv)
 			listed = d->sdeps[i].c;
 	if (listed > d->rs[d->admin_idx].vc)
 		return 0;
-	return authorise(d, &mv->sender, listed, 0);
+	return crdt__authorise(d, &mv->sender, listed, 0);
 }
 
 /*
@@ -1674,8 +1409,8 @@ crdt__receive_msg(crdt_doc *d, const void *bytes, size_t len, void *caller,
 	if (ready) {
 		rc = apply_msg(d, s, mv.counter, mv.hlc, bytes, len,
 		    mv.payload, mv.plen, CRDT_UPDATE_REMOTE, caller,
-		    listed_admin(d, deps, mv.ndeps),
-		    causal_admin(d, s, mv.counter, deps, mv.ndeps));
+		    crdt__listed_admin(d, deps, mv.ndeps),
+		    crdt__causal_admin(d, s, mv.counter, deps, mv.ndeps));
 		if (rc == 0)
 			rc = crdt__release(d, s);
 	} else {
@@ -1791,16 +1526,6 @@ crdt_doc_abort(crdt_doc *d)
 	d->stage_ops = 0;
 }
 
-/* What this replica has applied of the admin's messages. */
-static uint64_t
-own_admin(const crdt_doc *d)
-{
-	uint32_t ai;
-	if (!d->has_admin || crdt__rep_find(d, &d->admin, &ai) != 0)
-		return 0;
-	return d->rs[ai].vc;
-}
-
 static int
 dep_id_cmp(const void *x, const void *y)
 {
@@ -1843,7 +1568,7 @@ encode_msg(crdt_doc *d, crdt_buf *out, uint64_t counter, uint64_t hlc,
 	}
 	/* With an allowlist, always name the admin entry: receivers judge
 	 * this message by the allowlist as of that counter. */
-	uint64_t adm = own_admin(d);
+	uint64_t adm = crdt__own_admin(d);
 	if (adm > 0 && crdt_replica_id_cmp(&d->self, &d->admin) != 0) {
 		bool listed = false;
 		for (size_t i = 0; i < n; i++)
@@ -1940,7 +1665,7 @@ crdt_doc_commit(crdt_doc *d, crdt_buf *msg_out)
 		if (rc == 0)
 			rc = apply_msg(d, d->self_idx, counter, hlc, m, mlen,
 			    mv.payload, mv.plen, CRDT_UPDATE_LOCAL, NULL,
-			    own_admin(d), 0);
+			    crdt__own_admin(d), 0);
 	}
 	if (rc < 0) {
 		d->clock = saved;
@@ -2211,117 +1936,3 @@ crdt_doc_log_get(const crdt_doc *d, crdt_dot dot, const uint8_t **bytes,
 
 /* ---------------------------------------------------------------- */
 /* security settings (secure.h)                                     */
-
-int
-crdt_doc_set_security(crdt_doc *d, const crdt_doc_security *s)
-{
-	if (d == NULL || s == NULL || (s->key != NULL && !s->encrypted))
-		return CRDT_EINVAL;
-	if (d->has_data || d->in_txn)
-		return CRDT_ESTATE;
-	if (s->identity != NULL) {
-		crdt_replica_id id;
-		crdt_identity_replica_id(s->identity, &id);
-		if (crdt_replica_id_cmp(&id, &d->self) != 0)
-			return CRDT_EINVAL;
-	}
-	/* All or nothing: every step that can fail runs before anything
-	 * is set, and a failure undoes the steps before it, so a retry
-	 * starts from the same state (not CRDT_ESTATE, nothing leaked). */
-	crdt_replica_id admin;
-	if (s->admin_key != NULL) {
-		if (!s->signed_mode)
-			return CRDT_EINVAL;
-		if (d->nobjs != 0 || d->has_admin)
-			return CRDT_ESTATE;
-		CRDT_TRY(crdt_replica_id_from_public_key(s->admin_key,
-		    &admin));
-	}
-	if (s->key != NULL && crdt__keys_find(&d->keys, s->epoch) == NULL) {
-		/* Room for the key first: it is put after the admin steps,
-		 * where it cannot fail. */
-		CRDT_TRY(crdt__keys_reserve(&d->keys));
-	}
-	if (s->admin_key != NULL) {
-		uint32_t ai, on;
-		size_t nrs0 = d->nrs;
-		crdt__table acl;
-		CRDT_TRY(crdt__rep_intern(d, &admin, &ai));
-		int rc = crdt__table_init(&acl, &d->cfg.alloc,
-		    sizeof(acl_ent));
-		if (rc == 0) {
-			rc = register_obj(d, "__acl", CRDT_OBJ_GSET, NULL,
-			    &on);
-			if (rc < 0)
-				crdt__table_fini(&acl, acl_ent_fini);
-		}
-		if (rc < 0) {
-			crdt__unintern_to(d, nrs0);
-			return rc;
-		}
-		d->admin = admin;
-		d->admin_idx = ai;
-		d->acl = acl;
-		d->objs[on].acl = true;
-		d->acl_obj = on;
-		d->has_admin = true;
-	}
-	if (s->key != NULL) {
-		int krc = crdt__keys_put(&d->keys, s->epoch, s->key);
-		assert(krc == 0); /* room reserved above */
-		(void)krc;
-	}
-	d->signed_mode = s->signed_mode;
-	d->sync_snaps = s->sync_snapshots;
-	d->ident = s->identity;
-	d->encrypted = s->encrypted;
-	d->keys.cur = s->epoch;
-	return 0;
-}
-
-int
-crdt_doc_add_key(crdt_doc *d, uint32_t epoch,
-    const uint8_t key[CRDT_DOC_KEY_BYTES], bool current)
-{
-	if (d == NULL || key == NULL)
-		return CRDT_EINVAL;
-	if (!d->encrypted || crdt__is_relay(d))
-		return CRDT_ESTATE;
-	CRDT_TRY(crdt__keys_put(&d->keys, epoch, key));
-	if (current)
-		d->keys.cur = epoch;
-	return 0;
-}
-
-int
-crdt_doc_allow(crdt_doc *d, const crdt_replica_id *writer, bool allowed,
-    crdt_buf *msg_out)
-{
-	bool one;
-	size_t mark;
-
-	if (d == NULL || writer == NULL)
-		return CRDT_EINVAL;
-	if (!d->has_admin)
-		return CRDT_ESTATE;
-	if (crdt_replica_id_cmp(&d->self, &d->admin) != 0)
-		return CRDT_EPERM;
-	CRDT_TRY(crdt__stage_open(d, msg_out, &one, &mark));
-	crdt_buf *s = &d->stage;
-	int rc = crdt__w_array(s, 3);
-	if (rc == 0)
-		rc = crdt__w_uint(s, d->acl_obj);
-	if (rc == 0)
-		rc = crdt__w_id(s, writer);
-	if (rc == 0)
-		rc = crdt__w_uint(s, allowed ? 1 : 0);
-	return crdt__stage_close(d, one, mark, rc, msg_out);
-}
-
-bool
-crdt_doc_allowed(crdt_doc *d, const crdt_replica_id *writer)
-{
-	if (d == NULL || writer == NULL)
-		return false;
-	return acl_check(d, writer, own_admin(d)) == 0;
-}

@@ -13,6 +13,7 @@
 #include "keyring.h"
 #include "msglog.h"
 #include "evidence.h"
+#include "acl.h"
 #include "crdt/doc.h"
 #include "crdt/chat.h"
 #include "crdt/secure.h"
@@ -94,18 +95,6 @@ typedef struct msgview {
 	const uint8_t *end;
 } msgview;
 
-typedef struct acl_change {
-	uint64_t c; /* admin counter of the grant / revoke */
-	bool allowed;
-} acl_change;
-
-typedef struct acl_ent {
-	crdt__key k;
-	acl_change *h; /* ascending c */
-	size_t n, cap;
-	size_t pend; /* records being made room for (acl_prepare) */
-} acl_ent;
-
 typedef crdt__iddep iddep;
 
 /* Open-addressed (replica, counter) -> buffered message, for dedup. */
@@ -160,7 +149,7 @@ struct crdt_doc {
 	crdt_replica_id admin;
 	uint32_t admin_idx;
 	uint32_t acl_obj;
-	crdt__table acl; /* acl_ent keyed by replica ID */
+	crdt__table acl; /* allowlist index (acl.h) */
 
 	crdt__undo undo;
 	iddep *sdeps;
@@ -172,6 +161,10 @@ struct crdt_doc {
 
 /* Free an object of any type; o->o is NULL afterwards. */
 void crdt__obj_free(dobj *o);
+/* Add object `name` of `type` to the schema (`server`: chat only).
+ * CRDT_EINVAL, CRDT_ESTATE once there is data or a transaction. */
+int crdt__register_obj(crdt_doc *d, const char *name, crdt_obj_type type,
+    const crdt_replica_id *server, uint32_t *objn);
 
 /* ---- transactions (doc.c) ----
  *
@@ -235,10 +228,31 @@ bool crdt__is_relay(const crdt_doc *d);
 /* Deliver what waits on replica `first` and, transitively, on every
  * replica whose clock that moves. */
 int crdt__release(crdt_doc *d, uint32_t first);
-/* The allowlist index of G-Set `g`, built into `t` (all or nothing), and
- * the swap of the document's index for it. */
-int crdt__acl_build(crdt_doc *d, const crdt_gset *g, crdt__table *t);
-void crdt__acl_replace(crdt_doc *d, crdt__table *t);
+
+/* ---- write permissions (authz.c) ---- */
+
+/* Room in the allowlist index for every allowlist record the staged ops
+ * added (the undo log), before the commit point. */
+int crdt__authz_prepare(crdt_doc *d);
+/* The admin counter a message lists among its dependencies (0 if none). */
+uint64_t crdt__listed_admin(const crdt_doc *d, const dep *deps, size_t n);
+/* The admin counter in the causal past of message (r, c). O(log). */
+uint64_t crdt__adm_at(const crdt_doc *d, uint32_t r, uint64_t c);
+/* What a ready message's whole causal past holds of the admin's
+ * history: its sender's previous message and every dependency. */
+uint64_t crdt__causal_admin(const crdt_doc *d, uint32_t sender,
+    uint64_t counter, const dep *deps, size_t n);
+/* Authorise writer `w` whose message lists admin counter `listed` and
+ * whose causal past holds `causal` (0 when not known yet): 0 or
+ * CRDT_EPERM. */
+int crdt__authorise(crdt_doc *d, const crdt_replica_id *w, uint64_t listed,
+    uint64_t causal);
+/* Room to record, then the record, that replica r's messages from
+ * counter c on hold admin counter `a` (push cannot fail after reserve). */
+int crdt__steps_reserve(crdt_doc *d, uint32_t r, uint64_t a);
+void crdt__steps_push(crdt_doc *d, uint32_t r, uint64_t c, uint64_t a);
+/* What this replica has applied of the admin's messages. */
+uint64_t crdt__own_admin(const crdt_doc *d);
 
 /* ---- evidence lists (doc.c; the store is evidence.h) ---- */
 

@@ -469,7 +469,7 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 	crdt__table acl;
 	memset(&acl, 0, sizeof acl);
 	if (rc == 0 && d->has_admin)
-		rc = crdt__acl_build(d, sv.tmp[d->acl_obj], &acl);
+		rc = crdt__acl_build(&acl, &d->cfg.alloc, sv.tmp[d->acl_obj]);
 	if (rc < 0) {
 		crdt__unintern_to(d, nrs0);
 		snapview_free(d, &sv);
@@ -507,7 +507,7 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 	if (sv.hlc_max > d->hlc_max)
 		d->hlc_max = sv.hlc_max;
 	if (d->has_admin)
-		crdt__acl_replace(d, &acl);
+		crdt__acl_swap(&d->acl, &acl);
 	rc = crdt_hlc_update(&d->clock, d->hlc_max, NULL);
 	(void)rc; /* beyond the drift bound: keep the clock (clock.h) */
 	if (any) {
