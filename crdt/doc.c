@@ -1,18 +1,13 @@
 /*
- * Document runtime: schema, transactions, causal delivery, message log,
- * snapshots and the sync protocol.
+ * Document runtime: schema, transactions, the ingest pipeline (decode,
+ * authenticate, authorise, admit, apply or buffer) and change events.
+ * Snapshots, sync and the chat mutations sit above it in their own files;
+ * the log, evidence, keys, allowlist index and causal buffer structures
+ * below it (docs/design.md, "Layers").
  *
  * Replica IDs are interned into a dense table (uint32_t index); the vector
  * clock, the causal buffer and the log are arrays indexed by it, so the hot
  * path never compares 16-byte IDs.
- *
- * Causal buffer. A message that cannot be applied yet waits on exactly one
- * missing dot (replica r, counter c): it sits in a min-heap per replica r
- * keyed by c. When r's clock reaches c (by a message or a snapshot), the
- * heap releases it; it then either waits on its next missing dependency
- * (the scan of its deps resumes where it stopped) or is applied. Each
- * message is therefore pushed at most deps + 2 times, each push O(log n):
- * N messages in any order cost O(N log N), and nothing is ever rescanned.
  */
 #include <stdlib.h>
 
@@ -80,7 +75,7 @@ crdt__unintern_to(crdt_doc *d, size_t n)
 		rstate *r = &d->rs[d->nrs - 1];
 		crdt__key *k = crdt__table_pop(&d->reps);
 		crdt__free(&d->cfg.alloc, k->ptr, k->len);
-		crdt__free(&d->cfg.alloc, r->heap, r->capheap * sizeof *r->heap);
+		crdt__wheap_fini(&r->heap, &d->cfg.alloc);
 		crdt__free(&d->cfg.alloc, r->steps,
 		    r->capsteps * sizeof *r->steps);
 		d->nrs--;
@@ -153,7 +148,7 @@ crdt_doc_new(const crdt_config *cfg, const crdt_replica_id *self,
 	    d->cfg.log_max_bytes);
 	int rc = crdt__table_init(&d->reps, &d->cfg.alloc, sizeof(rep_entry));
 	if (rc == 0)
-		rc = crdt__random(d->dotkey, sizeof d->dotkey);
+		rc = crdt__dots_init(&d->dots, &d->cfg.alloc);
 	if (rc == 0)
 		rc = crdt__rep_intern(d, self, &d->self_idx);
 	if (rc < 0) {
@@ -162,23 +157,6 @@ crdt_doc_new(const crdt_config *cfg, const crdt_replica_id *self,
 	}
 	*out = d;
 	return 0;
-}
-
-static void
-bmsg_release(crdt_doc *d, uint32_t m)
-{
-	const crdt_allocator *a = &d->cfg.alloc;
-	bmsg *b = &d->bm[m];
-	d->nbuffered--;
-	d->buffered_bytes -= b->len;
-	d->rs[b->sender].buf_bytes -= b->len;
-	crdt__free(a, b->bytes, b->len);
-	crdt__free(a, b->deps, b->ndeps * sizeof *b->deps);
-	b->bytes = NULL;
-	b->deps = NULL;
-	b->live = false;
-	b->next_free = d->free_bm;
-	d->free_bm = m;
 }
 
 
@@ -194,12 +172,12 @@ crdt_doc_free(crdt_doc *d)
 	crdt__free(&a, d->objs, d->capobjs * sizeof *d->objs);
 	for (size_t i = 0; i < d->nbm; i++)
 		if (d->bm[i].live)
-			bmsg_release(d, (uint32_t)i);
+			crdt__bmsg_release(d, (uint32_t)i);
 	crdt__free(&a, d->bm, d->capbm * sizeof *d->bm);
-	crdt__free(&a, d->dots, d->ndotslots * sizeof *d->dots);
+	crdt__dots_fini(&d->dots);
 	for (size_t i = 0; i < d->nrs; i++) {
 		rstate *r = &d->rs[i];
-		crdt__free(&a, r->heap, r->capheap * sizeof *r->heap);
+		crdt__wheap_fini(&r->heap, &a);
 		crdt__free(&a, r->steps, r->capsteps * sizeof *r->steps);
 	}
 	crdt__free(&a, d->rs, d->caprs * sizeof *d->rs);
@@ -523,8 +501,8 @@ crdt__is_relay(const crdt_doc *d)
  * every byte before the payload (the header a relay reads). A relay keeps
  * the payload opaque (mv->payload NULL).
  */
-static int
-open_msg(crdt_doc *d, msgview *mv, bool verify)
+int
+crdt__open_msg(crdt_doc *d, msgview *mv, bool verify)
 {
 	if (verify && (mv->has_auth || d->signed_mode)) {
 		uint8_t h[32];
@@ -609,7 +587,7 @@ crdt__parse_msg(crdt_doc *d, const void *bytes, size_t len, msgview *mv,
 	mv->nops = 0;
 	if (!ops)
 		return mv->sealed ? 0 : (mv->opened = true, 0);
-	CRDT_TRY(open_msg(d, mv, true));
+	CRDT_TRY(crdt__open_msg(d, mv, true));
 	return mv->payload != NULL ? validate_ops(d, mv) : 0;
 }
 
@@ -793,8 +771,8 @@ apply_core(crdt_doc *d, const ingest *in)
 
 /* A fresh, causally ready message (or our own commit, `admin_listed`
  * being what we have applied of the admin's history). */
-static int
-apply_msg(crdt_doc *d, uint32_t sender, uint64_t counter, uint64_t hlc,
+int
+crdt__apply_msg(crdt_doc *d, uint32_t sender, uint64_t counter, uint64_t hlc,
     const uint8_t *bytes, size_t len, const uint8_t *payload, size_t plen,
     crdt_update_source src, void *caller, uint64_t admin_listed,
     uint64_t admin_causal)
@@ -806,411 +784,6 @@ apply_msg(crdt_doc *d, uint32_t sender, uint64_t counter, uint64_t hlc,
 
 /* ---------------------------------------------------------------- */
 /* causal buffer                                                    */
-
-static uint64_t
-dot_hash(const crdt_doc *d, uint32_t r, uint64_t c)
-{
-	uint8_t k[12];
-	memcpy(k, &r, 4);
-	memcpy(k + 4, &c, 8);
-	return crdt__siphash(d->dotkey, k, sizeof k);
-}
-
-static dotslot *
-dots_find(const crdt_doc *d, uint32_t r, uint64_t c)
-{
-	if (d->ndotslots == 0)
-		return NULL;
-	size_t mask = d->ndotslots - 1;
-	for (size_t i = (size_t)dot_hash(d, r, c) & mask;; i = (i + 1) & mask) {
-		dotslot *s = &d->dots[i];
-		if (s->msg == UINT32_MAX)
-			return NULL;
-		if (s->r == r && s->c == c)
-			return s;
-	}
-}
-
-static void
-dots_place(dotslot *slots, size_t n, uint64_t h, dotslot v)
-{
-	size_t mask = n - 1;
-	size_t i = (size_t)h & mask;
-	while (slots[i].msg != UINT32_MAX)
-		i = (i + 1) & mask;
-	slots[i] = v;
-}
-
-static int
-dots_reserve(crdt_doc *d)
-{
-	size_t ns = d->ndotslots ? d->ndotslots : 64;
-	while (d->ndots + 1 > ns / 2)
-		ns *= 2;
-	if (ns == d->ndotslots)
-		return 0;
-	dotslot *s = crdt__malloc(&d->cfg.alloc, ns * sizeof *s);
-	if (s == NULL)
-		return CRDT_ENOMEM;
-	for (size_t i = 0; i < ns; i++)
-		s[i].msg = UINT32_MAX;
-	for (size_t i = 0; i < d->ndotslots; i++)
-		if (d->dots[i].msg != UINT32_MAX)
-			dots_place(s, ns, dot_hash(d, d->dots[i].r,
-			    d->dots[i].c), d->dots[i]);
-	crdt__free(&d->cfg.alloc, d->dots, d->ndotslots * sizeof *d->dots);
-	d->dots = s;
-	d->ndotslots = ns;
-	return 0;
-}
-
-/* Backward-shift deletion keeps linear probing chains intact without
- * tombstones. */
-static void
-dots_remove(crdt_doc *d, dotslot *s)
-{
-	size_t mask = d->ndotslots - 1;
-	size_t i = (size_t)(s - d->dots);
-	size_t j = i;
-	for (;;) {
-		j = (j + 1) & mask;
-		if (d->dots[j].msg == UINT32_MAX)
-			break;
-		size_t home = (size_t)dot_hash(d, d->dots[j].r,
-		    d->dots[j].c) & mask;
-		/* Move j into the hole i unless its home lies in (i, j]. */
-		bool stays = i <= j ? (home > i && home <= j) :
-		    (home > i || home <= j);
-		if (!stays) {
-			d->dots[i] = d->dots[j];
-			i = j;
-		}
-	}
-	d->dots[i].msg = UINT32_MAX;
-	d->ndots--;
-}
-
-/* Take buffered message m off its dot's chain of variants. */
-static void
-dot_unlink(crdt_doc *d, uint32_t m)
-{
-	bmsg *b = &d->bm[m];
-	dotslot *s = dots_find(d, b->sender, b->counter);
-	if (s == NULL)
-		return;
-	if (s->msg == m) {
-		if (b->next_var != UINT32_MAX)
-			s->msg = b->next_var;
-		else
-			dots_remove(d, s);
-		return;
-	}
-	for (uint32_t p = s->msg; p != UINT32_MAX; p = d->bm[p].next_var) {
-		if (d->bm[p].next_var == m) {
-			d->bm[p].next_var = b->next_var;
-			return;
-		}
-	}
-}
-
-/* Is buffered message m, whose dot is applied meanwhile, a variant the
- * equivocation rule takes (rather than a copy of what is applied)? */
-static bool
-covered_variant(const crdt_doc *d, const bmsg *b)
-{
-	const rstate *r = &d->rs[b->sender];
-	size_t at;
-	crdt_dot dot = { r->id, b->counter };
-	const logent *e = crdt__log_get(&d->log, b->sender, b->counter);
-	if (e != NULL)
-		return !(e->len == b->len &&
-		    memcmp(e->bytes, b->bytes, b->len) == 0);
-	const crdt__evid *ev = crdt__ev_find(&d->ev, dot, &at);
-	return ev != NULL && !crdt__ev_has(ev, b->bytes, b->len);
-}
-
-static void
-heap_push(rstate *r, wait w)
-{
-	size_t i = r->nheap++;
-	while (i > 0) {
-		size_t p = (i - 1) / 2;
-		if (r->heap[p].c <= w.c)
-			break;
-		r->heap[i] = r->heap[p];
-		i = p;
-	}
-	r->heap[i] = w;
-}
-
-static wait
-heap_pop(rstate *r)
-{
-	wait top = r->heap[0];
-	wait last = r->heap[--r->nheap];
-	size_t i = 0, n = r->nheap;
-	for (;;) {
-		size_t c = 2 * i + 1;
-		if (c >= n)
-			break;
-		if (c + 1 < n && r->heap[c + 1].c < r->heap[c].c)
-			c++;
-		if (r->heap[c].c >= last.c)
-			break;
-		r->heap[i] = r->heap[c];
-		i = c;
-	}
-	if (n > 0)
-		r->heap[i] = last;
-	return top;
-}
-
-/* The next dot message m waits for, or false when it is ready. */
-static bool
-next_missing(crdt_doc *d, bmsg *b, uint32_t *r, uint64_t *c)
-{
-	if (d->rs[b->sender].vc < b->counter - 1) {
-		*r = b->sender;
-		*c = b->counter - 1;
-		return true;
-	}
-	while (b->next_dep < b->ndeps) {
-		dep *e = &b->deps[b->next_dep];
-		if (d->rs[e->r].vc < e->c) {
-			*r = e->r;
-			*c = e->c;
-			return true;
-		}
-		b->next_dep++;
-	}
-	return false;
-}
-
-static int
-heap_reserve(crdt_doc *d, uint32_t ri)
-{
-	rstate *r = &d->rs[ri];
-	void *v = r->heap;
-	CRDT_TRY(crdt__grow(&d->cfg.alloc, &v, &r->capheap, r->nheap + 1,
-	    sizeof *r->heap));
-	r->heap = v;
-	return 0;
-}
-
-static int apply_buffered(crdt_doc *d, uint32_t m);
-static int admit_covered(crdt_doc *d, uint32_t m);
-
-/*
- * Release what waits on replicas whose clock moved. `stack` starts with
- * `first`; every message applied pushes its sender. Each waiting message
- * is looked at once per dependency it waited on.
- */
-int
-crdt__release(crdt_doc *d, uint32_t first)
-{
-	uint32_t stack_small[16];
-	uint32_t *stack = stack_small;
-	size_t sn = 0, scap = 16;
-	int rc = 0;
-
-	stack[sn++] = first;
-	while (sn > 0 && rc == 0) {
-		uint32_t ri = stack[--sn];
-		rstate *r = &d->rs[ri];
-		while (r->nheap > 0 && r->heap[0].c <= r->vc) {
-			wait w = heap_pop(r);
-			bmsg *b = &d->bm[w.msg];
-			uint32_t wr = 0;
-			uint64_t wc = 0;
-			bool covered = b->counter <= d->rs[b->sender].vc;
-			if (covered && !covered_variant(d, b)) {
-				/* Covered meanwhile (a snapshot, or this very
-				 * message applied another way): redundant. */
-				dot_unlink(d, w.msg);
-				bmsg_release(d, w.msg);
-				continue;
-			}
-			if (next_missing(d, b, &wr, &wc)) {
-				/* Cannot fail: the slot just popped is free
-				 * when wr == ri; otherwise reserve. */
-				if (wr != ri && heap_reserve(d, wr) < 0) {
-					heap_push(r, w); /* re-queue */
-					rc = CRDT_ENOMEM;
-					break;
-				}
-				heap_push(&d->rs[wr], (wait){ wc, w.msg });
-				continue;
-			}
-			uint32_t sender = b->sender;
-			if (covered) {
-				/* Another variant of its dot was applied
-				 * first: it joins as an equivocation. */
-				rc = admit_covered(d, w.msg);
-				if (rc < 0) {
-					heap_push(r, w);
-					break;
-				}
-				continue;
-			}
-			rc = apply_buffered(d, w.msg);
-			if (rc < 0) {
-				/* Keep it; it is ready and will be retried
-				 * when this replica's clock is next looked
-				 * at. */
-				heap_push(r, w);
-				break;
-			}
-			if (sn == scap) {
-				size_t ncap = scap * 2;
-				uint32_t *ns = crdt__malloc(&d->cfg.alloc,
-				    ncap * sizeof *ns);
-				if (ns == NULL) {
-					rc = CRDT_ENOMEM;
-					break;
-				}
-				memcpy(ns, stack, sn * sizeof *ns);
-				if (stack != stack_small)
-					crdt__free(&d->cfg.alloc, stack,
-					    scap * sizeof *stack);
-				stack = ns;
-				scap = ncap;
-			}
-			stack[sn++] = sender;
-		}
-	}
-	if (stack != stack_small)
-		crdt__free(&d->cfg.alloc, stack, scap * sizeof *stack);
-	return rc;
-}
-
-static int
-apply_buffered(crdt_doc *d, uint32_t m)
-{
-	bmsg *b = &d->bm[m];
-	msgview mv;
-	/* Already validated when it was buffered; the walk repeats only the
-	 * cheap envelope read to find the payload. */
-	CRDT_TRY(crdt__parse_msg(d, b->bytes, b->len, &mv, false));
-	CRDT_TRY(open_msg(d, &mv, false)); /* verified when buffered */
-	int rc = apply_msg(d, b->sender, b->counter, mv.hlc, b->bytes, b->len,
-	    mv.payload, mv.plen, CRDT_UPDATE_REMOTE, b->caller,
-	    crdt__listed_admin(d, b->deps, b->ndeps),
-	    crdt__causal_admin(d, b->sender, b->counter, b->deps, b->ndeps));
-	/* Out of memory: keep it for a retry. Refused (a writer outside the
-	 * allowlist, decided by its causal past, so everywhere alike): drop
-	 * it as any replica would have. */
-	if (rc == CRDT_ENOMEM)
-		return rc;
-	dot_unlink(d, m);
-	bmsg_release(d, m);
-	return 0;
-}
-
-static int equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
-    bool evidence);
-
-/* A buffered variant whose dot another variant took meanwhile, now ready:
- * judged by the same equivocation rule as one that arrives after. */
-static int
-admit_covered(crdt_doc *d, uint32_t m)
-{
-	bmsg *b = &d->bm[m];
-	msgview mv;
-	int rc = crdt__parse_msg(d, b->bytes, b->len, &mv, false);
-	if (rc == 0)
-		rc = equivocation(d, &mv, b->sender, b->caller, false);
-	if (rc == CRDT_ENOMEM)
-		return rc;
-	/* Refused (not allowed, over the evidence bounds): dropped as every
-	 * replica with the same past drops it. */
-	dot_unlink(d, m);
-	bmsg_release(d, m);
-	return 0;
-}
-
-/*
- * Hold a message until its dependencies arrive. `head` is a buffered
- * variant of the same dot (UINT32_MAX: none); the new one joins its chain
- * so the dot table keeps one slot per dot and both halves wait. Each
- * sender holds at most max_sender_buffered bytes, so no sender (allowed,
- * unknown or not yet vetted) can pin the whole buffer: past it, only that
- * sender's further messages get the transient CRDT_EBUFFULL.
- */
-static int
-buffer_msg(crdt_doc *d, const void *bytes, size_t len, uint32_t sender,
-    uint64_t counter, const dep *deps, size_t ndeps, void *caller,
-    uint32_t head)
-{
-	const crdt_allocator *a = &d->cfg.alloc;
-	size_t sb = d->rs[sender].buf_bytes;
-
-	if (d->nbuffered + 1 > d->cfg.max_buffered_msgs ||
-	    len > d->cfg.max_buffered_bytes - d->buffered_bytes ||
-	    len > d->cfg.max_sender_buffered -
-		    CRDT_MIN(sb, d->cfg.max_sender_buffered))
-		return CRDT_EBUFFULL;
-	uint32_t m;
-	if (d->free_bm == UINT32_MAX) {
-		if (d->nbm >= UINT32_MAX - 1)
-			return CRDT_EBUFFULL;
-		void *v = d->bm;
-		CRDT_TRY(crdt__grow(a, &v, &d->capbm, d->nbm + 1,
-		    sizeof *d->bm));
-		d->bm = v;
-	}
-	CRDT_TRY(dots_reserve(d));
-	bmsg nb;
-	memset(&nb, 0, sizeof nb);
-	nb.sender = sender;
-	nb.counter = counter;
-	nb.caller = caller;
-	nb.len = len;
-	nb.ndeps = ndeps;
-	nb.live = true;
-	nb.next_var = UINT32_MAX;
-	nb.bytes = crdt__memdup(a, bytes, len);
-	if (nb.bytes == NULL)
-		return CRDT_ENOMEM;
-	if (ndeps > 0) {
-		nb.deps = crdt__malloc(a, ndeps * sizeof *deps);
-		if (nb.deps == NULL) {
-			crdt__free(a, nb.bytes, len);
-			return CRDT_ENOMEM;
-		}
-		memcpy(nb.deps, deps, ndeps * sizeof *deps);
-	}
-	uint32_t wr = 0;
-	uint64_t wc = 0;
-	bool waiting = next_missing(d, &nb, &wr, &wc);
-	assert(waiting);
-	(void)waiting;
-	if (heap_reserve(d, wr) < 0) {
-		crdt__free(a, nb.bytes, len);
-		crdt__free(a, nb.deps, ndeps * sizeof *deps);
-		return CRDT_ENOMEM;
-	}
-	if (d->free_bm != UINT32_MAX) {
-		m = d->free_bm;
-		d->free_bm = d->bm[m].next_free;
-	} else {
-		m = (uint32_t)d->nbm++;
-	}
-	d->bm[m] = nb;
-	d->nbuffered++;
-	d->buffered_bytes += len;
-	d->rs[sender].buf_bytes += len;
-	if (head != UINT32_MAX) {
-		d->bm[m].next_var = d->bm[head].next_var;
-		d->bm[head].next_var = m;
-	} else {
-		dots_place(d->dots, d->ndotslots,
-		    dot_hash(d, sender, counter),
-		    (dotslot){ counter, sender, m });
-		d->ndots++;
-	}
-	heap_push(&d->rs[wr], (wait){ wc, m });
-	return 0;
-}
 
 /* Intern every replica a message names; harmless if it is then refused
  * (the table is internal and never encoded). */
@@ -1253,8 +826,8 @@ intern_deps(crdt_doc *d, const msgview *mv, uint32_t *sender, bool known,
  * variant whose dependencies are not all here is dropped, as nobody
  * applied it yet (a buffered one waits for them, see crdt__release()).
  */
-static int
-equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
+int
+crdt__equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
     bool evidence)
 {
 	crdt_dot dot = { mv->sender, mv->counter };
@@ -1283,7 +856,7 @@ equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
 	bool need_first = first != NULL && !crdt__ev_has(ev, first, flen);
 	CRDT_TRY(crdt__ev_fits(&d->ev, dot, s, len + (need_first ? flen : 0),
 	    need_first ? 2 : 1));
-	CRDT_TRY(open_msg(d, mv, true));
+	CRDT_TRY(crdt__open_msg(d, mv, true));
 	uint64_t listed = 0, causal = crdt__adm_at(d, s, mv->counter - 1);
 	for (size_t i = 0; i < mv->ndeps; i++) {
 		uint32_t ri;
@@ -1319,21 +892,6 @@ equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
 		return rc;
 	}
 	return 0;
-}
-
-/* Is `b` byte-identical to buffered message m or a variant chained to it? */
-static bool
-buffered_copy(const crdt_doc *d, uint32_t m, const uint8_t *b, size_t len,
-    size_t *nvar)
-{
-	*nvar = 0;
-	for (; m != UINT32_MAX; m = d->bm[m].next_var) {
-		const bmsg *x = &d->bm[m];
-		if (x->len == len && memcmp(x->bytes, b, len) == 0)
-			return true;
-		++*nvar;
-	}
-	return false;
 }
 
 /*
@@ -1379,12 +937,12 @@ crdt__receive_msg(crdt_doc *d, const void *bytes, size_t len, void *caller,
 	/* Cheap duplicate test before any allocation. */
 	bool known = crdt__rep_find(d, &mv.sender, &s) == 0;
 	if (known && mv.counter <= d->rs[s].vc)
-		return equivocation(d, &mv, s, caller, evidence);
-	if (known && d->ndots > 0) {
-		dotslot *sl = dots_find(d, s, mv.counter);
+		return crdt__equivocation(d, &mv, s, caller, evidence);
+	if (known && d->dots.n > 0) {
+		crdt__dotslot *sl = crdt__dots_find(&d->dots, s, mv.counter);
 		size_t nvar;
 		if (sl != NULL) {
-			if (buffered_copy(d, sl->msg, bytes, len, &nvar))
+			if (crdt__buffered_copy(d, sl->msg, bytes, len, &nvar))
 				return 0;
 			/* A second half while the first waits: both wait,
 			 * and whichever is applied first, the other joins as
@@ -1394,7 +952,7 @@ crdt__receive_msg(crdt_doc *d, const void *bytes, size_t len, void *caller,
 			head = sl->msg;
 		}
 	}
-	CRDT_TRY(open_msg(d, &mv, true));
+	CRDT_TRY(crdt__open_msg(d, &mv, true));
 	CRDT_TRY(admit_early(d, &mv));
 	size_t nrs0 = d->nrs;
 	int irc = intern_deps(d, &mv, &s, known, &deps);
@@ -1407,7 +965,7 @@ crdt__receive_msg(crdt_doc *d, const void *bytes, size_t len, void *caller,
 		ready = d->rs[deps[i].r].vc >= deps[i].c;
 	int rc;
 	if (ready) {
-		rc = apply_msg(d, s, mv.counter, mv.hlc, bytes, len,
+		rc = crdt__apply_msg(d, s, mv.counter, mv.hlc, bytes, len,
 		    mv.payload, mv.plen, CRDT_UPDATE_REMOTE, caller,
 		    crdt__listed_admin(d, deps, mv.ndeps),
 		    crdt__causal_admin(d, s, mv.counter, deps, mv.ndeps));
@@ -1418,13 +976,14 @@ crdt__receive_msg(crdt_doc *d, const void *bytes, size_t len, void *caller,
 		 * cannot read them; it checked the signature). */
 		rc = mv.payload != NULL ? validate_ops(d, &mv) : 0;
 		if (rc == 0)
-			rc = buffer_msg(d, bytes, len, s, mv.counter, deps,
-			    mv.ndeps, caller, head);
+			rc = crdt__buffer_msg(d, bytes, len, s, mv.counter,
+			    deps, mv.ndeps, caller, head);
 	}
 	crdt__free(&d->cfg.alloc, deps, mv.ndeps * sizeof *deps);
 	/* Refused before anything referred to them (an applied message that
 	 * then failed to release others keeps its sender: it is in). */
-	if (rc < 0 && d->rs[s].vc < mv.counter && !dots_find(d, s, mv.counter))
+	if (rc < 0 && d->rs[s].vc < mv.counter &&
+	    !crdt__dots_find(&d->dots, s, mv.counter))
 		crdt__unintern_to(d, nrs0);
 	return rc;
 }
@@ -1487,8 +1046,8 @@ crdt_doc_missing(const crdt_doc *d, crdt_vclock **out)
 	for (size_t i = 0; i < d->nrs; i++) {
 		const rstate *r = &d->rs[i];
 		uint64_t top = 0;
-		for (size_t j = 0; j < r->nheap; j++)
-			top = CRDT_MAX(top, r->heap[j].c);
+		for (size_t j = 0; j < r->heap.n; j++)
+			top = CRDT_MAX(top, r->heap.v[j].c);
 		int rc = crdt_vclock_set(vc, &r->id, top);
 		if (rc < 0) {
 			crdt_vclock_free(vc);
@@ -1661,10 +1220,10 @@ crdt_doc_commit(crdt_doc *d, crdt_buf *msg_out)
 		 * local state is exactly what every receiver will get. */
 		rc = crdt__parse_msg(d, m, mlen, &mv, false);
 		if (rc == 0)
-			rc = open_msg(d, &mv, false);
+			rc = crdt__open_msg(d, &mv, false);
 		if (rc == 0)
-			rc = apply_msg(d, d->self_idx, counter, hlc, m, mlen,
-			    mv.payload, mv.plen, CRDT_UPDATE_LOCAL, NULL,
+			rc = crdt__apply_msg(d, d->self_idx, counter, hlc, m,
+			    mlen, mv.payload, mv.plen, CRDT_UPDATE_LOCAL, NULL,
 			    crdt__own_admin(d), 0);
 	}
 	if (rc < 0) {

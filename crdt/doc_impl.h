@@ -14,6 +14,7 @@
 #include "msglog.h"
 #include "evidence.h"
 #include "acl.h"
+#include "causal.h"
 #include "crdt/doc.h"
 #include "crdt/chat.h"
 #include "crdt/secure.h"
@@ -22,11 +23,6 @@ typedef struct rep_entry {
 	crdt__key k;
 	uint32_t idx;
 } rep_entry;
-
-typedef struct wait {
-	uint64_t c;
-	uint32_t msg;
-} wait;
 
 typedef crdt__logent logent;
 
@@ -46,8 +42,7 @@ typedef struct rstate {
 	size_t nsteps, capsteps;
 	size_t buf_bytes; /* causal buffer bytes this sender holds */
 	bool dirty;
-	wait *heap; /* buffered messages waiting on (this replica, c) */
-	size_t nheap, capheap;
+	crdt__wheap heap; /* buffered messages waiting on (this replica, c) */
 } rstate;
 
 typedef struct dep {
@@ -97,13 +92,6 @@ typedef struct msgview {
 
 typedef crdt__iddep iddep;
 
-/* Open-addressed (replica, counter) -> buffered message, for dedup. */
-typedef struct dotslot {
-	uint64_t c;
-	uint32_t r;
-	uint32_t msg; /* UINT32_MAX = empty */
-} dotslot;
-
 struct crdt_doc {
 	crdt_config cfg;
 	crdt_replica_id self;
@@ -125,9 +113,7 @@ struct crdt_doc {
 	size_t nbm, capbm;
 	uint32_t free_bm;
 	size_t nbuffered, buffered_bytes;
-	dotslot *dots;
-	size_t ndotslots, ndots;
-	uint8_t dotkey[16];
+	crdt__dots dots; /* dot -> buffered message (chain of variants) */
 
 	crdt__msglog log; /* indexed by interned replica number */
 
@@ -225,9 +211,36 @@ int crdt__receive_one(crdt_doc *d, const void *bytes, size_t len,
 /* A keyless replica of an encrypted document: it forwards sealed
  * messages it cannot read, and holds no content. */
 bool crdt__is_relay(const crdt_doc *d);
+/* Check the signature (`verify`) and open a sealed payload into d->plain
+ * (mv->payload; a relay keeps it opaque, NULL). */
+int crdt__open_msg(crdt_doc *d, msgview *mv, bool verify);
+/* Apply a fresh, causally ready message (all or nothing). */
+int crdt__apply_msg(crdt_doc *d, uint32_t sender, uint64_t counter,
+    uint64_t hlc, const uint8_t *bytes, size_t len, const uint8_t *payload,
+    size_t plen, crdt_update_source src, void *caller, uint64_t admin_listed,
+    uint64_t admin_causal);
+/* A message whose dot is already applied: a duplicate (0, nothing
+ * changes) or an equivocation variant, applied as the union. */
+int crdt__equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
+    bool evidence);
+
+/* ---- causal buffer (buffer.c) ---- */
+
+/* Hold a message until its dependencies arrive; `head`: a buffered
+ * variant of the same dot to chain to (UINT32_MAX: none). CRDT_EBUFFULL
+ * past the buffer's or the sender's bound. */
+int crdt__buffer_msg(crdt_doc *d, const void *bytes, size_t len,
+    uint32_t sender, uint64_t counter, const dep *deps, size_t ndeps,
+    void *caller, uint32_t head);
 /* Deliver what waits on replica `first` and, transitively, on every
  * replica whose clock that moves. */
 int crdt__release(crdt_doc *d, uint32_t first);
+/* Free buffered message m (its dot is unlinked by the caller). */
+void crdt__bmsg_release(crdt_doc *d, uint32_t m);
+/* Whether `b` is byte-identical to buffered message m or a variant chained
+ * to it; *nvar counts the chain's variants otherwise. */
+bool crdt__buffered_copy(const crdt_doc *d, uint32_t m, const uint8_t *b,
+    size_t len, size_t *nvar);
 
 /* ---- write permissions (authz.c) ---- */
 
