@@ -164,7 +164,7 @@ int crdt__stage_open(crdt_doc *d, crdt_buf *msg_out, bool *one,
 int crdt__stage_close(crdt_doc *d, bool one, size_t mark, int rc,
     crdt_buf *msg_out);
 
-/* ---- replica table (doc.c) ---- */
+/* ---- replica table and clock (replicas.c) ---- */
 
 /* Intern `id` (found or added; CRDT_ETOOBIG past cfg.max_replicas). */
 int crdt__rep_intern(crdt_doc *d, const crdt_replica_id *id, uint32_t *idx);
