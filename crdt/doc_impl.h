@@ -147,12 +147,15 @@ struct crdt_doc {
 
 /* Free an object of any type; o->o is NULL afterwards. */
 void crdt__obj_free(dobj *o);
+/* Fields of an op on an object of type t, the object number included:
+ * [obj, elem] (G-Set), [obj, value] (LWW), [obj, key, value] (map). */
+size_t crdt__op_arity(crdt_obj_type t);
 /* Add object `name` of `type` to the schema (`server`: chat only).
  * CRDT_EINVAL, CRDT_ESTATE once there is data or a transaction. */
 int crdt__register_obj(crdt_doc *d, const char *name, crdt_obj_type type,
     const crdt_replica_id *server, uint32_t *objn);
 
-/* ---- transactions (doc.c) ----
+/* ---- transactions (txn.c) ----
  *
  * Staging: every mutation appends one op to the open transaction, or, with
  * none open (msg_out given), runs as a one-op transaction. open() starts
