@@ -117,7 +117,6 @@ crdt__gset_entry_key(const crdt_gset *s, size_t idx)
 }
 
 /* Undo of one gset record (called from crdt__undo_rollback). */
-void crdt__gset_undo(crdt__undo_rec *rec);
 void
 crdt__gset_undo(crdt__undo_rec *rec)
 {

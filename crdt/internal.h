@@ -229,7 +229,7 @@ typedef struct crdt__reg {
 int crdt__reg_cmp(const crdt__reg *r, uint64_t hlc, const crdt_replica_id *id,
     bool present, const uint8_t *val, size_t len);
 
-/* ---- undo log: atomic multi-op transactions (doc.c drives it) ----
+/* ---- undo log: atomic multi-op transactions (undo.c; doc.c drives it) ----
  *
  * Object writers called with a log record every change they make, keeping
  * displaced values alive. rollback() restores the objects exactly, in
@@ -265,6 +265,9 @@ int crdt__undo_reserve(crdt__undo *u, size_t n);
 void crdt__undo_rollback(crdt__undo *u);
 void crdt__undo_commit(crdt__undo *u);
 void crdt__undo_fini(crdt__undo *u);
+/* Each type's half of rollback: restore what one record displaced. */
+void crdt__gset_undo(crdt__undo_rec *rec);
+void crdt__lww_undo(crdt__undo_rec *rec); /* LWW and map records */
 
 int crdt__gset_write(crdt_gset *s, const uint8_t *elem, size_t len,
     crdt_dot dot, crdt__undo *u, uint32_t obj);

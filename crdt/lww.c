@@ -567,76 +567,36 @@ crdt__map_entry(const crdt_lww_map *m, size_t idx, const crdt__reg **reg)
 	return &e->k;
 }
 
-int
-crdt__undo_reserve(crdt__undo *u, size_t n)
-{
-	void *v = u->v;
-	if (n > SIZE_MAX - u->n)
-		return CRDT_ENOMEM;
-	CRDT_TRY(crdt__grow(u->a, &v, &u->cap, u->n + n, sizeof *u->v));
-	u->v = v;
-	return 0;
-}
-
-void crdt__gset_undo(crdt__undo_rec *rec);
-
+/* Undo of one LWW or map record (crdt__undo_rollback, undo.c). */
 void
-crdt__undo_rollback(crdt__undo *u)
+crdt__lww_undo(crdt__undo_rec *rec)
 {
-	while (u->n > 0) {
-		crdt__undo_rec *rec = &u->v[--u->n];
-		switch (rec->kind) {
-		case CRDT__UNDO_GSET_NEW:
-		case CRDT__UNDO_GSET_DOT:
-			crdt__gset_undo(rec);
-			break;
-		case CRDT__UNDO_LWW: {
-			crdt_lww *r = rec->target;
-			crdt__free(&r->cfg.alloc, r->r.val, r->r.len);
-			r->r = rec->old;
-			break;
-		}
-		case CRDT__UNDO_MAP_REG: {
-			crdt_lww_map *m = rec->target;
-			map_entry *e = crdt__table_at(&m->t, rec->idx);
-			track_live(m, e->r.state, rec->old.state);
-			crdt__free(&m->cfg.alloc, e->r.val, e->r.len);
-			e->r = rec->old;
-			break;
-		}
-		case CRDT__UNDO_MAP_NEW: {
-			crdt_lww_map *m = rec->target;
-			map_entry *e = crdt__table_pop(&m->t);
-			track_live(m, e->r.state, CRDT__REG_UNSET);
-			crdt__free(&m->cfg.alloc, e->k.ptr, e->k.len);
-			reg_fini(&m->cfg.alloc, &e->r);
-			break;
-		}
-		default:
-			break;
-		}
+	switch (rec->kind) {
+	case CRDT__UNDO_LWW: {
+		crdt_lww *r = rec->target;
+		crdt__free(&r->cfg.alloc, r->r.val, r->r.len);
+		r->r = rec->old;
+		break;
 	}
-}
-
-void
-crdt__undo_commit(crdt__undo *u)
-{
-	for (size_t i = 0; i < u->n; i++) {
-		crdt__undo_rec *rec = &u->v[i];
-		if (rec->kind == CRDT__UNDO_LWW ||
-		    rec->kind == CRDT__UNDO_MAP_REG)
-			crdt__free(u->a, rec->old.val, rec->old.len);
+	case CRDT__UNDO_MAP_REG: {
+		crdt_lww_map *m = rec->target;
+		map_entry *e = crdt__table_at(&m->t, rec->idx);
+		track_live(m, e->r.state, rec->old.state);
+		crdt__free(&m->cfg.alloc, e->r.val, e->r.len);
+		e->r = rec->old;
+		break;
 	}
-	u->n = 0;
-}
-
-void
-crdt__undo_fini(crdt__undo *u)
-{
-	crdt__undo_rollback(u);
-	crdt__free(u->a, u->v, u->cap * sizeof *u->v);
-	u->v = NULL;
-	u->cap = 0;
+	case CRDT__UNDO_MAP_NEW: {
+		crdt_lww_map *m = rec->target;
+		map_entry *e = crdt__table_pop(&m->t);
+		track_live(m, e->r.state, CRDT__REG_UNSET);
+		crdt__free(&m->cfg.alloc, e->k.ptr, e->k.len);
+		reg_fini(&m->cfg.alloc, &e->r);
+		break;
+	}
+	default:
+		break;
+	}
 }
 
 int
