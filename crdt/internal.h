@@ -245,14 +245,18 @@ enum {
 	CRDT__UNDO_MAP_REG      /* map register replaced */
 };
 
-typedef struct crdt__undo_rec {
+typedef struct crdt__undo_rec crdt__undo_rec;
+struct crdt__undo_rec {
+	/* Puts back what this record displaced (the writer's type sets it;
+	 * called by rollback, newest record first). */
+	void (*restore)(crdt__undo_rec *rec);
 	uint8_t kind;
 	uint32_t obj; /* document object index, for change events */
 	void *target; /* crdt_gset / crdt_lww / crdt_lww_map */
 	size_t idx;   /* entry index in the target's table */
 	crdt_dot old_dot;
 	crdt__reg old;
-} crdt__undo_rec;
+};
 
 typedef struct crdt__undo {
 	const crdt_allocator *a;
@@ -265,9 +269,6 @@ int crdt__undo_reserve(crdt__undo *u, size_t n);
 void crdt__undo_rollback(crdt__undo *u);
 void crdt__undo_commit(crdt__undo *u);
 void crdt__undo_fini(crdt__undo *u);
-/* Each type's half of rollback: restore what one record displaced. */
-void crdt__gset_undo(crdt__undo_rec *rec);
-void crdt__lww_undo(crdt__undo_rec *rec); /* LWW and map records */
 
 int crdt__gset_write(crdt_gset *s, const uint8_t *elem, size_t len,
     crdt_dot dot, crdt__undo *u, uint32_t obj);

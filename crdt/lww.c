@@ -221,6 +221,9 @@ reg_write_undo(const crdt_allocator *a, crdt__reg *r, uint64_t hlc,
 	return 1;
 }
 
+/* Undo of one LWW or map record (crdt__undo_rollback, undo.c). */
+static void lww_undo(crdt__undo_rec *rec);
+
 int
 crdt__lww_write(crdt_lww *r, uint64_t hlc, const crdt_replica_id *id,
     bool present, const uint8_t *val, size_t len, crdt__undo *u, uint32_t obj)
@@ -228,6 +231,7 @@ crdt__lww_write(crdt_lww *r, uint64_t hlc, const crdt_replica_id *id,
 	CRDT_TRY(crdt__undo_reserve(u, 1));
 	crdt__undo_rec *rec = &u->v[u->n];
 	memset(rec, 0, sizeof *rec);
+	rec->restore = lww_undo;
 	rec->target = r;
 	rec->obj = obj;
 	int rc = reg_write_undo(&r->cfg.alloc, &r->r, hlc, id, present, val,
@@ -527,6 +531,7 @@ crdt__map_write(crdt_lww_map *m, const uint8_t *key, size_t klen,
 	CRDT_TRY(crdt__undo_reserve(u, 1));
 	crdt__undo_rec *rec = &u->v[u->n];
 	memset(rec, 0, sizeof *rec);
+	rec->restore = lww_undo;
 	rec->target = m;
 	rec->obj = obj;
 	uint64_t h = crdt__table_hash(&m->t, key, klen);
@@ -567,9 +572,8 @@ crdt__map_entry(const crdt_lww_map *m, size_t idx, const crdt__reg **reg)
 	return &e->k;
 }
 
-/* Undo of one LWW or map record (crdt__undo_rollback, undo.c). */
-void
-crdt__lww_undo(crdt__undo_rec *rec)
+static void
+lww_undo(crdt__undo_rec *rec)
 {
 	switch (rec->kind) {
 	case CRDT__UNDO_LWW: {

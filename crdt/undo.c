@@ -1,9 +1,9 @@
 /*
  * The undo log behind atomic document transactions (internal.h): object
- * writers record every change with what it displaced; rollback hands each
- * record, newest first, back to its type (crdt__gset_undo,
- * crdt__lww_undo), commit frees what was displaced. Below every object
- * type: it knows records, not objects.
+ * writers record every change with what it displaced and the function that
+ * puts it back; rollback runs those, newest first, and commit frees what
+ * was displaced. Below every object type: it knows records, not objects,
+ * and calls no type by name.
  */
 #include "internal.h"
 
@@ -23,19 +23,8 @@ crdt__undo_rollback(crdt__undo *u)
 {
 	while (u->n > 0) {
 		crdt__undo_rec *rec = &u->v[--u->n];
-		switch (rec->kind) {
-		case CRDT__UNDO_GSET_NEW:
-		case CRDT__UNDO_GSET_DOT:
-			crdt__gset_undo(rec);
-			break;
-		case CRDT__UNDO_LWW:
-		case CRDT__UNDO_MAP_REG:
-		case CRDT__UNDO_MAP_NEW:
-			crdt__lww_undo(rec);
-			break;
-		default:
-			break;
-		}
+		if (rec->restore != NULL)
+			rec->restore(rec);
 	}
 }
 
