@@ -241,31 +241,6 @@ crdt_doc_add_key(crdt_doc *d, uint32_t epoch,
 	return 0;
 }
 
-int
-crdt_doc_allow(crdt_doc *d, const crdt_replica_id *writer, bool allowed,
-    crdt_buf *msg_out)
-{
-	bool one;
-	size_t mark;
-
-	if (d == NULL || writer == NULL)
-		return CRDT_EINVAL;
-	if (!d->has_admin)
-		return CRDT_ESTATE;
-	if (crdt_replica_id_cmp(&d->self, &d->admin) != 0)
-		return CRDT_EPERM;
-	CRDT_TRY(crdt__stage_open(d, msg_out, &one, &mark));
-	crdt_buf *s = &d->stage;
-	int rc = crdt__w_array(s, 3);
-	if (rc == 0)
-		rc = crdt__w_uint(s, d->acl_obj);
-	if (rc == 0)
-		rc = crdt__w_id(s, writer);
-	if (rc == 0)
-		rc = crdt__w_uint(s, allowed ? 1 : 0);
-	return crdt__stage_close(d, one, mark, rc, msg_out);
-}
-
 bool
 crdt_doc_allowed(crdt_doc *d, const crdt_replica_id *writer)
 {

@@ -296,3 +296,30 @@ crdt_doc_map_remove(crdt_doc *d, uint32_t on, const void *key, size_t klen,
 	return stage_op(d, on, CRDT_OBJ_MAP, key, klen, false, NULL, 0,
 	    msg_out);
 }
+
+/* The admin's grant or revoke: [obj, writer, allowed] on the hidden
+ * allowlist G-Set, staged like any other op (security.md). */
+int
+crdt_doc_allow(crdt_doc *d, const crdt_replica_id *writer, bool allowed,
+    crdt_buf *msg_out)
+{
+	bool one;
+	size_t mark;
+
+	if (d == NULL || writer == NULL)
+		return CRDT_EINVAL;
+	if (!d->has_admin)
+		return CRDT_ESTATE;
+	if (crdt_replica_id_cmp(&d->self, &d->admin) != 0)
+		return CRDT_EPERM;
+	CRDT_TRY(crdt__stage_open(d, msg_out, &one, &mark));
+	crdt_buf *s = &d->stage;
+	int rc = crdt__w_array(s, 3);
+	if (rc == 0)
+		rc = crdt__w_uint(s, d->acl_obj);
+	if (rc == 0)
+		rc = crdt__w_id(s, writer);
+	if (rc == 0)
+		rc = crdt__w_uint(s, allowed ? 1 : 0);
+	return crdt__stage_close(d, one, mark, rc, msg_out);
+}
