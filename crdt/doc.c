@@ -59,6 +59,9 @@ typedef struct rstate {
 	uint64_t vc;   /* highest contiguous counter applied */
 	uint64_t sent; /* vc when our last message was built (deps) */
 	uint64_t admin_seen; /* admin counter in this replica's causal past */
+	uint64_t stamp; /* greatest op stamp applied from this replica: saved,
+			 * so a restarted replica never stamps below its own
+			 * earlier writes whatever its device clock says */
 	admstep *steps; /* admin_seen by counter, ascending (allowlist only) */
 	size_t nsteps, capsteps;
 	size_t ev_bytes; /* equivocation evidence this signer holds */
@@ -1447,6 +1450,8 @@ apply_core(crdt_doc *d, const ingest *in)
 		steps_push(d, sender, in->counter, admin_at);
 	}
 	uint64_t top = nops ? in->hlc + (nops - 1) : in->hlc;
+	if (top > d->rs[sender].stamp)
+		d->rs[sender].stamp = top;
 	if (top > d->hlc_max)
 		d->hlc_max = top;
 	if (in->src == CRDT_UPDATE_LOCAL) {
@@ -2740,6 +2745,30 @@ w_vc_pairs(const crdt_doc *d, crdt_buf *out)
 	return rc;
 }
 
+/* [stamp, ...]: each clock entry's greatest op stamp, in the clock's
+ * order (ascending by ID). */
+static int
+w_stamps(const crdt_doc *d, crdt_buf *out)
+{
+	const crdt_allocator *a = &d->cfg.alloc;
+	const rstate **v = crdt__malloc(a, d->nrs * sizeof *v);
+	size_t n = 0;
+	int rc;
+
+	if (v == NULL)
+		return CRDT_ENOMEM;
+	for (size_t i = 0; i < d->nrs; i++)
+		if (d->rs[i].vc > 0)
+			v[n++] = &d->rs[i];
+	if (n > 1)
+		qsort(v, n, sizeof *v, rs_id_cmp);
+	rc = crdt__w_array(out, n);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = crdt__w_uint(out, v[i]->stamp);
+	crdt__free(a, v, d->nrs * sizeof *v);
+	return rc;
+}
+
 /* Whether any replica's admin_seen is non-zero: the snapshot then has the
  * optional admin_seen field (absent otherwise, so every snapshot of a
  * document without an allowlist keeps its layout). */
@@ -2822,6 +2851,7 @@ save_body(const crdt_doc *d, crdt_buf *out, crdt_buf *tmp)
 	CRDT_TRY(crdt__w_header(out, KIND_SNAP, seen ? 7 : 6));
 	CRDT_TRY(crdt__w_bin(out, d->cfg.doc_id.bytes, CRDT_DOC_ID_BYTES));
 	CRDT_TRY(w_vc_pairs(d, out));
+	CRDT_TRY(w_stamps(d, out));
 	CRDT_TRY(crdt__w_uint(out, d->hlc_max));
 	CRDT_TRY(crdt__w_array(out, d->nobjs));
 	for (size_t i = 0; i < d->nobjs; i++) {
@@ -2884,6 +2914,7 @@ crdt_doc_save(const crdt_doc *d, crdt_buf *out)
 typedef struct snapview {
 	iddep *vc;
 	size_t nvc;
+	uint64_t *stamps; /* per clock entry (version 2), or NULL */
 	uint64_t hlc_max;
 	void **tmp; /* one decoded object per schema entry */
 	bool *changed;
@@ -2935,6 +2966,8 @@ snapview_free(const crdt_doc *d, snapview *sv)
 	crdt__free(a, sv->tmp, d->nobjs * sizeof *sv->tmp);
 	crdt__free(a, sv->changed, d->nobjs * sizeof *sv->changed);
 	crdt__free(a, sv->vc, sv->nvc * sizeof *sv->vc);
+	if (sv->stamps != NULL)
+		crdt__free(a, sv->stamps, sv->nvc * sizeof *sv->stamps);
 	crdt__free(a, sv->bp, sv->nb * sizeof *sv->bp);
 	crdt__free(a, sv->bl, sv->nb * sizeof *sv->bl);
 	crdt__free(a, sv->jumped, sv->nvc * sizeof *sv->jumped);
@@ -3044,6 +3077,21 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 			return CRDT_EWRONGDOC;
 	}
 	CRDT_TRY(rd_vc_pairs(d, &r, &sv->vc, &sv->nvc));
+	if (ver >= 2) {
+		/* One stamp per clock entry: sized by the clock already
+		 * checked, never by a claimed count. */
+		CRDT_TRY(crdt__rd_array(&r, &n));
+		if (n != sv->nvc)
+			return CRDT_EMALFORMED;
+		if (n > 0) {
+			sv->stamps = crdt__malloc(a, n * sizeof *sv->stamps);
+			if (sv->stamps == NULL)
+				return CRDT_ENOMEM;
+		}
+		for (size_t i = 0; i < n; i++)
+			CRDT_TRY(crdt__rd_uint(&r, &sv->stamps[i]));
+		r.depth--;
+	}
 	CRDT_TRY(crdt__rd_uint(&r, &sv->hlc_max));
 	CRDT_TRY(crdt__rd_array(&r, &n));
 	if (n != d->nobjs)
@@ -3311,10 +3359,23 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 		if (sv.seen[i].c > d->rs[ri].admin_seen)
 			d->rs[ri].admin_seen = sv.seen[i].c;
 	}
+	for (size_t i = 0; sv.stamps != NULL && i < sv.nvc; i++) {
+		uint32_t ri = 0;
+		if (rep_find(d, &sv.vc[i].id, &ri) != 0)
+			continue; /* cannot happen: interned above */
+		if (sv.stamps[i] > d->rs[ri].stamp)
+			d->rs[ri].stamp = sv.stamps[i];
+	}
 	if (sv.hlc_max > d->hlc_max)
 		d->hlc_max = sv.hlc_max;
 	if (d->has_admin)
 		acl_replace(d, &acl);
+	/* Our own stamps are ours: restore them whatever the device clock
+	 * says (a restart with a clock behind the saved stamp must not
+	 * stamp new writes below our earlier ones). Others' stamps move the
+	 * clock only within the drift bound. */
+	if (d->rs[d->self_idx].stamp > d->clock.last)
+		d->clock.last = d->rs[d->self_idx].stamp;
 	rc = crdt_hlc_update(&d->clock, d->hlc_max, NULL);
 	(void)rc; /* beyond the drift bound: keep the clock (clock.h) */
 	if (any) {
