@@ -957,6 +957,54 @@ urep_get(chat_index *ix, const msgrec *m, bool create, int *rc)
 }
 
 /*
+ * The replica, (user, replica) and user entries of a message, created on
+ * first sight. Consecutive messages usually share author and replica, and
+ * prep_post() asks for the entries of exactly the message ix_add_msg()
+ * folds after commit: the last entries found (by index; entries never move
+ * between indices or leave these tables) answer both without hashing, so
+ * each key is hashed at most once per message.
+ */
+static int
+msg_ents(chat_index *ix, const crdt_allocator *a, const msgrec *m,
+    rep_ent **rep, rep_ent **urep, user_ent **user)
+{
+	int rc;
+
+	if (ix->have_last) {
+		rep_ent *re = crdt__table_at(&ix->reps, ix->last_rep);
+		user_ent *u = crdt__table_at(&ix->users, ix->last_user);
+		if (memcmp(re->k.ptr, m->id.replica.bytes, 16) == 0 &&
+		    u->k.len == m->user_len &&
+		    memcmp(u->k.ptr, m->user, m->user_len) == 0) {
+			*rep = re;
+			*urep = crdt__table_at(&ix->ureps, ix->last_urep);
+			*user = u;
+			return 0;
+		}
+	}
+	rep_ent *re = tab_get(&ix->reps, m->id.replica.bytes, 16, true, &rc);
+	if (re == NULL)
+		return rc ? rc : CRDT_ENOMEM;
+	rep_ent *ue = urep_get(ix, m, true, &rc);
+	if (ue == NULL)
+		return rc ? rc : CRDT_ENOMEM;
+	user_ent *u = user_get(ix, a, m->user, m->user_len, &rc);
+	if (u == NULL)
+		return rc ? rc : CRDT_ENOMEM;
+	ix->last_rep = (size_t)((uint8_t *)re - ix->reps.ents) /
+	    ix->reps.stride;
+	ix->last_urep = (size_t)((uint8_t *)ue - ix->ureps.ents) /
+	    ix->ureps.stride;
+	ix->last_user = (size_t)((uint8_t *)u - ix->users.ents) /
+	    ix->users.stride;
+	ix->have_last = true;
+	*rep = re;
+	*urep = ue;
+	*user = u;
+	return 0;
+}
+
+/*
  * A second record for a message ID already indexed: two writers used one
  * replica ID (an equivocating peer, or a device restored without its
  * state). Nothing can be refused here without making acceptance depend on
@@ -1015,7 +1063,6 @@ ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	chat_index *ix = c->ix;
 	const crdt_allocator *a = ix_alloc(c);
 	msgrec m;
-	int rc;
 
 	if (len > UINT32_MAX)
 		return CRDT_ETOOBIG;
@@ -1035,35 +1082,9 @@ ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	void *v = ix->nodes;
 	CRDT_TRY(crdt__grow(a, &v, &ix->capn, ix->nn + 1, sizeof *ix->nodes));
 	ix->nodes = v;
-	rep_ent *re = NULL, *ue = NULL;
-	user_ent *u = NULL;
-	if (ix->have_last) {
-		re = crdt__table_at(&ix->reps, ix->last_rep);
-		ue = crdt__table_at(&ix->ureps, ix->last_urep);
-		u = crdt__table_at(&ix->users, ix->last_user);
-		if (memcmp(re->k.ptr, m.id.replica.bytes, 16) != 0 ||
-		    u->k.len != m.user_len ||
-		    memcmp(u->k.ptr, m.user, m.user_len) != 0)
-			re = NULL;
-	}
-	if (re == NULL) {
-		re = tab_get(&ix->reps, m.id.replica.bytes, 16, true, &rc);
-		if (re == NULL)
-			return rc ? rc : CRDT_ENOMEM;
-		ue = urep_get(ix, &m, true, &rc);
-		if (ue == NULL)
-			return rc ? rc : CRDT_ENOMEM;
-		u = user_get(ix, a, m.user, m.user_len, &rc);
-		if (u == NULL)
-			return rc ? rc : CRDT_ENOMEM;
-		ix->last_rep = (size_t)((uint8_t *)re - ix->reps.ents) /
-		    ix->reps.stride;
-		ix->last_urep = (size_t)((uint8_t *)ue - ix->ureps.ents) /
-		    ix->ureps.stride;
-		ix->last_user = (size_t)((uint8_t *)u - ix->users.ents) /
-		    ix->users.stride;
-		ix->have_last = true;
-	}
+	rep_ent *re, *ue;
+	user_ent *u;
+	CRDT_TRY(msg_ents(ix, a, &m, &re, &ue, &u));
 	/* Room in both before either changes: no undo needed. */
 	void *rv = re->ctr.v, *uv = ue->ctr.v;
 	CRDT_TRY(crdt__grow(a, &rv, &re->ctr.cap, re->ctr.n + 1,
@@ -1532,7 +1553,6 @@ prep_post(crdt_chat *c, crdt_dot dot, const uint8_t *user, size_t ul,
 	const crdt_allocator *a = ix_alloc(c);
 	msgrec m;
 	user_ent *u = NULL;
-	int rc;
 
 	if (rec_len > UINT32_MAX || ix->nn >= UINT32_MAX - 1)
 		return CRDT_ETOOBIG;
@@ -1544,13 +1564,8 @@ prep_post(crdt_chat *c, crdt_dot dot, const uint8_t *user, size_t ul,
 	m.id = dot;
 	m.user = user;
 	m.user_len = ul;
-	rep_ent *re = tab_get(&ix->reps, dot.replica.bytes, 16, true, &rc);
-	if (re == NULL)
-		return rc ? rc : CRDT_ENOMEM;
-	rep_ent *ue = urep_get(ix, &m, true, &rc);
-	if (ue == NULL)
-		return rc ? rc : CRDT_ENOMEM;
-	CRDT_TRY(prep_user(c, user, ul, &u));
+	rep_ent *re, *ue;
+	CRDT_TRY(msg_ents(ix, a, &m, &re, &ue, &u));
 	v = re->ctr.v;
 	CRDT_TRY(crdt__grow(a, &v, &re->ctr.cap, re->ctr.n + 1,
 	    sizeof *re->ctr.v));
