@@ -44,8 +44,19 @@ crdt__free(const crdt_allocator *a, void *p, size_t n)
 /* Grow `*p` (an array of `elem`-byte items with capacity `*cap`) so it
  * holds at least `need` items. Doubling; overflow-checked; `*p` and `*cap`
  * untouched on failure. */
-int crdt__grow(const crdt_allocator *a, void **p, size_t *cap, size_t need,
-    size_t elem);
+int crdt__grow_slow(const crdt_allocator *a, void **p, size_t *cap,
+    size_t need, size_t elem);
+/* Inline because the apply path reserves room before every write and the
+ * room is almost always there: the common case is one compare, not a call
+ * (docs/performance.md, "Hardening cost"). */
+static inline int
+crdt__grow(const crdt_allocator *a, void **p, size_t *cap, size_t need,
+    size_t elem)
+{
+	if (need <= *cap)
+		return 0;
+	return crdt__grow_slow(a, p, cap, need, elem);
+}
 
 /* Heap copy of `n` bytes (n may be 0: a 1-byte block is allocated so the
  * pointer is non-NULL). Free with crdt__free(a, p, n). */
