@@ -863,7 +863,7 @@ node_place(uint32_t *slots, size_t nslots, uint32_t h, uint32_t v)
 
 /* Room for `need` nodes in the slot array (load factor <= 3/4). */
 static int
-node_slots_reserve(chat_index *ix, const crdt_allocator *a, size_t need)
+node_slots_grow(chat_index *ix, const crdt_allocator *a, size_t need)
 {
 	size_t ns = ix->nslots ? ix->nslots : 16;
 	while (need > ns / 4 * 3) {
@@ -883,6 +883,16 @@ node_slots_reserve(chat_index *ix, const crdt_allocator *a, size_t need)
 	ix->slots = slots;
 	ix->nslots = ns;
 	return 0;
+}
+
+/* Called twice per message (reserve before commit, fold after): the
+ * usual answer, "there is room", is one compare. */
+static inline int
+node_slots_reserve(chat_index *ix, const crdt_allocator *a, size_t need)
+{
+	if (need <= ix->nslots / 4 * 3)
+		return 0;
+	return node_slots_grow(ix, a, need);
 }
 
 /* Read-only: the reactions and rejection of a dot, NULL when none. */
@@ -943,17 +953,18 @@ enum { IX_SHOWN = 0, IX_HIDDEN = 1, IX_REPLACED = 2 };
 
 /* The (user, replica) entry of a record; created on demand. */
 static rep_ent *
-urep_get(chat_index *ix, const msgrec *m, bool create, int *rc)
+urep_get(chat_index *ix, const uint8_t *user, size_t ul,
+    const crdt_replica_id *rep, bool create, int *rc)
 {
 	uint8_t key[16 + USER_MAX];
 	/* parse_msgrec bounds user_len; never copy more than the key. */
-	if (!user_len_ok(m->user_len)) {
+	if (!user_len_ok(ul)) {
 		*rc = CRDT_EMALFORMED;
 		return NULL;
 	}
-	memcpy(key, m->user, m->user_len);
-	memcpy(key + m->user_len, m->id.replica.bytes, 16);
-	return tab_get(&ix->ureps, key, m->user_len + 16, create, rc);
+	memcpy(key, user, ul);
+	memcpy(key + ul, rep->bytes, 16);
+	return tab_get(&ix->ureps, key, ul + 16, create, rc);
 }
 
 /*
@@ -965,30 +976,31 @@ urep_get(chat_index *ix, const msgrec *m, bool create, int *rc)
  * each key is hashed at most once per message.
  */
 static int
-msg_ents(chat_index *ix, const crdt_allocator *a, const msgrec *m,
-    rep_ent **rep, rep_ent **urep, user_ent **user)
+msg_ents(chat_index *ix, const crdt_allocator *a, const crdt_replica_id *id,
+    const uint8_t *user, size_t ul, rep_ent **rep, rep_ent **urep,
+    user_ent **user_out)
 {
 	int rc;
 
 	if (ix->have_last) {
 		rep_ent *re = crdt__table_at(&ix->reps, ix->last_rep);
 		user_ent *u = crdt__table_at(&ix->users, ix->last_user);
-		if (memcmp(re->k.ptr, m->id.replica.bytes, 16) == 0 &&
-		    u->k.len == m->user_len &&
-		    memcmp(u->k.ptr, m->user, m->user_len) == 0) {
+		if (u->k.len == ul &&
+		    memcmp(re->k.ptr, id->bytes, 16) == 0 &&
+		    memcmp(u->k.ptr, user, ul) == 0) {
 			*rep = re;
 			*urep = crdt__table_at(&ix->ureps, ix->last_urep);
-			*user = u;
+			*user_out = u;
 			return 0;
 		}
 	}
-	rep_ent *re = tab_get(&ix->reps, m->id.replica.bytes, 16, true, &rc);
+	rep_ent *re = tab_get(&ix->reps, id->bytes, 16, true, &rc);
 	if (re == NULL)
 		return rc ? rc : CRDT_ENOMEM;
-	rep_ent *ue = urep_get(ix, m, true, &rc);
+	rep_ent *ue = urep_get(ix, user, ul, id, true, &rc);
 	if (ue == NULL)
 		return rc ? rc : CRDT_ENOMEM;
-	user_ent *u = user_get(ix, a, m->user, m->user_len, &rc);
+	user_ent *u = user_get(ix, a, user, ul, &rc);
 	if (u == NULL)
 		return rc ? rc : CRDT_ENOMEM;
 	ix->last_rep = (size_t)((uint8_t *)re - ix->reps.ents) /
@@ -1000,7 +1012,7 @@ msg_ents(chat_index *ix, const crdt_allocator *a, const msgrec *m,
 	ix->have_last = true;
 	*rep = re;
 	*urep = ue;
-	*user = u;
+	*user_out = u;
 	return 0;
 }
 
@@ -1029,7 +1041,8 @@ ix_rival(crdt_chat *c, uint32_t y, const uint8_t *rec, size_t len,
 	if (old.user_len != m->user_len ||
 	    memcmp(old.user, m->user, m->user_len) != 0) {
 		/* Move the message between authors: allocate first. */
-		rep_ent *ue = urep_get(ix, m, true, &rc);
+		rep_ent *ue = urep_get(ix, m->user, m->user_len,
+		    &m->id.replica, true, &rc);
 		if (ue == NULL)
 			return rc ? rc : CRDT_ENOMEM;
 		user_ent *u = user_get(ix, a, m->user, m->user_len, &rc);
@@ -1037,7 +1050,8 @@ ix_rival(crdt_chat *c, uint32_t y, const uint8_t *rec, size_t len,
 			return rc ? rc : CRDT_ENOMEM;
 		CRDT_TRY(u64v_add(a, &ue->ctr, m->id.counter, ix->bulk));
 		u->posted++;
-		rep_ent *oe = urep_get(ix, &old, false, &rc);
+		rep_ent *oe = urep_get(ix, old.user, old.user_len,
+		    &old.id.replica, false, &rc);
 		user_ent *ou = user_find(ix, old.user, old.user_len);
 		if (oe != NULL)
 			u64v_erase(&oe->ctr, m->id.counter);
@@ -1084,7 +1098,8 @@ ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	ix->nodes = v;
 	rep_ent *re, *ue;
 	user_ent *u;
-	CRDT_TRY(msg_ents(ix, a, &m, &re, &ue, &u));
+	CRDT_TRY(msg_ents(ix, a, &m.id.replica, m.user, m.user_len, &re, &ue,
+	    &u));
 	/* Room in both before either changes: no undo needed. */
 	void *rv = re->ctr.v, *uv = ue->ctr.v;
 	CRDT_TRY(crdt__grow(a, &rv, &re->ctr.cap, re->ctr.n + 1,
@@ -1551,7 +1566,6 @@ prep_post(crdt_chat *c, crdt_dot dot, const uint8_t *user, size_t ul,
 {
 	chat_index *ix = c->ix;
 	const crdt_allocator *a = ix_alloc(c);
-	msgrec m;
 	user_ent *u = NULL;
 
 	if (rec_len > UINT32_MAX || ix->nn >= UINT32_MAX - 1)
@@ -1560,12 +1574,8 @@ prep_post(crdt_chat *c, crdt_dot dot, const uint8_t *user, size_t ul,
 	void *v = ix->nodes;
 	CRDT_TRY(crdt__grow(a, &v, &ix->capn, ix->nn + 1, sizeof *ix->nodes));
 	ix->nodes = v;
-	memset(&m, 0, sizeof m);
-	m.id = dot;
-	m.user = user;
-	m.user_len = ul;
 	rep_ent *re, *ue;
-	CRDT_TRY(msg_ents(ix, a, &m, &re, &ue, &u));
+	CRDT_TRY(msg_ents(ix, a, &dot.replica, user, ul, &re, &ue, &u));
 	v = re->ctr.v;
 	CRDT_TRY(crdt__grow(a, &v, &re->ctr.cap, re->ctr.n + 1,
 	    sizeof *re->ctr.v));

@@ -139,7 +139,17 @@ void *crdt__table_find(const crdt__table *t, const void *key, size_t len,
     uint64_t hash);
 /* Make room for `extra` more entries; after success, that many
  * crdt__table_insert() calls cannot fail. */
-int crdt__table_reserve(crdt__table *t, size_t extra);
+int crdt__table_reserve_slow(crdt__table *t, size_t extra);
+/* Every write reserves before it inserts and the room is usually there:
+ * inline, that case is two compares, not a call. */
+static inline int
+crdt__table_reserve(crdt__table *t, size_t extra)
+{
+	if (extra <= t->cap - t->n && t->n + extra <= t->nslots / 4 * 3 &&
+	    t->n + extra <= UINT32_MAX - 1)
+		return 0;
+	return crdt__table_reserve_slow(t, extra);
+}
 /* Insert a new entry taking ownership of `key` (crdt__memdup'd). Requires a
  * prior reserve. Returns the zeroed entry with its key filled in. */
 void *crdt__table_insert(crdt__table *t, uint8_t *key, size_t len,
