@@ -654,6 +654,8 @@ apply_core(crdt_doc *d, const ingest *in)
 		crdt__steps_push(d, sender, in->counter, admin_at);
 	}
 	uint64_t top = nops ? in->hlc + (nops - 1) : in->hlc;
+	if (top > d->rs[sender].stamp)
+		d->rs[sender].stamp = top;
 	if (top > d->hlc_max)
 		d->hlc_max = top;
 	if (in->src == CRDT_UPDATE_LOCAL) {

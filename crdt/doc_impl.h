@@ -38,6 +38,9 @@ typedef struct rstate {
 	uint64_t vc;   /* highest contiguous counter applied */
 	uint64_t sent; /* vc when our last message was built (deps) */
 	uint64_t admin_seen; /* admin counter in this replica's causal past */
+	uint64_t stamp; /* greatest op stamp applied from this replica: saved,
+			 * so a restarted replica never stamps below its own
+			 * earlier writes whatever its device clock says */
 	admstep *steps; /* admin_seen by counter, ascending (allowlist only) */
 	size_t nsteps, capsteps;
 	size_t buf_bytes; /* causal buffer bytes this sender holds */
@@ -190,6 +193,9 @@ int crdt__w_vc_pairs(const crdt_doc *d, crdt_buf *out);
  * catches up by snapshot must judge a writer's next message with what
  * the writer's earlier messages established, as one that applied them. */
 int crdt__w_admin_seen(const crdt_doc *d, crdt_buf *out);
+/* [stamp, ...]: each clock entry's greatest op stamp, in the clock's
+ * order (ascending by ID). */
+int crdt__w_stamps(const crdt_doc *d, crdt_buf *out);
 /* Read such pairs (ascending IDs, c >= 1) into a fresh array the caller
  * frees (n entries); checked against the bytes left before allocating. */
 int crdt__rd_vc_pairs(const crdt_doc *d, crdt__rd *r, iddep **out,

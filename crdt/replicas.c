@@ -102,10 +102,18 @@ rs_id_cmp(const void *x, const void *y)
 	return crdt_replica_id_cmp(&a->id, &b->id);
 }
 
-/* [id, v, id, v, ...] of every replica whose v (its clock entry, or its
- * admin_seen with `seen`) is non-zero, ascending by ID. */
+enum { F_VC, F_SEEN, F_STAMP };
+
+static uint64_t
+rs_field(const rstate *r, int f)
+{
+	return f == F_SEEN ? r->admin_seen : f == F_STAMP ? r->stamp : r->vc;
+}
+
+/* The replicas whose `sel` field is non-zero, ascending by ID, and for
+ * each `val` as pairs [id, v, ...] (`pairs`) or values [v, ...]. */
 static int
-w_rs_pairs(const crdt_doc *d, crdt_buf *out, bool seen)
+w_rs(const crdt_doc *d, crdt_buf *out, int sel, int val, bool pairs)
 {
 	const crdt_allocator *a = &d->cfg.alloc;
 	const rstate **v = crdt__malloc(a, d->nrs * sizeof *v);
@@ -115,16 +123,16 @@ w_rs_pairs(const crdt_doc *d, crdt_buf *out, bool seen)
 	if (v == NULL)
 		return CRDT_ENOMEM;
 	for (size_t i = 0; i < d->nrs; i++)
-		if ((seen ? d->rs[i].admin_seen : d->rs[i].vc) > 0)
+		if (rs_field(&d->rs[i], sel) > 0)
 			v[n++] = &d->rs[i];
 	if (n > 1)
 		qsort(v, n, sizeof *v, rs_id_cmp);
-	rc = crdt__w_array(out, 2 * n);
+	rc = crdt__w_array(out, pairs ? 2 * n : n);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
-		rc = crdt__w_id(out, &v[i]->id);
+		if (pairs)
+			rc = crdt__w_id(out, &v[i]->id);
 		if (rc == 0)
-			rc = crdt__w_uint(out, seen ? v[i]->admin_seen :
-			    v[i]->vc);
+			rc = crdt__w_uint(out, rs_field(v[i], val));
 	}
 	crdt__free(a, v, d->nrs * sizeof *v);
 	return rc;
@@ -133,13 +141,19 @@ w_rs_pairs(const crdt_doc *d, crdt_buf *out, bool seen)
 int
 crdt__w_vc_pairs(const crdt_doc *d, crdt_buf *out)
 {
-	return w_rs_pairs(d, out, false);
+	return w_rs(d, out, F_VC, F_VC, true);
 }
 
 int
 crdt__w_admin_seen(const crdt_doc *d, crdt_buf *out)
 {
-	return w_rs_pairs(d, out, true);
+	return w_rs(d, out, F_SEEN, F_SEEN, true);
+}
+
+int
+crdt__w_stamps(const crdt_doc *d, crdt_buf *out)
+{
+	return w_rs(d, out, F_VC, F_STAMP, false);
 }
 
 /* Read [id, c, ...] ascending into a fresh array. */

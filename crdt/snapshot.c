@@ -66,6 +66,7 @@ save_body(const crdt_doc *d, crdt_buf *out, crdt_buf *tmp)
 	CRDT_TRY(crdt__w_header(out, CRDT__KIND_SNAP, seen ? 7 : 6));
 	CRDT_TRY(crdt__w_bin(out, d->cfg.doc_id.bytes, CRDT_DOC_ID_BYTES));
 	CRDT_TRY(crdt__w_vc_pairs(d, out));
+	CRDT_TRY(crdt__w_stamps(d, out));
 	CRDT_TRY(crdt__w_uint(out, d->hlc_max));
 	CRDT_TRY(crdt__w_array(out, d->nobjs));
 	for (size_t i = 0; i < d->nobjs; i++) {
@@ -152,6 +153,7 @@ crdt_doc_save_sealed(const crdt_doc *d, crdt_buf *out)
 typedef struct snapview {
 	iddep *vc;
 	size_t nvc;
+	uint64_t *stamps; /* per clock entry (version 2), or NULL */
 	uint64_t hlc_max;
 	void **tmp; /* one decoded object per schema entry */
 	bool *changed;
@@ -203,6 +205,8 @@ snapview_free(const crdt_doc *d, snapview *sv)
 	crdt__free(a, sv->tmp, d->nobjs * sizeof *sv->tmp);
 	crdt__free(a, sv->changed, d->nobjs * sizeof *sv->changed);
 	crdt__free(a, sv->vc, sv->nvc * sizeof *sv->vc);
+	if (sv->stamps != NULL)
+		crdt__free(a, sv->stamps, sv->nvc * sizeof *sv->stamps);
 	crdt__free(a, sv->bp, sv->nb * sizeof *sv->bp);
 	crdt__free(a, sv->bl, sv->nb * sizeof *sv->bl);
 	crdt__free(a, sv->jumped, sv->nvc * sizeof *sv->jumped);
@@ -279,6 +283,21 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 			return CRDT_EWRONGDOC;
 	}
 	CRDT_TRY(crdt__rd_vc_pairs(d, &r, &sv->vc, &sv->nvc));
+	if (ver >= 2) {
+		/* One stamp per clock entry: sized by the clock already
+		 * checked, never by a claimed count. */
+		CRDT_TRY(crdt__rd_array(&r, &n));
+		if (n != sv->nvc)
+			return CRDT_EMALFORMED;
+		if (n > 0) {
+			sv->stamps = crdt__malloc(a, n * sizeof *sv->stamps);
+			if (sv->stamps == NULL)
+				return CRDT_ENOMEM;
+		}
+		for (size_t i = 0; i < n; i++)
+			CRDT_TRY(crdt__rd_uint(&r, &sv->stamps[i]));
+		r.depth--;
+	}
 	CRDT_TRY(crdt__rd_uint(&r, &sv->hlc_max));
 	CRDT_TRY(crdt__rd_array(&r, &n));
 	if (n != d->nobjs)
@@ -504,10 +523,23 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 		if (sv.seen[i].c > d->rs[ri].admin_seen)
 			d->rs[ri].admin_seen = sv.seen[i].c;
 	}
+	for (size_t i = 0; sv.stamps != NULL && i < sv.nvc; i++) {
+		uint32_t ri = 0;
+		if (crdt__rep_find(d, &sv.vc[i].id, &ri) != 0)
+			continue; /* cannot happen: interned above */
+		if (sv.stamps[i] > d->rs[ri].stamp)
+			d->rs[ri].stamp = sv.stamps[i];
+	}
 	if (sv.hlc_max > d->hlc_max)
 		d->hlc_max = sv.hlc_max;
 	if (d->has_admin)
 		crdt__acl_swap(&d->acl, &acl);
+	/* Our own stamps are ours: restore them whatever the device clock
+	 * says (a restart with a clock behind the saved stamp must not
+	 * stamp new writes below our earlier ones). Others' stamps move the
+	 * clock only within the drift bound. */
+	if (d->rs[d->self_idx].stamp > d->clock.last)
+		d->clock.last = d->rs[d->self_idx].stamp;
 	rc = crdt_hlc_update(&d->clock, d->hlc_max, NULL);
 	(void)rc; /* beyond the drift bound: keep the clock (clock.h) */
 	if (any) {

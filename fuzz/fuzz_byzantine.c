@@ -118,8 +118,11 @@ round_trip(crdt_doc *x, crdt_doc *y, unsigned bad, size_t at, uint8_t with)
 	for (unsigned k = 0; k < 3 && f[k].len > 0; k++) {
 		if ((bad & (1u << k)) && with != 0)
 			f[k].data[at % f[k].len] ^= with;
-		ignore(crdt_doc_sync_handle(to[k], f[k].data, f[k].len, NULL,
-		    &f[k + 1]));
+		int rc = crdt_doc_sync_handle(to[k], f[k].data, f[k].len,
+		    NULL, &f[k + 1]);
+		if (rc != 0 && bad == 0 && getenv("FUZZ_DEBUG") != NULL)
+			fprintf(stderr, "honest sync frame %u: %s\n", k,
+			    crdt_err_name(rc));
 	}
 	for (int i = 0; i < 4; i++)
 		crdt_buf_fini(&f[i]);
@@ -325,6 +328,24 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int pass = 0; pass < 3; pass++)
 		for (int i = 1; i < HONEST; i++)
 			round_trip(h[0], h[i], 0, 0, 0);
+	if (getenv("FUZZ_DEBUG") != NULL)
+		for (int i = 0; i < HONEST; i++) {
+			crdt_vclock *vc;
+			if (crdt_doc_vclock(h[i], &vc) != 0)
+				abort();
+			fprintf(stderr, "h%d buffered %zu:", i,
+			    crdt_doc_buffered(h[i]));
+			for (size_t e = 0; e < crdt_vclock_size(vc); e++) {
+				crdt_replica_id rid;
+				uint64_t c;
+				if (crdt_vclock_entry(vc, e, &rid, &c) == 0)
+					fprintf(stderr, " %02x:%llu",
+					    rid.bytes[0],
+					    (unsigned long long)c);
+			}
+			fprintf(stderr, "\n");
+			crdt_vclock_free(vc);
+		}
 	crdt_buf s0;
 	fuzz_save(h[0], &s0);
 	bool empty = crdt_doc_buffered(h[0]) == 0;

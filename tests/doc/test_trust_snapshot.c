@@ -776,3 +776,61 @@ Test(trust_snapshot, load_refuses_evidence_with_bad_ops)
 	crdt_buf_fini(&snap);
 	node_free(&v);
 }
+
+/* A device restarts from its own snapshot with its clock an hour behind
+ * the stamps it wrote (beyond max_drift_ms): its own saved stamp comes
+ * back, so a write made right after the restart wins over its earlier
+ * writes everywhere, while a peer's far-future stamp still does not drag
+ * the clock. */
+Test(trust_snapshot, a_restart_restores_the_replicas_own_stamp)
+{
+	opts o = { .sign = false };
+	node a, peer;
+	node_new(&a, 1, &o);
+	node_new(&peer, 2, &o);
+	crdt_buf m1, m2, snap;
+	tb_init(&m1);
+	tb_init(&m2);
+	set_title(&a, "before the restart", &m1);
+	uint64_t before = crdt_doc_hlc(a.d);
+	cr_assert_eq(crdt_doc_receive(peer.d, m1.data, m1.len, NULL), 0);
+	save(&a, &snap);
+
+	node a2; /* the same replica ID, a fresh process */
+	node_new(&a2, 1, &o);
+	a2.clk.ms -= 3600 * 1000;
+	cr_assert_eq(crdt_doc_load(a2.d, snap.data, snap.len, NULL), 0);
+	cr_assert_geq(crdt_doc_hlc(a2.d), before,
+	    "own stamp not restored: %llu < %llu",
+	    (unsigned long long)crdt_doc_hlc(a2.d),
+	    (unsigned long long)before);
+	set_title(&a2, "after the restart", &m2);
+	cr_assert(crdt_doc_hlc(a2.d) > before);
+	cr_assert_eq(crdt_doc_receive(peer.d, m2.data, m2.len, NULL), 0);
+	cr_assert(title_is(&peer, "after the restart"));
+	cr_assert(title_is(&a2, "after the restart"));
+
+	/* Someone else's stamp an hour ahead is applied, not adopted. */
+	node far, b;
+	node_new(&far, 3, &o);
+	node_new(&b, 4, &o);
+	far.clk.ms += 3600 * 1000;
+	crdt_buf m3, s2;
+	tb_init(&m3);
+	set_title(&far, "from the future", &m3);
+	cr_assert_eq(crdt_doc_receive(a2.d, m3.data, m3.len, NULL), 0);
+	save(&a2, &s2);
+	cr_assert_eq(crdt_doc_load(b.d, s2.data, s2.len, NULL), 0);
+	cr_assert(crdt_doc_hlc(b.d) >> 16 <= b.clk.ms + 60000,
+	    "a peer's far-future stamp dragged the clock on load");
+	crdt_buf_fini(&m1);
+	crdt_buf_fini(&m2);
+	crdt_buf_fini(&m3);
+	crdt_buf_fini(&snap);
+	crdt_buf_fini(&s2);
+	node_free(&a);
+	node_free(&a2);
+	node_free(&peer);
+	node_free(&far);
+	node_free(&b);
+}
