@@ -1,12 +1,13 @@
 #ifndef CRDT_DOC_IMPL_H
 #define CRDT_DOC_IMPL_H
 /*
- * The document's private state and the functions its modules share
- * (docs/design.md, "Layers"). Only the document's own modules include
- * this: doc.c (schema, transactions, ingest, events) and the layers above
- * it (snapshot.c, sync.c, chat_api.c), plus the lower modules that still
- * work on the document's arrays. Functions here use the crdt__ prefix and
- * are hidden like every internal one.
+ * The document's private state and the functions its files share
+ * (docs/design.md, "Layers"). Only the document's own files include this:
+ * the document layer (doc.c: schema, ingest, events; replicas.c; buffer.c;
+ * authz.c) and the layers above it (txn.c, snapshot.c, sync.c,
+ * chat_api.c). The modules below (msglog, evidence, keyring, acl, causal,
+ * envelope) do not: they see no crdt_doc. Functions here use the crdt__
+ * prefix and are hidden like every internal one.
  */
 #include "internal.h"
 #include "envelope.h"
@@ -172,6 +173,11 @@ int crdt__stage_close(crdt_doc *d, bool one, size_t mark, int rc,
 
 /* ---- replica table and clock (replicas.c) ---- */
 
+/* The interned index of `id`, or CRDT_ENOTFOUND. O(1). */
+int crdt__rep_find(const crdt_doc *d, const crdt_replica_id *id,
+    uint32_t *idx);
+/* The same, UINT32_MAX when `id` is not interned. */
+uint32_t crdt__rep_index(const crdt_doc *d, const crdt_replica_id *id);
 /* Intern `id` (found or added; CRDT_ETOOBIG past cfg.max_replicas). */
 int crdt__rep_intern(crdt_doc *d, const crdt_replica_id *id, uint32_t *idx);
 /* Forget replicas interned after the first `n` (LIFO): a refused message
@@ -180,12 +186,6 @@ void crdt__unintern_to(crdt_doc *d, size_t n);
 /* Note that replica r's clock grew since our last message (its entry
  * goes in our next message's dependencies). */
 int crdt__mark_dirty(crdt_doc *d, uint32_t r);
-
-/* The interned index of `id`, or CRDT_ENOTFOUND. O(1). */
-int crdt__rep_find(const crdt_doc *d, const crdt_replica_id *id,
-    uint32_t *idx);
-/* The same, UINT32_MAX when `id` is not interned. */
-uint32_t crdt__rep_index(const crdt_doc *d, const crdt_replica_id *id);
 /* [id, c, id, c, ...] of every non-zero clock entry, ascending by ID. */
 int crdt__w_vc_pairs(const crdt_doc *d, crdt_buf *out);
 /* [id, admin_seen, ...] of every non-zero entry, ascending by ID. This is
@@ -196,8 +196,9 @@ int crdt__w_admin_seen(const crdt_doc *d, crdt_buf *out);
 /* [stamp, ...]: each clock entry's greatest op stamp, in the clock's
  * order (ascending by ID). */
 int crdt__w_stamps(const crdt_doc *d, crdt_buf *out);
-/* Read such pairs (ascending IDs, c >= 1) into a fresh array the caller
- * frees (n entries); checked against the bytes left before allocating. */
+/* Read [id, c, ...] pairs (ascending IDs, c >= 1) into a fresh array the
+ * caller frees (n entries); checked against the bytes left before
+ * allocating. */
 int crdt__rd_vc_pairs(const crdt_doc *d, crdt__rd *r, iddep **out,
     size_t *nout);
 
@@ -285,7 +286,7 @@ int crdt__rd_evidence(crdt_doc *d, crdt__rd *r, size_t n,
 
 /* ---- snapshots (snapshot.c) ---- */
 
-/* Whether `b` starts like a sealed snapshot (kind 10). */
+/* Whether `b` starts like a sealed snapshot (CRDT__KIND_SEALED_SNAP). */
 bool crdt__is_sealed_snapshot(const uint8_t *b, size_t len);
 
 #endif /* CRDT_DOC_IMPL_H */
