@@ -19,10 +19,8 @@
  * crdt_doc_allowed() never rebuilds or allocates.
  */
 int
-crdt__authz_prepare(crdt_doc *d)
+crdt__authz_prepare_slow(crdt_doc *d)
 {
-	if (!d->has_admin)
-		return 0;
 	int rc = 0;
 	for (size_t i = 0; rc == 0 && i < d->undo.n; i++) {
 		const crdt__undo_rec *u = &d->undo.v[i];
@@ -53,18 +51,6 @@ acl_check(crdt_doc *d, const crdt_replica_id *w, uint64_t a)
 	if (!d->has_admin || crdt_replica_id_cmp(w, &d->admin) == 0)
 		return 0;
 	return crdt__acl_allows(&d->acl, w, a) ? 0 : CRDT_EPERM;
-}
-
-/* The admin counter a message lists among its dependencies (0 if none). */
-uint64_t
-crdt__listed_admin(const crdt_doc *d, const dep *deps, size_t n)
-{
-	if (!d->has_admin)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (deps[i].r == d->admin_idx)
-			return deps[i].c;
-	return 0;
 }
 
 /*
@@ -115,11 +101,10 @@ crdt__causal_admin(const crdt_doc *d, uint32_t sender, uint64_t counter,
  * read the (sealed) allowlist and leaves this to keyed replicas.
  */
 int
-crdt__authorise(crdt_doc *d, const crdt_replica_id *w, uint64_t listed,
+crdt__authorise_slow(crdt_doc *d, const crdt_replica_id *w, uint64_t listed,
     uint64_t causal)
 {
-	if (!d->has_admin || crdt__is_relay(d) ||
-	    crdt_replica_id_cmp(w, &d->admin) == 0)
+	if (crdt__is_relay(d) || crdt_replica_id_cmp(w, &d->admin) == 0)
 		return 0;
 	if (listed < causal)
 		return CRDT_EPERM;
@@ -128,10 +113,10 @@ crdt__authorise(crdt_doc *d, const crdt_replica_id *w, uint64_t listed,
 
 /* Room to record that replica r's messages from now on hold `a`. */
 int
-crdt__steps_reserve(crdt_doc *d, uint32_t r, uint64_t a)
+crdt__steps_reserve_slow(crdt_doc *d, uint32_t r, uint64_t a)
 {
 	rstate *s = &d->rs[r];
-	if (!d->has_admin || r == d->admin_idx ||
+	if (r == d->admin_idx ||
 	    a <= (s->nsteps ? s->steps[s->nsteps - 1].a : 0))
 		return 0;
 	void *v = s->steps;
@@ -142,10 +127,10 @@ crdt__steps_reserve(crdt_doc *d, uint32_t r, uint64_t a)
 }
 
 void
-crdt__steps_push(crdt_doc *d, uint32_t r, uint64_t c, uint64_t a)
+crdt__steps_push_slow(crdt_doc *d, uint32_t r, uint64_t c, uint64_t a)
 {
 	rstate *s = &d->rs[r];
-	if (!d->has_admin || r == d->admin_idx ||
+	if (r == d->admin_idx ||
 	    a <= (s->nsteps ? s->steps[s->nsteps - 1].a : 0))
 		return;
 	s->steps[s->nsteps++] = (admstep){ c, a };
@@ -153,10 +138,10 @@ crdt__steps_push(crdt_doc *d, uint32_t r, uint64_t c, uint64_t a)
 
 /* What this replica has applied of the admin's messages. */
 uint64_t
-crdt__own_admin(const crdt_doc *d)
+crdt__own_admin_slow(const crdt_doc *d)
 {
 	uint32_t ai;
-	if (!d->has_admin || crdt__rep_find(d, &d->admin, &ai) != 0)
+	if (crdt__rep_find(d, &d->admin, &ai) != 0)
 		return 0;
 	return d->rs[ai].vc;
 }

@@ -409,8 +409,8 @@ prep_user(crdt_chat *c, const uint8_t *u, size_t n, user_ent **out)
 }
 
 /* One post per thread per transaction: room for one more message. */
-int
-crdt__chat_prep_post(crdt_chat *c, crdt_dot dot, const uint8_t *user, size_t ul,
+static int
+prep_post(crdt_chat *c, crdt_dot dot, const uint8_t *user, size_t ul,
     size_t rec_len)
 {
 	chat_index *ix = c->ix;
@@ -561,7 +561,7 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 		size_t n0 = crdt_gset_size(c->msgs);
 		CRDT_TRY(crdt__gset_write(c->msgs, scratch->data, scratch->len,
 		    dot, u, obj));
-		CRDT_TRY(crdt__chat_prep_post(c, dot, a, al, scratch->len));
+		CRDT_TRY(prep_post(c, dot, a, al, scratch->len));
 		if (crdt_gset_size(c->msgs) == n0 + 1) {
 			/* A new entry (not a known record): remember what
 			 * the fold will need to know about it. */

@@ -206,7 +206,14 @@ enum { RF_INDEXED = 1, RF_ON = 2 };
 
 /* ---- chat_tree.c: the structures of the index ---- */
 
-void crdt__chat_dot_key(uint8_t k[24], crdt_dot d);
+/* The 24-byte key of a dot: replica ID, then the counter big-endian. */
+static inline void
+crdt__chat_dot_key(uint8_t k[24], crdt_dot d)
+{
+	memcpy(k, d.replica.bytes, 16);
+	for (int i = 0; i < 8; i++)
+		k[16 + i] = (uint8_t)(d.counter >> (56 - 8 * i));
+}
 int crdt__chat_u64v_add(const crdt_allocator *a, u64v *v, uint64_t x,
     bool bulk);
 void crdt__chat_u64v_erase(u64v *v, uint64_t x);
@@ -227,19 +234,36 @@ int crdt__chat_ol_reserve(const crdt_allocator *a, olink **v, size_t *cap,
     size_t need);
 void crdt__chat_treap_insert(chat_index *ix, uint32_t x);
 void crdt__chat_treap_remove(chat_index *ix, uint32_t x);
-size_t crdt__chat_rank(const chat_index *ix, uint32_t x);
+/* Nodes in the treap under x (0 for NIL). */
+static inline uint32_t
+crdt__chat_sz(const chat_index *ix, uint32_t x)
+{
+	return x == NIL ? 0 : ix->nodes[x].size;
+}
+/* Position of node x in the order. O(depth). Inline: the index asks it
+ * for every message it folds. */
+static inline size_t
+crdt__chat_rank(const chat_index *ix, uint32_t x)
+{
+	size_t r = crdt__chat_sz(ix, ix->nodes[x].l);
+	while (ix->nodes[x].p != NIL) {
+		uint32_t p = ix->nodes[x].p;
+		if (ix->nodes[p].r == x)
+			r += crdt__chat_sz(ix, ix->nodes[p].l) + 1;
+		x = p;
+	}
+	return r;
+}
 uint32_t crdt__chat_kth(const chat_index *ix, size_t k);
 uint32_t crdt__chat_step(const chat_index *ix, uint32_t x, bool fwd);
 
-/* ---- chat.c: record parsing, room before commit ---- */
+/* ---- chat.c: record parsing ---- */
 
 bool crdt__chat_user_len_ok(size_t n);
 int crdt__chat_parse_msgrec(const uint8_t *p, size_t n, msgrec *m);
 bool crdt__chat_msgrec_same(const msgrec *x, const msgrec *y);
 int crdt__chat_parse_rkey(const uint8_t *p, size_t n, rkey *k);
 int crdt__chat_parse_mark(const uint8_t *p, size_t len, markrec *m);
-int crdt__chat_prep_post(crdt_chat *c, crdt_dot dot, const uint8_t *user,
-    size_t ul, size_t rec_len);
 
 /* ---- chat_index.c: the derived index ---- */
 

@@ -204,7 +204,7 @@ urep_get(chat_index *ix, const uint8_t *user, size_t ul,
 /*
  * The replica, (user, replica) and user entries of a message, created on
  * first sight. Consecutive messages usually share author and replica, and
- * crdt__chat_prep_post() asks for the entries of exactly the message
+ * prep_post() (chat.c) asks for the entries of exactly the message
  * crdt__chat_ix_add_msg() folds after commit: the last entries found (by
  * index; entries never move between indices or leave these tables) answer
  * both without hashing, so each key is hashed at most once per message.

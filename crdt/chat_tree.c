@@ -9,14 +9,6 @@
 /* ---------------------------------------------------------------- */
 /* small helpers                                                    */
 
-void
-crdt__chat_dot_key(uint8_t k[24], crdt_dot d)
-{
-	memcpy(k, d.replica.bytes, 16);
-	for (int i = 0; i < 8; i++)
-		k[16 + i] = (uint8_t)(d.counter >> (56 - 8 * i));
-}
-
 /* Insert x keeping the vector sorted; `bulk` appends and leaves sorting to
  * u64v_sort_all() (an index rebuild), so a rebuild is O(n log n) whatever
  * the order of the records. Messages of one replica normally arrive in
@@ -287,12 +279,6 @@ node_cmp(const tnode *a, const tnode *b)
 	return crdt_dot_cmp(a->id, b->id);
 }
 
-static uint32_t
-sz(const chat_index *ix, uint32_t x)
-{
-	return x == NIL ? 0 : ix->nodes[x].size;
-}
-
 /*
  * Insert node x: walk down by key, growing subtree sizes on the way, hang
  * x as a leaf, then rotate it up while its priority beats its parent's
@@ -326,8 +312,8 @@ rotate_up(chat_index *ix, uint32_t x)
 		ix->nodes[g].l = x;
 	else
 		ix->nodes[g].r = x;
-	pn->size = 1 + sz(ix, pn->l) + sz(ix, pn->r);
-	n->size = 1 + sz(ix, n->l) + sz(ix, n->r);
+	pn->size = 1 + crdt__chat_sz(ix, pn->l) + crdt__chat_sz(ix, pn->r);
+	n->size = 1 + crdt__chat_sz(ix, n->l) + crdt__chat_sz(ix, n->r);
 }
 
 void
@@ -380,25 +366,12 @@ crdt__chat_treap_remove(chat_index *ix, uint32_t x)
 	n->size = 1;
 }
 
-size_t
-crdt__chat_rank(const chat_index *ix, uint32_t x)
-{
-	size_t r = sz(ix, ix->nodes[x].l);
-	while (ix->nodes[x].p != NIL) {
-		uint32_t p = ix->nodes[x].p;
-		if (ix->nodes[p].r == x)
-			r += sz(ix, ix->nodes[p].l) + 1;
-		x = p;
-	}
-	return r;
-}
-
 uint32_t
 crdt__chat_kth(const chat_index *ix, size_t k)
 {
 	uint32_t x = ix->root;
 	while (x != NIL) {
-		size_t ls = sz(ix, ix->nodes[x].l);
+		size_t ls = crdt__chat_sz(ix, ix->nodes[x].l);
 		if (k < ls) {
 			x = ix->nodes[x].l;
 		} else if (k == ls) {

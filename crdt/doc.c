@@ -404,12 +404,6 @@ validate_ops(crdt_doc *d, msgview *mv)
 	return 0;
 }
 
-bool
-crdt__is_relay(const crdt_doc *d)
-{
-	return d->encrypted && d->keys.n == 0;
-}
-
 /*
  * Check the signature (`verify`) and open a sealed payload. The signature
  * covers every byte before the auth slot; the AEAD's associated data is

@@ -173,9 +173,19 @@ int crdt__stage_close(crdt_doc *d, bool one, size_t mark, int rc,
 
 /* ---- replica table and clock (replicas.c) ---- */
 
-/* The interned index of `id`, or CRDT_ENOTFOUND. O(1). */
-int crdt__rep_find(const crdt_doc *d, const crdt_replica_id *id,
-    uint32_t *idx);
+/* The interned index of `id`, or CRDT_ENOTFOUND. O(1); inline, as every
+ * message looks up its sender and dependencies. */
+static inline int
+crdt__rep_find(const crdt_doc *d, const crdt_replica_id *id, uint32_t *idx)
+{
+	uint64_t h = crdt__table_hash(&d->reps, id->bytes, sizeof id->bytes);
+	const rep_entry *e = crdt__table_find(&d->reps, id->bytes,
+	    sizeof id->bytes, h);
+	if (e == NULL)
+		return CRDT_ENOTFOUND;
+	*idx = e->idx;
+	return 0;
+}
 /* The same, UINT32_MAX when `id` is not interned. */
 uint32_t crdt__rep_index(const crdt_doc *d, const crdt_replica_id *id);
 /* Intern `id` (found or added; CRDT_ETOOBIG past cfg.max_replicas). */
@@ -184,8 +194,17 @@ int crdt__rep_intern(crdt_doc *d, const crdt_replica_id *id, uint32_t *idx);
  * or snapshot must not leave its IDs in the table. */
 void crdt__unintern_to(crdt_doc *d, size_t n);
 /* Note that replica r's clock grew since our last message (its entry
- * goes in our next message's dependencies). */
-int crdt__mark_dirty(crdt_doc *d, uint32_t r);
+ * goes in our next message's dependencies). Inline, like the permission
+ * checks below: once per message, almost always nothing to do, and the
+ * ingest files are separate translation units (no LTO). */
+int crdt__mark_dirty_slow(crdt_doc *d, uint32_t r);
+static inline int
+crdt__mark_dirty(crdt_doc *d, uint32_t r)
+{
+	if (r == d->self_idx || d->rs[r].dirty)
+		return 0;
+	return crdt__mark_dirty_slow(d, r);
+}
 /* [id, c, id, c, ...] of every non-zero clock entry, ascending by ID. */
 int crdt__w_vc_pairs(const crdt_doc *d, crdt_buf *out);
 /* [id, admin_seen, ...] of every non-zero entry, ascending by ID. This is
@@ -220,7 +239,11 @@ int crdt__receive_one(crdt_doc *d, const void *bytes, size_t len,
     void *caller);
 /* A keyless replica of an encrypted document: it forwards sealed
  * messages it cannot read, and holds no content. */
-bool crdt__is_relay(const crdt_doc *d);
+static inline bool
+crdt__is_relay(const crdt_doc *d)
+{
+	return d->encrypted && d->keys.n == 0;
+}
 /* Check the signature (`verify`) and open a sealed payload into d->plain
  * (mv->payload; a relay keeps it opaque, NULL). */
 int crdt__open_msg(crdt_doc *d, msgview *mv, bool verify);
@@ -252,13 +275,30 @@ void crdt__bmsg_release(crdt_doc *d, uint32_t m);
 bool crdt__buffered_copy(const crdt_doc *d, uint32_t m, const uint8_t *b,
     size_t len, size_t *nvar);
 
-/* ---- write permissions (authz.c) ---- */
+/* ---- write permissions (authz.c) ----
+ *
+ * Each check is once or twice per message and a no-op without an admin:
+ * that test is inline, the rest in authz.c. */
 
 /* Room in the allowlist index for every allowlist record the staged ops
  * added (the undo log), before the commit point. */
-int crdt__authz_prepare(crdt_doc *d);
+int crdt__authz_prepare_slow(crdt_doc *d);
+static inline int
+crdt__authz_prepare(crdt_doc *d)
+{
+	return d->has_admin ? crdt__authz_prepare_slow(d) : 0;
+}
 /* The admin counter a message lists among its dependencies (0 if none). */
-uint64_t crdt__listed_admin(const crdt_doc *d, const dep *deps, size_t n);
+static inline uint64_t
+crdt__listed_admin(const crdt_doc *d, const dep *deps, size_t n)
+{
+	if (!d->has_admin)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (deps[i].r == d->admin_idx)
+			return deps[i].c;
+	return 0;
+}
 /* The admin counter in the causal past of message (r, c). O(log). */
 uint64_t crdt__adm_at(const crdt_doc *d, uint32_t r, uint64_t c);
 /* What a ready message's whole causal past holds of the admin's
@@ -268,14 +308,36 @@ uint64_t crdt__causal_admin(const crdt_doc *d, uint32_t sender,
 /* Authorise writer `w` whose message lists admin counter `listed` and
  * whose causal past holds `causal` (0 when not known yet): 0 or
  * CRDT_EPERM. */
-int crdt__authorise(crdt_doc *d, const crdt_replica_id *w, uint64_t listed,
-    uint64_t causal);
+int crdt__authorise_slow(crdt_doc *d, const crdt_replica_id *w,
+    uint64_t listed, uint64_t causal);
+static inline int
+crdt__authorise(crdt_doc *d, const crdt_replica_id *w, uint64_t listed,
+    uint64_t causal)
+{
+	return d->has_admin ? crdt__authorise_slow(d, w, listed, causal) : 0;
+}
 /* Room to record, then the record, that replica r's messages from
  * counter c on hold admin counter `a` (push cannot fail after reserve). */
-int crdt__steps_reserve(crdt_doc *d, uint32_t r, uint64_t a);
-void crdt__steps_push(crdt_doc *d, uint32_t r, uint64_t c, uint64_t a);
+int crdt__steps_reserve_slow(crdt_doc *d, uint32_t r, uint64_t a);
+void crdt__steps_push_slow(crdt_doc *d, uint32_t r, uint64_t c, uint64_t a);
+static inline int
+crdt__steps_reserve(crdt_doc *d, uint32_t r, uint64_t a)
+{
+	return d->has_admin ? crdt__steps_reserve_slow(d, r, a) : 0;
+}
+static inline void
+crdt__steps_push(crdt_doc *d, uint32_t r, uint64_t c, uint64_t a)
+{
+	if (d->has_admin)
+		crdt__steps_push_slow(d, r, c, a);
+}
 /* What this replica has applied of the admin's messages. */
-uint64_t crdt__own_admin(const crdt_doc *d);
+uint64_t crdt__own_admin_slow(const crdt_doc *d);
+static inline uint64_t
+crdt__own_admin(const crdt_doc *d)
+{
+	return d->has_admin ? crdt__own_admin_slow(d) : 0;
+}
 
 /* ---- evidence lists (doc.c; the store is evidence.h) ---- */
 

@@ -217,7 +217,7 @@ crdt__log_reset(crdt__msglog *l, uint32_t ri, uint64_t next)
 }
 
 int
-crdt__log_reserve(crdt__msglog *l, uint32_t ri)
+crdt__log_reserve_slow(crdt__msglog *l, uint32_t ri)
 {
 	crdt__rlog *r = &l->r[ri];
 	if (r->start > 0 && r->start + r->n == r->cap) {

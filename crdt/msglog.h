@@ -71,8 +71,19 @@ void crdt__log_drop_replicas(crdt__msglog *l, size_t n);
 const crdt__logent *crdt__log_get(const crdt__msglog *l, uint32_t r,
     uint64_t c);
 /* Room for one more entry for replica r in its run, the fifo and the
- * heaps; after this, crdt__log_push cannot fail. */
-int crdt__log_reserve(crdt__msglog *l, uint32_t r);
+ * heaps; after this, crdt__log_push cannot fail. Once per message, and
+ * the room is almost always there: that test is inline. */
+int crdt__log_reserve_slow(crdt__msglog *l, uint32_t r);
+static inline int
+crdt__log_reserve(crdt__msglog *l, uint32_t r)
+{
+	const crdt__rlog *x = &l->r[r];
+	if (x->start + x->n < x->cap &&
+	    l->fifo_start + l->fifo_n < l->fifo_cap &&
+	    l->heap_n[0] < l->heap_cap[0] && l->heap_n[1] < l->heap_cap[1])
+		return 0;
+	return crdt__log_reserve_slow(l, r);
+}
 /* Log replica r's message c (taking `bytes`), evicting over the bounds.
  * A c that does not follow the run (a snapshot jumped the replica)
  * restarts the run. */

@@ -13,19 +13,6 @@
 
 #include "doc_impl.h"
 
-int
-crdt__rep_find(const crdt_doc *d, const crdt_replica_id *id,
-    uint32_t *idx)
-{
-	uint64_t h = crdt__table_hash(&d->reps, id->bytes, sizeof id->bytes);
-	const rep_entry *e = crdt__table_find(&d->reps, id->bytes,
-	    sizeof id->bytes, h);
-	if (e == NULL)
-		return CRDT_ENOTFOUND;
-	*idx = e->idx;
-	return 0;
-}
-
 uint32_t
 crdt__rep_index(const crdt_doc *d, const crdt_replica_id *id)
 {
@@ -81,10 +68,8 @@ crdt__unintern_to(crdt_doc *d, size_t n)
 }
 
 int
-crdt__mark_dirty(crdt_doc *d, uint32_t r)
+crdt__mark_dirty_slow(crdt_doc *d, uint32_t r)
 {
-	if (r == d->self_idx || d->rs[r].dirty)
-		return 0;
 	void *v = d->dirty;
 	CRDT_TRY(crdt__grow(&d->cfg.alloc, &v, &d->capdirty, d->ndirty + 1,
 	    sizeof *d->dirty));
