@@ -500,12 +500,6 @@ crdt__parse_msg(crdt_doc *d, const void *bytes, size_t len, msgview *mv,
 	return mv->payload != NULL ? validate_ops(d, mv) : 0;
 }
 
-size_t
-crdt_doc_log_size(const crdt_doc *d)
-{
-	return d ? d->log.count : 0;
-}
-
 /* ---------------------------------------------------------------- */
 /* apply                                                            */
 
@@ -987,4 +981,10 @@ crdt_doc_log_get(const crdt_doc *d, crdt_dot dot, const uint8_t **bytes,
 	if (len != NULL)
 		*len = e->len;
 	return 0;
+}
+
+size_t
+crdt_doc_log_size(const crdt_doc *d)
+{
+	return d ? d->log.count : 0;
 }
