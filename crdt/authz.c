@@ -93,12 +93,19 @@ crdt__causal_admin(const crdt_doc *d, uint32_t sender, uint64_t counter,
 
 /*
  * Authorise writer `w` whose message lists admin counter `listed` and
- * whose causal past holds `causal` (0 when not known yet). An honest
- * writer always lists all it has applied of the admin's history, which
- * is at least its causal past's; listing less hides a revocation, so it
- * is refused like the revoked write it is. Then the allowlist as of
- * `listed` decides. The admin is always allowed; a keyless relay cannot
- * read the (sealed) allowlist and leaves this to keyed replicas.
+ * whose causal past holds `causal` (0 when not known yet): the writer
+ * must be allowed as of both. As of `listed` because that is what it
+ * claims to have seen; as of `causal` because a stale `listed` next to a
+ * dependency written after a revocation hides that revocation. Not
+ * "listed >= causal": `causal` is what this replica's variants of the
+ * dependencies held, and a writer that equivocates can make it larger
+ * here than what an honest writer that depended on its other variant had
+ * seen, so refusing every listed < causal let one equivocator get
+ * honest, allowed writers refused on some replicas and not on others.
+ * Now only a writer whose permission changed between the two counters
+ * can be judged apart (docs/security.md, "Write permissions"). The
+ * admin is always allowed; a keyless relay cannot read the (sealed)
+ * allowlist and leaves this to keyed replicas.
  */
 int
 crdt__authorise_slow(crdt_doc *d, const crdt_replica_id *w, uint64_t listed,
@@ -106,9 +113,8 @@ crdt__authorise_slow(crdt_doc *d, const crdt_replica_id *w, uint64_t listed,
 {
 	if (crdt__is_relay(d) || crdt_replica_id_cmp(w, &d->admin) == 0)
 		return 0;
-	if (listed < causal)
-		return CRDT_EPERM;
-	return acl_check(d, w, listed);
+	CRDT_TRY(acl_check(d, w, listed));
+	return causal > listed ? acl_check(d, w, causal) : 0;
 }
 
 /* Room to record that replica r's messages from now on hold `a`. */

@@ -637,10 +637,17 @@ apply_core(crdt_doc *d, const ingest *in)
 	if (!in->variant) {
 		d->has_data = true;
 		d->rs[sender].vc = in->counter;
-		d->rs[sender].admin_seen = CRDT_MAX(admin_at,
-		    d->rs[sender].admin_seen);
 		crdt__steps_push(d, sender, in->counter, admin_at);
 	}
+	/* Saved state (snapshots): the greatest admin counter the sender's
+	 * messages named, over every variant held. From the bytes alone, not
+	 * from this replica's causal-past figure, which depends on which
+	 * variant of an equivocated dependency came first: replicas holding
+	 * the same messages then save the same bytes. */
+	if (!d->has_admin || sender != d->admin_idx) /* the admin names
+						     * none of its own */
+		d->rs[sender].admin_seen = CRDT_MAX(in->listed,
+		    d->rs[sender].admin_seen);
 	uint64_t top = nops ? in->hlc + (nops - 1) : in->hlc;
 	if (top > d->rs[sender].stamp)
 		d->rs[sender].stamp = top;
@@ -728,9 +735,13 @@ intern_deps(crdt_doc *d, const msgview *mv, uint32_t *sender, bool known,
  * reports them. A variant is a write like any other: it is authorised by
  * its own causal past, so a revoked writer cannot write by re-signing an
  * old dot. Detection needs the first half in the log or the evidence; a
- * variant whose dependencies are not all here is dropped, as nobody
- * applied it yet (a buffered one waits for them, see crdt__release()).
+ * variant whose dependencies are not all here waits for them in the
+ * buffer like any message (buffer_variant), and joins when they come
+ * (crdt__release()): dropping it would lose it for good, since sync sees
+ * equal clocks and never sends it again.
  */
+static int buffer_variant(crdt_doc *d, msgview *mv, uint32_t s, void *caller);
+
 int
 crdt__equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
     bool evidence)
@@ -767,7 +778,11 @@ crdt__equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
 		uint32_t ri;
 		if (crdt__rep_find(d, &d->sdeps[i].id, &ri) != 0 ||
 		    d->rs[ri].vc < d->sdeps[i].c)
-			return 0;
+			return buffer_variant(d, mv, s, caller);
+	}
+	for (size_t i = 0; i < mv->ndeps; i++) {
+		uint32_t ri = 0;
+		(void)crdt__rep_find(d, &d->sdeps[i].id, &ri); /* found above */
 		if (d->has_admin && ri == d->admin_idx)
 			listed = d->sdeps[i].c;
 		causal = CRDT_MAX(causal, crdt__adm_at(d, ri, d->sdeps[i].c));
@@ -820,6 +835,44 @@ admit_early(crdt_doc *d, const msgview *mv)
 	if (listed > d->rs[d->admin_idx].vc)
 		return 0;
 	return crdt__authorise(d, &mv->sender, listed, 0);
+}
+
+/*
+ * A variant of an applied dot (sender `s` known) whose dependencies are
+ * not all here: it waits in the buffer, beside any other variant of the
+ * dot that waits, under the same bounds as a fresh message.
+ */
+static int
+buffer_variant(crdt_doc *d, msgview *mv, uint32_t s, void *caller)
+{
+	const uint8_t *bytes = mv->bytes;
+	size_t len = (size_t)(mv->end - mv->bytes);
+	uint32_t head = UINT32_MAX;
+	crdt__dotslot *sl = d->dots.n > 0 ?
+	    crdt__dots_find(&d->dots, s, mv->counter) :
+	    NULL;
+	if (sl != NULL) {
+		size_t nvar;
+		if (crdt__buffered_copy(d, sl->msg, bytes, len, &nvar))
+			return 0;
+		if (nvar >= d->cfg.max_variants)
+			return CRDT_ETOOBIG;
+		head = sl->msg;
+	}
+	CRDT_TRY(admit_early(d, mv));
+	size_t nrs0 = d->nrs;
+	dep *deps;
+	int rc = intern_deps(d, mv, &s, true, &deps);
+	if (rc == 0) {
+		rc = mv->payload != NULL ? validate_ops(d, mv) : 0;
+		if (rc == 0)
+			rc = crdt__buffer_msg(d, bytes, len, s, mv->counter,
+			    deps, mv->ndeps, caller, head);
+		crdt__free(&d->cfg.alloc, deps, mv->ndeps * sizeof *deps);
+	}
+	if (rc < 0) /* nothing refers to what it interned */
+		crdt__unintern_to(d, nrs0);
+	return rc;
 }
 
 /*

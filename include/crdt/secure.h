@@ -111,9 +111,8 @@ CRDT_API CRDT_NODISCARD int crdt_doc_add_key(crdt_doc *d, uint32_t epoch,
 /**
  * Admin only: allow (or revoke) `writer`. Replicated like any change; a
  * message from a writer is judged by the allowlist as of the admin
- * messages in its own whole causal past, so every replica decides alike;
- * a message that names less of the admin's history than its causal past
- * holds is refused too (security.md, "Write permissions"). Messages from
+ * messages it names and as of those in its own whole causal past, so
+ * every replica decides alike (security.md, "Write permissions"). Messages from
  * writers not allowed are refused with CRDT_EPERM, before anything of
  * them is kept when the admin history they name is already here.
  * Staging follows doc.h (msg_out NULL inside a transaction).

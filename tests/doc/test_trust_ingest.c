@@ -739,3 +739,83 @@ Test(trust_ingest, a_snapshot_over_the_evidence_bound_still_loads)
 	node_free(&src);
 	node_free(&dst);
 }
+
+static void
+note(node *n, const char *s, crdt_buf *out)
+{
+	tb_init(out);
+	int rc = crdt_doc_gset_add(n->d, notes(n), s, strlen(s), out);
+	cr_assert_eq(rc, 0, "commit: %s", crdt_err_name(rc));
+}
+
+static void
+grant(node *admin, const node *w, bool allowed, crdt_buf *out)
+{
+	tb_init(out);
+	cr_assert_eq(crdt_doc_allow(admin->d, &w->id, allowed, out), 0);
+}
+
+/*
+ * E (allowed) equivocates on its first dot: one variant written before
+ * the admin's third message, one after it. H (allowed) depends on the
+ * first variant and has not seen the admin's third message, so it names
+ * admin counter 2; a replica holding E's second variant computes that
+ * H's causal past holds 3. H is allowed as of both: every replica takes
+ * H's message (the rule "named < causal past: refused" did not).
+ */
+Test(trust_ingest, equivocation_cannot_get_an_allowed_writer_refused)
+{
+	node a, h, e0, e1, r1, r2, z;
+	node tmp; /* the admin's key, from its seed */
+	node_new(&tmp, 1, NULL);
+	uint8_t apk[32];
+	memcpy(apk, tmp.pk, 32);
+	node_free(&tmp);
+	node_new(&a, 1, apk);
+	node_new(&h, 2, apk);
+	node_new(&e0, 3, apk);
+	node_new(&e1, 3, apk); /* E's second device: the same identity */
+	node_new(&r1, 4, apk);
+	node_new(&r2, 5, apk);
+	node_new(&z, 6, apk);
+
+	crdt_buf g1, g2, g3;
+	grant(&a, &h, true, &g1);
+	grant(&a, &e0, true, &g2);
+	grant(&a, &z, true, &g3); /* admin counter 3: H never sees it */
+	node *all[] = { &h, &e0, &e1, &r1, &r2 };
+	for (size_t i = 0; i < 5; i++) {
+		recv_ok(all[i], &g1);
+		recv_ok(all[i], &g2);
+	}
+	recv_ok(&e1, &g3);
+	recv_ok(&r2, &g3);
+
+	crdt_buf v0, v1, hm;
+	note(&e0, "E before admin 3", &v0); /* (E,1), names admin 2 */
+	note(&e1, "E after admin 3", &v1);  /* (E,1)', names admin 3 */
+	recv_ok(&h, &v0);
+	note(&h, "H, allowed all along", &hm); /* names admin 2, deps E:1 */
+
+	recv_ok(&r1, &v0);
+	recv_ok(&r2, &v1);
+	recv_ok(&r1, &hm);
+	recv_ok(&r2, &hm);
+	cr_assert(has_note(&r1, "H, allowed all along"));
+	cr_assert(has_note(&r2, "H, allowed all along"));
+
+	/* Once both hold both variants they are the same, and r1 took E's
+	 * second variant although its admin dependency came only after it
+	 * (it waited in the buffer instead of being dropped). */
+	recv_ok(&r1, &v1);
+	recv_ok(&r2, &v0);
+	recv_ok(&r1, &g3);
+	same_saves(&r1, &r2, "r1 and r2 after both variants");
+
+	crdt_buf *bufs[] = { &g1, &g2, &g3, &v0, &v1, &hm };
+	for (size_t i = 0; i < 6; i++)
+		crdt_buf_fini(bufs[i]);
+	node *nodes[] = { &a, &h, &e0, &e1, &r1, &r2, &z };
+	for (size_t i = 0; i < 7; i++)
+		node_free(nodes[i]);
+}
