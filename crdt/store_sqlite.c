@@ -1,0 +1,717 @@
+/*
+ * SQLite store backend (include/crdt/store.h, docs/storage.md).
+ *
+ * One file, WAL journal, synchronous FULL unless asked otherwise, one
+ * IMMEDIATE transaction per batch, statements prepared once for the
+ * handle's life. A file is trusted only after it passed the checks on
+ * open: quick_check, the exact schema, and every row against its digest
+ * and dot; rows are checked again when handed out, so damage that
+ * happens while the handle is open is still never passed on as data.
+ */
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+
+#include "internal.h"
+#include "crdt/store.h"
+
+/* 'CRDT' in PRAGMA application_id: tells our files from other SQLite
+ * databases, which are refused rather than written into. */
+#define SQ_APP_ID 0x43524454
+#define SQ_VERSION 1
+#define SQ_PAGE_SIZE 4096
+#define SQ_BUSY_DEFAULT_MS 5000u
+
+/* The schema, byte for byte as sqlite_schema keeps it: the check on open
+ * compares against these strings, so a table or index that was dropped,
+ * added or altered is refused (a missing unique index would silently let
+ * duplicates in). seq is the rowid: append order, never reused because
+ * rows are never deleted. counter holds the uint64 bit pattern (only
+ * equality is used, so the sign of the int64 does not matter). */
+static const char sq_msgs_sql[] =
+    "CREATE TABLE msgs(seq INTEGER PRIMARY KEY, "
+    "replica BLOB NOT NULL CHECK(length(replica) = 16), "
+    "counter INTEGER NOT NULL CHECK(counter <> 0), "
+    "digest BLOB NOT NULL CHECK(length(digest) = 32), "
+    "bytes BLOB NOT NULL)";
+static const char sq_dot_sql[] =
+    "CREATE UNIQUE INDEX msgs_dot ON msgs(replica, counter, digest)";
+static const char sq_ck_sql[] =
+    "CREATE TABLE checkpoint(id INTEGER PRIMARY KEY CHECK(id = 1), "
+    "clock_digest BLOB NOT NULL, clock BLOB NOT NULL, "
+    "snap_digest BLOB NOT NULL, snap BLOB NOT NULL)";
+
+static const char sq_pers_msg[16] = "crdt.store.msg\0\0";
+static const char sq_pers_snap[16] = "crdt.store.snap\0";
+static const char sq_pers_clock[16] = "crdt.store.clk\0\0";
+
+typedef struct sq {
+	crdt_allocator alloc;
+	sqlite3 *db;
+	sqlite3_stmt *begin, *commit, *rollback;
+	sqlite3_stmt *ins;    /* one message */
+	sqlite3_stmt *scan;   /* seq, replica, counter after a cursor */
+	sqlite3_stmt *fetch;  /* digest, bytes of one seq */
+	sqlite3_stmt *put_ck, *get_ck;
+} sq;
+
+/* SQLite result -> CRDT code. Primary codes only: the extended ones
+ * (SQLITE_IOERR_WRITE, ...) all map like their primary. */
+static int
+sq_err(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_ROW:
+	case SQLITE_DONE:
+		return 0;
+	case SQLITE_NOMEM:
+		return CRDT_ENOMEM;
+	case SQLITE_FULL:
+		return CRDT_EFULL;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return CRDT_EBUSY;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+	case SQLITE_FORMAT:
+	case SQLITE_CONSTRAINT: /* our CHECKs only fail on a damaged file */
+	case SQLITE_SCHEMA:
+	case SQLITE_MISMATCH:
+		return CRDT_ECORRUPT;
+	case SQLITE_TOOBIG:
+		return CRDT_ETOOBIG;
+	default: /* IOERR, CANTOPEN, READONLY, PROTOCOL, PERM, ... */
+		return CRDT_EIO;
+	}
+}
+
+static int
+sq_prep(sqlite3 *db, const char *sql, sqlite3_stmt **st)
+{
+	int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st,
+	    NULL);
+	if (rc != SQLITE_OK) {
+		*st = NULL;
+		/* A statement over our own schema fails to prepare only when
+		 * the file is not what the schema check saw: damage. */
+		return (rc & 0xff) == SQLITE_ERROR ? CRDT_ECORRUPT : sq_err(rc);
+	}
+	return 0;
+}
+
+/* Run a statement without results once (pragmas, DDL). */
+static int
+sq_exec(sqlite3 *db, const char *sql)
+{
+	int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	return rc == SQLITE_OK ? 0 : sq_err(rc);
+}
+
+/* One-row, one-column query giving an integer or text (pragmas). */
+static int
+sq_query_int(sqlite3 *db, const char *sql, int64_t *out)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+
+	if (rc != SQLITE_OK)
+		return sq_err(rc);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(st, 0);
+	rc = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? CRDT_ECORRUPT :
+	    sq_err(rc);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int
+sq_query_text(sqlite3 *db, const char *sql, char *out, size_t cap)
+{
+	sqlite3_stmt *st;
+	const unsigned char *t;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+
+	if (rc != SQLITE_OK)
+		return sq_err(rc);
+	out[0] = '\0';
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		t = sqlite3_column_text(st, 0);
+		if (t != NULL) {
+			size_t n = strlen((const char *)t);
+			n = n < cap - 1 ? n : cap - 1;
+			memcpy(out, t, n);
+			out[n] = '\0';
+		}
+		rc = 0;
+	} else {
+		rc = rc == SQLITE_DONE ? 0 : sq_err(rc);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static bool
+sq_digest_ok(const void *bytes, size_t len, const void *digest,
+    size_t dlen, const char pers[16])
+{
+	uint8_t h[CRDT_STORE_DIGEST_BYTES];
+
+	if (dlen != sizeof h || digest == NULL)
+		return false;
+	if (crdt__hash_personal(h, sizeof h, bytes, len, pers) != 0)
+		return false;
+	return memcmp(h, digest, sizeof h) == 0;
+}
+
+/* Undo whatever the failed call left open, then report `err`. A failing
+ * statement may or may not have ended the transaction itself (SQLite
+ * rolls back on some FULL/IOERR/NOMEM), so ask rather than assume. */
+static int
+sq_abort(sq *q, int err)
+{
+	sqlite3_reset(q->ins);
+	sqlite3_clear_bindings(q->ins);
+	sqlite3_reset(q->commit);
+	sqlite3_reset(q->begin);
+	if (!sqlite3_get_autocommit(q->db)) {
+		(void)sqlite3_step(q->rollback);
+		sqlite3_reset(q->rollback);
+	}
+	return err;
+}
+
+static int
+sq_step_done(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : sq_err(rc);
+}
+
+static int
+sq_append(void *impl, const crdt_store_rec *recs, size_t n, size_t *added)
+{
+	sq *q = impl;
+	size_t got = 0;
+	int rc;
+
+	rc = sq_step_done(q->begin);
+	if (rc < 0)
+		return sq_abort(q, rc);
+	for (size_t i = 0; i < n; i++) {
+		const crdt_store_rec *r = &recs[i];
+		if (sqlite3_bind_blob(q->ins, 1, r->dot.replica.bytes,
+			CRDT_REPLICA_ID_BYTES, SQLITE_STATIC) != SQLITE_OK ||
+		    sqlite3_bind_int64(q->ins, 2, (sqlite3_int64)r->dot.counter) !=
+			SQLITE_OK ||
+		    sqlite3_bind_blob(q->ins, 3, r->digest, sizeof r->digest,
+			SQLITE_STATIC) != SQLITE_OK)
+			return sq_abort(q, CRDT_ENOMEM);
+		rc = sqlite3_bind_blob64(q->ins, 4, r->len ? r->bytes :
+			(const void *)"", r->len, SQLITE_STATIC);
+		if (rc != SQLITE_OK)
+			return sq_abort(q, sq_err(rc));
+		rc = sqlite3_step(q->ins);
+		if (rc != SQLITE_DONE)
+			return sq_abort(q, sq_err(rc));
+		/* ON CONFLICT DO NOTHING: 0 changes = this variant is stored */
+		got += (size_t)sqlite3_changes(q->db);
+		sqlite3_reset(q->ins);
+	}
+	sqlite3_clear_bindings(q->ins);
+	rc = sq_step_done(q->commit);
+	if (rc < 0)
+		return sq_abort(q, rc);
+	*added = got;
+	return 0;
+}
+
+static int
+sq_put_checkpoint(void *impl, const uint8_t *snap, size_t snap_len,
+    const uint8_t *clock, size_t clock_len)
+{
+	sq *q = impl;
+	uint8_t ds[CRDT_STORE_DIGEST_BYTES], dc[CRDT_STORE_DIGEST_BYTES];
+	int rc;
+
+	CRDT_TRY(crdt__hash_personal(ds, sizeof ds, snap, snap_len,
+	    sq_pers_snap));
+	CRDT_TRY(crdt__hash_personal(dc, sizeof dc, clock, clock_len,
+	    sq_pers_clock));
+	if (sqlite3_bind_blob(q->put_ck, 1, dc, sizeof dc, SQLITE_STATIC) !=
+		SQLITE_OK ||
+	    sqlite3_bind_blob64(q->put_ck, 2, clock_len ? clock :
+		(const void *)"", clock_len, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_blob(q->put_ck, 3, ds, sizeof ds, SQLITE_STATIC) !=
+		SQLITE_OK) {
+		sqlite3_clear_bindings(q->put_ck);
+		return CRDT_ENOMEM;
+	}
+	rc = sqlite3_bind_blob64(q->put_ck, 4, snap_len ? snap :
+	    (const void *)"", snap_len, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(q->put_ck);
+	sqlite3_reset(q->put_ck);
+	sqlite3_clear_bindings(q->put_ck);
+	/* One statement in autocommit mode is its own transaction: on any
+	 * failure SQLite has already rolled it back. */
+	return rc == SQLITE_DONE ? 0 : sq_err(rc);
+}
+
+/* Row of the checkpoint table, checked: columns 0..3 as in sq_ck_sql. */
+static int
+sq_check_ck_row(sqlite3_stmt *st)
+{
+	const void *c = sqlite3_column_blob(st, 1);
+	size_t cl = (size_t)sqlite3_column_bytes(st, 1);
+	const void *s = sqlite3_column_blob(st, 3);
+	size_t sl = (size_t)sqlite3_column_bytes(st, 3);
+
+	if (sqlite3_column_type(st, 1) != SQLITE_BLOB ||
+	    sqlite3_column_type(st, 3) != SQLITE_BLOB ||
+	    !sq_digest_ok(cl ? c : "", cl, sqlite3_column_blob(st, 0),
+		(size_t)sqlite3_column_bytes(st, 0), sq_pers_clock) ||
+	    !sq_digest_ok(sl ? s : "", sl, sqlite3_column_blob(st, 2),
+		(size_t)sqlite3_column_bytes(st, 2), sq_pers_snap))
+		return CRDT_ECORRUPT;
+	return 0;
+}
+
+static int
+sq_get_checkpoint(void *impl, crdt_buf *snap, crdt_buf *clock)
+{
+	sq *q = impl;
+	size_t s0 = snap->len, c0 = clock->len;
+	int rc = sqlite3_step(q->get_ck);
+
+	if (rc == SQLITE_DONE) {
+		rc = CRDT_ENOTFOUND;
+	} else if (rc != SQLITE_ROW) {
+		rc = sq_err(rc);
+	} else {
+		rc = sq_check_ck_row(q->get_ck);
+		if (rc == 0)
+			rc = crdt_buf_append(clock, sqlite3_column_blob(q->get_ck,
+			    1), (size_t)sqlite3_column_bytes(q->get_ck, 1));
+		if (rc == 0 && sqlite3_column_bytes(q->get_ck, 3) > 0)
+			rc = crdt_buf_append(snap, sqlite3_column_blob(q->get_ck,
+			    3), (size_t)sqlite3_column_bytes(q->get_ck, 3));
+	}
+	sqlite3_reset(q->get_ck);
+	if (rc < 0) {
+		snap->len = s0;
+		clock->len = c0;
+	}
+	return rc;
+}
+
+/* The dot stored in columns 1 (replica) and 2 (counter) of a row. */
+static int
+sq_row_dot(sqlite3_stmt *st, crdt_dot *dot)
+{
+	const void *r = sqlite3_column_blob(st, 1);
+
+	if (sqlite3_column_type(st, 1) != SQLITE_BLOB || r == NULL ||
+	    sqlite3_column_bytes(st, 1) != CRDT_REPLICA_ID_BYTES ||
+	    sqlite3_column_type(st, 2) != SQLITE_INTEGER)
+		return CRDT_ECORRUPT;
+	memcpy(dot->replica.bytes, r, CRDT_REPLICA_ID_BYTES);
+	dot->counter = (uint64_t)sqlite3_column_int64(st, 2);
+	return dot->counter == 0 ? CRDT_ECORRUPT : 0;
+}
+
+/* A stored message matches its digest, and peek reads the dot it was
+ * stored under. */
+static bool
+sq_msg_ok(crdt_dot dot, const void *bytes, size_t len, const void *digest,
+    size_t dlen)
+{
+	crdt_dot got;
+
+	if (bytes == NULL || !sq_digest_ok(bytes, len, digest, dlen,
+		sq_pers_msg))
+		return false;
+	if (crdt_msg_peek(bytes, len, &got, NULL) != 0)
+		return false;
+	return got.counter == dot.counter &&
+	    memcmp(got.replica.bytes, dot.replica.bytes,
+		CRDT_REPLICA_ID_BYTES) == 0;
+}
+
+static int
+sq_since(void *impl, const crdt_vclock *v, uint64_t *cursor, size_t budget,
+    crdt_store_msg_fn fn, void *ud, bool *more)
+{
+	sq *q = impl;
+	uint64_t last = *cursor;
+	size_t used = 0, handed = 0;
+	bool m = false;
+	int rc;
+
+	/* seq is a positive int64; a cursor past it simply finds nothing. */
+	rc = sqlite3_bind_int64(q->scan, 1, last > (uint64_t)INT64_MAX ?
+	    INT64_MAX : (sqlite3_int64)last);
+	if (rc != SQLITE_OK)
+		return sq_err(rc);
+	for (;;) {
+		crdt_dot dot;
+		sqlite3_int64 seq;
+		size_t len;
+
+		rc = sqlite3_step(q->scan);
+		if (rc == SQLITE_DONE) {
+			rc = 0;
+			break;
+		}
+		if (rc != SQLITE_ROW) {
+			rc = sq_err(rc);
+			break;
+		}
+		seq = sqlite3_column_int64(q->scan, 0);
+		rc = sq_row_dot(q->scan, &dot);
+		if (rc < 0 || seq <= 0 || (uint64_t)seq <= last ||
+		    sqlite3_column_type(q->scan, 3) != SQLITE_INTEGER) {
+			rc = CRDT_ECORRUPT;
+			break;
+		}
+		if (crdt_vclock_covers(v, dot)) {
+			last = (uint64_t)seq;
+			continue;
+		}
+		len = (size_t)sqlite3_column_int64(q->scan, 3);
+		if (handed > 0 && (used >= budget || len > budget - used)) {
+			m = true;
+			break;
+		}
+		/* Only now are the bytes read (the scan reads no blob). */
+		sqlite3_bind_int64(q->fetch, 1, seq);
+		rc = sqlite3_step(q->fetch);
+		if (rc != SQLITE_ROW) {
+			sqlite3_reset(q->fetch);
+			rc = rc == SQLITE_DONE ? CRDT_ECORRUPT : sq_err(rc);
+			break;
+		}
+		{
+			const void *b = sqlite3_column_blob(q->fetch, 1);
+			size_t bl = (size_t)sqlite3_column_bytes(q->fetch, 1);
+			if (bl != len || !sq_msg_ok(dot, bl ? b : "", bl,
+				sqlite3_column_blob(q->fetch, 0),
+				(size_t)sqlite3_column_bytes(q->fetch, 0))) {
+				sqlite3_reset(q->fetch);
+				rc = CRDT_ECORRUPT;
+				break;
+			}
+			rc = fn(ud, dot, bl ? b : (const uint8_t *)"", bl);
+		}
+		sqlite3_reset(q->fetch);
+		if (rc < 0)
+			break;
+		used += len;
+		handed++;
+		last = (uint64_t)seq;
+	}
+	sqlite3_reset(q->scan);
+	if (rc < 0)
+		return rc;
+	*cursor = last;
+	*more = m;
+	return 0;
+}
+
+static void
+sq_free(sq *q)
+{
+	sqlite3_stmt *sts[] = { q->begin, q->commit, q->rollback, q->ins,
+		q->scan, q->fetch, q->put_ck, q->get_ck };
+	crdt_allocator a = q->alloc;
+
+	for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++)
+		sqlite3_finalize(sts[i]);
+	/* close_v2 never fails for a connection whose statements are all
+	 * finalized; the last connection to close checkpoints the WAL. */
+	sqlite3_close_v2(q->db);
+	crdt__free(&a, q, sizeof *q);
+}
+
+static void
+sq_close(void *impl)
+{
+	sq_free(impl);
+}
+
+/* The schema as sqlite_schema holds it must be exactly ours. */
+static int
+sq_check_schema(sqlite3 *db)
+{
+	static const struct {
+		const char *name, *sql;
+	} want[] = {
+		{ "checkpoint", sq_ck_sql },
+		{ "msgs", sq_msgs_sql },
+		{ "msgs_dot", sq_dot_sql },
+	};
+	sqlite3_stmt *st;
+	size_t i = 0;
+	int rc = sqlite3_prepare_v2(db,
+	    "SELECT name, sql FROM sqlite_schema ORDER BY name", -1, &st,
+	    NULL);
+
+	if (rc != SQLITE_OK)
+		return sq_err(rc);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *n = (const char *)sqlite3_column_text(st, 0);
+		const char *s = (const char *)sqlite3_column_text(st, 1);
+		/* The rowid table's automatic index has no sql; ours has
+		 * none (INTEGER PRIMARY KEY is the rowid). */
+		if (i >= sizeof want / sizeof want[0] || n == NULL ||
+		    s == NULL || strcmp(n, want[i].name) != 0 ||
+		    strcmp(s, want[i].sql) != 0) {
+			sqlite3_finalize(st);
+			return CRDT_ECORRUPT;
+		}
+		i++;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return sq_err(rc);
+	return i == sizeof want / sizeof want[0] ? 0 : CRDT_ECORRUPT;
+}
+
+/* Every stored row and the checkpoint pass the checks since() and
+ * get_checkpoint() apply, so a damaged file is refused before a handle
+ * exists rather than found half-way through a load. */
+static int
+sq_check_rows(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db,
+	    "SELECT seq, replica, counter, digest, bytes FROM msgs", -1, &st,
+	    NULL);
+
+	if (rc != SQLITE_OK)
+		return sq_err(rc);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		crdt_dot dot;
+		const void *b = sqlite3_column_blob(st, 4);
+		size_t bl = (size_t)sqlite3_column_bytes(st, 4);
+		if (sq_row_dot(st, &dot) < 0 ||
+		    sqlite3_column_type(st, 4) != SQLITE_BLOB ||
+		    !sq_msg_ok(dot, bl ? b : "", bl, sqlite3_column_blob(st, 3),
+			(size_t)sqlite3_column_bytes(st, 3))) {
+			sqlite3_finalize(st);
+			return CRDT_ECORRUPT;
+		}
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return sq_err(rc);
+	rc = sqlite3_prepare_v2(db,
+	    "SELECT clock_digest, clock, snap_digest, snap FROM checkpoint",
+	    -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return sq_err(rc);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (sq_check_ck_row(st) < 0) {
+			sqlite3_finalize(st);
+			return CRDT_ECORRUPT;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : sq_err(rc);
+}
+
+/* PRAGMA quick_check answers one row "ok", or rows naming problems. */
+static int
+sq_quick_check(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	const unsigned char *t;
+	int rc = sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL);
+
+	if (rc != SQLITE_OK)
+		return sq_err(rc);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		t = sqlite3_column_text(st, 0);
+		rc = t != NULL && strcmp((const char *)t, "ok") == 0 &&
+			sqlite3_step(st) == SQLITE_DONE ?
+		    0 :
+		    CRDT_ECORRUPT;
+	} else {
+		rc = sq_err(rc);
+		if (rc == 0)
+			rc = CRDT_ECORRUPT;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Create the schema in an empty database, or check the one there. Runs
+ * inside one IMMEDIATE transaction so two processes creating the same
+ * file at once do not both create (the second sees the first's). */
+static int
+sq_schema(sqlite3 *db)
+{
+	int64_t app = 0, ver = 0, nobj = 0;
+	char sql[512];
+	int rc;
+
+	CRDT_TRY(sq_exec(db, "BEGIN IMMEDIATE"));
+	rc = sq_query_int(db, "PRAGMA application_id", &app);
+	if (rc == 0)
+		rc = sq_query_int(db, "PRAGMA user_version", &ver);
+	if (rc == 0)
+		rc = sq_query_int(db, "SELECT count(*) FROM sqlite_schema",
+		    &nobj);
+	if (rc < 0)
+		goto fail;
+	if (app == 0 && ver == 0 && nobj == 0) {
+		snprintf(sql, sizeof sql,
+		    "PRAGMA application_id = %d; PRAGMA user_version = %d",
+		    SQ_APP_ID, SQ_VERSION);
+		rc = sq_exec(db, sq_msgs_sql);
+		if (rc == 0)
+			rc = sq_exec(db, sq_dot_sql);
+		if (rc == 0)
+			rc = sq_exec(db, sq_ck_sql);
+		if (rc == 0)
+			rc = sq_exec(db, sql);
+	} else if (app != SQ_APP_ID) {
+		rc = CRDT_ECORRUPT; /* some other application's database */
+	} else if (ver > SQ_VERSION) {
+		rc = CRDT_EVERSION;
+	} else if (ver != SQ_VERSION) {
+		rc = CRDT_ECORRUPT;
+	} else {
+		rc = sq_check_schema(db);
+		if (rc == 0)
+			rc = sq_check_rows(db);
+	}
+	if (rc < 0)
+		goto fail;
+	rc = sq_exec(db, "COMMIT");
+	if (rc < 0)
+		goto fail;
+	return 0;
+fail:
+	if (!sqlite3_get_autocommit(db))
+		(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+static int
+sq_setup(sqlite3 *db, const crdt_store_sqlite_opts *o)
+{
+	char mode[16], sql[96];
+	int on = 1, off = 0;
+
+	/* No SQL in the file (triggers, views) runs with our rights, and
+	 * SQL cannot corrupt the file through writable_schema. */
+	if (sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, on, NULL) !=
+		SQLITE_OK ||
+	    sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, off, NULL) !=
+		SQLITE_OK ||
+	    sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, off, NULL) !=
+		SQLITE_OK)
+		return CRDT_EIO;
+	if (sqlite3_busy_timeout(db, o->busy_timeout_ms ?
+		(int)CRDT_MIN(o->busy_timeout_ms, (uint32_t)INT_MAX) :
+		(int)SQ_BUSY_DEFAULT_MS) != SQLITE_OK)
+		return CRDT_EIO;
+	/* The first read: a file that is not a database fails here. */
+	CRDT_TRY(sq_quick_check(db));
+	CRDT_TRY(sq_exec(db, "PRAGMA page_size = 4096"));
+	CRDT_TRY(sq_query_text(db, "PRAGMA journal_mode = WAL", mode,
+	    sizeof mode));
+	if (strcmp(mode, "wal") != 0)
+		return CRDT_EIO; /* the filesystem cannot do WAL (no mmap) */
+	CRDT_TRY(sq_exec(db, o->synchronous == CRDT_STORE_SYNC_NORMAL ?
+		"PRAGMA synchronous = NORMAL" :
+		"PRAGMA synchronous = FULL"));
+	CRDT_TRY(sq_exec(db, "PRAGMA cell_size_check = ON"));
+	if (o->max_pages != 0) {
+		int64_t got = 0;
+		snprintf(sql, sizeof sql, "PRAGMA max_page_count = %lu",
+		    (unsigned long)o->max_pages);
+		/* Answers the limit in force: never below the current size,
+		 * so a quota smaller than the file is the file's size. */
+		CRDT_TRY(sq_query_int(db, sql, &got));
+	}
+	return 0;
+}
+
+int
+crdt_store_open_sqlite(const crdt_config *cfg, const char *path,
+    const crdt_store_sqlite_opts *o, crdt_store **out)
+{
+	static const crdt_store_ops ops = { sq_append, sq_put_checkpoint,
+		sq_get_checkpoint, sq_since, sq_close };
+	crdt_store_sqlite_opts opts;
+	crdt_config c;
+	sq *q;
+	int rc;
+
+	if (path == NULL || out == NULL)
+		return CRDT_EINVAL;
+	if (o != NULL)
+		opts = *o;
+	else
+		memset(&opts, 0, sizeof opts);
+	if (opts.synchronous != CRDT_STORE_SYNC_FULL &&
+	    opts.synchronous != CRDT_STORE_SYNC_NORMAL)
+		return CRDT_EINVAL;
+	for (size_t i = 0; i < sizeof opts.reserved; i++)
+		if (opts.reserved[i] != 0)
+			return CRDT_EINVAL;
+	CRDT_TRY(crdt__config_resolve(cfg, &c));
+	CRDT_TRY(crdt__crypto_init()); /* digests are BLAKE2b */
+	q = crdt__malloc(&c.alloc, sizeof *q);
+	if (q == NULL)
+		return CRDT_ENOMEM;
+	memset(q, 0, sizeof *q);
+	q->alloc = c.alloc;
+	rc = sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+	    SQLITE_OPEN_EXRESCODE, NULL);
+	if (rc != SQLITE_OK) {
+		rc = q->db == NULL ? CRDT_ENOMEM : sq_err(rc);
+		goto fail;
+	}
+	rc = sq_setup(q->db, &opts);
+	if (rc == 0)
+		rc = sq_schema(q->db);
+	if (rc == 0)
+		rc = sq_prep(q->db, "BEGIN IMMEDIATE", &q->begin);
+	if (rc == 0)
+		rc = sq_prep(q->db, "COMMIT", &q->commit);
+	if (rc == 0)
+		rc = sq_prep(q->db, "ROLLBACK", &q->rollback);
+	if (rc == 0)
+		rc = sq_prep(q->db, "INSERT INTO msgs(replica, counter, "
+		    "digest, bytes) VALUES(?1, ?2, ?3, ?4) ON CONFLICT(replica, "
+		    "counter, digest) DO NOTHING", &q->ins);
+	if (rc == 0)
+		rc = sq_prep(q->db, "SELECT seq, replica, counter, "
+		    "length(bytes) FROM msgs WHERE seq > ?1 ORDER BY seq",
+		    &q->scan);
+	if (rc == 0)
+		rc = sq_prep(q->db, "SELECT digest, bytes FROM msgs "
+		    "WHERE seq = ?1", &q->fetch);
+	if (rc == 0)
+		rc = sq_prep(q->db, "INSERT OR REPLACE INTO checkpoint(id, "
+		    "clock_digest, clock, snap_digest, snap) "
+		    "VALUES(1, ?1, ?2, ?3, ?4)", &q->put_ck);
+	if (rc == 0)
+		rc = sq_prep(q->db, "SELECT clock_digest, clock, snap_digest, "
+		    "snap FROM checkpoint WHERE id = 1", &q->get_ck);
+	if (rc == 0)
+		rc = crdt_store_new(&c, &ops, q, out);
+	if (rc == 0)
+		return 0;
+fail:
+	sq_free(q);
+	return rc;
+}

@@ -1,0 +1,1254 @@
+/*
+ * Store layer (include/crdt/store.h) against real SQLite files in a
+ * temporary directory: append and iteration since a clock, paging by a
+ * byte budget, duplicates and equivocations, checkpoints, reopening,
+ * refused input that writes nothing, a full disk, damaged files refused on
+ * open, and a crash test that kills a writer with SIGKILL at random points
+ * and checks that no acknowledged message was lost.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <time.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <sqlite3.h>
+
+#include "crdt/crdt.h"
+#include "test_alloc.h"
+#include "test_rng.h"
+#include "test_util.h"
+
+/* ---- temporary directory, one per test ---- */
+
+static char tmpdir[256];
+static char dbpath[300];
+
+static void
+rm_db(const char *p)
+{
+	char x[320];
+	unlink(p);
+	snprintf(x, sizeof x, "%s-wal", p);
+	unlink(x);
+	snprintf(x, sizeof x, "%s-shm", p);
+	unlink(x);
+	snprintf(x, sizeof x, "%s-journal", p);
+	unlink(x);
+}
+
+static void
+setup(void)
+{
+	snprintf(tmpdir, sizeof tmpdir, "/tmp/crdt-store-XXXXXX");
+	cr_assert_not_null(mkdtemp(tmpdir));
+	snprintf(dbpath, sizeof dbpath, "%s/s.db", tmpdir);
+	test_alloc_reset();
+}
+
+static void
+teardown(void)
+{
+	char x[320];
+	rm_db(dbpath);
+	snprintf(x, sizeof x, "%s/other.db", tmpdir);
+	rm_db(x);
+	rmdir(tmpdir);
+}
+
+TestSuite(store, .init = setup, .fini = teardown);
+
+/* ---- real messages, made by documents ---- */
+
+#define MAXM 512
+
+typedef struct stream {
+	crdt_buf m[MAXM];
+	crdt_dot dot[MAXM];
+	size_t n;
+} stream;
+
+/* `count` messages of replica `rid`, each an LWW write of `vlen` bytes;
+ * `tag` makes the values (so the bytes) differ between two streams of the
+ * same replica: that is an equivocation. */
+static void
+stream_add(stream *s, uint8_t rid, size_t count, size_t vlen, uint8_t tag)
+{
+	test_clock clk = { UINT64_C(1700000000000), 0 };
+	crdt_config cfg;
+	crdt_replica_id id = test_id(rid);
+	crdt_doc *d;
+	uint32_t reg;
+	uint8_t val[4096];
+
+	cr_assert_leq(vlen, sizeof val);
+	crdt_config_default(&cfg);
+	cfg.clock = test_clock_read;
+	cfg.clock_ud = &clk;
+	cr_assert_eq(crdt_doc_new(&cfg, &id, &d), 0);
+	cr_assert_eq(crdt_doc_register(d, "r", CRDT_OBJ_LWW, &reg), 0);
+	for (size_t i = 0; i < count; i++) {
+		cr_assert_lt(s->n, MAXM);
+		for (size_t j = 0; j < vlen; j++)
+			val[j] = (uint8_t)(tag + i + j * 7);
+		clk.ms++;
+		tb_init(&s->m[s->n]);
+		cr_assert_eq(crdt_doc_lww_set(d, reg, val, vlen, &s->m[s->n]),
+		    0);
+		cr_assert_eq(crdt_msg_peek(s->m[s->n].data, s->m[s->n].len,
+				 &s->dot[s->n], NULL),
+		    0);
+		s->n++;
+	}
+	crdt_doc_free(d);
+}
+
+static void
+stream_free(stream *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		crdt_buf_fini(&s->m[i]);
+	s->n = 0;
+}
+
+static int
+put(crdt_store *st, const stream *s, size_t from, size_t n, size_t *added)
+{
+	crdt_store_msg b[MAXM];
+	for (size_t i = 0; i < n; i++) {
+		b[i].bytes = s->m[from + i].data;
+		b[i].len = s->m[from + i].len;
+	}
+	return crdt_store_append(st, b, n, added);
+}
+
+static crdt_store *
+open_store(const crdt_store_sqlite_opts *o)
+{
+	crdt_config cfg;
+	crdt_store *st = NULL;
+	test_config(&cfg, NULL);
+	int rc = crdt_store_open_sqlite(&cfg, dbpath, o, &st);
+	cr_assert_eq(rc, 0, "open: %s", crdt_err_name(rc));
+	return st;
+}
+
+static int
+try_open(const char *path, crdt_store **out)
+{
+	crdt_config cfg;
+	test_config(&cfg, NULL);
+	return crdt_store_open_sqlite(&cfg, path, NULL, out);
+}
+
+/* ---- collecting what since() hands out ---- */
+
+typedef struct got {
+	crdt_buf m[MAXM];
+	crdt_dot dot[MAXM];
+	size_t n, bytes;
+	int fail_at; /* return CRDT_ENOMEM at this call (-1 = never) */
+	int calls;
+} got;
+
+static int
+collect(void *ud, crdt_dot dot, const uint8_t *bytes, size_t len)
+{
+	got *g = ud;
+	if (g->calls++ == g->fail_at)
+		return CRDT_ENOMEM;
+	cr_assert_lt(g->n, MAXM);
+	tb_init(&g->m[g->n]);
+	cr_assert_eq(crdt_buf_append(&g->m[g->n], bytes, len), 0);
+	g->dot[g->n] = dot;
+	g->n++;
+	g->bytes += len;
+	return 0;
+}
+
+static void
+got_init(got *g)
+{
+	memset(g, 0, sizeof *g);
+	g->fail_at = -1;
+}
+
+static void
+got_free(got *g)
+{
+	for (size_t i = 0; i < g->n; i++)
+		crdt_buf_fini(&g->m[i]);
+	g->n = 0;
+}
+
+/* Everything `v` lacks, in one page. */
+static void
+all_since(crdt_store *st, const crdt_vclock *v, got *g)
+{
+	uint64_t cur = 0;
+	bool more = true;
+	got_init(g);
+	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, collect, g,
+			 &more),
+	    0);
+	cr_assert(!more);
+}
+
+static void
+expect_msgs(const got *g, const stream *s, const size_t *idx, size_t n)
+{
+	cr_assert_eq(g->n, n, "handed out %zu, want %zu", g->n, n);
+	for (size_t i = 0; i < n; i++) {
+		const crdt_buf *w = &s->m[idx[i]];
+		cr_assert(bytes_eq(g->m[i].data, g->m[i].len, w->data, w->len),
+		    "message %zu differs from stream[%zu]", i, idx[i]);
+		cr_assert_eq(g->dot[i].counter, s->dot[idx[i]].counter);
+		cr_assert_eq(memcmp(&g->dot[i].replica, &s->dot[idx[i]].replica,
+				 sizeof g->dot[i].replica),
+		    0);
+	}
+}
+
+static crdt_vclock *
+clock_of(uint8_t r1, uint64_t c1, uint8_t r2, uint64_t c2)
+{
+	crdt_vclock *v;
+	crdt_replica_id a = test_id(r1), b = test_id(r2);
+	cr_assert_eq(crdt_vclock_new(NULL, &v), 0);
+	if (c1)
+		cr_assert_eq(crdt_vclock_set(v, &a, c1), 0);
+	if (c2)
+		cr_assert_eq(crdt_vclock_set(v, &b, c2), 0);
+	return v;
+}
+
+/* ---- append and iterate ---- */
+
+Test(store, since_hands_out_what_a_clock_lacks_in_append_order)
+{
+	stream s = { 0 };
+	stream_add(&s, 1, 5, 16, 0); /* A1..A5 = 0..4 */
+	stream_add(&s, 2, 3, 16, 0); /* B1..B3 = 5..7 */
+	crdt_store *st = open_store(NULL);
+	/* Append interleaved: A1 B1 A2 A3 B2 A4 B3 A5 */
+	static const size_t order[] = { 0, 5, 1, 2, 6, 3, 7, 4 };
+	for (size_t i = 0; i < 8; i++) {
+		size_t added = 99;
+		cr_assert_eq(put(st, &s, order[i], 1, &added), 0);
+		cr_assert_eq(added, 1);
+	}
+	got g;
+	crdt_vclock *v = clock_of(1, 0, 2, 0);
+	all_since(st, v, &g);
+	expect_msgs(&g, &s, order, 8);
+	got_free(&g);
+	crdt_vclock_free(v);
+
+	/* A peer holding A1..A3 lacks A4, A5 and all of B, in append order */
+	v = clock_of(1, 3, 2, 0);
+	all_since(st, v, &g);
+	static const size_t w1[] = { 5, 6, 3, 7, 4 };
+	expect_msgs(&g, &s, w1, 5);
+	got_free(&g);
+	crdt_vclock_free(v);
+
+	v = clock_of(1, 5, 2, 2);
+	all_since(st, v, &g);
+	static const size_t w2[] = { 7 };
+	expect_msgs(&g, &s, w2, 1);
+	got_free(&g);
+	crdt_vclock_free(v);
+
+	/* A clock past everything: nothing, and no more */
+	v = clock_of(1, 50, 2, 50);
+	all_since(st, v, &g);
+	cr_assert_eq(g.n, 0);
+	crdt_vclock_free(v);
+
+	crdt_store_close(st);
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+Test(store, budget_pages_the_iteration_and_says_when_more_follows)
+{
+	stream s = { 0 };
+	stream_add(&s, 1, 10, 40, 0);
+	crdt_store *st = open_store(NULL);
+	cr_assert_eq(put(st, &s, 0, 10, NULL), 0);
+	crdt_vclock *v = clock_of(1, 0, 2, 0);
+	size_t one = s.m[0].len;
+	for (size_t i = 0; i < 10; i++)
+		cr_assert_eq(s.m[i].len, one, "equal sizes for exact pages");
+
+	/* Budget for two and a half messages: pages of two */
+	uint64_t cur = 0;
+	bool more = false;
+	size_t total = 0;
+	got g;
+	for (int page = 0; page < 5; page++) {
+		got_init(&g);
+		cr_assert_eq(crdt_store_since(st, v, &cur, 2 * one + one / 2,
+				 collect, &g, &more),
+		    0);
+		cr_assert_eq(g.n, 2, "page %d", page);
+		cr_assert_leq(g.bytes, 2 * one + one / 2);
+		for (size_t i = 0; i < g.n; i++)
+			cr_assert(bytes_eq(g.m[i].data, g.m[i].len,
+			    s.m[total + i].data, s.m[total + i].len));
+		total += g.n;
+		cr_assert_eq(more, page < 4, "page %d more=%d", page, more);
+		got_free(&g);
+	}
+	cr_assert_eq(total, 10);
+	/* At the end: an empty page, no more */
+	got_init(&g);
+	cr_assert_eq(crdt_store_since(st, v, &cur, 1, collect, &g, &more), 0);
+	cr_assert_eq(g.n, 0);
+	cr_assert(!more);
+
+	/* A budget smaller than one message still makes progress: one per
+	 * page */
+	cur = 0;
+	for (size_t i = 0; i < 10; i++) {
+		got_init(&g);
+		cr_assert_eq(crdt_store_since(st, v, &cur, 1, collect, &g,
+				 &more),
+		    0);
+		cr_assert_eq(g.n, 1);
+		cr_assert(bytes_eq(g.m[0].data, g.m[0].len, s.m[i].data,
+		    s.m[i].len));
+		cr_assert_eq(more, i < 9);
+		got_free(&g);
+	}
+
+	/* A larger clock between pages skips what it now covers */
+	cur = 0;
+	got_init(&g);
+	cr_assert_eq(crdt_store_since(st, v, &cur, one, collect, &g, &more),
+	    0);
+	cr_assert_eq(g.n, 1);
+	got_free(&g);
+	crdt_vclock_free(v);
+	v = clock_of(1, 9, 2, 0);
+	got_init(&g);
+	cr_assert_eq(crdt_store_since(st, v, &cur, one, collect, &g, &more),
+	    0);
+	cr_assert_eq(g.n, 1);
+	cr_assert(bytes_eq(g.m[0].data, g.m[0].len, s.m[9].data, s.m[9].len));
+	cr_assert(!more);
+	got_free(&g);
+
+	/* A callback error stops the page and leaves cursor and flag as
+	 * they were: the page repeats */
+	cur = 0;
+	more = true;
+	crdt_vclock_free(v);
+	v = clock_of(1, 0, 2, 0);
+	got_init(&g);
+	g.fail_at = 1;
+	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, collect, &g,
+			 &more),
+	    CRDT_ENOMEM);
+	cr_assert_eq(cur, 0);
+	cr_assert(more);
+	got_free(&g);
+
+	/* Bad arguments */
+	cr_assert_eq(crdt_store_since(st, v, &cur, 0, collect, &g, &more),
+	    CRDT_EINVAL);
+	cr_assert_eq(crdt_store_since(st, NULL, &cur, 1, collect, &g, &more),
+	    CRDT_EINVAL);
+	cr_assert_eq(crdt_store_since(st, v, &cur, 1, NULL, &g, &more),
+	    CRDT_EINVAL);
+	crdt_vclock_free(v);
+	crdt_store_close(st);
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+/* A callback calling back into the store is refused (the backend is in
+ * the middle of a read). */
+typedef struct reenter {
+	crdt_store *st;
+	const stream *s;
+	int rc_append, rc_since;
+} reenter;
+
+static int
+reenter_cb(void *ud, crdt_dot dot, const uint8_t *b, size_t len)
+{
+	reenter *r = ud;
+	uint64_t c = 0;
+	bool m;
+	crdt_vclock *v;
+	(void)dot;
+	(void)b;
+	(void)len;
+	r->rc_append = put(r->st, r->s, 1, 1, NULL);
+	cr_assert_eq(crdt_vclock_new(NULL, &v), 0);
+	r->rc_since = crdt_store_since(r->st, v, &c, 1, reenter_cb, r, &m);
+	crdt_vclock_free(v);
+	return 0;
+}
+
+Test(store, callbacks_cannot_reenter_the_store)
+{
+	stream s = { 0 };
+	stream_add(&s, 1, 2, 8, 0);
+	crdt_store *st = open_store(NULL);
+	cr_assert_eq(put(st, &s, 0, 1, NULL), 0);
+	reenter r = { st, &s, 0, 0 };
+	crdt_vclock *v = clock_of(1, 0, 2, 0);
+	uint64_t cur = 0;
+	bool more;
+	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, reenter_cb, &r,
+			 &more),
+	    0);
+	cr_assert_eq(r.rc_append, CRDT_ESTATE);
+	cr_assert_eq(r.rc_since, CRDT_ESTATE);
+	got g;
+	all_since(st, v, &g);
+	cr_assert_eq(g.n, 1, "the refused append wrote nothing");
+	got_free(&g);
+	crdt_vclock_free(v);
+	crdt_store_close(st);
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+/* ---- duplicates and equivocations ---- */
+
+Test(store, reappending_the_same_bytes_is_a_no_op)
+{
+	stream s = { 0 };
+	stream_add(&s, 1, 4, 8, 0);
+	crdt_store *st = open_store(NULL);
+	size_t added = 0;
+	cr_assert_eq(put(st, &s, 0, 3, &added), 0);
+	cr_assert_eq(added, 3);
+	cr_assert_eq(put(st, &s, 0, 3, &added), 0);
+	cr_assert_eq(added, 0);
+	/* A batch holding one old, one new and the new one twice */
+	crdt_store_msg b[3] = { { s.m[1].data, s.m[1].len },
+		{ s.m[3].data, s.m[3].len }, { s.m[3].data, s.m[3].len } };
+	cr_assert_eq(crdt_store_append(st, b, 3, &added), 0);
+	cr_assert_eq(added, 1);
+	cr_assert_eq(crdt_store_append(st, b, 0, &added), 0);
+	cr_assert_eq(added, 0);
+	crdt_vclock *v = clock_of(1, 0, 2, 0);
+	got g;
+	all_since(st, v, &g);
+	static const size_t w[] = { 0, 1, 2, 3 };
+	expect_msgs(&g, &s, w, 4);
+	got_free(&g);
+	crdt_vclock_free(v);
+	crdt_store_close(st);
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+Test(store, a_second_variant_of_a_dot_is_kept_as_evidence)
+{
+	stream s = { 0 };
+	stream_add(&s, 1, 2, 8, 0);  /* A1, A2 */
+	stream_add(&s, 1, 1, 8, 99); /* A1' : same dot, other bytes */
+	cr_assert_eq(s.dot[2].counter, 1);
+	cr_assert(!bytes_eq(s.m[0].data, s.m[0].len, s.m[2].data,
+	    s.m[2].len));
+	crdt_store *st = open_store(NULL);
+	size_t added = 0;
+	cr_assert_eq(put(st, &s, 0, 3, &added), 0);
+	cr_assert_eq(added, 3);
+	cr_assert_eq(put(st, &s, 2, 1, &added), 0);
+	cr_assert_eq(added, 0, "the same variant again is a no-op");
+	crdt_vclock *v = clock_of(1, 0, 2, 0);
+	got g;
+	all_since(st, v, &g);
+	static const size_t w[] = { 0, 1, 2 };
+	expect_msgs(&g, &s, w, 3);
+	got_free(&g);
+	crdt_vclock_free(v);
+	/* A clock covering A1 covers both variants */
+	v = clock_of(1, 1, 2, 0);
+	all_since(st, v, &g);
+	static const size_t w1[] = { 1 };
+	expect_msgs(&g, &s, w1, 1);
+	got_free(&g);
+	crdt_vclock_free(v);
+	crdt_store_close(st);
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+/* ---- refused input writes nothing ---- */
+
+Test(store, a_batch_with_a_malformed_message_is_refused_whole)
+{
+	stream s = { 0 };
+	stream_add(&s, 1, 3, 8, 0);
+	crdt_store *st = open_store(NULL);
+	uint8_t junk[] = { 0x93, 0x01, 0x02 };
+	crdt_buf trunc;
+	tb_init(&trunc);
+	cr_assert_eq(crdt_buf_append(&trunc, s.m[2].data, s.m[2].len - 1), 0);
+	int want = crdt_msg_peek(junk, sizeof junk, NULL, NULL);
+	cr_assert_lt(want, 0);
+
+	crdt_store_msg b[2] = { { s.m[0].data, s.m[0].len },
+		{ junk, sizeof junk } };
+	size_t added = 77;
+	cr_assert_eq(crdt_store_append(st, b, 2, &added), want,
+	    "peek's own error");
+	cr_assert_eq(added, 77, "out-parameter untouched");
+	b[1].bytes = trunc.data;
+	b[1].len = trunc.len;
+	cr_assert_eq(crdt_store_append(st, b, 2, NULL),
+	    crdt_msg_peek(trunc.data, trunc.len, NULL, NULL));
+	cr_assert_lt(crdt_msg_peek(trunc.data, trunc.len, NULL, NULL), 0);
+	b[1].bytes = NULL;
+	cr_assert_eq(crdt_store_append(st, b, 2, NULL), CRDT_EINVAL);
+	cr_assert_eq(crdt_store_append(st, NULL, 1, NULL), CRDT_EINVAL);
+	cr_assert_eq(crdt_store_append(NULL, b, 1, NULL), CRDT_EINVAL);
+
+	crdt_vclock *v = clock_of(1, 0, 2, 0);
+	got g;
+	all_since(st, v, &g);
+	cr_assert_eq(g.n, 0, "nothing of a refused batch was written");
+	/* and the store still takes good batches */
+	cr_assert_eq(put(st, &s, 0, 3, &added), 0);
+	cr_assert_eq(added, 3);
+	crdt_vclock_free(v);
+	crdt_buf_fini(&trunc);
+	crdt_store_close(st);
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+Test(store, a_message_over_the_configured_limit_is_refused)
+{
+	stream s = { 0 };
+	stream_add(&s, 1, 1, 200, 0);
+	crdt_config cfg;
+	test_config(&cfg, NULL);
+	cfg.limits.max_bytes = s.m[0].len - 1;
+	crdt_store *st;
+	cr_assert_eq(crdt_store_open_sqlite(&cfg, dbpath, NULL, &st), 0);
+	cr_assert_eq(put(st, &s, 0, 1, NULL), CRDT_ETOOBIG);
+	crdt_vclock *v = clock_of(1, 0, 2, 0);
+	cr_assert_eq(crdt_store_put_checkpoint(st, s.m[0].data, s.m[0].len,
+			 v),
+	    CRDT_ETOOBIG);
+	got g;
+	all_since(st, v, &g);
+	cr_assert_eq(g.n, 0);
+	crdt_buf snap;
+	crdt_vclock *cv = NULL;
+	tb_init(&snap);
+	cr_assert_eq(crdt_store_checkpoint(st, &snap, &cv), CRDT_ENOTFOUND);
+	crdt_vclock_free(v);
+	crdt_store_close(st);
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+/* ---- checkpoints and reopening ---- */
+
+Test(store, checkpoints_replace_each_other_and_survive_reopen)
+{
+	stream s = { 0 };
+	stream_add(&s, 1, 3, 8, 0);
+	crdt_store *st = open_store(NULL);
+	crdt_buf snap;
+	tb_init(&snap);
+	crdt_vclock *cv = NULL;
+	cr_assert_eq(crdt_store_checkpoint(st, &snap, &cv), CRDT_ENOTFOUND);
+	cr_assert_null(cv);
+	cr_assert_eq(snap.len, 0);
+
+	crdt_vclock *v1 = clock_of(1, 2, 2, 7);
+	crdt_vclock *v2 = clock_of(1, 3, 2, 9);
+	cr_assert_eq(crdt_store_put_checkpoint(st, "first", 5, v1), 0);
+	cr_assert_eq(crdt_store_put_checkpoint(st, "second!", 7, v2), 0);
+	cr_assert_eq(put(st, &s, 0, 3, NULL), 0);
+	crdt_store_close(st);
+
+	st = open_store(NULL);
+	cr_assert_eq(crdt_buf_append(&snap, "xy", 2), 0);
+	cr_assert_eq(crdt_store_checkpoint(st, &snap, &cv), 0);
+	cr_assert(bytes_eq(snap.data, snap.len, "xysecond!", 9),
+	    "appended after what the buffer held");
+	cr_assert_eq(crdt_vclock_compare(cv, v2), CRDT_ORDER_EQUAL);
+	crdt_vclock_free(cv);
+	/* An empty snapshot is a snapshot too */
+	cr_assert_eq(crdt_store_put_checkpoint(st, "", 0, v1), 0);
+	crdt_buf_clear(&snap);
+	cr_assert_eq(crdt_store_checkpoint(st, &snap, &cv), 0);
+	cr_assert_eq(snap.len, 0);
+	cr_assert_eq(crdt_vclock_compare(cv, v1), CRDT_ORDER_EQUAL);
+	crdt_vclock_free(cv);
+
+	/* The log is kept whole */
+	got g;
+	crdt_vclock *z = clock_of(1, 0, 2, 0);
+	all_since(st, z, &g);
+	static const size_t w[] = { 0, 1, 2 };
+	expect_msgs(&g, &s, w, 3);
+	got_free(&g);
+	cr_assert_eq(crdt_store_put_checkpoint(st, NULL, 0, z), CRDT_EINVAL);
+	cr_assert_eq(crdt_store_put_checkpoint(st, "a", 1, NULL), CRDT_EINVAL);
+	cr_assert_eq(crdt_store_checkpoint(st, NULL, &cv), CRDT_EINVAL);
+	crdt_vclock_free(z);
+	crdt_vclock_free(v1);
+	crdt_vclock_free(v2);
+	crdt_buf_fini(&snap);
+	crdt_store_close(st);
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+Test(store, messages_survive_reopen_byte_exact_in_both_sync_modes)
+{
+	stream s = { 0 };
+	stream_add(&s, 3, 20, 300, 0);
+	crdt_store_sqlite_opts o = { 0 };
+	for (int mode = 0; mode < 2; mode++) {
+		o.synchronous = mode ? CRDT_STORE_SYNC_NORMAL :
+				       CRDT_STORE_SYNC_FULL;
+		rm_db(dbpath);
+		crdt_store *st = open_store(&o);
+		cr_assert_eq(put(st, &s, 0, 7, NULL), 0);
+		cr_assert_eq(put(st, &s, 7, 13, NULL), 0);
+		crdt_store_close(st);
+		st = open_store(&o);
+		crdt_vclock *v = clock_of(1, 0, 2, 0);
+		got g;
+		all_since(st, v, &g);
+		size_t w[20];
+		for (size_t i = 0; i < 20; i++)
+			w[i] = i;
+		expect_msgs(&g, &s, w, 20);
+		got_free(&g);
+		crdt_vclock_free(v);
+		crdt_store_close(st);
+	}
+	o.synchronous = (crdt_store_sync)7;
+	crdt_store *bad = NULL;
+	crdt_config cfg;
+	test_config(&cfg, NULL);
+	cr_assert_eq(crdt_store_open_sqlite(&cfg, dbpath, &o, &bad),
+	    CRDT_EINVAL);
+	o.synchronous = CRDT_STORE_SYNC_FULL;
+	o.reserved[3] = 1;
+	cr_assert_eq(crdt_store_open_sqlite(&cfg, dbpath, &o, &bad),
+	    CRDT_EINVAL);
+	cr_assert_null(bad);
+	cr_assert_eq(crdt_store_open_sqlite(&cfg, NULL, NULL, &bad),
+	    CRDT_EINVAL);
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+/* Every allocation the front end and the backend make goes through the
+ * hooks; each failing one gives CRDT_ENOMEM and leaves nothing behind. */
+Test(store, allocation_failures_leave_nothing_behind)
+{
+	stream s = { 0 };
+	stream_add(&s, 1, 2, 8, 0);
+	crdt_store *st = open_store(NULL);
+	crdt_store_close(st);
+	ASSERT_NO_LEAKS();
+	unsigned long n_open = test_alloc_calls();
+	cr_assert_gt(n_open, 0, "open allocates through the hook");
+	for (unsigned long i = 0; i < n_open; i++) {
+		crdt_store *x = NULL;
+		test_alloc_fail_at((long)i);
+		cr_assert_eq(try_open(dbpath, &x), CRDT_ENOMEM);
+		cr_assert_null(x);
+		test_alloc_disarm();
+		ASSERT_NO_LEAKS();
+	}
+	st = open_store(NULL);
+	test_alloc_fail_at(0);
+	size_t added = 5;
+	cr_assert_eq(put(st, &s, 0, 2, &added), CRDT_ENOMEM);
+	cr_assert_eq(added, 5);
+	test_alloc_disarm();
+	crdt_vclock *v = clock_of(1, 0, 2, 0);
+	got g;
+	all_since(st, v, &g);
+	cr_assert_eq(g.n, 0);
+	crdt_store_close(st);
+	crdt_vclock_free(v);
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+/* ---- a full disk ---- */
+
+Test(store, a_full_disk_gives_efull_and_the_store_stays_consistent)
+{
+	stream s = { 0 };
+	stream_add(&s, 1, 120, 3000, 0); /* ~3 KB each, < 1 page */
+	crdt_store_sqlite_opts o = { .max_pages = 40 };
+	crdt_store *st = open_store(&o);
+	size_t acked = 0;
+	int rc = 0;
+	for (size_t i = 0; i < s.n; i++) {
+		rc = put(st, &s, i, 1, NULL);
+		if (rc != 0)
+			break;
+		acked++;
+	}
+	cr_assert_eq(rc, CRDT_EFULL, "got %s after %zu", crdt_err_name(rc),
+	    acked);
+	cr_assert_gt(acked, 5);
+	cr_assert_lt(acked, s.n);
+	/* A batch that does not fit is refused whole */
+	cr_assert_eq(put(st, &s, acked, 5, NULL), CRDT_EFULL);
+	crdt_vclock *cv = clock_of(1, 1, 2, 0);
+	static uint8_t big[64 * 1024];
+	cr_assert_eq(crdt_store_put_checkpoint(st, big, sizeof big, cv),
+	    CRDT_EFULL);
+	/* The same handle still reads, and holds exactly what was acked */
+	crdt_vclock *v = clock_of(1, 0, 2, 0);
+	got g;
+	all_since(st, v, &g);
+	size_t w[MAXM];
+	for (size_t i = 0; i < acked; i++)
+		w[i] = i;
+	expect_msgs(&g, &s, w, acked);
+	got_free(&g);
+	crdt_buf snap;
+	crdt_vclock *out = NULL;
+	tb_init(&snap);
+	cr_assert_eq(crdt_store_checkpoint(st, &snap, &out), CRDT_ENOTFOUND);
+	/* and duplicates of what it holds are still no-ops, not errors */
+	size_t added = 9;
+	cr_assert_eq(put(st, &s, 0, 3, &added), 0);
+	cr_assert_eq(added, 0);
+	crdt_store_close(st);
+
+	/* After space is freed (no quota) the store opens, passes its checks
+	 * and takes the rest */
+	st = open_store(NULL);
+	cr_assert_eq(put(st, &s, acked, s.n - acked, &added), 0);
+	cr_assert_eq(added, s.n - acked);
+	cr_assert_eq(crdt_store_put_checkpoint(st, big, sizeof big, cv), 0);
+	all_since(st, v, &g);
+	for (size_t i = 0; i < s.n; i++)
+		w[i] = i;
+	expect_msgs(&g, &s, w, s.n);
+	got_free(&g);
+	crdt_vclock_free(v);
+	crdt_vclock_free(cv);
+	crdt_store_close(st);
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+Test(store, an_unopenable_path_gives_eio)
+{
+	char p[400];
+	crdt_store *st = NULL;
+	snprintf(p, sizeof p, "%s/no/such/dir/s.db", tmpdir);
+	cr_assert_eq(try_open(p, &st), CRDT_EIO);
+	cr_assert_null(st);
+	/* a directory is not a file SQLite can open */
+	cr_assert_eq(try_open(tmpdir, &st), CRDT_EIO);
+	cr_assert_null(st);
+	ASSERT_NO_LEAKS();
+}
+
+/* ---- damaged files are refused on open ---- */
+
+/* A store with `n` messages of ~2 KB, closed (WAL checkpointed into the
+ * main file, so the bytes below are the data). */
+static void
+make_store(const stream *s)
+{
+	crdt_store *st = open_store(NULL);
+	cr_assert_eq(put(st, s, 0, s->n, NULL), 0);
+	crdt_vclock *v = clock_of(1, 2, 0, 0);
+	cr_assert_eq(crdt_store_put_checkpoint(st, "snap", 4, v), 0);
+	crdt_vclock_free(v);
+	crdt_store_close(st);
+}
+
+static long
+file_size(const char *p)
+{
+	struct stat sb;
+	cr_assert_eq(stat(p, &sb), 0);
+	return (long)sb.st_size;
+}
+
+static void
+expect_refused(int want, const char *what)
+{
+	crdt_store *st = (crdt_store *)&st; /* untouched on error */
+	crdt_store *keep = st;
+	int rc = try_open(dbpath, &st);
+	cr_assert_eq(rc, want, "%s: got %s", what, crdt_err_name(rc));
+	cr_assert_eq(st, keep, "%s: no handle", what);
+}
+
+static void
+sql(const char *path, const char *q)
+{
+	sqlite3 *db;
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	char *err = NULL;
+	int rc = sqlite3_exec(db, q, NULL, NULL, &err);
+	cr_assert_eq(rc, SQLITE_OK, "%s: %s", q, err ? err : "");
+	sqlite3_close(db);
+}
+
+Test(store, a_text_file_is_refused_as_corrupt)
+{
+	FILE *f = fopen(dbpath, "w");
+	cr_assert_not_null(f);
+	for (int i = 0; i < 200; i++)
+		fprintf(f, "this is not a database, line %d\n", i);
+	fclose(f);
+	expect_refused(CRDT_ECORRUPT, "text");
+	ASSERT_NO_LEAKS();
+}
+
+Test(store, bytes_overwritten_in_the_middle_are_refused)
+{
+	stream s = { 0 };
+	stream_add(&s, 1, 30, 2000, 0);
+	make_store(&s);
+	long sz = file_size(dbpath);
+	cr_assert_gt(sz, 8 * 4096);
+	int fd = open(dbpath, O_WRONLY);
+	cr_assert_geq(fd, 0);
+	uint8_t junk[4096];
+	memset(junk, 0x5a, sizeof junk);
+	/* A whole page in the middle: its b-tree header is gone */
+	cr_assert_eq(pwrite(fd, junk, sizeof junk, (sz / 2) & ~4095L),
+	    (ssize_t)sizeof junk);
+	close(fd);
+	expect_refused(CRDT_ECORRUPT, "overwritten page");
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+Test(store, a_few_bytes_flipped_inside_a_message_are_refused)
+{
+	stream s = { 0 };
+	stream_add(&s, 1, 30, 2000, 0);
+	make_store(&s);
+	/* Flip bytes inside a stored message's payload: the b-tree is fine
+	 * (quick_check passes), only the digest can tell. Find the value
+	 * pattern of message 10 in the file. */
+	FILE *f = fopen(dbpath, "r+b");
+	cr_assert_not_null(f);
+	static uint8_t file[1 << 20];
+	size_t n = fread(file, 1, sizeof file, f);
+	cr_assert_lt(n, sizeof file);
+	const crdt_buf *m = &s.m[10];
+	size_t off = SIZE_MAX;
+	for (size_t i = 0; i + 64 <= n; i++)
+		if (memcmp(file + i, m->data + m->len - 300, 64) == 0) {
+			off = i;
+			break;
+		}
+	cr_assert_neq(off, SIZE_MAX, "message bytes found in the file");
+	file[off + 10] ^= 0x01;
+	cr_assert_eq(fseek(f, (long)(off + 10), SEEK_SET), 0);
+	cr_assert_eq(fwrite(&file[off + 10], 1, 1, f), 1);
+	fclose(f);
+	expect_refused(CRDT_ECORRUPT, "flipped message byte");
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+Test(store, a_truncated_file_is_refused)
+{
+	stream s = { 0 };
+	stream_add(&s, 1, 30, 2000, 0);
+	make_store(&s);
+	long sz = file_size(dbpath);
+	cr_assert_eq(truncate(dbpath, sz / 2), 0);
+	expect_refused(CRDT_ECORRUPT, "half");
+	cr_assert_eq(truncate(dbpath, 3000), 0);
+	expect_refused(CRDT_ECORRUPT, "part of the first page");
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+Test(store, rows_and_schema_altered_through_sql_are_refused)
+{
+	stream s = { 0 };
+	stream_add(&s, 1, 3, 50, 0);
+	stream_add(&s, 2, 1, 50, 0);
+
+	/* A message's bytes replaced by another real message: digest */
+	make_store(&s);
+	sql(dbpath, "UPDATE msgs SET bytes = (SELECT bytes FROM msgs "
+		    "WHERE seq = 4) WHERE seq = 1");
+	expect_refused(CRDT_ECORRUPT, "bytes swapped");
+	rm_db(dbpath);
+	/* bytes and digest of another message, under the wrong dot */
+	make_store(&s);
+	sql(dbpath, "UPDATE msgs SET (bytes, digest) = (SELECT bytes, digest "
+		    "FROM msgs WHERE seq = 4) WHERE seq = 1");
+	expect_refused(CRDT_ECORRUPT, "message under another dot");
+	rm_db(dbpath);
+	/* checkpoint snapshot altered */
+	make_store(&s);
+	sql(dbpath, "UPDATE checkpoint SET snap = x'00'");
+	expect_refused(CRDT_ECORRUPT, "checkpoint");
+	rm_db(dbpath);
+	/* the unique index dropped */
+	make_store(&s);
+	sql(dbpath, "DROP INDEX msgs_dot");
+	expect_refused(CRDT_ECORRUPT, "index dropped");
+	rm_db(dbpath);
+	/* a newer schema version */
+	make_store(&s);
+	sql(dbpath, "PRAGMA user_version = 2");
+	expect_refused(CRDT_EVERSION, "newer version");
+	rm_db(dbpath);
+	/* another application's database */
+	sql(dbpath, "CREATE TABLE t(x)");
+	expect_refused(CRDT_ECORRUPT, "foreign database");
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+/* ---- crash test ---- */
+
+/*
+ * A child appends a stream of real messages in batches of 1..4 and,
+ * after each append returned 0 (the ack), writes the index one past the
+ * batch to a pipe. The parent reads a random number of acks, waits a
+ * random few microseconds and kills it with SIGKILL: in the middle of a
+ * transaction, a commit, an fsync, a WAL checkpoint, or the open. Then it
+ * reopens (checks included) and requires: the store holds exactly a
+ * prefix of the stream (batches are all or nothing and appended in
+ * order), byte-exact, at least as long as the last ack, and at most one
+ * unacknowledged batch longer. The next child goes on from there.
+ */
+#define CRASH_ITERS 120
+#define CRASH_STREAM 240
+
+static void
+crash_child(const stream *s, size_t from, uint64_t seed, int wfd,
+    crdt_store_sync mode)
+{
+	crdt_store_sqlite_opts o = { .synchronous = mode };
+	crdt_store *st;
+	test_rng r;
+	test_rng_init(&r, seed);
+	if (crdt_store_open_sqlite(NULL, dbpath, &o, &st) != 0)
+		_exit(3);
+	/* Re-append a little of what is there: duplicates must stay no-ops
+	 * across crashes too. */
+	size_t i = from > 2 ? from - 2 : 0;
+	while (i < s->n) {
+		size_t k = 1 + (size_t)test_rng_below(&r, 4);
+		if (k > s->n - i)
+			k = s->n - i;
+		if (put(st, s, i, k, NULL) != 0)
+			_exit(2);
+		i += k;
+		uint32_t ack = (uint32_t)i;
+		if (write(wfd, &ack, sizeof ack) != (ssize_t)sizeof ack)
+			_exit(4);
+	}
+	crdt_store_close(st);
+	_exit(0);
+}
+
+/* What the reopened store holds must be stream[0 .. m) for some m. */
+static size_t
+crash_verify(const stream *s, size_t acked)
+{
+	crdt_store *st = NULL;
+	int rc = crdt_store_open_sqlite(NULL, dbpath, NULL, &st);
+	cr_assert_eq(rc, 0, "reopen after kill: %s", crdt_err_name(rc));
+	crdt_vclock *v = clock_of(1, 0, 2, 0);
+	got g;
+	all_since(st, v, &g);
+	crdt_vclock_free(v);
+	crdt_store_close(st);
+	cr_assert_geq(g.n, acked, "acked %zu, stored %zu: lost an ack", acked,
+	    g.n);
+	cr_assert_leq(g.n, acked + 4, "more than one batch past the ack");
+	for (size_t i = 0; i < g.n; i++)
+		cr_assert(bytes_eq(g.m[i].data, g.m[i].len, s->m[i].data,
+			      s->m[i].len),
+		    "stored[%zu] is not stream[%zu]", i, i);
+	size_t n = g.n;
+	got_free(&g);
+	return n;
+}
+
+Test(store, no_acknowledged_message_is_lost_to_kill_9, .timeout = 120)
+{
+	stream s = { 0 };
+	/* Two writers, one after the other */
+	stream_add(&s, 1, CRASH_STREAM / 2, 200, 0);
+	stream_add(&s, 2, CRASH_STREAM / 2, 200, 0);
+	test_rng r;
+	uint64_t seed = test_seed(0x5702e);
+	test_rng_init(&r, seed);
+	size_t have = 0, kills = 0, resets = 0;
+
+	for (int it = 0; it < CRASH_ITERS; it++) {
+		int p[2];
+		cr_assert_eq(pipe(p), 0);
+		crdt_store_sync mode = (it & 1) ? CRDT_STORE_SYNC_NORMAL :
+						  CRDT_STORE_SYNC_FULL;
+		uint64_t cseed = test_rng_next(&r);
+		pid_t pid = fork();
+		cr_assert_geq(pid, 0);
+		if (pid == 0) {
+			close(p[0]);
+			crash_child(&s, have, cseed, p[1], mode);
+		}
+		close(p[1]);
+		/* Kill after 0..5 acks (0 = during the open or the first
+		 * batch), then a random short delay. */
+		size_t want = (size_t)test_rng_below(&r, 6), acked = have;
+		for (size_t k = 0; k < want; k++) {
+			uint32_t a;
+			if (read(p[0], &a, sizeof a) != (ssize_t)sizeof a)
+				break;
+			acked = a;
+		}
+		struct timespec ts = { 0,
+			(long)test_rng_below(&r, 3000) * 1000L };
+		nanosleep(&ts, NULL);
+		kill(pid, SIGKILL);
+		int status = 0;
+		cr_assert_eq(waitpid(pid, &status, 0), pid);
+		/* Acks written before the kill landed count too. */
+		for (int k = 0; k < CRASH_STREAM + 8; k++) {
+			uint32_t a;
+			if (read(p[0], &a, sizeof a) != (ssize_t)sizeof a)
+				break;
+			acked = a;
+		}
+		close(p[0]);
+		cr_assert(WIFSIGNALED(status) ||
+			(WIFEXITED(status) && WEXITSTATUS(status) == 0),
+		    "child failed: status %d (seed %llu)", status,
+		    (unsigned long long)seed);
+		if (WIFSIGNALED(status))
+			kills++;
+		have = crash_verify(&s, acked);
+		if (have == s.n) {
+			/* The whole stream made it: start a fresh store */
+			rm_db(dbpath);
+			have = 0;
+			resets++;
+		}
+	}
+	cr_assert_geq(kills, 100, "only %zu of %d children were killed", kills,
+	    CRASH_ITERS);
+	(void)resets;
+	stream_free(&s);
+}
+
+/* Damage done while a handle is open (another process, the disk) is
+ * still caught: since() and checkpoint() check what they hand out. */
+Test(store, damage_after_open_is_caught_when_handed_out)
+{
+	stream s = { 0 };
+	stream_add(&s, 1, 4, 50, 0);
+	make_store(&s);
+	crdt_store *st = open_store(NULL);
+	sql(dbpath, "UPDATE msgs SET bytes = (SELECT bytes FROM msgs "
+		    "WHERE seq = 1) WHERE seq = 3");
+	sql(dbpath, "UPDATE checkpoint SET clock = x'9101'");
+	crdt_vclock *v = clock_of(1, 0, 2, 0);
+	got g;
+	got_init(&g);
+	uint64_t cur = 0;
+	bool more = true;
+	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, collect, &g,
+			 &more),
+	    CRDT_ECORRUPT);
+	cr_assert_eq(cur, 0);
+	cr_assert(more);
+	cr_assert_eq(g.n, 2, "the intact messages before it were handed out");
+	got_free(&g);
+	/* A page that ends before the damaged row is fine */
+	got_init(&g);
+	cr_assert_eq(crdt_store_since(st, v, &cur, 1, collect, &g, &more), 0);
+	cr_assert_eq(g.n, 1);
+	cr_assert(more);
+	got_free(&g);
+	crdt_buf snap;
+	tb_init(&snap);
+	cr_assert_eq(crdt_buf_append(&snap, "keep", 4), 0);
+	crdt_vclock *cv = (crdt_vclock *)&cv;
+	crdt_vclock *keep = cv;
+	cr_assert_eq(crdt_store_checkpoint(st, &snap, &cv), CRDT_ECORRUPT);
+	cr_assert_eq(cv, keep);
+	cr_assert_eq(snap.len, 4, "snap_out restored");
+	crdt_buf_fini(&snap);
+	crdt_vclock_free(v);
+	crdt_store_close(st);
+	expect_refused(CRDT_ECORRUPT, "reopen");
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+/* ---- an application backend through crdt_store_new() ---- */
+
+/* A deliberately small in-memory backend: it records calls, and can be
+ * told to lie (hand out a message under another dot, return clock bytes
+ * the decoder refuses) to show the front end catches that for every
+ * backend. */
+typedef struct mem {
+	stream *s;      /* what since() hands out: s->m[0 .. n) */
+	size_t appends; /* append calls that reached the backend */
+	size_t recs;
+	bool lie_dot, lie_clock, closed;
+} mem;
+
+static int
+mem_append(void *impl, const crdt_store_rec *recs, size_t n, size_t *added)
+{
+	mem *m = impl;
+	m->appends++;
+	m->recs += n;
+	for (size_t i = 0; i < n; i++) {
+		crdt_dot d;
+		cr_assert_eq(crdt_msg_peek(recs[i].bytes, recs[i].len, &d,
+				 NULL),
+		    0, "only checked messages reach a backend");
+		cr_assert_eq(d.counter, recs[i].dot.counter);
+	}
+	*added = n;
+	return 0;
+}
+
+static int
+mem_put(void *impl, const uint8_t *snap, size_t sl, const uint8_t *clock,
+    size_t cl)
+{
+	(void)impl;
+	(void)snap;
+	(void)sl;
+	(void)clock;
+	(void)cl;
+	return 0;
+}
+
+static int
+mem_get(void *impl, crdt_buf *snap, crdt_buf *clock)
+{
+	mem *m = impl;
+	crdt_vclock *v;
+	int rc;
+	if (crdt_buf_append(snap, "s", 1) != 0)
+		return CRDT_ENOMEM;
+	/* A real encoding; the lie is one trailing byte, which the strict
+	 * decoder refuses. */
+	cr_assert_eq(crdt_vclock_new(NULL, &v), 0);
+	rc = crdt_vclock_encode(v, clock);
+	crdt_vclock_free(v);
+	if (rc == 0 && m->lie_clock)
+		rc = crdt_buf_append(clock, "", 1);
+	return rc;
+}
+
+static int
+mem_since(void *impl, const crdt_vclock *v, uint64_t *cursor, size_t budget,
+    crdt_store_msg_fn fn, void *ud, bool *more)
+{
+	mem *m = impl;
+	(void)v;
+	(void)budget;
+	for (size_t i = 0; i < m->s->n; i++) {
+		crdt_dot d = m->s->dot[i];
+		if (m->lie_dot)
+			d.counter += 1;
+		int rc = fn(ud, d, m->s->m[i].data, m->s->m[i].len);
+		if (rc < 0)
+			return rc;
+	}
+	*cursor = m->s->n;
+	*more = false;
+	return 0;
+}
+
+static void
+mem_close(void *impl)
+{
+	((mem *)impl)->closed = true;
+}
+
+Test(store, an_application_backend_gets_the_same_rules)
+{
+	stream s = { 0 };
+	stream_add(&s, 1, 3, 8, 0);
+	mem m = { .s = &s };
+	crdt_store_ops ops = { mem_append, mem_put, mem_get, mem_since,
+		mem_close };
+	crdt_config cfg;
+	test_config(&cfg, NULL);
+	crdt_store *st = NULL;
+	crdt_store_ops missing = ops;
+	missing.since = NULL;
+	cr_assert_eq(crdt_store_new(&cfg, &missing, &m, &st), CRDT_EINVAL);
+	cr_assert_null(st);
+	cr_assert_eq(crdt_store_new(&cfg, &ops, &m, &st), 0);
+
+	uint8_t junk[] = { 0xc1 };
+	crdt_store_msg b[2] = { { s.m[0].data, s.m[0].len },
+		{ junk, sizeof junk } };
+	cr_assert_lt(crdt_store_append(st, b, 2, NULL), 0);
+	cr_assert_eq(m.appends, 0, "a refused batch never reaches it");
+	size_t added = 0;
+	cr_assert_eq(put(st, &s, 0, 3, &added), 0);
+	cr_assert_eq(m.appends, 1);
+	cr_assert_eq(added, 3);
+
+	crdt_vclock *v = clock_of(1, 0, 2, 0);
+	got g;
+	all_since(st, v, &g);
+	cr_assert_eq(g.n, 3);
+	got_free(&g);
+	m.lie_dot = true;
+	got_init(&g);
+	uint64_t cur = 0;
+	bool more;
+	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, collect, &g,
+			 &more),
+	    CRDT_ECORRUPT, "a message under another dot is caught");
+	cr_assert_eq(g.n, 0);
+
+	crdt_buf snap;
+	tb_init(&snap);
+	crdt_vclock *cv = NULL;
+	cr_assert_eq(crdt_store_checkpoint(st, &snap, &cv), 0);
+	cr_assert_eq(crdt_vclock_size(cv), 0);
+	crdt_vclock_free(cv);
+	cv = NULL;
+	m.lie_clock = true;
+	crdt_buf_clear(&snap);
+	cr_assert_eq(crdt_store_checkpoint(st, &snap, &cv), CRDT_ECORRUPT);
+	cr_assert_null(cv);
+	cr_assert_eq(snap.len, 0);
+	crdt_buf_fini(&snap);
+	crdt_vclock_free(v);
+	crdt_store_close(st);
+	cr_assert(m.closed);
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
