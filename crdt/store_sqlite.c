@@ -549,57 +549,74 @@ sq_quick_check(sqlite3 *db)
 	return rc;
 }
 
-/* Create the schema in an empty database, or check the one there. Runs
- * inside one IMMEDIATE transaction so two processes creating the same
- * file at once do not both create (the second sees the first's). */
+/* Read the version rows and check the schema and rows, inside the
+ * transaction `begin` opened. `*empty` = a database with nothing in it
+ * yet (new, or a zero-length file). */
+static int
+sq_check_db(sqlite3 *db, bool *empty)
+{
+	int64_t app = 0, ver = 0, nobj = 0;
+
+	CRDT_TRY(sq_query_int(db, "PRAGMA application_id", &app));
+	CRDT_TRY(sq_query_int(db, "PRAGMA user_version", &ver));
+	CRDT_TRY(sq_query_int(db, "SELECT count(*) FROM sqlite_schema",
+	    &nobj));
+	*empty = app == 0 && ver == 0 && nobj == 0;
+	if (*empty)
+		return 0;
+	if (app != SQ_APP_ID)
+		return CRDT_ECORRUPT; /* some other application's database */
+	if (ver > SQ_VERSION)
+		return CRDT_EVERSION;
+	if (ver != SQ_VERSION)
+		return CRDT_ECORRUPT;
+	CRDT_TRY(sq_check_schema(db));
+	return sq_check_rows(db);
+}
+
+static int
+sq_create(sqlite3 *db)
+{
+	char sql[128];
+
+	snprintf(sql, sizeof sql,
+	    "PRAGMA application_id = %d; PRAGMA user_version = %d",
+	    SQ_APP_ID, SQ_VERSION);
+	CRDT_TRY(sq_exec(db, sq_msgs_sql));
+	CRDT_TRY(sq_exec(db, sq_dot_sql));
+	CRDT_TRY(sq_exec(db, sq_ck_sql));
+	return sq_exec(db, sql);
+}
+
+/* Check the store in a read transaction (in WAL mode readers do not wait
+ * for a writer, so opening does not block on another connection's
+ * batch), and create the schema only in an empty database, under the
+ * write lock, after looking again: two processes creating the same file
+ * at once must not both create. */
 static int
 sq_schema(sqlite3 *db)
 {
-	int64_t app = 0, ver = 0, nobj = 0;
-	char sql[512];
+	bool empty = false;
 	int rc;
 
-	CRDT_TRY(sq_exec(db, "BEGIN IMMEDIATE"));
-	rc = sq_query_int(db, "PRAGMA application_id", &app);
-	if (rc == 0)
-		rc = sq_query_int(db, "PRAGMA user_version", &ver);
-	if (rc == 0)
-		rc = sq_query_int(db, "SELECT count(*) FROM sqlite_schema",
-		    &nobj);
-	if (rc < 0)
-		goto fail;
-	if (app == 0 && ver == 0 && nobj == 0) {
-		snprintf(sql, sizeof sql,
-		    "PRAGMA application_id = %d; PRAGMA user_version = %d",
-		    SQ_APP_ID, SQ_VERSION);
-		rc = sq_exec(db, sq_msgs_sql);
+	for (int pass = 0; pass < 2; pass++) {
+		rc = sq_exec(db, pass == 0 ? "BEGIN" : "BEGIN IMMEDIATE");
 		if (rc == 0)
-			rc = sq_exec(db, sq_dot_sql);
+			rc = sq_check_db(db, &empty);
+		if (rc == 0 && empty && pass == 1)
+			rc = sq_create(db);
 		if (rc == 0)
-			rc = sq_exec(db, sq_ck_sql);
-		if (rc == 0)
-			rc = sq_exec(db, sql);
-	} else if (app != SQ_APP_ID) {
-		rc = CRDT_ECORRUPT; /* some other application's database */
-	} else if (ver > SQ_VERSION) {
-		rc = CRDT_EVERSION;
-	} else if (ver != SQ_VERSION) {
-		rc = CRDT_ECORRUPT;
-	} else {
-		rc = sq_check_schema(db);
-		if (rc == 0)
-			rc = sq_check_rows(db);
+			rc = sq_exec(db, "COMMIT");
+		if (rc < 0) {
+			if (!sqlite3_get_autocommit(db))
+				(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL,
+				    NULL);
+			return rc;
+		}
+		if (!empty)
+			return 0;
 	}
-	if (rc < 0)
-		goto fail;
-	rc = sq_exec(db, "COMMIT");
-	if (rc < 0)
-		goto fail;
 	return 0;
-fail:
-	if (!sqlite3_get_autocommit(db))
-		(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-	return rc;
 }
 
 static int

@@ -1252,3 +1252,47 @@ Test(store, an_application_backend_gets_the_same_rules)
 	stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
+
+/* Another connection holding the write lock: the open still succeeds (a
+ * WAL reader does not wait for a writer), writes give CRDT_EBUSY after
+ * the busy timeout and change nothing, reads go on, and once the lock is
+ * released the same handle writes again. */
+Test(store, a_held_write_lock_gives_ebusy_and_changes_nothing)
+{
+	stream s = { 0 };
+	stream_add(&s, 1, 3, 8, 0);
+	crdt_store_sqlite_opts o = { .busy_timeout_ms = 1 };
+	crdt_store *st = open_store(&o);
+	cr_assert_eq(put(st, &s, 0, 1, NULL), 0);
+	crdt_store_close(st);
+
+	sqlite3 *other;
+	cr_assert_eq(sqlite3_open(dbpath, &other), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL),
+	    SQLITE_OK);
+	st = open_store(&o);
+	size_t added = 42;
+	cr_assert_eq(put(st, &s, 1, 2, &added), CRDT_EBUSY);
+	cr_assert_eq(added, 42);
+	crdt_vclock *v = clock_of(1, 0, 2, 0);
+	cr_assert_eq(crdt_store_put_checkpoint(st, "x", 1, v), CRDT_EBUSY);
+	got g;
+	all_since(st, v, &g);
+	static const size_t w1[] = { 0 };
+	expect_msgs(&g, &s, w1, 1);
+	got_free(&g);
+	cr_assert_eq(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(other);
+	cr_assert_eq(put(st, &s, 1, 2, &added), 0);
+	cr_assert_eq(added, 2);
+	cr_assert_eq(crdt_store_put_checkpoint(st, "x", 1, v), 0);
+	all_since(st, v, &g);
+	static const size_t w3[] = { 0, 1, 2 };
+	expect_msgs(&g, &s, w3, 3);
+	got_free(&g);
+	crdt_vclock_free(v);
+	crdt_store_close(st);
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
