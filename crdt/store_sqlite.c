@@ -8,6 +8,7 @@
  * and dot; rows are checked again when handed out, so damage that
  * happens while the handle is open is still never passed on as data.
  */
+#include <errno.h>
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -594,7 +595,7 @@ sq_create(sqlite3 *db)
  * write lock, after looking again: two processes creating the same file
  * at once must not both create. */
 static int
-sq_schema(sqlite3 *db)
+sq_schema(sqlite3 *db, bool must_exist)
 {
 	bool empty = false;
 	int rc;
@@ -603,6 +604,8 @@ sq_schema(sqlite3 *db)
 		rc = sq_exec(db, pass == 0 ? "BEGIN" : "BEGIN IMMEDIATE");
 		if (rc == 0)
 			rc = sq_check_db(db, &empty);
+		if (rc == 0 && empty && must_exist)
+			rc = CRDT_ECORRUPT;
 		if (rc == 0 && empty && pass == 1)
 			rc = sq_create(db);
 		if (rc == 0)
@@ -691,15 +694,23 @@ crdt_store_open_sqlite(const crdt_config *cfg, const char *path,
 	memset(q, 0, sizeof *q);
 	q->alloc = c.alloc;
 	rc = sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READWRITE |
-	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+	    (opts.must_exist ? 0 : SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX |
 	    SQLITE_OPEN_EXRESCODE, NULL);
 	if (rc != SQLITE_OK) {
-		rc = q->db == NULL ? CRDT_ENOMEM : sq_err(rc);
+		/* Without CREATE, a missing file is the one CANTOPEN whose
+		 * cause SQLite reports as ENOENT. */
+		if (q->db == NULL)
+			rc = CRDT_ENOMEM;
+		else if (opts.must_exist && (rc & 0xff) == SQLITE_CANTOPEN &&
+		    sqlite3_system_errno(q->db) == ENOENT)
+			rc = CRDT_ENOTFOUND;
+		else
+			rc = sq_err(rc);
 		goto fail;
 	}
 	rc = sq_setup(q->db, &opts);
 	if (rc == 0)
-		rc = sq_schema(q->db);
+		rc = sq_schema(q->db, opts.must_exist);
 	if (rc == 0)
 		rc = sq_prep(q->db, "BEGIN IMMEDIATE", &q->begin);
 	if (rc == 0)

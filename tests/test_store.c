@@ -1296,3 +1296,293 @@ Test(store, a_held_write_lock_gives_ebusy_and_changes_nothing)
 	stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
+
+/* ---- I/O errors, injected by a VFS ---- */
+
+/*
+ * A VFS over the default one whose writes and syncs can be made to fail:
+ * the n-th one from when it is armed returns `fault_rc` (SQLITE_IOERR_*,
+ * or SQLITE_FULL for a disk that fills), and so does every later one
+ * until disarmed. Registered as the default VFS in this test's process
+ * only (Criterion runs each test in its own), so the library's own
+ * sqlite3_open_v2() goes through it.
+ */
+typedef struct ffile {
+	sqlite3_file base;
+	sqlite3_file *real; /* follows this struct in the same block */
+} ffile;
+
+static sqlite3_vfs *real_vfs;
+static sqlite3_vfs fault_vfs;
+static sqlite3_io_methods fault_io;
+static long fault_left = -1; /* < 0: disarmed */
+static int fault_rc;
+static unsigned long fault_fired;
+
+static int
+fault_hit(int rc)
+{
+	if (fault_left < 0)
+		return SQLITE_OK;
+	if (fault_left > 0) {
+		fault_left--;
+		return SQLITE_OK;
+	}
+	fault_fired++;
+	return rc;
+}
+
+#define REAL(f) (((ffile *)(f))->real)
+static int
+f_close(sqlite3_file *f)
+{
+	return REAL(f)->pMethods->xClose(REAL(f));
+}
+static int
+f_read(sqlite3_file *f, void *b, int n, sqlite3_int64 o)
+{
+	return REAL(f)->pMethods->xRead(REAL(f), b, n, o);
+}
+static int
+f_read_fail(sqlite3_file *f, void *b, int n, sqlite3_int64 o)
+{
+	(void)f;
+	(void)b;
+	(void)n;
+	(void)o;
+	return SQLITE_IOERR_READ;
+}
+static int
+f_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 o)
+{
+	int rc = fault_hit(fault_rc == SQLITE_FULL ? SQLITE_FULL :
+						     SQLITE_IOERR_WRITE);
+	return rc != SQLITE_OK ? rc : REAL(f)->pMethods->xWrite(REAL(f), b, n,
+					      o);
+}
+static int
+f_truncate(sqlite3_file *f, sqlite3_int64 n)
+{
+	return REAL(f)->pMethods->xTruncate(REAL(f), n);
+}
+static int
+f_sync(sqlite3_file *f, int flags)
+{
+	int rc = fault_hit(fault_rc == SQLITE_FULL ? SQLITE_FULL :
+						     SQLITE_IOERR_FSYNC);
+	return rc != SQLITE_OK ? rc : REAL(f)->pMethods->xSync(REAL(f), flags);
+}
+static int
+f_size(sqlite3_file *f, sqlite3_int64 *n)
+{
+	return REAL(f)->pMethods->xFileSize(REAL(f), n);
+}
+static int
+f_lock(sqlite3_file *f, int l)
+{
+	return REAL(f)->pMethods->xLock(REAL(f), l);
+}
+static int
+f_unlock(sqlite3_file *f, int l)
+{
+	return REAL(f)->pMethods->xUnlock(REAL(f), l);
+}
+static int
+f_reserved(sqlite3_file *f, int *r)
+{
+	return REAL(f)->pMethods->xCheckReservedLock(REAL(f), r);
+}
+static int
+f_fcntl(sqlite3_file *f, int op, void *a)
+{
+	return REAL(f)->pMethods->xFileControl(REAL(f), op, a);
+}
+static int
+f_sector(sqlite3_file *f)
+{
+	return REAL(f)->pMethods->xSectorSize(REAL(f));
+}
+static int
+f_dev(sqlite3_file *f)
+{
+	return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f));
+}
+static int
+f_shmmap(sqlite3_file *f, int pg, int sz, int ext, void volatile **pp)
+{
+	return REAL(f)->pMethods->xShmMap(REAL(f), pg, sz, ext, pp);
+}
+static int
+f_shmlock(sqlite3_file *f, int off, int n, int flags)
+{
+	return REAL(f)->pMethods->xShmLock(REAL(f), off, n, flags);
+}
+static void
+f_shmbarrier(sqlite3_file *f)
+{
+	REAL(f)->pMethods->xShmBarrier(REAL(f));
+}
+static int
+f_shmunmap(sqlite3_file *f, int del)
+{
+	return REAL(f)->pMethods->xShmUnmap(REAL(f), del);
+}
+
+static int
+f_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f, int flags,
+    int *out)
+{
+	ffile *ff = (ffile *)f;
+	(void)vfs;
+	ff->real = (sqlite3_file *)(ff + 1);
+	int rc = real_vfs->xOpen(real_vfs, name, ff->real, flags, out);
+	if (rc != SQLITE_OK || ff->real->pMethods == NULL) {
+		f->pMethods = NULL;
+		return rc;
+	}
+	f->pMethods = &fault_io;
+	return SQLITE_OK;
+}
+
+static void
+fault_vfs_install(void)
+{
+	real_vfs = sqlite3_vfs_find(NULL);
+	cr_assert_not_null(real_vfs);
+	fault_vfs = *real_vfs;
+	fault_vfs.zName = "crdt-test-fault";
+	fault_vfs.szOsFile = (int)sizeof(ffile) + real_vfs->szOsFile;
+	fault_vfs.xOpen = f_open;
+	fault_vfs.pNext = NULL;
+	fault_io = (sqlite3_io_methods){ 2, f_close, f_read, f_write,
+		f_truncate, f_sync, f_size, f_lock, f_unlock, f_reserved,
+		f_fcntl, f_sector, f_dev, f_shmmap, f_shmlock, f_shmbarrier,
+		f_shmunmap, NULL, NULL };
+	cr_assert_eq(sqlite3_vfs_register(&fault_vfs, 1), SQLITE_OK);
+}
+
+static size_t
+count_all(crdt_store *st, const stream *s)
+{
+	crdt_vclock *v = clock_of(1, 0, 2, 0);
+	got g;
+	all_since(st, v, &g);
+	crdt_vclock_free(v);
+	size_t n = g.n;
+	for (size_t i = 0; i < n; i++)
+		cr_assert(bytes_eq(g.m[i].data, g.m[i].len, s->m[i].data,
+			      s->m[i].len),
+		    "stored[%zu] is stream[%zu]", i, i);
+	got_free(&g);
+	return n;
+}
+
+/* Fail the k-th write or sync of a batch, for every k the batch makes:
+ * each gives the mapped code, the handle then holds exactly what it held
+ * before, takes the batch again once the fault is gone, and the file
+ * passes every check on reopen. */
+static void
+fault_sweep(int rc_inject, int want, crdt_store_sync mode)
+{
+	stream s = { 0 };
+	stream_add(&s, 1, 3 + 3 * 40, 600, 0);
+	fault_vfs_install();
+	crdt_store_sqlite_opts o = { .synchronous = mode };
+	crdt_store *st = open_store(&o);
+	cr_assert_eq(put(st, &s, 0, 3, NULL), 0);
+	size_t have = 3, faults = 0;
+	for (long k = 0; k < 40 && have + 3 <= s.n; k++) {
+		fault_rc = rc_inject;
+		fault_fired = 0;
+		fault_left = k;
+		size_t added = 0;
+		int rc = put(st, &s, have, 3, &added);
+		fault_left = -1;
+		if (fault_fired == 0) {
+			/* the batch made fewer than k writes and syncs */
+			cr_assert_eq(rc, 0);
+			have += 3;
+			break;
+		}
+		faults++;
+		cr_assert_eq(rc, want, "k=%ld: %s", k, crdt_err_name(rc));
+		cr_assert_eq(count_all(st, &s), have,
+		    "k=%ld: the failed batch is not visible", k);
+		rc = put(st, &s, have, 3, &added);
+		cr_assert_eq(rc, 0, "k=%ld: usable after: %s", k,
+		    crdt_err_name(rc));
+		cr_assert_eq(added, 3);
+		have += 3;
+		crdt_store_close(st);
+		st = open_store(&o);
+		cr_assert_eq(count_all(st, &s), have, "k=%ld: after reopen", k);
+	}
+	cr_assert_gt(faults, 1, "the sweep injected faults");
+	crdt_store_close(st);
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+Test(store, io_errors_give_eio_and_change_nothing)
+{
+	fault_sweep(SQLITE_IOERR, CRDT_EIO, CRDT_STORE_SYNC_FULL);
+}
+
+Test(store, io_errors_give_eio_and_change_nothing_in_normal_mode)
+{
+	fault_sweep(SQLITE_IOERR, CRDT_EIO, CRDT_STORE_SYNC_NORMAL);
+}
+
+Test(store, a_device_out_of_space_gives_efull_and_changes_nothing)
+{
+	fault_sweep(SQLITE_FULL, CRDT_EFULL, CRDT_STORE_SYNC_FULL);
+}
+
+/* A read failing on open is an I/O error, not corruption. */
+Test(store, a_read_error_on_open_gives_eio)
+{
+	stream s = { 0 };
+	stream_add(&s, 1, 3, 8, 0);
+	make_store(&s);
+	fault_vfs_install();
+	fault_io = (sqlite3_io_methods){ 2, f_close, f_read_fail, f_write,
+		f_truncate, f_sync, f_size, f_lock, f_unlock, f_reserved,
+		f_fcntl, f_sector, f_dev, f_shmmap, f_shmlock, f_shmbarrier,
+		f_shmunmap, NULL, NULL };
+	expect_refused(CRDT_EIO, "read error");
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+/* A replica restarting says its store must exist: a missing file is not
+ * silently created, and a store truncated to nothing is not taken for a
+ * new one. */
+Test(store, must_exist_refuses_a_missing_or_emptied_store)
+{
+	crdt_store_sqlite_opts o = { .must_exist = true };
+	crdt_config cfg;
+	test_config(&cfg, NULL);
+	crdt_store *st = NULL;
+	cr_assert_eq(crdt_store_open_sqlite(&cfg, dbpath, &o, &st),
+	    CRDT_ENOTFOUND);
+	cr_assert_null(st);
+	cr_assert_neq(access(dbpath, F_OK), 0, "not created");
+
+	stream s = { 0 };
+	stream_add(&s, 1, 3, 8, 0);
+	make_store(&s);
+	st = open_store(&o);
+	cr_assert_eq(count_all(st, &s), 3);
+	crdt_store_close(st);
+	cr_assert_eq(truncate(dbpath, 0), 0);
+	st = NULL;
+	cr_assert_eq(crdt_store_open_sqlite(&cfg, dbpath, &o, &st),
+	    CRDT_ECORRUPT);
+	cr_assert_null(st);
+	/* Without the option an empty file is a new store */
+	st = open_store(NULL);
+	cr_assert_eq(count_all(st, &s), 0);
+	crdt_store_close(st);
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}

@@ -156,7 +156,12 @@ typedef struct crdt_store_sqlite_opts {
 	 * max_page_count; page size 4096) before appends fail with
 	 * CRDT_EFULL [0 = SQLite's limit]. */
 	uint32_t max_pages;
-	uint8_t reserved[16]; /* zero */
+	/* The store must exist already: a missing file is CRDT_ENOTFOUND
+	 * and an empty one (no schema: a new or zero-length file, e.g. a
+	 * store truncated to nothing) CRDT_ECORRUPT, instead of a new empty
+	 * store. For restarting a replica, whose store is never new. */
+	bool must_exist;
+	uint8_t reserved[15]; /* zero */
 } crdt_store_sqlite_opts;
 
 /**
@@ -170,7 +175,8 @@ typedef struct crdt_store_sqlite_opts {
  * cursor examined) with O(log |v|) each, bytes read only for what it
  * hands out.
  * @return 0, CRDT_EINVAL (NULL, bad options), CRDT_ECORRUPT (not a
- *         database, not a libcrdt store, fails the check; no handle),
+ *         database, not a libcrdt store, fails the check, or empty with
+ *         must_exist; no handle), CRDT_ENOTFOUND (missing, must_exist),
  *         CRDT_EVERSION (a store of a newer schema version), CRDT_EIO
  *         (cannot open or read the file), CRDT_EBUSY, CRDT_ENOMEM.
  */
