@@ -939,7 +939,23 @@ Test(store, rows_and_schema_altered_through_sql_are_refused)
  * prefix of the stream (batches are all or nothing and appended in
  * order), byte-exact, at least as long as the last ack, and at most one
  * unacknowledged batch longer. The next child goes on from there.
+ * Now and then the child also replaces the checkpoint (acked the same
+ * way, flagged): the checkpoint found must be whole (its snapshot the
+ * exact bytes put with its clock), no older than the last acked one of
+ * that child, and never ahead of the messages stored.
  */
+#define CK_ACK 0x80000000u
+
+/* The checkpoint put after message `j`: a snapshot of 1..7 KB whose
+ * bytes and length depend on j, and the clock {replica 1: j}. */
+static size_t
+ck_snap(size_t j, uint8_t *out)
+{
+	size_t n = 1000 + (j % 7) * 1000;
+	for (size_t i = 0; i < n; i++)
+		out[i] = (uint8_t)(j * 31 + i);
+	return n;
+}
 #define CRASH_ITERS 120
 #define CRASH_STREAM 240
 
@@ -966,14 +982,29 @@ crash_child(const stream *s, size_t from, uint64_t seed, int wfd,
 		uint32_t ack = (uint32_t)i;
 		if (write(wfd, &ack, sizeof ack) != (ssize_t)sizeof ack)
 			_exit(4);
+		if (test_rng_below(&r, 3) == 0) {
+			static uint8_t snap[8192];
+			crdt_replica_id a = test_id(1);
+			crdt_vclock *v;
+			if (crdt_vclock_new(NULL, &v) != 0 ||
+			    crdt_vclock_set(v, &a, i) != 0 ||
+			    crdt_store_put_checkpoint(st, snap,
+				ck_snap(i, snap), v) != 0)
+				_exit(5);
+			crdt_vclock_free(v);
+			ack = CK_ACK | (uint32_t)i;
+			if (write(wfd, &ack, sizeof ack) != (ssize_t)sizeof ack)
+				_exit(4);
+		}
 	}
 	crdt_store_close(st);
 	_exit(0);
 }
 
-/* What the reopened store holds must be stream[0 .. m) for some m. */
+/* What the reopened store holds must be stream[0 .. m) for some m, and
+ * its checkpoint one that was put whole, at or after `ck_acked`. */
 static size_t
-crash_verify(const stream *s, size_t acked)
+crash_verify(const stream *s, size_t acked, size_t ck_acked)
 {
 	crdt_store *st = NULL;
 	int rc = crdt_store_open_sqlite(NULL, dbpath, NULL, &st);
@@ -982,7 +1013,28 @@ crash_verify(const stream *s, size_t acked)
 	got g;
 	all_since(st, v, &g);
 	crdt_vclock_free(v);
+	crdt_buf snap;
+	crdt_vclock *cv = NULL;
+	tb_init(&snap);
+	rc = crdt_store_checkpoint(st, &snap, &cv);
 	crdt_store_close(st);
+	if (rc == CRDT_ENOTFOUND) {
+		cr_assert_eq(ck_acked, 0, "acked checkpoint %zu lost",
+		    ck_acked);
+	} else {
+		static uint8_t want[8192];
+		crdt_replica_id a = test_id(1);
+		cr_assert_eq(rc, 0, "checkpoint: %s", crdt_err_name(rc));
+		size_t j = (size_t)crdt_vclock_get(cv, &a);
+		cr_assert_eq(crdt_vclock_size(cv), 1);
+		size_t wn = ck_snap(j, want);
+		cr_assert(bytes_eq(snap.data, snap.len, want, wn),
+		    "checkpoint %zu is not the one put with its clock", j);
+		cr_assert_geq(j, ck_acked, "older than the acked checkpoint");
+		cr_assert_leq(j, g.n, "checkpoint ahead of the log");
+		crdt_vclock_free(cv);
+	}
+	crdt_buf_fini(&snap);
 	cr_assert_geq(g.n, acked, "acked %zu, stored %zu: lost an ack", acked,
 	    g.n);
 	cr_assert_leq(g.n, acked + 4, "more than one batch past the ack");
@@ -1022,11 +1074,15 @@ Test(store, no_acknowledged_message_is_lost_to_kill_9, .timeout = 120)
 		/* Kill after 0..5 acks (0 = during the open or the first
 		 * batch), then a random short delay. */
 		size_t want = (size_t)test_rng_below(&r, 6), acked = have;
+		size_t ck_acked = 0;
 		for (size_t k = 0; k < want; k++) {
 			uint32_t a;
 			if (read(p[0], &a, sizeof a) != (ssize_t)sizeof a)
 				break;
-			acked = a;
+			if (a & CK_ACK)
+				ck_acked = a & ~CK_ACK;
+			else if (a > acked)
+				acked = a;
 		}
 		struct timespec ts = { 0,
 			(long)test_rng_below(&r, 3000) * 1000L };
@@ -1035,11 +1091,14 @@ Test(store, no_acknowledged_message_is_lost_to_kill_9, .timeout = 120)
 		int status = 0;
 		cr_assert_eq(waitpid(pid, &status, 0), pid);
 		/* Acks written before the kill landed count too. */
-		for (int k = 0; k < CRASH_STREAM + 8; k++) {
+		for (int k = 0; k < 2 * CRASH_STREAM + 8; k++) {
 			uint32_t a;
 			if (read(p[0], &a, sizeof a) != (ssize_t)sizeof a)
 				break;
-			acked = a;
+			if (a & CK_ACK)
+				ck_acked = a & ~CK_ACK;
+			else if (a > acked)
+				acked = a;
 		}
 		close(p[0]);
 		cr_assert(WIFSIGNALED(status) ||
@@ -1048,7 +1107,7 @@ Test(store, no_acknowledged_message_is_lost_to_kill_9, .timeout = 120)
 		    (unsigned long long)seed);
 		if (WIFSIGNALED(status))
 			kills++;
-		have = crash_verify(&s, acked);
+		have = crash_verify(&s, acked, ck_acked);
 		if (have == s.n) {
 			/* The whole stream made it: start a fresh store */
 			rm_db(dbpath);

@@ -47,7 +47,8 @@
  *
  * Thread safety: one handle is used by one thread at a time, like every
  * libcrdt object. Several handles (in one or several processes) may open
- * the same SQLite file; SQLite serialises their writes.
+ * the same SQLite file; SQLite serialises their writes. A handle must not
+ * be carried across fork() (SQLite's rule): the child opens its own.
  */
 
 #include "crdt/common.h"
