@@ -6,6 +6,7 @@
  */
 #include "internal.h"
 #include "crdt/store.h"
+#include "store_impl.h"
 
 struct crdt_store {
 	crdt_config cfg;
@@ -62,7 +63,7 @@ store_rec(const crdt_store *s, const crdt_store_msg *m, crdt_store_rec *r)
 		return CRDT_ETOOBIG;
 	CRDT_TRY(crdt_msg_peek(m->bytes, m->len, &r->dot, NULL));
 	CRDT_TRY(crdt__hash_personal(r->digest, sizeof r->digest, m->bytes,
-	    m->len, "crdt.store.msg\0\0"));
+	    m->len, CRDT__STORE_PERS_MSG));
 	r->bytes = m->bytes;
 	r->len = m->len;
 	return 0;

@@ -15,6 +15,7 @@
 
 #include "internal.h"
 #include "crdt/store.h"
+#include "store_impl.h"
 
 /* 'CRDT' in PRAGMA application_id: tells our files from other SQLite
  * databases, which are refused rather than written into. */
@@ -42,7 +43,7 @@ static const char sq_ck_sql[] =
     "clock_digest BLOB NOT NULL, clock BLOB NOT NULL, "
     "snap_digest BLOB NOT NULL, snap BLOB NOT NULL)";
 
-static const char sq_pers_msg[16] = "crdt.store.msg\0\0";
+static const char sq_pers_msg[16] = CRDT__STORE_PERS_MSG;
 static const char sq_pers_snap[16] = "crdt.store.snap\0";
 static const char sq_pers_clock[16] = "crdt.store.clk\0\0";
 
@@ -457,7 +458,7 @@ sq_check_schema(sqlite3 *db)
 	sqlite3_stmt *st;
 	size_t i = 0;
 	int rc = sqlite3_prepare_v2(db,
-	    "SELECT name, sql FROM sqlite_schema ORDER BY name", -1, &st,
+	    "SELECT name, sql FROM sqlite_master ORDER BY name", -1, &st,
 	    NULL);
 
 	if (rc != SQLITE_OK)
@@ -560,7 +561,7 @@ sq_check_db(sqlite3 *db, bool *empty)
 
 	CRDT_TRY(sq_query_int(db, "PRAGMA application_id", &app));
 	CRDT_TRY(sq_query_int(db, "PRAGMA user_version", &ver));
-	CRDT_TRY(sq_query_int(db, "SELECT count(*) FROM sqlite_schema",
+	CRDT_TRY(sq_query_int(db, "SELECT count(*) FROM sqlite_master",
 	    &nobj));
 	*empty = app == 0 && ver == 0 && nobj == 0;
 	if (*empty)
@@ -694,8 +695,8 @@ crdt_store_open_sqlite(const crdt_config *cfg, const char *path,
 	memset(q, 0, sizeof *q);
 	q->alloc = c.alloc;
 	rc = sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READWRITE |
-	    (opts.must_exist ? 0 : SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX |
-	    SQLITE_OPEN_EXRESCODE, NULL);
+	    (opts.must_exist ? 0 : SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX,
+	    NULL);
 	if (rc != SQLITE_OK) {
 		/* Without CREATE, a missing file is the one CANTOPEN whose
 		 * cause SQLite reports as ENOENT. */
@@ -708,6 +709,7 @@ crdt_store_open_sqlite(const crdt_config *cfg, const char *path,
 			rc = sq_err(rc);
 		goto fail;
 	}
+	sqlite3_extended_result_codes(q->db, 1);
 	rc = sq_setup(q->db, &opts);
 	if (rc == 0)
 		rc = sq_schema(q->db, opts.must_exist);
