@@ -1645,3 +1645,75 @@ Test(store, must_exist_refuses_a_missing_or_emptied_store)
 	stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
+
+Test(store, a_batch_over_max_elems_is_refused_whole)
+{
+	stream s = { 0 };
+	stream_add(&s, 1, 3, 8, 0);
+	crdt_config cfg;
+	test_config(&cfg, NULL);
+	cfg.limits.max_elems = 2;
+	crdt_store *st;
+	cr_assert_eq(crdt_store_open_sqlite(&cfg, dbpath, NULL, &st), 0);
+	cr_assert_eq(put(st, &s, 0, 3, NULL), CRDT_ETOOBIG);
+	cr_assert_eq(count_all(st, &s), 0);
+	cr_assert_eq(put(st, &s, 0, 2, NULL), 0);
+	cr_assert_eq(count_all(st, &s), 2);
+	crdt_store_close(st);
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+/* Two processes appending to one file at once (each its own handle and
+ * replica, batches interleaving under SQLite's lock): both finish, and
+ * the store holds each one's messages whole, in each one's order. */
+Test(store, two_processes_append_to_one_file_at_once, .timeout = 120)
+{
+	stream a = { 0 }, b = { 0 };
+	stream_add(&a, 1, 60, 100, 0);
+	stream_add(&b, 2, 60, 100, 0);
+	crdt_store *st = open_store(NULL); /* create before the race */
+	crdt_store_close(st);
+	const stream *mine[2] = { &a, &b };
+	pid_t pid[2];
+	for (int c = 0; c < 2; c++) {
+		pid[c] = fork();
+		cr_assert_geq(pid[c], 0);
+		if (pid[c] == 0) {
+			crdt_store_sqlite_opts o = { .busy_timeout_ms = 60000 };
+			crdt_store *w;
+			if (crdt_store_open_sqlite(NULL, dbpath, &o, &w) != 0)
+				_exit(3);
+			for (size_t i = 0; i < mine[c]->n; i += 3)
+				if (put(w, mine[c], i, 3, NULL) != 0)
+					_exit(2);
+			crdt_store_close(w);
+			_exit(0);
+		}
+	}
+	for (int c = 0; c < 2; c++) {
+		int status = 0;
+		cr_assert_eq(waitpid(pid[c], &status, 0), pid[c]);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		    "writer %d: status %d", c, status);
+	}
+	st = open_store(NULL);
+	for (int c = 0; c < 2; c++) {
+		/* everything of the other replica is covered: what is left is
+		 * this writer's stream, in its order */
+		crdt_vclock *v = c == 0 ? clock_of(2, 1000, 9, 0) :
+					  clock_of(1, 1000, 9, 0);
+		got g;
+		all_since(st, v, &g);
+		size_t w[MAXM];
+		for (size_t i = 0; i < mine[c]->n; i++)
+			w[i] = i;
+		expect_msgs(&g, mine[c], w, mine[c]->n);
+		got_free(&g);
+		crdt_vclock_free(v);
+	}
+	crdt_store_close(st);
+	stream_free(&a);
+	stream_free(&b);
+	ASSERT_NO_LEAKS();
+}
