@@ -211,3 +211,39 @@ crdt_store_since(crdt_store *s, const crdt_vclock *v, uint64_t *cursor,
 	*more = m;
 	return 0;
 }
+
+int
+crdt_store_load(crdt_store *s, crdt_buf *snap_out, bool *has_checkpoint,
+    crdt_store_msg_fn fn, void *ud)
+{
+	crdt_vclock *v = NULL;
+	uint64_t cur = 0, prev;
+	bool more = true, has;
+	size_t len0;
+	int rc;
+
+	if (s == NULL || snap_out == NULL || has_checkpoint == NULL ||
+	    fn == NULL)
+		return CRDT_EINVAL;
+	len0 = snap_out->len;
+	rc = crdt_store_checkpoint(s, snap_out, &v);
+	has = rc == 0;
+	if (rc == CRDT_ENOTFOUND)
+		rc = crdt_vclock_new(&s->cfg, &v);
+	/* One call hands out everything (no budget); the loop only guards
+	 * against a backend that pages anyway, and ends because every
+	 * round must move the cursor. */
+	while (rc == 0 && more) {
+		prev = cur;
+		rc = crdt_store_since(s, v, &cur, SIZE_MAX, fn, ud, &more);
+		if (rc == 0 && more && cur <= prev)
+			rc = CRDT_ECORRUPT;
+	}
+	crdt_vclock_free(v);
+	if (rc < 0) {
+		snap_out->len = len0;
+		return rc;
+	}
+	*has_checkpoint = has;
+	return 0;
+}

@@ -242,6 +242,23 @@ CRDT_API CRDT_NODISCARD int crdt_store_since(crdt_store *s,
     const crdt_vclock *v, uint64_t *cursor, size_t budget,
     crdt_store_msg_fn fn, void *ud, bool *more);
 
+/**
+ * What a restarting replica reads: the checkpoint's snapshot is appended
+ * to `snap_out` (`*has_checkpoint` says whether there is one), then `fn`
+ * gets every stored message the checkpoint's clock does not cover (all
+ * of them without a checkpoint), in append order. Feed the snapshot to
+ * crdt_doc_load() and the messages to crdt_doc_receive().
+ * On error snap_out->len is restored and *has_checkpoint untouched;
+ * messages already handed to `fn` were handed out (load again from the
+ * start: receiving a message twice is a no-op for a document).
+ * Cost: crdt_store_checkpoint() plus crdt_store_since() from cursor 0.
+ * @return 0, CRDT_EINVAL, CRDT_ESTATE, CRDT_ECORRUPT (also a backend
+ *         that says more follows without moving its cursor), CRDT_EIO,
+ *         CRDT_EBUSY, CRDT_ENOMEM, or fn's code.
+ */
+CRDT_API CRDT_NODISCARD int crdt_store_load(crdt_store *s, crdt_buf *snap_out,
+    bool *has_checkpoint, crdt_store_msg_fn fn, void *ud);
+
 #ifdef __cplusplus
 }
 #endif
