@@ -116,7 +116,7 @@ crdt__config_resolve(const crdt_config *in, crdt_config *out)
 }
 
 int
-crdt__grow(const crdt_allocator *a, void **p, size_t *cap, size_t need,
+crdt__grow_slow(const crdt_allocator *a, void **p, size_t *cap, size_t need,
     size_t elem)
 {
 	if (need <= *cap)

@@ -126,6 +126,16 @@ typedef struct user_ent { /* key: user */
 	size_t posted; /* messages authored */
 } user_ent;
 
+/* A message record's fields (pointers into the record's bytes). */
+typedef struct msgrec {
+	crdt_dot id;
+	uint64_t ord, sent_at;
+	const uint8_t *user, *body, *meta;
+	size_t user_len, body_len, meta_len;
+	bool has_reply;
+	crdt_dot reply;
+} msgrec;
+
 typedef struct chat_index {
 	bool ok;
 	tnode *nodes;
@@ -160,6 +170,19 @@ typedef struct chat_index {
 	size_t last_rep, last_urep, last_user;
 	bool have_last;
 	bool bulk; /* rebuilding: counters appended, sorted at the end */
+	/* The post the apply walk just inserted as msgs entry `idx`, with
+	 * the fields it wrote, so the fold after commit need not parse the
+	 * bytes this module has just built (a quarter of a post's fold).
+	 * Taken only for that entry with that record pointer and length, at
+	 * most once; cleared by the next post, the fold, and every rebuild
+	 * (ix_clear) or merge (ix_fold), which insert entries the walk did
+	 * not describe. */
+	struct {
+		bool ok;
+		size_t idx, len;
+		const uint8_t *rec;
+		msgrec m;
+	} pend;
 } chat_index;
 
 struct crdt_chat {
@@ -601,15 +624,6 @@ step(const chat_index *ix, uint32_t x, bool fwd)
 
 static const crdt_limits big_limits = { SIZE_MAX, SIZE_MAX, SIZE_MAX, 8 };
 
-typedef struct msgrec {
-	crdt_dot id;
-	uint64_t ord, sent_at;
-	const uint8_t *user, *body, *meta;
-	size_t user_len, body_len, meta_len;
-	bool has_reply;
-	crdt_dot reply;
-} msgrec;
-
 static int
 rd_dot(crdt__rd *r, crdt_dot *d)
 {
@@ -670,6 +684,22 @@ parse_msgrec(const uint8_t *p, size_t n, msgrec *m)
 		return CRDT_EMALFORMED;
 	return crdt__rd_done(&r);
 }
+
+#ifndef NDEBUG
+/* The fields the apply walk remembered are the ones parse_msgrec reads
+ * (debug builds check every remembered post). */
+static bool
+msgrec_same(const msgrec *x, const msgrec *y)
+{
+	return crdt_dot_cmp(x->id, y->id) == 0 && x->ord == y->ord &&
+	    x->sent_at == y->sent_at && x->user == y->user &&
+	    x->user_len == y->user_len && x->body == y->body &&
+	    x->body_len == y->body_len && x->meta == y->meta &&
+	    (x->meta == NULL || x->meta_len == y->meta_len) &&
+	    x->has_reply == y->has_reply &&
+	    (!x->has_reply || crdt_dot_cmp(x->reply, y->reply) == 0);
+}
+#endif
 
 /* A reaction map key [id, counter, user, emoji]. */
 typedef struct rkey {
@@ -863,7 +893,7 @@ node_place(uint32_t *slots, size_t nslots, uint32_t h, uint32_t v)
 
 /* Room for `need` nodes in the slot array (load factor <= 3/4). */
 static int
-node_slots_reserve(chat_index *ix, const crdt_allocator *a, size_t need)
+node_slots_grow(chat_index *ix, const crdt_allocator *a, size_t need)
 {
 	size_t ns = ix->nslots ? ix->nslots : 16;
 	while (need > ns / 4 * 3) {
@@ -883,6 +913,16 @@ node_slots_reserve(chat_index *ix, const crdt_allocator *a, size_t need)
 	ix->slots = slots;
 	ix->nslots = ns;
 	return 0;
+}
+
+/* Called twice per message (reserve before commit, fold after): the
+ * usual answer, "there is room", is one compare. */
+static inline int
+node_slots_reserve(chat_index *ix, const crdt_allocator *a, size_t need)
+{
+	if (need <= ix->nslots / 4 * 3)
+		return 0;
+	return node_slots_grow(ix, a, need);
 }
 
 /* Read-only: the reactions and rejection of a dot, NULL when none. */
@@ -943,17 +983,67 @@ enum { IX_SHOWN = 0, IX_HIDDEN = 1, IX_REPLACED = 2 };
 
 /* The (user, replica) entry of a record; created on demand. */
 static rep_ent *
-urep_get(chat_index *ix, const msgrec *m, bool create, int *rc)
+urep_get(chat_index *ix, const uint8_t *user, size_t ul,
+    const crdt_replica_id *rep, bool create, int *rc)
 {
 	uint8_t key[16 + USER_MAX];
 	/* parse_msgrec bounds user_len; never copy more than the key. */
-	if (!user_len_ok(m->user_len)) {
+	if (!user_len_ok(ul)) {
 		*rc = CRDT_EMALFORMED;
 		return NULL;
 	}
-	memcpy(key, m->user, m->user_len);
-	memcpy(key + m->user_len, m->id.replica.bytes, 16);
-	return tab_get(&ix->ureps, key, m->user_len + 16, create, rc);
+	memcpy(key, user, ul);
+	memcpy(key + ul, rep->bytes, 16);
+	return tab_get(&ix->ureps, key, ul + 16, create, rc);
+}
+
+/*
+ * The replica, (user, replica) and user entries of a message, created on
+ * first sight. Consecutive messages usually share author and replica, and
+ * prep_post() asks for the entries of exactly the message ix_add_msg()
+ * folds after commit: the last entries found (by index; entries never move
+ * between indices or leave these tables) answer both without hashing, so
+ * each key is hashed at most once per message.
+ */
+static int
+msg_ents(chat_index *ix, const crdt_allocator *a, const crdt_replica_id *id,
+    const uint8_t *user, size_t ul, rep_ent **rep, rep_ent **urep,
+    user_ent **user_out)
+{
+	int rc;
+
+	if (ix->have_last) {
+		rep_ent *re = crdt__table_at(&ix->reps, ix->last_rep);
+		user_ent *u = crdt__table_at(&ix->users, ix->last_user);
+		if (u->k.len == ul &&
+		    memcmp(re->k.ptr, id->bytes, 16) == 0 &&
+		    memcmp(u->k.ptr, user, ul) == 0) {
+			*rep = re;
+			*urep = crdt__table_at(&ix->ureps, ix->last_urep);
+			*user_out = u;
+			return 0;
+		}
+	}
+	rep_ent *re = tab_get(&ix->reps, id->bytes, 16, true, &rc);
+	if (re == NULL)
+		return rc ? rc : CRDT_ENOMEM;
+	rep_ent *ue = urep_get(ix, user, ul, id, true, &rc);
+	if (ue == NULL)
+		return rc ? rc : CRDT_ENOMEM;
+	user_ent *u = user_get(ix, a, user, ul, &rc);
+	if (u == NULL)
+		return rc ? rc : CRDT_ENOMEM;
+	ix->last_rep = (size_t)((uint8_t *)re - ix->reps.ents) /
+	    ix->reps.stride;
+	ix->last_urep = (size_t)((uint8_t *)ue - ix->ureps.ents) /
+	    ix->ureps.stride;
+	ix->last_user = (size_t)((uint8_t *)u - ix->users.ents) /
+	    ix->users.stride;
+	ix->have_last = true;
+	*rep = re;
+	*urep = ue;
+	*user_out = u;
+	return 0;
 }
 
 /*
@@ -981,7 +1071,8 @@ ix_rival(crdt_chat *c, uint32_t y, const uint8_t *rec, size_t len,
 	if (old.user_len != m->user_len ||
 	    memcmp(old.user, m->user, m->user_len) != 0) {
 		/* Move the message between authors: allocate first. */
-		rep_ent *ue = urep_get(ix, m, true, &rc);
+		rep_ent *ue = urep_get(ix, m->user, m->user_len,
+		    &m->id.replica, true, &rc);
 		if (ue == NULL)
 			return rc ? rc : CRDT_ENOMEM;
 		user_ent *u = user_get(ix, a, m->user, m->user_len, &rc);
@@ -989,7 +1080,8 @@ ix_rival(crdt_chat *c, uint32_t y, const uint8_t *rec, size_t len,
 			return rc ? rc : CRDT_ENOMEM;
 		CRDT_TRY(u64v_add(a, &ue->ctr, m->id.counter, ix->bulk));
 		u->posted++;
-		rep_ent *oe = urep_get(ix, &old, false, &rc);
+		rep_ent *oe = urep_get(ix, old.user, old.user_len,
+		    &old.id.replica, false, &rc);
 		user_ent *ou = user_find(ix, old.user, old.user_len);
 		if (oe != NULL)
 			u64v_erase(&oe->ctr, m->id.counter);
@@ -1010,16 +1102,24 @@ ix_rival(crdt_chat *c, uint32_t y, const uint8_t *rec, size_t len,
  * what ix_rival returns for a second record of one message ID. */
 static int
 ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
-    crdt_dot *id)
+    crdt_dot *id, const msgrec *pre)
 {
 	chat_index *ix = c->ix;
 	const crdt_allocator *a = ix_alloc(c);
 	msgrec m;
-	int rc;
 
 	if (len > UINT32_MAX)
 		return CRDT_ETOOBIG;
-	CRDT_TRY(parse_msgrec(rec, len, &m));
+	if (pre != NULL) {
+		m = *pre;
+#ifndef NDEBUG
+		msgrec chk;
+		assert(parse_msgrec(rec, len, &chk) == 0 &&
+		    msgrec_same(&chk, &m));
+#endif
+	} else {
+		CRDT_TRY(parse_msgrec(rec, len, &m));
+	}
 	*id = m.id;
 	/* Every record counts, shown or not: the key is a function of the
 	 * replicated set, whatever order the records came in. */
@@ -1035,35 +1135,10 @@ ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	void *v = ix->nodes;
 	CRDT_TRY(crdt__grow(a, &v, &ix->capn, ix->nn + 1, sizeof *ix->nodes));
 	ix->nodes = v;
-	rep_ent *re = NULL, *ue = NULL;
-	user_ent *u = NULL;
-	if (ix->have_last) {
-		re = crdt__table_at(&ix->reps, ix->last_rep);
-		ue = crdt__table_at(&ix->ureps, ix->last_urep);
-		u = crdt__table_at(&ix->users, ix->last_user);
-		if (memcmp(re->k.ptr, m.id.replica.bytes, 16) != 0 ||
-		    u->k.len != m.user_len ||
-		    memcmp(u->k.ptr, m.user, m.user_len) != 0)
-			re = NULL;
-	}
-	if (re == NULL) {
-		re = tab_get(&ix->reps, m.id.replica.bytes, 16, true, &rc);
-		if (re == NULL)
-			return rc ? rc : CRDT_ENOMEM;
-		ue = urep_get(ix, &m, true, &rc);
-		if (ue == NULL)
-			return rc ? rc : CRDT_ENOMEM;
-		u = user_get(ix, a, m.user, m.user_len, &rc);
-		if (u == NULL)
-			return rc ? rc : CRDT_ENOMEM;
-		ix->last_rep = (size_t)((uint8_t *)re - ix->reps.ents) /
-		    ix->reps.stride;
-		ix->last_urep = (size_t)((uint8_t *)ue - ix->ureps.ents) /
-		    ix->ureps.stride;
-		ix->last_user = (size_t)((uint8_t *)u - ix->users.ents) /
-		    ix->users.stride;
-		ix->have_last = true;
-	}
+	rep_ent *re, *ue;
+	user_ent *u;
+	CRDT_TRY(msg_ents(ix, a, &m.id.replica, m.user, m.user_len, &re, &ue,
+	    &u));
 	/* Room in both before either changes: no undo needed. */
 	void *rv = re->ctr.v, *uv = ue->ctr.v;
 	CRDT_TRY(crdt__grow(a, &rv, &re->ctr.cap, re->ctr.n + 1,
@@ -1246,9 +1321,10 @@ ix_fold(crdt_chat *c, size_t m0, size_t k0)
 	int rc = 0;
 
 	c->ix->bulk = true;
+	c->ix->pend.ok = false;
 	for (size_t i = m0; rc >= 0 && i < crdt_gset_size(c->msgs); i++) {
 		const crdt__key *k = crdt__gset_entry_key(c->msgs, i);
-		rc = ix_add_msg(c, k->ptr, k->len, &pos, &id);
+		rc = ix_add_msg(c, k->ptr, k->len, &pos, &id, NULL);
 	}
 	for (size_t i = k0; rc >= 0 && i < crdt_gset_size(c->marks); i++) {
 		const crdt__key *k = crdt__gset_entry_key(c->marks, i);
@@ -1530,9 +1606,7 @@ prep_post(crdt_chat *c, crdt_dot dot, const uint8_t *user, size_t ul,
 {
 	chat_index *ix = c->ix;
 	const crdt_allocator *a = ix_alloc(c);
-	msgrec m;
 	user_ent *u = NULL;
-	int rc;
 
 	if (rec_len > UINT32_MAX || ix->nn >= UINT32_MAX - 1)
 		return CRDT_ETOOBIG;
@@ -1540,17 +1614,8 @@ prep_post(crdt_chat *c, crdt_dot dot, const uint8_t *user, size_t ul,
 	void *v = ix->nodes;
 	CRDT_TRY(crdt__grow(a, &v, &ix->capn, ix->nn + 1, sizeof *ix->nodes));
 	ix->nodes = v;
-	memset(&m, 0, sizeof m);
-	m.id = dot;
-	m.user = user;
-	m.user_len = ul;
-	rep_ent *re = tab_get(&ix->reps, dot.replica.bytes, 16, true, &rc);
-	if (re == NULL)
-		return rc ? rc : CRDT_ENOMEM;
-	rep_ent *ue = urep_get(ix, &m, true, &rc);
-	if (ue == NULL)
-		return rc ? rc : CRDT_ENOMEM;
-	CRDT_TRY(prep_user(c, user, ul, &u));
+	rep_ent *re, *ue;
+	CRDT_TRY(msg_ents(ix, a, &dot.replica, user, ul, &re, &ue, &u));
 	v = re->ctr.v;
 	CRDT_TRY(crdt__grow(a, &v, &re->ctr.cap, re->ctr.n + 1,
 	    sizeof *re->ctr.v));
@@ -1658,24 +1723,57 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 			return 0;
 		/* The order key: after everything the author had seen. */
 		uint64_t ord = CRDT_MAX(stamp, seen + 1);
+		/* Offsets of the byte fields (the buffer may move). */
+		size_t uoff, boff, moff = 0;
+		c->ix->pend.ok = false;
 		crdt_buf_clear(scratch);
 		CRDT_TRY(crdt__w_array(scratch, 8));
 		CRDT_TRY(w_dot(scratch, dot));
 		CRDT_TRY(crdt__w_uint(scratch, ord));
 		CRDT_TRY(crdt__w_uint(scratch, stamp));
 		CRDT_TRY(crdt__w_bin(scratch, a, al));
+		uoff = scratch->len - al;
 		CRDT_TRY(crdt__w_bin(scratch, b, bl));
+		boff = scratch->len - bl;
 		if (has_reply) {
 			CRDT_TRY(crdt__w_array(scratch, 2));
 			CRDT_TRY(w_dot(scratch, d));
 		} else {
 			CRDT_TRY(crdt__w_nil(scratch));
 		}
-		CRDT_TRY(has_meta ? crdt__w_bin(scratch, meta, ml) :
-				    crdt__w_nil(scratch));
+		if (has_meta) {
+			CRDT_TRY(crdt__w_bin(scratch, meta, ml));
+			moff = scratch->len - ml;
+		} else {
+			CRDT_TRY(crdt__w_nil(scratch));
+		}
+		size_t n0 = crdt_gset_size(c->msgs);
 		CRDT_TRY(crdt__gset_write(c->msgs, scratch->data, scratch->len,
 		    dot, u, obj));
-		return prep_post(c, dot, a, al, scratch->len);
+		CRDT_TRY(prep_post(c, dot, a, al, scratch->len));
+		if (crdt_gset_size(c->msgs) == n0 + 1) {
+			/* A new entry (not a known record): remember what
+			 * the fold will need to know about it. */
+			const crdt__key *k = crdt__gset_entry_key(c->msgs, n0);
+			chat_index *ix = c->ix;
+			msgrec *m = &ix->pend.m;
+			m->id = dot;
+			m->ord = ord;
+			m->sent_at = stamp;
+			m->user = k->ptr + uoff;
+			m->user_len = al;
+			m->body = k->ptr + boff;
+			m->body_len = bl;
+			m->meta = has_meta ? k->ptr + moff : NULL;
+			m->meta_len = has_meta ? ml : 0;
+			m->has_reply = has_reply;
+			m->reply = has_reply ? d : (crdt_dot){ { { 0 } }, 0 };
+			ix->pend.idx = n0;
+			ix->pend.rec = k->ptr;
+			ix->pend.len = k->len;
+			ix->pend.ok = true;
+		}
+		return 0;
 	}
 	case OP_REACT:
 		if (n != 7)
@@ -1806,7 +1904,12 @@ crdt__chat_after(crdt_chat *c, const crdt__undo_rec *rec, crdt_change *ch)
 		return false; /* will be rebuilt; report nothing precise */
 	if (rec->target == c->msgs && rec->kind == CRDT__UNDO_GSET_NEW) {
 		const crdt__key *k = crdt__gset_entry_key(c->msgs, rec->idx);
-		rc = ix_add_msg(c, k->ptr, k->len, &pos, &about);
+		chat_index *ix = c->ix;
+		bool mine = ix->pend.ok && ix->pend.idx == rec->idx &&
+		    ix->pend.rec == k->ptr && ix->pend.len == k->len;
+		rc = ix_add_msg(c, k->ptr, k->len, &pos, &about,
+		    mine ? &ix->pend.m : NULL);
+		ix->pend.ok = false;
 		if (rc == IX_HIDDEN)
 			return false;
 		ch->kind = rc == IX_SHOWN ? CRDT_CHANGE_CHAT_INSERT :

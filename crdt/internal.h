@@ -44,8 +44,19 @@ crdt__free(const crdt_allocator *a, void *p, size_t n)
 /* Grow `*p` (an array of `elem`-byte items with capacity `*cap`) so it
  * holds at least `need` items. Doubling; overflow-checked; `*p` and `*cap`
  * untouched on failure. */
-int crdt__grow(const crdt_allocator *a, void **p, size_t *cap, size_t need,
-    size_t elem);
+int crdt__grow_slow(const crdt_allocator *a, void **p, size_t *cap,
+    size_t need, size_t elem);
+/* Inline because the apply path reserves room before every write and the
+ * room is almost always there: the common case is one compare, not a call
+ * (docs/performance.md, "Hardening cost"). */
+static inline int
+crdt__grow(const crdt_allocator *a, void **p, size_t *cap, size_t need,
+    size_t elem)
+{
+	if (need <= *cap)
+		return 0;
+	return crdt__grow_slow(a, p, cap, need, elem);
+}
 
 /* Heap copy of `n` bytes (n may be 0: a 1-byte block is allocated so the
  * pointer is non-NULL). Free with crdt__free(a, p, n). */
@@ -128,7 +139,17 @@ void *crdt__table_find(const crdt__table *t, const void *key, size_t len,
     uint64_t hash);
 /* Make room for `extra` more entries; after success, that many
  * crdt__table_insert() calls cannot fail. */
-int crdt__table_reserve(crdt__table *t, size_t extra);
+int crdt__table_reserve_slow(crdt__table *t, size_t extra);
+/* Every write reserves before it inserts and the room is usually there:
+ * inline, that case is two compares, not a call. */
+static inline int
+crdt__table_reserve(crdt__table *t, size_t extra)
+{
+	if (extra <= t->cap - t->n && t->n + extra <= t->nslots / 4 * 3 &&
+	    t->n + extra <= UINT32_MAX - 1)
+		return 0;
+	return crdt__table_reserve_slow(t, extra);
+}
 /* Insert a new entry taking ownership of `key` (crdt__memdup'd). Requires a
  * prior reserve. Returns the zeroed entry with its key filled in. */
 void *crdt__table_insert(crdt__table *t, uint8_t *key, size_t len,

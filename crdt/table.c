@@ -76,7 +76,7 @@ place(uint32_t *slots, size_t nslots, uint64_t hash, uint32_t v)
 }
 
 int
-crdt__table_reserve(crdt__table *t, size_t extra)
+crdt__table_reserve_slow(crdt__table *t, size_t extra)
 {
 	if (extra > UINT32_MAX - 1 - t->n)
 		return CRDT_ETOOBIG;

@@ -351,7 +351,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bool empty = crdt_doc_buffered(h[0]) == 0;
 	for (int i = 1; i < HONEST; i++)
 		empty = empty && crdt_doc_buffered(h[i]) == 0;
-	for (int i = 1; i < HONEST; i++) {
+	/* FUZZ_BYZ_SAFETY_ONLY: judge only crashes, leaks, sanitizer reports
+	 * and honest writes, while the divergences of docs/testing.md are
+	 * open (so a campaign is not stopped by a known one). */
+	bool converge = getenv("FUZZ_BYZ_SAFETY_ONLY") == NULL;
+	for (int i = 1; converge && i < HONEST; i++) {
 		crdt_buf si;
 		fuzz_save(h[i], &si);
 		FUZZ_ASSERT(same_but_buffer(&s0, &si));
