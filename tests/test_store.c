@@ -653,6 +653,9 @@ Test(store, messages_survive_reopen_byte_exact_in_both_sync_modes)
 	cr_assert_null(bad);
 	cr_assert_eq(crdt_store_open_sqlite(&cfg, NULL, NULL, &bad),
 	    CRDT_EINVAL);
+	cr_assert_eq(crdt_store_open_sqlite(&cfg, dbpath, NULL, NULL),
+	    CRDT_EINVAL);
+	crdt_store_close(NULL); /* a no-op */
 	stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
