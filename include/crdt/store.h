@@ -179,7 +179,8 @@ typedef struct crdt_store_sqlite_opts {
  *         database, not a libcrdt store, fails the check, or empty with
  *         must_exist; no handle), CRDT_ENOTFOUND (missing, must_exist),
  *         CRDT_EVERSION (a store of a newer schema version), CRDT_EIO
- *         (cannot open or read the file), CRDT_EBUSY, CRDT_ENOMEM.
+ *         (cannot open or read the file), CRDT_EBUSY, CRDT_ECRYPTO
+ *         (libsodium, for the digests, failed to initialise), CRDT_ENOMEM.
  */
 CRDT_API CRDT_NODISCARD int crdt_store_open_sqlite(const crdt_config *cfg,
     const char *path, const crdt_store_sqlite_opts *o, crdt_store **out);
@@ -195,7 +196,8 @@ CRDT_API void crdt_store_close(crdt_store *s);
  * @return 0, CRDT_EINVAL, CRDT_EMALFORMED, CRDT_EVERSION, CRDT_ETOOBIG (a
  *         message over limits.max_bytes, or n over limits.max_elems),
  *         CRDT_ESTATE (called from an iteration callback), CRDT_EIO,
- *         CRDT_EFULL, CRDT_EBUSY, CRDT_ENOMEM; nothing is written.
+ *         CRDT_EFULL, CRDT_EBUSY, CRDT_ECRYPTO, CRDT_ENOMEM; nothing is
+ *         written.
  */
 CRDT_API CRDT_NODISCARD int crdt_store_append(crdt_store *s,
     const crdt_store_msg *msgs, size_t n, size_t *added);
