@@ -8,8 +8,11 @@
  * and dot; rows are checked again when handed out, so damage that
  * happens while the handle is open is still never passed on as data.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <unistd.h>
 #include <sqlite3.h>
 #include <stdio.h>
 
@@ -576,6 +579,39 @@ sq_check_db(sqlite3 *db, bool *empty)
 	return sq_check_rows(db);
 }
 
+/* Make a new file's directory entry durable. SQLite syncs the directory
+ * when it creates a journal or WAL file, not when it creates the main
+ * database, so without this a power loss soon after the first acks
+ * could take the whole new file with it. */
+static int
+sq_sync_dir(const crdt_allocator *a, const char *path)
+{
+	size_t n = strlen(path), cut = n;
+	char *dir;
+	int fd, rc = 0;
+
+	while (cut > 0 && path[cut - 1] != '/')
+		cut--;
+	while (cut > 1 && path[cut - 1] == '/')
+		cut--; /* "a//b" -> "a"; "/b" -> "/" */
+	dir = crdt__malloc(a, cut ? cut + 1 : 2);
+	if (dir == NULL)
+		return CRDT_ENOMEM;
+	if (cut == 0) {
+		memcpy(dir, ".", 2);
+	} else {
+		memcpy(dir, path, cut);
+		dir[cut] = '\0';
+	}
+	fd = open(dir, O_RDONLY);
+	if (fd < 0 || fsync(fd) != 0)
+		rc = CRDT_EIO;
+	if (fd >= 0)
+		close(fd);
+	crdt__free(a, dir, cut ? cut + 1 : 2);
+	return rc;
+}
+
 static int
 sq_create(sqlite3 *db)
 {
@@ -596,7 +632,7 @@ sq_create(sqlite3 *db)
  * write lock, after looking again: two processes creating the same file
  * at once must not both create. */
 static int
-sq_schema(sqlite3 *db, bool must_exist)
+sq_schema(sqlite3 *db, bool must_exist, bool *created)
 {
 	bool empty = false;
 	int rc;
@@ -607,8 +643,10 @@ sq_schema(sqlite3 *db, bool must_exist)
 			rc = sq_check_db(db, &empty);
 		if (rc == 0 && empty && must_exist)
 			rc = CRDT_ECORRUPT;
-		if (rc == 0 && empty && pass == 1)
+		if (rc == 0 && empty && pass == 1) {
 			rc = sq_create(db);
+			*created = rc == 0;
+		}
 		if (rc == 0)
 			rc = sq_exec(db, "COMMIT");
 		if (rc < 0) {
@@ -672,6 +710,7 @@ crdt_store_open_sqlite(const crdt_config *cfg, const char *path,
 		sq_get_checkpoint, sq_since, sq_close };
 	crdt_store_sqlite_opts opts;
 	crdt_config c;
+	bool created = false;
 	sq *q;
 	int rc;
 
@@ -712,7 +751,9 @@ crdt_store_open_sqlite(const crdt_config *cfg, const char *path,
 	sqlite3_extended_result_codes(q->db, 1);
 	rc = sq_setup(q->db, &opts);
 	if (rc == 0)
-		rc = sq_schema(q->db, opts.must_exist);
+		rc = sq_schema(q->db, opts.must_exist, &created);
+	if (rc == 0 && created)
+		rc = sq_sync_dir(&c.alloc, path);
 	if (rc == 0)
 		rc = sq_prep(q->db, "BEGIN IMMEDIATE", &q->begin);
 	if (rc == 0)
