@@ -57,6 +57,8 @@ typedef struct sq {
 	sqlite3_stmt *ins;    /* one message */
 	sqlite3_stmt *scan;   /* seq, replica, counter after a cursor */
 	sqlite3_stmt *fetch;  /* digest, bytes of one seq */
+	sqlite3_stmt *next_rep; /* the next stored replica after ?1 */
+	sqlite3_stmt *min_seq;  /* first seq of a replica in a counter range */
 	sqlite3_stmt *put_ck, *get_ck;
 } sq;
 
@@ -346,6 +348,97 @@ sq_msg_ok(crdt_dot dot, const void *bytes, size_t len, const void *digest,
 		CRDT_REPLICA_ID_BYTES) == 0;
 }
 
+/* Smallest seq of replica `r`'s rows whose counter lies in [lo, hi]
+ * (uint64 values of one sign half, so their int64 images keep order);
+ * folded into `*first` (0 = none yet). A covering range of msgs_dot. */
+static int
+sq_min_seq(sq *q, const uint8_t *r, uint64_t lo, uint64_t hi,
+    uint64_t *first)
+{
+	sqlite3_int64 seq;
+	int rc;
+
+	if (sqlite3_bind_blob(q->min_seq, 1, r, CRDT_REPLICA_ID_BYTES,
+		SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(q->min_seq, 2, (sqlite3_int64)lo) != SQLITE_OK ||
+	    sqlite3_bind_int64(q->min_seq, 3, (sqlite3_int64)hi) != SQLITE_OK) {
+		sqlite3_reset(q->min_seq);
+		return CRDT_ENOMEM;
+	}
+	rc = sqlite3_step(q->min_seq);
+	if (rc == SQLITE_ROW) {
+		rc = 0;
+		if (sqlite3_column_type(q->min_seq, 0) != SQLITE_NULL) {
+			seq = sqlite3_column_int64(q->min_seq, 0);
+			if (seq <= 0)
+				rc = CRDT_ECORRUPT;
+			else if (*first == 0 || (uint64_t)seq < *first)
+				*first = (uint64_t)seq;
+		}
+	} else {
+		rc = sq_err(rc);
+		if (rc == 0)
+			rc = CRDT_ECORRUPT; /* an aggregate always has a row */
+	}
+	sqlite3_reset(q->min_seq);
+	return rc;
+}
+
+/*
+ * The seq of the first stored message `v` lacks (0: none), from the
+ * msgs_dot index: per stored replica, the rows past v's counter for it.
+ * O(replicas x log n + messages v lacks), however long the log: a peer
+ * that is up to date costs no scan of the log at all. Counters are kept
+ * as int64 bit patterns, so the range (c, 2^64) is asked as its two sign
+ * halves, [c+1, 2^63) and [max(c+1, 2^63), 2^64), each in order.
+ */
+static int
+sq_first_lacking(sq *q, const crdt_vclock *v, uint64_t *first)
+{
+	static const uint64_t half = UINT64_C(1) << 63;
+	uint8_t r[CRDT_REPLICA_ID_BYTES];
+	crdt_replica_id id;
+	size_t rl = 0;
+	int rc;
+
+	*first = 0;
+	for (;;) {
+		uint64_t c;
+
+		if (sqlite3_bind_blob(q->next_rep, 1, rl ? (const void *)r :
+			(const void *)"", (int)rl, SQLITE_STATIC) != SQLITE_OK) {
+			sqlite3_reset(q->next_rep);
+			return CRDT_ENOMEM;
+		}
+		rc = sqlite3_step(q->next_rep);
+		if (rc == SQLITE_DONE) {
+			sqlite3_reset(q->next_rep);
+			return 0;
+		}
+		if (rc != SQLITE_ROW) {
+			sqlite3_reset(q->next_rep);
+			return sq_err(rc);
+		}
+		if (sqlite3_column_type(q->next_rep, 0) != SQLITE_BLOB ||
+		    sqlite3_column_bytes(q->next_rep, 0) !=
+			CRDT_REPLICA_ID_BYTES) {
+			sqlite3_reset(q->next_rep);
+			return CRDT_ECORRUPT;
+		}
+		memcpy(r, sqlite3_column_blob(q->next_rep, 0), sizeof r);
+		rl = sizeof r;
+		sqlite3_reset(q->next_rep);
+		memcpy(id.bytes, r, sizeof r);
+		c = crdt_vclock_get(v, &id);
+		if (c == UINT64_MAX)
+			continue; /* v has all of it */
+		if (c + 1 < half)
+			CRDT_TRY(sq_min_seq(q, r, c + 1, half - 1, first));
+		CRDT_TRY(sq_min_seq(q, r, c + 1 > half ? c + 1 : half,
+		    UINT64_MAX, first));
+	}
+}
+
 static int
 sq_since(void *impl, const crdt_vclock *v, uint64_t *cursor, size_t budget,
     crdt_store_msg_fn fn, void *ud, bool *more)
@@ -356,6 +449,19 @@ sq_since(void *impl, const crdt_vclock *v, uint64_t *cursor, size_t budget,
 	bool m = false;
 	int rc;
 
+	/* From the start, go straight to the first message v lacks: the
+	 * rows before it are all covered, and for a peer that is nearly up
+	 * to date they are most of the log. Later pages go on from their
+	 * cursor, so paging through a long catch-up stays one pass. */
+	if (last == 0) {
+		uint64_t first;
+		CRDT_TRY(sq_first_lacking(q, v, &first));
+		if (first == 0) {
+			*more = false; /* *cursor stays 0: nothing lacking */
+			return 0;
+		}
+		last = first - 1;
+	}
 	/* seq is a positive int64; a cursor past it simply finds nothing. */
 	rc = sqlite3_bind_int64(q->scan, 1, last > (uint64_t)INT64_MAX ?
 	    INT64_MAX : (sqlite3_int64)last);
@@ -430,7 +536,8 @@ static void
 sq_free(sq *q)
 {
 	sqlite3_stmt *sts[] = { q->begin, q->commit, q->rollback, q->ins,
-		q->scan, q->fetch, q->put_ck, q->get_ck };
+		q->scan, q->fetch, q->next_rep, q->min_seq, q->put_ck,
+		q->get_ck };
 	crdt_allocator a = q->alloc;
 
 	for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++)
@@ -771,6 +878,12 @@ crdt_store_open_sqlite(const crdt_config *cfg, const char *path,
 	if (rc == 0)
 		rc = sq_prep(q->db, "SELECT digest, bytes FROM msgs "
 		    "WHERE seq = ?1", &q->fetch);
+	if (rc == 0)
+		rc = sq_prep(q->db, "SELECT replica FROM msgs WHERE replica > ?1 "
+		    "ORDER BY replica LIMIT 1", &q->next_rep);
+	if (rc == 0)
+		rc = sq_prep(q->db, "SELECT min(seq) FROM msgs WHERE replica = ?1 "
+		    "AND counter BETWEEN ?2 AND ?3", &q->min_seq);
 	if (rc == 0)
 		rc = sq_prep(q->db, "INSERT OR REPLACE INTO checkpoint(id, "
 		    "clock_digest, clock, snap_digest, snap) "

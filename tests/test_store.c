@@ -87,7 +87,7 @@ stream_add(stream *s, uint8_t rid, size_t count, size_t vlen, uint8_t tag)
 	crdt_replica_id id = test_id(rid);
 	crdt_doc *d;
 	uint32_t reg;
-	uint8_t val[4096];
+	static uint8_t val[16384];
 
 	cr_assert_leq(vlen, sizeof val);
 	crdt_config_default(&cfg);
@@ -1415,9 +1415,11 @@ f_close(sqlite3_file *f)
 {
 	return REAL(f)->pMethods->xClose(REAL(f));
 }
+static unsigned long fault_reads; /* xRead calls, for cost tests */
 static int
 f_read(sqlite3_file *f, void *b, int n, sqlite3_int64 o)
 {
+	fault_reads++;
 	return REAL(f)->pMethods->xRead(REAL(f), b, n, o);
 }
 static int
@@ -1903,5 +1905,70 @@ Test(store, counters_past_2_63_are_kept_and_compared_exactly)
 	crdt_store_close(st);
 	stream_free(&s);
 	stream_free(&base);
+	ASSERT_NO_LEAKS();
+}
+
+/* Cost, counted in reads through the VFS (no clocks): a peer that lacks
+ * only the newest message is served from the dot index, without reading
+ * the log before it; a peer lacking the oldest one makes the scan read
+ * the log, which shows the count measures something. The log is larger
+ * than SQLite's page cache, so the pages the scan needs are not cached
+ * from the checks on open. */
+Test(store, an_up_to_date_peer_costs_no_scan_of_the_log)
+{
+	stream s = { 0 };
+	stream_add(&s, 1, 200, 12000, 0);
+	stream_add(&s, 2, 200, 12000, 0);
+	fault_vfs_install();
+	crdt_store *st = open_store(NULL);
+	cr_assert_eq(put(st, &s, 0, s.n, NULL), 0);
+	crdt_store_close(st);
+	st = open_store(NULL);
+
+	got g;
+	uint64_t cur = 0;
+	bool more;
+	crdt_vclock *v = clock_of(1, 200, 2, 199); /* lacks only B200 */
+	got_init(&g);
+	fault_reads = 0;
+	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, collect, &g,
+			 &more),
+	    0);
+	unsigned long near = fault_reads;
+	static const size_t last[] = { 399 };
+	expect_msgs(&g, &s, last, 1);
+	got_free(&g);
+	crdt_vclock_free(v);
+
+	v = clock_of(1, 200, 2, 200); /* lacks nothing */
+	cur = 0;
+	got_init(&g);
+	fault_reads = 0;
+	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, collect, &g,
+			 &more),
+	    0);
+	unsigned long none = fault_reads;
+	cr_assert_eq(g.n, 0);
+	cr_assert(!more);
+	crdt_vclock_free(v);
+
+	v = clock_of(1, 0, 2, 200); /* lacks A1..A200: the scan runs */
+	cur = 0;
+	got_init(&g);
+	fault_reads = 0;
+	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, collect, &g,
+			 &more),
+	    0);
+	unsigned long far = fault_reads;
+	cr_assert_eq(g.n, 200);
+	got_free(&g);
+	crdt_vclock_free(v);
+	cr_log_info("reads: near %lu, none %lu, far %lu", near, none, far);
+	cr_assert_leq(near, 16, "near: %lu reads", near);
+	cr_assert_leq(none, 16, "none: %lu reads", none);
+	cr_assert_gt(far, 4 * 16, "far: %lu reads (the count measures)",
+	    far);
+	crdt_store_close(st);
+	stream_free(&s);
 	ASSERT_NO_LEAKS();
 }

@@ -172,9 +172,12 @@ typedef struct crdt_store_sqlite_opts {
  * `PRAGMA quick_check`, the schema, and every stored message and the
  * checkpoint against their digests and dots.
  * Cost: O(database size) to open (the check reads everything once);
- * append O(batch bytes + batch * log(stored)); since O(messages after the
- * cursor examined) with O(log |v|) each, bytes read only for what it
- * hands out.
+ * append O(batch bytes + batch * log(stored)); since from cursor 0 finds
+ * the first message v lacks on the dot index, O(stored replicas * log n
+ * + messages v lacks), then, like a later page from its cursor, examines
+ * the messages after it, O(log |v|) each, reading bytes only for what it
+ * hands out: a peer that is up to date costs no scan of the log, and
+ * paging through a long catch-up is one pass.
  * @return 0, CRDT_EINVAL (NULL, bad options), CRDT_ECORRUPT (not a
  *         database, not a libcrdt store, fails the check, or empty with
  *         must_exist; no handle), CRDT_ENOTFOUND (missing, must_exist),
