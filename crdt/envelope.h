@@ -16,8 +16,6 @@
  */
 #include "internal.h"
 
-#define CRDT__KIND_MSG 5
-
 /* One causal dependency (a replica ID and the counter needed from it). */
 typedef struct crdt__iddep {
 	crdt_replica_id id;

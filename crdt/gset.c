@@ -59,6 +59,9 @@ note_dot(crdt_gset *s, crdt_dot dot)
 		s->counter = dot.counter;
 }
 
+/* Undo of one gset record (crdt__undo_rollback, undo.c). */
+static void gset_undo(crdt__undo_rec *rec);
+
 /* Insert or lower the dot of one element. All allocation happens before
  * the first change, so on failure the set is untouched. */
 int
@@ -70,6 +73,7 @@ crdt__gset_write(crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot,
 		CRDT_TRY(crdt__undo_reserve(u, 1));
 		rec = &u->v[u->n];
 		memset(rec, 0, sizeof *rec);
+		rec->restore = gset_undo;
 		rec->target = s;
 		rec->obj = obj;
 	}
@@ -116,10 +120,8 @@ crdt__gset_entry_key(const crdt_gset *s, size_t idx)
 	return crdt__table_at(&s->t, idx);
 }
 
-/* Undo of one gset record (called from crdt__undo_rollback). */
-void crdt__gset_undo(crdt__undo_rec *rec);
-void
-crdt__gset_undo(crdt__undo_rec *rec)
+static void
+gset_undo(crdt__undo_rec *rec)
 {
 	crdt_gset *s = rec->target;
 	if (rec->kind == CRDT__UNDO_GSET_DOT) {

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "crdt/crdt.h"
+#include "wire_ids.h"
 
 #define CRDT_TRY(expr)                                                  \
 	do {                                                            \
@@ -179,19 +180,10 @@ int crdt__key_cmp(const uint8_t *a, size_t alen, const uint8_t *b,
 static inline unsigned
 crdt__kind_version(unsigned kind)
 {
-	return (kind >= 5 && kind <= 8) || kind == 10 ?
+	return CRDT__KIND_IS_DOC(kind) ?
 	    CRDT__DOC_FORMAT_VERSION :
 	    CRDT__FORMAT_VERSION;
 }
-
-/* Object kinds, the second field of every encoding. */
-enum {
-	CRDT__KIND_GSET = 1,
-	CRDT__KIND_LWW = 2,
-	CRDT__KIND_MAP = 3,
-	CRDT__KIND_VCLOCK = 4,
-	CRDT__KIND_CHAT = 9 /* 5..8 are the document's (doc.c) */
-};
 
 int crdt__w_array(crdt_buf *b, size_t n);
 int crdt__w_uint(crdt_buf *b, uint64_t v);
@@ -251,14 +243,14 @@ typedef struct crdt__reg {
 	crdt_replica_id id;
 	uint8_t *val;
 	size_t len;
-	uint8_t state; /* 0 never written, 1 cleared, 2 has value */
+	uint8_t state; /* CRDT__REG_* (wire_ids.h) */
 } crdt__reg;
 
 /* <0, 0, >0: write (hlc, id, present, val) against the register's */
 int crdt__reg_cmp(const crdt__reg *r, uint64_t hlc, const crdt_replica_id *id,
     bool present, const uint8_t *val, size_t len);
 
-/* ---- undo log: atomic multi-op transactions (doc.c drives it) ----
+/* ---- undo log: atomic multi-op transactions (undo.c; doc.c drives it) ----
  *
  * Object writers called with a log record every change they make, keeping
  * displaced values alive. rollback() restores the objects exactly, in
@@ -274,14 +266,18 @@ enum {
 	CRDT__UNDO_MAP_REG      /* map register replaced */
 };
 
-typedef struct crdt__undo_rec {
+typedef struct crdt__undo_rec crdt__undo_rec;
+struct crdt__undo_rec {
+	/* Puts back what this record displaced (the writer's type sets it;
+	 * called by rollback, newest record first). */
+	void (*restore)(crdt__undo_rec *rec);
 	uint8_t kind;
 	uint32_t obj; /* document object index, for change events */
 	void *target; /* crdt_gset / crdt_lww / crdt_lww_map */
 	size_t idx;   /* entry index in the target's table */
 	crdt_dot old_dot;
 	crdt__reg old;
-} crdt__undo_rec;
+};
 
 typedef struct crdt__undo {
 	const crdt_allocator *a;

@@ -7,18 +7,16 @@
  */
 #include "internal.h"
 
-enum { REG_UNSET = 0, REG_CLEARED = 1, REG_VALUE = 2 };
-
 int
 crdt__reg_cmp(const crdt__reg *r, uint64_t hlc, const crdt_replica_id *id,
     bool present, const uint8_t *val, size_t len)
 {
-	if (r->state == REG_UNSET)
+	if (r->state == CRDT__REG_UNSET)
 		return 1;
 	int c = crdt_stamp_cmp(hlc, id, r->hlc, &r->id);
 	if (c != 0)
 		return c;
-	bool rp = r->state == REG_VALUE;
+	bool rp = r->state == CRDT__REG_VALUE;
 	if (present != rp)
 		return present ? 1 : -1;
 	if (!present)
@@ -45,7 +43,7 @@ reg_write(const crdt_allocator *a, crdt__reg *r, uint64_t hlc,
 	r->len = present ? len : 0;
 	r->hlc = hlc;
 	r->id = *id;
-	r->state = present ? REG_VALUE : REG_CLEARED;
+	r->state = present ? CRDT__REG_VALUE : CRDT__REG_CLEARED;
 	return 1;
 }
 
@@ -71,7 +69,7 @@ reg_same(const crdt__reg *a, const crdt__reg *b)
 {
 	if (a->state != b->state)
 		return false;
-	if (a->state == REG_UNSET)
+	if (a->state == CRDT__REG_UNSET)
 		return true;
 	return a->hlc == b->hlc && crdt_replica_id_cmp(&a->id, &b->id) == 0 &&
 	    a->len == b->len && (a->len == 0 || memcmp(a->val, b->val,
@@ -90,7 +88,7 @@ w_write(crdt_buf *out, uint64_t hlc, const crdt_replica_id *id, bool present,
 static int
 w_reg(crdt_buf *out, const crdt__reg *r)
 {
-	return w_write(out, r->hlc, &r->id, r->state == REG_VALUE, r->val,
+	return w_write(out, r->hlc, &r->id, r->state == CRDT__REG_VALUE, r->val,
 	    r->len);
 }
 
@@ -219,9 +217,12 @@ reg_write_undo(const crdt_allocator *a, crdt__reg *r, uint64_t hlc,
 	r->len = present ? len : 0;
 	r->hlc = hlc;
 	r->id = *id;
-	r->state = present ? REG_VALUE : REG_CLEARED;
+	r->state = present ? CRDT__REG_VALUE : CRDT__REG_CLEARED;
 	return 1;
 }
+
+/* Undo of one LWW or map record (crdt__undo_rollback, undo.c). */
+static void lww_undo(crdt__undo_rec *rec);
 
 int
 crdt__lww_write(crdt_lww *r, uint64_t hlc, const crdt_replica_id *id,
@@ -230,6 +231,7 @@ crdt__lww_write(crdt_lww *r, uint64_t hlc, const crdt_replica_id *id,
 	CRDT_TRY(crdt__undo_reserve(u, 1));
 	crdt__undo_rec *rec = &u->v[u->n];
 	memset(rec, 0, sizeof *rec);
+	rec->restore = lww_undo;
 	rec->target = r;
 	rec->obj = obj;
 	int rc = reg_write_undo(&r->cfg.alloc, &r->r, hlc, id, present, val,
@@ -250,7 +252,7 @@ crdt__lww_reg(const crdt_lww *r)
 bool
 crdt__lww_is_set(const crdt_lww *r)
 {
-	return r->r.state == REG_VALUE;
+	return r->r.state == CRDT__REG_VALUE;
 }
 
 int
@@ -291,10 +293,10 @@ crdt_lww_merge(crdt_lww *dst, const crdt_lww *src)
 {
 	if (dst == NULL || src == NULL)
 		return CRDT_EINVAL;
-	if (src->r.state == REG_UNSET)
+	if (src->r.state == CRDT__REG_UNSET)
 		return 0;
 	CRDT_TRY(reg_write(&dst->cfg.alloc, &dst->r, src->r.hlc, &src->r.id,
-	    src->r.state == REG_VALUE, src->r.val, src->r.len));
+	    src->r.state == CRDT__REG_VALUE, src->r.val, src->r.len));
 	observe(&dst->clock, src->r.hlc);
 	return 0;
 }
@@ -304,7 +306,7 @@ crdt_lww_get(const crdt_lww *r, const uint8_t **value, size_t *len)
 {
 	if (r == NULL)
 		return CRDT_EINVAL;
-	if (r->r.state != REG_VALUE)
+	if (r->r.state != CRDT__REG_VALUE)
 		return CRDT_ENOTFOUND;
 	if (value != NULL)
 		*value = r->r.val;
@@ -318,7 +320,7 @@ crdt_lww_stamp(const crdt_lww *r, uint64_t *hlc, crdt_replica_id *writer)
 {
 	if (r == NULL)
 		return CRDT_EINVAL;
-	if (r->r.state == REG_UNSET)
+	if (r->r.state == CRDT__REG_UNSET)
 		return CRDT_ENOTFOUND;
 	if (hlc != NULL)
 		*hlc = r->r.hlc;
@@ -339,7 +341,7 @@ crdt_lww_encode(const crdt_lww *r, crdt_buf *out)
 	if (r == NULL || out == NULL)
 		return CRDT_EINVAL;
 	size_t mark = out->len;
-	bool set = r->r.state != REG_UNSET;
+	bool set = r->r.state != CRDT__REG_UNSET;
 	int rc = crdt__w_header(out, CRDT__KIND_LWW, set ? 3 : 0);
 	if (rc == 0 && set)
 		rc = w_reg(out, &r->r);
@@ -452,7 +454,7 @@ crdt_lww_map_free(crdt_lww_map *m)
 static void
 track_live(crdt_lww_map *m, uint8_t before, uint8_t after)
 {
-	m->live += (after == REG_VALUE) - (before == REG_VALUE);
+	m->live += (after == CRDT__REG_VALUE) - (before == CRDT__REG_VALUE);
 }
 
 /* Apply one write to `key`; the map is untouched on failure. */
@@ -481,7 +483,7 @@ map_put(crdt_lww_map *m, const uint8_t *key, size_t klen, const wr *w)
 	}
 	e = crdt__table_insert(&m->t, kcopy, klen, h);
 	e->r = r;
-	track_live(m, REG_UNSET, r.state);
+	track_live(m, CRDT__REG_UNSET, r.state);
 	return 0;
 }
 
@@ -529,6 +531,7 @@ crdt__map_write(crdt_lww_map *m, const uint8_t *key, size_t klen,
 	CRDT_TRY(crdt__undo_reserve(u, 1));
 	crdt__undo_rec *rec = &u->v[u->n];
 	memset(rec, 0, sizeof *rec);
+	rec->restore = lww_undo;
 	rec->target = m;
 	rec->obj = obj;
 	uint64_t h = crdt__table_hash(&m->t, key, klen);
@@ -569,76 +572,35 @@ crdt__map_entry(const crdt_lww_map *m, size_t idx, const crdt__reg **reg)
 	return &e->k;
 }
 
-int
-crdt__undo_reserve(crdt__undo *u, size_t n)
+static void
+lww_undo(crdt__undo_rec *rec)
 {
-	void *v = u->v;
-	if (n > SIZE_MAX - u->n)
-		return CRDT_ENOMEM;
-	CRDT_TRY(crdt__grow(u->a, &v, &u->cap, u->n + n, sizeof *u->v));
-	u->v = v;
-	return 0;
-}
-
-void crdt__gset_undo(crdt__undo_rec *rec);
-
-void
-crdt__undo_rollback(crdt__undo *u)
-{
-	while (u->n > 0) {
-		crdt__undo_rec *rec = &u->v[--u->n];
-		switch (rec->kind) {
-		case CRDT__UNDO_GSET_NEW:
-		case CRDT__UNDO_GSET_DOT:
-			crdt__gset_undo(rec);
-			break;
-		case CRDT__UNDO_LWW: {
-			crdt_lww *r = rec->target;
-			crdt__free(&r->cfg.alloc, r->r.val, r->r.len);
-			r->r = rec->old;
-			break;
-		}
-		case CRDT__UNDO_MAP_REG: {
-			crdt_lww_map *m = rec->target;
-			map_entry *e = crdt__table_at(&m->t, rec->idx);
-			track_live(m, e->r.state, rec->old.state);
-			crdt__free(&m->cfg.alloc, e->r.val, e->r.len);
-			e->r = rec->old;
-			break;
-		}
-		case CRDT__UNDO_MAP_NEW: {
-			crdt_lww_map *m = rec->target;
-			map_entry *e = crdt__table_pop(&m->t);
-			track_live(m, e->r.state, REG_UNSET);
-			crdt__free(&m->cfg.alloc, e->k.ptr, e->k.len);
-			reg_fini(&m->cfg.alloc, &e->r);
-			break;
-		}
-		default:
-			break;
-		}
+	switch (rec->kind) {
+	case CRDT__UNDO_LWW: {
+		crdt_lww *r = rec->target;
+		crdt__free(&r->cfg.alloc, r->r.val, r->r.len);
+		r->r = rec->old;
+		break;
 	}
-}
-
-void
-crdt__undo_commit(crdt__undo *u)
-{
-	for (size_t i = 0; i < u->n; i++) {
-		crdt__undo_rec *rec = &u->v[i];
-		if (rec->kind == CRDT__UNDO_LWW ||
-		    rec->kind == CRDT__UNDO_MAP_REG)
-			crdt__free(u->a, rec->old.val, rec->old.len);
+	case CRDT__UNDO_MAP_REG: {
+		crdt_lww_map *m = rec->target;
+		map_entry *e = crdt__table_at(&m->t, rec->idx);
+		track_live(m, e->r.state, rec->old.state);
+		crdt__free(&m->cfg.alloc, e->r.val, e->r.len);
+		e->r = rec->old;
+		break;
 	}
-	u->n = 0;
-}
-
-void
-crdt__undo_fini(crdt__undo *u)
-{
-	crdt__undo_rollback(u);
-	crdt__free(u->a, u->v, u->cap * sizeof *u->v);
-	u->v = NULL;
-	u->cap = 0;
+	case CRDT__UNDO_MAP_NEW: {
+		crdt_lww_map *m = rec->target;
+		map_entry *e = crdt__table_pop(&m->t);
+		track_live(m, e->r.state, CRDT__REG_UNSET);
+		crdt__free(&m->cfg.alloc, e->k.ptr, e->k.len);
+		reg_fini(&m->cfg.alloc, &e->r);
+		break;
+	}
+	default:
+		break;
+	}
 }
 
 int
@@ -717,7 +679,7 @@ crdt_lww_map_merge(crdt_lww_map *dst, const crdt_lww_map *src)
 		uint64_t h = crdt__table_hash(&dst->t, e->k.ptr, e->k.len);
 		const map_entry *d = crdt__table_find(&dst->t, e->k.ptr,
 		    e->k.len, h);
-		bool present = e->r.state == REG_VALUE;
+		bool present = e->r.state == CRDT__REG_VALUE;
 		if (d == NULL) {
 			fresh++;
 			c[i].key = crdt__memdup(a, e->k.ptr, e->k.len);
@@ -744,7 +706,7 @@ crdt_lww_map_merge(crdt_lww_map *dst, const crdt_lww_map *src)
 		if (!c[i].needed)
 			continue;
 		map_entry *d;
-		uint8_t before = REG_UNSET;
+		uint8_t before = CRDT__REG_UNSET;
 		if (c[i].key != NULL) {
 			uint64_t h = crdt__table_hash(&dst->t, e->k.ptr,
 			    e->k.len);
@@ -774,7 +736,7 @@ crdt_lww_map_get(const crdt_lww_map *m, const void *key, size_t klen,
 		return CRDT_EINVAL;
 	uint64_t h = crdt__table_hash(&m->t, key, klen);
 	const map_entry *e = crdt__table_find(&m->t, key, klen, h);
-	if (e == NULL || e->r.state != REG_VALUE)
+	if (e == NULL || e->r.state != CRDT__REG_VALUE)
 		return CRDT_ENOTFOUND;
 	if (value != NULL)
 		*value = e->r.val;
@@ -799,7 +761,7 @@ crdt_lww_map_foreach(const crdt_lww_map *m, crdt_lww_map_visit_fn fn, void *ud)
 	CRDT_TRY(crdt__table_sorted(&m->t, &v));
 	for (size_t i = 0; i < m->t.n; i++) {
 		const map_entry *e = (const map_entry *)v[i];
-		if (e->r.state != REG_VALUE)
+		if (e->r.state != CRDT__REG_VALUE)
 			continue;
 		int rc = fn(ud, e->k.ptr, e->k.len, e->r.val, e->r.len);
 		if (rc != 0)

@@ -1,0 +1,310 @@
+#ifndef CRDT_CHAT_IMPL_H
+#define CRDT_CHAT_IMPL_H
+/*
+ * The chat thread's private state and what its files share (chat.c:
+ * state, codec, merge, apply; chat_index.c: the derived index;
+ * chat_tree.c: the structures the index is built of; chat_query.c: the
+ * public read API). The layout of the replicated state and of the index
+ * is described at the top of chat.c.
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+#include "crdt/chat.h"
+
+#define NIL UINT32_MAX
+#define USER_MAX 255
+/*
+ * The greatest `seen` a post may carry. The order key is
+ * max(stamp, seen + 1), and every later post carries at least the greatest
+ * key so far: a peer that could push the keys to UINT64_MAX would make
+ * every later post overflow. So `seen` is refused above SEEN_MAX at
+ * receive (the hostile message, not the next honest one), and a post's own
+ * `seen` is clamped to it: once some key reaches ORD_CAP (only a stamp
+ * 2^47 ms, ~4400 years, past the epoch or a hostile post does that), later
+ * posts still get a key, ORD_CAP or their stamp, and sort by dot among
+ * themselves. Real stamps are below 2^57 (docs/chat.md).
+ */
+#define SEEN_MAX ((UINT64_C(1) << 63) - 1)
+#define ORD_CAP (SEEN_MAX + 1)
+
+/* 64 bytes: one per message, so every field counts (docs/performance.md). */
+typedef struct tnode {
+	uint64_t ord;
+	crdt_dot id;
+	const uint8_t *rec; /* the G-Set element (owned by msgs) */
+	uint32_t rec_len;   /* records are < 4 GiB: limits.max_bytes */
+	uint32_t prio;
+	uint32_t l, r, p, size;
+} tnode;
+
+/*
+ * Intrusive treap links over the entries of a side array (reaction map
+ * entries, users), so visitors walk them in canonical byte order with no
+ * sorting and no allocation at query time. Links are index + 1 (0 = none),
+ * so zeroed memory is a detached node. Priorities are keyed hashes: a peer
+ * cannot choose keys that unbalance a tree.
+ */
+typedef struct olink {
+	uint32_t l, r, p, prio;
+} olink;
+
+/* Small growable vectors. */
+typedef struct u64v {
+	uint64_t *v;
+	size_t n, cap;
+	bool sorted;
+} u64v;
+
+/* What few messages have: reactions and a rejection. Only dots with one
+ * of them get an entry (dot -> message goes through the node slots), so
+ * nothing here is paid per message. Key: the dot (24 bytes). */
+typedef struct dot_ent {
+	crdt__key k;
+	uint32_t reactions;    /* reactions currently on */
+	/* Root (index + 1, 0 = none) of the treap over this message's
+	 * reaction map entries (by entry index: entries move when the map
+	 * grows, indices do not), ordered by key bytes so every replica
+	 * visits them in the same order. O(log n) per new key whatever the
+	 * arrival order. */
+	uint32_t rroot;
+	const uint8_t *reason; /* rejection, NULL = none */
+	size_t reason_len;
+} dot_ent;
+
+typedef struct rep_ent { /* key: replica id, or user || replica id */
+	crdt__key k;
+	u64v ctr;
+} rep_ent;
+
+typedef struct hist {
+	uint64_t stamp;
+	crdt_replica_id writer;
+	bool joined;
+} hist;
+
+/* A clock over replica IDs, sorted by ID. An entry with counter 0 means
+ * nothing and may be inserted ahead of time: that is how the apply path
+ * reserves room before commit, so folding a mark after commit never
+ * allocates. */
+typedef struct rclk_e {
+	crdt_replica_id id;
+	uint64_t c;
+} rclk_e;
+
+typedef struct rclock {
+	rclk_e *v;
+	size_t n, cap;
+} rclock;
+
+typedef struct user_ent { /* key: user */
+	crdt__key k;
+	rclock read;   /* what the user has read; empty until a mark */
+	hist *h;       /* membership history, ascending (stamp, writer) */
+	size_t nh, caph;
+	/* Room reserved in h by the apply walk `hwalk` (one per member op
+	 * of that walk), so the fold after commit cannot fail. */
+	uint64_t hwalk;
+	size_t hpend;
+	size_t posted; /* messages authored */
+} user_ent;
+
+/* A message record's fields (pointers into the record's bytes). */
+typedef struct msgrec {
+	crdt_dot id;
+	uint64_t ord, sent_at;
+	const uint8_t *user, *body, *meta;
+	size_t user_len, body_len, meta_len;
+	bool has_reply;
+	crdt_dot reply;
+} msgrec;
+
+typedef struct chat_index {
+	bool ok;
+	tnode *nodes;
+	size_t nn, capn;
+	uint32_t root;
+	uint64_t max_ord;
+	/* dot -> node: open addressing over node indices + 1, probed from
+	 * the node's keyed hash (its treap priority), compared by dot. No key
+	 * copy and no entry per message: 4-8 bytes each. */
+	uint32_t *slots;
+	size_t nslots;
+	crdt__table dots;  /* dot_ent: reactions, rejections */
+	crdt__table reps;  /* rep_ent: messages per replica */
+	crdt__table ureps; /* rep_ent: messages per (user, replica) */
+	crdt__table users; /* user_ent */
+	rclock acked;
+	uint8_t prio_key[16];
+	/* Per reaction map entry (by index): treap links within its
+	 * message's tree, and whether it is indexed / counted as on. The
+	 * flags make folding an entry idempotent, so a key written twice in
+	 * one transaction (off, then on) is counted once. */
+	olink *rl;
+	uint8_t *rf;
+	size_t nr, caprl, caprf;
+	/* Users in byte order of their IDs (links by users-table index). */
+	olink *ul;
+	size_t capul;
+	uint32_t uroot;
+	/* Consecutive messages usually share author and replica: remember
+	 * the last entries (by index; entries never move between indices)
+	 * to skip three hash lookups per message. */
+	size_t last_rep, last_urep, last_user;
+	bool have_last;
+	bool bulk; /* rebuilding: counters appended, sorted at the end */
+	/* The post the apply walk just inserted as msgs entry `idx`, with
+	 * the fields it wrote, so the fold after commit need not parse the
+	 * bytes this module has just built (a quarter of a post's fold).
+	 * Taken only for that entry with that record pointer and length, at
+	 * most once; cleared by the next post, the fold, and every rebuild
+	 * (ix_clear) or merge (ix_fold), which insert entries the walk did
+	 * not describe. */
+	struct {
+		bool ok;
+		size_t idx, len;
+		const uint8_t *rec;
+		msgrec m;
+	} pend;
+} chat_index;
+
+struct crdt_chat {
+	crdt_config cfg;
+	crdt_replica_id self;
+	bool has_server;
+	crdt_replica_id server;
+	crdt_gset *msgs;
+	crdt_lww_map *reacts;
+	crdt_gset *marks;
+	chat_index *ix; /* derived from the three sets, kept current */
+};
+
+
+/* Order of side-array entries a and b (indices). */
+typedef int (*ocmp_fn)(const void *ctx, size_t a, size_t b);
+
+/* A reaction map key [id, counter, user, emoji]. */
+typedef struct rkey {
+	crdt_dot d;
+	const uint8_t *user, *emoji;
+	size_t user_len, emoji_len;
+} rkey;
+
+/* A marks record: [1, reader, id, counter], [2, user, joined, stamp,
+ * writer], [3, id, counter], [4, id, counter, reason]. */
+typedef struct markrec {
+	uint64_t kind;
+	const uint8_t *user, *why;
+	size_t user_len, why_len;
+	crdt_dot d;
+	hist h;
+} markrec;
+
+enum { IX_SHOWN = 0, IX_HIDDEN = 1, IX_REPLACED = 2 };
+
+enum { RF_INDEXED = 1, RF_ON = 2 };
+
+/* ---- chat_tree.c: the structures of the index ---- */
+
+/* The 24-byte key of a dot: replica ID, then the counter big-endian. */
+static inline void
+crdt__chat_dot_key(uint8_t k[24], crdt_dot d)
+{
+	memcpy(k, d.replica.bytes, 16);
+	for (int i = 0; i < 8; i++)
+		k[16 + i] = (uint8_t)(d.counter >> (56 - 8 * i));
+}
+int crdt__chat_u64v_add(const crdt_allocator *a, u64v *v, uint64_t x,
+    bool bulk);
+void crdt__chat_u64v_erase(u64v *v, uint64_t x);
+void crdt__chat_u64v_sort(u64v *v);
+size_t crdt__chat_u64v_upto(const u64v *v, uint64_t c);
+uint64_t crdt__chat_rclock_get(const rclock *k, const crdt_replica_id *id);
+bool crdt__chat_rclock_covers(const rclock *k, crdt_dot d);
+int crdt__chat_rclock_reserve(const crdt_allocator *a, rclock *k,
+    const crdt_replica_id *id);
+int crdt__chat_rclock_raise(const crdt_allocator *a, rclock *k, crdt_dot d);
+void *crdt__chat_tab_get(crdt__table *t, const void *key, size_t len,
+    bool create, int *rc);
+void crdt__chat_ot_insert(olink *v, uint32_t *root, size_t i, uint32_t prio,
+    ocmp_fn cmp, const void *ctx);
+uint32_t crdt__chat_ot_first(const olink *v, uint32_t x);
+uint32_t crdt__chat_ot_next(const olink *v, uint32_t x);
+int crdt__chat_ol_reserve(const crdt_allocator *a, olink **v, size_t *cap,
+    size_t need);
+void crdt__chat_treap_insert(chat_index *ix, uint32_t x);
+void crdt__chat_treap_remove(chat_index *ix, uint32_t x);
+/* Nodes in the treap under x (0 for NIL). */
+static inline uint32_t
+crdt__chat_sz(const chat_index *ix, uint32_t x)
+{
+	return x == NIL ? 0 : ix->nodes[x].size;
+}
+/* Position of node x in the order. O(depth). Inline: the index asks it
+ * for every message it folds. */
+static inline size_t
+crdt__chat_rank(const chat_index *ix, uint32_t x)
+{
+	size_t r = crdt__chat_sz(ix, ix->nodes[x].l);
+	while (ix->nodes[x].p != NIL) {
+		uint32_t p = ix->nodes[x].p;
+		if (ix->nodes[p].r == x)
+			r += crdt__chat_sz(ix, ix->nodes[p].l) + 1;
+		x = p;
+	}
+	return r;
+}
+uint32_t crdt__chat_kth(const chat_index *ix, size_t k);
+uint32_t crdt__chat_step(const chat_index *ix, uint32_t x, bool fwd);
+
+/* ---- chat.c: record parsing ---- */
+
+bool crdt__chat_user_len_ok(size_t n);
+int crdt__chat_parse_msgrec(const uint8_t *p, size_t n, msgrec *m);
+bool crdt__chat_msgrec_same(const msgrec *x, const msgrec *y);
+int crdt__chat_parse_rkey(const uint8_t *p, size_t n, rkey *k);
+int crdt__chat_parse_mark(const uint8_t *p, size_t len, markrec *m);
+
+/* ---- chat_index.c: the derived index ---- */
+
+void crdt__chat_ix_clear(crdt_chat *c);
+int crdt__chat_ix_init(crdt_chat *c);
+dot_ent *crdt__chat_dot_get(chat_index *ix, crdt_dot d, bool create, int *rc);
+uint32_t crdt__chat_dot_hash32(const chat_index *ix, crdt_dot d);
+uint32_t crdt__chat_node_find(const chat_index *ix, crdt_dot d, uint32_t h);
+const dot_ent *crdt__chat_dot_of(const crdt_chat *c, crdt_dot id);
+user_ent *crdt__chat_user_find(const chat_index *ix, const void *u, size_t n);
+user_ent *crdt__chat_user_get(chat_index *ix, const crdt_allocator *a,
+    const uint8_t *u, size_t n, int *rc);
+int crdt__chat_msg_ents(chat_index *ix, const crdt_allocator *a,
+    const crdt_replica_id *id, const uint8_t *user, size_t ul, rep_ent **rep,
+    rep_ent **urep, user_ent **user_out);
+int crdt__chat_ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len,
+    size_t *pos, crdt_dot *id, const msgrec *pre);
+int crdt__chat_ix_add_mark(crdt_chat *c, const uint8_t *rec, size_t len,
+    crdt_dot *about);
+int crdt__chat_ix_react(crdt_chat *c, size_t idx, crdt_dot *about);
+int crdt__chat_ix_fold(crdt_chat *c, size_t m0, size_t k0);
+int crdt__chat_ix_rebuild(crdt_chat *c);
+int crdt__chat_ensure(const crdt_chat *c);
+int crdt__chat_node_slots_grow(chat_index *ix, const crdt_allocator *a,
+    size_t need);
+
+static inline const crdt_allocator *
+crdt__chat_ix_alloc(const crdt_chat *c)
+{
+	return &c->cfg.alloc;
+}
+
+/* Called twice per message (reserve before commit, fold after): the
+ * usual answer, "there is room", is one compare. */
+static inline int
+crdt__chat_node_slots_reserve(chat_index *ix, const crdt_allocator *a,
+    size_t need)
+{
+	if (need <= ix->nslots / 4 * 3)
+		return 0;
+	return crdt__chat_node_slots_grow(ix, a, need);
+}
+
+#endif /* CRDT_CHAT_IMPL_H */

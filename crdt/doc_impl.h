@@ -1,0 +1,354 @@
+#ifndef CRDT_DOC_IMPL_H
+#define CRDT_DOC_IMPL_H
+/*
+ * The document's private state and the functions its files share
+ * (docs/design.md, "Layers"). Only the document's own files include this:
+ * the document layer (doc.c: schema, ingest, events; replicas.c; buffer.c;
+ * authz.c) and the layers above it (txn.c, snapshot.c, sync.c,
+ * chat_api.c). The modules below (msglog, evidence, keyring, acl, causal,
+ * envelope) do not: they see no crdt_doc. Functions here use the crdt__
+ * prefix and are hidden like every internal one.
+ */
+#include "internal.h"
+#include "envelope.h"
+#include "keyring.h"
+#include "msglog.h"
+#include "evidence.h"
+#include "acl.h"
+#include "causal.h"
+#include "crdt/doc.h"
+#include "crdt/chat.h"
+#include "crdt/secure.h"
+
+typedef struct rep_entry {
+	crdt__key k;
+	uint32_t idx;
+} rep_entry;
+
+typedef crdt__logent logent;
+
+/* From counter c on, a replica's messages hold admin counter a in their
+ * causal past (a step of a non-decreasing function). */
+typedef struct admstep {
+	uint64_t c, a;
+} admstep;
+
+/* Per-replica state, indexed by interned replica number. */
+typedef struct rstate {
+	crdt_replica_id id;
+	uint64_t vc;   /* highest contiguous counter applied */
+	uint64_t sent; /* vc when our last message was built (deps) */
+	uint64_t admin_seen; /* admin counter in this replica's causal past */
+	uint64_t stamp; /* greatest op stamp applied from this replica: saved,
+			 * so a restarted replica never stamps below its own
+			 * earlier writes whatever its device clock says */
+	admstep *steps; /* admin_seen by counter, ascending (allowlist only) */
+	size_t nsteps, capsteps;
+	size_t buf_bytes; /* causal buffer bytes this sender holds */
+	bool dirty;
+	crdt__wheap heap; /* buffered messages waiting on (this replica, c) */
+} rstate;
+
+typedef struct dep {
+	uint32_t r;
+	uint64_t c;
+} dep;
+
+typedef struct bmsg {
+	uint8_t *bytes;
+	size_t len;
+	uint32_t sender;
+	uint64_t counter;
+	dep *deps;
+	size_t ndeps, next_dep;
+	void *caller;
+	uint32_t next_free;
+	uint32_t next_var; /* another buffered variant of this dot */
+	bool live;
+} bmsg;
+
+typedef struct obj {
+	char name[CRDT_OBJ_NAME_MAX + 1];
+	crdt_obj_type type;
+	void *o;
+	bool acl;           /* the hidden allowlist G-Set ("__acl") */
+	uint64_t post_walk; /* chat: walk that last saw a post (one per msg) */
+	uint64_t post_txn;  /* chat: transaction that staged a post */
+} dobj;
+
+/* A decoded message: views into the caller's bytes. */
+typedef struct msgview {
+	unsigned version;
+	crdt_replica_id sender;
+	uint64_t counter, hlc;
+	size_t ndeps; /* deps in d->sdeps */
+	const uint8_t *payload; /* plaintext ops; NULL when opaque (relay) */
+	size_t plen, nops;
+	/* security: sealed payload and signature slot */
+	const uint8_t *bytes;
+	size_t payload_off, auth_off;
+	bool sealed, opened, has_auth;
+	uint32_t epoch;
+	const uint8_t *nonce, *ct, *pk, *sig;
+	size_t ctlen;
+	const uint8_t *end;
+} msgview;
+
+typedef crdt__iddep iddep;
+
+struct crdt_doc {
+	crdt_config cfg;
+	crdt_replica_id self;
+	uint32_t self_idx;
+	crdt_hlc clock;
+	uint64_t hlc_max; /* greatest op stamp applied */
+
+	dobj *objs;
+	size_t nobjs, capobjs;
+	bool has_data;
+
+	crdt__table reps;
+	rstate *rs;
+	size_t nrs, caprs;
+	uint32_t *dirty;
+	size_t ndirty, capdirty;
+
+	bmsg *bm;
+	size_t nbm, capbm;
+	uint32_t free_bm;
+	size_t nbuffered, buffered_bytes;
+	crdt__dots dots; /* dot -> buffered message (chain of variants) */
+
+	crdt__msglog log; /* indexed by interned replica number */
+
+	bool in_txn;
+	uint64_t txn_serial, walk_serial;
+	crdt_buf scratch; /* chat records under construction */
+	crdt_buf stage;
+	size_t stage_ops;
+
+	/* security (secure.h) */
+	bool signed_mode, encrypted;
+	bool sync_snaps; /* crdt_doc_security.sync_snapshots */
+	const crdt_identity *ident;
+	crdt__keyring keys;
+	crdt_buf plain; /* opened payload of the message being handled */
+	crdt__evstore ev; /* equivocation evidence */
+	/* write permissions: allowlist history per writer, by admin counter */
+	bool has_admin;
+	crdt_replica_id admin;
+	uint32_t admin_idx;
+	uint32_t acl_obj;
+	crdt__table acl; /* allowlist index (acl.h) */
+
+	crdt__undo undo;
+	iddep *sdeps;
+	size_t capsdeps;
+	crdt_doc_listener l;
+};
+
+/* ---- schema (doc.c) ---- */
+
+/* Free an object of any type; o->o is NULL afterwards. */
+void crdt__obj_free(dobj *o);
+/* Fields of an op on an object of type t, the object number included:
+ * [obj, elem] (G-Set), [obj, value] (LWW), [obj, key, value] (map). */
+size_t crdt__op_arity(crdt_obj_type t);
+/* Add object `name` of `type` to the schema (`server`: chat only).
+ * CRDT_EINVAL, CRDT_ESTATE once there is data or a transaction. */
+int crdt__register_obj(crdt_doc *d, const char *name, crdt_obj_type type,
+    const crdt_replica_id *server, uint32_t *objn);
+
+/* ---- transactions (txn.c) ----
+ *
+ * Staging: every mutation appends one op to the open transaction, or, with
+ * none open (msg_out given), runs as a one-op transaction. open() starts
+ * it and marks where the op begins; close() settles the op's status `rc`:
+ * on failure the op is cut off (and a one-op transaction aborted), on
+ * success it is counted and a one-op transaction committed to msg_out. */
+int crdt__stage_open(crdt_doc *d, crdt_buf *msg_out, bool *one,
+    size_t *mark);
+int crdt__stage_close(crdt_doc *d, bool one, size_t mark, int rc,
+    crdt_buf *msg_out);
+
+/* ---- replica table and clock (replicas.c) ---- */
+
+/* The interned index of `id`, or CRDT_ENOTFOUND. O(1); inline, as every
+ * message looks up its sender and dependencies. */
+static inline int
+crdt__rep_find(const crdt_doc *d, const crdt_replica_id *id, uint32_t *idx)
+{
+	uint64_t h = crdt__table_hash(&d->reps, id->bytes, sizeof id->bytes);
+	const rep_entry *e = crdt__table_find(&d->reps, id->bytes,
+	    sizeof id->bytes, h);
+	if (e == NULL)
+		return CRDT_ENOTFOUND;
+	*idx = e->idx;
+	return 0;
+}
+/* The same, UINT32_MAX when `id` is not interned. */
+uint32_t crdt__rep_index(const crdt_doc *d, const crdt_replica_id *id);
+/* Intern `id` (found or added; CRDT_ETOOBIG past cfg.max_replicas). */
+int crdt__rep_intern(crdt_doc *d, const crdt_replica_id *id, uint32_t *idx);
+/* Forget replicas interned after the first `n` (LIFO): a refused message
+ * or snapshot must not leave its IDs in the table. */
+void crdt__unintern_to(crdt_doc *d, size_t n);
+/* Note that replica r's clock grew since our last message (its entry
+ * goes in our next message's dependencies). Inline, like the permission
+ * checks below: once per message, almost always nothing to do, and the
+ * ingest files are separate translation units (no LTO). */
+int crdt__mark_dirty_slow(crdt_doc *d, uint32_t r);
+static inline int
+crdt__mark_dirty(crdt_doc *d, uint32_t r)
+{
+	if (r == d->self_idx || d->rs[r].dirty)
+		return 0;
+	return crdt__mark_dirty_slow(d, r);
+}
+/* [id, c, id, c, ...] of every non-zero clock entry, ascending by ID. */
+int crdt__w_vc_pairs(const crdt_doc *d, crdt_buf *out);
+/* [id, admin_seen, ...] of every non-zero entry, ascending by ID. This is
+ * permission state (security.md, Write permissions): a replica that
+ * catches up by snapshot must judge a writer's next message with what
+ * the writer's earlier messages established, as one that applied them. */
+int crdt__w_admin_seen(const crdt_doc *d, crdt_buf *out);
+/* [stamp, ...]: each clock entry's greatest op stamp, in the clock's
+ * order (ascending by ID). */
+int crdt__w_stamps(const crdt_doc *d, crdt_buf *out);
+/* Read [id, c, ...] pairs (ascending IDs, c >= 1) into a fresh array the
+ * caller frees (n entries); checked against the bytes left before
+ * allocating. */
+int crdt__rd_vc_pairs(const crdt_doc *d, crdt__rd *r, iddep **out,
+    size_t *nout);
+
+/* ---- ingest (doc.c) ---- */
+
+/*
+ * Decode a message's envelope into `mv` (views into `bytes`); with `ops`,
+ * also authenticate it and validate every op. Changes nothing but the
+ * dependency and plaintext scratch (d->sdeps, d->plain).
+ */
+int crdt__parse_msg(crdt_doc *d, const void *bytes, size_t len, msgview *mv,
+    bool ops);
+/* The ingest pipeline for one message (crdt_doc_receive): `evidence`
+ * when it comes in an evidence list (sync, snapshots), which carries
+ * every variant of its dot. An error return means nothing changed. */
+int crdt__receive_msg(crdt_doc *d, const void *bytes, size_t len,
+    void *caller, bool evidence);
+int crdt__receive_one(crdt_doc *d, const void *bytes, size_t len,
+    void *caller);
+/* A keyless replica of an encrypted document: it forwards sealed
+ * messages it cannot read, and holds no content. */
+static inline bool
+crdt__is_relay(const crdt_doc *d)
+{
+	return d->encrypted && d->keys.n == 0;
+}
+/* Check the signature (`verify`) and open a sealed payload into d->plain
+ * (mv->payload; a relay keeps it opaque, NULL). */
+int crdt__open_msg(crdt_doc *d, msgview *mv, bool verify);
+/* Apply a fresh, causally ready message (all or nothing). */
+int crdt__apply_msg(crdt_doc *d, uint32_t sender, uint64_t counter,
+    uint64_t hlc, const uint8_t *bytes, size_t len, const uint8_t *payload,
+    size_t plen, crdt_update_source src, void *caller, uint64_t admin_listed,
+    uint64_t admin_causal);
+/* A message whose dot is already applied: a duplicate (0, nothing
+ * changes) or an equivocation variant, applied as the union. */
+int crdt__equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
+    bool evidence);
+
+/* ---- causal buffer (buffer.c) ---- */
+
+/* Hold a message until its dependencies arrive; `head`: a buffered
+ * variant of the same dot to chain to (UINT32_MAX: none). CRDT_EBUFFULL
+ * past the buffer's or the sender's bound. */
+int crdt__buffer_msg(crdt_doc *d, const void *bytes, size_t len,
+    uint32_t sender, uint64_t counter, const dep *deps, size_t ndeps,
+    void *caller, uint32_t head);
+/* Deliver what waits on replica `first` and, transitively, on every
+ * replica whose clock that moves. */
+int crdt__release(crdt_doc *d, uint32_t first);
+/* Free buffered message m (its dot is unlinked by the caller). */
+void crdt__bmsg_release(crdt_doc *d, uint32_t m);
+/* Whether `b` is byte-identical to buffered message m or a variant chained
+ * to it; *nvar counts the chain's variants otherwise. */
+bool crdt__buffered_copy(const crdt_doc *d, uint32_t m, const uint8_t *b,
+    size_t len, size_t *nvar);
+
+/* ---- write permissions (authz.c) ----
+ *
+ * Each check is once or twice per message and a no-op without an admin:
+ * that test is inline, the rest in authz.c. */
+
+/* Room in the allowlist index for every allowlist record the staged ops
+ * added (the undo log), before the commit point. */
+int crdt__authz_prepare_slow(crdt_doc *d);
+static inline int
+crdt__authz_prepare(crdt_doc *d)
+{
+	return d->has_admin ? crdt__authz_prepare_slow(d) : 0;
+}
+/* The admin counter a message lists among its dependencies (0 if none). */
+static inline uint64_t
+crdt__listed_admin(const crdt_doc *d, const dep *deps, size_t n)
+{
+	if (!d->has_admin)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (deps[i].r == d->admin_idx)
+			return deps[i].c;
+	return 0;
+}
+/* The admin counter in the causal past of message (r, c). O(log). */
+uint64_t crdt__adm_at(const crdt_doc *d, uint32_t r, uint64_t c);
+/* What a ready message's whole causal past holds of the admin's
+ * history: its sender's previous message and every dependency. */
+uint64_t crdt__causal_admin(const crdt_doc *d, uint32_t sender,
+    uint64_t counter, const dep *deps, size_t n);
+/* Authorise writer `w` whose message lists admin counter `listed` and
+ * whose causal past holds `causal` (0 when not known yet): 0 or
+ * CRDT_EPERM. */
+int crdt__authorise_slow(crdt_doc *d, const crdt_replica_id *w,
+    uint64_t listed, uint64_t causal);
+static inline int
+crdt__authorise(crdt_doc *d, const crdt_replica_id *w, uint64_t listed,
+    uint64_t causal)
+{
+	return d->has_admin ? crdt__authorise_slow(d, w, listed, causal) : 0;
+}
+/* Room to record, then the record, that replica r's messages from
+ * counter c on hold admin counter `a` (push cannot fail after reserve). */
+int crdt__steps_reserve_slow(crdt_doc *d, uint32_t r, uint64_t a);
+void crdt__steps_push_slow(crdt_doc *d, uint32_t r, uint64_t c, uint64_t a);
+static inline int
+crdt__steps_reserve(crdt_doc *d, uint32_t r, uint64_t a)
+{
+	return d->has_admin ? crdt__steps_reserve_slow(d, r, a) : 0;
+}
+static inline void
+crdt__steps_push(crdt_doc *d, uint32_t r, uint64_t c, uint64_t a)
+{
+	if (d->has_admin)
+		crdt__steps_push_slow(d, r, c, a);
+}
+/* What this replica has applied of the admin's messages. */
+uint64_t crdt__own_admin_slow(const crdt_doc *d);
+static inline uint64_t
+crdt__own_admin(const crdt_doc *d)
+{
+	return d->has_admin ? crdt__own_admin_slow(d) : 0;
+}
+
+/* ---- evidence lists (doc.c; the store is evidence.h) ---- */
+
+/* Check an evidence list of n messages (ascending by (dot, bytes), at
+ * least two variants a dot) at `r`; with `ep`, record each message. */
+int crdt__rd_evidence(crdt_doc *d, crdt__rd *r, size_t n,
+    const uint8_t **ep, size_t *el);
+
+/* ---- snapshots (snapshot.c) ---- */
+
+/* Whether `b` starts like a sealed snapshot (CRDT__KIND_SEALED_SNAP). */
+bool crdt__is_sealed_snapshot(const uint8_t *b, size_t len);
+
+#endif /* CRDT_DOC_IMPL_H */

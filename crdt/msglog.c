@@ -1,0 +1,271 @@
+/*
+ * The message log (msglog.h): per-replica runs, the apply-order fifo and
+ * the two eviction heaps.
+ */
+#include "msglog.h"
+
+enum { LH_MSGS = 0, LH_BYTES = 1 };
+
+void
+crdt__log_init(crdt__msglog *l, const crdt_allocator *a, size_t max_msgs,
+    size_t max_bytes)
+{
+	memset(l, 0, sizeof *l);
+	l->a = a;
+	l->max_msgs = max_msgs;
+	l->max_bytes = max_bytes;
+}
+
+void
+crdt__log_fini(crdt__msglog *l)
+{
+	for (size_t i = 0; i < l->nr; i++) {
+		crdt__rlog *r = &l->r[i];
+		for (size_t j = 0; j < r->n; j++) {
+			crdt__logent *e = &r->v[r->start + j];
+			crdt__free(l->a, e->bytes, e->len);
+		}
+		crdt__free(l->a, r->v, r->cap * sizeof *r->v);
+	}
+	crdt__free(l->a, l->r, l->capr * sizeof *l->r);
+	crdt__free(l->a, l->fifo, l->fifo_cap * sizeof *l->fifo);
+	for (int k = 0; k < 2; k++)
+		crdt__free(l->a, l->heap[k],
+		    l->heap_cap[k] * sizeof *l->heap[k]);
+	memset(l, 0, sizeof *l);
+}
+
+int
+crdt__log_reserve_replicas(crdt__msglog *l, size_t n)
+{
+	void *v = l->r;
+	CRDT_TRY(crdt__grow(l->a, &v, &l->capr, n, sizeof *l->r));
+	l->r = v;
+	return 0;
+}
+
+void
+crdt__log_add_replica(crdt__msglog *l)
+{
+	assert(l->nr < l->capr);
+	crdt__rlog *r = &l->r[l->nr++];
+	memset(r, 0, sizeof *r);
+	r->lo = 1;
+}
+
+void
+crdt__log_drop_replicas(crdt__msglog *l, size_t n)
+{
+	while (l->nr > n) {
+		crdt__rlog *r = &l->r[--l->nr];
+		assert(r->n == 0);
+		crdt__free(l->a, r->v, r->cap * sizeof *r->v);
+	}
+}
+
+static bool
+in_run(const crdt__rlog *r, uint64_t c)
+{
+	return r->n > 0 && c >= r->lo && c < r->lo + r->n;
+}
+
+const crdt__logent *
+crdt__log_get(const crdt__msglog *l, uint32_t ri, uint64_t c)
+{
+	if (ri >= l->nr || !in_run(&l->r[ri], c))
+		return NULL;
+	const crdt__rlog *r = &l->r[ri];
+	return &r->v[r->start + (c - r->lo)];
+}
+
+static size_t
+lh_key(const crdt__msglog *l, int k, uint32_t ri)
+{
+	return k == LH_MSGS ? l->r[ri].n : l->r[ri].bytes;
+}
+
+static void
+lh_set(crdt__msglog *l, int k, size_t i, uint32_t ri)
+{
+	l->heap[k][i] = ri;
+	l->r[ri].hpos[k] = i;
+}
+
+static void
+lh_up(crdt__msglog *l, int k, size_t i)
+{
+	uint32_t ri = l->heap[k][i];
+	size_t key = lh_key(l, k, ri);
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+		if (lh_key(l, k, l->heap[k][p]) >= key)
+			break;
+		lh_set(l, k, i, l->heap[k][p]);
+		i = p;
+	}
+	lh_set(l, k, i, ri);
+}
+
+static void
+lh_down(crdt__msglog *l, int k, size_t i)
+{
+	size_t n = l->heap_n[k];
+	uint32_t ri = l->heap[k][i];
+	size_t key = lh_key(l, k, ri);
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= n)
+			break;
+		if (c + 1 < n && lh_key(l, k, l->heap[k][c + 1]) >
+		    lh_key(l, k, l->heap[k][c]))
+			c++;
+		if (lh_key(l, k, l->heap[k][c]) <= key)
+			break;
+		lh_set(l, k, i, l->heap[k][c]);
+		i = c;
+	}
+	lh_set(l, k, i, ri);
+}
+
+/* Replica ri's log changed size; n == 0 means it leaves the heaps.
+ * `was_in`: it was in them before the change. Room was reserved. */
+static void
+lh_update(crdt__msglog *l, uint32_t ri, bool was_in)
+{
+	for (int k = 0; k < 2; k++) {
+		if (!was_in) {
+			if (l->r[ri].n == 0)
+				continue;
+			size_t i = l->heap_n[k]++;
+			lh_set(l, k, i, ri);
+			lh_up(l, k, i);
+			continue;
+		}
+		size_t i = l->r[ri].hpos[k];
+		if (l->r[ri].n == 0) {
+			uint32_t last = l->heap[k][--l->heap_n[k]];
+			if (i == l->heap_n[k])
+				continue;
+			lh_set(l, k, i, last);
+		}
+		uint32_t x = l->heap[k][i];
+		lh_up(l, k, i);
+		lh_down(l, k, l->r[x].hpos[k]);
+	}
+}
+
+/* Drop fifo entries of messages no longer in the log once they make up
+ * half of it; the survivors keep their order. */
+static void
+fifo_compact(crdt__msglog *l)
+{
+	while (l->fifo_n > 0) {
+		crdt__fifo_ent f = l->fifo[l->fifo_start];
+		if (in_run(&l->r[f.r], f.c))
+			break;
+		l->fifo_start++;
+		l->fifo_n--;
+	}
+	if (l->fifo_n <= 2 * l->count + 16)
+		return;
+	size_t w = 0;
+	for (size_t i = 0; i < l->fifo_n; i++) {
+		crdt__fifo_ent f = l->fifo[l->fifo_start + i];
+		if (in_run(&l->r[f.r], f.c))
+			l->fifo[w++] = f;
+	}
+	l->fifo_start = 0;
+	l->fifo_n = w;
+}
+
+/* Evict the oldest message of the replica that holds the most messages
+ * (k = LH_MSGS) or bytes (LH_BYTES). */
+static void
+log_evict_one(crdt__msglog *l, int k)
+{
+	if (l->heap_n[k] == 0)
+		return;
+	uint32_t ri = l->heap[k][0];
+	crdt__rlog *r = &l->r[ri];
+	crdt__logent *e = &r->v[r->start];
+	l->count--;
+	l->bytes -= e->len;
+	r->bytes -= e->len;
+	crdt__free(l->a, e->bytes, e->len);
+	r->start++;
+	r->n--;
+	r->lo++;
+	lh_update(l, ri, true);
+}
+
+void
+crdt__log_reset(crdt__msglog *l, uint32_t ri, uint64_t next)
+{
+	crdt__rlog *r = &l->r[ri];
+	bool was_in = r->n > 0;
+	for (size_t j = 0; j < r->n; j++) {
+		crdt__logent *e = &r->v[r->start + j];
+		l->count--;
+		l->bytes -= e->len;
+		crdt__free(l->a, e->bytes, e->len);
+	}
+	r->start = r->n = 0;
+	r->bytes = 0;
+	r->lo = next;
+	if (was_in)
+		lh_update(l, ri, true);
+}
+
+int
+crdt__log_reserve_slow(crdt__msglog *l, uint32_t ri)
+{
+	crdt__rlog *r = &l->r[ri];
+	if (r->start > 0 && r->start + r->n == r->cap) {
+		memmove(r->v, r->v + r->start, r->n * sizeof *r->v);
+		r->start = 0;
+	}
+	void *v = r->v;
+	CRDT_TRY(crdt__grow(l->a, &v, &r->cap, r->start + r->n + 1,
+	    sizeof *r->v));
+	r->v = v;
+	if (l->fifo_start > 0 && l->fifo_start + l->fifo_n == l->fifo_cap) {
+		memmove(l->fifo, l->fifo + l->fifo_start,
+		    l->fifo_n * sizeof *l->fifo);
+		l->fifo_start = 0;
+	}
+	v = l->fifo;
+	CRDT_TRY(crdt__grow(l->a, &v, &l->fifo_cap,
+	    l->fifo_start + l->fifo_n + 1, sizeof *l->fifo));
+	l->fifo = v;
+	for (int k = 0; k < 2; k++) {
+		v = l->heap[k];
+		CRDT_TRY(crdt__grow(l->a, &v, &l->heap_cap[k], l->heap_n[k] + 1,
+		    sizeof *l->heap[k]));
+		l->heap[k] = v;
+	}
+	return 0;
+}
+
+void
+crdt__log_push(crdt__msglog *l, uint32_t ri, uint64_t c, uint8_t *bytes,
+    size_t len)
+{
+	crdt__rlog *r = &l->r[ri];
+	if (r->n == 0)
+		r->lo = c;
+	if (r->lo + r->n != c) {
+		/* Not contiguous (a snapshot jumped this replica): restart. */
+		crdt__log_reset(l, ri, c);
+	}
+	bool was_in = r->n > 0;
+	r->v[r->start + r->n++] = (crdt__logent){ bytes, len };
+	r->bytes += len;
+	l->fifo[l->fifo_start + l->fifo_n++] = (crdt__fifo_ent){ ri, c };
+	l->count++;
+	l->bytes += len;
+	lh_update(l, ri, was_in);
+	/* Bounded: each pass evicts one message. */
+	while (l->count > l->max_msgs || l->bytes > l->max_bytes)
+		log_evict_one(l, l->count > l->max_msgs ? LH_MSGS : LH_BYTES);
+	fifo_compact(l);
+}

@@ -1,0 +1,428 @@
+/*
+ * Sync protocol: HELLO and DATA frames (doc.h, crdt_doc_sync_*;
+ * docs/document.md, "Sync protocol" and "Sync frames").
+ *
+ * HELLO = [2, 7, our clock]: "send me what I lack".
+ * DATA = [2, 8, our clock, [msg, ...], snapshot | nil, evidence, flags]
+ * (flags: CRDT__DATA_*, wire_ids.h).
+ * Messages go in log order, which is an order in which this replica
+ * applied them, hence causal: the peer applies them without buffering.
+ * A frame carries a prefix of that order within the budget
+ * (cfg.sync_max_bytes) and says CRDT__DATA_MORE when messages were left
+ * out: the receiver that took something in then asks again
+ * (CRDT__DATA_REPLY), and the next frame starts where the peer's new
+ * clock says. If the log no
+ * longer holds everything the peer lacks, send a snapshot instead; a
+ * keyless relay cannot make one, so it sends what its log holds of the
+ * other replicas and says CRDT__DATA_PARTIAL.
+ *
+ * Everything a frame carries goes through the same doors as the rest of
+ * the document: messages through ingest (crdt__receive_msg), snapshots
+ * through crdt_doc_load, so sync adds framing, paging and the reply rule,
+ * never a second way in.
+ */
+#include "doc_impl.h"
+
+int
+crdt_doc_sync_start(const crdt_doc *d, crdt_buf *out)
+{
+	if (d == NULL || out == NULL)
+		return CRDT_EINVAL;
+	size_t mark = out->len;
+	int rc = crdt__w_header(out, CRDT__KIND_HELLO, 1);
+	if (rc == 0)
+		rc = crdt__w_vc_pairs(d, out);
+	if (rc < 0)
+		out->len = mark;
+	return rc;
+}
+
+/* peer[r] for each of our replicas, from the peer's clock pairs. */
+static int
+peer_clock(const crdt_doc *d, const iddep *pairs, size_t n, uint64_t **out)
+{
+	uint64_t *p = crdt__malloc(&d->cfg.alloc, d->nrs * sizeof *p);
+	if (p == NULL)
+		return CRDT_ENOMEM;
+	memset(p, 0, d->nrs * sizeof *p);
+	for (size_t i = 0; i < n; i++) {
+		uint32_t ri;
+		if (crdt__rep_find(d, &pairs[i].id, &ri) == 0)
+			p[ri] = pairs[i].c;
+	}
+	*out = p;
+	return 0;
+}
+
+/*
+ * Trust levels (security.md). A snapshot is merged state: nothing in it
+ * proves who wrote what. Sync is the channel for untrusted peers, so in
+ * signed mode it carries snapshots only when the application opted in
+ * (sync_snapshots). In encrypted mode it carries them sealed under the
+ * document key, never in plaintext (a keyless peer must read nothing):
+ * the key proves a key holder sealed it, which is all that every holder
+ * may write anyway unless an allowlist narrows writers to fewer than the
+ * key holders; then only with the opt-in.
+ */
+enum { SNAP_NONE, SNAP_PLAIN, SNAP_SEALED };
+
+static int
+sync_snap_kind(const crdt_doc *d)
+{
+	if (d->encrypted)
+		return !d->has_admin || d->sync_snaps ? SNAP_SEALED : SNAP_NONE;
+	return !d->signed_mode || d->sync_snaps ? SNAP_PLAIN : SNAP_NONE;
+}
+
+/* The snapshot field of a DATA frame, as sync_snap_kind() allows. */
+static int
+w_sync_snapshot(const crdt_doc *d, crdt_buf *out)
+{
+	crdt_buf tmp;
+	crdt_buf_init(&tmp, &d->cfg.alloc);
+	int rc = sync_snap_kind(d) == SNAP_SEALED ?
+	    crdt_doc_save_sealed(d, &tmp) :
+	    crdt_doc_save(d, &tmp);
+	if (rc == 0)
+		rc = crdt__w_bin(out, tmp.data, tmp.len);
+	crdt__memzero(tmp.data, tmp.cap);
+	crdt_buf_fini(&tmp);
+	return rc;
+}
+
+/* A DATA frame's snapshot: merged only where sync_snap_kind() allows
+ * it, checked before anything in the frame is applied. */
+static int
+sync_load(crdt_doc *d, const uint8_t *snap, size_t len, void *caller)
+{
+	switch (sync_snap_kind(d)) {
+	case SNAP_NONE:
+		return CRDT_EPERM;
+	case SNAP_SEALED:
+		/* A plaintext snapshot in an encrypted document is refused
+		 * like a plaintext message. */
+		if (!crdt__is_sealed_snapshot(snap, len))
+			return CRDT_EDECRYPT;
+		break;
+	default:
+		break;
+	}
+	return crdt_doc_load(d, snap, len, caller);
+}
+
+/* Encoded sizes, as msgpack-c writes them (smallest form). */
+static size_t
+bin_size(size_t n)
+{
+	return n + (n < 256 ? 2 : n < 65536 ? 3 : 5);
+}
+
+static size_t
+arr_size(size_t n)
+{
+	return n < 16 ? 1 : n < 65536 ? 3 : 5;
+}
+
+static size_t
+evidence_size(const crdt_doc *d)
+{
+	size_t s = arr_size(crdt__ev_variants(&d->ev));
+	for (size_t i = 0; i < d->ev.n; i++)
+		for (size_t j = 0; j < d->ev.v[i].n; j++)
+			s += bin_size(d->ev.v[i].v[j].len);
+	return s;
+}
+
+/* Is the fifo entry a message the peer lacks and the log holds? */
+static const logent *
+data_pick(const crdt_doc *d, const uint64_t *peer, crdt__fifo_ent f)
+{
+	return f.c <= peer[f.r] ? NULL : crdt__log_get(&d->log, f.r, f.c);
+}
+
+/*
+ * How many messages, in fifo order, fit in the frame after `used` bytes
+ * and `elems` elements. A frame that would carry none gets the first one
+ * anyway if that stays within limits.max_bytes (a small budget never
+ * blocks a large message). *more: some were left out.
+ */
+static int
+data_count(const crdt_doc *d, const uint64_t *peer, size_t used,
+    size_t elems, size_t *count, bool *more)
+{
+	size_t budget = d->cfg.sync_max_bytes, hard = d->cfg.limits.max_bytes;
+	size_t n = 0;
+
+	*more = false;
+	const crdt__msglog *l = &d->log;
+	for (size_t i = 0; i < l->fifo_n; i++) {
+		const logent *e = data_pick(d, peer,
+		    l->fifo[l->fifo_start + i]);
+		if (e == NULL)
+			continue;
+		size_t sz = bin_size(e->len);
+		bool fits = used <= budget && sz <= budget - used;
+		if (!fits && n == 0)
+			fits = used <= hard && sz <= hard - used;
+		if (!fits || elems + n + 1 > d->cfg.limits.max_elems) {
+			*more = true;
+			break;
+		}
+		used += sz;
+		n++;
+	}
+	/* The next message cannot travel in any frame a peer with our
+	 * limits accepts: refuse here rather than send what it refuses. */
+	if (*more && n == 0)
+		return CRDT_ETOOBIG;
+	*count = n;
+	return 0;
+}
+
+/* Whether the log holds all of replica r's messages past `from`. */
+static bool
+log_serves(const crdt_doc *d, uint32_t r, uint64_t from)
+{
+	return crdt__log_get(&d->log, r, from + 1) != NULL &&
+	    crdt__log_get(&d->log, r, d->rs[r].vc) != NULL;
+}
+
+static int
+w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
+{
+	size_t mark = out->len, npairs = 0;
+	bool complete = true;
+
+	for (size_t i = 0; i < d->nrs; i++) {
+		const rstate *r = &d->rs[i];
+		npairs += r->vc > 0;
+		if (r->vc <= peer[i])
+			continue;
+		if (!log_serves(d, (uint32_t)i, peer[i]))
+			complete = false;
+	}
+	CRDT_TRY(crdt__w_header(out, CRDT__KIND_DATA, 5));
+	CRDT_TRY(crdt__w_vc_pairs(d, out));
+	if (!complete && !crdt__is_relay(d) && sync_snap_kind(d) != SNAP_NONE) {
+		CRDT_TRY(crdt__w_array(out, 0));
+		CRDT_TRY(w_sync_snapshot(d, out));
+		CRDT_TRY(crdt__ev_write(&d->ev, out));
+		CRDT_TRY(crdt__w_uint(out, flags));
+		return out->len - mark > d->cfg.limits.max_bytes ?
+		    CRDT_ETOOBIG : 0;
+	}
+	if (!complete) {
+		/* No snapshot to send (a keyless relay cannot make one; signed
+		 * mode sends none unless opted in): serve the replicas whose
+		 * lacking run the log still holds in full; the others' later
+		 * messages would only wait. */
+		for (size_t j = 0; j < d->nrs; j++) {
+			const rstate *rj = &d->rs[j];
+			if (rj->vc > peer[j] && !log_serves(d, (uint32_t)j,
+			    peer[j]))
+				peer[j] = rj->vc;
+		}
+		flags |= CRDT__DATA_PARTIAL;
+	}
+	/* fixed part: what is written, the message array's header (at most
+	 * 5 bytes), nil, the evidence and the flags (1 byte) */
+	size_t used = (out->len - mark) + 5 + 1 + evidence_size(d) + 1;
+	size_t elems = 7 + 2 * npairs + crdt__ev_variants(&d->ev), count;
+	bool more;
+	CRDT_TRY(data_count(d, peer, used, elems, &count, &more));
+	if (more)
+		flags |= CRDT__DATA_MORE;
+	CRDT_TRY(crdt__w_array(out, count));
+	const crdt__msglog *l = &d->log;
+	for (size_t i = 0, k = 0; k < count && i < l->fifo_n; i++) {
+		const logent *e = data_pick(d, peer,
+		    l->fifo[l->fifo_start + i]);
+		if (e == NULL)
+			continue;
+		CRDT_TRY(crdt__w_bin(out, e->bytes, e->len));
+		k++;
+	}
+	CRDT_TRY(crdt__w_nil(out));
+	CRDT_TRY(crdt__ev_write(&d->ev, out));
+	CRDT_TRY(crdt__w_uint(out, flags));
+	return out->len - mark > d->cfg.limits.max_bytes ? CRDT_ETOOBIG : 0;
+}
+
+static bool
+peer_lacks(const crdt_doc *d, const uint64_t *peer)
+{
+	for (size_t i = 0; i < d->nrs; i++)
+		if (d->rs[i].vc > peer[i])
+			return true;
+	return false;
+}
+
+/*
+ * Grows with every message taken in (applied, buffered or kept as
+ * evidence) and with every clock a snapshot raised: a frame that leaves
+ * it unchanged brought nothing new. O(replicas + evidence), like the
+ * frame's own clock.
+ */
+static uint64_t
+progress_mark(const crdt_doc *d)
+{
+	uint64_t m = d->nbuffered + crdt__ev_variants(&d->ev);
+	for (size_t i = 0; i < d->nrs; i++)
+		m += d->rs[i].vc;
+	return m;
+}
+
+/*
+ * Whether and what to answer. A HELLO is always answered (CRDT__DATA_REPLY:
+ * its sender answers back with what we lack). A DATA frame is answered
+ * when its sender lacks something of ours (or holds fewer equivocation
+ * variants), or said CRDT__DATA_MORE, but only if the frame asked for it
+ * (CRDT__DATA_REPLY) or brought something new: every frame of a round past the
+ * third is paid for by progress, so a round always ends, also between
+ * replicas that each refuse something the other holds.
+ */
+static int
+reply_data(crdt_doc *d, const iddep *pairs, size_t n, bool hello,
+    unsigned in_flags, bool progressed, size_t nevid, crdt_buf *reply,
+    bool *replied)
+{
+	uint64_t *peer;
+	unsigned flags = CRDT__DATA_REPLY;
+	bool want = true;
+
+	*replied = false;
+	CRDT_TRY(peer_clock(d, pairs, n, &peer));
+	if (!hello) {
+		bool cont = progressed && (in_flags & CRDT__DATA_MORE);
+		flags = cont ? CRDT__DATA_REPLY : 0;
+		want = ((in_flags & CRDT__DATA_REPLY) || progressed) &&
+		    (cont || peer_lacks(d, peer) ||
+			crdt__ev_variants(&d->ev) > nevid);
+	}
+	int rc = 0;
+	if (want) {
+		size_t mark = reply->len;
+		rc = w_data(d, peer, flags, reply);
+		if (rc < 0)
+			reply->len = mark;
+		*replied = rc == 0;
+	}
+	crdt__free(&d->cfg.alloc, peer, d->nrs * sizeof *peer);
+	return rc;
+}
+
+/* A message of a DATA frame refused for its own content is skipped (a
+ * keyless relay forwards what keyed replicas refuse); only running out
+ * of memory stops the frame. */
+static bool
+data_fatal(int rc)
+{
+	return rc == CRDT_ENOMEM;
+}
+
+int
+crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
+    void *caller, crdt_buf *reply)
+{
+	crdt__rd r;
+	size_t n, nmsgs = 0;
+	uint64_t kind, ver, flags = 0;
+	iddep *pairs = NULL;
+	size_t npairs = 0;
+	const uint8_t *snap = NULL, *mstart = NULL, *estart = NULL;
+	size_t nevid = 0;
+	size_t snaplen = 0;
+	bool has_snap = false, replied = false;
+	int rc;
+
+	if (d == NULL || frame == NULL || reply == NULL)
+		return CRDT_EINVAL;
+	if (d->in_txn)
+		return CRDT_ESTATE;
+	CRDT_TRY(crdt__rd_init(&r, &d->cfg.limits, frame, len));
+	CRDT_TRY(crdt__rd_array(&r, &n));
+	CRDT_TRY(crdt__rd_uint(&r, &ver));
+	if (ver < CRDT__DOC_FORMAT_OLDEST || ver > CRDT__DOC_FORMAT_VERSION)
+		return CRDT_EVERSION;
+	CRDT_TRY(crdt__rd_uint(&r, &kind));
+	/* A version-1 DATA frame had no flags (read as 0). */
+	size_t data_n = ver == 1 ? 6 : 7;
+	if (!((kind == CRDT__KIND_HELLO && n == 3) ||
+		(kind == CRDT__KIND_DATA && n == data_n)))
+		return CRDT_EMALFORMED;
+	CRDT_TRY(crdt__rd_vc_pairs(d, &r, &pairs, &npairs));
+	rc = 0;
+	if (kind == CRDT__KIND_DATA) {
+		/* Validate every message and find the snapshot before
+		 * applying anything. */
+		/* Framing only: each message is verified when received
+		 * (verifying twice would double the cost of signed mode). */
+		rc = crdt__rd_array(&r, &nmsgs);
+		mstart = r.p;
+		for (size_t i = 0; rc == 0 && i < nmsgs; i++) {
+			const uint8_t *m;
+			size_t ml;
+			msgview mv;
+			rc = crdt__rd_blob(&r, &m, &ml);
+			if (rc == 0)
+				rc = crdt__parse_msg(d, m, ml, &mv, false);
+		}
+		if (rc == 0 && r.p < r.end && *r.p == 0xc0)
+			r.p++;
+		else if (rc == 0) {
+			rc = crdt__rd_blob(&r, &snap, &snaplen);
+			has_snap = true;
+		}
+		if (rc == 0)
+			rc = crdt__rd_array(&r, &nevid);
+		estart = r.p;
+		if (rc == 0)
+			rc = crdt__rd_evidence(d, &r, nevid, NULL, NULL);
+		if (rc == 0 && data_n == 7)
+			rc = crdt__rd_uint(&r, &flags);
+		if (rc == 0 && (flags & ~(uint64_t)CRDT__DATA_FLAGS) != 0)
+			rc = CRDT_EMALFORMED;
+	}
+	if (rc == 0)
+		rc = crdt__rd_done(&r);
+	uint64_t mark0 = progress_mark(d);
+	if (rc == 0 && has_snap)
+		rc = sync_load(d, snap, snaplen, caller);
+	if (rc == 0 && nmsgs > 0) {
+		crdt__rd mr;
+		rc = crdt__rd_init(&mr, &d->cfg.limits, mstart,
+		    (size_t)(r.end - mstart));
+		for (size_t i = 0; rc == 0 && i < nmsgs; i++) {
+			const uint8_t *m;
+			size_t ml;
+			rc = crdt__rd_blob(&mr, &m, &ml);
+			if (rc == 0 && data_fatal(crdt__receive_one(d, m, ml,
+			    caller)))
+				rc = CRDT_ENOMEM;
+		}
+	}
+	if (rc == 0 && nevid > 0) {
+		crdt__rd er;
+		rc = crdt__rd_init(&er, &d->cfg.limits, estart,
+		    (size_t)(r.end - estart));
+		for (size_t i = 0; rc == 0 && i < nevid; i++) {
+			const uint8_t *m;
+			size_t ml;
+			rc = crdt__rd_blob(&er, &m, &ml);
+			if (rc == 0 && data_fatal(crdt__receive_msg(d, m, ml,
+			    caller, true)))
+				rc = CRDT_ENOMEM;
+		}
+		crdt__ev_prune(&d->ev);
+	}
+	bool progressed = progress_mark(d) != mark0;
+	if (rc == 0)
+		rc = reply_data(d, pairs, npairs, kind == CRDT__KIND_HELLO,
+		    (unsigned)flags, progressed, nevid, reply, &replied);
+	/* The peer cannot serve what we still lack and this frame changed
+	 * nothing: say so, so the caller syncs with another replica. */
+	if (rc == 0 && (flags & CRDT__DATA_PARTIAL) && !progressed && !replied)
+		rc = CRDT_ENOTFOUND;
+	crdt__free(&d->cfg.alloc, pairs, npairs * sizeof *pairs);
+	return rc;
+}
