@@ -13,5 +13,6 @@
 #include "crdt/sim.h"
 #include "crdt/chat.h"
 #include "crdt/secure.h"
+#include "crdt/store.h"
 
 #endif /* CRDT_CRDT_H */

@@ -30,7 +30,11 @@ extern "C" {
 	X(EBADKEY, -16, "public key does not match the sender ID")            \
 	X(ENOKEY, -17, "no document key for this epoch")                      \
 	X(EDECRYPT, -18, "decryption failed: forged or corrupted")           \
-	X(EWRONGDOC, -19, "belongs to another document")
+	X(EWRONGDOC, -19, "belongs to another document")                   \
+	X(EIO, -20, "storage I/O failed")                                     \
+	X(EFULL, -21, "storage full")                                         \
+	X(ECORRUPT, -22, "storage corrupt")                                   \
+	X(EBUSY, -23, "storage locked by another connection")
 
 typedef enum crdt_err {
 	CRDT_OK = 0,
