@@ -35,14 +35,12 @@ static char dbpath[300];
 static void
 rm_db(const char *p)
 {
-	char x[320];
+	static const char *const tails[] = { "-wal", "-shm", "-journal" };
+	char x[512];
 	unlink(p);
-	snprintf(x, sizeof x, "%s-wal", p);
-	unlink(x);
-	snprintf(x, sizeof x, "%s-shm", p);
-	unlink(x);
-	snprintf(x, sizeof x, "%s-journal", p);
-	unlink(x);
+	for (size_t i = 0; i < 3; i++)
+		if (snprintf(x, sizeof x, "%s%s", p, tails[i]) < (int)sizeof x)
+			unlink(x);
 }
 
 static void
@@ -57,7 +55,7 @@ setup(void)
 static void
 teardown(void)
 {
-	char x[320];
+	char x[sizeof dbpath + 16]; /* p is at most dbpath */
 	rm_db(dbpath);
 	snprintf(x, sizeof x, "%s/other.db", tmpdir);
 	rm_db(x);
