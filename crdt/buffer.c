@@ -191,10 +191,12 @@ apply_buffered(crdt_doc *d, uint32_t m)
 	 * cheap envelope read to find the payload. */
 	CRDT_TRY(crdt__parse_msg(d, b->bytes, b->len, &mv, false));
 	CRDT_TRY(crdt__open_msg(d, &mv, false)); /* verified when buffered */
+	d->store_quiet++; /* stored when it was buffered */
 	int rc = crdt__apply_msg(d, b->sender, b->counter, mv.hlc, b->bytes,
 	    b->len, mv.payload, mv.plen, CRDT_UPDATE_REMOTE, b->caller,
 	    crdt__listed_admin(d, b->deps, b->ndeps),
 	    crdt__causal_admin(d, b->sender, b->counter, b->deps, b->ndeps));
+	d->store_quiet--;
 	/* Out of memory: keep it for a retry. Refused (a writer outside the
 	 * allowlist, decided by its causal past, so everywhere alike): drop
 	 * it as any replica would have. */
@@ -214,8 +216,11 @@ admit_covered(crdt_doc *d, uint32_t m)
 	bmsg *b = &d->bm[m];
 	msgview mv;
 	int rc = crdt__parse_msg(d, b->bytes, b->len, &mv, false);
-	if (rc == 0)
+	if (rc == 0) {
+		d->store_quiet++; /* stored when it was buffered */
 		rc = crdt__equivocation(d, &mv, b->sender, b->caller, false);
+		d->store_quiet--;
+	}
 	if (rc == CRDT_ENOMEM)
 		return rc;
 	/* Refused (not allowed, over the evidence bounds): dropped as every
@@ -281,10 +286,16 @@ crdt__buffer_msg(crdt_doc *d, const void *bytes, size_t len,
 	bool waiting = next_missing(d, &nb, &wr, &wc);
 	assert(waiting);
 	(void)waiting;
-	if (heap_reserve(d, wr) < 0) {
+	int rc = heap_reserve(d, wr);
+	/* Write-ahead: a buffered message is accepted, so it must survive a
+	 * restart like an applied one; when released it is not appended
+	 * again (apply_buffered). */
+	if (rc == 0)
+		rc = crdt__store_put(d, bytes, len);
+	if (rc < 0) {
 		crdt__free(a, nb.bytes, len);
 		crdt__free(a, nb.deps, ndeps * sizeof *deps);
-		return CRDT_ENOMEM;
+		return rc;
 	}
 	if (d->free_bm != UINT32_MAX) {
 		m = d->free_bm;

@@ -625,6 +625,12 @@ apply_core(crdt_doc *d, const ingest *in)
 		rc = CRDT_EMALFORMED; /* op stamps hlc + i must not wrap */
 	if (rc == 0)
 		rc = crdt__authz_prepare(d);
+	/* Write-ahead: durable before anything is visible (doc_store.c). A
+	 * failure after the append (no memory for the dirty list) leaves the
+	 * message stored but not applied: not acknowledged, and replayed on
+	 * restart, which is what any stored-unacked message is. */
+	if (rc == 0)
+		rc = crdt__store_put(d, in->bytes, in->len);
 	if (rc == 0 && !in->variant && sender != d->self_idx &&
 	    d->rs[sender].vc < in->counter)
 		rc = crdt__mark_dirty(d, sender);

@@ -141,6 +141,13 @@ struct crdt_doc {
 	uint32_t acl_obj;
 	crdt__table acl; /* allowlist index (acl.h) */
 
+	/* durable storage (doc_store.c): borrowed; NULL = none. While
+	 * store_quiet > 0 the messages that reach the apply or the buffer are
+	 * already stored (restore, buffered messages released) and are not
+	 * appended again. */
+	struct crdt_store *store;
+	unsigned store_quiet;
+
 	crdt__undo undo;
 	iddep *sdeps;
 	size_t capsdeps;
@@ -345,6 +352,29 @@ crdt__own_admin(const crdt_doc *d)
  * least two variants a dot) at `r`; with `ep`, record each message. */
 int crdt__rd_evidence(crdt_doc *d, crdt__rd *r, size_t n,
     const uint8_t **ep, size_t *el);
+
+/* ---- durable storage (doc_store.c) ---- */
+
+/* Append one message the document is about to accept to the attached
+ * store: called before the commit point of the apply or the buffer, so
+ * a failure (CRDT_EFULL, CRDT_EIO, CRDT_EBUSY, ...) leaves the document
+ * unchanged. A no-op without a store or while quiet. */
+int crdt__store_put_slow(crdt_doc *d, const uint8_t *bytes, size_t len);
+static inline int
+crdt__store_put(crdt_doc *d, const uint8_t *bytes, size_t len)
+{
+	if (d->store == NULL || d->store_quiet > 0)
+		return 0;
+	return crdt__store_put_slow(d, bytes, len);
+}
+/* A snapshot merged into an attached document (snapshot.c): checkpoint
+ * it, since no message in the store carries it. */
+int crdt__store_after_load(crdt_doc *d);
+/* Serve a peer lacking what the log evicted from the store: write the
+ * DATA frame's message array (at most `budget` bytes of messages, at
+ * least one), *more when more remain. ENOTFOUND without a store. */
+int crdt__store_serve(const crdt_doc *d, const uint64_t *peer,
+    size_t budget, size_t max_elems, crdt_buf *out, bool *more);
 
 /* ---- snapshots (snapshot.c) ---- */
 

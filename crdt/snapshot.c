@@ -585,7 +585,9 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 		    &dot.replica), sv.ep[i], sv.el[i]);
 	}
 	snapview_free(d, &sv);
-	return 0;
+	/* Attached to a store: no stored message carries what the snapshot
+	 * brought, so it is checkpointed (doc.h, crdt_doc_attach_store). */
+	return any ? crdt__store_after_load(d) : 0;
 }
 
 /* Open a sealed snapshot into `plain` (caller's buffer: d->plain is

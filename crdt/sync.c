@@ -203,6 +203,31 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 	}
 	CRDT_TRY(crdt__w_header(out, CRDT__KIND_DATA, 5));
 	CRDT_TRY(crdt__w_vc_pairs(d, out));
+	if (!complete && d->store != NULL) {
+		/* The log evicted part of what the peer lacks: the store has
+		 * it (doc_store.c), so any replica, a relay too, serves a
+		 * peer at any distance with messages. */
+		size_t at = out->len;
+		size_t used = (out->len - mark) + 5 + 1 + evidence_size(d) + 1;
+		size_t elems = 7 + 2 * npairs + crdt__ev_variants(&d->ev);
+		size_t budget = d->cfg.sync_max_bytes > used ?
+		    d->cfg.sync_max_bytes - used : 1;
+		size_t room = d->cfg.limits.max_elems > elems ?
+		    d->cfg.limits.max_elems - elems : 0;
+		bool more = false;
+		int rc = crdt__store_serve(d, peer, budget, room, out, &more);
+		if (rc == 0) {
+			CRDT_TRY(crdt__w_nil(out));
+			CRDT_TRY(crdt__ev_write(&d->ev, out));
+			CRDT_TRY(crdt__w_uint(out, flags |
+			    (more ? CRDT__DATA_MORE : 0)));
+			return out->len - mark > d->cfg.limits.max_bytes ?
+			    CRDT_ETOOBIG : 0;
+		}
+		if (rc != CRDT_ENOTFOUND)
+			return rc;
+		out->len = at; /* not all there: as without a store */
+	}
 	if (!complete && !crdt__is_relay(d) && sync_snap_kind(d) != SNAP_NONE) {
 		CRDT_TRY(crdt__w_array(out, 0));
 		CRDT_TRY(w_sync_snapshot(d, out));
@@ -312,12 +337,23 @@ reply_data(crdt_doc *d, const iddep *pairs, size_t n, bool hello,
 }
 
 /* A message of a DATA frame refused for its own content is skipped (a
- * keyless relay forwards what keyed replicas refuse); only running out
- * of memory stops the frame. */
-static bool
+ * keyless relay forwards what keyed replicas refuse); running out of
+ * memory, and an attached store that cannot take the message (full, I/O,
+ * busy), stop the frame with that code: the message is not in, and
+ * skipping it would report a frame handled that was not. */
+static int
 data_fatal(int rc)
 {
-	return rc == CRDT_ENOMEM;
+	switch (rc) {
+	case CRDT_ENOMEM:
+	case CRDT_EFULL:
+	case CRDT_EIO:
+	case CRDT_EBUSY:
+	case CRDT_ECORRUPT:
+		return rc;
+	default:
+		return 0;
+	}
 }
 
 int
@@ -396,9 +432,9 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 			const uint8_t *m;
 			size_t ml;
 			rc = crdt__rd_blob(&mr, &m, &ml);
-			if (rc == 0 && data_fatal(crdt__receive_one(d, m, ml,
-			    caller)))
-				rc = CRDT_ENOMEM;
+			if (rc == 0)
+				rc = data_fatal(crdt__receive_one(d, m, ml,
+				    caller));
 		}
 	}
 	if (rc == 0 && nevid > 0) {
@@ -409,9 +445,9 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 			const uint8_t *m;
 			size_t ml;
 			rc = crdt__rd_blob(&er, &m, &ml);
-			if (rc == 0 && data_fatal(crdt__receive_msg(d, m, ml,
-			    caller, true)))
-				rc = CRDT_ENOMEM;
+			if (rc == 0)
+				rc = data_fatal(crdt__receive_msg(d, m, ml,
+				    caller, true));
 		}
 		crdt__ev_prune(&d->ev);
 	}

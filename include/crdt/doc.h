@@ -342,6 +342,80 @@ CRDT_API CRDT_NODISCARD int crdt_doc_sync_start(const crdt_doc *d,
 CRDT_API CRDT_NODISCARD int crdt_doc_sync_handle(crdt_doc *d,
     const void *frame, size_t len, void *caller, crdt_buf *reply);
 
+/* ---- durable storage (store.h; docs/storage.md) ---- */
+
+typedef struct crdt_store crdt_store;
+
+/**
+ * Attach the store `s` (borrowed: it must outlive the document or be
+ * detached first with s = NULL; crdt_doc_free() does not close it).
+ * `flags` must be 0.
+ *
+ * Write-ahead: from now on every message the document accepts (a local
+ * commit, a received message applied or buffered, a buffered message
+ * released, an equivocation variant, the messages a snapshot re-offers,
+ * a sync frame's messages) is appended to the store, durably, after the
+ * checks that can refuse it and before it becomes visible. So when a
+ * call returns 0 its messages are stored: an ack may promise what the
+ * store's mode promises for an append (docs/storage.md, durability). If
+ * the append fails the call returns the store's error (CRDT_EFULL,
+ * CRDT_EIO, CRDT_EBUSY, CRDT_ECORRUPT, CRDT_ENOMEM) and the document is
+ * unchanged; the store may hold the message (an error means "not
+ * acknowledged"), which a restart then applies. A snapshot loaded while
+ * attached (crdt_doc_load, a sync snapshot) is followed by
+ * crdt_doc_checkpoint(), since no stored message carries it; if that
+ * checkpoint fails, the load returns its error with the snapshot merged
+ * in memory (the one call whose error does not mean "unchanged":
+ * checkpoint again before acknowledging anything).
+ * Sync: when the log no longer holds what a peer lacks, DATA frames are
+ * served from the store (crdt_store_since(), the frame's budget) instead
+ * of a snapshot, for every replica the store holds the history of.
+ *
+ * Attaching appends what the document holds already (its log, buffered
+ * messages and evidence) and, when it has data, takes a checkpoint:
+ * O(document) once. Cost per accepted message afterwards: one store
+ * append (O(message) plus the store's commit: one fsync per message for
+ * SQLite in FULL mode). Attaching the store already attached is a no-op.
+ * @return 0, CRDT_EINVAL (flags), CRDT_ESTATE (a transaction is open, or
+ *         another store is attached), a store or crdt_doc_save() error
+ *         (the document is then not attached; what was appended stays).
+ */
+CRDT_API CRDT_NODISCARD int crdt_doc_attach_store(crdt_doc *d, crdt_store *s,
+    unsigned flags);
+
+/**
+ * Restart: restore a new document (created and given the same schema and
+ * security settings as the one that wrote the store, no data yet) from
+ * `s` (borrowed, as for crdt_doc_attach_store()), then attach it.
+ * Loads the last checkpoint (trusted: own storage) and re-offers every
+ * stored message its clock lacks through crdt_doc_receive()'s pipeline,
+ * so the state, the message log, the buffered messages, the evidence and
+ * the replica's own counter and stamp come back: the next commit never
+ * reuses a dot, nor stamps below an earlier write. Listeners set before
+ * see the replay as remote updates. Messages the checkpoint covers are
+ * not in the in-memory log after the restart; sync serves them from the
+ * store.
+ * Cost: the checkpoint plus the messages after it (never all history);
+ * take checkpoints (crdt_doc_checkpoint) to keep it bounded.
+ * @return 0, CRDT_EINVAL, CRDT_ESTATE (the document has data, a
+ *         transaction or a store), a store error or a crdt_doc_load()
+ *         error for the checkpoint (CRDT_ESCHEMA: not the same schema):
+ *         then free the document and start again with a new one.
+ */
+CRDT_API CRDT_NODISCARD int crdt_doc_open_store(crdt_doc *d, crdt_store *s,
+    unsigned flags);
+
+/**
+ * Save a snapshot of the document into the attached store as its
+ * checkpoint (crdt_store_put_checkpoint, with the document's clock).
+ * Cost: O(document) (crdt_doc_save) plus one store commit; it bounds
+ * what crdt_doc_open_store() replays. The store's log is kept whole.
+ * @return 0, CRDT_EINVAL, CRDT_ESTATE (no store attached, a transaction
+ *         open), crdt_doc_save()'s errors (a keyless relay has no
+ *         state to save), store errors.
+ */
+CRDT_API CRDT_NODISCARD int crdt_doc_checkpoint(crdt_doc *d);
+
 #ifdef __cplusplus
 }
 #endif

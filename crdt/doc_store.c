@@ -1,0 +1,255 @@
+/*
+ * A document attached to a durable store (doc.h, "Durable storage";
+ * docs/storage.md, "A document attached to a store").
+ *
+ * Write-ahead: every message the document accepts, applied or buffered,
+ * is appended to the store inside the apply (apply_core) or the buffer
+ * (crdt__buffer_msg) after every check that can refuse it and before the
+ * commit point, so a store that fails leaves the document unchanged and
+ * a call that returned 0 has its message on disk. One append per accepted
+ * message: O(message) plus the store's commit. Restart is the last
+ * checkpoint plus the messages its clock lacks, re-offered through the
+ * ingest pipeline (so the log, the buffer and the evidence refill) with
+ * the appends off: they are stored already.
+ */
+#include "doc_impl.h"
+#include "crdt/store.h"
+
+/* Messages per store batch when attaching (the store's own limit on a
+ * batch is limits.max_elems, far above this). */
+#define ATTACH_BATCH 64
+
+int
+crdt__store_put_slow(crdt_doc *d, const uint8_t *bytes, size_t len)
+{
+	crdt_store_msg m = { bytes, len };
+	return crdt_store_append(d->store, &m, 1, NULL);
+}
+
+typedef struct batch {
+	crdt_store_msg m[ATTACH_BATCH];
+	size_t n;
+} batch;
+
+static int
+batch_add(crdt_store *s, batch *b, const uint8_t *bytes, size_t len)
+{
+	b->m[b->n++] = (crdt_store_msg){ bytes, len };
+	if (b->n < ATTACH_BATCH)
+		return 0;
+	b->n = 0;
+	return crdt_store_append(s, b->m, ATTACH_BATCH, NULL);
+}
+
+/* Everything the document holds that a restart needs: the log (apply
+ * order), the buffered messages, and a checkpoint for what only the
+ * state holds (messages the log evicted, snapshots loaded). */
+static int
+attach_existing(crdt_doc *d, crdt_store *s)
+{
+	batch b;
+	b.n = 0;
+	const crdt__msglog *l = &d->log;
+	for (size_t i = 0; i < l->fifo_n; i++) {
+		crdt__fifo_ent f = l->fifo[l->fifo_start + i];
+		const logent *e = crdt__log_get(l, f.r, f.c);
+		if (e != NULL)
+			CRDT_TRY(batch_add(s, &b, e->bytes, e->len));
+	}
+	for (size_t i = 0; i < d->nbm; i++)
+		if (d->bm[i].live)
+			CRDT_TRY(batch_add(s, &b, d->bm[i].bytes,
+			    d->bm[i].len));
+	for (size_t i = 0; i < d->ev.n; i++)
+		for (size_t j = 0; j < d->ev.v[i].n; j++)
+			CRDT_TRY(batch_add(s, &b, d->ev.v[i].v[j].bytes,
+			    d->ev.v[i].v[j].len));
+	if (b.n > 0)
+		CRDT_TRY(crdt_store_append(s, b.m, b.n, NULL));
+	if (!d->has_data || crdt__is_relay(d))
+		return 0;
+	d->store = s;
+	int rc = crdt_doc_checkpoint(d);
+	d->store = NULL;
+	return rc;
+}
+
+int
+crdt_doc_attach_store(crdt_doc *d, crdt_store *s, unsigned flags)
+{
+	if (d == NULL || flags != 0)
+		return CRDT_EINVAL;
+	if (d->in_txn)
+		return CRDT_ESTATE;
+	if (s == NULL) {
+		d->store = NULL;
+		return 0;
+	}
+	if (d->store != NULL)
+		return d->store == s ? 0 : CRDT_ESTATE;
+	CRDT_TRY(attach_existing(d, s));
+	d->store = s;
+	return 0;
+}
+
+int
+crdt_doc_checkpoint(crdt_doc *d)
+{
+	if (d == NULL)
+		return CRDT_EINVAL;
+	if (d->store == NULL || d->in_txn)
+		return CRDT_ESTATE;
+	crdt_buf snap;
+	crdt_vclock *vc = NULL;
+	crdt_buf_init(&snap, &d->cfg.alloc);
+	int rc = crdt_doc_save(d, &snap);
+	if (rc == 0)
+		rc = crdt_doc_vclock(d, &vc);
+	if (rc == 0)
+		rc = crdt_store_put_checkpoint(d->store, snap.data, snap.len,
+		    vc);
+	crdt_vclock_free(vc);
+	crdt_buf_fini(&snap);
+	return rc;
+}
+
+int
+crdt__store_after_load(crdt_doc *d)
+{
+	if (d->store == NULL || d->store_quiet > 0)
+		return 0;
+	return crdt_doc_checkpoint(d);
+}
+
+/* A stored message re-offered on restart. The store holds what this
+ * document accepted, so it is accepted again; what is refused now (a
+ * buffer bound lowered since) is refused as on receipt. Only running out
+ * of memory stops the restart. */
+static int
+replay_one(void *ud, crdt_dot dot, const uint8_t *bytes, size_t len)
+{
+	(void)dot;
+	int rc = crdt__receive_one(ud, bytes, len, NULL);
+	return rc == CRDT_ENOMEM ? rc : 0;
+}
+
+int
+crdt_doc_open_store(crdt_doc *d, crdt_store *s, unsigned flags)
+{
+	if (d == NULL || s == NULL || flags != 0)
+		return CRDT_EINVAL;
+	if (d->in_txn || d->store != NULL || d->has_data ||
+	    d->log.count > 0 || d->nbuffered > 0 || d->ev.n > 0)
+		return CRDT_ESTATE;
+	crdt_buf snap;
+	crdt_vclock *covers = NULL;
+	crdt_buf_init(&snap, &d->cfg.alloc);
+	d->store_quiet++;
+	int rc = crdt_store_checkpoint(s, &snap, &covers);
+	if (rc == CRDT_ENOTFOUND)
+		rc = crdt_vclock_new(&d->cfg, &covers);
+	else if (rc == 0 && !crdt__is_relay(d))
+		rc = crdt_doc_load(d, snap.data, snap.len, NULL);
+	uint64_t cursor = 0;
+	bool more = true;
+	/* Each page moves the cursor (the store checks that for load;
+	 * checked here too): bounded by the stored messages. */
+	while (rc == 0 && more) {
+		uint64_t c0 = cursor;
+		rc = crdt_store_since(s, covers, &cursor, SIZE_MAX,
+		    replay_one, d, &more);
+		if (rc == 0 && more && cursor == c0)
+			rc = CRDT_ECORRUPT;
+	}
+	d->store_quiet--;
+	crdt_vclock_free(covers);
+	crdt_buf_fini(&snap);
+	if (rc < 0)
+		return rc;
+	/* Our own stamps are ours: a replayed message of ours moves the
+	 * clock only within the drift bound, but the next commit must
+	 * stamp above every earlier one whatever the device clock says. */
+	if (d->rs[d->self_idx].stamp > d->clock.last)
+		d->clock.last = d->rs[d->self_idx].stamp;
+	d->store = s;
+	return 0;
+}
+
+/* ---- serving sync from the store ---- */
+
+typedef struct serve {
+	const crdt_doc *d;
+	const uint64_t *peer;
+	bool *next;      /* per replica: its next lacking message is served */
+	crdt_buf *msgs;  /* bin-encoded messages */
+	size_t n, max_n;
+	bool stopped;    /* max_n reached: more follow */
+} serve;
+
+#define SERVE_STOP 1
+
+static int
+serve_one(void *ud, crdt_dot dot, const uint8_t *bytes, size_t len)
+{
+	serve *sv = ud;
+	if (sv->n == sv->max_n) {
+		sv->stopped = true;
+		return CRDT_EOVERFLOW; /* stop; the page so far is kept */
+	}
+	CRDT_TRY(crdt__w_bin(sv->msgs, bytes, len));
+	sv->n++;
+	uint32_t ri;
+	if (crdt__rep_find(sv->d, &dot.replica, &ri) == 0 &&
+	    dot.counter == sv->peer[ri] + 1)
+		sv->next[ri] = true;
+	return 0;
+}
+
+int
+crdt__store_serve(const crdt_doc *d, const uint64_t *peer, size_t budget,
+    size_t max_elems, crdt_buf *out, bool *more)
+{
+	if (d->store == NULL || max_elems == 0)
+		return CRDT_ENOTFOUND;
+	const crdt_allocator *a = &d->cfg.alloc;
+	crdt_vclock *v = NULL;
+	crdt_buf msgs;
+	crdt_buf_init(&msgs, a);
+	bool *next = crdt__malloc(a, d->nrs * sizeof *next);
+	int rc = next == NULL ? CRDT_ENOMEM :
+				crdt_vclock_new(&d->cfg, &v);
+	for (size_t i = 0; rc == 0 && i < d->nrs; i++) {
+		next[i] = false;
+		if (peer[i] > 0)
+			rc = crdt_vclock_set(v, &d->rs[i].id, peer[i]);
+	}
+	serve sv = { d, peer, next, &msgs, 0, max_elems, false };
+	uint64_t cursor = 0;
+	bool m = false;
+	if (rc == 0) {
+		rc = crdt_store_since(d->store, v, &cursor,
+		    budget > 0 ? budget : 1, serve_one, &sv, &m);
+		if (rc == CRDT_EOVERFLOW && sv.stopped) {
+			rc = 0;
+			m = true;
+		}
+	}
+	/* The store holds what the document accepted since it was attached:
+	 * a replica whose next lacking message is not there (history from
+	 * before the attach, or a snapshot) cannot be served from it. Once
+	 * the page is the last one, every lacking replica must have started;
+	 * otherwise the caller falls back to the snapshot. */
+	for (size_t i = 0; rc == 0 && !m && i < d->nrs; i++)
+		if (d->rs[i].vc > peer[i] && !next[i])
+			rc = CRDT_ENOTFOUND;
+	if (rc == 0)
+		rc = crdt__w_array(out, sv.n);
+	if (rc == 0)
+		rc = crdt_buf_append(out, msgs.data, msgs.len);
+	if (rc == 0)
+		*more = m;
+	crdt_buf_fini(&msgs);
+	crdt_vclock_free(v);
+	crdt__free(a, next, d->nrs * sizeof *next);
+	return rc;
+}

@@ -1,0 +1,670 @@
+/*
+ * A document attached to a store (doc.h, crdt_doc_attach_store,
+ * crdt_doc_open_store, crdt_doc_checkpoint; docs/storage.md) against real
+ * SQLite files in a temporary directory: a restart restores state, log,
+ * buffer, evidence, counter and stamp; a full disk refuses the message and
+ * changes nothing; sync serves from the store what the log evicted; and a
+ * crash test kills a writer with SIGKILL at random points and checks that
+ * no acknowledged message is lost and no dot is reused.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "crdt/crdt.h"
+#include "crdt/store.h"
+#include "test_alloc.h"
+#include "test_rng.h"
+#include "test_util.h"
+
+static char tmpdir[256];
+static char dbpath[300];
+
+static void
+rm_db(const char *p)
+{
+	static const char *const tails[] = { "-wal", "-shm", "-journal" };
+	char x[512];
+	unlink(p);
+	for (size_t i = 0; i < 3; i++)
+		if (snprintf(x, sizeof x, "%s%s", p, tails[i]) < (int)sizeof x)
+			unlink(x);
+}
+
+static void
+setup(void)
+{
+	snprintf(tmpdir, sizeof tmpdir, "/tmp/crdt-attach-XXXXXX");
+	cr_assert_not_null(mkdtemp(tmpdir));
+	snprintf(dbpath, sizeof dbpath, "%s/s.db", tmpdir);
+	test_alloc_reset();
+}
+
+static void
+teardown(void)
+{
+	rm_db(dbpath);
+	rmdir(tmpdir);
+}
+
+TestSuite(attach, .init = setup, .fini = teardown);
+
+static crdt_store *
+store_open(uint32_t max_pages, bool must_exist)
+{
+	crdt_store_sqlite_opts o;
+	memset(&o, 0, sizeof o);
+	o.synchronous = CRDT_STORE_SYNC_NORMAL; /* kill -9 safe, faster */
+	o.max_pages = max_pages;
+	o.must_exist = must_exist;
+	crdt_store *s = NULL;
+	int rc = crdt_store_open_sqlite(NULL, dbpath, &o, &s);
+	cr_assert_eq(rc, 0, "open store: %s", crdt_err_name(rc));
+	return s;
+}
+
+/* A document with one LWW map "m" (object 0). */
+static crdt_doc *
+mkdoc(uint8_t id, test_clock *clk, size_t log_max)
+{
+	crdt_config cfg;
+	test_config(&cfg, clk);
+	cfg.log_max_msgs = log_max;
+	crdt_replica_id rid = test_id(id);
+	crdt_doc *d = NULL;
+	cr_assert_eq(crdt_doc_new(&cfg, &rid, &d), 0);
+	uint32_t on;
+	cr_assert_eq(crdt_doc_register(d, "m", CRDT_OBJ_MAP, &on), 0);
+	cr_assert_eq(on, 0);
+	return d;
+}
+
+static int
+put(crdt_doc *d, unsigned k, const char *v, crdt_buf *msg)
+{
+	char key[16];
+	snprintf(key, sizeof key, "k%u", k);
+	crdt_buf_clear(msg);
+	return crdt_doc_map_set(d, 0, key, strlen(key), v, strlen(v), msg);
+}
+
+static void
+save(const crdt_doc *d, crdt_buf *out)
+{
+	crdt_buf_clear(out);
+	cr_assert_eq(crdt_doc_save(d, out), 0);
+}
+
+static crdt_dot
+dot_of(const crdt_buf *m)
+{
+	crdt_dot dot;
+	cr_assert_eq(crdt_msg_peek(m->data, m->len, &dot, NULL), 0);
+	return dot;
+}
+
+static uint64_t
+vc_of(const crdt_doc *d, uint8_t id)
+{
+	crdt_vclock *v;
+	cr_assert_eq(crdt_doc_vclock(d, &v), 0);
+	crdt_replica_id r = test_id(id);
+	uint64_t c = crdt_vclock_get(v, &r);
+	crdt_vclock_free(v);
+	return c;
+}
+
+#define MAX_FRAMES 1024
+
+/* Sync rounds between a and b until both sides have nothing to send;
+ * counts the frames that carried a snapshot would need the wire format,
+ * so callers check the outcome instead (log sizes, saved bytes). */
+static void
+heal(crdt_doc *a, crdt_doc *b)
+{
+	crdt_buf f, r;
+	tb_init(&f);
+	tb_init(&r);
+	for (int round = 0; round < 2; round++) {
+		crdt_buf_clear(&f);
+		cr_assert_eq(crdt_doc_sync_start(round ? b : a, &f), 0);
+		crdt_doc *to = round ? a : b, *from = round ? b : a;
+		for (size_t k = 0; f.len > 0; k++) {
+			cr_assert_lt(k, MAX_FRAMES, "a sync round never ends");
+			crdt_buf_clear(&r);
+			int rc = crdt_doc_sync_handle(to, f.data, f.len, NULL,
+			    &r);
+			cr_assert_eq(rc, 0, "sync: %s", crdt_err_name(rc));
+			crdt_buf t = f;
+			f = r;
+			r = t;
+			crdt_doc *x = from;
+			from = to;
+			to = x;
+		}
+	}
+	crdt_buf_fini(&f);
+	crdt_buf_fini(&r);
+}
+
+Test(attach, a_restart_restores_state_log_buffer_evidence_counter_and_stamp)
+{
+	test_clock ca = { 1000000, 0 }, cb = { 1000000, 0 };
+	crdt_doc *a = mkdoc(1, &ca, 0);
+	crdt_doc *b = mkdoc(2, &cb, 0);
+	crdt_doc *c1 = mkdoc(3, &cb, 0), *c2 = mkdoc(3, &cb, 0);
+	crdt_store *s = store_open(0, false);
+	cr_assert_eq(crdt_doc_attach_store(a, s, 0), 0);
+	crdt_buf m, bm[3], x, y, snap;
+	tb_init(&m);
+	tb_init(&x);
+	tb_init(&y);
+	tb_init(&snap);
+	for (unsigned i = 0; i < 5; i++) {
+		ca.ms += 10;
+		cr_assert_eq(put(a, i, "a", &m), 0);
+	}
+	cr_assert_eq(crdt_doc_checkpoint(a), 0);
+	for (unsigned i = 5; i < 8; i++) {
+		ca.ms += 10;
+		cr_assert_eq(put(a, i, "a", &m), 0);
+	}
+	crdt_dot last = dot_of(&m);
+	uint64_t hlc_before;
+	cr_assert_eq(crdt_msg_peek(m.data, m.len, &last, &hlc_before), 0);
+	/* b's 1 applied, 3 buffered (waits for 2) */
+	for (int i = 0; i < 3; i++) {
+		tb_init(&bm[i]);
+		cb.ms += 10;
+		cr_assert_eq(put(b, 100 + (unsigned)i, "b", &bm[i]), 0);
+	}
+	cr_assert_eq(crdt_doc_receive(a, bm[0].data, bm[0].len, NULL), 0);
+	cr_assert_eq(crdt_doc_receive(a, bm[2].data, bm[2].len, NULL), 0);
+	cr_assert_eq(crdt_doc_buffered(a), 1);
+	/* replica 3 equivocates: two different messages under dot (3, 1) */
+	cr_assert_eq(put(c1, 200, "x", &x), 0);
+	cr_assert_eq(put(c2, 200, "y", &y), 0);
+	cr_assert_eq(crdt_doc_receive(a, x.data, x.len, NULL), 0);
+	cr_assert_eq(crdt_doc_receive(a, y.data, y.len, NULL), 0);
+	save(a, &snap);
+	crdt_doc_free(a);
+	crdt_store_close(s);
+
+	/* Restart with a device clock far behind the earlier stamps */
+	test_clock cr = { 1000, 0 };
+	crdt_doc *r = mkdoc(1, &cr, 0);
+	s = store_open(0, true);
+	cr_assert_eq(crdt_doc_open_store(r, s, 0), 0);
+	crdt_buf again;
+	tb_init(&again);
+	save(r, &again);
+	cr_assert(bytes_eq(snap.data, snap.len, again.data, again.len),
+	    "the restored document saves other bytes");
+	cr_assert_eq(crdt_doc_buffered(r), 1);
+	/* the log holds what came after the checkpoint */
+	cr_assert_eq(crdt_doc_log_get(r, last, NULL, NULL), 0);
+	crdt_dot bd = dot_of(&bm[0]);
+	cr_assert_eq(crdt_doc_log_get(r, bd, NULL, NULL), 0);
+	/* the evidence is back: both variants travel in the next DATA frame,
+	 * so a peer that holds one gets the other */
+	crdt_doc *p = mkdoc(4, &cb, 0);
+	heal(r, p);
+	save(p, &again);
+	save(r, &snap);
+	cr_assert(bytes_eq(snap.data, snap.len, again.data, again.len),
+	    "a healed peer differs");
+	/* the counter goes on, the stamp is above every earlier one */
+	cr_assert_eq(put(r, 9, "after", &m), 0);
+	crdt_dot nd = dot_of(&m);
+	cr_assert_eq(nd.counter, last.counter + 1, "a dot was reused");
+	uint64_t hlc;
+	cr_assert_eq(crdt_msg_peek(m.data, m.len, &nd, &hlc), 0);
+	cr_assert_gt(hlc, hlc_before, "stamped below an earlier write");
+	/* the release of the buffered message is stored too: b's 2 arrives,
+	 * 3 is released; a second restart holds both */
+	cr_assert_eq(crdt_doc_receive(r, bm[1].data, bm[1].len, NULL), 0);
+	cr_assert_eq(crdt_doc_buffered(r), 0);
+	save(r, &snap);
+	crdt_doc_free(r);
+	crdt_store_close(s);
+	r = mkdoc(1, &cr, 0);
+	s = store_open(0, true);
+	cr_assert_eq(crdt_doc_open_store(r, s, 0), 0);
+	save(r, &again);
+	cr_assert(bytes_eq(snap.data, snap.len, again.data, again.len));
+	cr_assert_eq(vc_of(r, 2), 3);
+	crdt_doc_free(r);
+	crdt_store_close(s);
+	for (int i = 0; i < 3; i++)
+		crdt_buf_fini(&bm[i]);
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&x);
+	crdt_buf_fini(&y);
+	crdt_buf_fini(&snap);
+	crdt_buf_fini(&again);
+	crdt_doc_free(b);
+	crdt_doc_free(c1);
+	crdt_doc_free(c2);
+	crdt_doc_free(p);
+	ASSERT_NO_LEAKS();
+}
+
+Test(attach, attaching_a_document_with_history_stores_what_it_holds)
+{
+	test_clock ca = { 1000000, 0 };
+	crdt_doc *a = mkdoc(1, &ca, 3); /* the log keeps only 3 */
+	crdt_buf m, snap, again;
+	tb_init(&m);
+	tb_init(&snap);
+	tb_init(&again);
+	for (unsigned i = 0; i < 10; i++) {
+		ca.ms += 10;
+		cr_assert_eq(put(a, i, "v", &m), 0);
+	}
+	crdt_store *s = store_open(0, false);
+	cr_assert_eq(crdt_doc_attach_store(a, s, 0), 0);
+	cr_assert_eq(crdt_doc_attach_store(a, s, 0), 0, "again: a no-op");
+	crdt_store *other = store_open(0, false);
+	cr_assert_eq(crdt_doc_attach_store(a, other, 0), CRDT_ESTATE);
+	crdt_store_close(other);
+	cr_assert_eq(crdt_doc_attach_store(a, s, 1), CRDT_EINVAL);
+	ca.ms += 10;
+	cr_assert_eq(put(a, 10, "v", &m), 0);
+	save(a, &snap);
+	crdt_doc_free(a);
+	crdt_store_close(s);
+	crdt_doc *r = mkdoc(1, &ca, 3);
+	s = store_open(0, true);
+	cr_assert_eq(crdt_doc_open_store(r, s, 0), 0);
+	save(r, &again);
+	cr_assert(bytes_eq(snap.data, snap.len, again.data, again.len));
+	cr_assert_eq(vc_of(r, 1), 11);
+	/* a document with data cannot be restored into */
+	cr_assert_eq(crdt_doc_open_store(r, s, 0), CRDT_ESTATE);
+	crdt_doc_free(r);
+	crdt_store_close(s);
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&snap);
+	crdt_buf_fini(&again);
+	ASSERT_NO_LEAKS();
+}
+
+Test(attach, a_full_store_refuses_the_message_and_changes_nothing)
+{
+	test_clock ca = { 1000000, 0 }, cb = { 1000000, 0 };
+	crdt_doc *a = mkdoc(1, &ca, 0);
+	crdt_doc *b = mkdoc(2, &cb, 0);
+	crdt_store *s = store_open(24, false);
+	cr_assert_eq(crdt_doc_attach_store(a, s, 0), 0);
+	static char big[3001];
+	memset(big, 'z', sizeof big - 1);
+	crdt_buf m, before, after, bmsg;
+	tb_init(&m);
+	tb_init(&before);
+	tb_init(&after);
+	tb_init(&bmsg);
+	int rc = 0;
+	unsigned i = 0;
+	for (; i < 200; i++) {
+		ca.ms += 10;
+		save(a, &before);
+		rc = put(a, i, big, &m);
+		if (rc != 0)
+			break;
+	}
+	cr_assert_eq(rc, CRDT_EFULL, "got %s after %u", crdt_err_name(rc), i);
+	cr_assert_gt(i, 2);
+	cr_assert_eq(m.len, 0, "no message handed out");
+	save(a, &after);
+	cr_assert(bytes_eq(before.data, before.len, after.data, after.len),
+	    "a refused commit changed the document");
+	cr_assert_eq(vc_of(a, 1), i);
+	/* a remote message, applied or buffered, is refused alike */
+	cr_assert_eq(put(b, 1, big, &bmsg), 0);
+	cr_assert_eq(crdt_doc_receive(a, bmsg.data, bmsg.len, NULL),
+	    CRDT_EFULL);
+	crdt_buf b2;
+	tb_init(&b2);
+	cr_assert_eq(put(b, 2, big, &b2), 0);
+	cr_assert_eq(crdt_doc_receive(a, b2.data, b2.len, NULL), CRDT_EFULL);
+	cr_assert_eq(crdt_doc_buffered(a), 0);
+	save(a, &after);
+	cr_assert(bytes_eq(before.data, before.len, after.data, after.len));
+	/* the store is consistent: a restart gives the same document */
+	crdt_doc *r = mkdoc(1, &ca, 0);
+	crdt_store *s2 = store_open(0, true);
+	cr_assert_eq(crdt_doc_open_store(r, s2, 0), 0);
+	save(r, &after);
+	cr_assert(bytes_eq(before.data, before.len, after.data, after.len));
+	crdt_doc_free(r);
+	crdt_store_close(s2);
+	/* space freed: detach, reopen without the quota, attach, retry */
+	cr_assert_eq(crdt_doc_attach_store(a, NULL, 0), 0);
+	crdt_store_close(s);
+	s = store_open(0, true);
+	cr_assert_eq(crdt_doc_attach_store(a, s, 0), 0);
+	cr_assert_eq(put(a, i, big, &m), 0);
+	cr_assert_eq(crdt_doc_receive(a, b2.data, b2.len, NULL), 0);
+	cr_assert_eq(crdt_doc_buffered(a), 1);
+	cr_assert_eq(crdt_doc_receive(a, bmsg.data, bmsg.len, NULL), 0);
+	cr_assert_eq(vc_of(a, 2), 2);
+	save(a, &before);
+	crdt_doc_free(a);
+	crdt_store_close(s);
+	r = mkdoc(1, &ca, 0);
+	s = store_open(0, true);
+	cr_assert_eq(crdt_doc_open_store(r, s, 0), 0);
+	save(r, &after);
+	cr_assert(bytes_eq(before.data, before.len, after.data, after.len));
+	crdt_doc_free(r);
+	crdt_store_close(s);
+	crdt_doc_free(b);
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&b2);
+	crdt_buf_fini(&bmsg);
+	crdt_buf_fini(&before);
+	crdt_buf_fini(&after);
+	ASSERT_NO_LEAKS();
+}
+
+Test(attach, sync_serves_from_the_store_what_the_log_evicted)
+{
+	test_clock ca = { 1000000, 0 }, cp = { 1000000, 0 };
+	crdt_doc *a = mkdoc(1, &ca, 4);
+	crdt_store *s = store_open(0, false);
+	cr_assert_eq(crdt_doc_attach_store(a, s, 0), 0);
+	crdt_buf m, x, y;
+	tb_init(&m);
+	tb_init(&x);
+	tb_init(&y);
+	for (unsigned i = 0; i < 60; i++) {
+		ca.ms += 10;
+		cr_assert_eq(put(a, i % 7, "v", &m), 0);
+	}
+	cr_assert_leq(crdt_doc_log_size(a), 4);
+	/* A peer far behind gets messages, not a snapshot: its log holds
+	 * every one of them afterwards. */
+	crdt_doc *p = mkdoc(2, &cp, 0);
+	heal(a, p);
+	cr_assert_eq(vc_of(p, 1), 60);
+	cr_assert_eq(crdt_doc_log_size(p), 60, "caught up by snapshot");
+	save(a, &x);
+	save(p, &y);
+	cr_assert(bytes_eq(x.data, x.len, y.data, y.len));
+	/* After a restart too (the checkpoint covers everything) */
+	cr_assert_eq(crdt_doc_checkpoint(a), 0);
+	crdt_doc_free(a);
+	crdt_store_close(s);
+	crdt_doc *r = mkdoc(1, &ca, 4);
+	s = store_open(0, true);
+	cr_assert_eq(crdt_doc_open_store(r, s, 0), 0);
+	cr_assert_eq(crdt_doc_log_size(r), 0);
+	crdt_doc *q = mkdoc(3, &cp, 0);
+	heal(r, q);
+	cr_assert_eq(crdt_doc_log_size(q), 60);
+	save(q, &y);
+	cr_assert(bytes_eq(x.data, x.len, y.data, y.len));
+	crdt_doc_free(r);
+	crdt_doc_free(p);
+	crdt_doc_free(q);
+	crdt_store_close(s);
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&x);
+	crdt_buf_fini(&y);
+	ASSERT_NO_LEAKS();
+}
+
+/* ---- crash test ---- */
+
+#define CRASH_ITERS 120
+#define B_STREAM 300
+#define CHILD_STEPS 400
+#define RESET_AT 150
+
+/* An ack on the pipe: who (1 = own commit, 2 = b's message received) and
+ * the dot's counter. */
+typedef struct ack {
+	uint32_t who;
+	uint32_t counter;
+} ack;
+
+static crdt_doc *
+child_doc(void)
+{
+	crdt_config cfg;
+	test_config(&cfg, NULL);
+	cfg.log_max_msgs = 16; /* the log evicts; the store keeps all */
+	crdt_replica_id rid = test_id(1);
+	crdt_doc *d = NULL;
+	uint32_t on;
+	if (crdt_doc_new(&cfg, &rid, &d) != 0 ||
+	    crdt_doc_register(d, "m", CRDT_OBJ_MAP, &on) != 0)
+		_exit(3);
+	return d;
+}
+
+static uint64_t
+child_vc(const crdt_doc *d, uint8_t id)
+{
+	crdt_vclock *v;
+	if (crdt_doc_vclock(d, &v) != 0)
+		_exit(3);
+	crdt_replica_id r = test_id(id);
+	uint64_t c = crdt_vclock_get(v, &r);
+	crdt_vclock_free(v);
+	return c;
+}
+
+/* Restart from the store, then commit and receive b's stream in a random
+ * mix, taking a checkpoint now and then, and write each ack to `wfd`
+ * after the call returned 0. */
+static void
+crash_child(crdt_buf *bs, uint64_t seed, int wfd)
+{
+	test_rng r;
+	test_rng_init(&r, seed);
+	crdt_store_sqlite_opts o;
+	memset(&o, 0, sizeof o);
+	o.synchronous = test_rng_below(&r, 2) ? CRDT_STORE_SYNC_FULL :
+						 CRDT_STORE_SYNC_NORMAL;
+	crdt_store *s = NULL;
+	if (crdt_store_open_sqlite(NULL, dbpath, &o, &s) != 0)
+		_exit(2);
+	crdt_doc *d = child_doc();
+	if (crdt_doc_open_store(d, s, 0) != 0)
+		_exit(3);
+	crdt_buf m;
+	tb_init(&m);
+	for (int step = 0; step < CHILD_STEPS; step++) {
+		uint64_t pick = test_rng_below(&r, 10);
+		ack a;
+		if (pick < 6) {
+			char key[8], val[32];
+			snprintf(key, sizeof key, "k%u",
+			    (unsigned)test_rng_below(&r, 16));
+			snprintf(val, sizeof val, "v%llu",
+			    (unsigned long long)test_rng_next(&r));
+			crdt_buf_clear(&m);
+			if (crdt_doc_map_set(d, 0, key, strlen(key), val,
+			    strlen(val), &m) != 0)
+				_exit(4);
+			crdt_dot dot;
+			if (crdt_msg_peek(m.data, m.len, &dot, NULL) != 0)
+				_exit(4);
+			a = (ack){ 1, (uint32_t)dot.counter };
+		} else if (pick < 9) {
+			uint64_t next = child_vc(d, 2);
+			if (next >= B_STREAM)
+				continue;
+			if (crdt_doc_receive(d, bs[next].data, bs[next].len,
+			    NULL) != 0)
+				_exit(5);
+			a = (ack){ 2, (uint32_t)(next + 1) };
+		} else {
+			if (crdt_doc_checkpoint(d) != 0)
+				_exit(6);
+			continue;
+		}
+		if (write(wfd, &a, sizeof a) != (ssize_t)sizeof a)
+			_exit(7);
+	}
+	crdt_buf_fini(&m);
+	crdt_doc_free(d);
+	crdt_store_close(s);
+	_exit(0);
+}
+
+typedef struct scan {
+	uint64_t own_max;
+	size_t own_n;
+	bool seen[CHILD_STEPS * 2 + RESET_AT + 8];
+	bool reused;
+} scan;
+
+static int
+scan_one(void *ud, crdt_dot dot, const uint8_t *bytes, size_t len)
+{
+	(void)bytes;
+	(void)len;
+	scan *sc = ud;
+	crdt_replica_id a = test_id(1);
+	if (crdt_replica_id_cmp(&dot.replica, &a) != 0)
+		return 0;
+	cr_assert_lt(dot.counter, sizeof sc->seen / sizeof sc->seen[0]);
+	if (sc->seen[dot.counter])
+		sc->reused = true; /* a second message under one dot */
+	sc->seen[dot.counter] = true;
+	sc->own_n++;
+	if (dot.counter > sc->own_max)
+		sc->own_max = dot.counter;
+	return 0;
+}
+
+/* Reopen, restore, check every ack and that no dot of ours was reused;
+ * `heal`: also sync a fresh peer and require identical bytes. Returns how
+ * many messages of ours the store holds. */
+static size_t
+crash_verify(uint32_t own_acked, uint32_t b_acked, bool do_heal)
+{
+	crdt_store *s = store_open(0, false);
+	crdt_doc *d = child_doc();
+	int rc = crdt_doc_open_store(d, s, 0);
+	cr_assert_eq(rc, 0, "restart: %s", crdt_err_name(rc));
+	cr_assert_geq(vc_of(d, 1), own_acked, "an acked commit was lost");
+	cr_assert_geq(vc_of(d, 2), b_acked, "an acked receive was lost");
+	static scan sc;
+	memset(&sc, 0, sizeof sc);
+	crdt_vclock *none;
+	cr_assert_eq(crdt_vclock_new(NULL, &none), 0);
+	uint64_t cursor = 0;
+	bool more = false;
+	cr_assert_eq(crdt_store_since(s, none, &cursor, SIZE_MAX, scan_one,
+			 &sc, &more), 0);
+	cr_assert(!more);
+	crdt_vclock_free(none);
+	cr_assert(!sc.reused, "a dot was reused");
+	cr_assert_eq(sc.own_n, sc.own_max, "a gap in our own counters");
+	cr_assert_eq(vc_of(d, 1), sc.own_max);
+	if (do_heal) {
+		test_clock cp = { 1000000, 0 };
+		crdt_doc *p = mkdoc(2, &cp, 0);
+		heal(d, p);
+		crdt_buf x, y;
+		tb_init(&x);
+		tb_init(&y);
+		save(d, &x);
+		save(p, &y);
+		cr_assert(bytes_eq(x.data, x.len, y.data, y.len),
+		    "a healed peer is not byte-identical");
+		crdt_buf_fini(&x);
+		crdt_buf_fini(&y);
+		crdt_doc_free(p);
+	}
+	crdt_doc_free(d);
+	crdt_store_close(s);
+	return sc.own_n;
+}
+
+static void
+drain(int fd, uint32_t *own, uint32_t *b, size_t max)
+{
+	for (size_t k = 0; k < max; k++) {
+		ack a;
+		if (read(fd, &a, sizeof a) != (ssize_t)sizeof a)
+			return;
+		uint32_t *t = a.who == 1 ? own : b;
+		cr_assert(a.who == 1 || a.who == 2);
+		if (a.counter > *t)
+			*t = a.counter;
+	}
+}
+
+Test(attach, no_acknowledged_message_is_lost_and_no_dot_reused_under_kill_9,
+    .timeout = 120)
+{
+	/* b's stream, made before any fork */
+	static crdt_buf bs[B_STREAM];
+	test_clock cb = { 1000000, 0 };
+	crdt_doc *b = mkdoc(2, &cb, 0);
+	for (unsigned i = 0; i < B_STREAM; i++) {
+		tb_init(&bs[i]);
+		cb.ms += 1;
+		cr_assert_eq(put(b, i % 32, "from b", &bs[i]), 0);
+	}
+	crdt_doc_free(b);
+	test_rng r;
+	uint64_t seed = test_seed(0xa77ac4);
+	test_rng_init(&r, seed);
+	uint32_t own = 0, bk = 0;
+	size_t kills = 0, heals = 0;
+	for (int it = 0; it < CRASH_ITERS; it++) {
+		int p[2];
+		cr_assert_eq(pipe(p), 0);
+		uint64_t cseed = test_rng_next(&r);
+		pid_t pid = fork();
+		cr_assert_geq(pid, 0);
+		if (pid == 0) {
+			close(p[0]);
+			crash_child(bs, cseed, p[1]);
+		}
+		close(p[1]);
+		/* Kill after 0..5 acks (0: during the open or the replay),
+		 * then a random short delay. */
+		drain(p[0], &own, &bk, (size_t)test_rng_below(&r, 6));
+		struct timespec ts = { 0,
+			(long)test_rng_below(&r, 3000) * 1000L };
+		nanosleep(&ts, NULL);
+		kill(pid, SIGKILL);
+		int status = 0;
+		cr_assert_eq(waitpid(pid, &status, 0), pid);
+		drain(p[0], &own, &bk, 2 * CHILD_STEPS);
+		close(p[0]);
+		cr_assert(WIFSIGNALED(status) ||
+			(WIFEXITED(status) && WEXITSTATUS(status) == 0),
+		    "child failed: status %d (seed %llu)", status,
+		    (unsigned long long)seed);
+		if (WIFSIGNALED(status))
+			kills++;
+		bool last = it == CRASH_ITERS - 1;
+		size_t n = crash_verify(own, bk, last || (it % 10) == 9);
+		if (last || (it % 10) == 9)
+			heals++;
+		if (n >= RESET_AT) {
+			rm_db(dbpath);
+			own = bk = 0;
+		}
+	}
+	cr_assert_geq(kills, 100, "only %zu of %d children were killed", kills,
+	    CRASH_ITERS);
+	cr_assert_geq(heals, 12);
+	for (unsigned i = 0; i < B_STREAM; i++)
+		crdt_buf_fini(&bs[i]);
+}
