@@ -817,6 +817,7 @@ crdt__equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
 			crdt__ev_remove(&d->ev, dot, first, flen);
 		return rc;
 	}
+	crdt__store_variant(d);
 	return 0;
 }
 
@@ -878,6 +879,8 @@ buffer_variant(crdt_doc *d, msgview *mv, uint32_t s, void *caller)
 	}
 	if (rc < 0) /* nothing refers to what it interned */
 		crdt__unintern_to(d, nrs0);
+	else
+		crdt__store_variant(d);
 	return rc;
 }
 

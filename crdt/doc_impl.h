@@ -367,6 +367,15 @@ crdt__store_put(crdt_doc *d, const uint8_t *bytes, size_t len)
 		return 0;
 	return crdt__store_put_slow(d, bytes, len);
 }
+/* A variant of an applied dot was accepted (applied or buffered): it is
+ * stored, but a restart replays only the dots the checkpoint's clock
+ * lacks, and that clock may cover this dot, so checkpoint now. Variants
+ * are bounded by the evidence bounds (max_variants, max_evidence_bytes),
+ * which bound this O(document) cost. A failure is not returned (the
+ * variant is in and stored); the next checkpoint covers it, and until
+ * then a restart lacks it like a replica that never saw it, which sync
+ * heals (every DATA frame carries the evidence). */
+void crdt__store_variant(crdt_doc *d);
 /* A snapshot merged into an attached document (snapshot.c): checkpoint
  * it, since no message in the store carries it. */
 int crdt__store_after_load(crdt_doc *d);

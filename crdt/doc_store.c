@@ -121,6 +121,15 @@ crdt__store_after_load(crdt_doc *d)
 	return crdt_doc_checkpoint(d);
 }
 
+void
+crdt__store_variant(crdt_doc *d)
+{
+	if (d->store != NULL && d->store_quiet == 0 && !crdt__is_relay(d)) {
+		int rc = crdt_doc_checkpoint(d); /* see doc_impl.h */
+		(void)rc;
+	}
+}
+
 /* A stored message re-offered on restart. The store holds what this
  * document accepted, so it is accepted again; what is refused now (a
  * buffer bound lowered since) is refused as on receipt. Only running out

@@ -172,6 +172,11 @@ Test(attach, a_restart_restores_state_log_buffer_evidence_counter_and_stamp)
 		ca.ms += 10;
 		cr_assert_eq(put(a, i, "a", &m), 0);
 	}
+	/* replica 3 equivocates: two different messages under dot (3, 1) */
+	cr_assert_eq(put(c1, 200, "x", &x), 0);
+	cr_assert_eq(put(c2, 200, "y", &y), 0);
+	cr_assert_eq(crdt_doc_receive(a, x.data, x.len, NULL), 0);
+	cr_assert_eq(crdt_doc_receive(a, y.data, y.len, NULL), 0);
 	cr_assert_eq(crdt_doc_checkpoint(a), 0);
 	for (unsigned i = 5; i < 8; i++) {
 		ca.ms += 10;
@@ -189,11 +194,6 @@ Test(attach, a_restart_restores_state_log_buffer_evidence_counter_and_stamp)
 	cr_assert_eq(crdt_doc_receive(a, bm[0].data, bm[0].len, NULL), 0);
 	cr_assert_eq(crdt_doc_receive(a, bm[2].data, bm[2].len, NULL), 0);
 	cr_assert_eq(crdt_doc_buffered(a), 1);
-	/* replica 3 equivocates: two different messages under dot (3, 1) */
-	cr_assert_eq(put(c1, 200, "x", &x), 0);
-	cr_assert_eq(put(c2, 200, "y", &y), 0);
-	cr_assert_eq(crdt_doc_receive(a, x.data, x.len, NULL), 0);
-	cr_assert_eq(crdt_doc_receive(a, y.data, y.len, NULL), 0);
 	save(a, &snap);
 	crdt_doc_free(a);
 	crdt_store_close(s);
@@ -667,4 +667,77 @@ Test(attach, no_acknowledged_message_is_lost_and_no_dot_reused_under_kill_9,
 	cr_assert_geq(heals, 12);
 	for (unsigned i = 0; i < B_STREAM; i++)
 		crdt_buf_fini(&bs[i]);
+}
+
+Test(attach, a_variant_of_a_dot_the_checkpoint_covers_survives_a_restart)
+{
+	test_clock ca = { 1000000, 0 }, cc = { 1000000, 0 };
+	crdt_doc *a = mkdoc(1, &ca, 0);
+	crdt_doc *c1 = mkdoc(3, &cc, 0), *c2 = mkdoc(3, &cc, 0);
+	crdt_store *s = store_open(0, false);
+	cr_assert_eq(crdt_doc_attach_store(a, s, 0), 0);
+	crdt_buf x, y, snap, again;
+	tb_init(&x);
+	tb_init(&y);
+	tb_init(&snap);
+	tb_init(&again);
+	cr_assert_eq(put(c1, 1, "x", &x), 0);
+	cr_assert_eq(put(c2, 1, "y", &y), 0);
+	cr_assert_eq(crdt_doc_receive(a, x.data, x.len, NULL), 0);
+	cr_assert_eq(crdt_doc_checkpoint(a), 0); /* covers (3, 1) */
+	cr_assert_eq(crdt_doc_receive(a, y.data, y.len, NULL), 0);
+	save(a, &snap);
+	crdt_doc_free(a);
+	crdt_store_close(s);
+	crdt_doc *r = mkdoc(1, &ca, 0);
+	s = store_open(0, true);
+	cr_assert_eq(crdt_doc_open_store(r, s, 0), 0);
+	save(r, &again);
+	cr_assert(bytes_eq(snap.data, snap.len, again.data, again.len),
+	    "the variant was lost");
+	crdt_doc_free(r);
+	crdt_store_close(s);
+	crdt_doc_free(c1);
+	crdt_doc_free(c2);
+	crdt_buf_fini(&x);
+	crdt_buf_fini(&y);
+	crdt_buf_fini(&snap);
+	crdt_buf_fini(&again);
+	ASSERT_NO_LEAKS();
+}
+
+Test(attach, a_snapshot_loaded_while_attached_survives_a_restart)
+{
+	test_clock ca = { 1000000, 0 }, cp = { 1000000, 0 };
+	crdt_doc *a = mkdoc(1, &ca, 0), *p = mkdoc(2, &cp, 0);
+	crdt_store *s = store_open(0, false);
+	cr_assert_eq(crdt_doc_attach_store(a, s, 0), 0);
+	crdt_buf m, snap, again;
+	tb_init(&m);
+	tb_init(&snap);
+	tb_init(&again);
+	cr_assert_eq(put(a, 1, "a", &m), 0);
+	for (unsigned i = 0; i < 5; i++) {
+		cp.ms += 10;
+		cr_assert_eq(put(p, i, "p", &m), 0);
+	}
+	save(p, &snap);
+	cr_assert_eq(crdt_doc_load(a, snap.data, snap.len, NULL), 0);
+	cr_assert_eq(vc_of(a, 2), 5);
+	save(a, &snap);
+	crdt_doc_free(a);
+	crdt_store_close(s);
+	crdt_doc *r = mkdoc(1, &ca, 0);
+	s = store_open(0, true);
+	cr_assert_eq(crdt_doc_open_store(r, s, 0), 0);
+	save(r, &again);
+	cr_assert(bytes_eq(snap.data, snap.len, again.data, again.len),
+	    "the snapshot's state was lost");
+	crdt_doc_free(r);
+	crdt_doc_free(p);
+	crdt_store_close(s);
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&snap);
+	crdt_buf_fini(&again);
+	ASSERT_NO_LEAKS();
 }
