@@ -106,6 +106,7 @@ crdt_doc_free(crdt_doc *d)
 	crdt__ev_fini(&d->ev);
 	crdt__keys_fini(&d->keys);
 	crdt__table_fini(&d->reps, NULL);
+	crdt__store_fini(d);
 	crdt__free(&a, d, sizeof *d);
 }
 

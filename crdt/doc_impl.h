@@ -147,6 +147,13 @@ struct crdt_doc {
 	 * appended again. */
 	struct crdt_store *store;
 	unsigned store_quiet;
+	/* group commit (CRDT_DOC_STORE_GROUP): accepted messages waiting for
+	 * crdt_doc_store_flush(), bytes back to back in store_q, message i
+	 * ending at store_qend[i] */
+	bool store_group;
+	crdt_buf store_q;
+	size_t *store_qend;
+	size_t store_qn, store_qcap;
 
 	crdt__undo undo;
 	iddep *sdeps;
@@ -376,6 +383,8 @@ crdt__store_put(crdt_doc *d, const uint8_t *bytes, size_t len)
  * then a restart lacks it like a replica that never saw it, which sync
  * heals (every DATA frame carries the evidence). */
 void crdt__store_variant(crdt_doc *d);
+/* Free the group-commit queue (crdt_doc_free). */
+void crdt__store_fini(crdt_doc *d);
 /* A snapshot merged into an attached document (snapshot.c): checkpoint
  * it, since no message in the store carries it. */
 int crdt__store_after_load(crdt_doc *d);

@@ -19,11 +19,71 @@
  * batch is limits.max_elems, far above this). */
 #define ATTACH_BATCH 64
 
+/* Group commit: queue a copy; only out of memory can fail, and then the
+ * queue is as before. */
+static int
+queue_put(crdt_doc *d, const uint8_t *bytes, size_t len)
+{
+	if (d->store_qn == d->store_qcap) {
+		void *v = d->store_qend;
+		CRDT_TRY(crdt__grow(&d->cfg.alloc, &v, &d->store_qcap,
+		    d->store_qn + 1, sizeof *d->store_qend));
+		d->store_qend = v;
+	}
+	CRDT_TRY(crdt_buf_append(&d->store_q, bytes, len));
+	d->store_qend[d->store_qn++] = d->store_q.len;
+	return 0;
+}
+
 int
 crdt__store_put_slow(crdt_doc *d, const uint8_t *bytes, size_t len)
 {
+	if (d->store_group)
+		return queue_put(d, bytes, len);
 	crdt_store_msg m = { bytes, len };
 	return crdt_store_append(d->store, &m, 1, NULL);
+}
+
+void
+crdt__store_fini(crdt_doc *d)
+{
+	crdt_buf_fini(&d->store_q);
+	crdt__free(&d->cfg.alloc, d->store_qend,
+	    d->store_qcap * sizeof *d->store_qend);
+	d->store_qend = NULL;
+	d->store_qn = d->store_qcap = 0;
+}
+
+int
+crdt_doc_store_flush(crdt_doc *d)
+{
+	if (d == NULL)
+		return CRDT_EINVAL;
+	if (d->store == NULL)
+		return d->store_qn == 0 ? 0 : CRDT_ESTATE;
+	size_t done = 0; /* messages appended */
+	int rc = 0;
+	while (rc == 0 && done < d->store_qn) {
+		crdt_store_msg m[ATTACH_BATCH];
+		size_t n = 0;
+		for (; n < ATTACH_BATCH && done + n < d->store_qn; n++) {
+			size_t i = done + n;
+			size_t start = i == 0 ? 0 : d->store_qend[i - 1];
+			m[n] = (crdt_store_msg){ d->store_q.data + start,
+				d->store_qend[i] - start };
+		}
+		rc = crdt_store_append(d->store, m, n, NULL);
+		if (rc == 0)
+			done += n;
+	}
+	/* Drop what was appended; the rest stays for the next flush. */
+	size_t cut = done == 0 ? 0 : d->store_qend[done - 1];
+	memmove(d->store_q.data, d->store_q.data + cut, d->store_q.len - cut);
+	d->store_q.len -= cut;
+	for (size_t i = done; i < d->store_qn; i++)
+		d->store_qend[i - done] = d->store_qend[i] - cut;
+	d->store_qn -= done;
+	return rc;
 }
 
 typedef struct batch {
@@ -74,22 +134,33 @@ attach_existing(crdt_doc *d, crdt_store *s)
 	return rc;
 }
 
+/* Set the mode; the queue must be empty to change it or the store. */
+static int
+set_mode(crdt_doc *d, crdt_store *s, unsigned flags)
+{
+	if (d->store_qn > 0 && (s != d->store ||
+	    (flags & CRDT_DOC_STORE_GROUP) == 0))
+		return CRDT_ESTATE;
+	if (d->store_q.alloc.alloc == NULL)
+		crdt_buf_init(&d->store_q, &d->cfg.alloc);
+	d->store = s;
+	d->store_group = (flags & CRDT_DOC_STORE_GROUP) != 0;
+	return 0;
+}
+
 int
 crdt_doc_attach_store(crdt_doc *d, crdt_store *s, unsigned flags)
 {
-	if (d == NULL || flags != 0)
+	if (d == NULL || (flags & ~(unsigned)CRDT_DOC_STORE_GROUP) != 0)
 		return CRDT_EINVAL;
 	if (d->in_txn)
 		return CRDT_ESTATE;
-	if (s == NULL) {
-		d->store = NULL;
-		return 0;
-	}
+	if (s == NULL || d->store == s)
+		return set_mode(d, s, flags);
 	if (d->store != NULL)
-		return d->store == s ? 0 : CRDT_ESTATE;
+		return CRDT_ESTATE;
 	CRDT_TRY(attach_existing(d, s));
-	d->store = s;
-	return 0;
+	return set_mode(d, s, flags);
 }
 
 int
@@ -99,6 +170,9 @@ crdt_doc_checkpoint(crdt_doc *d)
 		return CRDT_EINVAL;
 	if (d->store == NULL || d->in_txn)
 		return CRDT_ESTATE;
+	/* The store's log holds what the checkpoint covers (sync serves
+	 * from it): the queue goes first. */
+	CRDT_TRY(crdt_doc_store_flush(d));
 	crdt_buf snap;
 	crdt_vclock *vc = NULL;
 	crdt_buf_init(&snap, &d->cfg.alloc);
@@ -145,7 +219,8 @@ replay_one(void *ud, crdt_dot dot, const uint8_t *bytes, size_t len)
 int
 crdt_doc_open_store(crdt_doc *d, crdt_store *s, unsigned flags)
 {
-	if (d == NULL || s == NULL || flags != 0)
+	if (d == NULL || s == NULL ||
+	    (flags & ~(unsigned)CRDT_DOC_STORE_GROUP) != 0)
 		return CRDT_EINVAL;
 	if (d->in_txn || d->store != NULL || d->has_data ||
 	    d->log.count > 0 || d->nbuffered > 0 || d->ev.n > 0)
@@ -180,8 +255,7 @@ crdt_doc_open_store(crdt_doc *d, crdt_store *s, unsigned flags)
 	 * stamp above every earlier one whatever the device clock says. */
 	if (d->rs[d->self_idx].stamp > d->clock.last)
 		d->clock.last = d->rs[d->self_idx].stamp;
-	d->store = s;
-	return 0;
+	return set_mode(d, s, flags);
 }
 
 /* ---- serving sync from the store ---- */

@@ -347,9 +347,24 @@ CRDT_API CRDT_NODISCARD int crdt_doc_sync_handle(crdt_doc *d,
 typedef struct crdt_store crdt_store;
 
 /**
+ * crdt_doc_attach_store() flag: group commit. Accepted messages are
+ * queued in memory (a copy each) instead of appended one by one, and
+ * crdt_doc_store_flush() appends the queue in batches (one store
+ * transaction, one fsync, per 64 messages). Until the flush returned 0
+ * nothing those calls accepted may be acknowledged or leave the process
+ * (not even our own commits' messages: a crash before the flush would
+ * let the restarted replica reuse their dots). A call's error in this
+ * mode is only CRDT_ENOMEM for the queue, with the document unchanged.
+ */
+#define CRDT_DOC_STORE_GROUP 1u
+
+/**
  * Attach the store `s` (borrowed: it must outlive the document or be
  * detached first with s = NULL; crdt_doc_free() does not close it).
- * `flags` must be 0.
+ * `flags`: 0 (one append per accepted message, below) or
+ * CRDT_DOC_STORE_GROUP (above). The store already attached may be
+ * attached again to change the mode, and detached, once the queue is
+ * empty (flushed).
  *
  * Write-ahead: from now on every message the document accepts (a local
  * commit, a received message applied or buffered, a buffered message
@@ -376,17 +391,34 @@ typedef struct crdt_store crdt_store;
  * O(document) once. Cost per accepted message afterwards: one store
  * append (O(message) plus the store's commit: one fsync per message for
  * SQLite in FULL mode). Attaching the store already attached is a no-op.
- * @return 0, CRDT_EINVAL (flags), CRDT_ESTATE (a transaction is open, or
- *         another store is attached), a store or crdt_doc_save() error
- *         (the document is then not attached; what was appended stays).
+ * @return 0, CRDT_EINVAL (flags), CRDT_ESTATE (a transaction is open,
+ *         another store is attached, or a group-commit queue is not
+ *         flushed), a store or crdt_doc_save() error (the document is
+ *         then not attached; what was appended stays).
  */
 CRDT_API CRDT_NODISCARD int crdt_doc_attach_store(crdt_doc *d, crdt_store *s,
     unsigned flags);
 
 /**
+ * Group commit: append the queued messages to the attached store, in
+ * order, in batches; when it returns 0 every message accepted so far is
+ * stored and may be acknowledged. On error (a store error: CRDT_EFULL,
+ * CRDT_EIO, CRDT_EBUSY, ...) the batches already appended leave the queue
+ * and the rest stay queued for the next call (retry after freeing space
+ * or when the lock is free); the document itself is not changed by a
+ * flush. Without group commit the queue is always empty: 0.
+ * crdt_doc_checkpoint() flushes first; crdt_doc_free() drops an
+ * unflushed queue (those messages were never acknowledged).
+ * Cost: O(queued bytes) plus one store commit per 64 messages.
+ * @return 0, CRDT_EINVAL, CRDT_ESTATE (a queue and no store), store errors.
+ */
+CRDT_API CRDT_NODISCARD int crdt_doc_store_flush(crdt_doc *d);
+
+/**
  * Restart: restore a new document (created and given the same schema and
  * security settings as the one that wrote the store, no data yet) from
- * `s` (borrowed, as for crdt_doc_attach_store()), then attach it.
+ * `s` (borrowed, as for crdt_doc_attach_store()), then attach it with
+ * `flags` (as crdt_doc_attach_store()'s).
  * Loads the last checkpoint (trusted: own storage) and re-offers every
  * stored message its clock lacks through crdt_doc_receive()'s pipeline,
  * so the state, the message log, the buffered messages, the evidence and
@@ -408,6 +440,7 @@ CRDT_API CRDT_NODISCARD int crdt_doc_open_store(crdt_doc *d, crdt_store *s,
 /**
  * Save a snapshot of the document into the attached store as its
  * checkpoint (crdt_store_put_checkpoint, with the document's clock).
+ * Flushes a group-commit queue first (crdt_doc_store_flush).
  * Cost: O(document) (crdt_doc_save) plus one store commit; it bounds
  * what crdt_doc_open_store() replays. The store's log is kept whole.
  * @return 0, CRDT_EINVAL, CRDT_ESTATE (no store attached, a transaction

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <criterion/criterion.h>
+#include <sqlite3.h>
 
 #include "crdt/crdt.h"
 #include "crdt/store.h"
@@ -275,7 +276,7 @@ Test(attach, attaching_a_document_with_history_stores_what_it_holds)
 	crdt_store *other = store_open(0, false);
 	cr_assert_eq(crdt_doc_attach_store(a, other, 0), CRDT_ESTATE);
 	crdt_store_close(other);
-	cr_assert_eq(crdt_doc_attach_store(a, s, 1), CRDT_EINVAL);
+	cr_assert_eq(crdt_doc_attach_store(a, s, 2), CRDT_EINVAL);
 	ca.ms += 10;
 	cr_assert_eq(put(a, 10, "v", &m), 0);
 	save(a, &snap);
@@ -479,8 +480,12 @@ crash_child(crdt_buf *bs, uint64_t seed, int wfd)
 	if (crdt_store_open_sqlite(NULL, dbpath, &o, &s) != 0)
 		_exit(2);
 	crdt_doc *d = child_doc();
-	if (crdt_doc_open_store(d, s, 0) != 0)
+	/* Half the writers use group commit: their acks wait for a flush. */
+	bool group = test_rng_below(&r, 2) != 0;
+	if (crdt_doc_open_store(d, s, group ? CRDT_DOC_STORE_GROUP : 0) != 0)
 		_exit(3);
+	static ack pend[CHILD_STEPS];
+	size_t npend = 0;
 	crdt_buf m;
 	tb_init(&m);
 	for (int step = 0; step < CHILD_STEPS; step++) {
@@ -509,12 +514,21 @@ crash_child(crdt_buf *bs, uint64_t seed, int wfd)
 				_exit(5);
 			a = (ack){ 2, (uint32_t)(next + 1) };
 		} else {
+			/* flushes the queue: what waited is acked below */
 			if (crdt_doc_checkpoint(d) != 0)
 				_exit(6);
-			continue;
 		}
-		if (write(wfd, &a, sizeof a) != (ssize_t)sizeof a)
-			_exit(7);
+		if (pick < 9)
+			pend[npend++] = a;
+		if (group && pick < 9 && test_rng_below(&r, 6) != 0)
+			continue; /* not flushed yet: not acknowledged */
+		if (group && crdt_doc_store_flush(d) != 0)
+			_exit(8);
+		for (size_t k = 0; k < npend; k++)
+			if (write(wfd, &pend[k], sizeof pend[k]) !=
+			    (ssize_t)sizeof pend[k])
+				_exit(7);
+		npend = 0;
 	}
 	crdt_buf_fini(&m);
 	crdt_doc_free(d);
@@ -735,6 +749,68 @@ Test(attach, a_snapshot_loaded_while_attached_survives_a_restart)
 	    "the snapshot's state was lost");
 	crdt_doc_free(r);
 	crdt_doc_free(p);
+	crdt_store_close(s);
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&snap);
+	crdt_buf_fini(&again);
+	ASSERT_NO_LEAKS();
+}
+
+Test(attach, group_commit_stores_at_the_flush_and_a_failed_flush_keeps_the_queue)
+{
+	test_clock ca = { 1000000, 0 };
+	crdt_doc *a = mkdoc(1, &ca, 0);
+	crdt_store_sqlite_opts o;
+	memset(&o, 0, sizeof o);
+	o.busy_timeout_ms = 20;
+	crdt_store *s = NULL;
+	cr_assert_eq(crdt_store_open_sqlite(NULL, dbpath, &o, &s), 0);
+	cr_assert_eq(crdt_doc_attach_store(a, s, CRDT_DOC_STORE_GROUP), 0);
+	crdt_buf m, snap, again;
+	tb_init(&m);
+	tb_init(&snap);
+	tb_init(&again);
+	for (unsigned i = 0; i < 100; i++) {
+		ca.ms += 1;
+		cr_assert_eq(put(a, i % 9, "g", &m), 0);
+	}
+	/* Nothing stored before the flush */
+	crdt_doc *r = mkdoc(1, &ca, 0);
+	crdt_store *s2 = store_open(0, true);
+	cr_assert_eq(crdt_doc_open_store(r, s2, 0), 0);
+	cr_assert_eq(vc_of(r, 1), 0);
+	crdt_doc_free(r);
+	crdt_store_close(s2);
+	cr_assert_eq(crdt_doc_attach_store(a, NULL, 0), CRDT_ESTATE,
+	    "detached with a queue");
+	cr_assert_eq(crdt_doc_store_flush(a), 0);
+	cr_assert_eq(crdt_doc_store_flush(a), 0, "an empty queue");
+	/* Another connection holds the write lock: EBUSY, queue kept */
+	for (unsigned i = 0; i < 10; i++) {
+		ca.ms += 1;
+		cr_assert_eq(put(a, i, "h", &m), 0);
+	}
+	sqlite3 *db = NULL;
+	cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL),
+	    SQLITE_OK);
+	save(a, &snap);
+	cr_assert_eq(crdt_doc_store_flush(a), CRDT_EBUSY);
+	save(a, &again);
+	cr_assert(bytes_eq(snap.data, snap.len, again.data, again.len));
+	cr_assert_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	cr_assert_eq(crdt_doc_store_flush(a), 0);
+	crdt_doc_free(a);
+	crdt_store_close(s);
+	r = mkdoc(1, &ca, 0);
+	s = store_open(0, true);
+	cr_assert_eq(crdt_doc_open_store(r, s, 0), 0);
+	save(r, &again);
+	cr_assert(bytes_eq(snap.data, snap.len, again.data, again.len));
+	cr_assert_eq(vc_of(r, 1), 110);
+	crdt_doc_free(r);
 	crdt_store_close(s);
 	crdt_buf_fini(&m);
 	crdt_buf_fini(&snap);
