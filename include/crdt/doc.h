@@ -444,8 +444,9 @@ CRDT_API CRDT_NODISCARD int crdt_doc_open_store(crdt_doc *d, crdt_store *s,
  * Cost: O(document) (crdt_doc_save) plus one store commit; it bounds
  * what crdt_doc_open_store() replays. The store's log is kept whole.
  * @return 0, CRDT_EINVAL, CRDT_ESTATE (no store attached, a transaction
- *         open), crdt_doc_save()'s errors (a keyless relay has no
- *         state to save), store errors.
+ *         open, or a keyless relay: it has no state to save and
+ *         restarts from its whole stored log), crdt_doc_save()'s
+ *         errors, store errors.
  */
 CRDT_API CRDT_NODISCARD int crdt_doc_checkpoint(crdt_doc *d);
 

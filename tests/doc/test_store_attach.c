@@ -817,3 +817,105 @@ Test(attach, group_commit_stores_at_the_flush_and_a_failed_flush_keeps_the_queue
 	crdt_buf_fini(&again);
 	ASSERT_NO_LEAKS();
 }
+
+/* ---- signed and encrypted, keyed and keyless ---- */
+
+static const uint8_t dockey[32] = { 9, 8, 7, 6, 5 };
+
+typedef struct snode {
+	crdt_doc *d;
+	crdt_identity *ident;
+} snode;
+
+/* Signed, encrypted; keyless (a relay) when `relay`; one map "m". */
+static void
+snode_new(snode *n, uint8_t seed, bool relay, size_t log_max)
+{
+	uint8_t s[32] = { 0 };
+	crdt_config cfg;
+	crdt_replica_id id;
+	s[0] = seed;
+	test_config(&cfg, NULL);
+	cfg.log_max_msgs = log_max;
+	cr_assert_eq(crdt_identity_from_seed(&cfg, s, &n->ident), 0);
+	crdt_identity_replica_id(n->ident, &id);
+	cr_assert_eq(crdt_doc_new(&cfg, &id, &n->d), 0);
+	crdt_doc_security sec = { true, n->ident, true,
+		relay ? NULL : dockey, 1, NULL, false };
+	cr_assert_eq(crdt_doc_set_security(n->d, &sec), 0);
+	cr_assert_eq(crdt_doc_register(n->d, "m", CRDT_OBJ_MAP, NULL), 0);
+}
+
+static void
+snode_free(snode *n)
+{
+	crdt_doc_free(n->d);
+	crdt_identity_free(n->ident);
+}
+
+Test(attach, signed_encrypted_writer_and_keyless_relay_restart_and_serve)
+{
+	snode w, relay, p;
+	snode_new(&w, 1, false, 0);
+	snode_new(&relay, 2, true, 4); /* its log keeps 4 */
+	crdt_store *s = store_open(0, false);
+	cr_assert_eq(crdt_doc_attach_store(relay.d, s, 0), 0);
+	crdt_buf m, x, y;
+	tb_init(&m);
+	tb_init(&x);
+	tb_init(&y);
+	for (unsigned i = 0; i < 30; i++) {
+		cr_assert_eq(put(w.d, i % 5, "sealed", &m), 0);
+		cr_assert_eq(crdt_doc_receive(relay.d, m.data, m.len, NULL),
+		    0);
+	}
+	cr_assert_leq(crdt_doc_log_size(relay.d), 4);
+	/* the relay restarts (it holds no state to checkpoint: everything
+	 * comes back from the log) */
+	cr_assert_eq(crdt_doc_checkpoint(relay.d), CRDT_ESTATE);
+	snode_free(&relay);
+	crdt_store_close(s);
+	snode_new(&relay, 2, true, 4);
+	s = store_open(0, true);
+	cr_assert_eq(crdt_doc_open_store(relay.d, s, 0), 0);
+	/* and serves a keyed peer that has nothing, with messages */
+	snode_new(&p, 3, false, 0);
+	heal(relay.d, p.d);
+	cr_assert_eq(crdt_doc_log_size(p.d), 30);
+	save(w.d, &x);
+	save(p.d, &y);
+	cr_assert(bytes_eq(x.data, x.len, y.data, y.len));
+	snode_free(&relay);
+	crdt_store_close(s);
+	rm_db(dbpath);
+
+	/* the writer restarts from its own store: its signed, sealed
+	 * messages are verified and opened again, and its counter goes on */
+	s = store_open(0, false);
+	cr_assert_eq(crdt_doc_attach_store(w.d, s, 0), 0);
+	cr_assert_eq(put(w.d, 9, "more", &m), 0);
+	cr_assert_eq(crdt_doc_receive(p.d, m.data, m.len, NULL), 0);
+	save(w.d, &x);
+	snode_free(&w);
+	crdt_store_close(s);
+	snode_new(&w, 1, false, 0);
+	s = store_open(0, true);
+	cr_assert_eq(crdt_doc_open_store(w.d, s, 0), 0);
+	save(w.d, &y);
+	cr_assert(bytes_eq(x.data, x.len, y.data, y.len));
+	cr_assert_eq(put(w.d, 10, "after", &m), 0);
+	cr_assert_eq(dot_of(&m).counter, 32);
+	cr_assert_eq(crdt_doc_receive(p.d, m.data, m.len, NULL), 0);
+	cr_assert_eq(crdt_doc_buffered(p.d), 0,
+	    "a peer applies the restarted writer's next message");
+	save(w.d, &x);
+	save(p.d, &y);
+	cr_assert(bytes_eq(x.data, x.len, y.data, y.len));
+	snode_free(&w);
+	snode_free(&p);
+	crdt_store_close(s);
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&x);
+	crdt_buf_fini(&y);
+	ASSERT_NO_LEAKS();
+}
