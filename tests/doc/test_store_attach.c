@@ -919,3 +919,261 @@ Test(attach, signed_encrypted_writer_and_keyless_relay_restart_and_serve)
 	crdt_buf_fini(&y);
 	ASSERT_NO_LEAKS();
 }
+
+/* ---- every path against a failing store ---- */
+
+/* An in-memory application backend (crdt_store_new) whose appends fail
+ * with CRDT_EIO while `fail` is set: what a device error does to the
+ * SQLite store, on every path of the document. */
+#define MEM_MAX 256
+
+typedef struct memstore {
+	crdt_dot dot[MEM_MAX];
+	uint8_t dg[MEM_MAX][CRDT_STORE_DIGEST_BYTES];
+	crdt_buf m[MEM_MAX];
+	size_t n;
+	crdt_buf snap, clock;
+	bool has_ck, fail_ck; /* fail_ck: checkpoints fail */
+	size_t appends, fail_at; /* fail from append number fail_at on */
+} memstore;
+
+static int
+mem_append(void *impl, const crdt_store_rec *recs, size_t n, size_t *added)
+{
+	memstore *ms = impl;
+	if (ms->fail_at != 0 && ++ms->appends >= ms->fail_at)
+		return CRDT_EIO;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		bool dup = false;
+		for (size_t j = 0; j < ms->n && !dup; j++)
+			dup = crdt_dot_cmp(ms->dot[j], recs[i].dot) == 0 &&
+			    memcmp(ms->dg[j], recs[i].digest,
+				CRDT_STORE_DIGEST_BYTES) == 0;
+		if (dup)
+			continue;
+		cr_assert_lt(ms->n, MEM_MAX);
+		ms->dot[ms->n] = recs[i].dot;
+		memcpy(ms->dg[ms->n], recs[i].digest, CRDT_STORE_DIGEST_BYTES);
+		tb_init(&ms->m[ms->n]);
+		cr_assert_eq(crdt_buf_append(&ms->m[ms->n], recs[i].bytes,
+				 recs[i].len), 0);
+		ms->n++;
+		k++;
+	}
+	*added = k;
+	return 0;
+}
+
+static int
+mem_put_ck(void *impl, const uint8_t *snap, size_t sl, const uint8_t *clock,
+    size_t cl)
+{
+	memstore *ms = impl;
+	if (ms->fail_ck)
+		return CRDT_EIO;
+	crdt_buf_clear(&ms->snap);
+	crdt_buf_clear(&ms->clock);
+	cr_assert_eq(crdt_buf_append(&ms->snap, snap, sl), 0);
+	cr_assert_eq(crdt_buf_append(&ms->clock, clock, cl), 0);
+	ms->has_ck = true;
+	return 0;
+}
+
+static int
+mem_get_ck(void *impl, crdt_buf *snap, crdt_buf *clock)
+{
+	memstore *ms = impl;
+	if (!ms->has_ck)
+		return CRDT_ENOTFOUND;
+	cr_assert_eq(crdt_buf_append(snap, ms->snap.data, ms->snap.len), 0);
+	cr_assert_eq(crdt_buf_append(clock, ms->clock.data, ms->clock.len),
+	    0);
+	return 0;
+}
+
+static int
+mem_since(void *impl, const crdt_vclock *v, uint64_t *cursor, size_t budget,
+    crdt_store_msg_fn fn, void *ud, bool *more)
+{
+	memstore *ms = impl;
+	size_t used = 0, handed = 0, i = (size_t)*cursor;
+	bool m = false;
+	for (; i < ms->n; i++) {
+		if (crdt_vclock_covers(v, ms->dot[i]))
+			continue;
+		if (handed > 0 && (used >= budget ||
+		    ms->m[i].len > budget - used)) {
+			m = true;
+			break;
+		}
+		int rc = fn(ud, ms->dot[i], ms->m[i].data, ms->m[i].len);
+		if (rc < 0)
+			return rc;
+		used += ms->m[i].len;
+		handed++;
+	}
+	*cursor = i;
+	*more = m;
+	return 0;
+}
+
+static void
+mem_close(void *impl)
+{
+	memstore *ms = impl;
+	for (size_t i = 0; i < ms->n; i++)
+		crdt_buf_fini(&ms->m[i]);
+	crdt_buf_fini(&ms->snap);
+	crdt_buf_fini(&ms->clock);
+}
+
+static const crdt_store_ops mem_ops = { mem_append, mem_put_ck, mem_get_ck,
+	mem_since, mem_close };
+
+/* The store holds exactly the document: a restart from it saves the same
+ * bytes. */
+static void
+restart_equals(crdt_store *s, const crdt_doc *d, test_clock *clk)
+{
+	crdt_doc *r = mkdoc(1, clk, 0);
+	cr_assert_eq(crdt_doc_open_store(r, s, 0), 0);
+	crdt_buf x, y;
+	tb_init(&x);
+	tb_init(&y);
+	save(d, &x);
+	save(r, &y);
+	cr_assert(bytes_eq(x.data, x.len, y.data, y.len),
+	    "the store and the document differ");
+	crdt_buf_fini(&x);
+	crdt_buf_fini(&y);
+	crdt_doc_free(r);
+}
+
+/* Run the workload with the store failing from append number `k` until
+ * a call fails, and not after (the retry succeeds): commits, received messages applied and
+ * buffered, a sync frame's messages. After every step the store restarts
+ * into the document's exact bytes; a failed step returns CRDT_EIO and,
+ * but for a sync frame (whose messages before the failure stay, each
+ * stored), changes nothing. Returns the steps that failed, a bit each. */
+static unsigned
+fault_run(size_t k)
+{
+	test_clock ca = { 1000000, 0 }, cb = { 1000000, 0 };
+	static memstore ms;
+	memset(&ms, 0, sizeof ms);
+	tb_init(&ms.snap);
+	tb_init(&ms.clock);
+	crdt_store *s = NULL;
+	cr_assert_eq(crdt_store_new(NULL, &mem_ops, &ms, &s), 0);
+	crdt_doc *a = mkdoc(1, &ca, 0), *b = mkdoc(2, &cb, 0);
+	crdt_doc *c = mkdoc(3, &cb, 0);
+	cr_assert_eq(crdt_doc_attach_store(a, s, 0), 0);
+	crdt_buf m, bm[4], before, after, f, reply;
+	tb_init(&m);
+	tb_init(&before);
+	tb_init(&after);
+	tb_init(&f);
+	tb_init(&reply);
+	for (int i = 0; i < 4; i++) {
+		tb_init(&bm[i]);
+		cb.ms += 1;
+		cr_assert_eq(put(b, (unsigned)i, "b", &bm[i]), 0);
+	}
+	for (unsigned i = 0; i < 5; i++) {
+		cb.ms += 1;
+		cr_assert_eq(put(c, i, "c", &m), 0);
+	}
+	unsigned hit = 0;
+	/* k past the 12 appends: the checkpoint fails instead */
+	ms.fail_at = k <= 12 ? k : 0;
+	ms.fail_ck = k > 12;
+	for (int step = 0; step < 9; step++) {
+		save(a, &before);
+		int rc;
+		bool frame = false;
+		switch (step) {
+		case 0: case 1: case 5:
+			ca.ms += 1;
+			rc = put(a, (unsigned)step, "a", &m);
+			break;
+		case 2: /* b's 2: buffered */
+			rc = crdt_doc_receive(a, bm[1].data, bm[1].len, NULL);
+			break;
+		case 3: /* b's 1: applied, releases 2 */
+			rc = crdt_doc_receive(a, bm[0].data, bm[0].len, NULL);
+			break;
+		case 4: /* b's 4: buffered */
+			rc = crdt_doc_receive(a, bm[3].data, bm[3].len, NULL);
+			break;
+		case 6: /* c's five messages in one DATA frame */
+			frame = true;
+			crdt_buf_clear(&f);
+			crdt_buf_clear(&reply);
+			cr_assert_eq(crdt_doc_sync_start(a, &f), 0);
+			cr_assert_eq(crdt_doc_sync_handle(c, f.data, f.len,
+					 NULL, &reply), 0);
+			crdt_buf_clear(&f);
+			rc = crdt_doc_sync_handle(a, reply.data, reply.len,
+			    NULL, &f);
+			break;
+		case 7:
+			rc = crdt_doc_checkpoint(a);
+			break;
+		default: /* b's 3: applied, releases 4 */
+			rc = crdt_doc_receive(a, bm[2].data, bm[2].len, NULL);
+			break;
+		}
+		if (rc != 0) {
+			hit |= 1u << step;
+			ms.fail_at = 0; /* the device is back */
+			ms.fail_ck = false;
+			cr_assert_eq(rc, CRDT_EIO, "step %d: %s", step,
+			    crdt_err_name(rc));
+			save(a, &after);
+			if (!frame)
+				cr_assert(bytes_eq(before.data, before.len,
+					      after.data, after.len),
+				    "step %d failed and changed the document",
+				    step);
+			restart_equals(s, a, &ca);
+			step--; /* retry it */
+			continue;
+		} else {
+			cr_assert_eq(rc, 0, "step %d: %s", step,
+			    crdt_err_name(rc));
+		}
+		restart_equals(s, a, &ca);
+	}
+	crdt_doc_free(a);
+	crdt_doc_free(b);
+	crdt_doc_free(c);
+	crdt_store_close(s);
+	for (int i = 0; i < 4; i++)
+		crdt_buf_fini(&bm[i]);
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&before);
+	crdt_buf_fini(&after);
+	crdt_buf_fini(&f);
+	crdt_buf_fini(&reply);
+	return hit;
+}
+
+Test(attach, a_store_error_on_any_path_gives_eio_and_keeps_store_and_document_equal)
+{
+	size_t hits = 0;
+	unsigned steps = 0;
+	for (size_t k = 1; k <= 13; k++) {
+		unsigned h = fault_run(k);
+		hits += h != 0;
+		steps |= h;
+	}
+	cr_assert_eq(hits, 13); /* a stored message each (3 + 4 + 5), and the
+				 * checkpoint */
+	/* every path reported the failure: commits, buffered, applied, the
+	 * sync frame (not skipped as a message refused for its content), the
+	 * checkpoint */
+	cr_assert_eq(steps, 0x1ffu, "steps that failed: %#x", steps);
+	cr_assert_eq(fault_run(0), 0, "no failure without a fault");
+	ASSERT_NO_LEAKS();
+}
