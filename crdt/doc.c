@@ -969,7 +969,9 @@ crdt_doc_receive(crdt_doc *d, const void *msg, size_t len, void *caller)
 		return CRDT_EINVAL;
 	if (d->in_txn)
 		return CRDT_ESTATE;
-	return crdt__receive_one(d, msg, len, caller);
+	int rc = crdt__receive_one(d, msg, len, caller);
+	crdt__store_settle(d);
+	return rc;
 }
 
 size_t

@@ -151,6 +151,7 @@ struct crdt_doc {
 	 * crdt_doc_store_flush(), bytes back to back in store_q, message i
 	 * ending at store_qend[i] */
 	bool store_group;
+	bool store_ckpt_due; /* a variant came in: checkpoint (see below) */
 	crdt_buf store_q;
 	size_t *store_qend;
 	size_t store_qn, store_qcap;
@@ -376,13 +377,27 @@ crdt__store_put(crdt_doc *d, const uint8_t *bytes, size_t len)
 }
 /* A variant of an applied dot was accepted (applied or buffered): it is
  * stored, but a restart replays only the dots the checkpoint's clock
- * lacks, and that clock may cover this dot, so checkpoint now. Variants
- * are bounded by the evidence bounds (max_variants, max_evidence_bytes),
- * which bound this O(document) cost. A failure is not returned (the
- * variant is in and stored); the next checkpoint covers it, and until
- * then a restart lacks it like a replica that never saw it, which sync
- * heals (every DATA frame carries the evidence). */
-void crdt__store_variant(crdt_doc *d);
+ * lacks, and that clock may cover this dot, so a checkpoint is due, taken
+ * once at the end of the public call (crdt__store_settle: a DATA frame
+ * with many variants costs one). Variants are bounded by the evidence
+ * bounds (max_variants, max_evidence_bytes), which bound this
+ * O(document) cost. A failure is not returned (the variant is in and
+ * stored); the checkpoint stays due for the next call, and until then a
+ * restart lacks the variant like a replica that never saw it, which
+ * sync heals (every DATA frame carries the evidence). */
+static inline void
+crdt__store_variant(crdt_doc *d)
+{
+	if (d->store != NULL && d->store_quiet == 0 && !crdt__is_relay(d))
+		d->store_ckpt_due = true;
+}
+void crdt__store_settle_slow(crdt_doc *d);
+static inline void
+crdt__store_settle(crdt_doc *d)
+{
+	if (d->store_ckpt_due)
+		crdt__store_settle_slow(d);
+}
 /* Free the group-commit queue (crdt_doc_free). */
 void crdt__store_fini(crdt_doc *d);
 /* A snapshot merged into an attached document (snapshot.c): checkpoint

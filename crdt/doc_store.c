@@ -182,6 +182,8 @@ crdt_doc_checkpoint(crdt_doc *d)
 	if (rc == 0)
 		rc = crdt_store_put_checkpoint(d->store, snap.data, snap.len,
 		    vc);
+	if (rc == 0)
+		d->store_ckpt_due = false;
 	crdt_vclock_free(vc);
 	crdt_buf_fini(&snap);
 	return rc;
@@ -196,10 +198,11 @@ crdt__store_after_load(crdt_doc *d)
 }
 
 void
-crdt__store_variant(crdt_doc *d)
+crdt__store_settle_slow(crdt_doc *d)
 {
-	if (d->store != NULL && d->store_quiet == 0 && !crdt__is_relay(d)) {
-		int rc = crdt_doc_checkpoint(d); /* see doc_impl.h */
+	/* see doc_impl.h; crdt_doc_checkpoint() clears the flag */
+	if (d->store != NULL && !d->in_txn) {
+		int rc = crdt_doc_checkpoint(d);
 		(void)rc;
 	}
 }

@@ -460,5 +460,6 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 	if (rc == 0 && (flags & CRDT__DATA_PARTIAL) && !progressed && !replied)
 		rc = CRDT_ENOTFOUND;
 	crdt__free(&d->cfg.alloc, pairs, npairs * sizeof *pairs);
+	crdt__store_settle(d); /* the frame's variants: one checkpoint */
 	return rc;
 }

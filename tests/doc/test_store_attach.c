@@ -935,6 +935,7 @@ typedef struct memstore {
 	crdt_buf snap, clock;
 	bool has_ck, fail_ck; /* fail_ck: checkpoints fail */
 	size_t appends, fail_at; /* fail from append number fail_at on */
+	size_t puts; /* checkpoints put */
 } memstore;
 
 static int
@@ -972,6 +973,7 @@ mem_put_ck(void *impl, const uint8_t *snap, size_t sl, const uint8_t *clock,
 	memstore *ms = impl;
 	if (ms->fail_ck)
 		return CRDT_EIO;
+	ms->puts++;
 	crdt_buf_clear(&ms->snap);
 	crdt_buf_clear(&ms->clock);
 	cr_assert_eq(crdt_buf_append(&ms->snap, snap, sl), 0);
@@ -1175,5 +1177,60 @@ Test(attach, a_store_error_on_any_path_gives_eio_and_keeps_store_and_document_eq
 	 * checkpoint */
 	cr_assert_eq(steps, 0x1ffu, "steps that failed: %#x", steps);
 	cr_assert_eq(fault_run(0), 0, "no failure without a fault");
+	ASSERT_NO_LEAKS();
+}
+
+Test(attach, a_sync_frame_with_many_variants_takes_one_checkpoint)
+{
+	test_clock ca = { 1000000, 0 }, cc = { 1000000, 0 };
+	static memstore ms;
+	memset(&ms, 0, sizeof ms);
+	tb_init(&ms.snap);
+	tb_init(&ms.clock);
+	crdt_store *s = NULL;
+	cr_assert_eq(crdt_store_new(NULL, &mem_ops, &ms, &s), 0);
+	crdt_doc *a = mkdoc(1, &ca, 0), *p = mkdoc(2, &cc, 0);
+	cr_assert_eq(crdt_doc_attach_store(a, s, 0), 0);
+	crdt_buf x, y, f, reply;
+	tb_init(&x);
+	tb_init(&y);
+	tb_init(&f);
+	tb_init(&reply);
+	/* replicas 3, 4, 5 each equivocate on their first dot: a holds one
+	 * half, p both */
+	for (uint8_t r = 3; r <= 5; r++) {
+		crdt_doc *h1 = mkdoc(r, &cc, 0), *h2 = mkdoc(r, &cc, 0);
+		cr_assert_eq(put(h1, 1, "x", &x), 0);
+		cr_assert_eq(put(h2, 1, "y", &y), 0);
+		cr_assert_eq(crdt_doc_receive(a, x.data, x.len, NULL), 0);
+		cr_assert_eq(crdt_doc_receive(p, x.data, x.len, NULL), 0);
+		cr_assert_eq(crdt_doc_receive(p, y.data, y.len, NULL), 0);
+		crdt_doc_free(h1);
+		crdt_doc_free(h2);
+	}
+	size_t puts0 = ms.puts;
+	cr_assert_eq(crdt_doc_sync_start(a, &f), 0);
+	cr_assert_eq(crdt_doc_sync_handle(p, f.data, f.len, NULL, &reply), 0);
+	crdt_buf_clear(&f);
+	cr_assert_eq(crdt_doc_sync_handle(a, reply.data, reply.len, NULL, &f),
+	    0);
+	cr_assert_eq(ms.puts, puts0 + 1, "%zu checkpoints for one frame",
+	    ms.puts - puts0);
+	restart_equals(s, a, &ca);
+	crdt_buf x2, y2;
+	tb_init(&x2);
+	tb_init(&y2);
+	save(a, &x2);
+	save(p, &y2);
+	cr_assert(bytes_eq(x2.data, x2.len, y2.data, y2.len));
+	crdt_doc_free(a);
+	crdt_doc_free(p);
+	crdt_store_close(s);
+	crdt_buf_fini(&x);
+	crdt_buf_fini(&y);
+	crdt_buf_fini(&x2);
+	crdt_buf_fini(&y2);
+	crdt_buf_fini(&f);
+	crdt_buf_fini(&reply);
 	ASSERT_NO_LEAKS();
 }
