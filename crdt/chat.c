@@ -417,16 +417,13 @@ prep_post(crdt_chat *c, crdt_dot dot, const uint8_t *user, size_t ul,
 	const crdt_allocator *a = crdt__chat_ix_alloc(c);
 	user_ent *u = NULL;
 
-	if (rec_len > UINT32_MAX || ix->nn >= UINT32_MAX - 1)
+	if (rec_len > UINT32_MAX)
 		return CRDT_ETOOBIG;
-	CRDT_TRY(crdt__chat_node_slots_reserve(ix, a, ix->nn + 1));
-	void *v = ix->nodes;
-	CRDT_TRY(crdt__grow(a, &v, &ix->capn, ix->nn + 1, sizeof *ix->nodes));
-	ix->nodes = v;
+	CRDT_TRY(crdt__chat_node_room(ix, a));
 	rep_ent *re, *ue;
 	CRDT_TRY(crdt__chat_msg_ents(ix, a, &dot.replica, user, ul, &re, &ue,
 	    &u));
-	v = re->ctr.v;
+	void *v = re->ctr.v;
 	CRDT_TRY(crdt__grow(a, &v, &re->ctr.cap, re->ctr.n + 1,
 	    sizeof *re->ctr.v));
 	re->ctr.v = v;

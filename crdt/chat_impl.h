@@ -307,4 +307,19 @@ crdt__chat_node_slots_reserve(chat_index *ix, const crdt_allocator *a,
 	return crdt__chat_node_slots_grow(ix, a, need);
 }
 
+/* Room for one more index node (its slot and its array entry), before
+ * the commit point (prep_post) and again in the fold (ix_add_msg), so
+ * the fold after commit cannot fail. */
+static inline int
+crdt__chat_node_room(chat_index *ix, const crdt_allocator *a)
+{
+	if (ix->nn >= UINT32_MAX - 1)
+		return CRDT_ETOOBIG;
+	CRDT_TRY(crdt__chat_node_slots_reserve(ix, a, ix->nn + 1));
+	void *v = ix->nodes;
+	CRDT_TRY(crdt__grow(a, &v, &ix->capn, ix->nn + 1, sizeof *ix->nodes));
+	ix->nodes = v;
+	return 0;
+}
+
 #endif /* CRDT_CHAT_IMPL_H */

@@ -336,12 +336,7 @@ crdt__chat_ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	uint32_t y = crdt__chat_node_find(ix, m.id, h);
 	if (y != NIL)
 		return ix_rival(c, y, rec, len, &m, pos);
-	if (ix->nn >= UINT32_MAX - 1)
-		return CRDT_ETOOBIG;
-	CRDT_TRY(crdt__chat_node_slots_reserve(ix, a, ix->nn + 1));
-	void *v = ix->nodes;
-	CRDT_TRY(crdt__grow(a, &v, &ix->capn, ix->nn + 1, sizeof *ix->nodes));
-	ix->nodes = v;
+	CRDT_TRY(crdt__chat_node_room(ix, a));
 	rep_ent *re, *ue;
 	user_ent *u;
 	CRDT_TRY(crdt__chat_msg_ents(ix, a, &m.id.replica, m.user, m.user_len,
