@@ -1234,3 +1234,105 @@ Test(attach, a_sync_frame_with_many_variants_takes_one_checkpoint)
 	crdt_buf_fini(&reply);
 	ASSERT_NO_LEAKS();
 }
+
+/* One attached document on a memstore, with `n` commits already. */
+static crdt_doc *
+mem_doc(memstore *ms, crdt_store **s, test_clock *clk, unsigned flags,
+    size_t log_max, unsigned n)
+{
+	memset(ms, 0, sizeof *ms);
+	tb_init(&ms->snap);
+	tb_init(&ms->clock);
+	cr_assert_eq(crdt_store_new(NULL, &mem_ops, ms, s), 0);
+	crdt_doc *d = mkdoc(1, clk, log_max);
+	cr_assert_eq(crdt_doc_attach_store(d, *s, flags), 0);
+	crdt_buf m;
+	tb_init(&m);
+	for (unsigned i = 0; i < n; i++) {
+		clk->ms += 1;
+		cr_assert_eq(put(d, i, "v", &m), 0);
+	}
+	if (flags & CRDT_DOC_STORE_GROUP)
+		cr_assert_eq(crdt_doc_store_flush(d), 0);
+	crdt_buf_fini(&m);
+	return d;
+}
+
+Test(attach, allocation_failures_change_nothing_on_every_new_path)
+{
+	static memstore ms;
+	crdt_store *s;
+	test_clock ca = { 1000000, 0 };
+	crdt_buf m, before, after, f, reply;
+	tb_init(&m);
+	tb_init(&before);
+	tb_init(&after);
+	tb_init(&f);
+	tb_init(&reply);
+	size_t fired[3] = { 0, 0, 0 };
+	/* the n-th allocation of each call fails, for every n the calls
+	 * make (each makes fewer than 200) */
+	for (long n = 0; n < 200; n++) {
+		/* a group-commit commit: the queue's copy */
+		crdt_doc *d = mem_doc(&ms, &s, &ca, CRDT_DOC_STORE_GROUP, 0, 3);
+		save(d, &before);
+		test_alloc_fail_at(n);
+		ca.ms += 1;
+		int rc = put(d, 9, "q", &m);
+		test_alloc_disarm();
+		if (rc != 0) {
+			cr_assert_eq(rc, CRDT_ENOMEM);
+			fired[0]++;
+			save(d, &after);
+			cr_assert(bytes_eq(before.data, before.len, after.data,
+			    after.len));
+		}
+		cr_assert_eq(crdt_doc_store_flush(d), 0);
+		restart_equals(s, d, &ca);
+
+		/* a restart */
+		crdt_doc *r = mkdoc(1, &ca, 0);
+		test_alloc_fail_at(n);
+		rc = crdt_doc_open_store(r, s, 0);
+		test_alloc_disarm();
+		if (rc != 0) {
+			cr_assert_eq(rc, CRDT_ENOMEM);
+			fired[1]++;
+		}
+		crdt_doc_free(r);
+		crdt_doc_free(d);
+		crdt_store_close(s);
+
+		/* serving sync from the store */
+		d = mem_doc(&ms, &s, &ca, 0, 2, 10);
+		crdt_doc *p = mkdoc(2, &ca, 0);
+		crdt_buf_clear(&f);
+		crdt_buf_clear(&reply);
+		cr_assert_eq(crdt_doc_sync_start(p, &f), 0);
+		test_alloc_fail_at(n);
+		rc = crdt_doc_sync_handle(d, f.data, f.len, NULL, &reply);
+		test_alloc_disarm();
+		if (rc != 0) {
+			cr_assert_eq(rc, CRDT_ENOMEM);
+			cr_assert_eq(reply.len, 0);
+			fired[2]++;
+		} else {
+			cr_assert_eq(crdt_doc_sync_handle(p, reply.data,
+					 reply.len, NULL, &f), 0);
+			cr_assert_eq(crdt_doc_log_size(p), 10,
+			    "served from the store");
+		}
+		crdt_doc_free(p);
+		crdt_doc_free(d);
+		crdt_store_close(s);
+	}
+	cr_assert_gt(fired[0], 0);
+	cr_assert_gt(fired[1], 0);
+	cr_assert_gt(fired[2], 0);
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&before);
+	crdt_buf_fini(&after);
+	crdt_buf_fini(&f);
+	crdt_buf_fini(&reply);
+	ASSERT_NO_LEAKS();
+}
