@@ -163,6 +163,33 @@ crdt_doc_attach_store(crdt_doc *d, crdt_store *s, unsigned flags)
 	return set_mode(d, s, flags);
 }
 
+/*
+ * The clock stored with a checkpoint: the document's clock lowered, per
+ * replica, to below the run its log holds of it. A restart replays from
+ * there, so the messages the log held come back into the log (refill()),
+ * not only those after the checkpoint: crdt_doc_log_get and resend work
+ * as before. The snapshot holds everything up to the real clock. O(replicas).
+ */
+static int
+log_floor(const crdt_doc *d, crdt_vclock **out)
+{
+	crdt_vclock *v;
+	CRDT_TRY(crdt_vclock_new(&d->cfg, &v));
+	for (size_t i = 0; i < d->nrs; i++) {
+		const crdt__rlog *x = &d->log.r[i];
+		uint64_t c = d->rs[i].vc;
+		if (x->n > 0 && x->lo + x->n - 1 == c)
+			c = x->lo - 1;
+		int rc = c > 0 ? crdt_vclock_set(v, &d->rs[i].id, c) : 0;
+		if (rc < 0) {
+			crdt_vclock_free(v);
+			return rc;
+		}
+	}
+	*out = v;
+	return 0;
+}
+
 int
 crdt_doc_checkpoint(crdt_doc *d)
 {
@@ -178,7 +205,7 @@ crdt_doc_checkpoint(crdt_doc *d)
 	crdt_buf_init(&snap, &d->cfg.alloc);
 	int rc = crdt_doc_save(d, &snap);
 	if (rc == 0)
-		rc = crdt_doc_vclock(d, &vc);
+		rc = log_floor(d, &vc);
 	if (rc == 0)
 		rc = crdt_store_put_checkpoint(d->store, snap.data, snap.len,
 		    vc);
@@ -214,8 +241,28 @@ crdt__store_settle_slow(crdt_doc *d)
 static int
 replay_one(void *ud, crdt_dot dot, const uint8_t *bytes, size_t len)
 {
-	(void)dot;
-	int rc = crdt__receive_one(ud, bytes, len, NULL);
+	crdt_doc *d = ud;
+	uint32_t ri;
+	/* Applied already (the checkpoint holds it: its clock was lowered
+	 * to the log's floor, log_floor()) and next in its replica's run:
+	 * back into the log only. Out of order (a message stored when it was
+	 * buffered, before its predecessors) it goes through receive, which
+	 * sees a duplicate; the log then holds less than before, and sync
+	 * serves the rest from the store. */
+	if (crdt__rep_find(d, &dot.replica, &ri) == 0 &&
+	    dot.counter <= d->rs[ri].vc &&
+	    crdt__log_get(&d->log, ri, dot.counter) == NULL) {
+		const crdt__rlog *x = &d->log.r[ri];
+		if (x->n == 0 || x->lo + x->n == dot.counter) {
+			CRDT_TRY(crdt__log_reserve(&d->log, ri));
+			uint8_t *copy = crdt__memdup(&d->cfg.alloc, bytes, len);
+			if (copy == NULL)
+				return CRDT_ENOMEM;
+			crdt__log_push(&d->log, ri, dot.counter, copy, len);
+			return 0;
+		}
+	}
+	int rc = crdt__receive_one(d, bytes, len, NULL);
 	return rc == CRDT_ENOMEM ? rc : 0;
 }
 

@@ -424,11 +424,16 @@ CRDT_API CRDT_NODISCARD int crdt_doc_store_flush(crdt_doc *d);
  * so the state, the message log, the buffered messages, the evidence and
  * the replica's own counter and stamp come back: the next commit never
  * reuses a dot, nor stamps below an earlier write. Listeners set before
- * see the replay as remote updates. Messages the checkpoint covers are
- * not in the in-memory log after the restart; sync serves them from the
- * store.
- * Cost: the checkpoint plus the messages after it (never all history);
- * take checkpoints (crdt_doc_checkpoint) to keep it bounded.
+ * see the replay as remote updates. The log holds again what it held
+ * when the checkpoint was taken (its clock is lowered to the log's floor
+ * per replica) plus what came after, so crdt_doc_log_get() and resend
+ * work as before; a message stored while buffered, ahead of its
+ * predecessors, may not come back into the log (sync serves it from the
+ * store).
+ * Cost: the checkpoint plus the messages its log held (at most
+ * log_max_msgs / log_max_bytes, copied into the log, not applied) plus
+ * the messages after it; never all history. Take checkpoints
+ * (crdt_doc_checkpoint) to keep it bounded.
  * @return 0, CRDT_EINVAL, CRDT_ESTATE (the document has data, a
  *         transaction or a store), a store error or a crdt_doc_load()
  *         error for the checkpoint (CRDT_ESCHEMA: not the same schema):
@@ -439,7 +444,9 @@ CRDT_API CRDT_NODISCARD int crdt_doc_open_store(crdt_doc *d, crdt_store *s,
 
 /**
  * Save a snapshot of the document into the attached store as its
- * checkpoint (crdt_store_put_checkpoint, with the document's clock).
+ * checkpoint (crdt_store_put_checkpoint, with the document's clock
+ * lowered, per replica, to below the run the log holds of it: a restart
+ * replays from there to refill the log).
  * Flushes a group-commit queue first (crdt_doc_store_flush).
  * Cost: O(document) (crdt_doc_save) plus one store commit; it bounds
  * what crdt_doc_open_store() replays. The store's log is kept whole.
