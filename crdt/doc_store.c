@@ -279,10 +279,14 @@ crdt_doc_open_store(crdt_doc *d, crdt_store *s, unsigned flags)
 	crdt_vclock *covers = NULL;
 	crdt_buf_init(&snap, &d->cfg.alloc);
 	d->store_quiet++;
-	int rc = crdt_store_checkpoint(s, &snap, &covers);
+	/* A keyless relay holds no state, so it cannot load a checkpoint
+	 * (one written by a keyed replica on the same store): it replays
+	 * the whole log instead. */
+	int rc = crdt__is_relay(d) ? CRDT_ENOTFOUND :
+				     crdt_store_checkpoint(s, &snap, &covers);
 	if (rc == CRDT_ENOTFOUND)
 		rc = crdt_vclock_new(&d->cfg, &covers);
-	else if (rc == 0 && !crdt__is_relay(d))
+	else if (rc == 0)
 		rc = crdt_doc_load(d, snap.data, snap.len, NULL);
 	uint64_t cursor = 0;
 	bool more = true;

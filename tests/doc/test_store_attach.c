@@ -760,7 +760,7 @@ Test(attach, a_snapshot_loaded_while_attached_survives_a_restart)
 	ASSERT_NO_LEAKS();
 }
 
-Test(attach, group_commit_stores_at_the_flush_and_a_failed_flush_keeps_the_queue)
+Test(attach, group_commit_stores_at_the_flush_a_failed_flush_keeps_it)
 {
 	test_clock ca = { 1000000, 0 };
 	crdt_doc *a = mkdoc(1, &ca, 0);
@@ -889,6 +889,19 @@ Test(attach, signed_encrypted_writer_and_keyless_relay_restart_and_serve)
 	save(w.d, &x);
 	save(p.d, &y);
 	cr_assert(bytes_eq(x.data, x.len, y.data, y.len));
+	snode_free(&relay);
+	/* a relay restarting from a store a keyed replica checkpointed
+	 * ignores the checkpoint (it cannot hold state) and still gets
+	 * every message */
+	snode kw;
+	snode_new(&kw, 5, false, 0);
+	cr_assert_eq(crdt_doc_open_store(kw.d, s, 0), 0);
+	cr_assert_eq(crdt_doc_checkpoint(kw.d), 0);
+	cr_assert_eq(crdt_doc_attach_store(kw.d, NULL, 0), 0);
+	snode_free(&kw);
+	snode_new(&relay, 2, true, 0);
+	cr_assert_eq(crdt_doc_open_store(relay.d, s, 0), 0);
+	cr_assert_eq(crdt_doc_log_size(relay.d), 30);
 	snode_free(&relay);
 	crdt_store_close(s);
 	rm_db(dbpath);
@@ -1057,8 +1070,9 @@ restart_equals(crdt_store *s, const crdt_doc *d, test_clock *clk)
 }
 
 /* Run the workload with the store failing from append number `k` until
- * a call fails, and not after (the retry succeeds): commits, received messages applied and
- * buffered, a sync frame's messages. After every step the store restarts
+ * a call fails, and not after (the retry succeeds): commits, received
+ * messages applied and buffered, a sync frame's messages, a checkpoint
+ * (k past the appends). After every step the store restarts
  * into the document's exact bytes; a failed step returns CRDT_EIO and,
  * but for a sync frame (whose messages before the failure stay, each
  * stored), changes nothing. Returns the steps that failed, a bit each. */
@@ -1165,7 +1179,7 @@ fault_run(size_t k)
 	return hit;
 }
 
-Test(attach, a_store_error_on_any_path_gives_eio_and_keeps_store_and_document_equal)
+Test(attach, a_store_error_on_any_path_gives_eio_and_changes_nothing)
 {
 	size_t hits = 0;
 	unsigned steps = 0;
