@@ -7,10 +7,12 @@
  * (crdt__buffer_msg) after every check that can refuse it and before the
  * commit point, so a store that fails leaves the document unchanged and
  * a call that returned 0 has its message on disk. One append per accepted
- * message: O(message) plus the store's commit. Restart is the last
- * checkpoint plus the messages its clock lacks, re-offered through the
- * ingest pipeline (so the log, the buffer and the evidence refill) with
- * the appends off: they are stored already.
+ * message: O(message) plus the store's commit (or a queued copy, group
+ * commit, appended by crdt_doc_store_flush). Restart is the last
+ * checkpoint plus the messages its clock lacks (lowered to the log's
+ * floor, log_floor), re-offered through the ingest pipeline (so the log,
+ * the buffer and the evidence refill) with the appends off: they are
+ * stored already.
  */
 #include "doc_impl.h"
 #include "crdt/store.h"
@@ -166,9 +168,10 @@ crdt_doc_attach_store(crdt_doc *d, crdt_store *s, unsigned flags)
 /*
  * The clock stored with a checkpoint: the document's clock lowered, per
  * replica, to below the run its log holds of it. A restart replays from
- * there, so the messages the log held come back into the log (refill()),
+ * there, so the messages the log held come back into the log (replay_one),
  * not only those after the checkpoint: crdt_doc_log_get and resend work
- * as before. The snapshot holds everything up to the real clock. O(replicas).
+ * as before. The snapshot holds everything up to the real clock.
+ * O(replicas).
  */
 static int
 log_floor(const crdt_doc *d, crdt_vclock **out)
