@@ -216,3 +216,30 @@ crdt_doc_missing(const crdt_doc *d, crdt_vclock **out)
 	*out = vc;
 	return 0;
 }
+
+/* The message log, by dot (crdt/msglog.c holds it per replica). */
+int
+crdt_doc_log_get(const crdt_doc *d, crdt_dot dot, const uint8_t **bytes,
+    size_t *len)
+{
+	uint32_t ri;
+
+	if (d == NULL)
+		return CRDT_EINVAL;
+	const logent *e = NULL;
+	if (crdt__rep_find(d, &dot.replica, &ri) == 0)
+		e = crdt__log_get(&d->log, ri, dot.counter);
+	if (e == NULL)
+		return CRDT_ENOTFOUND;
+	if (bytes != NULL)
+		*bytes = e->bytes;
+	if (len != NULL)
+		*len = e->len;
+	return 0;
+}
+
+size_t
+crdt_doc_log_size(const crdt_doc *d)
+{
+	return d ? d->log.count : 0;
+}

@@ -636,3 +636,42 @@ crdt__is_sealed_snapshot(const uint8_t *b, size_t len)
 	    b[1] <= CRDT__DOC_FORMAT_VERSION &&
 	    b[2] == CRDT__KIND_SEALED_SNAP;
 }
+
+/* Evidence lists (snapshots and DATA frames): n messages, ascending by
+ * (dot, bytes), at least two variants a dot. A lone variant proves
+ * nothing, and a list we wrote must load again. */
+int
+crdt__rd_evidence(crdt_doc *d, crdt__rd *r, size_t n, const uint8_t **ep,
+    size_t *el)
+{
+	crdt_dot prev = { { { 0 } }, 0 };
+	const uint8_t *pp = NULL;
+	size_t pl = 0, run = 0;
+	for (size_t i = 0; i < n; i++) {
+		msgview mv;
+		const uint8_t *m;
+		size_t ml;
+		CRDT_TRY(crdt__rd_blob(r, &m, &ml));
+		CRDT_TRY(crdt__parse_msg(d, m, ml, &mv, false));
+		crdt_dot dot = { mv.sender, mv.counter };
+		int c = i == 0 ? 1 : crdt_dot_cmp(prev, dot);
+		if (c > 0 && i > 0)
+			return CRDT_EMALFORMED;
+		if (c == 0 && crdt__key_cmp(pp, pl, m, ml) >= 0)
+			return CRDT_EMALFORMED;
+		if (c != 0) {
+			if (i > 0 && run < 2)
+				return CRDT_EMALFORMED;
+			run = 0;
+		}
+		run++;
+		prev = dot;
+		pp = m;
+		pl = ml;
+		if (ep != NULL) {
+			ep[i] = m;
+			el[i] = ml;
+		}
+	}
+	return n > 0 && run < 2 ? CRDT_EMALFORMED : 0;
+}
