@@ -80,7 +80,9 @@ crdt_doc_store_flush(crdt_doc *d)
 	}
 	/* Drop what was appended; the rest stays for the next flush. */
 	size_t cut = done == 0 ? 0 : d->store_qend[done - 1];
-	memmove(d->store_q.data, d->store_q.data + cut, d->store_q.len - cut);
+	if (cut > 0) /* an empty queue may have no buffer at all */
+		memmove(d->store_q.data, d->store_q.data + cut,
+		    d->store_q.len - cut);
 	d->store_q.len -= cut;
 	for (size_t i = done; i < d->store_qn; i++)
 		d->store_qend[i - done] = d->store_qend[i] - cut;
