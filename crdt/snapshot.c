@@ -63,7 +63,9 @@ save_body(const crdt_doc *d, crdt_buf *out, crdt_buf *tmp)
 	const crdt_allocator *a = &d->cfg.alloc;
 	bool seen = any_admin_seen(d);
 
-	CRDT_TRY(crdt__w_header(out, CRDT__KIND_SNAP, seen ? 7 : 6));
+	/* doc_id, clock, stamps, hlc_max, objects, buffered, [admin_seen,]
+	 * evidence */
+	CRDT_TRY(crdt__w_header(out, CRDT__KIND_SNAP, seen ? 8 : 7));
 	CRDT_TRY(crdt__w_bin(out, d->cfg.doc_id.bytes, CRDT_DOC_ID_BYTES));
 	CRDT_TRY(crdt__w_vc_pairs(d, out));
 	CRDT_TRY(crdt__w_stamps(d, out));
@@ -262,8 +264,9 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 	CRDT_TRY(crdt__rd_init(&r, &d->cfg.limits, bytes, len));
 	unsigned ver;
 	CRDT_TRY(crdt__rd_header_v(&r, CRDT__KIND_SNAP, &n, &ver));
-	/* Version 2 adds doc_id; admin_seen is there only when not empty. */
-	size_t base = ver == 1 ? 7 : 8;
+	/* Version 2 adds doc_id and stamps; admin_seen is there only when not
+	 * empty. */
+	size_t base = ver == 1 ? 7 : 9;
 	if (n != base && n != base + 1)
 		return CRDT_EMALFORMED;
 	bool has_seen = n == base + 1;

@@ -383,3 +383,80 @@ Test(doc_id, peek_agrees_with_receive_on_every_cut_of_a_real_message)
 	node_free(&a);
 	node_free(&r);
 }
+
+/* Skip one value of the msgpack subset the library writes; NULL if the
+ * bytes are not one. Independent of the library's reader, which reads by
+ * position and would not notice an array header that miscounts. */
+static const uint8_t *
+mp_skip(const uint8_t *p, const uint8_t *end, int depth)
+{
+	if (p >= end || depth > 32)
+		return NULL;
+	uint8_t t = *p++;
+	size_t n = 0, w = 0;
+	if (t <= 0x7f || t == 0xc0)
+		return p;
+	if (t >= 0xcc && t <= 0xcf) {
+		size_t k = (size_t)1 << (t - 0xcc);
+		return (size_t)(end - p) >= k ? p + k : NULL;
+	}
+	if (t >= 0xc4 && t <= 0xc6)
+		w = (size_t)1 << (t - 0xc4);
+	else if (t == 0xdc || t == 0xdd)
+		w = t == 0xdc ? 2 : 4;
+	else if ((t & 0xf0) == 0x90)
+		n = t & 0x0f;
+	else
+		return NULL;
+	if ((size_t)(end - p) < w)
+		return NULL;
+	for (size_t i = 0; i < w; i++)
+		n = n << 8 | *p++;
+	if (t >= 0xc4 && t <= 0xc6)
+		return (size_t)(end - p) >= n ? p + n : NULL;
+	for (size_t i = 0; i < n && p != NULL; i++)
+		p = mp_skip(p, end, depth + 1);
+	return p;
+}
+
+/* Every frame the document writes is exactly one well-formed msgpack
+ * value: a snapshot once said 8 elements and held 9 (the stamps field
+ * was added without its count), which the library's own positional
+ * reader did not notice. */
+Test(doc_id, every_frame_is_one_whole_msgpack_value)
+{
+	uint8_t s[32] = { 9 };
+	crdt_identity *ai;
+	uint8_t pk[CRDT_PUBLIC_KEY_BYTES];
+	cr_assert_eq(crdt_identity_from_seed(NULL, s, &ai), 0);
+	crdt_identity_public_key(ai, pk);
+	crdt_identity_free(ai);
+	for (int mode = 0; mode < 3; mode++) {
+		node a, b;
+		const uint8_t *admin = mode == 2 ? pk : NULL;
+		node_new(&a, 9, 4, mode > 0, mode == 1, admin);
+		node_new(&b, 8, 4, mode > 0, mode == 1, admin);
+		crdt_buf m, snap, hello, data;
+		set_title(&a, "counted", &m);
+		tb_init(&snap);
+		tb_init(&hello);
+		tb_init(&data);
+		cr_assert_eq(crdt_doc_save(a.d, &snap), 0);
+		cr_assert_eq(crdt_doc_sync_start(b.d, &hello), 0);
+		cr_assert_eq(crdt_doc_sync_handle(a.d, hello.data, hello.len,
+				 NULL, &data),
+		    0);
+		const crdt_buf *all[] = { &m, &snap, &hello, &data };
+		for (size_t i = 0; i < 4; i++)
+			cr_assert(mp_skip(all[i]->data, all[i]->data + all[i]->len,
+					  0) == all[i]->data + all[i]->len,
+			    "mode %d, frame %zu is not one msgpack value", mode,
+			    i);
+		crdt_buf_fini(&m);
+		crdt_buf_fini(&snap);
+		crdt_buf_fini(&hello);
+		crdt_buf_fini(&data);
+		node_free(&a);
+		node_free(&b);
+	}
+}
