@@ -157,6 +157,27 @@ CRDT_API CRDT_NODISCARD int crdt_doc_map(const crdt_doc *d, uint32_t obj,
 CRDT_API CRDT_NODISCARD int crdt_doc_receive(crdt_doc *d, const void *msg,
     size_t len, void *caller);
 
+/** What crdt_doc_receive_status() found a message to be. */
+typedef enum crdt_recv_status {
+	CRDT_RECV_APPLIED = 1,   /* applied now (with what it unblocked) */
+	CRDT_RECV_BUFFERED = 2,  /* kept; waits for its causal past */
+	CRDT_RECV_DUPLICATE = 3, /* held already (applied, waiting, or covered
+				  * by a snapshot): nothing changed */
+	CRDT_RECV_EQUIVOCATION = 4 /* another message under a dot already
+				    * held: kept as evidence and its ops
+				    * joined, or waiting for its causal past
+				    * beside the other variant */
+} crdt_recv_status;
+
+/**
+ * crdt_doc_receive(), and on success `*status` (required) says what the
+ * message was. Errors, arguments and costs as crdt_doc_receive() (plus a
+ * header parse and three lookups); on error `*status` is untouched.
+ * A DUPLICATE is safe to acknowledge: the document holds it.
+ */
+CRDT_API CRDT_NODISCARD int crdt_doc_receive_status(crdt_doc *d,
+    const void *msg, size_t len, void *caller, crdt_recv_status *status);
+
 /**
  * Append a snapshot of the whole document to `out`: version, replica
  * clock, the greatest HLC applied, every object's state, and the buffered

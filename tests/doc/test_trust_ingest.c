@@ -819,3 +819,59 @@ Test(trust_ingest, equivocation_cannot_get_an_allowed_writer_refused)
 	for (size_t i = 0; i < 7; i++)
 		node_free(nodes[i]);
 }
+
+static crdt_recv_status
+recv_status(node *n, const crdt_buf *m)
+{
+	crdt_recv_status st = 0;
+	int rc = crdt_doc_receive_status(n->d, m->data, m->len, NULL, &st);
+	cr_assert_eq(rc, 0, "%s", crdt_err_name(rc));
+	return st;
+}
+
+/* Receive tells what happened: applied, buffered, a duplicate, or a
+ * second variant of a dot, without changing what receive does. */
+Test(trust_ingest, receive_says_applied_buffered_duplicate_or_equivocation)
+{
+	node w, w2, r;
+	node_new(&w, 1, NULL);
+	node_new(&w2, 1, NULL); /* w's second device: the same identity */
+	node_new(&r, 2, NULL);
+	crdt_buf m1, m2, v1;
+	note(&w, "one", &m1);
+	note(&w, "two", &m2);
+	note(&w2, "one, other device", &v1); /* also (w, 1) */
+
+	cr_assert_eq(recv_status(&r, &m2), CRDT_RECV_BUFFERED);
+	cr_assert_eq(recv_status(&r, &m2), CRDT_RECV_DUPLICATE,
+	    "waiting already");
+	cr_assert_eq(crdt_doc_buffered(r.d), 1);
+	cr_assert_eq(recv_status(&r, &m1), CRDT_RECV_APPLIED,
+	    "applied, and released (w, 2)");
+	cr_assert_eq(crdt_doc_buffered(r.d), 0);
+	cr_assert(has_note(&r, "two"));
+	cr_assert_eq(recv_status(&r, &m1), CRDT_RECV_DUPLICATE);
+	cr_assert_eq(recv_status(&r, &m2), CRDT_RECV_DUPLICATE);
+	cr_assert_eq(recv_status(&r, &v1), CRDT_RECV_EQUIVOCATION);
+	cr_assert(has_note(&r, "one, other device"), "the union");
+	cr_assert_eq(recv_status(&r, &v1), CRDT_RECV_DUPLICATE);
+
+	/* Errors leave the status alone. */
+	crdt_recv_status st = CRDT_RECV_APPLIED;
+	crdt_buf bad;
+	tb_init(&bad);
+	mp_byte(&bad, 0x91);
+	cr_assert_neq(crdt_doc_receive_status(r.d, bad.data, bad.len, NULL,
+			  &st),
+	    0);
+	cr_assert_eq(st, CRDT_RECV_APPLIED);
+	cr_assert_eq(crdt_doc_receive_status(r.d, m1.data, m1.len, NULL,
+			 NULL),
+	    CRDT_EINVAL);
+	crdt_buf *bufs[] = { &m1, &m2, &v1, &bad };
+	for (size_t i = 0; i < 4; i++)
+		crdt_buf_fini(bufs[i]);
+	node_free(&w);
+	node_free(&w2);
+	node_free(&r);
+}
