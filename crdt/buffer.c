@@ -52,8 +52,8 @@ dot_unlink(crdt_doc *d, uint32_t m)
 
 /* Is buffered message m, whose dot is applied meanwhile, a variant the
  * equivocation rule takes (rather than a copy of what is applied)? */
-static bool
-covered_variant(const crdt_doc *d, const bmsg *b)
+bool
+crdt__covered_variant(const crdt_doc *d, const bmsg *b)
 {
 	const rstate *r = &d->rs[b->sender];
 	size_t at;
@@ -120,7 +120,7 @@ crdt__release(crdt_doc *d, uint32_t first)
 			uint32_t wr = 0;
 			uint64_t wc = 0;
 			bool covered = b->counter <= d->rs[b->sender].vc;
-			if (covered && !covered_variant(d, b)) {
+			if (covered && !crdt__covered_variant(d, b)) {
 				/* Covered meanwhile (a snapshot, or this very
 				 * message applied another way): redundant. */
 				dot_unlink(d, w.msg);

@@ -277,6 +277,9 @@ int crdt__equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
 /* Hold a message until its dependencies arrive; `head`: a buffered
  * variant of the same dot to chain to (UINT32_MAX: none). CRDT_EBUFFULL
  * past the buffer's or the sender's bound. */
+/* Is buffered message b, whose dot is applied meanwhile, a variant of
+ * the applied one (rather than a copy)? (buffer.c) */
+bool crdt__covered_variant(const crdt_doc *d, const bmsg *b);
 int crdt__buffer_msg(crdt_doc *d, const void *bytes, size_t len,
     uint32_t sender, uint64_t counter, const dep *deps, size_t ndeps,
     void *caller, uint32_t head);
