@@ -57,6 +57,8 @@ crdt__covered_variant(const crdt_doc *d, const bmsg *b)
 {
 	const rstate *r = &d->rs[b->sender];
 	size_t at;
+	if (b->variant)
+		return true;
 	crdt_dot dot = { r->id, b->counter };
 	const logent *e = crdt__log_get(&d->log, b->sender, b->counter);
 	if (e != NULL)
@@ -218,7 +220,10 @@ admit_covered(crdt_doc *d, uint32_t m)
 	int rc = crdt__parse_msg(d, b->bytes, b->len, &mv, false);
 	if (rc == 0) {
 		d->store_quiet++; /* stored when it was buffered */
-		rc = crdt__equivocation(d, &mv, b->sender, b->caller, false);
+		/* One buffered as a variant is taken as one even where
+		 * nothing here differs from it (it came in a snapshot). */
+		rc = crdt__equivocation(d, &mv, b->sender, b->caller,
+		    b->variant);
 		d->store_quiet--;
 	}
 	if (rc == CRDT_ENOMEM)
@@ -241,7 +246,7 @@ admit_covered(crdt_doc *d, uint32_t m)
 int
 crdt__buffer_msg(crdt_doc *d, const void *bytes, size_t len,
     uint32_t sender, uint64_t counter, const dep *deps, size_t ndeps,
-    void *caller, uint32_t head)
+    void *caller, uint32_t head, bool variant)
 {
 	const crdt_allocator *a = &d->cfg.alloc;
 	size_t sb = d->rs[sender].buf_bytes;
@@ -270,6 +275,7 @@ crdt__buffer_msg(crdt_doc *d, const void *bytes, size_t len,
 	nb.ndeps = ndeps;
 	nb.live = true;
 	nb.next_var = UINT32_MAX;
+	nb.variant = variant;
 	nb.bytes = crdt__memdup(a, bytes, len);
 	if (nb.bytes == NULL)
 		return CRDT_ENOMEM;

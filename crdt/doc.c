@@ -875,7 +875,7 @@ buffer_variant(crdt_doc *d, msgview *mv, uint32_t s, void *caller)
 		rc = mv->payload != NULL ? validate_ops(d, mv) : 0;
 		if (rc == 0)
 			rc = crdt__buffer_msg(d, bytes, len, s, mv->counter,
-			    deps, mv->ndeps, caller, head);
+			    deps, mv->ndeps, caller, head, true);
 		crdt__free(&d->cfg.alloc, deps, mv->ndeps * sizeof *deps);
 	}
 	if (rc < 0) /* nothing refers to what it interned */
@@ -945,7 +945,7 @@ crdt__receive_msg(crdt_doc *d, const void *bytes, size_t len, void *caller,
 		rc = mv.payload != NULL ? validate_ops(d, &mv) : 0;
 		if (rc == 0)
 			rc = crdt__buffer_msg(d, bytes, len, s, mv.counter,
-			    deps, mv.ndeps, caller, head);
+			    deps, mv.ndeps, caller, head, false);
 	}
 	crdt__free(&d->cfg.alloc, deps, mv.ndeps * sizeof *deps);
 	/* Refused before anything referred to them (an applied message that

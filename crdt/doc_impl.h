@@ -65,6 +65,8 @@ typedef struct bmsg {
 	uint32_t next_free;
 	uint32_t next_var; /* another buffered variant of this dot */
 	bool live;
+	bool variant; /* buffered as a variant of an applied dot (it may have
+		       * no log entry here to differ from: a snapshot's) */
 } bmsg;
 
 typedef struct obj {
@@ -282,7 +284,7 @@ int crdt__equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
 bool crdt__covered_variant(const crdt_doc *d, const bmsg *b);
 int crdt__buffer_msg(crdt_doc *d, const void *bytes, size_t len,
     uint32_t sender, uint64_t counter, const dep *deps, size_t ndeps,
-    void *caller, uint32_t head);
+    void *caller, uint32_t head, bool variant);
 /* Deliver what waits on replica `first` and, transitively, on every
  * replica whose clock that moves. */
 int crdt__release(crdt_doc *d, uint32_t first);
