@@ -32,16 +32,6 @@
 static char tmpdir[256];
 static char dbpath[300];
 
-static void
-rm_db(const char *p)
-{
-	static const char *const tails[] = { "-wal", "-shm", "-journal" };
-	char x[512];
-	unlink(p);
-	for (size_t i = 0; i < 3; i++)
-		if (snprintf(x, sizeof x, "%s%s", p, tails[i]) < (int)sizeof x)
-			unlink(x);
-}
 
 static void
 setup(void)
@@ -56,9 +46,9 @@ static void
 teardown(void)
 {
 	char x[sizeof dbpath + 16]; /* p is at most dbpath */
-	rm_db(dbpath);
+	test_rm_db(dbpath);
 	snprintf(x, sizeof x, "%s/other.db", tmpdir);
-	rm_db(x);
+	test_rm_db(x);
 	rmdir(tmpdir);
 }
 
@@ -621,7 +611,7 @@ Test(store, messages_survive_reopen_byte_exact_in_both_sync_modes)
 	for (int mode = 0; mode < 2; mode++) {
 		o.synchronous = mode ? CRDT_STORE_SYNC_NORMAL :
 				       CRDT_STORE_SYNC_FULL;
-		rm_db(dbpath);
+		test_rm_db(dbpath);
 		crdt_store *st = open_store(&o);
 		cr_assert_eq(put(st, &s, 0, 7, NULL), 0);
 		cr_assert_eq(put(st, &s, 7, 13, NULL), 0);
@@ -672,7 +662,7 @@ Test(store, allocation_failures_leave_nothing_behind)
 		for (long i = 0; i < 64; i++) {
 			crdt_store *x = NULL;
 			if (!existing)
-				rm_db(dbpath);
+				test_rm_db(dbpath);
 			test_alloc_fail_at(i);
 			int rc = try_open(dbpath, &x);
 			bool fired = test_alloc_fired();
@@ -914,28 +904,28 @@ Test(store, rows_and_schema_altered_through_sql_are_refused)
 	sql(dbpath, "UPDATE msgs SET bytes = (SELECT bytes FROM msgs "
 		    "WHERE seq = 4) WHERE seq = 1");
 	expect_refused(CRDT_ECORRUPT, "bytes swapped");
-	rm_db(dbpath);
+	test_rm_db(dbpath);
 	/* bytes and digest of another message, under the wrong dot */
 	make_store(&s);
 	sql(dbpath, "UPDATE msgs SET (bytes, digest) = (SELECT bytes, digest "
 		    "FROM msgs WHERE seq = 4) WHERE seq = 1");
 	expect_refused(CRDT_ECORRUPT, "message under another dot");
-	rm_db(dbpath);
+	test_rm_db(dbpath);
 	/* checkpoint snapshot altered */
 	make_store(&s);
 	sql(dbpath, "UPDATE checkpoint SET snap = x'00'");
 	expect_refused(CRDT_ECORRUPT, "checkpoint");
-	rm_db(dbpath);
+	test_rm_db(dbpath);
 	/* the unique index dropped */
 	make_store(&s);
 	sql(dbpath, "DROP INDEX msgs_dot");
 	expect_refused(CRDT_ECORRUPT, "index dropped");
-	rm_db(dbpath);
+	test_rm_db(dbpath);
 	/* a newer schema version */
 	make_store(&s);
 	sql(dbpath, "PRAGMA user_version = 2");
 	expect_refused(CRDT_EVERSION, "newer version");
-	rm_db(dbpath);
+	test_rm_db(dbpath);
 	/* another application's database */
 	sql(dbpath, "CREATE TABLE t(x)");
 	expect_refused(CRDT_ECORRUPT, "foreign database");
@@ -1126,7 +1116,7 @@ Test(store, no_acknowledged_message_is_lost_to_kill_9, .timeout = 120)
 		have = crash_verify(&s, acked, ck_acked);
 		if (have == s.n) {
 			/* The whole stream made it: start a fresh store */
-			rm_db(dbpath);
+			test_rm_db(dbpath);
 			have = 0;
 			resets++;
 		}

@@ -29,16 +29,6 @@
 static char tmpdir[256];
 static char dbpath[300];
 
-static void
-rm_db(const char *p)
-{
-	static const char *const tails[] = { "-wal", "-shm", "-journal" };
-	char x[512];
-	unlink(p);
-	for (size_t i = 0; i < 3; i++)
-		if (snprintf(x, sizeof x, "%s%s", p, tails[i]) < (int)sizeof x)
-			unlink(x);
-}
 
 static void
 setup(void)
@@ -52,7 +42,7 @@ setup(void)
 static void
 teardown(void)
 {
-	rm_db(dbpath);
+	test_rm_db(dbpath);
 	rmdir(tmpdir);
 }
 
@@ -676,7 +666,7 @@ Test(attach, no_acknowledged_message_is_lost_and_no_dot_reused_under_kill_9,
 		if (last || (it % 10) == 9)
 			heals++;
 		if (n >= RESET_AT) {
-			rm_db(dbpath);
+			test_rm_db(dbpath);
 			own = bk = 0;
 		}
 	}
@@ -904,7 +894,7 @@ Test(attach, signed_encrypted_writer_and_keyless_relay_restart_and_serve)
 	cr_assert_eq(crdt_doc_log_size(relay.d), 30);
 	snode_free(&relay);
 	crdt_store_close(s);
-	rm_db(dbpath);
+	test_rm_db(dbpath);
 
 	/* the writer restarts from its own store: its signed, sealed
 	 * messages are verified and opened again, and its counter goes on */

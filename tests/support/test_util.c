@@ -1,3 +1,6 @@
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <unistd.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
@@ -192,4 +195,16 @@ hexs(const void *p, size_t n)
 	}
 	out[k] = '\0';
 	return out;
+}
+
+void
+test_rm_db(const char *path)
+{
+	static const char *const tails[] = { "-wal", "-shm", "-journal" };
+	char x[512];
+	unlink(path);
+	for (size_t i = 0; i < 3; i++)
+		if (snprintf(x, sizeof x, "%s%s", path, tails[i]) <
+		    (int)sizeof x)
+			unlink(x);
 }

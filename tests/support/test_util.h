@@ -55,4 +55,8 @@ bool bytes_eq(const void *a, size_t alen, const void *b, size_t blen);
  * call (for failure messages). */
 const char *hexs(const void *p, size_t n);
 
+/* Remove an SQLite database file and its -wal, -shm and -journal files
+ * (any of them may be absent). */
+void test_rm_db(const char *path);
+
 #endif /* CRDT_TEST_UTIL_H */
