@@ -927,6 +927,7 @@ main(int argc, char **argv)
 	cfg_plain.clock = fake_clock;
 	cfg_plain.max_buffered_msgs = (size_t)4 << 20;
 	cfg_plain.max_buffered_bytes = (size_t)1 << 31;
+	cfg_plain.max_sender_buffered = (size_t)1 << 31;
 	cfg_plain.log_max_msgs = (size_t)4 << 20;
 	cfg_plain.log_max_bytes = (size_t)1 << 31;
 	cfg_plain.limits.max_bytes = (size_t)1 << 31;
