@@ -43,6 +43,9 @@ int cli_read_file(const char *cmd, const char *path, crdt_buf *out);
 int cli_write_file(const char *cmd, const char *path, const void *p,
     size_t len);
 
+/* Zero a buffer's whole capacity (plaintext, keys) before it is freed;
+ * an empty buffer (NULL data) is left alone. */
+void cli_wipe(crdt_buf *b);
 /* Lowercase hex of n bytes into out (2n + 1 bytes). */
 void cli_hex(const uint8_t *p, size_t n, char *out);
 /* Parse exactly n bytes of hex. @return 0 or -1. */

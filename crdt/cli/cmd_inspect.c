@@ -151,7 +151,7 @@ message_json(ictx *c, const uint8_t *b, size_t len, int *rc)
 				    ops_json(plain.data, plain.len));
 			else
 				json_object_set_new(pl, "open", err_json(orc));
-			memset(plain.data, 0, plain.cap);
+			cli_wipe(&plain);
 			crdt_buf_fini(&plain);
 		}
 	} else if (cli_mp_bin(pay, &p, &n)) {
@@ -328,7 +328,7 @@ sealed_json(ictx *c, const uint8_t *b, size_t len, int *rc)
 		} else {
 			json_object_set_new(j, "open", err_json(orc));
 		}
-		memset(plain.data, 0, plain.cap);
+		cli_wipe(&plain);
 		crdt_buf_fini(&plain);
 	}
 	*rc = 0;

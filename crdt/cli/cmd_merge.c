@@ -196,7 +196,7 @@ side_free(side *s)
 {
 	crdt_vclock_free(s->vc);
 	msgpack_zone_destroy(&s->z);
-	memset(s->plain.data, 0, s->plain.cap);
+	cli_wipe(&s->plain);
 	crdt_buf_fini(&s->plain);
 }
 

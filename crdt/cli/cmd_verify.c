@@ -138,7 +138,7 @@ check_message(vctx *v, const uint8_t *b, size_t len, const char *where)
 			fault(v, EXIT_MALFORMED, what, CRDT_EMALFORMED);
 		msgpack_zone_destroy(&z);
 	}
-	memset(plain.data, 0, plain.cap);
+	cli_wipe(&plain);
 	crdt_buf_fini(&plain);
 }
 
@@ -201,7 +201,7 @@ check_snapshot(vctx *v, const uint8_t *b, size_t len)
 	}
 out:
 	crdt_doc_free(d);
-	memset(plain.data, 0, plain.cap);
+	cli_wipe(&plain);
 	crdt_buf_fini(&plain);
 	crdt_buf_fini(&again);
 }

@@ -213,8 +213,13 @@ snapshot_schema(const uint8_t *snap, size_t len, crdt_doc_id *doc,
 				*acl = true;
 			continue;
 		}
-		if ((rc = reg(d, o, nm, (crdt_obj_type)t)) != 0)
+		if ((rc = reg(d, o, nm, (crdt_obj_type)t)) != 0) {
+			/* A duplicate or unusable name: the snapshot is at
+			 * fault, not the command line. */
 			*why = "cannot register the snapshot's objects";
+			if (rc == CRDT_EINVAL)
+				rc = CRDT_EMALFORMED;
+		}
 	}
 	msgpack_zone_destroy(&z);
 	return rc;

@@ -117,6 +117,13 @@ cli_write_file(const char *cmd, const char *path, const void *p, size_t len)
 }
 
 void
+cli_wipe(crdt_buf *b)
+{
+	if (b->data != NULL)
+		memset(b->data, 0, b->cap);
+}
+
+void
 cli_hex(const uint8_t *p, size_t n, char *out)
 {
 	static const char d[] = "0123456789abcdef";
@@ -182,7 +189,7 @@ cli_read_key(const char *cmd, const char *path, uint8_t key[32])
 	}
 	if (rc != 0)
 		cli_err(cmd, "%s: a key is 32 bytes or 64 hex digits", path);
-	memset(b.data, 0, b.cap);
+	cli_wipe(&b);
 	crdt_buf_fini(&b);
 	return rc;
 }
