@@ -3,12 +3,14 @@
  * the public API only (nothing here knows the wire format):
  *   a.snap, b.snap   two replicas that each committed their own changes
  *   full.snap        a third replica that received every message of both
+ *   clock.state, gset.state: full's clock and its G-Set's state
  *   a1.msg           the first message of replica A (plain)
  *   hello.frame      A's HELLO; data.frame: B's DATA reply to it
  *   signed.msg       a signed message of document docid.hex
  *   sealed.msg, sealed.snap, key.bin: an encrypted document's message and
  *                    sealed snapshot, and its key
  *   store.db         an SQLite store: A's messages and a checkpoint
+ *   acl.snap, admin.hex: a document with an allowlist, its admin's key
  * Usage: gen DIR
  */
 #include <stdio.h>
@@ -108,6 +110,19 @@ plain_docs(void)
 		TRY(crdt_doc_receive(c, msgs[i].data, msgs[i].len, NULL));
 	save(a, "a.snap");
 	save(b, "b.snap");
+
+	crdt_vclock *vc;
+	const crdt_gset *g;
+	crdt_buf_init(&f, NULL);
+	TRY(crdt_doc_vclock(c, &vc));
+	TRY(crdt_vclock_encode(vc, &f));
+	put("clock.state", f.data, f.len);
+	crdt_vclock_free(vc);
+	crdt_buf_clear(&f);
+	TRY(crdt_doc_gset(c, 0, &g));
+	TRY(crdt_gset_encode(g, &f));
+	put("gset.state", f.data, f.len);
+	crdt_buf_fini(&f);
 	save(c, "full.snap");
 	put("a1.msg", msgs[0].data, msgs[0].len);
 
@@ -197,6 +212,52 @@ secure_docs(void)
 	crdt_identity_free(ident);
 }
 
+/* A document with an allowlist: the admin allows a writer, who writes. */
+static void
+acl_doc(void)
+{
+	static const uint8_t s1[32] = { 9, 9 }, s2[32] = { 8, 8 };
+	crdt_identity *admin, *writer;
+	crdt_replica_id aid, wid;
+	crdt_config cfg;
+	crdt_doc *a, *w;
+	crdt_buf m;
+	uint8_t pk[32];
+	char hex[66];
+
+	crdt_config_default(&cfg);
+	cfg.doc_id = doc_id;
+	TRY(crdt_identity_from_seed(NULL, s1, &admin));
+	TRY(crdt_identity_from_seed(NULL, s2, &writer));
+	crdt_identity_public_key(admin, pk);
+	crdt_identity_replica_id(admin, &aid);
+	crdt_identity_replica_id(writer, &wid);
+	TRY(crdt_doc_new(&cfg, &aid, &a));
+	TRY(crdt_doc_new(&cfg, &wid, &w));
+	crdt_doc_security sa = { true, admin, false, NULL, 0, pk, false };
+	crdt_doc_security sw = { true, writer, false, NULL, 0, pk, false };
+	TRY(crdt_doc_set_security(a, &sa));
+	TRY(crdt_doc_set_security(w, &sw));
+	TRY(crdt_doc_register(a, "tags", CRDT_OBJ_GSET, NULL));
+	TRY(crdt_doc_register(w, "tags", CRDT_OBJ_GSET, NULL));
+	crdt_buf_init(&m, NULL);
+	TRY(crdt_doc_allow(a, &wid, true, &m));
+	TRY(crdt_doc_receive(w, m.data, m.len, NULL));
+	crdt_buf_clear(&m);
+	TRY(crdt_doc_gset_add(w, 1, "ok", 2, &m)); /* 0 is "__acl" */
+	TRY(crdt_doc_receive(a, m.data, m.len, NULL));
+	save(a, "acl.snap");
+	for (size_t i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", pk[i]);
+	hex[64] = '\n';
+	put("admin.hex", hex, 65);
+	crdt_buf_fini(&m);
+	crdt_doc_free(a);
+	crdt_doc_free(w);
+	crdt_identity_free(admin);
+	crdt_identity_free(writer);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -209,5 +270,6 @@ main(int argc, char **argv)
 		doc_id.bytes[i] = (uint8_t)(0x30 + i);
 	plain_docs();
 	secure_docs();
+	acl_doc();
 	return 0;
 }

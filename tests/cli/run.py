@@ -145,6 +145,23 @@ def tests(tmp):
           all(x.get('kind') == 'message' for x in d.get('messages', [])),
           'data frame: clock, flags, message headers')
 
+    # inspect and verify: a clock and an object state.
+    c = js('inspect', f(tmp, 'clock.state'))
+    check(c.get('kind') == 'vclock' and len(c.get('clock', [])) == 2,
+          'vclock inspected')
+    g = js('inspect', f(tmp, 'gset.state'))
+    check(g.get('kind') == 'gset' and len(g.get('state', [[]])[0]) == 15,
+          'gset state inspected')
+    expect(0, 'verify', f(tmp, 'clock.state'), f(tmp, 'gset.state'))
+    cb = open(f(tmp, 'clock.state'), 'rb').read()
+    # swap the two entries (each bin16 id + fixint counter, 19 bytes)
+    hdr = 4
+    e1, e2 = cb[hdr:hdr + 19], cb[hdr + 19:hdr + 38]
+    check(len(cb) == hdr + 38, 'clock layout as expected')
+    open(f(tmp, 'unsorted.state'), 'wb').write(cb[:hdr] + e2 + e1)
+    expect(4, 'verify', f(tmp, 'unsorted.state'),
+           what='verify refuses an unsorted clock')
+
     # inspect: signed and sealed.
     sg = js('inspect', '--doc-id', docid, f(tmp, 'signed.msg'))
     check(sg.get('signed') is True and
@@ -190,6 +207,13 @@ def tests(tmp):
     i = b.index(b'\x01', 3 + 18)
     open(f(tmp, 'nonmin.msg'), 'wb').write(b[:i] + b'\xcc' + b[i:])
     expect(4, 'verify', f(tmp, 'nonmin.msg'), what='verify non-minimal form')
+    # a HELLO frame has no library decoder outside a document: the
+    # re-pack check is what catches its non-minimal counter
+    hb = open(f(tmp, 'hello.frame'), 'rb').read()
+    check(hb[-1] < 0x80, 'hello ends with a fixint counter')
+    open(f(tmp, 'nonmin.frame'), 'wb').write(hb[:-1] + b'\xcc' + hb[-1:])
+    expect(4, 'verify', f(tmp, 'nonmin.frame'),
+           what='verify non-minimal HELLO')
     # a flipped signature bit, and another document
     size = os.path.getsize(f(tmp, 'signed.msg'))
     corrupt(f(tmp, 'signed.msg'), f(tmp, 'badsig.msg'), size - 5)
@@ -226,6 +250,33 @@ def tests(tmp):
     check(not os.path.exists(f(tmp, 'x.snap')), 'failed merge writes nothing')
     expect(2, 'merge', '-o', f(tmp, 'x.snap'), f(tmp, 'a1.msg'),
            what='merge of messages only needs --schema')
+
+    # merge: sealed in, sealed out; the same state as the input.
+    kd = ('--key', f(tmp, 'key.bin'), '--doc-id', docid)
+    expect(2, 'merge', '-o', f(tmp, 'x.snap'), f(tmp, 'sealed.snap'),
+           what='merge of a sealed snapshot without --key')
+    expect(0, 'merge', *kd, '--seal', '-o', f(tmp, 'resealed.snap'),
+           f(tmp, 'sealed.snap'))
+    rs = js('inspect', *kd, f(tmp, 'resealed.snap'))
+    check(rs.get('kind') == 'sealed_snapshot' and
+          rs.get('snapshot', {}).get('objects', [{}])[0].get('entries') == 1,
+          'merge --seal writes a sealed snapshot of the same state')
+    expect(0, 'diff', *kd, f(tmp, 'sealed.snap'), f(tmp, 'resealed.snap'),
+           what='diff of two sealings of one state')
+    # an allowlist document needs the admin key (not in any snapshot)
+    admin = open(f(tmp, 'admin.hex')).read().strip()
+    expect(2, 'merge', '-o', f(tmp, 'x.snap'), f(tmp, 'acl.snap'),
+           what='merge of an allowlist document without --admin-key')
+    expect(0, 'merge', '--admin-key', admin, '-o', f(tmp, 'acl2.snap'),
+           f(tmp, 'acl.snap'))
+    check(open(f(tmp, 'acl2.snap'), 'rb').read() ==
+          open(f(tmp, 'acl.snap'), 'rb').read(),
+          'allowlist snapshot merged alone is itself')
+    expect(0, 'verify', '--admin-key', admin, '--doc-id', docid,
+           f(tmp, 'acl.snap'))
+    aj = js('inspect', f(tmp, 'acl.snap'))
+    check(aj['objects'][0]['name'].get('text') == '__acl' and
+          'admin_seen' in aj, 'allowlist snapshot: __acl and admin_seen')
 
     # diff.
     dj, _ = expect(0, 'diff', f(tmp, 'merged.snap'), f(tmp, 'full.snap'))
