@@ -131,7 +131,7 @@ check_message(vctx *v, const uint8_t *b, size_t len, const char *where)
 		for (uint32_t i = 0; ok && a != NULL && i < a->size; i++) {
 			const msgpack_object_array *op = cli_mp_array(&a->ptr[i]);
 			uint64_t obj;
-			ok = op != NULL && op->size >= 2 && op->size <= 8 &&
+			ok = op != NULL && op->size >= 2 &&
 			    cli_mp_uint(&op->ptr[0], &obj);
 		}
 		if (!ok)

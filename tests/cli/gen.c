@@ -10,6 +10,7 @@
  *   sealed.msg, sealed.snap, key.bin: an encrypted document's message and
  *                    sealed snapshot, and its key
  *   store.db         an SQLite store: A's messages and a checkpoint
+ *   chat.msg, chat.snap: a chat post and the snapshot after it
  *   acl.snap, admin.hex: a document with an allowlist, its admin's key
  * Usage: gen DIR
  */
@@ -212,6 +213,30 @@ secure_docs(void)
 	crdt_identity_free(ident);
 }
 
+/* A chat post (an op of more fields than the basic types'). */
+static void
+chat_doc(void)
+{
+	crdt_config cfg;
+	crdt_replica_id id;
+	uint8_t raw[16] = { 0xcc };
+	crdt_doc *d;
+	crdt_buf m;
+	crdt_dot dot;
+
+	crdt_config_default(&cfg);
+	TRY(crdt_replica_id_from_bytes(&id, raw, sizeof raw));
+	TRY(crdt_doc_new(&cfg, &id, &d));
+	TRY(crdt_doc_register_chat(d, "chat", NULL, NULL));
+	crdt_chat_post p = { "ann", 3, "hello", 5, NULL, NULL, 0 };
+	crdt_buf_init(&m, NULL);
+	TRY(crdt_doc_chat_post(d, 0, &p, &dot, &m));
+	put("chat.msg", m.data, m.len);
+	crdt_buf_fini(&m);
+	save(d, "chat.snap");
+	crdt_doc_free(d);
+}
+
 /* A document with an allowlist: the admin allows a writer, who writes. */
 static void
 acl_doc(void)
@@ -271,5 +296,6 @@ main(int argc, char **argv)
 	plain_docs();
 	secure_docs();
 	acl_doc();
+	chat_doc();
 	return 0;
 }

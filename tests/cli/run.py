@@ -192,6 +192,10 @@ def tests(tmp):
     good = [f(tmp, n) for n in ('a.snap', 'b.snap', 'full.snap', 'a1.msg',
                                 'hello.frame', 'data.frame', 'signed.snap')]
     expect(0, 'verify', *good)
+    expect(0, 'verify', f(tmp, 'chat.msg'), f(tmp, 'chat.snap'))
+    ch = js('inspect', f(tmp, 'chat.snap'))
+    check(ch['objects'][0]['type'] == 'chat' and
+          ch['objects'][0]['entries'] == 1, 'chat snapshot: one message')
     expect(0, 'verify', '--doc-id', docid, f(tmp, 'signed.msg'))
     expect(0, 'verify', '--doc-id', docid, '--key', f(tmp, 'key.bin'),
            f(tmp, 'sealed.msg'), f(tmp, 'sealed.snap'))
