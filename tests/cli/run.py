@@ -12,7 +12,6 @@ different; store check catches a corrupted database; every --help exits
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -332,16 +331,13 @@ def tests(tmp):
           open(f(tmp, 'store-expected.snap'), 'rb').read(),
           'store export after compact is unchanged')
     expect(3, 'store', 'check', f(tmp, 'nosuch.db'))
+    expect(3, 'verify', f(tmp, 'nosuch.snap'))
     # corruption: a stored message's bytes changed in place
-    con = sqlite3.connect(db)
-    tables = [r[0] for r in con.execute(
-        "select name from sqlite_master where type='table'")]
-    con.close()
     shutil.copy(db, f(tmp, 'bad.db'))
     raw = bytearray(open(f(tmp, 'bad.db'), 'rb').read())
     msg = open(os.path.join(tmp, 'msgs', sorted(names)[0]), 'rb').read()
     at = raw.find(msg)
-    check(at >= 0, 'message bytes found in the db file (tables %s)' % tables)
+    check(at >= 0, 'message bytes found in the db file')
     if at >= 0:
         raw[at + len(msg) - 2] ^= 0x55
         open(f(tmp, 'bad.db'), 'wb').write(bytes(raw))
