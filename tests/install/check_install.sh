@@ -127,6 +127,32 @@ cmake)
 	    fail "cmake consumer exited $?"
 	case $out in "libcrdt "*": consumer") ;;
 	*) fail "cmake consumer printed: $out" ;; esac
+	if [ "$kind" != static ]; then
+		readelf -d "$tmp/cb/consumer" | grep -q 'NEEDED.*libcrdt\.so\.0' ||
+		    fail "crdt::crdt is not the shared library"
+	fi
+	# crdt::crdt_static: libcrdt.a and its dependencies through pkg-config.
+	if [ "$kind" != shared ]; then
+		mkdir -p "$tmp/static"
+		cat >"$tmp/static/CMakeLists.txt" <<-CM
+		cmake_minimum_required(VERSION 3.16)
+		project(static_consumer C)
+		find_package(crdt REQUIRED)
+		add_executable(consumer "$src/docs/examples/cmake/main.c")
+		target_link_libraries(consumer PRIVATE crdt::crdt_static)
+		CM
+		cmake -S "$tmp/static" -B "$tmp/sb" \
+		    -DCMAKE_PREFIX_PATH="$root$prefix" -DCMAKE_C_COMPILER="${cc##* }" \
+		    -DCMAKE_C_FLAGS="$sanflags" >"$tmp/cmake-static.log" 2>&1 &&
+		cmake --build "$tmp/sb" >>"$tmp/cmake-static.log" 2>&1 ||
+		    { cat "$tmp/cmake-static.log" >&2; fail "crdt::crdt_static build"; }
+		if readelf -d "$tmp/sb/consumer" | grep -q 'NEEDED.*libcrdt'; then
+			fail "crdt::crdt_static consumer needs libcrdt.so"
+		fi
+		out=$("$tmp/sb/consumer") || fail "static cmake consumer exited $?"
+		case $out in "libcrdt "*": consumer") ;;
+		*) fail "static cmake consumer printed: $out" ;; esac
+	fi
 	# The version file: 0.1 and 0.1.0 accepted, another minor or major
 	# refused, and a component libcrdt does not have refused.
 	ver=$(sed -n 's/^#define CRDT_VERSION_STRING "\(.*\)"$/\1/p' \
@@ -164,7 +190,7 @@ cmake)
 		expect NOTFOUND "0.$((minor - 1))"
 	fi
 	expect NOTFOUND "" "COMPONENTS nosuch"
-	echo "cmake: find_package(crdt) consumer built and ran; version rules hold"
+	echo "cmake: find_package(crdt) consumers (crdt::crdt, crdt::crdt_static) built and ran; version rules hold"
 	;;
 *)
 	fail "unknown mode $mode"
