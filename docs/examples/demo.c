@@ -62,31 +62,41 @@ status_name(crdt_chat_status s)
 	return n[s];
 }
 
+/* The newest `newest` messages of replica r's thread, as that replica
+ * sees them now. */
 static void
-print_thread(crdt_sim *sim, size_t r)
+print_thread(crdt_sim *sim, size_t r, size_t newest)
 {
 	const crdt_chat *c;
-	if (crdt_doc_chat(crdt_sim_doc(sim, r), 0, &c) != 0)
-		return;
-	printf("  %s's replica: %zu messages, newest 6:\n", names[r],
-	    crdt_chat_count(c));
 	crdt_dot page[6];
 	size_t n;
-	if (crdt_chat_page(c, NULL, false, 6, page, &n) != 0)
+	if (newest > 6)
+		newest = 6;
+	if (crdt_doc_chat(crdt_sim_doc(sim, r), 0, &c) != 0 ||
+	    crdt_chat_page(c, NULL, false, newest, page, &n) != 0)
 		return;
 	for (size_t i = 0; i < n; i++) {
 		crdt_chat_msg m;
 		crdt_chat_status st;
-		size_t pos;
+		size_t pos, reactions;
 		if (crdt_chat_get(c, page[i], &m) != 0 ||
 		    crdt_chat_status_of(c, page[i], &st) != 0 ||
 		    crdt_chat_position(c, page[i], &pos) != 0)
 			continue;
-		printf("    #%-3zu %-6.*s %-40.*s %s%s, %zu reactions\n", pos,
+		reactions = crdt_chat_reaction_count(c, page[i]);
+		printf("    #%-3zu %-6.*s %-40.*s %s%s, %zu reaction%s\n", pos,
 		    (int)m.user_len, (const char *)m.user, (int)m.body_len,
 		    (const char *)m.body, m.has_reply_to ? "(reply) " : "",
-		    status_name(st), crdt_chat_reaction_count(c, page[i]));
+		    status_name(st), reactions, reactions == 1 ? "" : "s");
 	}
+}
+
+static size_t
+message_count(crdt_sim *sim, size_t r)
+{
+	const crdt_chat *c;
+	return crdt_doc_chat(crdt_sim_doc(sim, r), 0, &c) == 0 ?
+	    crdt_chat_count(c) : 0;
 }
 
 int
@@ -124,8 +134,18 @@ main(void)
 	       " duplicated, %" PRIu64 " snapshot exchanges, %" PRIu64
 	       " lossy sync rounds\n",
 	    st.delivered, st.dropped, st.duplicated, st.snapshots, st.syncs);
+	/* Each replica's view now, before the network heals: devices that
+	 * were offline or cut off lag behind, pending posts wait for the
+	 * server's ack. */
 	printf("before healing: %s\n",
 	    crdt_sim_check(sim) == 0 ? "converged" : "replicas differ");
+	for (size_t r = 0; rc == 0 && r <= PEOPLE; r++) {
+		printf("  %s's replica: %zu messages, newest 3:\n", names[r],
+		    message_count(sim, r));
+		print_thread(sim, r, 3);
+	}
+	/* Heal: every replica syncs with every other; the server acks what
+	 * it has, and the acks travel in a second round. */
 	if (rc == 0)
 		rc = crdt_doc_chat_ack(crdt_sim_doc(sim, 0), 0, &msg);
 	if (rc == 0)
@@ -134,13 +154,17 @@ main(void)
 		rc = crdt_doc_chat_ack(crdt_sim_doc(sim, 0), 0, &msg);
 	if (rc == 0)
 		rc = crdt_sim_heal(sim);
-	for (size_t r = 0; rc == 0 && r <= PEOPLE; r++)
-		print_thread(sim, r);
 	if (rc == 0)
 		rc = crdt_sim_check(sim);
-	printf("after healing: %s\n",
-	    rc == 0 ? "all 5 replicas byte-identical (same thread, same order)"
-		    : crdt_strerror(rc));
+	if (rc != 0) {
+		printf("after healing: %s\n", crdt_strerror(rc));
+	} else {
+		printf("after healing: all %d replicas byte-identical "
+		       "(same thread, same order), %zu messages each\n",
+		    PEOPLE + 1, message_count(sim, 0));
+		printf("  the thread, newest 6 (every replica shows these):\n");
+		print_thread(sim, 0, 6);
+	}
 	crdt_buf_fini(&msg);
 	crdt_sim_free(sim);
 	return rc == 0 ? 0 : 1;
