@@ -41,6 +41,7 @@ usage(FILE *f)
 	    "  react MSGID EMOJI  react (MSGID: REPLICAHEX:COUNTER or #POS)\n"
 	    "  unreact MSGID EMOJI\n"
 	    "  read               mark everything read and print the thread\n"
+	    "  show               print the thread (changes nothing)\n"
 	    "  offline | online   drop / restore the connection\n"
 	    "  sync               wait until the relay holds (and, with a\n"
 	    "                     server, acknowledged) everything of ours\n"
@@ -415,6 +416,8 @@ exec_line(chat *c, char *line)
 		else
 			chat_net_kick(c);
 		print_thread(c);
+	} else if (strcmp(line, "show") == 0) {
+		print_thread(c);
 	} else if (strcmp(line, "offline") == 0) {
 		chat_net_offline(c);
 	} else if (strcmp(line, "online") == 0) {
@@ -473,17 +476,17 @@ static void
 on_step(uv_timer_t *t)
 {
 	chat *c = t->data;
-	if (c->done)
-		return;
-	if (c->waiting && chat_net_quiet(c) && outbox_size(c) == 0) {
-		c->waiting = false;
-		(void)uv_timer_stop(&c->deadline);
-		if (!c->exit_after) {
-			printf("synced\n");
-			fflush(stdout);
+	while (!c->done) {
+		if (c->waiting) {
+			if (!chat_net_quiet(c) || outbox_size(c) != 0)
+				return;
+			c->waiting = false;
+			(void)uv_timer_stop(&c->deadline);
+			if (!c->exit_after) {
+				printf("synced\n");
+				fflush(stdout);
+			}
 		}
-	}
-	while (!c->waiting && !c->done) {
 		if (c->exit_after) {
 			finish(c);
 			return;
