@@ -124,11 +124,14 @@ class Client:
     def __init__(self, exe, relay, doc, user, data, extra=()):
         self.exe, self.relay, self.doc = exe, relay, doc
         self.user, self.data, self.extra = user, data, list(extra)
+        self.args_server = True
 
     def args(self, dump=None, extra=()):
         a = [self.exe, '--connect', self.relay.addr(), '--doc', self.doc,
              '--user', self.user, '--data', self.data,
-             '--server-id', SERVER_ID, '--timeout', str(int(WAIT * 1000))]
+             '--timeout', str(int(WAIT * 1000))]
+        if self.args_server:
+            a += ['--server-id', SERVER_ID]
         if dump:
             a += ['--dump', dump]
         return a + self.extra + list(extra)
