@@ -23,6 +23,8 @@ typedef struct relay_opts {
 	size_t max_frame;
 	size_t max_write_queue;
 	size_t checkpoint_every;
+	size_t doc_log_bytes;
+	size_t doc_buffer_bytes;
 	crdt_store_sync sync;
 } relay_opts;
 

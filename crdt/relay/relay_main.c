@@ -49,6 +49,9 @@ usage(FILE *f)
 	    "  --max-write-queue BYTES unsent bytes per connection before it is\n"
 	    "                          dropped as a slow client [8388608]\n"
 	    "  --checkpoint-every N    checkpoint a document every N updates [1000]\n"
+	    "  --doc-log-bytes BYTES   in-memory message log per document; older\n"
+	    "                          messages are served from its store [16777216]\n"
+	    "  --doc-buffer-bytes BYTES causal buffer per document [16777216]\n"
 	    "  --sync full|normal      SQLite durability (docs/storage.md) [full]\n"
 	    "  --help, --version\n"
 	    "\n"
@@ -59,6 +62,7 @@ usage(FILE *f)
 enum {
 	OPT_DATA = 256, OPT_HOST, OPT_PORT, OPT_SERVER, OPT_SIGNED, OPT_ENC,
 	OPT_CONNS, OPT_DOCS, OPT_DPC, OPT_FRAME, OPT_WQ, OPT_CKPT, OPT_SYNC,
+	OPT_LOG, OPT_BUFFER,
 	OPT_HELP, OPT_VERSION
 };
 
@@ -79,6 +83,8 @@ parse_opts(int argc, char **argv, relay_opts *o)
 		{ "max-write-queue", required_argument, NULL, OPT_WQ },
 		{ "checkpoint-every", required_argument, NULL, OPT_CKPT },
 		{ "sync", required_argument, NULL, OPT_SYNC },
+		{ "doc-log-bytes", required_argument, NULL, OPT_LOG },
+		{ "doc-buffer-bytes", required_argument, NULL, OPT_BUFFER },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ NULL, 0, NULL, 0 }
@@ -91,6 +97,8 @@ parse_opts(int argc, char **argv, relay_opts *o)
 	o->max_frame = NET_DEFAULT_MAX_FRAME;
 	o->max_write_queue = 8u << 20;
 	o->checkpoint_every = 1000;
+	o->doc_log_bytes = 16u << 20;
+	o->doc_buffer_bytes = 16u << 20;
 	o->sync = CRDT_STORE_SYNC_FULL;
 	int ch, bad = 0;
 	while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -131,6 +139,14 @@ parse_opts(int argc, char **argv, relay_opts *o)
 		case OPT_CKPT:
 			bad |= net_parse_size(a, 1, SIZE_MAX,
 			    &o->checkpoint_every);
+			break;
+		case OPT_LOG:
+			bad |= net_parse_size(a, 4096, SIZE_MAX,
+			    &o->doc_log_bytes);
+			break;
+		case OPT_BUFFER:
+			bad |= net_parse_size(a, 4096, SIZE_MAX,
+			    &o->doc_buffer_bytes);
 			break;
 		case OPT_SYNC:
 			if (strcmp(a, "full") == 0)
@@ -231,6 +247,12 @@ main(int argc, char **argv)
 	/* A sync frame and its envelope fit one transport frame. */
 	r.cfg.limits.max_bytes = r.o.max_frame - NET_ENV_BYTES;
 	r.cfg.sync_max_bytes = r.cfg.limits.max_bytes;
+	/* The store serves what the log evicted, so a small log costs
+	 * catch-up reads, never correctness. */
+	r.cfg.log_max_bytes = r.o.doc_log_bytes;
+	r.cfg.max_buffered_bytes = r.o.doc_buffer_bytes;
+	if (r.cfg.max_sender_buffered > r.o.doc_buffer_bytes)
+		r.cfg.max_sender_buffered = r.o.doc_buffer_bytes;
 
 	struct sockaddr_in addr;
 	int rc = uv_loop_init(&r.loop);

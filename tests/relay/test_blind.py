@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""A keyless, content-blind relay (--encrypted --signed): two signed,
+encrypted clients exchange messages through it; both end with
+byte-identical snapshots holding every message, and no plaintext body
+appears in the relay's files.
+usage: test_blind.py CRDT_RELAY CRDT_CHAT
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+
+from relay_lib import Client, Failure, Relay, check, kill_all, posted, thread
+
+
+def main(relay_exe, chat_exe):
+    work = tempfile.mkdtemp(prefix='crdt-relay-blind-')
+    ok = False
+    try:
+        data = os.path.join(work, 'relay')
+        relay = Relay(relay_exe, data, os.path.join(work, 'relay.log'),
+                      ['--encrypted', '--signed'])
+        relay.start()
+        doc, key = os.urandom(32).hex(), os.urandom(32).hex()
+
+        def client(user):
+            c = Client(chat_exe, relay, doc, user,
+                       os.path.join(work, user + '.db'),
+                       ['--signed', '--key', key])
+            c.args_server = False
+            return c
+        a, b = client('alice'), client('bob')
+        secret = 'plaintext-' + os.urandom(8).hex()
+        ids = posted(a.run('post %s one\npost %s two\nsync\n' %
+                           (secret, secret)))
+        ids += posted(b.run('post %s three\nsync\n' % secret))
+        dumps, threads = [], []
+        for r in (a, b):
+            path = os.path.join(work, r.user + '.snap')
+            threads.append(thread(r.run('sync\nshow\n', dump=path)))
+            with open(path, 'rb') as fh:
+                dumps.append(fh.read())
+        check(dumps[0] == dumps[1], 'snapshots differ')
+        check(sorted(m[0] for m in threads[0]) == sorted(ids),
+              'thread %s, posted %s' % (threads[0], ids))
+        check(all(m[3].startswith(secret) for m in threads[0]),
+              'bodies not readable by key holders')
+        for name in os.listdir(data):
+            with open(os.path.join(data, name), 'rb') as fh:
+                check(secret.encode() not in fh.read(),
+                      'plaintext in the relay file ' + name)
+        check(relay.term() == 0, 'relay exit')
+        print('ok: %d sealed messages relayed blind' % len(ids))
+        ok = True
+    finally:
+        kill_all()
+        if ok:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print('work dir kept: ' + work)
+    return 0
+
+
+if __name__ == '__main__':
+    try:
+        sys.exit(main(sys.argv[1], sys.argv[2]))
+    except Failure as e:
+        print('FAIL: %s' % e)
+        sys.exit(1)
