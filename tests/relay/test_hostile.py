@@ -26,15 +26,23 @@ MAX_FRAME = 65536
 MAX_CONNS = 6
 
 
-def replay(port, doc, frames):
-    """Send `frames` under `doc`, then a PING; wait for its PONG (every
-    frame before it was handled)."""
+def replay(port, doc, frames, bytewise=False):
+    """Send `frames` under `doc` (one byte per send when `bytewise`),
+    then a PING; wait for its PONG (every frame before it was handled);
+    returns what came back."""
     s = connect(port)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     got = b''
     for f in frames:
-        s.sendall(frame(1, doc, f))
+        if bytewise:
+            for i, byte in enumerate(frame(1, doc, f)):
+                s.sendall(bytes([byte]))
+                if i % 16 == 0:
+                    time.sleep(0.001)
+        else:
+            s.sendall(frame(1, doc, f))
         # Read the replies as they come: this peer is not a slow one.
-        s.settimeout(0.2)
+        s.settimeout(0.02)
         try:
             while True:
                 d = s.recv(1 << 20)
@@ -57,6 +65,7 @@ def replay(port, doc, frames):
         got += d
     s.close()
     check(want in got, 'no PONG after the replay')
+    return got
 
 
 def through_proxy(relay_exe, relay, c, script, dump=None):
@@ -164,15 +173,29 @@ def main(relay_exe, chat_exe):
 
         # Real frames replayed: duplicates, nothing changes.
         replay(port, doc, sent)
+        # A frame split into single bytes is still one frame: the HELLO
+        # of an empty peer is answered with the whole history.
+        got = replay(port, doc, [hello], bytewise=True)
+        check(len(got) > 20000, 'a byte-by-byte HELLO got %d bytes' %
+              len(got))
 
         # Past --max-conns: one is refused.
         at = len(relay.log())
         for _ in range(MAX_CONNS + 1):
             socks.append(connect(port))
         relay.wait_log(r'refused: %d connections open' % MAX_CONNS, at)
+        accepted = relay.log()[at:].count('crdt-relay: connect conn=')
+        at = len(relay.log())
         for s in socks:
             s.close()
         socks.clear()
+        # The relay has seen them go before the next connection.
+        end = time.monotonic() + 30
+        while relay.log()[at:].count('crdt-relay: disconnect conn=') < accepted and \
+                time.monotonic() < end:
+            time.sleep(0.05)
+        check(relay.log()[at:].count('crdt-relay: disconnect conn=') >= accepted,
+              'closed connections not seen')
 
         # A client that asks and asks and never reads.
         at = len(relay.log())
