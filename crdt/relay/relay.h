@@ -16,6 +16,8 @@ typedef struct relay_opts {
 	const char *data_dir;
 	bool has_server;
 	crdt_replica_id server_id;
+	const char *server_seed_file; /* signed server: its identity */
+	crdt_identity *server_ident;
 	bool signed_mode, encrypted;
 	size_t max_conns;
 	size_t max_docs;

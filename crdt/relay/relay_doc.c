@@ -91,6 +91,9 @@ setup_doc(relay *r, rdoc *rd)
 		memset(&sec, 0, sizeof sec);
 		sec.signed_mode = r->o.signed_mode;
 		sec.encrypted = r->o.encrypted; /* key NULL: content-blind */
+		/* A verifying relay needs no key pair; a signed server signs
+		 * its acks. */
+		sec.identity = r->o.server_ident;
 		if ((rc = crdt_doc_set_security(rd->doc, &sec)) != 0)
 			return rc;
 	}

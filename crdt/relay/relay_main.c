@@ -39,6 +39,9 @@ usage(FILE *f)
 	    "  --port N                TCP port, 0 = ephemeral [0]\n"
 	    "  --server-id HEX         act as the chat server with this 16-byte\n"
 	    "                          replica ID (acks; plaintext, unsigned)\n"
+	    "  --server-seed-file FILE act as the chat server of signed documents:\n"
+	    "                          FILE holds its 32-byte identity seed (hex);\n"
+	    "                          its replica ID is logged at start\n"
 	    "  --signed                documents are in signed mode (verify)\n"
 	    "  --encrypted             documents are encrypted: a keyless,\n"
 	    "                          content-blind relay\n"
@@ -62,7 +65,7 @@ usage(FILE *f)
 enum {
 	OPT_DATA = 256, OPT_HOST, OPT_PORT, OPT_SERVER, OPT_SIGNED, OPT_ENC,
 	OPT_CONNS, OPT_DOCS, OPT_DPC, OPT_FRAME, OPT_WQ, OPT_CKPT, OPT_SYNC,
-	OPT_LOG, OPT_BUFFER,
+	OPT_LOG, OPT_BUFFER, OPT_SEED,
 	OPT_HELP, OPT_VERSION
 };
 
@@ -85,6 +88,7 @@ parse_opts(int argc, char **argv, relay_opts *o)
 		{ "sync", required_argument, NULL, OPT_SYNC },
 		{ "doc-log-bytes", required_argument, NULL, OPT_LOG },
 		{ "doc-buffer-bytes", required_argument, NULL, OPT_BUFFER },
+		{ "server-seed-file", required_argument, NULL, OPT_SEED },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ NULL, 0, NULL, 0 }
@@ -148,6 +152,7 @@ parse_opts(int argc, char **argv, relay_opts *o)
 			bad |= net_parse_size(a, 4096, SIZE_MAX,
 			    &o->doc_buffer_bytes);
 			break;
+		case OPT_SEED: o->server_seed_file = a; break;
 		case OPT_SYNC:
 			if (strcmp(a, "full") == 0)
 				o->sync = CRDT_STORE_SYNC_FULL;
@@ -180,13 +185,54 @@ parse_opts(int argc, char **argv, relay_opts *o)
 		    "frame (--max-frame + 4)\n");
 		return -1;
 	}
-	if (o->has_server && (o->signed_mode || o->encrypted)) {
-		/* An ack is a message the relay writes: it would need an
-		 * identity to sign and the key to seal it. */
-		fprintf(stderr, "crdt-relay: --server-id needs a plaintext, "
-		    "unsigned relay\n");
+	if (o->server_seed_file != NULL && (o->has_server ||
+	    !o->signed_mode)) {
+		fprintf(stderr, "crdt-relay: --server-seed-file is for signed "
+		    "documents (--signed), instead of --server-id\n");
 		return -1;
 	}
+	if ((o->has_server || o->server_seed_file != NULL) && o->encrypted) {
+		/* An ack is a message the relay writes: sealing it would
+		 * need the document key a blind relay does not hold. */
+		fprintf(stderr, "crdt-relay: a keyless (--encrypted) relay "
+		    "cannot be the chat server\n");
+		return -1;
+	}
+	if (o->has_server && o->signed_mode) {
+		fprintf(stderr, "crdt-relay: a signed chat server needs its "
+		    "identity: --server-seed-file\n");
+		return -1;
+	}
+	return 0;
+}
+
+/* The signed server's identity from a file of 64 hex digits. */
+static int
+load_server_identity(relay *r)
+{
+	char hex[2 * CRDT_SEED_BYTES + 2];
+	uint8_t seed[CRDT_SEED_BYTES];
+	FILE *f = fopen(r->o.server_seed_file, "r");
+	size_t n = f != NULL ? fread(hex, 1, sizeof hex - 1, f) : 0;
+	if (f != NULL)
+		fclose(f);
+	hex[n] = '\0';
+	if (n > 0 && hex[n - 1] == '\n')
+		hex[n - 1] = '\0';
+	if (net_unhex(hex, seed, sizeof seed) != 0) {
+		fprintf(stderr, "crdt-relay: %s: not a file of 64 hex "
+		    "digits\n", r->o.server_seed_file);
+		return -1;
+	}
+	int rc = crdt_identity_from_seed(&r->cfg, seed, &r->o.server_ident);
+	memset(seed, 0, sizeof seed);
+	if (rc != 0) {
+		fprintf(stderr, "crdt-relay: identity: %s\n",
+		    crdt_strerror(rc));
+		return -1;
+	}
+	crdt_identity_replica_id(r->o.server_ident, &r->o.server_id);
+	r->o.has_server = true;
 	return 0;
 }
 
@@ -226,6 +272,73 @@ on_check(uv_check_t *h)
 		relay_docs_tick(r);
 }
 
+/* Listen, run the loop until a signal stops it, close the loop. */
+static int
+serve(relay *r)
+{
+	struct sockaddr_in addr;
+	int rc = uv_loop_init(&r->loop);
+	if (rc == 0)
+		rc = uv_ip4_addr(r->o.host, (int)r->o.port, &addr);
+	if (rc != 0) {
+		fprintf(stderr, "crdt-relay: bad address %s: %s\n", r->o.host,
+		    uv_strerror(rc));
+		return 1;
+	}
+	(void)uv_tcp_init(&r->loop, &r->server);
+	r->server.data = r;
+	rc = uv_tcp_bind(&r->server, (const struct sockaddr *)&addr, 0);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&r->server, 128,
+		    relay_on_connection);
+	struct sockaddr_storage ss;
+	int sl = sizeof ss;
+	if (rc == 0)
+		rc = uv_tcp_getsockname(&r->server, (struct sockaddr *)&ss,
+		    &sl);
+	if (rc != 0) {
+		fprintf(stderr, "crdt-relay: cannot listen on %s:%zu: %s\n",
+		    r->o.host, r->o.port, uv_strerror(rc));
+		uv_close((uv_handle_t *)&r->server, on_close_quiet);
+		uv_run(&r->loop, UV_RUN_DEFAULT);
+		(void)uv_loop_close(&r->loop);
+		return 1;
+	}
+	(void)uv_signal_init(&r->loop, &r->sigterm);
+	(void)uv_signal_init(&r->loop, &r->sigint);
+	r->sigterm.data = r->sigint.data = r;
+	(void)uv_signal_start(&r->sigterm, on_signal, SIGTERM);
+	(void)uv_signal_start(&r->sigint, on_signal, SIGINT);
+	(void)uv_check_init(&r->loop, &r->check);
+	r->check.data = r;
+	(void)uv_check_start(&r->check, on_check);
+
+	char ip[INET_ADDRSTRLEN];
+	const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+	uv_ip4_name(in, ip, sizeof ip);
+	printf("listening %s:%u\n", ip, (unsigned)ntohs(in->sin_port));
+	fflush(stdout);
+	relay_log("listening %s:%u data=%s%s%s%s", ip,
+	    (unsigned)ntohs(in->sin_port), r->o.data_dir,
+	    r->o.has_server ? " server" : "", r->o.signed_mode ? " signed" : "",
+	    r->o.encrypted ? " encrypted (keyless)" : "");
+
+	if (r->o.has_server) {
+		char hex[2 * CRDT_REPLICA_ID_BYTES + 1];
+		net_hex(r->o.server_id.bytes, CRDT_REPLICA_ID_BYTES, hex);
+		relay_log("chat server replica id %s", hex);
+	}
+
+	uv_run(&r->loop, UV_RUN_DEFAULT);
+	rc = uv_loop_close(&r->loop);
+	if (rc != 0) {
+		relay_log("loop close: %s", uv_strerror(rc));
+		return 1;
+	}
+	relay_log("stopped");
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -254,59 +367,9 @@ main(int argc, char **argv)
 	if (r.cfg.max_sender_buffered > r.o.doc_buffer_bytes)
 		r.cfg.max_sender_buffered = r.o.doc_buffer_bytes;
 
-	struct sockaddr_in addr;
-	int rc = uv_loop_init(&r.loop);
-	if (rc == 0)
-		rc = uv_ip4_addr(r.o.host, (int)r.o.port, &addr);
-	if (rc != 0) {
-		fprintf(stderr, "crdt-relay: bad address %s: %s\n", r.o.host,
-		    uv_strerror(rc));
+	if (r.o.server_seed_file != NULL && load_server_identity(&r) != 0)
 		return 1;
-	}
-	(void)uv_tcp_init(&r.loop, &r.server);
-	r.server.data = &r;
-	rc = uv_tcp_bind(&r.server, (const struct sockaddr *)&addr, 0);
-	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)&r.server, 128,
-		    relay_on_connection);
-	struct sockaddr_storage ss;
-	int sl = sizeof ss;
-	if (rc == 0)
-		rc = uv_tcp_getsockname(&r.server, (struct sockaddr *)&ss,
-		    &sl);
-	if (rc != 0) {
-		fprintf(stderr, "crdt-relay: cannot listen on %s:%zu: %s\n",
-		    r.o.host, r.o.port, uv_strerror(rc));
-		uv_close((uv_handle_t *)&r.server, on_close_quiet);
-		uv_run(&r.loop, UV_RUN_DEFAULT);
-		(void)uv_loop_close(&r.loop);
-		return 1;
-	}
-	(void)uv_signal_init(&r.loop, &r.sigterm);
-	(void)uv_signal_init(&r.loop, &r.sigint);
-	r.sigterm.data = r.sigint.data = &r;
-	(void)uv_signal_start(&r.sigterm, on_signal, SIGTERM);
-	(void)uv_signal_start(&r.sigint, on_signal, SIGINT);
-	(void)uv_check_init(&r.loop, &r.check);
-	r.check.data = &r;
-	(void)uv_check_start(&r.check, on_check);
-
-	char ip[INET_ADDRSTRLEN];
-	const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
-	uv_ip4_name(in, ip, sizeof ip);
-	printf("listening %s:%u\n", ip, (unsigned)ntohs(in->sin_port));
-	fflush(stdout);
-	relay_log("listening %s:%u data=%s%s%s%s", ip,
-	    (unsigned)ntohs(in->sin_port), r.o.data_dir,
-	    r.o.has_server ? " server" : "", r.o.signed_mode ? " signed" : "",
-	    r.o.encrypted ? " encrypted (keyless)" : "");
-
-	uv_run(&r.loop, UV_RUN_DEFAULT);
-	rc = uv_loop_close(&r.loop);
-	if (rc != 0) {
-		relay_log("loop close: %s", uv_strerror(rc));
-		return 1;
-	}
-	relay_log("stopped");
-	return 0;
+	int rc = serve(&r);
+	crdt_identity_free(r.o.server_ident);
+	return rc;
 }
