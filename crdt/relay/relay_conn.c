@@ -168,7 +168,8 @@ handle_sync(rconn *c, const crdt_doc_id *id, const uint8_t *p, size_t n)
 	}
 	crdt_buf reply;
 	crdt_buf_init(&reply, NULL);
-	int rc = crdt_doc_sync_handle(rd->doc, p, n, c, &reply);
+	int rc = crdt_doc_sync_handle(rd->doc, p, n,
+	    (void *)(uintptr_t)c->id, &reply);
 	if (rc != 0) {
 		snprintf(why, sizeof why, "frame refused for document %s: "
 		    "%s (%s)", rd->hex, crdt_strerror(rc), crdt_err_name(rc));

@@ -28,8 +28,9 @@ on_update(void *ud, crdt_update_source src, const uint8_t *bytes,
     size_t len, void *caller)
 {
 	rdoc *rd = ud;
-	const rconn *c = caller;
-	uint64_t from = c != NULL ? c->id : 0;
+	/* The caller is a connection ID, not a pointer: a message buffered
+	 * from a connection may be applied after that connection is gone. */
+	uint64_t from = (uint64_t)(uintptr_t)caller;
 	(void)bytes;
 	(void)len;
 	if (!rd->push_due) {

@@ -86,7 +86,14 @@ def main(relay_exe, chat_exe):
             with open(os.path.join(data, name), 'rb') as fh:
                 check(secret.encode() not in fh.read(),
                       'plaintext in the relay file ' + name)
-        check(relay.term() == 0, 'relay exit')
+        # Shut down with a client connected: handles closed, no leak.
+        live = a.start()
+        live.send('sync\n')
+        live.wait_line(lambda l: l == 'synced')
+        check(relay.term() == 0, 'relay exit with a client connected')
+        check('shutdown (SIGTERM): 1 connections' in relay.log(),
+              'the connection was not open at shutdown')
+        live.kill9()
         signed_server(relay_exe, chat_exe, work)
         print('ok: %d sealed messages relayed blind; a signed server '
               'acked' % len(ids))
