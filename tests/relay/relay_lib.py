@@ -70,6 +70,8 @@ class Relay:
                 self.port = int(m.group(1))
                 return self.port
             self.p.wait(WAIT)
+            if port == 0:
+                break  # not a port still held: a real failure
             time.sleep(0.2)
         raise Failure('relay did not start: ' + self.log()[-500:])
 
