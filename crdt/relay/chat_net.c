@@ -189,6 +189,7 @@ on_connect(uv_connect_t *req, int status)
 		return;
 	}
 	k->up = true;
+	(void)uv_tcp_nodelay(&k->tcp, 1); /* small frames, answered at once */
 	chat_log("connected");
 	int rc = uv_read_start((uv_stream_t *)&k->tcp, on_alloc, on_read);
 	if (rc < 0) {

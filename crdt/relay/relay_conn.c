@@ -333,6 +333,10 @@ relay_on_connection(uv_stream_t *server, int status)
 		uv_close((uv_handle_t *)&c->tcp, on_close);
 		return;
 	}
+	/* Peers that vanish without a FIN (a dead host, a dropped route)
+	 * are found by keepalive instead of holding a slot forever. */
+	(void)uv_tcp_keepalive(&c->tcp, 1, 60);
+	(void)uv_tcp_nodelay(&c->tcp, 1);
 	c->next = r->conns;
 	r->conns = c;
 	r->nconns++;
