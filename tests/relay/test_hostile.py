@@ -106,6 +106,48 @@ def wrong_doc_in_signed_mode(relay_exe, chat_exe, work):
     check(relay.term() == 0, 'signed relay exit')
 
 
+def doc_limits(relay_exe, frames, work):
+    """--max-docs-per-conn, --max-docs, and a damaged store file: each
+    refusal closes that connection with its log line; the damaged file
+    is left as it was (never silently replaced by an empty store)."""
+    data = os.path.join(work, 'limits')
+    os.makedirs(data)
+    bad = os.urandom(32)
+    bad_path = os.path.join(data, bad.hex() + '.db')
+    with open(bad_path, 'wb') as fh:
+        fh.write(b'not a database' * 100)
+    relay = Relay(relay_exe, data, os.path.join(work, 'limits.log'),
+                  ['--max-docs', '3', '--max-docs-per-conn', '2'])
+    port = relay.start()
+
+    def refused_on(doc, pattern):
+        at = len(relay.log())
+        s = connect(port)
+        s.sendall(frame(1, doc, frames[-1]))
+        check(wait_closed(s), 'kept the connection: ' + pattern)
+        s.close()
+        relay.wait_log(pattern, at)
+
+    refused_on(bad, r'refused for .*storage corrupt')
+    with open(bad_path, 'rb') as fh:
+        check(fh.read() == b'not a database' * 100, 'damaged file changed')
+    d = [os.urandom(32) for _ in range(4)]
+    # Unsigned messages name no document (relay.md, Limits): replaying a
+    # document's frames under new IDs fills new documents.
+    s = connect(port)
+    for doc in d[:2]:
+        for f in frames:
+            s.sendall(frame(1, doc, f))
+    at = len(relay.log())
+    s.sendall(frame(1, d[2], frames[-1]))
+    check(wait_closed(s), 'a third document on one connection was kept')
+    s.close()
+    relay.wait_log(r'more than 2 documents on one connection', at)
+    replay(port, d[2], frames)
+    refused_on(d[3], r'refused for .*3 documents open \(--max-docs\)')
+    check(relay.term() == 0, 'limits relay exit')
+
+
 def main(relay_exe, chat_exe):
     work = tempfile.mkdtemp(prefix='crdt-relay-hostile-')
     ok = False
@@ -230,6 +272,7 @@ def main(relay_exe, chat_exe):
         rc = relay.term()
         check(rc == 0, 'relay exit %d:\n%s' % (rc, relay.log()[-3000:]))
         wrong_doc_in_signed_mode(relay_exe, chat_exe, work)
+        doc_limits(relay_exe, written, work)
         print('ok: %d refusals logged' %
               relay.log().count('frame refused'))
         ok = True
