@@ -133,7 +133,8 @@ open_doc(chat *c)
 	if (rc == 0)
 		rc = crdt_store_open_sqlite(&c->cfg, c->data, NULL, &c->store);
 	if (rc == 0)
-		rc = crdt_doc_open_store(c->doc, c->store, 0);
+		rc = crdt_doc_open_store(c->doc, c->store,
+		    CRDT_DOC_STORE_GROUP);
 	if (rc == 0 && c->interactive) {
 		crdt_doc_listener l;
 		memset(&l, 0, sizeof l);
@@ -373,10 +374,12 @@ cmd_post(chat *c, const char *text)
 	p.body = text;
 	p.body_len = strlen(text);
 	crdt_buf_init(&msg, NULL);
-	/* Stored before it returns (write-ahead): the sync round that
-	 * follows, now or after a reconnect, carries it. */
+	/* Stored (group commit, flushed) before it is shown: the sync
+	 * round that follows, now or after a reconnect, carries it. */
 	int rc = crdt_doc_chat_post(c->doc, c->thread, &p, &id, &msg);
 	crdt_buf_fini(&msg);
+	if (rc == 0)
+		rc = crdt_doc_store_flush(c->doc);
 	if (rc != 0) {
 		report("post", rc);
 		c->exit_code = 2;

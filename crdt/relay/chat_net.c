@@ -84,10 +84,23 @@ send_ping(chat_conn *k)
 	send_frame(k, NET_TYPE_PING, t, sizeof t);
 }
 
+/* Group commit: nothing of ours leaves before the store holds it. */
+static bool
+flushed(chat *c)
+{
+	int rc = crdt_doc_store_flush(c->doc);
+	if (rc != 0)
+		chat_log("store flush failed: %s (%s)", crdt_strerror(rc),
+		    crdt_err_name(rc));
+	return rc == 0;
+}
+
 static void
 send_hello(chat_conn *k)
 {
 	crdt_buf b;
+	if (!flushed(k->c))
+		return;
 	crdt_buf_init(&b, NULL);
 	int rc = crdt_doc_sync_start(k->c->doc, &b);
 	if (rc == 0)
@@ -121,7 +134,7 @@ handle(chat_conn *k, const uint8_t *f, size_t n)
 		if (rc != 0)
 			chat_log("sync frame refused: %s (%s)",
 			    crdt_strerror(rc), crdt_err_name(rc));
-		if (reply.len > 0) {
+		if (reply.len > 0 && flushed(c)) {
 			send_frame(k, NET_TYPE_SYNC, reply.data, reply.len);
 			send_ping(k);
 		}

@@ -93,6 +93,9 @@ rdoc *relay_doc_get(relay *r, const crdt_doc_id *id, const char *who);
 /* Close a fresh document that still holds nothing and remove its files:
  * a frame that brought nothing leaves nothing on disk. */
 void relay_doc_release_if_empty(relay *r, rdoc *rd);
+/* Store what the document accepted (group commit); false, logged, when
+ * the store refused: then nothing may be sent that depends on it. */
+bool relay_doc_flush(rdoc *rd);
 /* After each loop turn: acks (server role), pushes, checkpoints. */
 void relay_docs_tick(relay *r);
 /* Shutdown: checkpoint and close every document. */

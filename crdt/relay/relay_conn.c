@@ -174,6 +174,8 @@ handle_sync(rconn *c, const crdt_doc_id *id, const uint8_t *p, size_t n)
 		snprintf(why, sizeof why, "frame refused for document %s: "
 		    "%s (%s)", rd->hex, crdt_strerror(rc), crdt_err_name(rc));
 		if (peer_fault(rc)) {
+			/* Messages before the refusal were accepted. */
+			(void)relay_doc_flush(rd);
 			crdt_buf_fini(&reply);
 			relay_doc_release_if_empty(r, rd);
 			relay_conn_close(c, why);
@@ -181,6 +183,10 @@ handle_sync(rconn *c, const crdt_doc_id *id, const uint8_t *p, size_t n)
 		}
 		relay_log("conn=%llu: %s", (unsigned long long)c->id, why);
 	}
+	/* Store, then acknowledge: the reply (our clock, which covers what
+	 * the frame brought) leaves only once the store holds it. */
+	if (!relay_doc_flush(rd))
+		reply.len = 0;
 	if (reply.len > 0)
 		(void)relay_conn_send(c, NET_TYPE_SYNC, id, reply.data,
 		    reply.len);
@@ -202,11 +208,17 @@ dispatch(rconn *c, const uint8_t *f, size_t n)
 	case NET_TYPE_PING:
 		/* Frames are handled in order, so the PONG follows the
 		 * replies to everything sent before the PING. */
-		if (plen != NET_TOKEN_BYTES)
+		if (plen != NET_TOKEN_BYTES) {
 			relay_conn_close(c, "frame refused: PING without an "
 			    "8-byte token");
-		else
-			(void)relay_conn_send(c, NET_TYPE_PONG, &id, p, plen);
+			break;
+		}
+		/* A PONG says "handled and stored": not while a store
+		 * refuses (the client's wait then times out or retries). */
+		for (size_t i = 0; i < c->ndocs; i++)
+			if (!relay_doc_flush(c->docs[i]))
+				return;
+		(void)relay_conn_send(c, NET_TYPE_PONG, &id, p, plen);
 		break;
 	default: {
 		char why[64];

@@ -1,9 +1,10 @@
 /*
  * The documents a relay holds. Each is one crdt_doc on its own SQLite
- * file, DIR/<doc id hex>.db, attached per message (write-ahead: a sync
- * frame's messages are in the file before crdt_doc_sync_handle returns,
- * so its reply, the relay's acknowledgement, never promises what a
- * kill -9 could take away). A document is opened on the first frame that
+ * file, DIR/<doc id hex>.db, attached in group commit: what a frame
+ * brings is queued and flushed in one store transaction (one fsync per
+ * 64 messages) before anything leaves the relay, so its reply and its
+ * acks, the relay's acknowledgements, never promise what a kill -9
+ * could take away (docs/storage.md, group commit). A document is opened on the first frame that
  * names it and stays open until shutdown; a fresh one that a frame left
  * empty is closed and removed again, so frames naming made-up documents
  * leave nothing behind.
@@ -140,7 +141,8 @@ relay_doc_get(relay *r, const crdt_doc_id *id, const char *who)
 		rc = crdt_store_open_sqlite(&r->cfg, rd->path, &so,
 		    &rd->store);
 	if (rc == 0)
-		rc = crdt_doc_open_store(rd->doc, rd->store, 0);
+		rc = crdt_doc_open_store(rd->doc, rd->store,
+		    CRDT_DOC_STORE_GROUP);
 	if (rc != 0) {
 		relay_log("document %s refused for %s: %s (%s)", hex, who,
 		    crdt_strerror(rc), crdt_err_name(rc));
@@ -205,6 +207,17 @@ relay_doc_release_if_empty(relay *r, rdoc *rd)
 	free(path);
 }
 
+bool
+relay_doc_flush(rdoc *rd)
+{
+	int rc = crdt_doc_store_flush(rd->doc);
+	if (rc != 0)
+		relay_log("document %s: store flush failed: %s (%s); nothing "
+		    "sent until it succeeds", rd->hex, crdt_strerror(rc),
+		    crdt_err_name(rc));
+	return rc == 0;
+}
+
 static bool
 conn_has_doc(const rconn *c, const rdoc *rd)
 {
@@ -264,7 +277,9 @@ relay_docs_tick(relay *r)
 		} else {
 			rd->ack_due = false;
 		}
-		if (rd->push_due)
+		/* The ack and what the turn brought are stored before a push
+		 * lets anyone pull them; a failed flush retries next turn. */
+		if (rd->push_due && relay_doc_flush(rd))
 			push(r, rd);
 		if (!r->o.encrypted &&
 		    rd->since_checkpoint >= r->o.checkpoint_every) {
@@ -285,11 +300,12 @@ relay_docs_close_all(relay *r)
 		/* A keyless relay has no state to checkpoint; it restarts
 		 * from its stored log (docs/storage.md). */
 		if (!r->o.encrypted && rd->since_checkpoint > 0) {
-			int rc = crdt_doc_checkpoint(rd->doc);
+			int rc = crdt_doc_checkpoint(rd->doc); /* flushes */
 			if (rc != 0)
 				relay_log("document %s: checkpoint failed: %s",
 				    rd->hex, crdt_strerror(rc));
 		}
+		(void)relay_doc_flush(rd);
 		unlink_doc(r, rd);
 		rdoc_free(rd);
 	}
