@@ -422,6 +422,7 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 	if (rc == 0)
 		rc = crdt__rd_done(&r);
 	uint64_t mark0 = progress_mark(d);
+	uint64_t own0 = d->rs[d->self_idx].vc;
 	if (rc == 0 && has_snap)
 		rc = sync_load(d, snap, snaplen, caller);
 	if (rc == 0 && nmsgs > 0) {
@@ -459,6 +460,12 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 	 * nothing: say so, so the caller syncs with another replica. */
 	if (rc == 0 && (flags & CRDT__DATA_PARTIAL) && !progressed && !replied)
 		rc = CRDT_ENOTFOUND;
+	/* The peer's clock holds more of our own history than we did: a
+	 * fork claim (fork.c), judged against our clock before the frame,
+	 * so it is reported even when the frame itself brought it back. */
+	if (rc == 0)
+		crdt__fork_note(d, own0, crdt__fork_own_entry(d, pairs, npairs),
+		    false, caller);
 	crdt__free(&d->cfg.alloc, pairs, npairs * sizeof *pairs);
 	crdt__store_settle(d); /* the frame's variants: one checkpoint */
 	return rc;

@@ -82,7 +82,10 @@ CRDT_API CRDT_NODISCARD int crdt_doc_begin(crdt_doc *d);
  * On error nothing is applied, the counter does not move and the
  * transaction stays open (retry commit, or abort).
  * @return 0, CRDT_EINVAL, CRDT_ESTATE (none open), CRDT_EOVERFLOW,
- *         CRDT_ETOOBIG (message over limits.max_bytes), CRDT_ENOMEM.
+ *         CRDT_ETOOBIG (message over limits.max_bytes), CRDT_EFORKED
+ *         (more of this replica's own history exists than it holds:
+ *         crdt_doc_fork_status(); abort, sync, then commit again),
+ *         CRDT_ENOMEM.
  */
 CRDT_API CRDT_NODISCARD int crdt_doc_commit(crdt_doc *d, crdt_buf *msg_out);
 /** Discard the open transaction, if any. */
@@ -287,6 +290,16 @@ typedef struct crdt_change {
  *   different orders still converge (docs/security.md).
  * on_skew: a remote stamp more than max_drift_ms ahead of local time was
  *   applied (the local clock was not moved by it).
+ * on_fork: this replica learnt that its own counter reached `known`
+ *   elsewhere while it held `own` < `known` (a sync frame's clock, a
+ *   message under its own ID, or a dependency naming it, that came with
+ *   `caller`): it was restored from an old backup, or another device
+ *   uses its ID. Commits now fail with CRDT_EFORKED until its own
+ *   messages come back up to `known` (crdt_doc_fork_status()). `proven`:
+ *   the evidence is a message signed by this replica's own key (signed
+ *   mode); otherwise it is a peer's word, which may be false. Called
+ *   once per higher `known`, also when the same frame brought the
+ *   messages back at once.
  */
 typedef struct crdt_doc_listener {
 	void (*on_update)(void *ud, crdt_update_source src,
@@ -297,10 +310,48 @@ typedef struct crdt_doc_listener {
 	void *ud;
 	void (*on_equivocation)(void *ud, crdt_dot dot, const uint8_t *first,
 	    size_t first_len, const uint8_t *second, size_t second_len);
+	void (*on_fork)(void *ud, uint64_t own, uint64_t known, bool proven,
+	    void *caller);
 } crdt_doc_listener;
 
 /** Install (or with NULL remove) the listener. */
 CRDT_API void crdt_doc_set_listener(crdt_doc *d, const crdt_doc_listener *l);
+
+/*
+ * Forks of this replica's own history (docs/document.md, "Forks of one's
+ * own history"). Only this replica's commits move its counter, so a peer
+ * that holds more of it means history this replica lost (an old backup
+ * restored) or another device with the same ID; committing then would
+ * reuse a dot that already names other ops. The document learns it from
+ * a sync frame's clock, a received message under its own ID or a
+ * dependency naming it (also inside a snapshot's buffered messages), and
+ * refuses every commit (CRDT_EFORKED) until its own clock entry is back
+ * up to the highest counter heard of: sync or receive bring its own
+ * messages back and apply them like a peer's (in signed mode only those
+ * signed by its own key), or a snapshot raises it. A claim never moves
+ * the clock or the state; the worst a lying peer can do is hold commits
+ * until the application dismisses it. Not saved: after a restart the
+ * next sync learns it again.
+ */
+
+/**
+ * Whether commits are refused for a fork: true while more of the own
+ * history is known to exist than is held. `own` (may be NULL): the own
+ * counter held; `known` (may be NULL): the highest own counter heard of
+ * while forked, else `own`. O(1).
+ */
+CRDT_API bool crdt_doc_fork_status(const crdt_doc *d, uint64_t *own,
+    uint64_t *known);
+/**
+ * Dismiss the fork claim: commits go on from the own counter held, and
+ * claims up to the dismissed counter no longer block (a higher one does).
+ * Use it when the claim is false (a hostile peer in unsigned mode, an
+ * unsigned clock), or when the lost messages are gone for good: the next
+ * commits then reuse those dots, and replicas holding the old messages
+ * see them as equivocations (on_equivocation, the union applied). A
+ * no-op when not forked. @return 0, CRDT_EINVAL.
+ */
+CRDT_API CRDT_NODISCARD int crdt_doc_fork_resolve(crdt_doc *d);
 
 /**
  * Read a message's relay-visible header without a document (bytes
