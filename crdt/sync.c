@@ -2,9 +2,12 @@
  * Sync protocol: HELLO and DATA frames (doc.h, crdt_doc_sync_*;
  * docs/document.md, "Sync protocol" and "Sync frames").
  *
- * HELLO = [2, 7, our clock]: "send me what I lack".
- * DATA = [2, 8, our clock, [msg, ...], snapshot | nil, evidence, flags]
- * (flags: CRDT__DATA_*, wire_ids.h).
+ * HELLO = [3, 7, doc_id, our clock]: "send me what I lack".
+ * DATA = [3, 8, doc_id, our clock, [msg, ...], snapshot | nil, evidence,
+ * flags] (flags: CRDT__DATA_*, wire_ids.h). The doc_id lets one
+ * connection carry several documents: a frame for another document is
+ * refused before anything else is read, and crdt_sync_peek() routes a
+ * frame without a document.
  * Messages go in log order, which is an order in which this replica
  * applied them, hence causal: the peer applies them without buffering.
  * A frame carries a prefix of that order within the budget
@@ -29,7 +32,9 @@ crdt_doc_sync_start(const crdt_doc *d, crdt_buf *out)
 	if (d == NULL || out == NULL)
 		return CRDT_EINVAL;
 	size_t mark = out->len;
-	int rc = crdt__w_header(out, CRDT__KIND_HELLO, 1);
+	int rc = crdt__w_header(out, CRDT__KIND_HELLO, 2);
+	if (rc == 0)
+		rc = crdt__w_bin(out, d->cfg.doc_id.bytes, CRDT_DOC_ID_BYTES);
 	if (rc == 0)
 		rc = crdt__w_vc_pairs(d, out);
 	if (rc < 0)
@@ -201,7 +206,8 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 		if (!log_serves(d, (uint32_t)i, peer[i]))
 			complete = false;
 	}
-	CRDT_TRY(crdt__w_header(out, CRDT__KIND_DATA, 5));
+	CRDT_TRY(crdt__w_header(out, CRDT__KIND_DATA, 6));
+	CRDT_TRY(crdt__w_bin(out, d->cfg.doc_id.bytes, CRDT_DOC_ID_BYTES));
 	CRDT_TRY(crdt__w_vc_pairs(d, out));
 	if (!complete && d->store != NULL) {
 		/* The log evicted part of what the peer lacks: the store has
@@ -209,7 +215,7 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 		 * peer at any distance with messages. */
 		size_t at = out->len;
 		size_t used = (out->len - mark) + 5 + 1 + evidence_size(d) + 1;
-		size_t elems = 7 + 2 * npairs + crdt__ev_variants(&d->ev);
+		size_t elems = 8 + 2 * npairs + crdt__ev_variants(&d->ev);
 		size_t budget = d->cfg.sync_max_bytes > used ?
 		    d->cfg.sync_max_bytes - used : 1;
 		size_t room = d->cfg.limits.max_elems > elems ?
@@ -252,7 +258,7 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 	/* fixed part: what is written, the message array's header (at most
 	 * 5 bytes), nil, the evidence and the flags (1 byte) */
 	size_t used = (out->len - mark) + 5 + 1 + evidence_size(d) + 1;
-	size_t elems = 7 + 2 * npairs + crdt__ev_variants(&d->ev), count;
+	size_t elems = 8 + 2 * npairs + crdt__ev_variants(&d->ev), count;
 	bool more;
 	CRDT_TRY(data_count(d, peer, used, elems, &count, &more));
 	if (more)
@@ -356,12 +362,71 @@ data_fatal(int rc)
 	}
 }
 
+/*
+ * A sync frame's head: [version, kind, doc_id (version 3), ...], the
+ * field count checked against the kind. A frame of version 1 or 2 names
+ * no document: *named false, *id zero.
+ */
+static int
+rd_sync_head(crdt__rd *r, uint64_t *ver, uint64_t *kind, crdt_doc_id *id,
+    bool *named)
+{
+	size_t n;
+	const uint8_t *p;
+	size_t plen;
+
+	CRDT_TRY(crdt__rd_array(r, &n));
+	CRDT_TRY(crdt__rd_uint(r, ver));
+	if (*ver < CRDT__DOC_FORMAT_OLDEST || *ver > CRDT__SYNC_FORMAT_VERSION)
+		return CRDT_EVERSION;
+	CRDT_TRY(crdt__rd_uint(r, kind));
+	*named = *ver >= 3;
+	/* A version-1 DATA frame had no flags (read as 0). */
+	size_t data_n = (*ver == 1 ? 6 : 7) + *named;
+	size_t hello_n = 3 + *named;
+	if (!((*kind == CRDT__KIND_HELLO && n == hello_n) ||
+		(*kind == CRDT__KIND_DATA && n == data_n)))
+		return CRDT_EMALFORMED;
+	memset(id, 0, sizeof *id);
+	if (!*named)
+		return 0;
+	CRDT_TRY(crdt__rd_bin(r, &p, &plen));
+	if (plen != CRDT_DOC_ID_BYTES)
+		return CRDT_EMALFORMED;
+	memcpy(id->bytes, p, CRDT_DOC_ID_BYTES);
+	return 0;
+}
+
+int
+crdt_sync_peek(const void *frame, size_t len, crdt_doc_id *id, int *kind)
+{
+	crdt_config c;
+	crdt__rd r;
+	uint64_t ver, k;
+	crdt_doc_id got;
+	bool named;
+
+	if (frame == NULL)
+		return CRDT_EINVAL;
+	/* Only the head is read, bounded by its own few fields: a relay
+	 * routes frames of any size its transport carries. */
+	crdt_config_default(&c);
+	c.limits.max_bytes = SIZE_MAX;
+	CRDT_TRY(crdt__rd_init(&r, &c.limits, frame, len));
+	CRDT_TRY(rd_sync_head(&r, &ver, &k, &got, &named));
+	if (id != NULL)
+		*id = got;
+	if (kind != NULL)
+		*kind = k == CRDT__KIND_HELLO ? CRDT_SYNC_HELLO : CRDT_SYNC_DATA;
+	return 0;
+}
+
 int
 crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
     void *caller, crdt_buf *reply)
 {
 	crdt__rd r;
-	size_t n, nmsgs = 0;
+	size_t nmsgs = 0;
 	uint64_t kind, ver, flags = 0;
 	iddep *pairs = NULL;
 	size_t npairs = 0;
@@ -376,16 +441,16 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 	if (d->in_txn)
 		return CRDT_ESTATE;
 	CRDT_TRY(crdt__rd_init(&r, &d->cfg.limits, frame, len));
-	CRDT_TRY(crdt__rd_array(&r, &n));
-	CRDT_TRY(crdt__rd_uint(&r, &ver));
-	if (ver < CRDT__DOC_FORMAT_OLDEST || ver > CRDT__DOC_FORMAT_VERSION)
-		return CRDT_EVERSION;
-	CRDT_TRY(crdt__rd_uint(&r, &kind));
-	/* A version-1 DATA frame had no flags (read as 0). */
-	size_t data_n = ver == 1 ? 6 : 7;
-	if (!((kind == CRDT__KIND_HELLO && n == 3) ||
-		(kind == CRDT__KIND_DATA && n == data_n)))
-		return CRDT_EMALFORMED;
+	crdt_doc_id fid;
+	bool named;
+	CRDT_TRY(rd_sync_head(&r, &ver, &kind, &fid, &named));
+	/* Another document's frame is refused before anything else is read;
+	 * an older frame names no document: only an unbound one takes it. */
+	if (named ? memcmp(fid.bytes, d->cfg.doc_id.bytes,
+			CRDT_DOC_ID_BYTES) != 0 :
+		    !crdt__doc_id_zero(&d->cfg.doc_id))
+		return CRDT_EWRONGDOC;
+	bool has_flags = ver >= 2;
 	CRDT_TRY(crdt__rd_vc_pairs(d, &r, &pairs, &npairs));
 	rc = 0;
 	if (kind == CRDT__KIND_DATA) {
@@ -414,7 +479,7 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 		estart = r.p;
 		if (rc == 0)
 			rc = crdt__rd_evidence(d, &r, nevid, NULL, NULL);
-		if (rc == 0 && data_n == 7)
+		if (rc == 0 && has_flags)
 			rc = crdt__rd_uint(&r, &flags);
 		if (rc == 0 && (flags & ~(uint64_t)CRDT__DATA_FLAGS) != 0)
 			rc = CRDT_EMALFORMED;

@@ -377,8 +377,30 @@ CRDT_API CRDT_NODISCARD int crdt_msg_peek(const void *msg, size_t len,
  * it brought something new. After a round both hold the union (less what
  * either refuses). Frames carry no session state: any frame may be
  * repeated, dropped or reordered; a lost round is just started again.
+ * Every frame names its document (crdt_config.doc_id), so one connection
+ * can carry the frames of several documents: route each with
+ * crdt_sync_peek(); a document refuses another's frame (CRDT_EWRONGDOC).
  * Details and flags in docs/document.md (Sync protocol).
  */
+
+/** What crdt_sync_peek() found a frame to be. */
+enum { CRDT_SYNC_HELLO = 1, CRDT_SYNC_DATA = 2 };
+
+/**
+ * Read a sync frame's head without a document (bytes borrowed; only the
+ * version, kind and document ID are read, O(1), whatever `len`): a relay
+ * or a multiplexing transport routes the frame to its document by `*id`.
+ * A frame of an older version (1, 2) names no document: `*id` is all
+ * zero, and only an unbound document takes it. Any output may be NULL;
+ * on error they are untouched. The rest of the frame is checked by
+ * crdt_doc_sync_handle().
+ * @param kind  CRDT_SYNC_HELLO or CRDT_SYNC_DATA.
+ * @return 0, CRDT_EINVAL (frame NULL), CRDT_EMALFORMED (not a sync frame,
+ *         a field count that is not its kind's, a doc_id not 32 bytes,
+ *         truncated), CRDT_EVERSION.
+ */
+CRDT_API CRDT_NODISCARD int crdt_sync_peek(const void *frame, size_t len,
+    crdt_doc_id *id, int *kind);
 
 /** Append a HELLO frame. @return 0, CRDT_EINVAL, CRDT_ENOMEM. */
 CRDT_API CRDT_NODISCARD int crdt_doc_sync_start(const crdt_doc *d,
@@ -404,6 +426,9 @@ CRDT_API CRDT_NODISCARD int crdt_doc_sync_start(const crdt_doc *d,
  *     DATA frame whose framing was accepted: the messages applied before
  *     the failure stay applied (each whole), none after; no reply.
  *     Handling the frame again, or the next round, finishes it.
+ *   - CRDT_EWRONGDOC: the frame names another document (or, of an
+ *     older version, none, in a document with a doc_id); checked before
+ *     anything else: nothing changed, no reply.
  *   - CRDT_EPERM for a snapshot where this document takes none from sync,
  *     CRDT_EDECRYPT for a plaintext one in encrypted mode (secure.h
  *     `sync_snapshots`), any other code (CRDT_EINVAL, CRDT_ESTATE,

@@ -168,14 +168,17 @@ dot_of(const crdt_buf *m)
 	return dot;
 }
 
-/* A HELLO frame whose clock claims `c` for `id` (and nothing else). */
+/* A HELLO frame of an unbound document whose clock claims `c` for `id`
+ * (and nothing else). */
 static void
 hello_claim(crdt_buf *f, crdt_replica_id id, uint64_t c)
 {
+	static const uint8_t unbound[CRDT_DOC_ID_BYTES];
 	tb_init(f);
-	mp_array(f, 3);
-	mp_uint(f, 2);
+	mp_array(f, 4);
+	mp_uint(f, 3);
 	mp_uint(f, 7);
+	mp_bin(f, unbound, sizeof unbound);
 	mp_array(f, 2);
 	mp_id(f, id);
 	mp_uint(f, c);
