@@ -420,6 +420,20 @@ int crdt__store_after_load(crdt_doc *d);
 int crdt__store_serve(const crdt_doc *d, const uint64_t *peer,
     size_t budget, size_t max_elems, crdt_buf *out, bool *more);
 
+/* ---- receive status (recv.c) ----
+ *
+ * What a message turned out to be, judged from outside the pipeline by
+ * what receiving it changed: probe before (a peek and three lookups),
+ * judge after a successful receive. */
+typedef struct crdt__probe {
+	crdt_dot dot;
+	bool had, waited;
+	size_t nb, nv;
+} crdt__probe;
+int crdt__recv_probe(const crdt_doc *d, const void *msg, size_t len,
+    crdt__probe *p);
+crdt_recv_status crdt__recv_judge(const crdt_doc *d, const crdt__probe *p);
+
 /* ---- forks of our own history (fork.c) ---- */
 
 /* `known` of our own counter exists somewhere while we hold `own`: a

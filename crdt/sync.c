@@ -421,9 +421,50 @@ crdt_sync_peek(const void *frame, size_t len, crdt_doc_id *id, int *kind)
 	return 0;
 }
 
-int
-crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
-    void *caller, crdt_buf *reply)
+/*
+ * One message of a DATA frame (its list or its evidence), counted into
+ * `rep` when the caller asked for a report. Without one it is exactly
+ * the receive; with one, a probe before and a judge after (recv.c), so
+ * the plain sync_handle pays one branch per message.
+ */
+static int
+frame_msg(crdt_doc *d, const uint8_t *m, size_t ml, void *caller,
+    bool evidence, crdt_sync_report *rep)
+{
+	if (rep == NULL)
+		return data_fatal(crdt__receive_msg(d, m, ml, caller,
+		    evidence));
+	crdt__probe p;
+	int rc = crdt__recv_probe(d, m, ml, &p);
+	if (rc == 0)
+		rc = crdt__receive_msg(d, m, ml, caller, evidence);
+	if (rc < 0) {
+		if (data_fatal(rc) != 0)
+			return rc;
+		if (rep->refused++ == 0)
+			rep->first_refusal = rc;
+		return 0;
+	}
+	switch (crdt__recv_judge(d, &p)) {
+	case CRDT_RECV_APPLIED:
+		rep->applied++;
+		break;
+	case CRDT_RECV_BUFFERED:
+		rep->buffered++;
+		break;
+	case CRDT_RECV_EQUIVOCATION:
+		rep->equivocation++;
+		break;
+	default:
+		rep->duplicate++;
+		break;
+	}
+	return 0;
+}
+
+static int
+handle(crdt_doc *d, const void *frame, size_t len, void *caller,
+    crdt_buf *reply, crdt_sync_report *rep)
 {
 	crdt__rd r;
 	size_t nmsgs = 0;
@@ -490,6 +531,8 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 	uint64_t own0 = d->rs[d->self_idx].vc;
 	if (rc == 0 && has_snap)
 		rc = sync_load(d, snap, snaplen, caller);
+	if (rc == 0 && rep != NULL)
+		rep->snapshot = has_snap;
 	if (rc == 0 && nmsgs > 0) {
 		crdt__rd mr;
 		rc = crdt__rd_init(&mr, &d->cfg.limits, mstart,
@@ -499,8 +542,7 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 			size_t ml;
 			rc = crdt__rd_blob(&mr, &m, &ml);
 			if (rc == 0)
-				rc = data_fatal(crdt__receive_one(d, m, ml,
-				    caller));
+				rc = frame_msg(d, m, ml, caller, false, rep);
 		}
 	}
 	if (rc == 0 && nevid > 0) {
@@ -512,8 +554,7 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 			size_t ml;
 			rc = crdt__rd_blob(&er, &m, &ml);
 			if (rc == 0)
-				rc = data_fatal(crdt__receive_msg(d, m, ml,
-				    caller, true));
+				rc = frame_msg(d, m, ml, caller, true, rep);
 		}
 		crdt__ev_prune(&d->ev);
 	}
@@ -534,4 +575,25 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 	crdt__free(&d->cfg.alloc, pairs, npairs * sizeof *pairs);
 	crdt__store_settle(d); /* the frame's variants: one checkpoint */
 	return rc;
+}
+
+int
+crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
+    void *caller, crdt_buf *reply)
+{
+	return handle(d, frame, len, caller, reply, NULL);
+}
+
+int
+crdt_doc_sync_handle_status(crdt_doc *d, const void *frame, size_t len,
+    void *caller, crdt_buf *reply, crdt_sync_report *rep)
+{
+	crdt_sync_report r;
+
+	if (rep == NULL)
+		return CRDT_EINVAL;
+	memset(&r, 0, sizeof r);
+	CRDT_TRY(handle(d, frame, len, caller, reply, &r));
+	*rep = r;
+	return 0;
 }

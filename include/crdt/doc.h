@@ -439,6 +439,31 @@ CRDT_API CRDT_NODISCARD int crdt_doc_sync_start(const crdt_doc *d,
 CRDT_API CRDT_NODISCARD int crdt_doc_sync_handle(crdt_doc *d,
     const void *frame, size_t len, void *caller, crdt_buf *reply);
 
+/** What crdt_doc_sync_handle_status() found a frame's messages to be. */
+typedef struct crdt_sync_report {
+	/* Messages of the frame's list and of its evidence list, each
+	 * counted once, as crdt_doc_receive_status() would have said */
+	size_t applied, buffered, duplicate, equivocation;
+	size_t refused;    /* skipped for their own content (not taken) */
+	int first_refusal; /* the first one's code (0: none refused) */
+	bool snapshot;     /* the frame carried a snapshot, which merged */
+} crdt_sync_report;
+
+/**
+ * crdt_doc_sync_handle(), and on success `*rep` (required) counts what
+ * each message of the frame was: APPLIED, BUFFERED, DUPLICATE,
+ * EQUIVOCATION as crdt_doc_receive_status() says, or refused for its own
+ * content (which crdt_doc_sync_handle() skips silently), with the first
+ * refusal's code. A HELLO reports all zero. Arguments, errors and reply
+ * as crdt_doc_sync_handle(); on error `*rep` is untouched. Cost: that of
+ * crdt_doc_sync_handle() plus a header peek and three lookups per
+ * message; crdt_doc_sync_handle() itself pays nothing for it.
+ * @return as crdt_doc_sync_handle(), and CRDT_EINVAL for rep NULL.
+ */
+CRDT_API CRDT_NODISCARD int crdt_doc_sync_handle_status(crdt_doc *d,
+    const void *frame, size_t len, void *caller, crdt_buf *reply,
+    crdt_sync_report *rep);
+
 /* ---- durable storage (store.h; docs/storage.md) ---- */
 
 typedef struct crdt_store crdt_store;
