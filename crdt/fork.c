@@ -21,6 +21,11 @@
  * crdt_doc_fork_resolve() lets the application dismiss it, after which
  * no claim up to that counter blocks again. Checks are O(1) per message
  * (only on the buffering path) and O(log replicas) per sync frame.
+ *
+ * Dots already issued twice (commits made before the fork was heard of)
+ * are not visible in any clock: the sync reply that follows a new claim
+ * offers the peer our own logged messages (sync.c, reply_data), so a
+ * reused dot meets its other variant there and becomes an equivocation.
  */
 #include "doc_impl.h"
 

@@ -314,8 +314,8 @@ progress_mark(const crdt_doc *d)
  */
 static int
 reply_data(crdt_doc *d, const iddep *pairs, size_t n, bool hello,
-    unsigned in_flags, bool progressed, size_t nevid, crdt_buf *reply,
-    bool *replied)
+    unsigned in_flags, bool progressed, size_t nevid, bool resend_own,
+    crdt_buf *reply, bool *replied)
 {
 	uint64_t *peer;
 	unsigned flags = CRDT__DATA_REPLY;
@@ -329,6 +329,18 @@ reply_data(crdt_doc *d, const iddep *pairs, size_t n, bool hello,
 		want = ((in_flags & CRDT__DATA_REPLY) || progressed) &&
 		    (cont || peer_lacks(d, peer) ||
 			crdt__ev_variants(&d->ev) > nevid);
+	}
+	/* This frame showed a fork of our own history (fork.c): the peer
+	 * holds our counters up to a point we also issued, maybe with other
+	 * ops (two devices with one ID, commits after a restore). Offer it
+	 * every own message the log holds, once per fork claim: it takes
+	 * copies as duplicates and reports a different one as an
+	 * equivocation, whose evidence every later frame carries back. */
+	const crdt__rlog *own = &d->log.r[d->self_idx];
+	if (resend_own && own->n > 0) {
+		if (own->lo - 1 < peer[d->self_idx])
+			peer[d->self_idx] = own->lo - 1;
+		want = true;
 	}
 	int rc = 0;
 	if (want) {
@@ -559,9 +571,13 @@ handle(crdt_doc *d, const void *frame, size_t len, void *caller,
 		crdt__ev_prune(&d->ev);
 	}
 	bool progressed = progress_mark(d) != mark0;
+	uint64_t claim = crdt__fork_own_entry(d, pairs, npairs);
+	bool resend_own = claim > own0 && claim > d->fork_known &&
+	    claim > d->fork_dismissed;
 	if (rc == 0)
 		rc = reply_data(d, pairs, npairs, kind == CRDT__KIND_HELLO,
-		    (unsigned)flags, progressed, nevid, reply, &replied);
+		    (unsigned)flags, progressed, nevid, resend_own, reply,
+		    &replied);
 	/* The peer cannot serve what we still lack and this frame changed
 	 * nothing: say so, so the caller syncs with another replica. */
 	if (rc == 0 && (flags & CRDT__DATA_PARTIAL) && !progressed && !replied)
@@ -570,8 +586,7 @@ handle(crdt_doc *d, const void *frame, size_t len, void *caller,
 	 * fork claim (fork.c), judged against our clock before the frame,
 	 * so it is reported even when the frame itself brought it back. */
 	if (rc == 0)
-		crdt__fork_note(d, own0, crdt__fork_own_entry(d, pairs, npairs),
-		    false, caller);
+		crdt__fork_note(d, own0, claim, false, caller);
 	crdt__free(&d->cfg.alloc, pairs, npairs * sizeof *pairs);
 	crdt__store_settle(d); /* the frame's variants: one checkpoint */
 	return rc;

@@ -331,7 +331,9 @@ CRDT_API void crdt_doc_set_listener(crdt_doc *d, const crdt_doc_listener *l);
  * signed by its own key), or a snapshot raises it. A claim never moves
  * the clock or the state; the worst a lying peer can do is hold commits
  * until the application dismisses it. Not saved: after a restart the
- * next sync learns it again.
+ * next sync learns it again. A sync frame that shows a fork is answered
+ * with every own message the log holds, so a dot issued twice (commits
+ * made before hearing of the fork) reaches the peer as an equivocation.
  */
 
 /**

@@ -414,6 +414,71 @@ Test(fork, two_devices_sharing_an_id)
 	crdt_doc_free(p);
 }
 
+typedef struct equivs {
+	int calls;
+	crdt_dot dot;
+} equivs;
+
+static void
+on_equiv(void *ud, crdt_dot dot, const uint8_t *first, size_t flen,
+    const uint8_t *second, size_t slen)
+{
+	equivs *e = ud;
+	(void)first;
+	(void)flen;
+	(void)second;
+	(void)slen;
+	e->calls++;
+	e->dot = dot;
+}
+
+static void
+listen_equiv(crdt_doc *d, equivs *e)
+{
+	crdt_doc_listener l;
+	memset(&l, 0, sizeof l);
+	memset(e, 0, sizeof *e);
+	l.ud = e;
+	l.on_equivocation = on_equiv;
+	crdt_doc_set_listener(d, &l);
+}
+
+/* Both devices committed counter 1 before either heard of the other:
+ * the one that learns of the fork offers its own messages, so the peer
+ * sees the reused dot as an equivocation, and the evidence comes back. */
+Test(fork, a_dot_both_devices_issued_becomes_an_equivocation)
+{
+	crdt_doc *a1 = doc(1), *a2 = doc(1), *p = doc(2);
+	crdt_buf m;
+	tb_init(&m);
+	add(a1, "a1", &m);
+	add(a1, "a2", &m);
+	sync_round(a1, p);
+	add(a2, "other", &m); /* the second (A, 1) */
+	equivs ep, e2;
+	listen_equiv(p, &ep);
+	listen_equiv(a2, &e2);
+	sync_round(p, a2);
+	cr_assert_eq(ep.calls, 1, "the peer did not see the reused dot");
+	cr_assert_eq(ep.dot.counter, 1);
+	cr_assert_eq(e2.calls, 1, "the evidence did not come back");
+	cr_assert(has(p, "other"), "the union is applied");
+	cr_assert(has(a2, "a1") && has(a2, "a2"));
+	cr_assert_not(crdt_doc_fork_status(a2, NULL, NULL));
+	crdt_buf_clear(&m);
+	add(a2, "a3", &m);
+	cr_assert_eq(dot_of(&m).counter, 3);
+	sync_round(a2, p);
+	assert_same(a2, p);
+	sync_round(a1, p);
+	assert_same(a1, p);
+	cr_assert(has(a1, "other"));
+	crdt_buf_fini(&m);
+	crdt_doc_free(a1);
+	crdt_doc_free(a2);
+	crdt_doc_free(p);
+}
+
 Test(fork, signed_devices_sharing_a_key_prove_the_fork)
 {
 	crdt_identity *i1, *i2;
