@@ -946,17 +946,10 @@ crdt__receive_msg(crdt_doc *d, const void *bytes, size_t len, void *caller,
 		if (rc == 0)
 			rc = crdt__buffer_msg(d, bytes, len, s, mv.counter,
 			    deps, mv.ndeps, caller, head, false);
-		/* Waiting on more of our own history than we hold: a fork
-		 * claim (fork.c). Only here: a ready message never names our
-		 * ID above our clock. */
-		uint64_t own = d->rs[d->self_idx].vc;
-		if (rc == 0 && s == d->self_idx)
-			crdt__fork_note(d, own, mv.counter, d->signed_mode,
+		/* Only a waiting message can name our ID above our clock. */
+		if (rc == 0)
+			crdt__fork_waiting(d, s, mv.counter, deps, mv.ndeps,
 			    caller);
-		for (size_t i = 0; rc == 0 && i < mv.ndeps; i++)
-			if (deps[i].r == d->self_idx)
-				crdt__fork_note(d, own, deps[i].c, false,
-				    caller);
 	}
 	crdt__free(&d->cfg.alloc, deps, mv.ndeps * sizeof *deps);
 	/* Refused before anything referred to them (an applied message that

@@ -450,6 +450,11 @@ crdt__fork_note(crdt_doc *d, uint64_t own, uint64_t known, bool proof,
 	    known > d->fork_dismissed)
 		crdt__fork_note_slow(d, own, known, proof, caller);
 }
+/* A message (sender, counter, deps) now waits in the buffer: a claim if
+ * it is ours or names our ID above our clock. O(deps), buffering path
+ * only. */
+void crdt__fork_waiting(crdt_doc *d, uint32_t sender, uint64_t counter,
+    const dep *deps, size_t ndeps, void *caller);
 /* Our own entry in a peer's clock pairs (ascending by ID), 0 if none.
  * O(log n). */
 uint64_t crdt__fork_own_entry(const crdt_doc *d, const iddep *pairs,

@@ -38,6 +38,20 @@ crdt__fork_note_slow(crdt_doc *d, uint64_t own, uint64_t known, bool proof,
 		d->l.on_fork(d->l.ud, own, known, proof, caller);
 }
 
+void
+crdt__fork_waiting(crdt_doc *d, uint32_t sender, uint64_t counter,
+    const dep *deps, size_t ndeps, void *caller)
+{
+	uint64_t own = d->rs[d->self_idx].vc;
+
+	/* Under our ID it verified: in signed mode it is signed by our key. */
+	if (sender == d->self_idx)
+		crdt__fork_note(d, own, counter, d->signed_mode, caller);
+	for (size_t i = 0; i < ndeps; i++)
+		if (deps[i].r == d->self_idx)
+			crdt__fork_note(d, own, deps[i].c, false, caller);
+}
+
 uint64_t
 crdt__fork_own_entry(const crdt_doc *d, const iddep *pairs, size_t n)
 {
