@@ -946,6 +946,10 @@ crdt__receive_msg(crdt_doc *d, const void *bytes, size_t len, void *caller,
 		if (rc == 0)
 			rc = crdt__buffer_msg(d, bytes, len, s, mv.counter,
 			    deps, mv.ndeps, caller, head, false);
+		/* Only a waiting message can name our ID above our clock. */
+		if (rc == 0)
+			crdt__fork_waiting(d, s, mv.counter, deps, mv.ndeps,
+			    caller);
 	}
 	crdt__free(&d->cfg.alloc, deps, mv.ndeps * sizeof *deps);
 	/* Refused before anything referred to them (an applied message that

@@ -158,6 +158,12 @@ struct crdt_doc {
 	size_t *store_qend;
 	size_t store_qn, store_qcap;
 
+	/* forks of our own history (fork.c): the highest counter of our own
+	 * replica some peer, message or dependency says exists (0: none);
+	 * commits are refused while it is above rs[self_idx].vc. Claims at
+	 * or below fork_dismissed (crdt_doc_fork_resolve) are ignored. */
+	uint64_t fork_known, fork_dismissed;
+
 	crdt__undo undo;
 	iddep *sdeps;
 	size_t capsdeps;
@@ -413,6 +419,52 @@ int crdt__store_after_load(crdt_doc *d);
  * least one), *more when more remain. ENOTFOUND without a store. */
 int crdt__store_serve(const crdt_doc *d, const uint64_t *peer,
     size_t budget, size_t max_elems, crdt_buf *out, bool *more);
+
+/* ---- receive status (recv.c) ----
+ *
+ * What a message turned out to be, judged from outside the pipeline by
+ * what receiving it changed: probe before (a peek and three lookups),
+ * judge after a successful receive. */
+typedef struct crdt__probe {
+	crdt_dot dot;
+	bool had, waited;
+	size_t nb, nv;
+} crdt__probe;
+int crdt__recv_probe(const crdt_doc *d, const void *msg, size_t len,
+    crdt__probe *p);
+crdt_recv_status crdt__recv_judge(const crdt_doc *d, const crdt__probe *p);
+
+/* ---- forks of our own history (fork.c) ---- */
+
+/* `known` of our own counter exists somewhere while we hold `own`: a
+ * fork claim (evidence `proof`: a verified message under our own ID in
+ * signed mode, so signed by our key). Raises d->fork_known and reports
+ * on_fork; never touches the clock or the state. */
+void crdt__fork_note_slow(crdt_doc *d, uint64_t own, uint64_t known,
+    bool proof, void *caller);
+static inline void
+crdt__fork_note(crdt_doc *d, uint64_t own, uint64_t known, bool proof,
+    void *caller)
+{
+	if (known > own && known > d->fork_known &&
+	    known > d->fork_dismissed)
+		crdt__fork_note_slow(d, own, known, proof, caller);
+}
+/* A message (sender, counter, deps) now waits in the buffer: a claim if
+ * it is ours or names our ID above our clock. O(deps), buffering path
+ * only. */
+void crdt__fork_waiting(crdt_doc *d, uint32_t sender, uint64_t counter,
+    const dep *deps, size_t ndeps, void *caller);
+/* Our own entry in a peer's clock pairs (ascending by ID), 0 if none.
+ * O(log n). */
+uint64_t crdt__fork_own_entry(const crdt_doc *d, const iddep *pairs,
+    size_t n);
+/* A commit is refused while the document is forked (CRDT_EFORKED). */
+static inline bool
+crdt__forked(const crdt_doc *d)
+{
+	return d->fork_known > d->rs[d->self_idx].vc;
+}
 
 /* ---- snapshots (snapshot.c) ---- */
 

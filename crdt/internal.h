@@ -176,10 +176,17 @@ int crdt__key_cmp(const uint8_t *a, size_t alen, const uint8_t *b,
  * zero only: it names no document. */
 #define CRDT__DOC_FORMAT_VERSION 2
 #define CRDT__DOC_FORMAT_OLDEST 1
+/* Version of the sync frames (kinds 7 and 8, sync.c). 3: every frame
+ * names its document (doc_id after the kind), so one connection can
+ * carry several documents. Versions 1 and 2 are still read, by unbound
+ * documents only, like version-1 messages. */
+#define CRDT__SYNC_FORMAT_VERSION 3
 /* The version a kind is written and read with. */
 static inline unsigned
 crdt__kind_version(unsigned kind)
 {
+	if (kind == CRDT__KIND_HELLO || kind == CRDT__KIND_DATA)
+		return CRDT__SYNC_FORMAT_VERSION;
 	return CRDT__KIND_IS_DOC(kind) ?
 	    CRDT__DOC_FORMAT_VERSION :
 	    CRDT__FORMAT_VERSION;

@@ -3,7 +3,8 @@
  * message turned out to be. Judged from outside the ingest pipeline, by
  * what the call changed (is the dot applied now, is one more message
  * waiting, does the dot hold one more variant), so the hot path carries
- * no bookkeeping for callers that do not ask.
+ * no bookkeeping for callers that do not ask. The same judge reports
+ * the messages of a sync frame (crdt_doc_sync_handle_status, sync.c).
  */
 #include "doc_impl.h"
 
@@ -17,35 +18,54 @@ variants(const crdt_doc *d, crdt_dot dot)
 }
 
 int
+crdt__recv_probe(const crdt_doc *d, const void *msg, size_t len,
+    crdt__probe *p)
+{
+	uint32_t r;
+	crdt__env e;
+
+	/* What the envelope parse refuses (with the document's limits),
+	 * receive refuses the same way. */
+	CRDT_TRY(crdt__env_parse(&d->cfg.limits, msg, len, &e, NULL, NULL));
+	p->dot.replica = e.sender;
+	p->dot.counter = e.counter;
+	bool known = crdt__rep_find(d, &p->dot.replica, &r) == 0;
+	p->had = known && d->rs[r].vc >= p->dot.counter;
+	p->waited = known && d->dots.n > 0 &&
+	    crdt__dots_find(&d->dots, r, p->dot.counter) != NULL;
+	p->nb = d->nbuffered;
+	p->nv = variants(d, p->dot);
+	return 0;
+}
+
+crdt_recv_status
+crdt__recv_judge(const crdt_doc *d, const crdt__probe *p)
+{
+	uint32_t r;
+	bool known = crdt__rep_find(d, &p->dot.replica, &r) == 0;
+	bool has = known && d->rs[r].vc >= p->dot.counter;
+	if (!p->had && has)
+		return CRDT_RECV_APPLIED;
+	if (variants(d, p->dot) > p->nv)
+		return CRDT_RECV_EQUIVOCATION;
+	if (d->nbuffered > p->nb)
+		return p->had || p->waited ? CRDT_RECV_EQUIVOCATION :
+					     CRDT_RECV_BUFFERED;
+	return CRDT_RECV_DUPLICATE;
+}
+
+int
 crdt_doc_receive_status(crdt_doc *d, const void *msg, size_t len,
     void *caller, crdt_recv_status *status)
 {
-	crdt_dot dot;
-	uint32_t r;
+	crdt__probe p;
 
 	if (d == NULL || msg == NULL || status == NULL)
 		return CRDT_EINVAL;
 	if (d->in_txn)
 		return CRDT_ESTATE;
-	/* A message peek refuses, receive refuses the same way. */
-	CRDT_TRY(crdt_msg_peek(msg, len, &dot, NULL));
-	bool known = crdt__rep_find(d, &dot.replica, &r) == 0;
-	bool had = known && d->rs[r].vc >= dot.counter;
-	bool waited = known && d->dots.n > 0 &&
-	    crdt__dots_find(&d->dots, r, dot.counter) != NULL;
-	size_t nb = d->nbuffered, nv = variants(d, dot);
-
+	CRDT_TRY(crdt__recv_probe(d, msg, len, &p));
 	CRDT_TRY(crdt_doc_receive(d, msg, len, caller));
-	known = crdt__rep_find(d, &dot.replica, &r) == 0;
-	bool has = known && d->rs[r].vc >= dot.counter;
-	if (!had && has)
-		*status = CRDT_RECV_APPLIED;
-	else if (variants(d, dot) > nv)
-		*status = CRDT_RECV_EQUIVOCATION;
-	else if (d->nbuffered > nb)
-		*status = had || waited ? CRDT_RECV_EQUIVOCATION :
-					  CRDT_RECV_BUFFERED;
-	else
-		*status = CRDT_RECV_DUPLICATE;
+	*status = crdt__recv_judge(d, &p);
 	return 0;
 }

@@ -2,9 +2,12 @@
  * Sync protocol: HELLO and DATA frames (doc.h, crdt_doc_sync_*;
  * docs/document.md, "Sync protocol" and "Sync frames").
  *
- * HELLO = [2, 7, our clock]: "send me what I lack".
- * DATA = [2, 8, our clock, [msg, ...], snapshot | nil, evidence, flags]
- * (flags: CRDT__DATA_*, wire_ids.h).
+ * HELLO = [3, 7, doc_id, our clock]: "send me what I lack".
+ * DATA = [3, 8, doc_id, our clock, [msg, ...], snapshot | nil, evidence,
+ * flags] (flags: CRDT__DATA_*, wire_ids.h). The doc_id lets one
+ * connection carry several documents: a frame for another document is
+ * refused before anything else is read, and crdt_sync_peek() routes a
+ * frame without a document.
  * Messages go in log order, which is an order in which this replica
  * applied them, hence causal: the peer applies them without buffering.
  * A frame carries a prefix of that order within the budget
@@ -29,7 +32,9 @@ crdt_doc_sync_start(const crdt_doc *d, crdt_buf *out)
 	if (d == NULL || out == NULL)
 		return CRDT_EINVAL;
 	size_t mark = out->len;
-	int rc = crdt__w_header(out, CRDT__KIND_HELLO, 1);
+	int rc = crdt__w_header(out, CRDT__KIND_HELLO, 2);
+	if (rc == 0)
+		rc = crdt__w_bin(out, d->cfg.doc_id.bytes, CRDT_DOC_ID_BYTES);
 	if (rc == 0)
 		rc = crdt__w_vc_pairs(d, out);
 	if (rc < 0)
@@ -201,7 +206,8 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 		if (!log_serves(d, (uint32_t)i, peer[i]))
 			complete = false;
 	}
-	CRDT_TRY(crdt__w_header(out, CRDT__KIND_DATA, 5));
+	CRDT_TRY(crdt__w_header(out, CRDT__KIND_DATA, 6));
+	CRDT_TRY(crdt__w_bin(out, d->cfg.doc_id.bytes, CRDT_DOC_ID_BYTES));
 	CRDT_TRY(crdt__w_vc_pairs(d, out));
 	if (!complete && d->store != NULL) {
 		/* The log evicted part of what the peer lacks: the store has
@@ -209,7 +215,7 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 		 * peer at any distance with messages. */
 		size_t at = out->len;
 		size_t used = (out->len - mark) + 5 + 1 + evidence_size(d) + 1;
-		size_t elems = 7 + 2 * npairs + crdt__ev_variants(&d->ev);
+		size_t elems = 8 + 2 * npairs + crdt__ev_variants(&d->ev);
 		size_t budget = d->cfg.sync_max_bytes > used ?
 		    d->cfg.sync_max_bytes - used : 1;
 		size_t room = d->cfg.limits.max_elems > elems ?
@@ -252,7 +258,7 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 	/* fixed part: what is written, the message array's header (at most
 	 * 5 bytes), nil, the evidence and the flags (1 byte) */
 	size_t used = (out->len - mark) + 5 + 1 + evidence_size(d) + 1;
-	size_t elems = 7 + 2 * npairs + crdt__ev_variants(&d->ev), count;
+	size_t elems = 8 + 2 * npairs + crdt__ev_variants(&d->ev), count;
 	bool more;
 	CRDT_TRY(data_count(d, peer, used, elems, &count, &more));
 	if (more)
@@ -308,8 +314,8 @@ progress_mark(const crdt_doc *d)
  */
 static int
 reply_data(crdt_doc *d, const iddep *pairs, size_t n, bool hello,
-    unsigned in_flags, bool progressed, size_t nevid, crdt_buf *reply,
-    bool *replied)
+    unsigned in_flags, bool progressed, size_t nevid, bool resend_own,
+    crdt_buf *reply, bool *replied)
 {
 	uint64_t *peer;
 	unsigned flags = CRDT__DATA_REPLY;
@@ -323,6 +329,18 @@ reply_data(crdt_doc *d, const iddep *pairs, size_t n, bool hello,
 		want = ((in_flags & CRDT__DATA_REPLY) || progressed) &&
 		    (cont || peer_lacks(d, peer) ||
 			crdt__ev_variants(&d->ev) > nevid);
+	}
+	/* This frame showed a fork of our own history (fork.c): the peer
+	 * holds our counters up to a point we also issued, maybe with other
+	 * ops (two devices with one ID, commits after a restore). Offer it
+	 * every own message the log holds, once per fork claim: it takes
+	 * copies as duplicates and reports a different one as an
+	 * equivocation, whose evidence every later frame carries back. */
+	const crdt__rlog *own = &d->log.r[d->self_idx];
+	if (resend_own && own->n > 0) {
+		if (own->lo - 1 < peer[d->self_idx])
+			peer[d->self_idx] = own->lo - 1;
+		want = true;
 	}
 	int rc = 0;
 	if (want) {
@@ -356,12 +374,112 @@ data_fatal(int rc)
 	}
 }
 
+/*
+ * A sync frame's head: [version, kind, doc_id (version 3), ...], the
+ * field count checked against the kind. A frame of version 1 or 2 names
+ * no document: *named false, *id zero.
+ */
+static int
+rd_sync_head(crdt__rd *r, uint64_t *ver, uint64_t *kind, crdt_doc_id *id,
+    bool *named)
+{
+	size_t n;
+	const uint8_t *p;
+	size_t plen;
+
+	CRDT_TRY(crdt__rd_array(r, &n));
+	CRDT_TRY(crdt__rd_uint(r, ver));
+	if (*ver < CRDT__DOC_FORMAT_OLDEST || *ver > CRDT__SYNC_FORMAT_VERSION)
+		return CRDT_EVERSION;
+	CRDT_TRY(crdt__rd_uint(r, kind));
+	*named = *ver >= 3;
+	/* A version-1 DATA frame had no flags (read as 0). */
+	size_t data_n = (*ver == 1 ? 6 : 7) + *named;
+	size_t hello_n = 3 + *named;
+	if (!((*kind == CRDT__KIND_HELLO && n == hello_n) ||
+		(*kind == CRDT__KIND_DATA && n == data_n)))
+		return CRDT_EMALFORMED;
+	memset(id, 0, sizeof *id);
+	if (!*named)
+		return 0;
+	CRDT_TRY(crdt__rd_bin(r, &p, &plen));
+	if (plen != CRDT_DOC_ID_BYTES)
+		return CRDT_EMALFORMED;
+	memcpy(id->bytes, p, CRDT_DOC_ID_BYTES);
+	return 0;
+}
+
 int
-crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
-    void *caller, crdt_buf *reply)
+crdt_sync_peek(const void *frame, size_t len, crdt_doc_id *id, int *kind)
+{
+	crdt_config c;
+	crdt__rd r;
+	uint64_t ver, k;
+	crdt_doc_id got;
+	bool named;
+
+	if (frame == NULL)
+		return CRDT_EINVAL;
+	/* Only the head is read, bounded by its own few fields: a relay
+	 * routes frames of any size its transport carries. */
+	crdt_config_default(&c);
+	c.limits.max_bytes = SIZE_MAX;
+	CRDT_TRY(crdt__rd_init(&r, &c.limits, frame, len));
+	CRDT_TRY(rd_sync_head(&r, &ver, &k, &got, &named));
+	if (id != NULL)
+		*id = got;
+	if (kind != NULL)
+		*kind = k == CRDT__KIND_HELLO ? CRDT_SYNC_HELLO : CRDT_SYNC_DATA;
+	return 0;
+}
+
+/*
+ * One message of a DATA frame (its list or its evidence), counted into
+ * `rep` when the caller asked for a report. Without one it is exactly
+ * the receive; with one, a probe before and a judge after (recv.c), so
+ * the plain sync_handle pays one branch per message.
+ */
+static int
+frame_msg(crdt_doc *d, const uint8_t *m, size_t ml, void *caller,
+    bool evidence, crdt_sync_report *rep)
+{
+	if (rep == NULL)
+		return data_fatal(crdt__receive_msg(d, m, ml, caller,
+		    evidence));
+	crdt__probe p;
+	int rc = crdt__recv_probe(d, m, ml, &p);
+	if (rc == 0)
+		rc = crdt__receive_msg(d, m, ml, caller, evidence);
+	if (rc < 0) {
+		if (data_fatal(rc) != 0)
+			return rc;
+		if (rep->refused++ == 0)
+			rep->first_refusal = rc;
+		return 0;
+	}
+	switch (crdt__recv_judge(d, &p)) {
+	case CRDT_RECV_APPLIED:
+		rep->applied++;
+		break;
+	case CRDT_RECV_BUFFERED:
+		rep->buffered++;
+		break;
+	case CRDT_RECV_EQUIVOCATION:
+		rep->equivocation++;
+		break;
+	default:
+		rep->duplicate++;
+		break;
+	}
+	return 0;
+}
+
+static int
+handle(crdt_doc *d, const void *frame, size_t len, void *caller,
+    crdt_buf *reply, crdt_sync_report *rep)
 {
 	crdt__rd r;
-	size_t n, nmsgs = 0;
+	size_t nmsgs = 0;
 	uint64_t kind, ver, flags = 0;
 	iddep *pairs = NULL;
 	size_t npairs = 0;
@@ -376,16 +494,16 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 	if (d->in_txn)
 		return CRDT_ESTATE;
 	CRDT_TRY(crdt__rd_init(&r, &d->cfg.limits, frame, len));
-	CRDT_TRY(crdt__rd_array(&r, &n));
-	CRDT_TRY(crdt__rd_uint(&r, &ver));
-	if (ver < CRDT__DOC_FORMAT_OLDEST || ver > CRDT__DOC_FORMAT_VERSION)
-		return CRDT_EVERSION;
-	CRDT_TRY(crdt__rd_uint(&r, &kind));
-	/* A version-1 DATA frame had no flags (read as 0). */
-	size_t data_n = ver == 1 ? 6 : 7;
-	if (!((kind == CRDT__KIND_HELLO && n == 3) ||
-		(kind == CRDT__KIND_DATA && n == data_n)))
-		return CRDT_EMALFORMED;
+	crdt_doc_id fid;
+	bool named;
+	CRDT_TRY(rd_sync_head(&r, &ver, &kind, &fid, &named));
+	/* Another document's frame is refused before anything else is read;
+	 * an older frame names no document: only an unbound one takes it. */
+	if (named ? memcmp(fid.bytes, d->cfg.doc_id.bytes,
+			CRDT_DOC_ID_BYTES) != 0 :
+		    !crdt__doc_id_zero(&d->cfg.doc_id))
+		return CRDT_EWRONGDOC;
+	bool has_flags = ver >= 2;
 	CRDT_TRY(crdt__rd_vc_pairs(d, &r, &pairs, &npairs));
 	rc = 0;
 	if (kind == CRDT__KIND_DATA) {
@@ -414,7 +532,7 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 		estart = r.p;
 		if (rc == 0)
 			rc = crdt__rd_evidence(d, &r, nevid, NULL, NULL);
-		if (rc == 0 && data_n == 7)
+		if (rc == 0 && has_flags)
 			rc = crdt__rd_uint(&r, &flags);
 		if (rc == 0 && (flags & ~(uint64_t)CRDT__DATA_FLAGS) != 0)
 			rc = CRDT_EMALFORMED;
@@ -422,8 +540,11 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 	if (rc == 0)
 		rc = crdt__rd_done(&r);
 	uint64_t mark0 = progress_mark(d);
+	uint64_t own0 = d->rs[d->self_idx].vc;
 	if (rc == 0 && has_snap)
 		rc = sync_load(d, snap, snaplen, caller);
+	if (rc == 0 && rep != NULL)
+		rep->snapshot = has_snap;
 	if (rc == 0 && nmsgs > 0) {
 		crdt__rd mr;
 		rc = crdt__rd_init(&mr, &d->cfg.limits, mstart,
@@ -433,8 +554,7 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 			size_t ml;
 			rc = crdt__rd_blob(&mr, &m, &ml);
 			if (rc == 0)
-				rc = data_fatal(crdt__receive_one(d, m, ml,
-				    caller));
+				rc = frame_msg(d, m, ml, caller, false, rep);
 		}
 	}
 	if (rc == 0 && nevid > 0) {
@@ -446,20 +566,49 @@ crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
 			size_t ml;
 			rc = crdt__rd_blob(&er, &m, &ml);
 			if (rc == 0)
-				rc = data_fatal(crdt__receive_msg(d, m, ml,
-				    caller, true));
+				rc = frame_msg(d, m, ml, caller, true, rep);
 		}
 		crdt__ev_prune(&d->ev);
 	}
 	bool progressed = progress_mark(d) != mark0;
+	uint64_t claim = crdt__fork_own_entry(d, pairs, npairs);
+	bool resend_own = claim > own0 && claim > d->fork_known &&
+	    claim > d->fork_dismissed;
 	if (rc == 0)
 		rc = reply_data(d, pairs, npairs, kind == CRDT__KIND_HELLO,
-		    (unsigned)flags, progressed, nevid, reply, &replied);
+		    (unsigned)flags, progressed, nevid, resend_own, reply,
+		    &replied);
 	/* The peer cannot serve what we still lack and this frame changed
 	 * nothing: say so, so the caller syncs with another replica. */
 	if (rc == 0 && (flags & CRDT__DATA_PARTIAL) && !progressed && !replied)
 		rc = CRDT_ENOTFOUND;
+	/* The peer's clock holds more of our own history than we did: a
+	 * fork claim (fork.c), judged against our clock before the frame,
+	 * so it is reported even when the frame itself brought it back. */
+	if (rc == 0)
+		crdt__fork_note(d, own0, claim, false, caller);
 	crdt__free(&d->cfg.alloc, pairs, npairs * sizeof *pairs);
 	crdt__store_settle(d); /* the frame's variants: one checkpoint */
 	return rc;
+}
+
+int
+crdt_doc_sync_handle(crdt_doc *d, const void *frame, size_t len,
+    void *caller, crdt_buf *reply)
+{
+	return handle(d, frame, len, caller, reply, NULL);
+}
+
+int
+crdt_doc_sync_handle_status(crdt_doc *d, const void *frame, size_t len,
+    void *caller, crdt_buf *reply, crdt_sync_report *rep)
+{
+	crdt_sync_report r;
+
+	if (rep == NULL)
+		return CRDT_EINVAL;
+	memset(&r, 0, sizeof r);
+	CRDT_TRY(handle(d, frame, len, caller, reply, &r));
+	*rep = r;
+	return 0;
 }

@@ -144,6 +144,11 @@ crdt_doc_commit(crdt_doc *d, crdt_buf *msg_out)
 	if (!d->in_txn || (d->signed_mode && d->ident == NULL) ||
 	    crdt__is_relay(d))
 		return CRDT_ESTATE;
+	/* More of our own history exists than we hold (fork.c): the next
+	 * counter may already name other ops, so no dot is issued until we
+	 * caught up on it or the application dismissed the claim. */
+	if (crdt__forked(d))
+		return CRDT_EFORKED;
 	rstate *me = &d->rs[d->self_idx];
 	if (me->vc == UINT64_MAX)
 		return CRDT_EOVERFLOW;

@@ -69,6 +69,8 @@ Test(error, enum_matches_table)
 	cr_assert_eq(CRDT_EOVERFLOW, -7);
 	cr_assert_eq(CRDT_ENOTFOUND, -8);
 	cr_assert_eq(CRDT_ECRYPTO, -9);
+	cr_assert_eq(CRDT_EBUSY, -23);
+	cr_assert_eq(CRDT_EFORKED, -24);
 }
 
 /* Unknown codes get one fixed static string each, never NULL: callers

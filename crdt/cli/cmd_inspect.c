@@ -338,7 +338,9 @@ out:
 }
 
 /* HELLO [v, 7, clock] and DATA [v, 8, clock, messages, snapshot,
- * evidence, (flags)]; vector clocks [1, 4, clock]; object states. */
+ * evidence, (flags)]; from version 3 both name their document after the
+ * kind ([3, 7, doc_id, clock], [3, 8, doc_id, clock, ...]); vector
+ * clocks [1, 4, clock]; object states. */
 static json_t *
 frame_json(ictx *c, unsigned kind, const uint8_t *b, size_t len, int *rc)
 {
@@ -357,9 +359,24 @@ frame_json(ictx *c, unsigned kind, const uint8_t *b, size_t len, int *rc)
 	json_object_set_new(j, "kind", json_string(cli_kind_name(kind)));
 	json_object_set_new(j, "version", cli_mp_json(&a->ptr[0]));
 	json_object_set_new(j, "bytes", cli_json_u64(len));
+	/* The fields after the head: one further on once a doc_id is there. */
+	uint64_t ver = 0;
+	const uint8_t *idp;
+	size_t idn;
+	uint32_t at = 2;
+	if ((kind == 7 || kind == 8) && cli_mp_uint(&a->ptr[0], &ver) &&
+	    ver >= 3) {
+		if (a->size < 3 || !cli_mp_bin(&a->ptr[2], &idp, &idn) ||
+		    idn != CRDT_DOC_ID_BYTES) {
+			*rc = CRDT_EMALFORMED;
+			goto bad;
+		}
+		json_object_set_new(j, "doc_id", cli_json_hex(idp, idn));
+		at = 3;
+	}
 	if (kind == 4 || kind == 7) {
-		const msgpack_object_array *clk = a->size == 3 ?
-		    cli_mp_array(&a->ptr[2]) : NULL;
+		const msgpack_object_array *clk = a->size == at + 1 ?
+		    cli_mp_array(&a->ptr[at]) : NULL;
 		if (clk == NULL || clk->size % 2 != 0) {
 			*rc = CRDT_EMALFORMED;
 			goto bad;
@@ -368,11 +385,12 @@ frame_json(ictx *c, unsigned kind, const uint8_t *b, size_t len, int *rc)
 	} else if (kind == 8) {
 		const msgpack_object_array *clk, *msgs, *ev;
 		uint64_t flags = 0;
-		if ((a->size != 6 && a->size != 7) ||
-		    (clk = cli_mp_array(&a->ptr[2])) == NULL ||
-		    (msgs = cli_mp_array(&a->ptr[3])) == NULL ||
-		    (ev = cli_mp_array(&a->ptr[5])) == NULL ||
-		    (a->size == 7 && !cli_mp_uint(&a->ptr[6], &flags))) {
+		if ((a->size != at + 4 && a->size != at + 5) ||
+		    (clk = cli_mp_array(&a->ptr[at])) == NULL ||
+		    (msgs = cli_mp_array(&a->ptr[at + 1])) == NULL ||
+		    (ev = cli_mp_array(&a->ptr[at + 3])) == NULL ||
+		    (a->size == at + 5 &&
+			!cli_mp_uint(&a->ptr[at + 4], &flags))) {
 			*rc = CRDT_EMALFORMED;
 			goto bad;
 		}
@@ -387,7 +405,7 @@ frame_json(ictx *c, unsigned kind, const uint8_t *b, size_t len, int *rc)
 		json_object_set_new(j, "messages", msg_list_json(c, msgs));
 		const uint8_t *p;
 		size_t n;
-		if (cli_mp_bin(&a->ptr[4], &p, &n)) {
+		if (cli_mp_bin(&a->ptr[at + 2], &p, &n)) {
 			int src;
 			unsigned k = cli_kind(p, n, NULL);
 			json_t *s = k == 10 ? sealed_json(c, p, n, &src) :

@@ -235,23 +235,34 @@ check_frame(vctx *v, unsigned kind, unsigned ver, const uint8_t *b,
 	msgpack_zone_init(&z, 4096);
 	(void)cli_mp_parse(b, len, &z, &root);
 	const msgpack_object_array *a = cli_mp_array(&root);
-	if (ver < 1 || ver > 2) {
+	/* Version 3 names the document after the kind (a 32-byte bin),
+	 * and every field after it moves one on. */
+	uint32_t at = ver >= 3 ? 3 : 2;
+	const uint8_t *idp;
+	size_t idn;
+	if (ver < 1 || ver > 3) {
 		fault(v, EXIT_MALFORMED, cli_kind_name(kind), CRDT_EVERSION);
+	} else if (ver == 3 && (a->size < 3 ||
+		       !cli_mp_bin(&a->ptr[2], &idp, &idn) ||
+		       idn != CRDT_DOC_ID_BYTES)) {
+		fault(v, EXIT_MALFORMED, cli_kind_name(kind), CRDT_EMALFORMED);
 	} else if (kind == 7) {
-		if (a->size != 3 || !clock_ok(cli_mp_array(&a->ptr[2])))
+		if (a->size != at + 1 || !clock_ok(cli_mp_array(&a->ptr[at])))
 			fault(v, EXIT_MALFORMED, "hello", CRDT_EMALFORMED);
 	} else {
 		const msgpack_object_array *msgs, *ev;
 		uint64_t flags = 0;
 		const uint8_t *p;
 		size_t n;
-		if (a->size != (ver == 2 ? 7u : 6u) ||
-		    !clock_ok(cli_mp_array(&a->ptr[2])) ||
-		    (msgs = cli_mp_array(&a->ptr[3])) == NULL ||
-		    (ev = cli_mp_array(&a->ptr[5])) == NULL ||
-		    (ver == 2 && (!cli_mp_uint(&a->ptr[6], &flags) || flags > 7)) ||
-		    (a->ptr[4].type != MSGPACK_OBJECT_NIL &&
-			!cli_mp_bin(&a->ptr[4], &p, &n))) {
+		bool has_flags = ver >= 2;
+		if (a->size != at + (has_flags ? 5u : 4u) ||
+		    !clock_ok(cli_mp_array(&a->ptr[at])) ||
+		    (msgs = cli_mp_array(&a->ptr[at + 1])) == NULL ||
+		    (ev = cli_mp_array(&a->ptr[at + 3])) == NULL ||
+		    (has_flags && (!cli_mp_uint(&a->ptr[at + 4], &flags) ||
+			flags > 7)) ||
+		    (a->ptr[at + 2].type != MSGPACK_OBJECT_NIL &&
+			!cli_mp_bin(&a->ptr[at + 2], &p, &n))) {
 			fault(v, EXIT_MALFORMED, "data", CRDT_EMALFORMED);
 			goto out;
 		}
@@ -267,7 +278,7 @@ check_frame(vctx *v, unsigned kind, unsigned ver, const uint8_t *b,
 			else
 				fault(v, EXIT_MALFORMED, "data evidence", CRDT_EMALFORMED);
 		}
-		if (cli_mp_bin(&a->ptr[4], &p, &n))
+		if (cli_mp_bin(&a->ptr[at + 2], &p, &n))
 			check_snapshot(v, p, n);
 	}
 out:

@@ -149,6 +149,22 @@ handle_sync(rconn *c, const crdt_doc_id *id, const uint8_t *p, size_t n)
 		    "names no document");
 		return;
 	}
+	/* The sync frame names its document too (doc.h, crdt_sync_peek):
+	 * it must be the envelope's, checked before any document is opened
+	 * or created, so a frame replayed under another ID opens nothing. */
+	crdt_doc_id fid;
+	int kind, prc = crdt_sync_peek(p, n, &fid, &kind);
+	if (prc != 0) {
+		snprintf(why, sizeof why, "frame refused: not a sync frame: "
+		    "%s (%s)", crdt_strerror(prc), crdt_err_name(prc));
+		relay_conn_close(c, why);
+		return;
+	}
+	if (memcmp(fid.bytes, id->bytes, CRDT_DOC_ID_BYTES) != 0) {
+		relay_conn_close(c, "frame refused: the sync frame names "
+		    "another document than its envelope");
+		return;
+	}
 	if (!conn_names(c, id) && c->ndocs >= r->o.max_docs_per_conn) {
 		snprintf(why, sizeof why, "frame refused: more than %zu "
 		    "documents on one connection (--max-docs-per-conn)",

@@ -82,7 +82,10 @@ CRDT_API CRDT_NODISCARD int crdt_doc_begin(crdt_doc *d);
  * On error nothing is applied, the counter does not move and the
  * transaction stays open (retry commit, or abort).
  * @return 0, CRDT_EINVAL, CRDT_ESTATE (none open), CRDT_EOVERFLOW,
- *         CRDT_ETOOBIG (message over limits.max_bytes), CRDT_ENOMEM.
+ *         CRDT_ETOOBIG (message over limits.max_bytes), CRDT_EFORKED
+ *         (more of this replica's own history exists than it holds:
+ *         crdt_doc_fork_status(); abort, sync, then commit again),
+ *         CRDT_ENOMEM.
  */
 CRDT_API CRDT_NODISCARD int crdt_doc_commit(crdt_doc *d, crdt_buf *msg_out);
 /** Discard the open transaction, if any. */
@@ -287,6 +290,16 @@ typedef struct crdt_change {
  *   different orders still converge (docs/security.md).
  * on_skew: a remote stamp more than max_drift_ms ahead of local time was
  *   applied (the local clock was not moved by it).
+ * on_fork: this replica learnt that its own counter reached `known`
+ *   elsewhere while it held `own` < `known` (a sync frame's clock, a
+ *   message under its own ID, or a dependency naming it, that came with
+ *   `caller`): it was restored from an old backup, or another device
+ *   uses its ID. Commits now fail with CRDT_EFORKED until its own
+ *   messages come back up to `known` (crdt_doc_fork_status()). `proven`:
+ *   the evidence is a message signed by this replica's own key (signed
+ *   mode); otherwise it is a peer's word, which may be false. Called
+ *   once per higher `known`, also when the same frame brought the
+ *   messages back at once.
  */
 typedef struct crdt_doc_listener {
 	void (*on_update)(void *ud, crdt_update_source src,
@@ -297,10 +310,50 @@ typedef struct crdt_doc_listener {
 	void *ud;
 	void (*on_equivocation)(void *ud, crdt_dot dot, const uint8_t *first,
 	    size_t first_len, const uint8_t *second, size_t second_len);
+	void (*on_fork)(void *ud, uint64_t own, uint64_t known, bool proven,
+	    void *caller);
 } crdt_doc_listener;
 
 /** Install (or with NULL remove) the listener. */
 CRDT_API void crdt_doc_set_listener(crdt_doc *d, const crdt_doc_listener *l);
+
+/*
+ * Forks of this replica's own history (docs/document.md, "Forks of one's
+ * own history"). Only this replica's commits move its counter, so a peer
+ * that holds more of it means history this replica lost (an old backup
+ * restored) or another device with the same ID; committing then would
+ * reuse a dot that already names other ops. The document learns it from
+ * a sync frame's clock, a received message under its own ID or a
+ * dependency naming it (also inside a snapshot's buffered messages), and
+ * refuses every commit (CRDT_EFORKED) until its own clock entry is back
+ * up to the highest counter heard of: sync or receive bring its own
+ * messages back and apply them like a peer's (in signed mode only those
+ * signed by its own key), or a snapshot raises it. A claim never moves
+ * the clock or the state; the worst a lying peer can do is hold commits
+ * until the application dismisses it. Not saved: after a restart the
+ * next sync learns it again. A sync frame that shows a fork is answered
+ * with every own message the log holds, so a dot issued twice (commits
+ * made before hearing of the fork) reaches the peer as an equivocation.
+ */
+
+/**
+ * Whether commits are refused for a fork: true while more of the own
+ * history is known to exist than is held. `own` (may be NULL): the own
+ * counter held; `known` (may be NULL): the highest own counter heard of
+ * while forked, else `own`. O(1).
+ */
+CRDT_API bool crdt_doc_fork_status(const crdt_doc *d, uint64_t *own,
+    uint64_t *known);
+/**
+ * Dismiss the fork claim: commits go on from the own counter held, and
+ * claims up to the dismissed counter no longer block (a higher one does).
+ * Use it when the claim is false (a hostile peer in unsigned mode, an
+ * unsigned clock), or when the lost messages are gone for good: the next
+ * commits then reuse those dots, and replicas holding the old messages
+ * see them as equivocations (on_equivocation, the union applied). A
+ * no-op when not forked. @return 0, CRDT_EINVAL.
+ */
+CRDT_API CRDT_NODISCARD int crdt_doc_fork_resolve(crdt_doc *d);
 
 /**
  * Read a message's relay-visible header without a document (bytes
@@ -326,8 +379,30 @@ CRDT_API CRDT_NODISCARD int crdt_msg_peek(const void *msg, size_t len,
  * it brought something new. After a round both hold the union (less what
  * either refuses). Frames carry no session state: any frame may be
  * repeated, dropped or reordered; a lost round is just started again.
+ * Every frame names its document (crdt_config.doc_id), so one connection
+ * can carry the frames of several documents: route each with
+ * crdt_sync_peek(); a document refuses another's frame (CRDT_EWRONGDOC).
  * Details and flags in docs/document.md (Sync protocol).
  */
+
+/** What crdt_sync_peek() found a frame to be. */
+enum { CRDT_SYNC_HELLO = 1, CRDT_SYNC_DATA = 2 };
+
+/**
+ * Read a sync frame's head without a document (bytes borrowed; only the
+ * version, kind and document ID are read, O(1), whatever `len`): a relay
+ * or a multiplexing transport routes the frame to its document by `*id`.
+ * A frame of an older version (1, 2) names no document: `*id` is all
+ * zero, and only an unbound document takes it. Any output may be NULL;
+ * on error they are untouched. The rest of the frame is checked by
+ * crdt_doc_sync_handle().
+ * @param kind  CRDT_SYNC_HELLO or CRDT_SYNC_DATA.
+ * @return 0, CRDT_EINVAL (frame NULL), CRDT_EMALFORMED (not a sync frame,
+ *         a field count that is not its kind's, a doc_id not 32 bytes,
+ *         truncated), CRDT_EVERSION.
+ */
+CRDT_API CRDT_NODISCARD int crdt_sync_peek(const void *frame, size_t len,
+    crdt_doc_id *id, int *kind);
 
 /** Append a HELLO frame. @return 0, CRDT_EINVAL, CRDT_ENOMEM. */
 CRDT_API CRDT_NODISCARD int crdt_doc_sync_start(const crdt_doc *d,
@@ -353,6 +428,9 @@ CRDT_API CRDT_NODISCARD int crdt_doc_sync_start(const crdt_doc *d,
  *     DATA frame whose framing was accepted: the messages applied before
  *     the failure stay applied (each whole), none after; no reply.
  *     Handling the frame again, or the next round, finishes it.
+ *   - CRDT_EWRONGDOC: the frame names another document (or, of an
+ *     older version, none, in a document with a doc_id); checked before
+ *     anything else: nothing changed, no reply.
  *   - CRDT_EPERM for a snapshot where this document takes none from sync,
  *     CRDT_EDECRYPT for a plaintext one in encrypted mode (secure.h
  *     `sync_snapshots`), any other code (CRDT_EINVAL, CRDT_ESTATE,
@@ -362,6 +440,31 @@ CRDT_API CRDT_NODISCARD int crdt_doc_sync_start(const crdt_doc *d,
  */
 CRDT_API CRDT_NODISCARD int crdt_doc_sync_handle(crdt_doc *d,
     const void *frame, size_t len, void *caller, crdt_buf *reply);
+
+/** What crdt_doc_sync_handle_status() found a frame's messages to be. */
+typedef struct crdt_sync_report {
+	/* Messages of the frame's list and of its evidence list, each
+	 * counted once, as crdt_doc_receive_status() would have said */
+	size_t applied, buffered, duplicate, equivocation;
+	size_t refused;    /* skipped for their own content (not taken) */
+	int first_refusal; /* the first one's code (0: none refused) */
+	bool snapshot;     /* the frame carried a snapshot, which merged */
+} crdt_sync_report;
+
+/**
+ * crdt_doc_sync_handle(), and on success `*rep` (required) counts what
+ * each message of the frame was: APPLIED, BUFFERED, DUPLICATE,
+ * EQUIVOCATION as crdt_doc_receive_status() says, or refused for its own
+ * content (which crdt_doc_sync_handle() skips silently), with the first
+ * refusal's code. A HELLO reports all zero. Arguments, errors and reply
+ * as crdt_doc_sync_handle(); on error `*rep` is untouched. Cost: that of
+ * crdt_doc_sync_handle() plus a header peek and three lookups per
+ * message; crdt_doc_sync_handle() itself pays nothing for it.
+ * @return as crdt_doc_sync_handle(), and CRDT_EINVAL for rep NULL.
+ */
+CRDT_API CRDT_NODISCARD int crdt_doc_sync_handle_status(crdt_doc *d,
+    const void *frame, size_t len, void *caller, crdt_buf *reply,
+    crdt_sync_report *rep);
 
 /* ---- durable storage (store.h; docs/storage.md) ---- */
 

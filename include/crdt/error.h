@@ -34,7 +34,8 @@ extern "C" {
 	X(EIO, -20, "storage I/O failed")                                     \
 	X(EFULL, -21, "storage full")                                         \
 	X(ECORRUPT, -22, "storage corrupt")                                   \
-	X(EBUSY, -23, "storage locked by another connection")
+	X(EBUSY, -23, "storage locked by another connection")                 \
+	X(EFORKED, -24, "own counter is ahead elsewhere: catch up first")
 
 typedef enum crdt_err {
 	CRDT_OK = 0,

@@ -136,7 +136,8 @@ def tests(tmp):
 
     # inspect: sync frames.
     h = js('inspect', f(tmp, 'hello.frame'))
-    check(h.get('kind') == 'hello' and len(h.get('clock', [])) == 1,
+    check(h.get('kind') == 'hello' and len(h.get('clock', [])) == 1 and
+          h.get('doc_id') == docid,
           'hello clock')
     d = js('inspect', f(tmp, 'data.frame'))
     check(d.get('kind') == 'data' and 'flags' in d and

@@ -222,8 +222,8 @@ Test(sync_paging, oversized_messages_travel_alone_or_are_refused_at_the_source)
 	crdt_doc_free(e);
 }
 
-/* Unknown flag bits, and the old six-element DATA frame, are malformed
- * and change nothing. */
+/* Unknown flag bits, and a DATA frame without flags, are malformed and
+ * change nothing. */
 Test(sync_paging, data_frames_with_bad_flags_are_refused_whole)
 {
 	uint32_t t;
@@ -239,17 +239,17 @@ Test(sync_paging, data_frames_with_bad_flags_are_refused_whole)
 	tb_init(&after);
 	cr_assert_eq(crdt_doc_sync_start(b, &h), 0);
 	cr_assert_eq(crdt_doc_sync_handle(a, h.data, h.len, NULL, &data), 0);
-	cr_assert_eq(data.data[0], 0x97, "DATA has seven elements");
+	cr_assert_eq(data.data[0], 0x98, "DATA has eight elements");
 	cr_assert_eq(crdt_doc_save(b, &before), 0);
 	/* flags byte is last: set an unknown bit */
 	cr_assert_eq(crdt_buf_append(&bad, data.data, data.len), 0);
 	bad.data[bad.len - 1] |= 0x08;
 	cr_assert_eq(crdt_doc_sync_handle(b, bad.data, bad.len, NULL, &r),
 	    CRDT_EMALFORMED);
-	/* drop the flags: six elements */
+	/* drop the flags: seven elements */
 	crdt_buf_clear(&bad);
 	cr_assert_eq(crdt_buf_append(&bad, data.data, data.len - 1), 0);
-	bad.data[0] = 0x96;
+	bad.data[0] = 0x97;
 	cr_assert_eq(crdt_doc_sync_handle(b, bad.data, bad.len, NULL, &r),
 	    CRDT_EMALFORMED);
 	cr_assert_eq(r.len, 0);

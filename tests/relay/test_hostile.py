@@ -26,6 +26,13 @@ MAX_FRAME = 65536
 MAX_CONNS = 6
 
 
+def rebind(f, doc):
+    """Sync frame `f` made to name document `doc`: the 32-byte doc_id
+    follows [array header, version 3, kind, bin8 32] (wire-format.md)."""
+    check(f[1] == 3 and f[3:5] == b'\xc4\x20', 'not a version-3 sync frame')
+    return f[:5] + doc + f[37:]
+
+
 def replay(port, doc, frames, bytewise=False):
     """Send `frames` under `doc` (one byte per send when `bytewise`),
     then a PING; wait for its PONG (every frame before it was handled);
@@ -99,7 +106,18 @@ def wrong_doc_in_signed_mode(relay_exe, chat_exe, work):
     files = sorted(os.listdir(data))
     check(len(files) >= 1, 'the signed document has no file')
     other = os.urandom(32)
-    replay(relay.port, other, frames)
+    # The frames name their document: under another envelope ID they are
+    # refused before any document is opened.
+    at = len(relay.log())
+    s = connect(relay.port)
+    s.sendall(frame(1, other, frames[-1]))
+    check(wait_closed(s), 'a frame naming another document was kept')
+    s.close()
+    relay.wait_log(r'names another document', at)
+    # Rewritten to name the other document, they pass the relay's check,
+    # and the signatures (over the original document) refuse every
+    # message in them.
+    replay(relay.port, other, [rebind(f, other) for f in frames])
     check(sorted(os.listdir(data)) == files,
           'a replay under another document ID wrote %s' %
           sorted(os.listdir(data)))
@@ -123,7 +141,7 @@ def doc_limits(relay_exe, frames, work):
     def refused_on(doc, pattern):
         at = len(relay.log())
         s = connect(port)
-        s.sendall(frame(1, doc, frames[-1]))
+        s.sendall(frame(1, doc, rebind(frames[-1], doc)))
         check(wait_closed(s), 'kept the connection: ' + pattern)
         s.close()
         relay.wait_log(pattern, at)
@@ -137,13 +155,13 @@ def doc_limits(relay_exe, frames, work):
     s = connect(port)
     for doc in d[:2]:
         for f in frames:
-            s.sendall(frame(1, doc, f))
+            s.sendall(frame(1, doc, rebind(f, doc)))
     at = len(relay.log())
-    s.sendall(frame(1, d[2], frames[-1]))
+    s.sendall(frame(1, d[2], rebind(frames[-1], d[2])))
     check(wait_closed(s), 'a third document on one connection was kept')
     s.close()
     relay.wait_log(r'more than 2 documents on one connection', at)
-    replay(port, d[2], frames)
+    replay(port, d[2], [rebind(f, d[2]) for f in frames])
     refused_on(d[3], r'refused for .*3 documents open \(--max-docs\)')
     check(relay.term() == 0, 'limits relay exit')
 
@@ -204,10 +222,10 @@ def main(relay_exe, chat_exe):
         refused(b'\x00\x00\x00\x05hello', r'shorter than an envelope')
         refused(frame(9, doc), r'unknown type 9')
         refused(frame(1, bytes(32), hello), r'zero document ID')
-        refused(frame(1, doc, b'\xc1 not msgpack'),
-                r'frame refused for document %s' % doc_hex)
-        refused(frame(1, doc, b'\x93\x07\x07\x07'),
-                r'frame refused for document %s' % doc_hex)
+        refused(frame(1, doc, b'\xc1 not msgpack'), r'not a sync frame')
+        refused(frame(1, doc, b'\x93\x07\x07\x07'), r'not a sync frame')
+        refused(frame(1, doc, rebind(hello, os.urandom(32))),
+                r'names another document')
         refused(frame(2, doc, b'short'), r'PING without')
         # Truncated: a length of 1000, 40 bytes, then the end.
         refused(b'\x00\x00\x03\xe8' + bytes([1]) + doc + b'\x00' * 7,
