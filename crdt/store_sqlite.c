@@ -893,8 +893,14 @@ crdt_store_open_sqlite(const crdt_config *cfg, const char *path,
 		    "snap FROM checkpoint WHERE id = 1", &q->get_ck);
 	if (rc == 0)
 		rc = crdt_store_new(&c, &ops, q, out);
-	if (rc == 0)
+	if (rc == 0) {
+		/* put_checkpoint allocates nothing from cfg->alloc (SQLite's
+		 * allocator is thread-safe), and a connection opened NOMUTEX
+		 * may move between threads as long as one uses it at a time,
+		 * which the front end's lock ensures. */
+		crdt__store_allow_bg(*out);
 		return 0;
+	}
 fail:
 	sq_free(q);
 	return rc;

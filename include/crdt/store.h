@@ -46,7 +46,8 @@
  * (sqlite3_config(SQLITE_CONFIG_MALLOC)), not from cfg->alloc.
  *
  * Thread safety: one handle is used by one thread at a time, like every
- * libcrdt object. Several handles (in one or several processes) may open
+ * libcrdt object (its own writer thread for background checkpoints,
+ * crdt_store_put_checkpoint_bg, is serialised with that thread's calls). Several handles (in one or several processes) may open
  * the same SQLite file; SQLite serialises their writes. A handle must not
  * be carried across fork() (SQLite's rule): the child opens its own.
  */
@@ -215,6 +216,42 @@ CRDT_API CRDT_NODISCARD int crdt_store_append(crdt_store *s,
  */
 CRDT_API CRDT_NODISCARD int crdt_store_put_checkpoint(crdt_store *s,
     const void *snap, size_t len, const crdt_vclock *covers);
+
+/**
+ * Background checkpoint: like crdt_store_put_checkpoint(), but the write
+ * (for SQLite: the transaction and the fsync of the snapshot) happens on
+ * the store's writer thread, started at the first call, and this returns
+ * once the job is queued. `snap`'s bytes change hands (at most
+ * limits.max_bytes; on 0 `snap` is left empty, its memory now the
+ * store's, freed with snap's allocator on the caller's thread); `covers`
+ * is borrowed. A job still queued when a newer one (or a
+ * crdt_store_put_checkpoint) comes is dropped: the newer one covers more.
+ * Every other call on the handle waits while the writer holds the
+ * backend (one call at a time, as before), so a checkpoint is as atomic
+ * as a foreground one: a crash while it is written leaves the previous
+ * checkpoint. crdt_store_bg_status() reports a failed write; close
+ * writes what is queued first.
+ * A backend of crdt_store_new() gets no writer: the checkpoint is written
+ * before the call returns, with the errors of crdt_store_put_checkpoint
+ * (the same as when the system refuses a thread).
+ * Cost: O(clock) here, plus the clock's copy; the write is the writer's.
+ * @return 0, CRDT_EINVAL, CRDT_ETOOBIG, CRDT_ESTATE, CRDT_ENOMEM (and
+ *         without a writer the store errors); on error `snap` is
+ *         untouched and nothing is queued.
+ */
+CRDT_API CRDT_NODISCARD int crdt_store_put_checkpoint_bg(crdt_store *s,
+    crdt_buf *snap, const crdt_vclock *covers);
+
+/**
+ * The first error of a background checkpoint write since the last call
+ * (then cleared), or 0. `wait`: first wait until nothing is queued or
+ * being written (every checkpoint handed over so far is then stored or
+ * failed). A failed background checkpoint changed nothing: the previous
+ * checkpoint stays, and the log is whole.
+ * @return 0, CRDT_EINVAL, or the write's error (CRDT_EIO, CRDT_EFULL,
+ *         CRDT_EBUSY, CRDT_ENOMEM, CRDT_ETOOBIG, ...).
+ */
+CRDT_API int crdt_store_bg_status(crdt_store *s, bool wait);
 
 /**
  * The latest checkpoint: its snapshot is appended to `snap_out`, and
