@@ -57,7 +57,7 @@ crdt_config_default(crdt_config *cfg)
 	cfg->max_variants = 4;
 	cfg->max_evidence_bytes = (size_t)16 << 20;
 	cfg->max_sender_buffered = (size_t)16 << 20;
-	cfg->ckpt_min_bytes = (size_t)1 << 20;
+	cfg->ckpt_min_bytes = (size_t)256 << 10;
 	cfg->ckpt_tail_pct = 50;
 }
 

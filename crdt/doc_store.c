@@ -30,6 +30,9 @@
 /* Messages per store batch when attaching (the store's own limit on a
  * batch is limits.max_elems, far above this). */
 #define ATTACH_BATCH 64
+/* Messages per store batch of a group-commit flush (an array of this
+ * many crdt_store_msg, 64 KiB, while it runs). */
+#define FLUSH_BATCH 4096
 
 /* Group commit: queue a copy; only out of memory can fail, and then the
  * queue is as before. */
@@ -96,10 +99,21 @@ store_flush(crdt_doc *d)
 		return d->store_qn == 0 ? 0 : CRDT_ESTATE;
 	size_t done = 0; /* messages appended */
 	int rc = 0;
+	/* One store transaction (one fsync in FULL mode) per FLUSH_BATCH
+	 * messages: the fsync, not the rows, is what a flush costs. Without
+	 * memory for the batch's array, batches of ATTACH_BATCH on the
+	 * stack: a flush does not fail for want of memory. */
+	crdt_store_msg stack[ATTACH_BATCH];
+	size_t cap = CRDT_MIN(d->store_qn, (size_t)FLUSH_BATCH);
+	crdt_store_msg *m = cap > ATTACH_BATCH ?
+	    crdt__malloc(&d->cfg.alloc, cap * sizeof *m) : NULL;
+	if (m == NULL) {
+		m = stack;
+		cap = ATTACH_BATCH;
+	}
 	while (rc == 0 && done < d->store_qn) {
-		crdt_store_msg m[ATTACH_BATCH];
 		size_t n = 0;
-		for (; n < ATTACH_BATCH && done + n < d->store_qn; n++) {
+		for (; n < cap && done + n < d->store_qn; n++) {
 			size_t i = done + n;
 			size_t start = i == 0 ? 0 : d->store_qend[i - 1];
 			m[n] = (crdt_store_msg){ d->store_q.data + start,
@@ -109,6 +123,8 @@ store_flush(crdt_doc *d)
 		if (rc == 0)
 			done += n;
 	}
+	if (m != stack)
+		crdt__free(&d->cfg.alloc, m, cap * sizeof *m);
 	/* Drop what was appended; the rest stays for the next flush. */
 	size_t cut = done == 0 ? 0 : d->store_qend[done - 1];
 	if (cut > 0) /* an empty queue may have no buffer at all */
@@ -421,16 +437,20 @@ typedef struct serve {
 	bool *next;      /* per replica: its next lacking message is served */
 	crdt_buf *msgs;  /* bin-encoded messages */
 	size_t n, max_n;
-	bool stopped;    /* max_n reached: more follow */
+	size_t budget;   /* for the encoded messages (msgs->len) */
+	bool stopped;    /* max_n or the budget reached: more follow */
 } serve;
-
-#define SERVE_STOP 1
 
 static int
 serve_one(void *ud, crdt_dot dot, const uint8_t *bytes, size_t len)
 {
 	serve *sv = ud;
-	if (sv->n == sv->max_n) {
+	/* The store's budget counts message bytes; the frame carries each
+	 * as a bin, 2 to 5 bytes more, which for many small messages adds
+	 * up past the frame's limit: the encoded size is checked here. */
+	size_t enc = len + (len < 256 ? 2 : len < 65536 ? 3 : 5);
+	if (sv->n == sv->max_n || (sv->n > 0 && (sv->msgs->len > sv->budget ||
+	    enc > sv->budget - sv->msgs->len))) {
 		sv->stopped = true;
 		return CRDT_EOVERFLOW; /* stop; the page so far is kept */
 	}
@@ -461,7 +481,8 @@ crdt__store_serve(const crdt_doc *d, const uint64_t *peer, size_t budget,
 		if (peer[i] > 0)
 			rc = crdt_vclock_set(v, &d->rs[i].id, peer[i]);
 	}
-	serve sv = { d, peer, next, &msgs, 0, max_elems, false };
+	serve sv = { d, peer, next, &msgs, 0, max_elems,
+		budget > 0 ? budget : 1, false };
 	uint64_t cursor = 0;
 	bool m = false;
 	if (rc == 0) {

@@ -124,7 +124,7 @@ typedef struct crdt_config {
 	 * checkpoint's size and at least ckpt_min_bytes. Amortized O(1)
 	 * per appended byte; a restart replays at most about that tail.
 	 * ckpt_tail_pct = UINT32_MAX: none (crdt_doc_checkpoint only). */
-	size_t ckpt_min_bytes;     /* tail floor, bytes        [1 MiB]   */
+	size_t ckpt_min_bytes;     /* tail floor, bytes        [256 KiB] */
 	uint32_t ckpt_tail_pct;    /* tail / checkpoint, %     [50]      */
 	uint8_t reserved[20];      /* zero; room to grow without an ABI break */
 } crdt_config;

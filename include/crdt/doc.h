@@ -371,7 +371,8 @@ typedef struct crdt_store crdt_store;
  * crdt_doc_attach_store() flag: group commit. Accepted messages are
  * queued in memory (a copy each) instead of appended one by one, and
  * crdt_doc_store_flush() appends the queue in batches (one store
- * transaction, one fsync, per 64 messages). Until the flush returned 0
+ * transaction, one fsync, per 4096 messages: acknowledging every few
+ * thousand messages amortizes the fsync). Until the flush returned 0
  * nothing those calls accepted may be acknowledged or leave the process
  * (not even our own commits' messages: a crash before the flush would
  * let the restarted replica reuse their dots). A call's error in this
@@ -430,7 +431,9 @@ CRDT_API CRDT_NODISCARD int crdt_doc_attach_store(crdt_doc *d, crdt_store *s,
  * flush. Without group commit the queue is always empty: 0.
  * crdt_doc_checkpoint() flushes first; crdt_doc_free() drops an
  * unflushed queue (those messages were never acknowledged).
- * Cost: O(queued bytes) plus one store commit per 64 messages.
+ * Cost: O(queued bytes) plus one store commit per 4096 messages (per 64
+ * when there is no memory for the batch's array: a flush does not fail
+ * for that).
  * @return 0, CRDT_EINVAL, CRDT_ESTATE (a queue and no store), store errors.
  */
 CRDT_API CRDT_NODISCARD int crdt_doc_store_flush(crdt_doc *d);
@@ -485,7 +488,7 @@ CRDT_API CRDT_NODISCARD int crdt_doc_checkpoint(crdt_doc *d);
  * commit, a receive, a sync frame; in group commit, crdt_doc_store_flush)
  * once the bytes appended since the last checkpoint reach
  * cfg.ckpt_tail_pct percent of that checkpoint's snapshot and at least
- * cfg.ckpt_min_bytes (crdt_config; defaults 50 % and 1 MiB;
+ * cfg.ckpt_min_bytes (crdt_config; defaults 50 % and 256 KiB;
  * ckpt_tail_pct = UINT32_MAX turns them off). The snapshot is serialized
  * in that call (O(document), in memory) and its write is handed to the
  * store's writer thread (crdt_store_put_checkpoint_bg): the commit pays

@@ -163,7 +163,17 @@ typedef struct crdt_store_sqlite_opts {
 	 * store truncated to nothing) CRDT_ECORRUPT, instead of a new empty
 	 * store. For restarting a replica, whose store is never new. */
 	bool must_exist;
-	uint8_t reserved[15]; /* zero */
+	/* Skip the checks on open that read the whole file (PRAGMA
+	 * quick_check and every row against its digest and dot): the
+	 * version and the schema are still checked, and every row and the
+	 * checkpoint are still checked when read (since, checkpoint, load),
+	 * so damage is never handed out as data, but it is reported
+	 * (CRDT_ECORRUPT) by the read that meets it rather than by the
+	 * open. Open is then O(schema) plus SQLite's WAL recovery, not
+	 * O(database): a restart in time bounded by the checkpoint and
+	 * tail, not by history. */
+	bool quick_open;
+	uint8_t reserved[14]; /* zero */
 } crdt_store_sqlite_opts;
 
 /**
@@ -171,8 +181,10 @@ typedef struct crdt_store_sqlite_opts {
  * borrowed). WAL journal, the chosen synchronous mode, one transaction
  * per batch. An existing file is checked before the handle exists:
  * `PRAGMA quick_check`, the schema, and every stored message and the
- * checkpoint against their digests and dots.
- * Cost: O(database size) to open (the check reads everything once);
+ * checkpoint against their digests and dots (quick_open: the schema
+ * only).
+ * Cost: O(database size) to open (the check reads everything once;
+ * quick_open: O(schema));
  * append O(batch bytes + batch * log(stored)); since from cursor 0 finds
  * the first message v lacks on the dot index, O(stored replicas * log n
  * + messages v lacks), then, like a later page from its cursor, examines

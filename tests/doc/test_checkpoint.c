@@ -113,7 +113,7 @@ save(const crdt_doc *d, crdt_buf *out)
 
 typedef struct wrap {
 	crdt_store *inner;
-	size_t puts, put_bytes, last_put, tail;
+	size_t puts, put_bytes, last_put, tail, appends;
 	int fail_put; /* returned by put_checkpoint when set */
 } wrap;
 
@@ -121,8 +121,9 @@ static int
 w_append(void *impl, const crdt_store_rec *recs, size_t n, size_t *added)
 {
 	wrap *w = impl;
-	crdt_store_msg m[64];
-	cr_assert_leq(n, 64);
+	static crdt_store_msg m[4096];
+	cr_assert_leq(n, 4096);
+	w->appends++;
 	for (size_t i = 0; i < n; i++) {
 		m[i] = (crdt_store_msg){ recs[i].bytes, recs[i].len };
 		w->tail += recs[i].len;
@@ -265,6 +266,51 @@ Test(ckpt, group_commit_checkpoints_at_the_flush)
 	crdt_doc_free(d);
 	crdt_store_close(s);
 	crdt_store_close(w.inner);
+	ASSERT_NO_LEAKS();
+}
+
+/* A flush appends the queue in batches of up to 4096 (one transaction
+ * each); without memory for the batch's array it still stores the whole
+ * queue, 64 at a time. */
+Test(ckpt, a_flush_batches_the_queue_and_needs_no_memory_for_it)
+{
+	for (int oom = 0; oom < 2; oom++) {
+		wrap w;
+		crdt_store *s = wrap_open(&w);
+		test_clock ca = { 1000000, 0 };
+		crdt_doc *d = mkdoc(1, &ca, 32, UINT32_MAX, 0);
+		cr_assert_eq(crdt_doc_attach_store(d, s, CRDT_DOC_STORE_GROUP),
+		    0);
+		crdt_buf m, a, b;
+		tb_init(&m);
+		tb_init(&a);
+		tb_init(&b);
+		for (unsigned i = 0; i < 5000; i++) {
+			ca.ms += 1;
+			cr_assert_eq(put(d, i % 50, i, 8, &m), 0);
+		}
+		cr_assert_eq(w.appends, 0);
+		if (oom)
+			test_alloc_fail_from(0);
+		int rc = crdt_doc_store_flush(d);
+		test_alloc_disarm();
+		cr_assert_eq(rc, 0, "flush: %s", crdt_err_name(rc));
+		/* 4096 + 904, or 79 batches of 64 */
+		cr_assert_eq(w.appends, oom ? (5000 + 63) / 64 : 2);
+		crdt_doc *r = mkdoc(1, &ca, 32, UINT32_MAX, 0);
+		cr_assert_eq(crdt_doc_open_store(r, w.inner, 0), 0);
+		save(d, &a);
+		save(r, &b);
+		cr_assert(bytes_eq(a.data, a.len, b.data, b.len));
+		crdt_doc_free(r);
+		crdt_buf_fini(&m);
+		crdt_buf_fini(&a);
+		crdt_buf_fini(&b);
+		crdt_doc_free(d);
+		crdt_store_close(s);
+		crdt_store_close(w.inner);
+		test_rm_db(dbpath);
+	}
 	ASSERT_NO_LEAKS();
 }
 
@@ -870,4 +916,99 @@ Test(ckpt, kill_9_during_background_checkpoints_loses_no_ack, .timeout = 300)
 		crdt_buf_fini(&bs[i]);
 	crdt_buf_fini(&ck);
 	crdt_buf_fini(&prev);
+}
+
+static int
+store_open_opts(bool quick, bool must_exist, crdt_store **s)
+{
+	crdt_store_sqlite_opts o;
+	memset(&o, 0, sizeof o);
+	o.quick_open = quick;
+	o.must_exist = must_exist;
+	return crdt_store_open_sqlite(NULL, dbpath, &o, s);
+}
+
+static void
+raw_exec(const char *sql)
+{
+	sqlite3 *db;
+	cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK,
+	    "%s: %s", sql, sqlite3_errmsg(db));
+	sqlite3_close(db);
+}
+
+/*
+ * quick_open skips the reads of the whole file on open (a restart then
+ * costs the checkpoint and the tail, not the history) but still never
+ * hands out damage: a row altered behind the store's back opens, and the
+ * read that meets it gives CRDT_ECORRUPT; without quick_open the open
+ * refuses it. Not a database, another schema, and an empty file with
+ * must_exist are still refused on open.
+ */
+Test(ckpt, quick_open_defers_the_row_checks_to_the_reads)
+{
+	crdt_store *s = store_open(0, false);
+	test_clock ca = { 1000000, 0 };
+	crdt_doc *d = mkdoc(1, &ca, 4, UINT32_MAX, 0);
+	cr_assert_eq(crdt_doc_attach_store(d, s, 0), 0);
+	crdt_buf m, a, b;
+	tb_init(&m);
+	tb_init(&a);
+	tb_init(&b);
+	for (unsigned i = 0; i < 40; i++) {
+		ca.ms += 1;
+		cr_assert_eq(put(d, i, i, 20, &m), 0);
+	}
+	cr_assert_eq(crdt_doc_checkpoint(d), 0);
+	for (unsigned i = 40; i < 50; i++) {
+		ca.ms += 1;
+		cr_assert_eq(put(d, i, i, 20, &m), 0);
+	}
+	save(d, &a);
+	crdt_doc_free(d);
+	crdt_store_close(s);
+
+	/* an intact store: the same restart either way */
+	cr_assert_eq(store_open_opts(true, true, &s), 0);
+	crdt_doc *r = mkdoc(1, &ca, 4, UINT32_MAX, 0);
+	cr_assert_eq(crdt_doc_open_store(r, s, 0), 0);
+	save(r, &b);
+	cr_assert(bytes_eq(a.data, a.len, b.data, b.len));
+	crdt_doc_free(r);
+	crdt_store_close(s);
+
+	/* one byte of the last message changed, its digest kept */
+	raw_exec("UPDATE msgs SET bytes = substr(bytes, 1, length(bytes) - 1)"
+		 " || x'00' WHERE seq = (SELECT max(seq) FROM msgs)");
+	s = NULL;
+	cr_assert_eq(store_open_opts(false, true, &s), CRDT_ECORRUPT);
+	cr_assert_null(s);
+	cr_assert_eq(store_open_opts(true, true, &s), 0);
+	r = mkdoc(1, &ca, 4, UINT32_MAX, 0);
+	cr_assert_eq(crdt_doc_open_store(r, s, 0), CRDT_ECORRUPT,
+	    "a damaged row was handed out");
+	crdt_doc_free(r);
+	crdt_store_close(s);
+
+	/* a schema altered, a text file, an empty file */
+	raw_exec("DROP INDEX msgs_dot");
+	s = NULL;
+	cr_assert_eq(store_open_opts(true, true, &s), CRDT_ECORRUPT);
+	test_rm_db(dbpath);
+	FILE *f = fopen(dbpath, "w");
+	cr_assert_not_null(f);
+	for (int i = 0; i < 200; i++)
+		fputs("not a database at all, just text\n", f);
+	fclose(f);
+	cr_assert_eq(store_open_opts(true, true, &s), CRDT_ECORRUPT);
+	f = fopen(dbpath, "w");
+	cr_assert_not_null(f);
+	fclose(f);
+	cr_assert_eq(store_open_opts(true, true, &s), CRDT_ECORRUPT);
+	cr_assert_null(s);
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&a);
+	crdt_buf_fini(&b);
+	ASSERT_NO_LEAKS();
 }
