@@ -208,7 +208,7 @@ typedef struct fig {
 	char txt[64];
 } fig;
 
-static fig figs[64];
+static fig figs[128];
 static size_t nfigs;
 static FILE *json;
 
@@ -728,6 +728,145 @@ run_secure(size_t n, uint64_t seed)
 	put("signed apply / raw verify", rate[1] / raw, NULL);
 }
 
+/* ---- the compact-storage targets (docs/performance.md, "Targets") ---- */
+
+/*
+ * The floor (../shared/peers/floor.c: the least work any implementation
+ * must do per chat update), run by this process so that every ratio
+ * below comes from one run on one (noisy, 2-core) machine. Median of
+ * three. NAN when the bench was built without the peers' folder.
+ */
+static double
+floor_ns(const char *path, size_t n)
+{
+	double v[3];
+	int k = 0;
+	if (path == NULL)
+		return NAN;
+	for (int i = 0; i < 3; i++) {
+		char cmd[4200];
+		size_t got;
+		double bpu, ns;
+		snprintf(cmd, sizeof cmd, "'%s' %zu", path, n);
+		FILE *p = popen(cmd, "r");
+		if (p == NULL)
+			return NAN;
+		if (fscanf(p, "floor: %zu updates, %lf bytes/update, "
+			      "%lf ns/update", &got, &bpu, &ns) == 3)
+			v[k++] = ns;
+		if (pclose(p) != 0)
+			return NAN;
+	}
+	if (k != 3)
+		return NAN;
+	qsort(v, 3, sizeof *v, dcmp);
+	return v[1];
+}
+
+typedef struct ilv {
+	size_t n;
+	double t_in, t_sh, live_in, live_sh;
+	bool eq;
+} ilv;
+
+/*
+ * Three writers posting in rounds (one post each, then each hears the
+ * other two), so every message depends on the two other writers, as in
+ * a live group chat. A fresh replica gets all of it in creation order,
+ * another in a seeded shuffle (most messages wait in the causal buffer);
+ * both timed, and their allocator-live bytes compared once the shuffled
+ * one has drained its buffer.
+ */
+static void
+run_interleaved(size_t n, uint64_t seed, ilv *r)
+{
+	crdt_doc *w[3];
+	msgs m;
+	msgs_init(&m, n);
+	rng_state = seed + 300;
+	for (int k = 0; k < 3; k++)
+		w[k] = replica((uint8_t)(30 + k), false);
+	for (size_t i = 0; i < n; i++) {
+		append(w[i % 3], &m, i);
+		if (i % 3 == 2 || i + 1 == n)
+			for (size_t j = i - i % 3; j <= i; j++)
+				for (size_t k = 0; k < 3; k++)
+					if (k != j % 3)
+						deliver(w[k], &m, j);
+	}
+	size_t *perm = malloc(n * sizeof *perm);
+	for (size_t i = 0; i < n; i++)
+		perm[i] = i;
+	for (size_t i = n - 1; i > 0; i--) {
+		size_t j = (size_t)(rng() % (i + 1)), t = perm[i];
+		perm[i] = perm[j];
+		perm[j] = t;
+	}
+	long long l0 = live_bytes;
+	crdt_doc *x = replica(40, true);
+	double t0 = now_s();
+	for (size_t i = 0; i < n; i++)
+		deliver(x, &m, i);
+	double t1 = now_s();
+	r->live_in = (double)(live_bytes - l0) / (double)n;
+	r->t_in = t1 - t0;
+	long long l1 = live_bytes;
+	crdt_doc *y = replica(41, true);
+	t0 = now_s();
+	for (size_t i = 0; i < n; i++)
+		deliver(y, &m, perm[i]);
+	t1 = now_s();
+	r->live_sh = (double)(live_bytes - l1) / (double)n;
+	r->t_sh = t1 - t0;
+	r->n = n;
+	r->eq = crdt_doc_buffered(y) == 0 && same(x, y) && same(x, w[0]);
+	free(perm);
+	crdt_doc_free(x);
+	crdt_doc_free(y);
+	for (int k = 0; k < 3; k++)
+		crdt_doc_free(w[k]);
+	msgs_fini(&m);
+}
+
+/* One row of the targets table: value, target, met or MISS. */
+static void
+target_row(const char *name, double v, const char *fmt, bool le,
+    double goal)
+{
+	char b[64], t[80];
+	snprintf(b, sizeof b, fmt, v);
+	const char *verdict = isnan(v)	     ? "n/a (no floor in this build)" :
+	    (le ? v <= goal : v >= goal) ? "met" :
+					   "MISS";
+	printf("| %s | %s | %s %g | %s |\n", name, b, le ? "<=" : ">=", goal,
+	    verdict);
+	snprintf(t, sizeof t, "%s (target %s %g)", name, le ? "<=" : ">=",
+	    goal);
+	put(t, v, NULL);
+}
+
+static void
+targets(size_t n, const result *r, const ilv *iv, double fl)
+{
+	printf("\n| target (N = %zu; interleaved N = %zu) | libcrdt | target "
+	       "| |\n|---|---:|---:|---|\n", n, iv->n);
+	printf("| floor (../shared/peers/floor.c, same run), ns/update | "
+	       "%.0f | | |\n", fl);
+	put("floor ns/update", fl, NULL);
+	target_row("W5 snapshot bytes / message", r->w5_bytes / (double)n,
+	    "%.1f", true, 50);
+	target_row("W6 allocator-live bytes / message", r->w6_live, "%.0f",
+	    true, 120);
+	target_row("W1 apply rate / floor rate", fl * r->w1_apply / 1e9,
+	    "%.3f", false, 0.33);
+	target_row("W5 load ns/message / floor ns/message",
+	    r->w5_load_ms * 1e6 / (double)n / fl, "%.2f", true, 1.0);
+	target_row("3 interleaved writers: shuffled / in-order time",
+	    iv->t_sh / iv->t_in, "%.2f", true, 3);
+	target_row("memory after out-of-order delivery drains / in-order",
+	    iv->live_sh / iv->live_in, "%.2f", true, 1.1);
+}
+
 static double
 fit_exponent(const double *ns, const double *ts, int k)
 {
@@ -748,7 +887,8 @@ main(int argc, char **argv)
 	size_t n = 100000;
 	uint64_t seed = 42;
 	int runs = 1;
-	const char *json_path = NULL;
+	const char *json_path = NULL, *floor_path = NULL;
+	size_t ilv_n = 0;
 	bool scaling = false, secure = false;
 
 	for (int i = 1; i < argc; i++) {
@@ -760,6 +900,10 @@ main(int argc, char **argv)
 			runs = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc)
 			json_path = argv[++i];
+		else if (strcmp(argv[i], "--floor") == 0 && i + 1 < argc)
+			floor_path = argv[++i];
+		else if (strcmp(argv[i], "--interleaved") == 0 && i + 1 < argc)
+			ilv_n = (size_t)strtoull(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--scaling") == 0)
 			scaling = true;
 		else if (strcmp(argv[i], "--secure") == 0)
@@ -767,17 +911,23 @@ main(int argc, char **argv)
 		else {
 			fprintf(stderr, "usage: %s [--n N] [--seed S] "
 					"[--runs R] [--json FILE] [--scaling] "
-					"[--secure]\n",
+					"[--secure] [--floor PATH] "
+					"[--interleaved N]\n",
 			    argv[0]);
 			return 2;
 		}
 	}
 	if (n < 3 || runs < 1 || runs > 15)
 		return 2;
+	if (ilv_n == 0)
+		ilv_n = n;
+	if (ilv_n < 3)
+		return 2;
 	crdt_config_default(&cfg_plain);
 	cfg_plain.clock = fake_clock;
 	cfg_plain.max_buffered_msgs = (size_t)4 << 20;
 	cfg_plain.max_buffered_bytes = (size_t)1 << 31;
+	cfg_plain.max_sender_buffered = (size_t)1 << 31;
 	cfg_plain.log_max_msgs = (size_t)4 << 20;
 	cfg_plain.log_max_bytes = (size_t)1 << 31;
 	cfg_plain.limits.max_bytes = (size_t)1 << 31;
@@ -795,16 +945,35 @@ main(int argc, char **argv)
 		double ns[3] = { 10000, 100000, 1000000 }, t1[3], t2[3], t5[3];
 		for (int k = 0; k < 3; k++) {
 			result r;
-			run_all((size_t)ns[k], seed, &r, true);
+			char key[64];
+			size_t sz = (size_t)ns[k];
+			run_all(sz, seed, &r, true);
 			t1[k] = r.t_w1;
 			t2[k] = r.t_w2;
 			t5[k] = r.t_w5load;
-			line("scale W1 apply", (size_t)ns[k], t1[k], (size_t)ns[k],
-			    NULL);
-			line("scale W2 random", (size_t)ns[k], t2[k],
-			    (size_t)ns[k], NULL);
-			line("scale W5 load", (size_t)ns[k], t5[k], (size_t)ns[k],
-			    NULL);
+			line("scale W1 apply", sz, t1[k], sz, NULL);
+			line("scale W2 random", sz, t2[k], sz, NULL);
+			line("scale W5 load", sz, t5[k], sz, NULL);
+			/* Per size, for tools/plot.sh: ns per message of each
+			 * delivery order and of load, bytes per message of the
+			 * snapshot and of memory, and the floor. */
+			const struct {
+				const char *what;
+				double v;
+			} f[] = {
+				{ "in-order ns", t1[k] * 1e9 / ns[k] },
+				{ "shuffled ns", 1e9 / r.w2_rate },
+				{ "reversed ns", 1e9 / r.w2_rev_rate },
+				{ "load ns", t5[k] * 1e9 / ns[k] },
+				{ "snapshot B", r.w5_bytes / ns[k] },
+				{ "live B", r.w6_live },
+				{ "floor ns", floor_ns(floor_path, sz) },
+			};
+			for (size_t j = 0; j < sizeof f / sizeof f[0]; j++) {
+				snprintf(key, sizeof key, "scale %zu %s", sz,
+				    f[j].what);
+				put(key, f[j].v, NULL);
+			}
 		}
 		printf("\n| exponent (10k..1M, least squares) | libcrdt |\n"
 		       "|---|---:|\n| W1 apply | %.3f |\n| W2 random order "
@@ -820,7 +989,10 @@ main(int argc, char **argv)
 			run_all(n, seed, &rs[i], i + 1 < runs);
 		median(rs, runs, &med);
 		table(n, runs, &med);
-		if (!(med.w1_eq && med.w2_eq && med.w2_rev_eq && med.w3_eq &&
+		ilv iv;
+		run_interleaved(ilv_n, seed, &iv);
+		targets(n, &med, &iv, floor_ns(floor_path, n));
+		if (!(iv.eq && med.w1_eq && med.w2_eq && med.w2_rev_eq && med.w3_eq &&
 			med.w4_agree && med.w5_ok && med.sync_ok)) {
 			fprintf(stderr, "a correctness check failed\n");
 			return 1;

@@ -14,5 +14,6 @@
 #include "crdt/chat.h"
 #include "crdt/secure.h"
 #include "crdt/store.h"
+#include "crdt/inspect.h"
 
 #endif /* CRDT_CRDT_H */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "crdt/crdt.h"
+#include "test_alloc.h"
 #include "test_util.h"
 
 static test_clock clk = { UINT64_C(1700000000000), 0 };
@@ -293,4 +294,55 @@ Test(limits, decoders_allocate_a_small_multiple_of_their_input)
 	cr_assert(biggest <= 4 * b.len, "vclock: %zu bytes for %zu of input",
 	    biggest, b.len);
 	crdt_buf_fini(&b);
+}
+
+/*
+ * Memory is bounded by what is held, not by what once waited: once a
+ * reversed delivery has drained the causal buffer, the replica holds no
+ * more than one that got the same messages in order (the buffer's
+ * message table, dot index and wait heaps are given back).
+ */
+Test(limits, causal_buffer_gives_its_memory_back_once_drained)
+{
+	crdt_config c, plain;
+	test_config(&c, &clk);
+	plain = c;
+	memset(&plain.alloc, 0, sizeof plain.alloc); /* malloc: not counted */
+	crdt_doc *a = mk(1, &plain);
+	crdt_buf all;
+	size_t off[201];
+	tb_init(&all);
+	off[0] = 0;
+	for (int i = 0; i < 200; i++) {
+		char v[16];
+		int n = snprintf(v, sizeof v, "m%d", i);
+		cr_assert_eq(crdt_doc_gset_add(a, 0, v, (size_t)n, &all), 0);
+		off[i + 1] = all.len;
+	}
+	size_t live[2];
+	for (int rev = 0; rev < 2; rev++) {
+		test_alloc_reset();
+		crdt_doc *b = mk(2, &c);
+		for (int k = 0; k < 200; k++) {
+			int i = rev ? 199 - k : k;
+			cr_assert_eq(crdt_doc_receive(b, all.data + off[i],
+					 off[i + 1] - off[i], NULL), 0);
+		}
+		cr_assert_eq(crdt_doc_buffered(b), 0);
+		live[rev] = test_alloc_live_bytes();
+		crdt_buf x, y;
+		tb_init(&x);
+		tb_init(&y);
+		cr_assert_eq(crdt_doc_save(a, &x), 0);
+		cr_assert_eq(crdt_doc_save(b, &y), 0);
+		cr_assert(bytes_eq(x.data, x.len, y.data, y.len));
+		crdt_buf_fini(&x);
+		crdt_buf_fini(&y);
+		crdt_doc_free(b);
+		ASSERT_NO_LEAKS();
+	}
+	cr_assert_leq(live[1], live[0], "drained: %zu bytes, in order: %zu",
+	    live[1], live[0]);
+	crdt_buf_fini(&all);
+	crdt_doc_free(a);
 }
