@@ -500,7 +500,9 @@ CRDT_API CRDT_NODISCARD int crdt_doc_checkpoint(crdt_doc *d);
  * errors (serializing, queueing, or the background write) are reported
  * by crdt_doc_checkpoint_status(); one that failed is tried again one
  * tail later, and nothing is lost meanwhile (the store's log is whole,
- * the previous checkpoint stays).
+ * the previous checkpoint stays). The snapshot handed over was allocated
+ * from cfg.alloc and is freed by the store (a later call into it, or
+ * crdt_store_close), so that allocator must outlive the store handle.
  */
 
 /**

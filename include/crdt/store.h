@@ -242,7 +242,10 @@ CRDT_API CRDT_NODISCARD int crdt_store_put_checkpoint(crdt_store *s,
  * backend (one call at a time, as before), so a checkpoint is as atomic
  * as a foreground one: a crash while it is written leaves the previous
  * checkpoint. crdt_store_bg_status() reports a failed write; close
- * writes what is queued first.
+ * writes what is queued first (call crdt_store_bg_status(s, true)
+ * before it to learn that write's error: close cannot return one). The
+ * snapshot's memory is freed by a later call on this handle or by close,
+ * so its allocator must outlive the handle.
  * A backend of crdt_store_new() gets no writer: the checkpoint is written
  * before the call returns, with the errors of crdt_store_put_checkpoint
  * (the same as when the system refuses a thread).
