@@ -31,8 +31,8 @@
  * batch is limits.max_elems, far above this). */
 #define ATTACH_BATCH 64
 /* Messages per store batch of a group-commit flush (an array of this
- * many crdt_store_msg, 64 KiB, while it runs). */
-#define FLUSH_BATCH 4096
+ * many crdt_store_msg, 256 KiB, while it runs). */
+#define FLUSH_BATCH 16384
 
 /* Group commit: queue a copy; only out of memory can fail, and then the
  * queue is as before. */

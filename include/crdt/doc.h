@@ -371,7 +371,7 @@ typedef struct crdt_store crdt_store;
  * crdt_doc_attach_store() flag: group commit. Accepted messages are
  * queued in memory (a copy each) instead of appended one by one, and
  * crdt_doc_store_flush() appends the queue in batches (one store
- * transaction, one fsync, per 4096 messages: acknowledging every few
+ * transaction, one fsync, per 16384 messages: acknowledging every few
  * thousand messages amortizes the fsync). Until the flush returned 0
  * nothing those calls accepted may be acknowledged or leave the process
  * (not even our own commits' messages: a crash before the flush would
@@ -431,7 +431,7 @@ CRDT_API CRDT_NODISCARD int crdt_doc_attach_store(crdt_doc *d, crdt_store *s,
  * flush. Without group commit the queue is always empty: 0.
  * crdt_doc_checkpoint() flushes first; crdt_doc_free() drops an
  * unflushed queue (those messages were never acknowledged).
- * Cost: O(queued bytes) plus one store commit per 4096 messages (per 64
+ * Cost: O(queued bytes) plus one store commit per 16384 messages (per 64
  * when there is no memory for the batch's array: a flush does not fail
  * for that).
  * @return 0, CRDT_EINVAL, CRDT_ESTATE (a queue and no store), store errors.

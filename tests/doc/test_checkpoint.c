@@ -121,8 +121,8 @@ static int
 w_append(void *impl, const crdt_store_rec *recs, size_t n, size_t *added)
 {
 	wrap *w = impl;
-	static crdt_store_msg m[4096];
-	cr_assert_leq(n, 4096);
+	static crdt_store_msg m[16384];
+	cr_assert_leq(n, 16384);
 	w->appends++;
 	for (size_t i = 0; i < n; i++) {
 		m[i] = (crdt_store_msg){ recs[i].bytes, recs[i].len };
@@ -269,7 +269,7 @@ Test(ckpt, group_commit_checkpoints_at_the_flush)
 	ASSERT_NO_LEAKS();
 }
 
-/* A flush appends the queue in batches of up to 4096 (one transaction
+/* A flush appends the queue in batches of up to 16384 (one transaction
  * each); without memory for the batch's array it still stores the whole
  * queue, 64 at a time. */
 Test(ckpt, a_flush_batches_the_queue_and_needs_no_memory_for_it)
@@ -285,7 +285,7 @@ Test(ckpt, a_flush_batches_the_queue_and_needs_no_memory_for_it)
 		tb_init(&m);
 		tb_init(&a);
 		tb_init(&b);
-		for (unsigned i = 0; i < 5000; i++) {
+		for (unsigned i = 0; i < 20000; i++) {
 			ca.ms += 1;
 			cr_assert_eq(put(d, i % 50, i, 8, &m), 0);
 		}
@@ -295,8 +295,8 @@ Test(ckpt, a_flush_batches_the_queue_and_needs_no_memory_for_it)
 		int rc = crdt_doc_store_flush(d);
 		test_alloc_disarm();
 		cr_assert_eq(rc, 0, "flush: %s", crdt_err_name(rc));
-		/* 4096 + 904, or 79 batches of 64 */
-		cr_assert_eq(w.appends, oom ? (5000 + 63) / 64 : 2);
+		/* 16384 + 3616, or 313 batches of 64 */
+		cr_assert_eq(w.appends, oom ? (20000 + 63) / 64 : 2);
 		crdt_doc *r = mkdoc(1, &ca, 32, UINT32_MAX, 0);
 		cr_assert_eq(crdt_doc_open_store(r, w.inner, 0), 0);
 		save(d, &a);
