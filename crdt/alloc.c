@@ -57,6 +57,8 @@ crdt_config_default(crdt_config *cfg)
 	cfg->max_variants = 4;
 	cfg->max_evidence_bytes = (size_t)16 << 20;
 	cfg->max_sender_buffered = (size_t)16 << 20;
+	cfg->ckpt_min_bytes = (size_t)256 << 10;
+	cfg->ckpt_tail_pct = 50;
 }
 
 int
@@ -108,6 +110,10 @@ crdt__config_resolve(const crdt_config *in, crdt_config *out)
 		c.max_evidence_bytes = in->max_evidence_bytes;
 	if (in->max_sender_buffered)
 		c.max_sender_buffered = in->max_sender_buffered;
+	if (in->ckpt_min_bytes)
+		c.ckpt_min_bytes = in->ckpt_min_bytes;
+	if (in->ckpt_tail_pct)
+		c.ckpt_tail_pct = in->ckpt_tail_pct;
 	c.clock = in->clock;
 	c.clock_ud = in->clock_ud;
 	c.doc_id = in->doc_id;

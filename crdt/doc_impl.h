@@ -154,6 +154,11 @@ struct crdt_doc {
 	 * ending at store_qend[i] */
 	bool store_group;
 	bool store_ckpt_due; /* a variant came in: checkpoint (see below) */
+	/* automatic checkpoints (doc_store.c, ckpt_policy): bytes appended
+	 * since the last checkpoint, the tail at which the next is due
+	 * (SIZE_MAX = never), and the first unreported error of one */
+	size_t ckpt_tail, ckpt_next;
+	int ckpt_err;
 	crdt_buf store_q;
 	size_t *store_qend;
 	size_t store_qn, store_qcap;
@@ -403,10 +408,13 @@ crdt__store_variant(crdt_doc *d)
 		d->store_ckpt_due = true;
 }
 void crdt__store_settle_slow(crdt_doc *d);
+/* End of a public call that may have accepted messages: a checkpoint a
+ * variant made due, or the automatic one (doc_store.c). */
 static inline void
 crdt__store_settle(crdt_doc *d)
 {
-	if (d->store_ckpt_due)
+	if (d->store_ckpt_due ||
+	    (d->store != NULL && d->ckpt_tail >= d->ckpt_next))
 		crdt__store_settle_slow(d);
 }
 /* Free the group-commit queue (crdt_doc_free). */

@@ -13,6 +13,16 @@
  * floor, log_floor), re-offered through the ingest pipeline (so the log,
  * the buffer and the evidence refill) with the appends off: they are
  * stored already.
+ *
+ * Automatic checkpoints (ckpt_policy): the next one falls due when the
+ * bytes appended since the last reach ckpt_tail_pct percent of its
+ * snapshot's size (and ckpt_min_bytes). A checkpoint of S bytes is then
+ * paid for by at least S * pct / 100 bytes of messages: amortized O(1)
+ * per appended byte, while a restart replays at most about that tail.
+ * The snapshot is serialized here, in memory, at the end of the public
+ * call (crdt__store_settle); its write, the expensive part (a transaction
+ * and the fsync of a snapshot-sized commit), is handed to the store's
+ * writer thread (crdt_store_put_checkpoint_bg).
  */
 #include "doc_impl.h"
 #include "crdt/store.h"
@@ -20,6 +30,9 @@
 /* Messages per store batch when attaching (the store's own limit on a
  * batch is limits.max_elems, far above this). */
 #define ATTACH_BATCH 64
+/* Messages per store batch of a group-commit flush (an array of this
+ * many crdt_store_msg, 256 KiB, while it runs). */
+#define FLUSH_BATCH 16384
 
 /* Group commit: queue a copy; only out of memory can fail, and then the
  * queue is as before. */
@@ -40,10 +53,33 @@ queue_put(crdt_doc *d, const uint8_t *bytes, size_t len)
 int
 crdt__store_put_slow(crdt_doc *d, const uint8_t *bytes, size_t len)
 {
-	if (d->store_group)
-		return queue_put(d, bytes, len);
 	crdt_store_msg m = { bytes, len };
-	return crdt_store_append(d->store, &m, 1, NULL);
+	int rc = d->store_group ? queue_put(d, bytes, len) :
+				  crdt_store_append(d->store, &m, 1, NULL);
+	if (rc == 0)
+		d->ckpt_tail = len > SIZE_MAX - d->ckpt_tail ? SIZE_MAX :
+							     d->ckpt_tail + len;
+	return rc;
+}
+
+/* After a checkpoint of `snap_len` bytes: the tail starts again and the
+ * next checkpoint falls due at pct percent of this one (at least
+ * ckpt_min_bytes). A keyless relay has no state to checkpoint. */
+static void
+ckpt_policy(crdt_doc *d, size_t snap_len)
+{
+	size_t pct = d->cfg.ckpt_tail_pct, t;
+
+	d->ckpt_tail = 0;
+	if (d->cfg.ckpt_tail_pct == UINT32_MAX || crdt__is_relay(d)) {
+		d->ckpt_next = SIZE_MAX;
+		return;
+	}
+	if (snap_len / 100 > SIZE_MAX / pct)
+		t = SIZE_MAX;
+	else
+		t = snap_len / 100 * pct + snap_len % 100 * pct / 100;
+	d->ckpt_next = CRDT_MAX(t, d->cfg.ckpt_min_bytes);
 }
 
 void
@@ -56,19 +92,28 @@ crdt__store_fini(crdt_doc *d)
 	d->store_qn = d->store_qcap = 0;
 }
 
-int
-crdt_doc_store_flush(crdt_doc *d)
+static int
+store_flush(crdt_doc *d)
 {
-	if (d == NULL)
-		return CRDT_EINVAL;
 	if (d->store == NULL)
 		return d->store_qn == 0 ? 0 : CRDT_ESTATE;
 	size_t done = 0; /* messages appended */
 	int rc = 0;
+	/* One store transaction (one fsync in FULL mode) per FLUSH_BATCH
+	 * messages: the fsync, not the rows, is what a flush costs. Without
+	 * memory for the batch's array, batches of ATTACH_BATCH on the
+	 * stack: a flush does not fail for want of memory. */
+	crdt_store_msg stack[ATTACH_BATCH];
+	size_t cap = CRDT_MIN(d->store_qn, (size_t)FLUSH_BATCH);
+	crdt_store_msg *m = cap > ATTACH_BATCH ?
+	    crdt__malloc(&d->cfg.alloc, cap * sizeof *m) : NULL;
+	if (m == NULL) {
+		m = stack;
+		cap = ATTACH_BATCH;
+	}
 	while (rc == 0 && done < d->store_qn) {
-		crdt_store_msg m[ATTACH_BATCH];
 		size_t n = 0;
-		for (; n < ATTACH_BATCH && done + n < d->store_qn; n++) {
+		for (; n < cap && done + n < d->store_qn; n++) {
 			size_t i = done + n;
 			size_t start = i == 0 ? 0 : d->store_qend[i - 1];
 			m[n] = (crdt_store_msg){ d->store_q.data + start,
@@ -78,6 +123,8 @@ crdt_doc_store_flush(crdt_doc *d)
 		if (rc == 0)
 			done += n;
 	}
+	if (m != stack)
+		crdt__free(&d->cfg.alloc, m, cap * sizeof *m);
 	/* Drop what was appended; the rest stays for the next flush. */
 	size_t cut = done == 0 ? 0 : d->store_qend[done - 1];
 	if (cut > 0) /* an empty queue may have no buffer at all */
@@ -87,6 +134,19 @@ crdt_doc_store_flush(crdt_doc *d)
 	for (size_t i = done; i < d->store_qn; i++)
 		d->store_qend[i - done] = d->store_qend[i] - cut;
 	d->store_qn -= done;
+	return rc;
+}
+
+int
+crdt_doc_store_flush(crdt_doc *d)
+{
+	if (d == NULL)
+		return CRDT_EINVAL;
+	int rc = store_flush(d);
+	/* Group commit takes its automatic checkpoint here, once what it
+	 * covers is in the store's log. */
+	if (rc == 0)
+		crdt__store_settle(d);
 	return rc;
 }
 
@@ -163,6 +223,7 @@ crdt_doc_attach_store(crdt_doc *d, crdt_store *s, unsigned flags)
 		return set_mode(d, s, flags);
 	if (d->store != NULL)
 		return CRDT_ESTATE;
+	ckpt_policy(d, 0); /* attach_existing's checkpoint sets it again */
 	CRDT_TRY(attach_existing(d, s));
 	return set_mode(d, s, flags);
 }
@@ -195,6 +256,32 @@ log_floor(const crdt_doc *d, crdt_vclock **out)
 	return 0;
 }
 
+/* Serialize the snapshot and its clock; `bg`: hand the write to the
+ * store's writer, else write it now. Either way the policy starts again
+ * from this snapshot's size. */
+static int
+ckpt_take(crdt_doc *d, bool bg)
+{
+	crdt_buf snap;
+	crdt_vclock *vc = NULL;
+	crdt_buf_init(&snap, &d->cfg.alloc);
+	int rc = crdt_doc_save(d, &snap);
+	size_t len = snap.len;
+	if (rc == 0)
+		rc = log_floor(d, &vc);
+	if (rc == 0)
+		rc = bg ? crdt_store_put_checkpoint_bg(d->store, &snap, vc) :
+			  crdt_store_put_checkpoint(d->store, snap.data,
+			      snap.len, vc);
+	if (rc == 0) {
+		d->store_ckpt_due = false;
+		ckpt_policy(d, len);
+	}
+	crdt_vclock_free(vc);
+	crdt_buf_fini(&snap);
+	return rc;
+}
+
 int
 crdt_doc_checkpoint(crdt_doc *d)
 {
@@ -204,20 +291,22 @@ crdt_doc_checkpoint(crdt_doc *d)
 		return CRDT_ESTATE;
 	/* The store's log holds what the checkpoint covers (sync serves
 	 * from it): the queue goes first. */
-	CRDT_TRY(crdt_doc_store_flush(d));
-	crdt_buf snap;
-	crdt_vclock *vc = NULL;
-	crdt_buf_init(&snap, &d->cfg.alloc);
-	int rc = crdt_doc_save(d, &snap);
-	if (rc == 0)
-		rc = log_floor(d, &vc);
-	if (rc == 0)
-		rc = crdt_store_put_checkpoint(d->store, snap.data, snap.len,
-		    vc);
-	if (rc == 0)
-		d->store_ckpt_due = false;
-	crdt_vclock_free(vc);
-	crdt_buf_fini(&snap);
+	CRDT_TRY(store_flush(d));
+	return ckpt_take(d, false);
+}
+
+int
+crdt_doc_checkpoint_status(crdt_doc *d, bool wait)
+{
+	if (d == NULL)
+		return CRDT_EINVAL;
+	int rc = d->ckpt_err;
+	d->ckpt_err = 0;
+	if (d->store != NULL) {
+		int w = crdt_store_bg_status(d->store, wait);
+		if (rc == 0)
+			rc = w;
+	}
 	return rc;
 }
 
@@ -232,10 +321,29 @@ crdt__store_after_load(crdt_doc *d)
 void
 crdt__store_settle_slow(crdt_doc *d)
 {
+	if (d->store == NULL || d->in_txn)
+		return;
 	/* see doc_impl.h; crdt_doc_checkpoint() clears the flag */
-	if (d->store != NULL && !d->in_txn) {
+	if (d->store_ckpt_due) {
 		int rc = crdt_doc_checkpoint(d);
 		(void)rc;
+		return;
+	}
+	/* Automatic: group commit waits for the flush (the checkpoint must
+	 * not cover what the store's log lacks). A background write that
+	 * failed is kept for crdt_doc_checkpoint_status(). */
+	if (d->ckpt_tail < d->ckpt_next || d->store_qn > 0)
+		return;
+	int w = crdt_store_bg_status(d->store, false);
+	if (w < 0 && d->ckpt_err == 0)
+		d->ckpt_err = w;
+	int rc = ckpt_take(d, true);
+	if (rc < 0) {
+		if (d->ckpt_err == 0)
+			d->ckpt_err = rc;
+		/* Not again at every call (O(document) each): after another
+		 * tail's worth. Nothing is lost: the log is whole. */
+		d->ckpt_tail = 0;
 	}
 }
 
@@ -248,6 +356,9 @@ replay_one(void *ud, crdt_dot dot, const uint8_t *bytes, size_t len)
 {
 	crdt_doc *d = ud;
 	uint32_t ri;
+	/* What the restart replays is the tail the next checkpoint bounds. */
+	d->ckpt_tail = len > SIZE_MAX - d->ckpt_tail ? SIZE_MAX :
+						     d->ckpt_tail + len;
 	/* Applied already (the checkpoint holds it: its clock was lowered
 	 * to the log's floor, log_floor()) and next in its replica's run:
 	 * back into the log only. Out of order (a message stored when it was
@@ -293,6 +404,7 @@ crdt_doc_open_store(crdt_doc *d, crdt_store *s, unsigned flags)
 		rc = crdt_vclock_new(&d->cfg, &covers);
 	else if (rc == 0)
 		rc = crdt_doc_load(d, snap.data, snap.len, NULL);
+	ckpt_policy(d, snap.len);
 	uint64_t cursor = 0;
 	bool more = true;
 	/* Each page moves the cursor (the store checks that for load;
@@ -325,16 +437,20 @@ typedef struct serve {
 	bool *next;      /* per replica: its next lacking message is served */
 	crdt_buf *msgs;  /* bin-encoded messages */
 	size_t n, max_n;
-	bool stopped;    /* max_n reached: more follow */
+	size_t budget;   /* for the encoded messages (msgs->len) */
+	bool stopped;    /* max_n or the budget reached: more follow */
 } serve;
-
-#define SERVE_STOP 1
 
 static int
 serve_one(void *ud, crdt_dot dot, const uint8_t *bytes, size_t len)
 {
 	serve *sv = ud;
-	if (sv->n == sv->max_n) {
+	/* The store's budget counts message bytes; the frame carries each
+	 * as a bin, 2 to 5 bytes more, which for many small messages adds
+	 * up past the frame's limit: the encoded size is checked here. */
+	size_t enc = len + (len < 256 ? 2 : len < 65536 ? 3 : 5);
+	if (sv->n == sv->max_n || (sv->n > 0 && (sv->msgs->len > sv->budget ||
+	    enc > sv->budget - sv->msgs->len))) {
 		sv->stopped = true;
 		return CRDT_EOVERFLOW; /* stop; the page so far is kept */
 	}
@@ -365,7 +481,8 @@ crdt__store_serve(const crdt_doc *d, const uint64_t *peer, size_t budget,
 		if (peer[i] > 0)
 			rc = crdt_vclock_set(v, &d->rs[i].id, peer[i]);
 	}
-	serve sv = { d, peer, next, &msgs, 0, max_elems, false };
+	serve sv = { d, peer, next, &msgs, 0, max_elems,
+		budget > 0 ? budget : 1, false };
 	uint64_t cursor = 0;
 	bool m = false;
 	if (rc == 0) {

@@ -3,10 +3,27 @@
  * Arguments and messages are checked here, before a backend sees them, so
  * an application backend cannot be handed a message that peek refuses,
  * and the dot and digest it keys on are computed one way for all.
+ *
+ * Background checkpoints (crdt_store_put_checkpoint_bg): a writer thread,
+ * started at the first one, writes the snapshot the caller serialized.
+ * The backend still sees one call at a time: every backend call holds
+ * `io`. The job slots are guarded by `mu`. The writer touches no memory
+ * of cfg->alloc (an application allocator need not be thread-safe): the
+ * caller's thread allocates every job and frees it once written (reap).
  */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+
 #include "internal.h"
 #include "crdt/store.h"
 #include "store_impl.h"
+
+/* A checkpoint handed to the writer: snapshot and encoded clock, both on
+ * cfg->alloc. */
+typedef struct ckjob {
+	crdt_buf snap, clk;
+	bool has;
+} ckjob;
 
 struct crdt_store {
 	crdt_config cfg;
@@ -15,7 +32,96 @@ struct crdt_store {
 	/* Set while a since() callback runs: the backend is in the middle of
 	 * a read, and a reentrant call would interleave with it. */
 	bool in_cb;
+	/* The backend's put_checkpoint may run on the writer thread
+	 * (crdt__store_allow_bg: the SQLite backend). */
+	bool bg_ok;
+	bool bg_started; /* writer thread running; the locks exist */
+	pthread_t th;
+	pthread_mutex_t io; /* held across every backend call */
+	pthread_mutex_t mu; /* pend, cur, busy, stop, bg_err */
+	pthread_cond_t cv;  /* a slot changed */
+	ckjob pend;         /* queued, not started: the newest one */
+	ckjob cur;          /* busy: being written; else written, to reap */
+	bool busy, stop;
+	int bg_err;         /* first unreported error of a written job */
 };
+
+static void
+job_free(ckjob *j)
+{
+	if (!j->has)
+		return;
+	crdt_buf_fini(&j->snap);
+	crdt_buf_fini(&j->clk);
+	j->has = false;
+}
+
+/* Writer: take the queued job once the previous one is reaped, write it
+ * under `io`, record its error. Ends at stop with nothing queued. */
+static void *
+writer(void *arg)
+{
+	crdt_store *s = arg;
+
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		while (!(s->pend.has && !s->cur.has) && !s->stop)
+			pthread_cond_wait(&s->cv, &s->mu);
+		if (!(s->pend.has && !s->cur.has))
+			break; /* stop, and nothing the writer may take */
+		s->cur = s->pend;
+		s->pend.has = false;
+		s->busy = true;
+		pthread_mutex_unlock(&s->mu);
+		pthread_mutex_lock(&s->io);
+		int rc = s->ops.put_checkpoint(s->impl, s->cur.snap.data,
+		    s->cur.snap.len, s->cur.clk.data, s->cur.clk.len);
+		pthread_mutex_unlock(&s->io);
+		pthread_mutex_lock(&s->mu);
+		s->busy = false;
+		if (rc < 0 && s->bg_err == 0)
+			s->bg_err = rc;
+		pthread_cond_broadcast(&s->cv);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+/* Caller's thread: free a written job (its memory is cfg->alloc's) and
+ * let the writer take the next. Called with `mu` held. */
+static void
+reap_locked(crdt_store *s)
+{
+	if (s->cur.has && !s->busy) {
+		job_free(&s->cur);
+		pthread_cond_broadcast(&s->cv);
+	}
+}
+
+/* Enter a backend call from the caller's thread. */
+static void
+io_enter(crdt_store *s)
+{
+	if (!s->bg_started)
+		return;
+	pthread_mutex_lock(&s->mu);
+	reap_locked(s);
+	pthread_mutex_unlock(&s->mu);
+	pthread_mutex_lock(&s->io);
+}
+
+static void
+io_leave(crdt_store *s)
+{
+	if (s->bg_started)
+		pthread_mutex_unlock(&s->io);
+}
+
+void
+crdt__store_allow_bg(crdt_store *s)
+{
+	s->bg_ok = true;
+}
 
 int
 crdt_store_new(const crdt_config *cfg, const crdt_store_ops *ops, void *impl,
@@ -47,6 +153,20 @@ crdt_store_close(crdt_store *s)
 
 	if (s == NULL)
 		return;
+	if (s->bg_started) {
+		/* What was handed over is written before the handle goes. */
+		(void)crdt_store_bg_status(s, true);
+		pthread_mutex_lock(&s->mu);
+		s->stop = true;
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+		pthread_join(s->th, NULL);
+		job_free(&s->cur);
+		job_free(&s->pend);
+		pthread_cond_destroy(&s->cv);
+		pthread_mutex_destroy(&s->mu);
+		pthread_mutex_destroy(&s->io);
+	}
 	if (s->ops.close != NULL)
 		s->ops.close(s->impl);
 	a = s->cfg.alloc;
@@ -99,7 +219,9 @@ crdt_store_append(crdt_store *s, const crdt_store_msg *msgs, size_t n,
 		if (rc < 0)
 			goto out;
 	}
+	io_enter(s);
 	rc = s->ops.append(s->impl, recs, n, &got);
+	io_leave(s);
 	if (rc == 0 && added != NULL)
 		*added = got;
 out:
@@ -122,10 +244,113 @@ crdt_store_put_checkpoint(crdt_store *s, const void *snap, size_t len,
 		return CRDT_ETOOBIG;
 	crdt_buf_init(&clk, &s->cfg.alloc);
 	rc = crdt_vclock_encode(covers, &clk);
-	if (rc == 0)
+	if (rc == 0 && s->bg_started) {
+		/* This one is newer than any still queued: that one is
+		 * dropped; one being written finishes first (io). */
+		pthread_mutex_lock(&s->mu);
+		job_free(&s->pend);
+		pthread_mutex_unlock(&s->mu);
+	}
+	if (rc == 0) {
+		io_enter(s);
 		rc = s->ops.put_checkpoint(s->impl, snap, len, clk.data,
 		    clk.len);
+		io_leave(s);
+	}
 	crdt_buf_fini(&clk);
+	return rc;
+}
+
+/* Start the writer and its locks; false when the system refuses (the
+ * caller then writes in the foreground). */
+static bool
+bg_start(crdt_store *s)
+{
+	if (pthread_mutex_init(&s->io, NULL) != 0)
+		return false;
+	if (pthread_mutex_init(&s->mu, NULL) != 0) {
+		pthread_mutex_destroy(&s->io);
+		return false;
+	}
+	if (pthread_cond_init(&s->cv, NULL) != 0) {
+		pthread_mutex_destroy(&s->mu);
+		pthread_mutex_destroy(&s->io);
+		return false;
+	}
+	s->stop = false;
+	if (pthread_create(&s->th, NULL, writer, s) != 0) {
+		pthread_cond_destroy(&s->cv);
+		pthread_mutex_destroy(&s->mu);
+		pthread_mutex_destroy(&s->io);
+		return false;
+	}
+	s->bg_started = true;
+	return true;
+}
+
+int
+crdt_store_put_checkpoint_bg(crdt_store *s, crdt_buf *snap,
+    const crdt_vclock *covers)
+{
+	ckjob j;
+	int rc;
+
+	if (s == NULL || snap == NULL || covers == NULL ||
+	    (snap->data == NULL && snap->len > 0))
+		return CRDT_EINVAL;
+	if (s->in_cb)
+		return CRDT_ESTATE;
+	if (snap->len > s->cfg.limits.max_bytes)
+		return CRDT_ETOOBIG;
+	if (!s->bg_ok || (!s->bg_started && !bg_start(s))) {
+		/* No writer (an application backend, or no thread): the
+		 * same checkpoint, written now. */
+		rc = crdt_store_put_checkpoint(s, snap->len ?
+			(const void *)snap->data : (const void *)"", snap->len,
+		    covers);
+		if (rc == 0)
+			crdt_buf_clear(snap);
+		return rc;
+	}
+	crdt_buf_init(&j.clk, &s->cfg.alloc);
+	rc = crdt_vclock_encode(covers, &j.clk);
+	if (rc < 0) {
+		crdt_buf_fini(&j.clk);
+		return rc;
+	}
+	/* The bytes change hands: the caller's buffer is left empty. */
+	j.snap = *snap;
+	j.has = true;
+	crdt_buf_init(snap, &j.snap.alloc);
+	pthread_mutex_lock(&s->mu);
+	reap_locked(s);
+	job_free(&s->pend); /* superseded: this one covers more */
+	s->pend = j;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	return 0;
+}
+
+int
+crdt_store_bg_status(crdt_store *s, bool wait)
+{
+	int rc;
+
+	if (s == NULL)
+		return CRDT_EINVAL;
+	if (!s->bg_started)
+		return 0;
+	pthread_mutex_lock(&s->mu);
+	reap_locked(s);
+	/* Bounded: the writer takes at most the one job queued now (no
+	 * new one can be queued while this thread waits here). */
+	while (wait && (s->pend.has || s->busy)) {
+		pthread_cond_wait(&s->cv, &s->mu);
+		reap_locked(s);
+	}
+	rc = s->bg_err;
+	s->bg_err = 0;
+	pthread_mutex_unlock(&s->mu);
 	return rc;
 }
 
@@ -144,7 +369,9 @@ crdt_store_checkpoint(crdt_store *s, crdt_buf *snap_out,
 		return CRDT_ESTATE;
 	len0 = snap_out->len;
 	crdt_buf_init(&clk, &s->cfg.alloc);
+	io_enter(s);
 	rc = s->ops.get_checkpoint(s->impl, snap_out, &clk);
+	io_leave(s);
 	if (rc == 0) {
 		/* The clock is read back strictly: stored bytes that the
 		 * decoder refuses are damage, not a peer's malformed input. */
@@ -202,9 +429,11 @@ crdt_store_since(crdt_store *s, const crdt_vclock *v, uint64_t *cursor,
 	c.fn = fn;
 	c.ud = ud;
 	cur = *cursor;
+	io_enter(s);
 	s->in_cb = true;
 	rc = s->ops.since(s->impl, v, &cur, budget, since_check, &c, &m);
 	s->in_cb = false;
+	io_leave(s);
 	if (rc < 0)
 		return rc;
 	*cursor = cur;

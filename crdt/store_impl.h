@@ -9,4 +9,10 @@
  */
 #define CRDT__STORE_PERS_MSG "crdt.store.msg\0\0"
 
+struct crdt_store;
+/* The backend's put_checkpoint may be called on the store's writer thread
+ * (crdt_store_put_checkpoint_bg): it uses no cfg->alloc memory and no
+ * thread-bound state. Set by the SQLite backend on its own handles. */
+void crdt__store_allow_bg(struct crdt_store *s);
+
 #endif /* CRDT_STORE_IMPL_H */

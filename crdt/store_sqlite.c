@@ -665,7 +665,7 @@ sq_quick_check(sqlite3 *db)
  * transaction `begin` opened. `*empty` = a database with nothing in it
  * yet (new, or a zero-length file). */
 static int
-sq_check_db(sqlite3 *db, bool *empty)
+sq_check_db(sqlite3 *db, bool quick, bool *empty)
 {
 	int64_t app = 0, ver = 0, nobj = 0;
 
@@ -683,7 +683,9 @@ sq_check_db(sqlite3 *db, bool *empty)
 	if (ver != SQ_VERSION)
 		return CRDT_ECORRUPT;
 	CRDT_TRY(sq_check_schema(db));
-	return sq_check_rows(db);
+	/* quick_open: the rows are checked when read instead (since,
+	 * get_checkpoint), so damage is still never handed out. */
+	return quick ? 0 : sq_check_rows(db);
 }
 
 /* Make a new file's directory entry durable. SQLite syncs the directory
@@ -739,7 +741,7 @@ sq_create(sqlite3 *db)
  * write lock, after looking again: two processes creating the same file
  * at once must not both create. */
 static int
-sq_schema(sqlite3 *db, bool must_exist, bool *created)
+sq_schema(sqlite3 *db, bool must_exist, bool quick, bool *created)
 {
 	bool empty = false;
 	int rc;
@@ -747,7 +749,7 @@ sq_schema(sqlite3 *db, bool must_exist, bool *created)
 	for (int pass = 0; pass < 2; pass++) {
 		rc = sq_exec(db, pass == 0 ? "BEGIN" : "BEGIN IMMEDIATE");
 		if (rc == 0)
-			rc = sq_check_db(db, &empty);
+			rc = sq_check_db(db, quick, &empty);
 		if (rc == 0 && empty && must_exist)
 			rc = CRDT_ECORRUPT;
 		if (rc == 0 && empty && pass == 1) {
@@ -787,8 +789,10 @@ sq_setup(sqlite3 *db, const crdt_store_sqlite_opts *o)
 		(int)CRDT_MIN(o->busy_timeout_ms, (uint32_t)INT_MAX) :
 		(int)SQ_BUSY_DEFAULT_MS) != SQLITE_OK)
 		return CRDT_EIO;
-	/* The first read: a file that is not a database fails here. */
-	CRDT_TRY(sq_quick_check(db));
+	/* The first read: a file that is not a database fails here (with
+	 * quick_open, at the first read of the header, sq_check_db). */
+	if (!o->quick_open)
+		CRDT_TRY(sq_quick_check(db));
 	CRDT_TRY(sq_exec(db, "PRAGMA page_size = 4096"));
 	CRDT_TRY(sq_query_text(db, "PRAGMA journal_mode = WAL", mode,
 	    sizeof mode));
@@ -858,7 +862,8 @@ crdt_store_open_sqlite(const crdt_config *cfg, const char *path,
 	sqlite3_extended_result_codes(q->db, 1);
 	rc = sq_setup(q->db, &opts);
 	if (rc == 0)
-		rc = sq_schema(q->db, opts.must_exist, &created);
+		rc = sq_schema(q->db, opts.must_exist, opts.quick_open,
+		    &created);
 	if (rc == 0 && created)
 		rc = sq_sync_dir(&c.alloc, path);
 	if (rc == 0)
@@ -893,8 +898,14 @@ crdt_store_open_sqlite(const crdt_config *cfg, const char *path,
 		    "snap FROM checkpoint WHERE id = 1", &q->get_ck);
 	if (rc == 0)
 		rc = crdt_store_new(&c, &ops, q, out);
-	if (rc == 0)
+	if (rc == 0) {
+		/* put_checkpoint allocates nothing from cfg->alloc (SQLite's
+		 * allocator is thread-safe), and a connection opened NOMUTEX
+		 * may move between threads as long as one uses it at a time,
+		 * which the front end's lock ensures. */
+		crdt__store_allow_bg(*out);
 		return 0;
+	}
 fail:
 	sq_free(q);
 	return rc;

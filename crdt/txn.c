@@ -190,7 +190,9 @@ crdt_doc_commit(crdt_doc *d, crdt_buf *msg_out)
 	}
 	d->ndirty = 0;
 	crdt_doc_abort(d);
-	return crdt__release(d, d->self_idx);
+	rc = crdt__release(d, d->self_idx);
+	crdt__store_settle(d); /* an automatic checkpoint falls due here */
+	return rc;
 }
 
 /*

@@ -118,7 +118,15 @@ typedef struct crdt_config {
 	size_t max_variants;       /* equivocation variants kept per dot [4] */
 	size_t max_evidence_bytes; /* evidence bytes; a signer: 1/4 [16 MiB] */
 	size_t max_sender_buffered; /* buffered bytes per sender [16 MiB] */
-	uint8_t reserved[32];      /* zero; room to grow without an ABI break */
+	/* Automatic checkpoints of a document attached to a store (doc.h,
+	 * crdt_doc_attach_store): one is taken when the bytes appended since
+	 * the last checkpoint reach ckpt_tail_pct percent of that
+	 * checkpoint's size and at least ckpt_min_bytes. Amortized O(1)
+	 * per appended byte; a restart replays at most about that tail.
+	 * ckpt_tail_pct = UINT32_MAX: none (crdt_doc_checkpoint only). */
+	size_t ckpt_min_bytes;     /* tail floor, bytes        [256 KiB] */
+	uint32_t ckpt_tail_pct;    /* tail / checkpoint, %     [50]      */
+	uint8_t reserved[20];      /* zero; room to grow without an ABI break */
 } crdt_config;
 
 /** Fill `cfg` with defaults (libc allocator, real clock, limits above). */

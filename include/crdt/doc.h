@@ -474,7 +474,8 @@ typedef struct crdt_store crdt_store;
  * crdt_doc_attach_store() flag: group commit. Accepted messages are
  * queued in memory (a copy each) instead of appended one by one, and
  * crdt_doc_store_flush() appends the queue in batches (one store
- * transaction, one fsync, per 64 messages). Until the flush returned 0
+ * transaction, one fsync, per 16384 messages: acknowledging every few
+ * thousand messages amortizes the fsync). Until the flush returned 0
  * nothing those calls accepted may be acknowledged or leave the process
  * (not even our own commits' messages: a crash before the flush would
  * let the restarted replica reuse their dots). A call's error in this
@@ -533,7 +534,9 @@ CRDT_API CRDT_NODISCARD int crdt_doc_attach_store(crdt_doc *d, crdt_store *s,
  * flush. Without group commit the queue is always empty: 0.
  * crdt_doc_checkpoint() flushes first; crdt_doc_free() drops an
  * unflushed queue (those messages were never acknowledged).
- * Cost: O(queued bytes) plus one store commit per 64 messages.
+ * Cost: O(queued bytes) plus one store commit per 16384 messages (per 64
+ * when there is no memory for the batch's array: a flush does not fail
+ * for that).
  * @return 0, CRDT_EINVAL, CRDT_ESTATE (a queue and no store), store errors.
  */
 CRDT_API CRDT_NODISCARD int crdt_doc_store_flush(crdt_doc *d);
@@ -556,8 +559,8 @@ CRDT_API CRDT_NODISCARD int crdt_doc_store_flush(crdt_doc *d);
  * store).
  * Cost: the checkpoint plus the messages its log held (at most
  * log_max_msgs / log_max_bytes, copied into the log, not applied) plus
- * the messages after it; never all history. Take checkpoints
- * (crdt_doc_checkpoint) to keep it bounded.
+ * the messages after it; never all history: automatic checkpoints
+ * (below) keep that tail bounded.
  * @return 0, CRDT_EINVAL, CRDT_ESTATE (the document has data, a
  *         transaction or a store), a store error or a crdt_doc_load()
  *         error for the checkpoint (CRDT_ESCHEMA: not the same schema):
@@ -572,14 +575,48 @@ CRDT_API CRDT_NODISCARD int crdt_doc_open_store(crdt_doc *d, crdt_store *s,
  * lowered, per replica, to below the run the log holds of it: a restart
  * replays from there to refill the log).
  * Flushes a group-commit queue first (crdt_doc_store_flush).
- * Cost: O(document) (crdt_doc_save) plus one store commit; it bounds
- * what crdt_doc_open_store() replays. The store's log is kept whole.
+ * Cost: O(document) (crdt_doc_save) plus one store commit, in the
+ * caller's thread; it bounds what crdt_doc_open_store() replays, and
+ * restarts the automatic policy (below). The store's log is kept whole.
  * @return 0, CRDT_EINVAL, CRDT_ESTATE (no store attached, a transaction
  *         open, or a keyless relay: it has no state to save and
  *         restarts from its whole stored log), crdt_doc_save()'s
  *         errors, store errors.
  */
 CRDT_API CRDT_NODISCARD int crdt_doc_checkpoint(crdt_doc *d);
+
+/*
+ * Automatic checkpoints. While a store is attached, a checkpoint is taken
+ * by the document itself at the end of a call that accepted messages (a
+ * commit, a receive, a sync frame; in group commit, crdt_doc_store_flush)
+ * once the bytes appended since the last checkpoint reach
+ * cfg.ckpt_tail_pct percent of that checkpoint's snapshot and at least
+ * cfg.ckpt_min_bytes (crdt_config; defaults 50 % and 256 KiB;
+ * ckpt_tail_pct = UINT32_MAX turns them off). The snapshot is serialized
+ * in that call (O(document), in memory) and its write is handed to the
+ * store's writer thread (crdt_store_put_checkpoint_bg): the commit pays
+ * no checkpoint fsync. Amortized per message: O(message) (a checkpoint
+ * of S bytes comes after at least S * pct / 100 bytes of messages).
+ * Restart (crdt_doc_open_store) replays at most about one such tail (two
+ * while the newest checkpoint is still being written) plus the log's
+ * messages. An automatic checkpoint never makes its call fail: its
+ * errors (serializing, queueing, or the background write) are reported
+ * by crdt_doc_checkpoint_status(); one that failed is tried again one
+ * tail later, and nothing is lost meanwhile (the store's log is whole,
+ * the previous checkpoint stays). The snapshot handed over was allocated
+ * from cfg.alloc and is freed by the store (a later call into it, or
+ * crdt_store_close), so that allocator must outlive the store handle.
+ */
+
+/**
+ * The first error of an automatic checkpoint since the last call (then
+ * cleared), or 0. `wait`: first wait until the store has written every
+ * checkpoint handed to its writer (then a crash loses none of them).
+ * Cost: O(1) without `wait`.
+ * @return 0, CRDT_EINVAL, or the failed checkpoint's error
+ *         (crdt_doc_save()'s, the store's: CRDT_EIO, CRDT_EFULL, ...).
+ */
+CRDT_API int crdt_doc_checkpoint_status(crdt_doc *d, bool wait);
 
 #ifdef __cplusplus
 }

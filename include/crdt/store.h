@@ -46,7 +46,8 @@
  * (sqlite3_config(SQLITE_CONFIG_MALLOC)), not from cfg->alloc.
  *
  * Thread safety: one handle is used by one thread at a time, like every
- * libcrdt object. Several handles (in one or several processes) may open
+ * libcrdt object (its own writer thread for background checkpoints,
+ * crdt_store_put_checkpoint_bg, is serialised with that thread's calls). Several handles (in one or several processes) may open
  * the same SQLite file; SQLite serialises their writes. A handle must not
  * be carried across fork() (SQLite's rule): the child opens its own.
  */
@@ -162,7 +163,17 @@ typedef struct crdt_store_sqlite_opts {
 	 * store truncated to nothing) CRDT_ECORRUPT, instead of a new empty
 	 * store. For restarting a replica, whose store is never new. */
 	bool must_exist;
-	uint8_t reserved[15]; /* zero */
+	/* Skip the checks on open that read the whole file (PRAGMA
+	 * quick_check and every row against its digest and dot): the
+	 * version and the schema are still checked, and every row and the
+	 * checkpoint are still checked when read (since, checkpoint, load),
+	 * so damage is never handed out as data, but it is reported
+	 * (CRDT_ECORRUPT) by the read that meets it rather than by the
+	 * open. Open is then O(schema) plus SQLite's WAL recovery, not
+	 * O(database): a restart in time bounded by the checkpoint and
+	 * tail, not by history. */
+	bool quick_open;
+	uint8_t reserved[14]; /* zero */
 } crdt_store_sqlite_opts;
 
 /**
@@ -170,8 +181,10 @@ typedef struct crdt_store_sqlite_opts {
  * borrowed). WAL journal, the chosen synchronous mode, one transaction
  * per batch. An existing file is checked before the handle exists:
  * `PRAGMA quick_check`, the schema, and every stored message and the
- * checkpoint against their digests and dots.
- * Cost: O(database size) to open (the check reads everything once);
+ * checkpoint against their digests and dots (quick_open: the schema
+ * only).
+ * Cost: O(database size) to open (the check reads everything once;
+ * quick_open: O(schema));
  * append O(batch bytes + batch * log(stored)); since from cursor 0 finds
  * the first message v lacks on the dot index, O(stored replicas * log n
  * + messages v lacks), then, like a later page from its cursor, examines
@@ -215,6 +228,45 @@ CRDT_API CRDT_NODISCARD int crdt_store_append(crdt_store *s,
  */
 CRDT_API CRDT_NODISCARD int crdt_store_put_checkpoint(crdt_store *s,
     const void *snap, size_t len, const crdt_vclock *covers);
+
+/**
+ * Background checkpoint: like crdt_store_put_checkpoint(), but the write
+ * (for SQLite: the transaction and the fsync of the snapshot) happens on
+ * the store's writer thread, started at the first call, and this returns
+ * once the job is queued. `snap`'s bytes change hands (at most
+ * limits.max_bytes; on 0 `snap` is left empty, its memory now the
+ * store's, freed with snap's allocator on the caller's thread); `covers`
+ * is borrowed. A job still queued when a newer one (or a
+ * crdt_store_put_checkpoint) comes is dropped: the newer one covers more.
+ * Every other call on the handle waits while the writer holds the
+ * backend (one call at a time, as before), so a checkpoint is as atomic
+ * as a foreground one: a crash while it is written leaves the previous
+ * checkpoint. crdt_store_bg_status() reports a failed write; close
+ * writes what is queued first (call crdt_store_bg_status(s, true)
+ * before it to learn that write's error: close cannot return one). The
+ * snapshot's memory is freed by a later call on this handle or by close,
+ * so its allocator must outlive the handle.
+ * A backend of crdt_store_new() gets no writer: the checkpoint is written
+ * before the call returns, with the errors of crdt_store_put_checkpoint
+ * (the same as when the system refuses a thread).
+ * Cost: O(clock) here, plus the clock's copy; the write is the writer's.
+ * @return 0, CRDT_EINVAL, CRDT_ETOOBIG, CRDT_ESTATE, CRDT_ENOMEM (and
+ *         without a writer the store errors); on error `snap` is
+ *         untouched and nothing is queued.
+ */
+CRDT_API CRDT_NODISCARD int crdt_store_put_checkpoint_bg(crdt_store *s,
+    crdt_buf *snap, const crdt_vclock *covers);
+
+/**
+ * The first error of a background checkpoint write since the last call
+ * (then cleared), or 0. `wait`: first wait until nothing is queued or
+ * being written (every checkpoint handed over so far is then stored or
+ * failed). A failed background checkpoint changed nothing: the previous
+ * checkpoint stays, and the log is whole.
+ * @return 0, CRDT_EINVAL, or the write's error (CRDT_EIO, CRDT_EFULL,
+ *         CRDT_EBUSY, CRDT_ENOMEM, CRDT_ETOOBIG, ...).
+ */
+CRDT_API int crdt_store_bg_status(crdt_store *s, bool wait);
 
 /**
  * The latest checkpoint: its snapshot is appended to `snap_out`, and

@@ -1344,3 +1344,69 @@ Test(attach, allocation_failures_change_nothing_on_every_new_path)
 	crdt_buf_fini(&reply);
 	ASSERT_NO_LEAKS();
 }
+
+/* Found by bench/bench_store: a DATA frame served from the store counted
+ * only the message bytes against the budget, not their bin headers, so
+ * many small messages made a frame over limits.max_bytes (CRDT_ETOOBIG
+ * from the sender). With a 4 KiB limit the catch-up takes many frames,
+ * each within it, and ends identical. */
+Test(attach, frames_served_from_the_store_stay_within_the_frame_limit)
+{
+	crdt_config cfg;
+	test_clock ca = { 1000000, 0 }, cp = { 1000000, 0 };
+	crdt_doc *a = NULL, *p = NULL;
+	crdt_replica_id ra = test_id(1), rp = test_id(2);
+	uint32_t on;
+	test_config(&cfg, &ca);
+	cfg.limits.max_bytes = 4096;
+	cfg.log_max_msgs = 4;
+	cr_assert_eq(crdt_doc_new(&cfg, &ra, &a), 0);
+	cr_assert_eq(crdt_doc_register(a, "m", CRDT_OBJ_MAP, &on), 0);
+	test_config(&cfg, &cp);
+	cfg.limits.max_bytes = 4096;
+	cr_assert_eq(crdt_doc_new(&cfg, &rp, &p), 0);
+	cr_assert_eq(crdt_doc_register(p, "m", CRDT_OBJ_MAP, &on), 0);
+	crdt_store *s = store_open(0, false);
+	cr_assert_eq(crdt_doc_attach_store(a, s, 0), 0);
+	crdt_buf m, f, r, x, y;
+	tb_init(&m);
+	tb_init(&f);
+	tb_init(&r);
+	tb_init(&x);
+	tb_init(&y);
+	size_t total = 0;
+	for (unsigned i = 0; i < 300; i++) {
+		ca.ms += 1;
+		cr_assert_eq(put(a, i, "v", &m), 0);
+		total += m.len;
+	}
+	cr_assert_eq(crdt_doc_sync_start(p, &f), 0);
+	crdt_doc *to = a, *from = p;
+	size_t frames = 0;
+	while (f.len > 0) {
+		cr_assert_lt(frames++, 1000, "a sync round never ends");
+		cr_assert_leq(f.len, 4096);
+		crdt_buf_clear(&r);
+		int rc = crdt_doc_sync_handle(to, f.data, f.len, NULL, &r);
+		cr_assert_eq(rc, 0, "frame %zu: %s", frames, crdt_err_name(rc));
+		crdt_buf t = f;
+		f = r;
+		r = t;
+		crdt_doc *z = from;
+		from = to;
+		to = z;
+	}
+	cr_assert_gt(frames, total / 4096, "%zu frames for %zu bytes", frames,
+	    total);
+	save(a, &x);
+	save(p, &y);
+	cr_assert(bytes_eq(x.data, x.len, y.data, y.len));
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&f);
+	crdt_buf_fini(&r);
+	crdt_buf_fini(&x);
+	crdt_buf_fini(&y);
+	crdt_doc_free(a);
+	crdt_doc_free(p);
+	crdt_store_close(s);
+}
