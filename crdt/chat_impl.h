@@ -265,6 +265,16 @@ bool crdt__chat_msgrec_same(const msgrec *x, const msgrec *y);
 int crdt__chat_parse_rkey(const uint8_t *p, size_t n, rkey *k);
 int crdt__chat_parse_mark(const uint8_t *p, size_t len, markrec *m);
 
+/* ---- chat_cols.c: msgs in columns (version-2 state) ---- */
+
+/* Appends msgs as one bin; CRDT_ENOMEM leaves `out` as it was. */
+int crdt__chat_cols_encode(const crdt_chat *c, crdt_buf *out);
+/* A new G-Set of the records `p` holds (c: config and owner). Every
+ * record is rebuilt and checked like the post op's; CRDT_EMALFORMED,
+ * CRDT_ETOOBIG (limits), CRDT_ENOMEM; nothing allocated on error. */
+int crdt__chat_cols_decode(const crdt_chat *c, const uint8_t *p, size_t n,
+    crdt_gset **out);
+
 /* ---- chat_index.c: the derived index ---- */
 
 void crdt__chat_ix_clear(crdt_chat *c);

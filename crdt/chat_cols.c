@@ -1,0 +1,657 @@
+/*
+ * The chat thread's message records in columns: the `msgs` field of a
+ * version-2 chat state (layout in docs/chat.md, "State encoding").
+ *
+ * A record [id, counter, order, sent_at, user, body, reply|nil, meta|nil]
+ * costs ~115 bytes in a G-Set state (the replica ID twice, the dot again
+ * beside the record, two full 8-byte stamps). Here the replica IDs and
+ * user IDs are tables written once, counters and stamps are deltas, the
+ * G-Set's dot is implied by the record's own ID, and the bodies are one
+ * concatenated column: ~6 bytes a record besides its body.
+ *
+ * Canonical like every encoding: the records are the G-Set's, in its
+ * order (ascending record bytes, which is ascending (replica, counter)),
+ * every table is sorted and holds only what is referenced, every integer
+ * is a minimal LEB128 varint, and the decoder rebuilds each record's exact
+ * bytes and refuses them unless strictly ascending. So an accepted input
+ * re-encodes to the same bytes. Every count is checked against the bytes
+ * that remain before anything is sized by it.
+ */
+#include "chat_impl.h"
+
+/* Per-record flags (the flags column): which optional fields the extra
+ * column holds for the record, in this order. */
+enum {
+	FL_LOGICAL = 1, /* sent_at's 16-bit logical part, 1..65535 */
+	FL_ORD = 2,     /* order - sent_at, >= 1 (order > sent_at) */
+	FL_REPLY = 4,   /* reply_to: replica index, counter */
+	FL_META = 8,    /* meta: length, bytes */
+	FL_DOT = 16,    /* the G-Set's dot, when not the record's ID */
+	FL_ALL = 31
+};
+
+enum {
+	C_RUNS,  /* per replica: records with that ID */
+	C_CTR,   /* per record: counter delta within its replica's run */
+	C_FLAGS, /* per record: one byte */
+	C_STAMP, /* per record: zigzag delta of sent_at's milliseconds */
+	C_USER,  /* per record: user dictionary index */
+	C_BLEN,  /* per record: body length */
+	C_EXTRA, /* the optional fields the flags announce */
+	C_BODY,  /* the bodies, concatenated */
+	NCOLS
+};
+
+/* Smallest record: counter, flags, stamp, user and body length, one byte
+ * each. */
+#define MIN_REC 5
+#define MS_LIMIT (UINT64_C(1) << 48)
+
+/* ---- varints ---- */
+
+static size_t
+vu_size(uint64_t v)
+{
+	size_t n = 1;
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+static int
+put_vu(crdt_buf *b, uint64_t v)
+{
+	uint8_t t[10];
+	size_t n = 0;
+	do {
+		t[n] = (uint8_t)(v & 0x7f);
+		v >>= 7;
+		if (v != 0)
+			t[n] |= 0x80;
+		n++;
+	} while (v != 0);
+	return crdt_buf_append(b, t, n);
+}
+
+static uint64_t
+zig(int64_t d)
+{
+	return ((uint64_t)d << 1) ^ (uint64_t)(d >> 63);
+}
+
+static int64_t
+unzig(uint64_t z)
+{
+	return (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+}
+
+typedef struct col {
+	const uint8_t *p, *end;
+} col;
+
+static size_t
+col_left(const col *c)
+{
+	return (size_t)(c->end - c->p);
+}
+
+/* A minimal LEB128 varint of at most 64 bits: a last byte of zero (after
+ * the first) or bits past 64 are another encoding of a smaller number. */
+static int
+get_vu(col *c, uint64_t *v)
+{
+	uint64_t x = 0;
+	for (unsigned i = 0; i < 10; i++) {
+		if (c->p == c->end)
+			return CRDT_EMALFORMED;
+		uint8_t b = *c->p++;
+		if (i == 9 && b > 1)
+			return CRDT_EMALFORMED;
+		x |= (uint64_t)(b & 0x7f) << (7 * i);
+		if (!(b & 0x80)) {
+			if (b == 0 && i > 0)
+				return CRDT_EMALFORMED;
+			*v = x;
+			return 0;
+		}
+	}
+	return CRDT_EMALFORMED; /* not reached: the tenth byte ends it */
+}
+
+/* ---- encoder ---- */
+
+typedef struct ustr {
+	const uint8_t *p;
+	size_t n;
+} ustr;
+
+static int
+id_cmp(const void *x, const void *y)
+{
+	return crdt_replica_id_cmp(x, y);
+}
+
+static int
+ustr_cmp(const void *x, const void *y)
+{
+	const ustr *a = x, *b = y;
+	return crdt__key_cmp(a->p, a->n, b->p, b->n);
+}
+
+/* Index of `id` in the sorted table (present by construction). */
+static size_t
+id_index(const crdt_replica_id *v, size_t n, const crdt_replica_id *id)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = crdt_replica_id_cmp(&v[mid], id);
+		if (c == 0)
+			return mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static size_t
+user_index(const ustr *v, size_t n, const uint8_t *p, size_t len)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = crdt__key_cmp(v[mid].p, v[mid].n, p, len);
+		if (c == 0)
+			return mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+typedef struct enc {
+	const crdt_allocator *a;
+	crdt_replica_id *ids;
+	size_t nids, capids;
+	ustr *us;
+	size_t nus, capus;
+	uint64_t *runs;
+	crdt_buf head, c[NCOLS];
+} enc;
+
+static int
+add_id(enc *e, const crdt_replica_id *id)
+{
+	if (e->nids > 0 && crdt_replica_id_cmp(&e->ids[e->nids - 1], id) == 0)
+		return 0;
+	void *v = e->ids;
+	CRDT_TRY(crdt__grow(e->a, &v, &e->capids, e->nids + 1, sizeof *e->ids));
+	e->ids = v;
+	e->ids[e->nids++] = *id;
+	return 0;
+}
+
+static int
+add_user(enc *e, const uint8_t *p, size_t n)
+{
+	if (e->nus > 0 && crdt__key_cmp(e->us[e->nus - 1].p,
+	    e->us[e->nus - 1].n, p, n) == 0)
+		return 0;
+	void *v = e->us;
+	CRDT_TRY(crdt__grow(e->a, &v, &e->capus, e->nus + 1, sizeof *e->us));
+	e->us = v;
+	e->us[e->nus++] = (ustr){ p, n };
+	return 0;
+}
+
+/* Sort and drop duplicates. */
+static size_t
+uniq(void *base, size_t n, size_t size, int (*cmp)(const void *,
+    const void *))
+{
+	if (n < 2)
+		return n;
+	qsort(base, n, size, cmp);
+	uint8_t *b = base;
+	size_t k = 1;
+	for (size_t i = 1; i < n; i++)
+		if (cmp(b + (k - 1) * size, b + i * size) != 0)
+			memmove(b + k++ * size, b + i * size, size);
+	return k;
+}
+
+/* The tables: every replica ID a record, a reply or a G-Set dot names,
+ * and every author. */
+static int
+enc_tables(enc *e, const crdt__key **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		msgrec m;
+		CRDT_TRY(crdt__chat_parse_msgrec(v[i]->ptr, v[i]->len, &m));
+		crdt_dot dot = crdt__gset_key_dot(v[i]);
+		CRDT_TRY(add_id(e, &m.id.replica));
+		if (m.has_reply)
+			CRDT_TRY(add_id(e, &m.reply.replica));
+		if (crdt_dot_cmp(dot, m.id) != 0)
+			CRDT_TRY(add_id(e, &dot.replica));
+		CRDT_TRY(add_user(e, m.user, m.user_len));
+	}
+	e->nids = uniq(e->ids, e->nids, sizeof *e->ids, id_cmp);
+	e->nus = uniq(e->us, e->nus, sizeof *e->us, ustr_cmp);
+	return 0;
+}
+
+static int
+enc_rows(enc *e, const crdt__key **v, size_t n)
+{
+	size_t last = SIZE_MAX;
+	uint64_t prev_ctr = 0, prev_ms = 0;
+	for (size_t i = 0; i < n; i++) {
+		msgrec m;
+		CRDT_TRY(crdt__chat_parse_msgrec(v[i]->ptr, v[i]->len, &m));
+		crdt_dot dot = crdt__gset_key_dot(v[i]);
+		size_t ri = last != SIZE_MAX &&
+			crdt_replica_id_cmp(&e->ids[last], &m.id.replica) == 0 ?
+		    last :
+		    id_index(e->ids, e->nids, &m.id.replica);
+		/* Ascending by (replica, counter): a delta within a run. */
+		CRDT_TRY(put_vu(&e->c[C_CTR], ri == last ?
+			m.id.counter - prev_ctr :
+			m.id.counter));
+		e->runs[ri]++;
+		last = ri;
+		prev_ctr = m.id.counter;
+		uint64_t ms = m.sent_at >> 16, lg = m.sent_at & 0xffff;
+		uint8_t f = (uint8_t)((lg != 0 ? FL_LOGICAL : 0) |
+		    (m.ord != m.sent_at ? FL_ORD : 0) |
+		    (m.has_reply ? FL_REPLY : 0) |
+		    (m.meta != NULL ? FL_META : 0) |
+		    (crdt_dot_cmp(dot, m.id) != 0 ? FL_DOT : 0));
+		CRDT_TRY(crdt_buf_append(&e->c[C_FLAGS], &f, 1));
+		CRDT_TRY(put_vu(&e->c[C_STAMP], zig((int64_t)ms -
+		    (int64_t)prev_ms)));
+		prev_ms = ms;
+		CRDT_TRY(put_vu(&e->c[C_USER], user_index(e->us, e->nus,
+		    m.user, m.user_len)));
+		CRDT_TRY(put_vu(&e->c[C_BLEN], m.body_len));
+		CRDT_TRY(crdt_buf_append(&e->c[C_BODY], m.body, m.body_len));
+		crdt_buf *x = &e->c[C_EXTRA];
+		if (f & FL_LOGICAL)
+			CRDT_TRY(put_vu(x, lg));
+		if (f & FL_ORD)
+			CRDT_TRY(put_vu(x, m.ord - m.sent_at));
+		if (f & FL_REPLY) {
+			CRDT_TRY(put_vu(x, id_index(e->ids, e->nids,
+			    &m.reply.replica)));
+			CRDT_TRY(put_vu(x, m.reply.counter));
+		}
+		if (f & FL_META) {
+			CRDT_TRY(put_vu(x, m.meta_len));
+			CRDT_TRY(crdt_buf_append(x, m.meta, m.meta_len));
+		}
+		if (f & FL_DOT) {
+			CRDT_TRY(put_vu(x, id_index(e->ids, e->nids,
+			    &dot.replica)));
+			CRDT_TRY(put_vu(x, dot.counter));
+		}
+	}
+	return 0;
+}
+
+static int
+enc_all(enc *e, const crdt_gset *msgs, crdt_buf *out)
+{
+	const crdt__key **v;
+	size_t n = crdt_gset_size(msgs);
+
+	CRDT_TRY(crdt__gset_sorted(msgs, &v));
+	CRDT_TRY(enc_tables(e, v, n));
+	if (e->nids > 0) {
+		e->runs = crdt__malloc(e->a, e->nids * sizeof *e->runs);
+		if (e->runs == NULL)
+			return CRDT_ENOMEM;
+		memset(e->runs, 0, e->nids * sizeof *e->runs);
+	}
+	CRDT_TRY(enc_rows(e, v, n));
+	for (size_t i = 0; i < e->nids; i++)
+		CRDT_TRY(put_vu(&e->c[C_RUNS], e->runs[i]));
+	CRDT_TRY(put_vu(&e->head, n));
+	CRDT_TRY(put_vu(&e->head, e->nids));
+	for (size_t i = 0; i < e->nids; i++)
+		CRDT_TRY(crdt_buf_append(&e->head, e->ids[i].bytes,
+		    CRDT_REPLICA_ID_BYTES));
+	CRDT_TRY(put_vu(&e->head, e->nus));
+	for (size_t i = 0; i < e->nus; i++) {
+		CRDT_TRY(put_vu(&e->head, e->us[i].n));
+		CRDT_TRY(crdt_buf_append(&e->head, e->us[i].p, e->us[i].n));
+	}
+	size_t total = e->head.len;
+	for (int k = 0; k < NCOLS; k++)
+		total += vu_size(e->c[k].len) + e->c[k].len;
+	CRDT_TRY(crdt__w_bin_header(out, total));
+	CRDT_TRY(crdt_buf_append(out, e->head.data, e->head.len));
+	for (int k = 0; k < NCOLS; k++) {
+		CRDT_TRY(put_vu(out, e->c[k].len));
+		CRDT_TRY(crdt_buf_append(out, e->c[k].data, e->c[k].len));
+	}
+	return 0;
+}
+
+int
+crdt__chat_cols_encode(const crdt_chat *c, crdt_buf *out)
+{
+	enc e;
+	memset(&e, 0, sizeof e);
+	e.a = &c->cfg.alloc;
+	crdt_buf_init(&e.head, e.a);
+	for (int k = 0; k < NCOLS; k++)
+		crdt_buf_init(&e.c[k], e.a);
+	size_t mark = out->len;
+	int rc = enc_all(&e, c->msgs, out);
+	if (rc < 0)
+		out->len = mark;
+	crdt_buf_fini(&e.head);
+	for (int k = 0; k < NCOLS; k++)
+		crdt_buf_fini(&e.c[k]);
+	crdt__free(e.a, e.runs, e.nids * sizeof *e.runs);
+	crdt__free(e.a, e.ids, e.capids * sizeof *e.ids);
+	crdt__free(e.a, e.us, e.capus * sizeof *e.us);
+	return rc;
+}
+
+/* ---- decoder ---- */
+
+typedef struct dec {
+	const crdt_allocator *a;
+	const crdt_limits *lim;
+	size_t n;
+	const uint8_t *ids; /* R x 16 bytes, in the input */
+	size_t nids;
+	ustr *us;
+	size_t nus;
+	uint64_t *runs;
+	uint8_t *used; /* replicas, then users */
+	col c[NCOLS];
+	crdt_buf rec;
+} dec;
+
+static int
+dec_tables(dec *d, col *in)
+{
+	uint64_t v;
+
+	CRDT_TRY(get_vu(in, &v));
+	/* The G-Set state this replaces counted three elements a record. */
+	if (v > d->lim->max_elems / 3)
+		return CRDT_ETOOBIG;
+	if (v > col_left(in) / MIN_REC)
+		return CRDT_EMALFORMED;
+	d->n = (size_t)v;
+	CRDT_TRY(get_vu(in, &v));
+	if (v > col_left(in) / CRDT_REPLICA_ID_BYTES)
+		return CRDT_EMALFORMED;
+	d->nids = (size_t)v;
+	d->ids = in->p;
+	static const uint8_t zero[CRDT_REPLICA_ID_BYTES];
+	for (size_t i = 0; i < d->nids; i++) {
+		const uint8_t *id = in->p + i * CRDT_REPLICA_ID_BYTES;
+		if (memcmp(id, zero, sizeof zero) == 0 ||
+		    (i > 0 && memcmp(id - CRDT_REPLICA_ID_BYTES, id,
+			CRDT_REPLICA_ID_BYTES) >= 0))
+			return CRDT_EMALFORMED;
+	}
+	in->p += d->nids * CRDT_REPLICA_ID_BYTES;
+	CRDT_TRY(get_vu(in, &v));
+	/* A user takes at least two bytes (length, one byte). */
+	if (v > col_left(in) / 2)
+		return CRDT_EMALFORMED;
+	d->nus = (size_t)v;
+	if (d->nus > 0) {
+		d->us = crdt__malloc(d->a, d->nus * sizeof *d->us);
+		if (d->us == NULL)
+			return CRDT_ENOMEM;
+	}
+	for (size_t i = 0; i < d->nus; i++) {
+		CRDT_TRY(get_vu(in, &v));
+		if (!crdt__chat_user_len_ok(v) || v > col_left(in))
+			return CRDT_EMALFORMED;
+		d->us[i] = (ustr){ in->p, (size_t)v };
+		in->p += v;
+		if (i > 0 && ustr_cmp(&d->us[i - 1], &d->us[i]) >= 0)
+			return CRDT_EMALFORMED;
+	}
+	for (int k = 0; k < NCOLS; k++) {
+		CRDT_TRY(get_vu(in, &v));
+		if (v > col_left(in))
+			return CRDT_EMALFORMED;
+		d->c[k] = (col){ in->p, in->p + v };
+		in->p += v;
+	}
+	if (in->p != in->end)
+		return CRDT_EMALFORMED;
+	if (d->nids + d->nus > 0) {
+		d->used = crdt__malloc(d->a, d->nids + d->nus);
+		if (d->used == NULL)
+			return CRDT_ENOMEM;
+		memset(d->used, 0, d->nids + d->nus);
+	}
+	if (d->nids > 0) {
+		d->runs = crdt__malloc(d->a, d->nids * sizeof *d->runs);
+		if (d->runs == NULL)
+			return CRDT_ENOMEM;
+	}
+	uint64_t sum = 0;
+	for (size_t i = 0; i < d->nids; i++) {
+		CRDT_TRY(get_vu(&d->c[C_RUNS], &d->runs[i]));
+		if (d->runs[i] > d->n - sum)
+			return CRDT_EMALFORMED;
+		sum += d->runs[i];
+	}
+	return sum == d->n && col_left(&d->c[C_RUNS]) == 0 ? 0 :
+							     CRDT_EMALFORMED;
+}
+
+/* A replica index from the extra column, and a counter >= 1 after it. */
+static int
+get_dot(dec *d, col *x, crdt_dot *out)
+{
+	uint64_t ri, c;
+	CRDT_TRY(get_vu(x, &ri));
+	if (ri >= d->nids)
+		return CRDT_EMALFORMED;
+	d->used[ri] = 1;
+	CRDT_TRY(get_vu(x, &c));
+	if (c == 0)
+		return CRDT_EMALFORMED;
+	memcpy(out->replica.bytes, d->ids + ri * CRDT_REPLICA_ID_BYTES,
+	    CRDT_REPLICA_ID_BYTES);
+	out->counter = c;
+	return 0;
+}
+
+/* The record's bytes, exactly as the post op writes them (chat.c). */
+static int
+build_rec(crdt_buf *b, const msgrec *m)
+{
+	crdt_buf_clear(b);
+	CRDT_TRY(crdt__w_array(b, 8));
+	CRDT_TRY(crdt__w_id(b, &m->id.replica));
+	CRDT_TRY(crdt__w_uint(b, m->id.counter));
+	CRDT_TRY(crdt__w_uint(b, m->ord));
+	CRDT_TRY(crdt__w_uint(b, m->sent_at));
+	CRDT_TRY(crdt__w_bin(b, m->user, m->user_len));
+	CRDT_TRY(crdt__w_bin(b, m->body, m->body_len));
+	if (m->has_reply) {
+		CRDT_TRY(crdt__w_array(b, 2));
+		CRDT_TRY(crdt__w_id(b, &m->reply.replica));
+		CRDT_TRY(crdt__w_uint(b, m->reply.counter));
+	} else {
+		CRDT_TRY(crdt__w_nil(b));
+	}
+	if (m->meta != NULL)
+		return crdt__w_bin(b, m->meta, m->meta_len);
+	return crdt__w_nil(b);
+}
+
+static int
+dec_rows(dec *d, crdt_gset *s)
+{
+	size_t ri = SIZE_MAX;
+	uint64_t left = 0, prev_ms = 0;
+	const uint8_t *prev = NULL;
+	size_t prev_len = 0;
+	crdt_dot prev_id = { { { 0 } }, 0 };
+
+	CRDT_TRY(crdt__gset_bulk_reserve(s, d->n));
+	for (size_t i = 0; i < d->n; i++) {
+		msgrec m;
+		uint64_t v;
+		bool first = false;
+		memset(&m, 0, sizeof m);
+		while (left == 0) { /* sum(runs) == n: ends before nids */
+			ri++;
+			left = d->runs[ri];
+			first = true;
+		}
+		left--;
+		d->used[ri] = 1;
+		memcpy(m.id.replica.bytes, d->ids + ri * CRDT_REPLICA_ID_BYTES,
+		    CRDT_REPLICA_ID_BYTES);
+		CRDT_TRY(get_vu(&d->c[C_CTR], &v));
+		if (first) {
+			if (v == 0)
+				return CRDT_EMALFORMED;
+			m.id.counter = v;
+		} else {
+			if (v > UINT64_MAX - prev_id.counter)
+				return CRDT_EMALFORMED;
+			m.id.counter = prev_id.counter + v;
+		}
+		col *fc = &d->c[C_FLAGS];
+		if (fc->p == fc->end || *fc->p > FL_ALL)
+			return CRDT_EMALFORMED;
+		uint8_t f = *fc->p++;
+		CRDT_TRY(get_vu(&d->c[C_STAMP], &v));
+		int64_t dm = unzig(v);
+		/* prev_ms + dm within [0, 2^48), without overflow */
+		if (dm < -(int64_t)prev_ms ||
+		    dm >= (int64_t)(MS_LIMIT - prev_ms))
+			return CRDT_EMALFORMED;
+		uint64_t ms = (uint64_t)((int64_t)prev_ms + dm);
+		prev_ms = ms;
+		col *x = &d->c[C_EXTRA];
+		uint64_t lg = 0;
+		if (f & FL_LOGICAL) {
+			CRDT_TRY(get_vu(x, &lg));
+			if (lg == 0 || lg > 0xffff)
+				return CRDT_EMALFORMED;
+		}
+		m.sent_at = ms << 16 | lg;
+		m.ord = m.sent_at;
+		if (f & FL_ORD) {
+			/* order > sent_at only up to ORD_CAP (chat_impl.h) */
+			CRDT_TRY(get_vu(x, &v));
+			if (v == 0 || m.sent_at >= ORD_CAP ||
+			    v > ORD_CAP - m.sent_at)
+				return CRDT_EMALFORMED;
+			m.ord = m.sent_at + v;
+		}
+		CRDT_TRY(get_vu(&d->c[C_USER], &v));
+		if (v >= d->nus)
+			return CRDT_EMALFORMED;
+		d->used[d->nids + v] = 1;
+		m.user = d->us[v].p;
+		m.user_len = d->us[v].n;
+		CRDT_TRY(get_vu(&d->c[C_BLEN], &v));
+		col *bc = &d->c[C_BODY];
+		if (v > col_left(bc))
+			return CRDT_EMALFORMED;
+		m.body = bc->p;
+		m.body_len = (size_t)v;
+		bc->p += v;
+		if (f & FL_REPLY) {
+			CRDT_TRY(get_dot(d, x, &m.reply));
+			m.has_reply = true;
+		}
+		if (f & FL_META) {
+			CRDT_TRY(get_vu(x, &v));
+			if (v > col_left(x))
+				return CRDT_EMALFORMED;
+			m.meta = x->p;
+			m.meta_len = (size_t)v;
+			x->p += v;
+		}
+		crdt_dot dot = m.id;
+		if (f & FL_DOT) {
+			CRDT_TRY(get_dot(d, x, &dot));
+			/* Only a dot the ID does not imply is written. */
+			if (crdt_dot_cmp(dot, m.id) == 0)
+				return CRDT_EMALFORMED;
+		}
+		CRDT_TRY(build_rec(&d->rec, &m));
+		if (d->rec.len > d->lim->max_value_bytes)
+			return CRDT_ETOOBIG;
+#ifndef NDEBUG
+		msgrec chk;
+		assert(crdt__chat_parse_msgrec(d->rec.data, d->rec.len,
+		    &chk) == 0);
+#endif
+		/* The G-Set's order, strictly: no duplicate either. */
+		if (i > 0 && crdt__key_cmp(prev, prev_len, d->rec.data,
+		    d->rec.len) >= 0)
+			return CRDT_EMALFORMED;
+		uint8_t *copy = crdt__memdup(d->a, d->rec.data, d->rec.len);
+		if (copy == NULL)
+			return CRDT_ENOMEM;
+		int rc = crdt__gset_bulk_add(s, copy, d->rec.len, dot);
+		if (rc < 0) {
+			crdt__free(d->a, copy, d->rec.len);
+			return rc;
+		}
+		prev = copy;
+		prev_len = d->rec.len;
+		prev_id = m.id;
+	}
+	for (int k = 0; k < NCOLS; k++)
+		if (col_left(&d->c[k]) != 0)
+			return CRDT_EMALFORMED;
+	for (size_t i = 0; i < d->nids + d->nus; i++)
+		if (!d->used[i])
+			return CRDT_EMALFORMED;
+	return 0;
+}
+
+int
+crdt__chat_cols_decode(const crdt_chat *c, const uint8_t *p, size_t n,
+    crdt_gset **out)
+{
+	dec d;
+	crdt_gset *s;
+
+	memset(&d, 0, sizeof d);
+	d.a = &c->cfg.alloc;
+	d.lim = &c->cfg.limits;
+	crdt_buf_init(&d.rec, d.a);
+	col in = { p, p + n };
+	int rc = dec_tables(&d, &in);
+	if (rc == 0)
+		rc = crdt_gset_new(&c->cfg, &c->self, &s);
+	if (rc == 0) {
+		rc = dec_rows(&d, s);
+		if (rc < 0)
+			crdt_gset_free(s);
+		else
+			*out = s;
+	}
+	crdt_buf_fini(&d.rec);
+	crdt__free(d.a, d.us, d.nus * sizeof *d.us);
+	crdt__free(d.a, d.runs, d.nids * sizeof *d.runs);
+	crdt__free(d.a, d.used, d.nids + d.nus);
+	return rc;
+}
