@@ -314,11 +314,13 @@ crdt__chat_decode(const crdt_chat *like, const uint8_t *p, size_t n,
 	CRDT_TRY(crdt__chat_new(&like->cfg, &like->self,
 	    like->has_server ? &like->server : NULL, &c));
 	crdt_gset *m = NULL, *mk = NULL;
+	chat_bulk bk;
+	memset(&bk, 0, sizeof bk);
 	crdt_lww_map *rx = NULL;
 	/* Version 1 holds msgs as a G-Set state, version 2 in columns. */
 	int rc = ver == 1 ?
 	    crdt_gset_decode(&c->cfg, &c->self, b[0], bl[0], &m) :
-	    crdt__chat_cols_decode(c, b[0], bl[0], &m);
+	    crdt__chat_cols_decode(c, b[0], bl[0], &m, &bk);
 	if (rc == 0)
 		rc = crdt_lww_map_decode(&c->cfg, &c->self, b[1], bl[1], &rx);
 	if (rc == 0)
@@ -326,6 +328,7 @@ crdt__chat_decode(const crdt_chat *like, const uint8_t *p, size_t n,
 	if (rc == 0)
 		rc = check_state(m, rx, mk, ver >= 2);
 	if (rc < 0) {
+		crdt__chat_bulk_free(&c->cfg.alloc, &bk);
 		crdt_gset_free(m);
 		crdt_lww_map_free(rx);
 		crdt_gset_free(mk);
@@ -340,7 +343,8 @@ crdt__chat_decode(const crdt_chat *like, const uint8_t *p, size_t n,
 	c->marks = mk;
 	/* Built now, where an error can still refuse the state, so queries
 	 * never build anything. */
-	rc = crdt__chat_ix_rebuild(c);
+	rc = ver == 1 ? crdt__chat_ix_rebuild(c) : crdt__chat_ix_bulk(c, &bk);
+	crdt__chat_bulk_free(&c->cfg.alloc, &bk);
 	if (rc < 0) {
 		crdt__chat_free(c);
 		return rc;

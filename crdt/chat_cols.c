@@ -122,10 +122,7 @@ get_vu(col *c, uint64_t *v)
 
 /* ---- encoder ---- */
 
-typedef struct ustr {
-	const uint8_t *p;
-	size_t n;
-} ustr;
+typedef bulk_user ustr;
 
 static int
 id_cmp(const void *x, const void *y)
@@ -377,6 +374,7 @@ typedef struct dec {
 	size_t nus;
 	uint64_t *runs;
 	uint8_t *used; /* replicas, then users */
+	bulk_rec *v;
 	col c[NCOLS];
 	crdt_buf rec;
 } dec;
@@ -397,6 +395,8 @@ dec_tables(dec *d, col *in)
 	if (v > col_left(in) / CRDT_REPLICA_ID_BYTES)
 		return CRDT_EMALFORMED;
 	d->nids = (size_t)v;
+	if (d->nids > UINT32_MAX)
+		return CRDT_ETOOBIG;
 	d->ids = in->p;
 	static const uint8_t zero[CRDT_REPLICA_ID_BYTES];
 	for (size_t i = 0; i < d->nids; i++) {
@@ -412,6 +412,8 @@ dec_tables(dec *d, col *in)
 	if (v > col_left(in) / 2)
 		return CRDT_EMALFORMED;
 	d->nus = (size_t)v;
+	if (d->nus > UINT32_MAX)
+		return CRDT_ETOOBIG;
 	if (d->nus > 0) {
 		d->us = crdt__malloc(d->a, d->nus * sizeof *d->us);
 		if (d->us == NULL)
@@ -444,6 +446,11 @@ dec_tables(dec *d, col *in)
 	if (d->nids > 0) {
 		d->runs = crdt__malloc(d->a, d->nids * sizeof *d->runs);
 		if (d->runs == NULL)
+			return CRDT_ENOMEM;
+	}
+	if (d->n > 0) {
+		d->v = crdt__malloc(d->a, d->n * sizeof *d->v);
+		if (d->v == NULL)
 			return CRDT_ENOMEM;
 	}
 	uint64_t sum = 0;
@@ -562,12 +569,13 @@ dec_rows(dec *d, crdt_gset *s)
 				return CRDT_EMALFORMED;
 			m.ord = m.sent_at + v;
 		}
-		CRDT_TRY(get_vu(&d->c[C_USER], &v));
-		if (v >= d->nus)
+		uint64_t ux;
+		CRDT_TRY(get_vu(&d->c[C_USER], &ux));
+		if (ux >= d->nus)
 			return CRDT_EMALFORMED;
-		d->used[d->nids + v] = 1;
-		m.user = d->us[v].p;
-		m.user_len = d->us[v].n;
+		d->used[d->nids + ux] = 1;
+		m.user = d->us[ux].p;
+		m.user_len = d->us[ux].n;
 		CRDT_TRY(get_vu(&d->c[C_BLEN], &v));
 		col *bc = &d->c[C_BODY];
 		if (v > col_left(bc))
@@ -617,6 +625,8 @@ dec_rows(dec *d, crdt_gset *s)
 		prev = copy;
 		prev_len = d->rec.len;
 		prev_id = m.id;
+		d->v[i] = (bulk_rec){ m.ord, m.id.counter, (uint32_t)ri,
+			(uint32_t)ux };
 	}
 	for (int k = 0; k < NCOLS; k++)
 		if (col_left(&d->c[k]) != 0)
@@ -627,9 +637,17 @@ dec_rows(dec *d, crdt_gset *s)
 	return 0;
 }
 
+void
+crdt__chat_bulk_free(const crdt_allocator *a, chat_bulk *b)
+{
+	crdt__free(a, b->users, b->nusers * sizeof *b->users);
+	crdt__free(a, b->v, b->n * sizeof *b->v);
+	memset(b, 0, sizeof *b);
+}
+
 int
 crdt__chat_cols_decode(const crdt_chat *c, const uint8_t *p, size_t n,
-    crdt_gset **out)
+    crdt_gset **out, chat_bulk *bk)
 {
 	dec d;
 	crdt_gset *s;
@@ -650,8 +668,13 @@ crdt__chat_cols_decode(const crdt_chat *c, const uint8_t *p, size_t n,
 			*out = s;
 	}
 	crdt_buf_fini(&d.rec);
-	crdt__free(d.a, d.us, d.nus * sizeof *d.us);
 	crdt__free(d.a, d.runs, d.nids * sizeof *d.runs);
 	crdt__free(d.a, d.used, d.nids + d.nus);
-	return rc;
+	if (rc < 0) {
+		crdt__free(d.a, d.us, d.nus * sizeof *d.us);
+		crdt__free(d.a, d.v, d.n * sizeof *d.v);
+		return rc;
+	}
+	*bk = (chat_bulk){ d.ids, d.nids, d.us, d.nus, d.v, d.n };
+	return 0;
 }
