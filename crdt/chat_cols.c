@@ -172,8 +172,36 @@ user_index(const ustr *v, size_t n, const uint8_t *p, size_t len)
 	return lo;
 }
 
+/* Room in a column: usually there already, one compare. */
+static inline int
+room(crdt_buf *b, size_t need)
+{
+	return need <= b->cap - b->len ? 0 : crdt__buf_reserve(b, need);
+}
+
+static inline bool
+same_id(const crdt_replica_id *a, const crdt_replica_id *b)
+{
+	return memcmp(a->bytes, b->bytes, CRDT_REPLICA_ID_BYTES) == 0;
+}
+
+static inline bool
+same_dot(crdt_dot a, crdt_dot b)
+{
+	return a.counter == b.counter && same_id(&a.replica, &b.replica);
+}
+
+static inline bool
+same_user(const ustr *u, const uint8_t *p, size_t n)
+{
+	return u->n == n && memcmp(u->p, p, n) == 0;
+}
+
 typedef struct enc {
 	const crdt_allocator *a;
+	msgrec *m; /* every record, parsed once */
+	crdt_dot *dot;
+	size_t n;
 	crdt_replica_id *ids;
 	size_t nids, capids;
 	ustr *us;
@@ -185,7 +213,7 @@ typedef struct enc {
 static int
 add_id(enc *e, const crdt_replica_id *id)
 {
-	if (e->nids > 0 && crdt_replica_id_cmp(&e->ids[e->nids - 1], id) == 0)
+	if (e->nids > 0 && same_id(&e->ids[e->nids - 1], id))
 		return 0;
 	void *v = e->ids;
 	CRDT_TRY(crdt__grow(e->a, &v, &e->capids, e->nids + 1, sizeof *e->ids));
@@ -197,8 +225,7 @@ add_id(enc *e, const crdt_replica_id *id)
 static int
 add_user(enc *e, const uint8_t *p, size_t n)
 {
-	if (e->nus > 0 && crdt__key_cmp(e->us[e->nus - 1].p,
-	    e->us[e->nus - 1].n, p, n) == 0)
+	if (e->nus > 0 && same_user(&e->us[e->nus - 1], p, n))
 		return 0;
 	void *v = e->us;
 	CRDT_TRY(crdt__grow(e->a, &v, &e->capus, e->nus + 1, sizeof *e->us));
@@ -223,79 +250,98 @@ uniq(void *base, size_t n, size_t size, int (*cmp)(const void *,
 	return k;
 }
 
-/* The tables: every replica ID a record, a reply or a G-Set dot names,
- * and every author. */
+/* Parse every record once, and the tables: every replica ID a record, a
+ * reply or a G-Set dot names, and every author. */
 static int
-enc_tables(enc *e, const crdt__key **v, size_t n)
+enc_tables(enc *e, const crdt__key **v)
 {
-	for (size_t i = 0; i < n; i++) {
-		msgrec m;
-		CRDT_TRY(crdt__chat_parse_msgrec(v[i]->ptr, v[i]->len, &m));
-		crdt_dot dot = crdt__gset_key_dot(v[i]);
-		CRDT_TRY(add_id(e, &m.id.replica));
-		if (m.has_reply)
-			CRDT_TRY(add_id(e, &m.reply.replica));
-		if (crdt_dot_cmp(dot, m.id) != 0)
-			CRDT_TRY(add_id(e, &dot.replica));
-		CRDT_TRY(add_user(e, m.user, m.user_len));
+	for (size_t i = 0; i < e->n; i++) {
+		msgrec *m = &e->m[i];
+		CRDT_TRY(crdt__chat_parse_msgrec(v[i]->ptr, v[i]->len, m));
+		e->dot[i] = crdt__gset_key_dot(v[i]);
+		CRDT_TRY(add_id(e, &m->id.replica));
+		if (m->has_reply)
+			CRDT_TRY(add_id(e, &m->reply.replica));
+		if (!same_dot(e->dot[i], m->id))
+			CRDT_TRY(add_id(e, &e->dot[i].replica));
+		CRDT_TRY(add_user(e, m->user, m->user_len));
 	}
 	e->nids = uniq(e->ids, e->nids, sizeof *e->ids, id_cmp);
 	e->nus = uniq(e->us, e->nus, sizeof *e->us, ustr_cmp);
 	return 0;
 }
 
-static int
-enc_rows(enc *e, const crdt__key **v, size_t n)
+/* A varint into room the caller reserved. */
+static inline void
+vu_raw(crdt_buf *b, uint64_t v)
 {
-	size_t last = SIZE_MAX;
+	while (v >= 0x80) {
+		b->data[b->len++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	b->data[b->len++] = (uint8_t)v;
+}
+
+static int
+enc_rows(enc *e)
+{
+	size_t last = SIZE_MAX, ulast = SIZE_MAX;
 	uint64_t prev_ctr = 0, prev_ms = 0;
-	for (size_t i = 0; i < n; i++) {
-		msgrec m;
-		CRDT_TRY(crdt__chat_parse_msgrec(v[i]->ptr, v[i]->len, &m));
-		crdt_dot dot = crdt__gset_key_dot(v[i]);
+	for (size_t i = 0; i < e->n; i++) {
+		const msgrec *m = &e->m[i];
+		crdt_dot dot = e->dot[i];
+		/* Room first: every column's share of this record. */
+		for (int k = 0; k < C_EXTRA; k++)
+			CRDT_TRY(room(&e->c[k], 10));
+		CRDT_TRY(room(&e->c[C_EXTRA], 70 + m->meta_len));
+		CRDT_TRY(room(&e->c[C_BODY], m->body_len));
 		size_t ri = last != SIZE_MAX &&
-			crdt_replica_id_cmp(&e->ids[last], &m.id.replica) == 0 ?
+			same_id(&e->ids[last], &m->id.replica) ?
 		    last :
-		    id_index(e->ids, e->nids, &m.id.replica);
+		    id_index(e->ids, e->nids, &m->id.replica);
 		/* Ascending by (replica, counter): a delta within a run. */
-		CRDT_TRY(put_vu(&e->c[C_CTR], ri == last ?
-			m.id.counter - prev_ctr :
-			m.id.counter));
+		vu_raw(&e->c[C_CTR], ri == last ? m->id.counter - prev_ctr :
+						  m->id.counter);
 		e->runs[ri]++;
 		last = ri;
-		prev_ctr = m.id.counter;
-		uint64_t ms = m.sent_at >> 16, lg = m.sent_at & 0xffff;
+		prev_ctr = m->id.counter;
+		uint64_t ms = m->sent_at >> 16, lg = m->sent_at & 0xffff;
 		uint8_t f = (uint8_t)((lg != 0 ? FL_LOGICAL : 0) |
-		    (m.ord != m.sent_at ? FL_ORD : 0) |
-		    (m.has_reply ? FL_REPLY : 0) |
-		    (m.meta != NULL ? FL_META : 0) |
-		    (crdt_dot_cmp(dot, m.id) != 0 ? FL_DOT : 0));
-		CRDT_TRY(crdt_buf_append(&e->c[C_FLAGS], &f, 1));
-		CRDT_TRY(put_vu(&e->c[C_STAMP], zig((int64_t)ms -
-		    (int64_t)prev_ms)));
+		    (m->ord != m->sent_at ? FL_ORD : 0) |
+		    (m->has_reply ? FL_REPLY : 0) |
+		    (m->meta != NULL ? FL_META : 0) |
+		    (!same_dot(dot, m->id) ? FL_DOT : 0));
+		e->c[C_FLAGS].data[e->c[C_FLAGS].len++] = f;
+		vu_raw(&e->c[C_STAMP], zig((int64_t)ms - (int64_t)prev_ms));
 		prev_ms = ms;
-		CRDT_TRY(put_vu(&e->c[C_USER], user_index(e->us, e->nus,
-		    m.user, m.user_len)));
-		CRDT_TRY(put_vu(&e->c[C_BLEN], m.body_len));
-		CRDT_TRY(crdt_buf_append(&e->c[C_BODY], m.body, m.body_len));
+		if (ulast == SIZE_MAX || !same_user(&e->us[ulast], m->user,
+		    m->user_len))
+			ulast = user_index(e->us, e->nus, m->user,
+			    m->user_len);
+		vu_raw(&e->c[C_USER], ulast);
+		vu_raw(&e->c[C_BLEN], m->body_len);
+		crdt_buf *b = &e->c[C_BODY];
+		if (m->body_len > 0)
+			memcpy(b->data + b->len, m->body, m->body_len);
+		b->len += m->body_len;
 		crdt_buf *x = &e->c[C_EXTRA];
 		if (f & FL_LOGICAL)
-			CRDT_TRY(put_vu(x, lg));
+			vu_raw(x, lg);
 		if (f & FL_ORD)
-			CRDT_TRY(put_vu(x, m.ord - m.sent_at));
+			vu_raw(x, m->ord - m->sent_at);
 		if (f & FL_REPLY) {
-			CRDT_TRY(put_vu(x, id_index(e->ids, e->nids,
-			    &m.reply.replica)));
-			CRDT_TRY(put_vu(x, m.reply.counter));
+			vu_raw(x, id_index(e->ids, e->nids, &m->reply.replica));
+			vu_raw(x, m->reply.counter);
 		}
 		if (f & FL_META) {
-			CRDT_TRY(put_vu(x, m.meta_len));
-			CRDT_TRY(crdt_buf_append(x, m.meta, m.meta_len));
+			vu_raw(x, m->meta_len);
+			if (m->meta_len > 0)
+				memcpy(x->data + x->len, m->meta, m->meta_len);
+			x->len += m->meta_len;
 		}
 		if (f & FL_DOT) {
-			CRDT_TRY(put_vu(x, id_index(e->ids, e->nids,
-			    &dot.replica)));
-			CRDT_TRY(put_vu(x, dot.counter));
+			vu_raw(x, id_index(e->ids, e->nids, &dot.replica));
+			vu_raw(x, dot.counter);
 		}
 	}
 	return 0;
@@ -305,20 +351,27 @@ static int
 enc_all(enc *e, const crdt_gset *msgs, crdt_buf *out)
 {
 	const crdt__key **v;
-	size_t n = crdt_gset_size(msgs);
 
 	CRDT_TRY(crdt__gset_sorted(msgs, &v));
-	CRDT_TRY(enc_tables(e, v, n));
+	if (e->n > 0) {
+		if (e->n > SIZE_MAX / sizeof *e->m)
+			return CRDT_ENOMEM;
+		e->m = crdt__malloc(e->a, e->n * sizeof *e->m);
+		e->dot = crdt__malloc(e->a, e->n * sizeof *e->dot);
+		if (e->m == NULL || e->dot == NULL)
+			return CRDT_ENOMEM;
+	}
+	CRDT_TRY(enc_tables(e, v));
 	if (e->nids > 0) {
 		e->runs = crdt__malloc(e->a, e->nids * sizeof *e->runs);
 		if (e->runs == NULL)
 			return CRDT_ENOMEM;
 		memset(e->runs, 0, e->nids * sizeof *e->runs);
 	}
-	CRDT_TRY(enc_rows(e, v, n));
+	CRDT_TRY(enc_rows(e));
 	for (size_t i = 0; i < e->nids; i++)
 		CRDT_TRY(put_vu(&e->c[C_RUNS], e->runs[i]));
-	CRDT_TRY(put_vu(&e->head, n));
+	CRDT_TRY(put_vu(&e->head, e->n));
 	CRDT_TRY(put_vu(&e->head, e->nids));
 	for (size_t i = 0; i < e->nids; i++)
 		CRDT_TRY(crdt_buf_append(&e->head, e->ids[i].bytes,
@@ -346,6 +399,7 @@ crdt__chat_cols_encode(const crdt_chat *c, crdt_buf *out)
 	enc e;
 	memset(&e, 0, sizeof e);
 	e.a = &c->cfg.alloc;
+	e.n = crdt_gset_size(c->msgs);
 	crdt_buf_init(&e.head, e.a);
 	for (int k = 0; k < NCOLS; k++)
 		crdt_buf_init(&e.c[k], e.a);
@@ -356,6 +410,8 @@ crdt__chat_cols_encode(const crdt_chat *c, crdt_buf *out)
 	crdt_buf_fini(&e.head);
 	for (int k = 0; k < NCOLS; k++)
 		crdt_buf_fini(&e.c[k]);
+	crdt__free(e.a, e.m, e.m ? e.n * sizeof *e.m : 0);
+	crdt__free(e.a, e.dot, e.dot ? e.n * sizeof *e.dot : 0);
 	crdt__free(e.a, e.runs, e.nids * sizeof *e.runs);
 	crdt__free(e.a, e.ids, e.capids * sizeof *e.ids);
 	crdt__free(e.a, e.us, e.capus * sizeof *e.us);

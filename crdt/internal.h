@@ -62,6 +62,9 @@ crdt__grow(const crdt_allocator *a, void **p, size_t *cap, size_t need,
 /* Heap copy of `n` bytes (n may be 0: a 1-byte block is allocated so the
  * pointer is non-NULL). Free with crdt__free(a, p, n). */
 uint8_t *crdt__memdup(const crdt_allocator *a, const void *src, size_t n);
+/* Room for `len` more bytes in `b` (b->alloc set), growing like
+ * crdt_buf_append; b->len unchanged. */
+int crdt__buf_reserve(crdt_buf *b, size_t len);
 
 /* ---- libsodium wrappers (crypto.c, the only includer of sodium.h) ---- */
 

@@ -875,3 +875,47 @@ Test(chat_cols, two_records_of_one_id_show_the_smaller)
 	crdt_doc_free(v.d);
 	ASSERT_NO_LEAKS();
 }
+
+/* Saving a thread under every allocation failure in turn: ENOMEM and the
+ * output buffer as it was; then the save gives the same bytes as an
+ * unhindered one. */
+Test(chat_cols, save_allocation_failures_leave_the_output_alone)
+{
+	peer a;
+	crdt_buf m, ref, out;
+	crdt_dot q;
+
+	test_alloc_reset();
+	peer_new(&a, 1);
+	tb_init(&m);
+	tb_init(&ref);
+	q = post(&a, "amy", "one", NULL, NULL, &m);
+	post(&a, "bob", "two", &q, "meta", &m);
+	save(&a, &ref);
+	bool fired = true;
+	size_t k, refused = 0;
+	for (k = 0; k < 10000 && fired; k++) {
+		crdt_buf_init(&out, test_alloc_hook());
+		mp_raw(&out, "keep", 4);
+		test_alloc_fail_at((long)k);
+		int rc = crdt_doc_save(a.d, &out);
+		fired = test_alloc_fired();
+		test_alloc_disarm();
+		if (rc == CRDT_ENOMEM) {
+			refused++;
+			cr_assert_eq(out.len, 4);
+			cr_assert_eq(memcmp(out.data, "keep", 4), 0);
+		} else {
+			cr_assert_eq(rc, 0, "%s", crdt_err_name(rc));
+			cr_assert(bytes_eq(out.data + 4, out.len - 4, ref.data,
+			    ref.len));
+		}
+		crdt_buf_fini(&out);
+	}
+	cr_assert(!fired);
+	cr_assert_gt(refused, 5);
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&ref);
+	crdt_doc_free(a.d);
+	ASSERT_NO_LEAKS();
+}
