@@ -199,7 +199,8 @@ same_user(const ustr *u, const uint8_t *p, size_t n)
 
 typedef struct enc {
 	const crdt_allocator *a;
-	const crdt__key **v; /* the records, in order */
+	msgrec *m; /* every record, parsed once */
+	crdt_dot *dot;
 	size_t n;
 	crdt_replica_id *ids;
 	size_t nids, capids;
@@ -336,20 +337,20 @@ skim_rec(const uint8_t *p, size_t len, msgrec *m)
 	return p == end ? 0 : CRDT_EMALFORMED;
 }
 
-/* The tables: every replica ID a record, a
+/* Parse every record once, and the tables: every replica ID a record, a
  * reply or a G-Set dot names, and every author. */
 static int
-enc_tables(enc *e)
+enc_tables(enc *e, const crdt__key **v)
 {
 	for (size_t i = 0; i < e->n; i++) {
-		msgrec mr, *m = &mr;
-		CRDT_TRY(skim_rec(e->v[i]->ptr, e->v[i]->len, m));
-		crdt_dot dot = crdt__gset_key_dot(e->v[i]);
+		msgrec *m = &e->m[i];
+		CRDT_TRY(skim_rec(v[i]->ptr, v[i]->len, m));
+		e->dot[i] = crdt__gset_key_dot(v[i]);
 		CRDT_TRY(add_id(e, &m->id.replica));
 		if (m->has_reply)
 			CRDT_TRY(add_id(e, &m->reply.replica));
-		if (!same_dot(dot, m->id))
-			CRDT_TRY(add_id(e, &dot.replica));
+		if (!same_dot(e->dot[i], m->id))
+			CRDT_TRY(add_id(e, &e->dot[i].replica));
 		CRDT_TRY(add_user(e, m->user, m->user_len));
 	}
 	e->nids = uniq(e->ids, e->nids, sizeof *e->ids, id_cmp);
@@ -374,11 +375,8 @@ enc_rows(enc *e)
 	size_t last = SIZE_MAX, ulast = SIZE_MAX;
 	uint64_t prev_ctr = 0, prev_ms = 0;
 	for (size_t i = 0; i < e->n; i++) {
-		/* Read again rather than kept from the first pass: cheaper
-		 * than a 120-byte entry a record written and read back. */
-		msgrec mr, *m = &mr;
-		CRDT_TRY(skim_rec(e->v[i]->ptr, e->v[i]->len, m));
-		crdt_dot dot = crdt__gset_key_dot(e->v[i]);
+		const msgrec *m = &e->m[i];
+		crdt_dot dot = e->dot[i];
 		/* Room first: every column's share of this record. */
 		for (int k = 0; k < C_EXTRA; k++)
 			CRDT_TRY(room(&e->c[k], 10));
@@ -439,8 +437,18 @@ enc_rows(enc *e)
 static int
 enc_all(enc *e, const crdt_gset *msgs, crdt_buf *out)
 {
-	CRDT_TRY(crdt__gset_sorted(msgs, &e->v));
-	CRDT_TRY(enc_tables(e));
+	const crdt__key **v;
+
+	CRDT_TRY(crdt__gset_sorted(msgs, &v));
+	if (e->n > 0) {
+		if (e->n > SIZE_MAX / sizeof *e->m)
+			return CRDT_ENOMEM;
+		e->m = crdt__malloc(e->a, e->n * sizeof *e->m);
+		e->dot = crdt__malloc(e->a, e->n * sizeof *e->dot);
+		if (e->m == NULL || e->dot == NULL)
+			return CRDT_ENOMEM;
+	}
+	CRDT_TRY(enc_tables(e, v));
 	if (e->nids > 0) {
 		e->runs = crdt__malloc(e->a, e->nids * sizeof *e->runs);
 		if (e->runs == NULL)
@@ -489,6 +497,8 @@ crdt__chat_cols_encode(const crdt_chat *c, crdt_buf *out)
 	crdt_buf_fini(&e.head);
 	for (int k = 0; k < NCOLS; k++)
 		crdt_buf_fini(&e.c[k]);
+	crdt__free(e.a, e.m, e.m ? e.n * sizeof *e.m : 0);
+	crdt__free(e.a, e.dot, e.dot ? e.n * sizeof *e.dot : 0);
 	crdt__free(e.a, e.runs, e.nids * sizeof *e.runs);
 	crdt__free(e.a, e.ids, e.capids * sizeof *e.ids);
 	crdt__free(e.a, e.us, e.capus * sizeof *e.us);
