@@ -919,3 +919,113 @@ Test(chat_cols, save_allocation_failures_leave_the_output_alone)
 	crdt_doc_free(a.d);
 	ASSERT_NO_LEAKS();
 }
+
+/* The base thread as a version-1 state: msgs as a G-Set state of the two
+ * records, each beside its dot. */
+static void
+v1_snapshot_of_base(crdt_buf *snap)
+{
+	crdt_buf rec[2], msgs, map, marks, chat;
+	static const char *const bodies[] = { "hi", "yo" };
+	tb_init(&msgs);
+	tb_init(&map);
+	tb_init(&marks);
+	tb_init(&chat);
+	for (int i = 0; i < 2; i++) {
+		tb_init(&rec[i]);
+		uint64_t stamp = (T0 + 1000 * (uint64_t)i) << 16;
+		mp_array(&rec[i], 8);
+		mp_id(&rec[i], test_id(7));
+		mp_uint(&rec[i], (uint64_t)i + 1);
+		mp_uint(&rec[i], stamp);
+		mp_uint(&rec[i], stamp);
+		mp_bin(&rec[i], "amy", 3);
+		mp_bin(&rec[i], bodies[i], 2);
+		mp_nil(&rec[i]);
+		mp_nil(&rec[i]);
+	}
+	mp_array(&msgs, 3);
+	mp_uint(&msgs, 1);
+	mp_uint(&msgs, 1);
+	mp_array(&msgs, 6);
+	for (int i = 0; i < 2; i++) {
+		mp_bin(&msgs, rec[i].data, rec[i].len);
+		mp_id(&msgs, test_id(7));
+		mp_uint(&msgs, (uint64_t)i + 1);
+	}
+	mp_array(&map, 3);
+	mp_uint(&map, 1);
+	mp_uint(&map, 3);
+	mp_array(&map, 0);
+	mp_array(&marks, 3);
+	mp_uint(&marks, 1);
+	mp_uint(&marks, 1);
+	mp_array(&marks, 0);
+	mp_array(&chat, 5);
+	mp_uint(&chat, 1);
+	mp_uint(&chat, 9);
+	mp_bin(&chat, msgs.data, msgs.len);
+	mp_bin(&chat, map.data, map.len);
+	mp_bin(&chat, marks.data, marks.len);
+	crdt_buf_clear(snap);
+	mp_array(snap, 7);
+	mp_uint(snap, 1);
+	mp_uint(snap, 6);
+	mp_array(snap, 2);
+	mp_id(snap, test_id(7));
+	mp_uint(snap, 10);
+	mp_uint(snap, (T0 + 1000) << 16);
+	mp_array(snap, 1);
+	mp_array(snap, 3);
+	mp_bin(snap, "thread", 6);
+	mp_uint(snap, 4);
+	mp_bin(snap, chat.data, chat.len);
+	mp_array(snap, 0);
+	mp_array(snap, 0);
+	for (int i = 0; i < 2; i++)
+		crdt_buf_fini(&rec[i]);
+	crdt_buf_fini(&msgs);
+	crdt_buf_fini(&map);
+	crdt_buf_fini(&marks);
+	crdt_buf_fini(&chat);
+}
+
+/* A version-1 state still loads, and gives the document the version-2
+ * state holds for the same thread: both replicas save the same bytes,
+ * with the base's columns in them. */
+Test(chat_cols, version_1_state_loads_as_its_version_2_twin)
+{
+	peer v, w;
+	cols k;
+	crdt_buf s1, s2, o1, o2, bin;
+
+	test_alloc_reset();
+	peer_new(&v, 1);
+	peer_new(&w, 1);
+	cols_init(&k);
+	tb_init(&s1);
+	tb_init(&s2);
+	tb_init(&o1);
+	tb_init(&o2);
+	tb_init(&bin);
+	v1_snapshot_of_base(&s1);
+	base(&k);
+	snapshot_of(&k, &s2);
+	cr_assert_eq(crdt_doc_load(v.d, s1.data, s1.len, NULL), 0);
+	cr_assert_eq(crdt_doc_load(w.d, s2.data, s2.len, NULL), 0);
+	cr_assert_eq(crdt_chat_count(thread(&v)), 2);
+	save(&v, &o1);
+	save(&w, &o2);
+	cr_assert(bytes_eq(o1.data, o1.len, o2.data, o2.len));
+	cols_bin(&k, &bin);
+	cr_assert(contains(&o1, bin.data, bin.len));
+	cols_fini(&k);
+	crdt_buf_fini(&s1);
+	crdt_buf_fini(&s2);
+	crdt_buf_fini(&o1);
+	crdt_buf_fini(&o2);
+	crdt_buf_fini(&bin);
+	crdt_doc_free(v.d);
+	crdt_doc_free(w.d);
+	ASSERT_NO_LEAKS();
+}
