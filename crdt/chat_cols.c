@@ -519,7 +519,6 @@ typedef struct dec {
 	uint8_t *used; /* replicas, then users */
 	bulk_rec *v;
 	col c[NCOLS];
-	crdt_buf rec;
 } dec;
 
 static int
@@ -625,28 +624,116 @@ get_dot(dec *d, col *x, crdt_dot *out)
 	return 0;
 }
 
-/* The record's bytes, exactly as the post op writes them (chat.c). */
-static int
-build_rec(crdt_buf *b, const msgrec *m)
+/* The record's bytes, exactly as the post op writes them (chat.c, with
+ * wire.c's writers: smallest forms), straight into a block of their exact
+ * size: one allocation and one write a record, no scratch copy. Debug
+ * builds parse every record built (dec_rows). */
+static size_t
+u_size(uint64_t v)
 {
-	crdt_buf_clear(b);
-	CRDT_TRY(crdt__w_array(b, 8));
-	CRDT_TRY(crdt__w_id(b, &m->id.replica));
-	CRDT_TRY(crdt__w_uint(b, m->id.counter));
-	CRDT_TRY(crdt__w_uint(b, m->ord));
-	CRDT_TRY(crdt__w_uint(b, m->sent_at));
-	CRDT_TRY(crdt__w_bin(b, m->user, m->user_len));
-	CRDT_TRY(crdt__w_bin(b, m->body, m->body_len));
-	if (m->has_reply) {
-		CRDT_TRY(crdt__w_array(b, 2));
-		CRDT_TRY(crdt__w_id(b, &m->reply.replica));
-		CRDT_TRY(crdt__w_uint(b, m->reply.counter));
+	return v < 0x80 ? 1 : v <= UINT8_MAX ? 2 : v <= UINT16_MAX ? 3 :
+	    v <= UINT32_MAX ? 5 : 9;
+}
+
+static size_t
+b_size(size_t n)
+{
+	return n <= UINT8_MAX ? 2 : n <= UINT16_MAX ? 3 : 5;
+}
+
+static uint8_t *
+put_be(uint8_t *p, uint64_t v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
+	return p + n;
+}
+
+static uint8_t *
+put_u(uint8_t *p, uint64_t v)
+{
+	if (v < 0x80) {
+		*p = (uint8_t)v;
+		return p + 1;
+	}
+	if (v <= UINT8_MAX) {
+		*p = 0xcc;
+		return put_be(p + 1, v, 1);
+	}
+	if (v <= UINT16_MAX) {
+		*p = 0xcd;
+		return put_be(p + 1, v, 2);
+	}
+	if (v <= UINT32_MAX) {
+		*p = 0xce;
+		return put_be(p + 1, v, 4);
+	}
+	*p = 0xcf;
+	return put_be(p + 1, v, 8);
+}
+
+static uint8_t *
+put_b(uint8_t *p, const uint8_t *b, size_t n)
+{
+	if (n <= UINT8_MAX) {
+		*p = 0xc4;
+		p = put_be(p + 1, n, 1);
+	} else if (n <= UINT16_MAX) {
+		*p = 0xc5;
+		p = put_be(p + 1, n, 2);
 	} else {
-		CRDT_TRY(crdt__w_nil(b));
+		*p = 0xc6;
+		p = put_be(p + 1, n, 4);
+	}
+	if (n > 0)
+		memcpy(p, b, n);
+	return p + n;
+}
+
+static uint8_t *
+put_dot(uint8_t *p, crdt_dot d)
+{
+	p[0] = 0xc4;
+	p[1] = CRDT_REPLICA_ID_BYTES;
+	memcpy(p + 2, d.replica.bytes, CRDT_REPLICA_ID_BYTES);
+	return put_u(p + 2 + CRDT_REPLICA_ID_BYTES, d.counter);
+}
+
+/* Size of the record `m` encodes to; 0 if over `max` (or 4 GiB). */
+static size_t
+rec_size(const msgrec *m, size_t max)
+{
+	const size_t dot = 2 + CRDT_REPLICA_ID_BYTES;
+	/* user <= 255 bytes; body and meta are bounded by the input */
+	size_t n = 1 + dot + u_size(m->id.counter) + u_size(m->ord) +
+	    u_size(m->sent_at) + b_size(m->user_len) + m->user_len;
+	if (m->body_len > UINT32_MAX || m->meta_len > UINT32_MAX)
+		return 0;
+	n += b_size(m->body_len) + m->body_len;
+	n += m->has_reply ? 1 + dot + u_size(m->reply.counter) : 1;
+	n += m->meta != NULL ? b_size(m->meta_len) + m->meta_len : 1;
+	return n > max || n > UINT32_MAX ? 0 : n;
+}
+
+static void
+put_rec(uint8_t *p, const msgrec *m)
+{
+	*p++ = 0x98;
+	p = put_dot(p, m->id);
+	p = put_u(p, m->ord);
+	p = put_u(p, m->sent_at);
+	p = put_b(p, m->user, m->user_len);
+	p = put_b(p, m->body, m->body_len);
+	if (m->has_reply) {
+		*p++ = 0x92;
+		p = put_dot(p, m->reply);
+	} else {
+		*p++ = 0xc0;
 	}
 	if (m->meta != NULL)
-		return crdt__w_bin(b, m->meta, m->meta_len);
-	return crdt__w_nil(b);
+		(void)put_b(p, m->meta, m->meta_len);
+	else
+		*p = 0xc0;
 }
 
 static int
@@ -745,28 +832,29 @@ dec_rows(dec *d, crdt_gset *s)
 			if (crdt_dot_cmp(dot, m.id) == 0)
 				return CRDT_EMALFORMED;
 		}
-		CRDT_TRY(build_rec(&d->rec, &m));
-		if (d->rec.len > d->lim->max_value_bytes)
+		size_t rl = rec_size(&m, d->lim->max_value_bytes);
+		if (rl == 0)
 			return CRDT_ETOOBIG;
-#ifndef NDEBUG
-		msgrec chk;
-		assert(crdt__chat_parse_msgrec(d->rec.data, d->rec.len,
-		    &chk) == 0);
-#endif
-		/* The G-Set's order, strictly: no duplicate either. */
-		if (i > 0 && crdt__key_cmp(prev, prev_len, d->rec.data,
-		    d->rec.len) >= 0)
-			return CRDT_EMALFORMED;
-		uint8_t *copy = crdt__memdup(d->a, d->rec.data, d->rec.len);
+		uint8_t *copy = crdt__malloc(d->a, rl);
 		if (copy == NULL)
 			return CRDT_ENOMEM;
-		int rc = crdt__gset_bulk_add(s, copy, d->rec.len, dot);
+		put_rec(copy, &m);
+#ifndef NDEBUG
+		msgrec chk;
+		assert(crdt__chat_parse_msgrec(copy, rl, &chk) == 0);
+#endif
+		/* The G-Set's order, strictly: no duplicate either. */
+		if (i > 0 && crdt__key_cmp(prev, prev_len, copy, rl) >= 0) {
+			crdt__free(d->a, copy, rl);
+			return CRDT_EMALFORMED;
+		}
+		int rc = crdt__gset_bulk_add(s, copy, rl, dot);
 		if (rc < 0) {
-			crdt__free(d->a, copy, d->rec.len);
+			crdt__free(d->a, copy, rl);
 			return rc;
 		}
 		prev = copy;
-		prev_len = d->rec.len;
+		prev_len = rl;
 		prev_id = m.id;
 		d->v[i] = (bulk_rec){ m.ord, m.id.counter, (uint32_t)ri,
 			(uint32_t)ux };
@@ -798,7 +886,6 @@ crdt__chat_cols_decode(const crdt_chat *c, const uint8_t *p, size_t n,
 	memset(&d, 0, sizeof d);
 	d.a = &c->cfg.alloc;
 	d.lim = &c->cfg.limits;
-	crdt_buf_init(&d.rec, d.a);
 	col in = { p, p + n };
 	int rc = dec_tables(&d, &in);
 	if (rc == 0)
@@ -810,7 +897,6 @@ crdt__chat_cols_decode(const crdt_chat *c, const uint8_t *p, size_t n,
 		else
 			*out = s;
 	}
-	crdt_buf_fini(&d.rec);
 	crdt__free(d.a, d.runs, d.nids * sizeof *d.runs);
 	crdt__free(d.a, d.used, d.nids + d.nus);
 	if (rc < 0) {

@@ -698,6 +698,40 @@ Test(chat_cols, record_count_bounded_by_max_elems)
 	ASSERT_NO_LEAKS();
 }
 
+/* A rebuilt record longer than limits.max_value_bytes is refused like the
+ * G-Set element it would be (CRDT_ETOOBIG), and changes nothing. */
+Test(chat_cols, record_over_max_value_bytes_refused)
+{
+	peer v;
+	cols k;
+	crdt_buf snap, before, after;
+
+	test_alloc_reset();
+	test_clock clk = { T0, 0 };
+	test_config(&v.cfg, &clk);
+	v.cfg.limits.max_value_bytes = 40; /* the base's records are 47 */
+	crdt_replica_id id = test_id(1);
+	cr_assert_eq(crdt_doc_new(&v.cfg, &id, &v.d), 0);
+	cr_assert_eq(crdt_doc_register_chat(v.d, "thread", NULL, NULL), 0);
+	cols_init(&k);
+	tb_init(&snap);
+	tb_init(&before);
+	tb_init(&after);
+	base(&k);
+	snapshot_of(&k, &snap);
+	save(&v, &before);
+	cr_assert_eq(crdt_doc_load(v.d, snap.data, snap.len, NULL),
+	    CRDT_ETOOBIG);
+	save(&v, &after);
+	cr_assert(bytes_eq(before.data, before.len, after.data, after.len));
+	cols_fini(&k);
+	crdt_buf_fini(&snap);
+	crdt_buf_fini(&before);
+	crdt_buf_fini(&after);
+	crdt_doc_free(v.d);
+	ASSERT_NO_LEAKS();
+}
+
 /* Every allocation of a columnar load failing in turn: ENOMEM and the
  * document unchanged; then the load succeeds. */
 Test(chat_cols, allocation_failures_change_nothing)
