@@ -212,16 +212,25 @@ crdt__ev_variants(const crdt__evstore *s)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < s->n; i++)
-		n += s->v[i].n;
+		if (s->v[i].n >= 2)
+			n += s->v[i].n;
 	return n;
 }
 
+/*
+ * A dot holds one variant here when the others are known only through
+ * the state (a variant released from a snapshot's buffer with no log
+ * entry to compare it with). That proves nothing to anyone, and an
+ * evidence list needs two variants a dot (snapshot.c, sync.c): so it is
+ * kept (a second variant that arrives later pairs with it) but neither
+ * counted nor written, and a saved snapshot always loads again.
+ */
 int
 crdt__ev_write(const crdt__evstore *s, crdt_buf *out)
 {
 	CRDT_TRY(crdt__w_array(out, crdt__ev_variants(s)));
 	for (size_t i = 0; i < s->n; i++)
-		for (size_t j = 0; j < s->v[i].n; j++)
+		for (size_t j = 0; s->v[i].n >= 2 && j < s->v[i].n; j++)
 			CRDT_TRY(crdt__w_bin(out, s->v[i].v[j].bytes,
 			    s->v[i].v[j].len));
 	return 0;

@@ -59,7 +59,8 @@ void crdt__ev_remove(crdt__evstore *s, crdt_dot dot, const uint8_t *b,
     size_t len);
 /* Drop the dots left with a single variant. */
 void crdt__ev_prune(crdt__evstore *s);
-/* Variants kept, over every dot. */
+/* Variants written (crdt__ev_write), over every dot holding two or more:
+ * a dot with a single variant here proves nothing and is not written. */
 size_t crdt__ev_variants(const crdt__evstore *s);
 /* [variant, ...] of every dot, ascending (dot, bytes). */
 int crdt__ev_write(const crdt__evstore *s, crdt_buf *out);

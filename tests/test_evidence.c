@@ -105,7 +105,32 @@ Test(evidence, bounds_hold_before_anything_is_allocated)
 	cr_assert_eq(add(dot(1, 3), 1, "f"), CRDT_EBUFFULL); /* dots */
 	cr_assert_eq(crdt__ev_fits(&s, dot(1, 2), 0, 1, 3), CRDT_ETOOBIG);
 	cr_assert_eq(test_alloc_calls(), calls, "allocated before refusing");
+	/* (1, 2)'s lone variant is kept but proves nothing: not counted. */
+	cr_assert_eq(crdt__ev_variants(&s), 3);
+	done();
+}
+
+/* A dot holding one variant is neither counted nor written, so every
+ * evidence list written has two variants a dot or more and loads again
+ * (a snapshot's buffered variant released with nothing to compare with
+ * once made the save unloadable: fuzz/regressions/load). */
+Test(evidence, a_lone_variant_is_kept_but_not_written)
+{
+	crdt__ev_init(&s, test_alloc_hook(), 8, 4, 1 << 20);
+	cr_assert_eq(add(dot(1, 1), 0, "a"), 1);
+	cr_assert_eq(add(dot(1, 1), 0, "b"), 1);
+	cr_assert_eq(add(dot(2, 7), 0, "lone"), 1);
+	cr_assert_eq(crdt__ev_variants(&s), 2);
+	crdt_buf w;
+	crdt_buf_init(&w, NULL);
+	cr_assert_eq(crdt__ev_write(&s, &w), 0);
+	/* [bin "a", bin "b"]: fixarray 2, then two 1-byte bins. */
+	static const uint8_t want[] = { 0x92, 0xc4, 1, 'a', 0xc4, 1, 'b' };
+	cr_assert(bytes_eq(w.data, w.len, want, sizeof want));
+	/* It pairs with a second variant that comes later. */
+	cr_assert_eq(add(dot(2, 7), 0, "more"), 1);
 	cr_assert_eq(crdt__ev_variants(&s), 4);
+	crdt_buf_fini(&w);
 	done();
 }
 
