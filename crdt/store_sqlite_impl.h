@@ -19,9 +19,9 @@ extern const size_t crdt__sq_schema_v1_n;
 extern const crdt__sq_obj crdt__sq_schema_v2[];
 extern const size_t crdt__sq_schema_v2_n;
 
-/* Bytes of a message's digest in a version-2 row: the first 16 of its
+/* Bytes of a message's digest in a version-2 row: the first 12 of its
  * BLAKE2b-256 (crdt_store_rec.digest). */
-#define CRDT__SQ_MSG_DIGEST 16
+#define CRDT__SQ_MSG_DIGEST 12
 
 /*
  * Rewrite a version-1 store (its schema already checked) into version 2,

@@ -33,14 +33,14 @@ static const char ck[] =
  * its small integer id; the dot index holds (rep, counter) and the rowid,
  * about 12 bytes instead of 60. The index is not unique: equivocation
  * variants share a dot, and the backend tells them apart by their bytes
- * (store_sqlite.c, sq_stored). The digest is 16 bytes: it detects damage
+ * (store_sqlite.c, sq_stored). The digest is 12 bytes: it detects damage
  * to trusted storage, it is not an identity (docs/storage.md).
  */
 static const char v2_msgs[] =
     "CREATE TABLE msgs(seq INTEGER PRIMARY KEY, "
     "rep INTEGER NOT NULL, "
     "counter INTEGER NOT NULL CHECK(counter <> 0), "
-    "digest BLOB NOT NULL CHECK(length(digest) = 16), "
+    "digest BLOB NOT NULL CHECK(length(digest) = 12), "
     "bytes BLOB NOT NULL)";
 static const char v2_dot[] = "CREATE INDEX msgs_dot ON msgs(rep, counter)";
 static const char v2_reps[] =
@@ -111,7 +111,7 @@ crdt__sq_migrate_v1(sqlite3 *db)
 		"GROUP BY replica ORDER BY min(seq)",
 		v2_msgs,
 		"INSERT INTO msgs(seq, rep, counter, digest, bytes) "
-		"SELECT m.seq, r.id, m.counter, substr(m.digest, 1, 16), "
+		"SELECT m.seq, r.id, m.counter, substr(m.digest, 1, 12), "
 		"m.bytes FROM msgs_v1 AS m JOIN replicas AS r "
 		"ON r.rid = m.replica ORDER BY m.seq",
 		"DROP TABLE msgs_v1",
