@@ -30,7 +30,7 @@
 /* seq (the rowid) is append order, never reused because rows are never
  * deleted; counter holds the uint64 bit pattern (only equality and the
  * order within one sign half are used). The schemas are in
- * store_sqlite_migrate.c. */
+ * store_sqlite_schema.c. */
 static const char sq_pers_msg[16] = CRDT__STORE_PERS_MSG;
 static const char sq_pers_snap[16] = "crdt.store.snap\0";
 static const char sq_pers_clock[16] = "crdt.store.clk\0\0";
@@ -57,8 +57,8 @@ typedef struct sq {
 
 /* SQLite result -> CRDT code. Primary codes only: the extended ones
  * (SQLITE_IOERR_WRITE, ...) all map like their primary. */
-static int
-sq_err(int rc)
+int
+crdt__sq_err(int rc)
 {
 	switch (rc & 0xff) {
 	case SQLITE_OK:
@@ -95,7 +95,7 @@ sq_prep(sqlite3 *db, const char *sql, sqlite3_stmt **st)
 		*st = NULL;
 		/* A statement over our own schema fails to prepare only when
 		 * the file is not what the schema check saw: damage. */
-		return (rc & 0xff) == SQLITE_ERROR ? CRDT_ECORRUPT : sq_err(rc);
+		return (rc & 0xff) == SQLITE_ERROR ? CRDT_ECORRUPT : crdt__sq_err(rc);
 	}
 	return 0;
 }
@@ -105,7 +105,7 @@ static int
 sq_exec(sqlite3 *db, const char *sql)
 {
 	int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-	return rc == SQLITE_OK ? 0 : sq_err(rc);
+	return rc == SQLITE_OK ? 0 : crdt__sq_err(rc);
 }
 
 /* One-row, one-column query giving an integer or text (pragmas). */
@@ -116,12 +116,12 @@ sq_query_int(sqlite3 *db, const char *sql, int64_t *out)
 	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
 
 	if (rc != SQLITE_OK)
-		return sq_err(rc);
+		return crdt__sq_err(rc);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		*out = sqlite3_column_int64(st, 0);
 	rc = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? CRDT_ECORRUPT :
-	    sq_err(rc);
+	    crdt__sq_err(rc);
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -134,7 +134,7 @@ sq_query_text(sqlite3 *db, const char *sql, char *out, size_t cap)
 	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
 
 	if (rc != SQLITE_OK)
-		return sq_err(rc);
+		return crdt__sq_err(rc);
 	out[0] = '\0';
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
@@ -147,7 +147,7 @@ sq_query_text(sqlite3 *db, const char *sql, char *out, size_t cap)
 		}
 		rc = 0;
 	} else {
-		rc = rc == SQLITE_DONE ? 0 : sq_err(rc);
+		rc = rc == SQLITE_DONE ? 0 : crdt__sq_err(rc);
 	}
 	sqlite3_finalize(st);
 	return rc;
@@ -194,7 +194,7 @@ sq_step_done(sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : sq_err(rc);
+	return rc == SQLITE_DONE ? 0 : crdt__sq_err(rc);
 }
 
 /* The rep id of replica `rid`, added to `replicas` if it is new (in the
@@ -224,7 +224,7 @@ sq_rep(sq *q, const uint8_t *rid, sqlite3_int64 *id)
 	} else {
 		sqlite3_reset(q->find_rep);
 		if (rc != SQLITE_DONE)
-			return sq_err(rc);
+			return crdt__sq_err(rc);
 		if (sqlite3_bind_blob(q->add_rep, 1, rid, CRDT_REPLICA_ID_BYTES,
 			SQLITE_STATIC) != SQLITE_OK) {
 			sqlite3_reset(q->add_rep);
@@ -275,7 +275,7 @@ sq_stored(sq *q, const crdt_store_rec *r, sqlite3_int64 rep, bool *dup)
 		}
 	}
 	sqlite3_reset(q->variants);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sq_err(rc);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : crdt__sq_err(rc);
 }
 
 static int
@@ -309,10 +309,10 @@ sq_append(void *impl, const crdt_store_rec *recs, size_t n, size_t *added)
 		rc = sqlite3_bind_blob64(q->ins, 4, r->len ? r->bytes :
 			(const void *)"", r->len, SQLITE_STATIC);
 		if (rc != SQLITE_OK)
-			return sq_abort(q, sq_err(rc));
+			return sq_abort(q, crdt__sq_err(rc));
 		rc = sqlite3_step(q->ins);
 		if (rc != SQLITE_DONE)
-			return sq_abort(q, sq_err(rc));
+			return sq_abort(q, crdt__sq_err(rc));
 		got++;
 		sqlite3_reset(q->ins);
 	}
@@ -353,11 +353,11 @@ sq_put_checkpoint(void *impl, const uint8_t *snap, size_t snap_len,
 	sqlite3_clear_bindings(q->put_ck);
 	/* One statement in autocommit mode is its own transaction: on any
 	 * failure SQLite has already rolled it back. */
-	return rc == SQLITE_DONE ? 0 : sq_err(rc);
+	return rc == SQLITE_DONE ? 0 : crdt__sq_err(rc);
 }
 
 /* Row of the checkpoint table, checked: columns 0..3 of the checkpoint table
- * (store_sqlite_migrate.c). */
+ * (store_sqlite_schema.c). */
 static int
 sq_check_ck_row(sqlite3_stmt *st)
 {
@@ -388,7 +388,7 @@ sq_get_checkpoint(void *impl, crdt_buf *snap, crdt_buf *clock)
 	if (rc == SQLITE_DONE) {
 		rc = CRDT_ENOTFOUND;
 	} else if (rc != SQLITE_ROW) {
-		rc = sq_err(rc);
+		rc = crdt__sq_err(rc);
 	} else {
 		rc = sq_check_ck_row(q->get_ck);
 		if (rc == 0)
@@ -467,7 +467,7 @@ sq_min_seq(sq *q, sqlite3_int64 rep, uint64_t lo, uint64_t hi,
 				*first = (uint64_t)seq;
 		}
 	} else {
-		rc = sq_err(rc);
+		rc = crdt__sq_err(rc);
 		if (rc == 0)
 			rc = CRDT_ECORRUPT; /* an aggregate always has a row */
 	}
@@ -507,7 +507,7 @@ sq_first_lacking(sq *q, const crdt_vclock *v, uint64_t *first)
 		}
 		if (rc != SQLITE_ROW) {
 			sqlite3_reset(q->next_rep);
-			return sq_err(rc);
+			return crdt__sq_err(rc);
 		}
 		if (sqlite3_column_type(q->next_rep, 0) != SQLITE_INTEGER ||
 		    sqlite3_column_int64(q->next_rep, 0) <= rep ||
@@ -558,7 +558,7 @@ sq_since(void *impl, const crdt_vclock *v, uint64_t *cursor, size_t budget,
 	rc = sqlite3_bind_int64(q->scan, 1, last > (uint64_t)INT64_MAX ?
 	    INT64_MAX : (sqlite3_int64)last);
 	if (rc != SQLITE_OK)
-		return sq_err(rc);
+		return crdt__sq_err(rc);
 	for (;;) {
 		crdt_dot dot;
 		sqlite3_int64 seq;
@@ -570,7 +570,7 @@ sq_since(void *impl, const crdt_vclock *v, uint64_t *cursor, size_t budget,
 			break;
 		}
 		if (rc != SQLITE_ROW) {
-			rc = sq_err(rc);
+			rc = crdt__sq_err(rc);
 			break;
 		}
 		seq = sqlite3_column_int64(q->scan, 0);
@@ -594,7 +594,7 @@ sq_since(void *impl, const crdt_vclock *v, uint64_t *cursor, size_t budget,
 		rc = sqlite3_step(q->fetch);
 		if (rc != SQLITE_ROW) {
 			sqlite3_reset(q->fetch);
-			rc = rc == SQLITE_DONE ? CRDT_ECORRUPT : sq_err(rc);
+			rc = rc == SQLITE_DONE ? CRDT_ECORRUPT : crdt__sq_err(rc);
 			break;
 		}
 		{
@@ -646,38 +646,6 @@ sq_close(void *impl)
 	sq_free(impl);
 }
 
-/* The schema as sqlite_schema holds it must be exactly `want` (a missing
- * index would make lookups scan, or let duplicate replica rows in). */
-static int
-sq_check_schema(sqlite3 *db, const crdt__sq_obj *want, size_t nwant)
-{
-	sqlite3_stmt *st;
-	size_t i = 0;
-	int rc = sqlite3_prepare_v2(db,
-	    "SELECT name, sql FROM sqlite_master ORDER BY name", -1, &st,
-	    NULL);
-
-	if (rc != SQLITE_OK)
-		return sq_err(rc);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *n = (const char *)sqlite3_column_text(st, 0);
-		const char *s = (const char *)sqlite3_column_text(st, 1);
-		/* The rowid table's automatic index has no sql; ours has
-		 * none (INTEGER PRIMARY KEY is the rowid). */
-		if (i >= nwant || n == NULL ||
-		    s == NULL || strcmp(n, want[i].name) != 0 ||
-		    strcmp(s, want[i].sql) != 0) {
-			sqlite3_finalize(st);
-			return CRDT_ECORRUPT;
-		}
-		i++;
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return sq_err(rc);
-	return i == nwant ? 0 : CRDT_ECORRUPT;
-}
-
 /* Every stored row and the checkpoint pass the checks since() and
  * get_checkpoint() apply, so a damaged file is refused before a handle
  * exists rather than found half-way through a load. */
@@ -690,7 +658,7 @@ sq_check_rows(sqlite3 *db)
 	    "LEFT JOIN replicas AS r ON r.id = m.rep", -1, &st, NULL);
 
 	if (rc != SQLITE_OK)
-		return sq_err(rc);
+		return crdt__sq_err(rc);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		crdt_dot dot;
 		const void *b = sqlite3_column_blob(st, 4);
@@ -705,12 +673,12 @@ sq_check_rows(sqlite3 *db)
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
-		return sq_err(rc);
+		return crdt__sq_err(rc);
 	rc = sqlite3_prepare_v2(db,
 	    "SELECT clock_digest, clock, snap_digest, snap FROM checkpoint",
 	    -1, &st, NULL);
 	if (rc != SQLITE_OK)
-		return sq_err(rc);
+		return crdt__sq_err(rc);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (sq_check_ck_row(st) < 0) {
 			sqlite3_finalize(st);
@@ -718,33 +686,7 @@ sq_check_rows(sqlite3 *db)
 		}
 	}
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : sq_err(rc);
-}
-
-/* PRAGMA quick_check answers one row "ok", or rows naming problems. */
-static int
-sq_quick_check(sqlite3 *db)
-{
-	sqlite3_stmt *st;
-	const unsigned char *t;
-	int rc = sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL);
-
-	if (rc != SQLITE_OK)
-		return sq_err(rc);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		t = sqlite3_column_text(st, 0);
-		rc = t != NULL && strcmp((const char *)t, "ok") == 0 &&
-			sqlite3_step(st) == SQLITE_DONE ?
-		    0 :
-		    CRDT_ECORRUPT;
-	} else {
-		rc = sq_err(rc);
-		if (rc == 0)
-			rc = CRDT_ECORRUPT;
-	}
-	sqlite3_finalize(st);
-	return rc;
+	return rc == SQLITE_DONE ? 0 : crdt__sq_err(rc);
 }
 
 /* What sq_check_db found. */
@@ -775,12 +717,12 @@ sq_check_db(sqlite3 *db, bool quick, enum sq_state *state)
 		return CRDT_EVERSION;
 	if (ver == 1) {
 		*state = SQ_OLD;
-		return sq_check_schema(db, crdt__sq_schema_v1,
+		return crdt__sq_check_schema(db, crdt__sq_schema_v1,
 		    crdt__sq_schema_v1_n);
 	}
 	if (ver != SQ_VERSION)
 		return CRDT_ECORRUPT;
-	CRDT_TRY(sq_check_schema(db, crdt__sq_schema_v2, crdt__sq_schema_v2_n));
+	CRDT_TRY(crdt__sq_check_schema(db, crdt__sq_schema_v2, crdt__sq_schema_v2_n));
 	/* quick_open: the rows are checked when read instead (since,
 	 * get_checkpoint), so damage is still never handed out. */
 	return quick ? 0 : sq_check_rows(db);
@@ -795,8 +737,8 @@ sq_migrate(sqlite3 *db, bool quick)
 	int rc = crdt__sq_migrate_v1(db);
 
 	if (rc != SQLITE_OK)
-		return sq_err(rc);
-	CRDT_TRY(sq_check_schema(db, crdt__sq_schema_v2, crdt__sq_schema_v2_n));
+		return crdt__sq_err(rc);
+	CRDT_TRY(crdt__sq_check_schema(db, crdt__sq_schema_v2, crdt__sq_schema_v2_n));
 	return quick ? 0 : sq_check_rows(db);
 }
 
@@ -852,7 +794,7 @@ sq_schema(sqlite3 *db, bool must_exist, bool quick, bool *created)
 		if (rc == 0 && state == SQ_EMPTY && must_exist)
 			rc = CRDT_ECORRUPT;
 		if (rc == 0 && state == SQ_EMPTY && pass == 1) {
-			rc = sq_err(crdt__sq_create_v2(db));
+			rc = crdt__sq_err(crdt__sq_create_v2(db));
 			*created = rc == 0;
 		}
 		if (rc == 0 && state == SQ_OLD && pass == 1) {
@@ -902,7 +844,7 @@ sq_setup(sqlite3 *db, const crdt_store_sqlite_opts *o)
 	/* The first read: a file that is not a database fails here (with
 	 * quick_open, at the first read of the header, sq_check_db). */
 	if (!o->quick_open)
-		CRDT_TRY(sq_quick_check(db));
+		CRDT_TRY(crdt__sq_quick_check(db));
 	CRDT_TRY(sq_exec(db, "PRAGMA page_size = 4096"));
 	CRDT_TRY(sq_query_text(db, "PRAGMA journal_mode = WAL", mode,
 	    sizeof mode));
@@ -966,7 +908,7 @@ crdt_store_open_sqlite(const crdt_config *cfg, const char *path,
 		    sqlite3_system_errno(q->db) == ENOENT)
 			rc = CRDT_ENOTFOUND;
 		else
-			rc = sq_err(rc);
+			rc = crdt__sq_err(rc);
 		goto fail;
 	}
 	sqlite3_extended_result_codes(q->db, 1);

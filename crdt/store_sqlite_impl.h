@@ -2,7 +2,7 @@
 #define CRDT_STORE_SQLITE_IMPL_H
 
 /*
- * Private to the SQLite backend (store_sqlite.c, store_sqlite_migrate.c):
+ * Private to the SQLite backend (store_sqlite.c, store_sqlite_schema.c):
  * the schema of each version, as sqlite_schema keeps it, and the step
  * from version 1 to version 2 (docs/storage.md, "Versions").
  */
@@ -31,6 +31,18 @@ extern const size_t crdt__sq_schema_v2_n;
  * SQLite result code.
  */
 int crdt__sq_migrate_v1(sqlite3 *db);
+
+/* SQLite result -> CRDT code (primary codes; 0 for OK, ROW, DONE). */
+int crdt__sq_err(int rc);
+
+/* The schema as sqlite_schema holds it is exactly `want` (ordered by
+ * name): 0, CRDT_ECORRUPT, or the mapped SQLite error. */
+int crdt__sq_check_schema(sqlite3 *db, const crdt__sq_obj *want,
+    size_t nwant);
+
+/* PRAGMA quick_check answers "ok": 0, CRDT_ECORRUPT, or the mapped
+ * SQLite error. */
+int crdt__sq_quick_check(sqlite3 *db);
 
 /* Create version 2 in an empty database, in the caller's transaction. */
 int crdt__sq_create_v2(sqlite3 *db);

@@ -1,9 +1,14 @@
 /*
  * The SQLite backend's schemas, version 1 (read only to migrate it) and
- * version 2 (written), and the migration between them. docs/storage.md
- * explains the layout; store_sqlite.c checks a file against these rows.
+ * version 2 (written), the migration between them, and the checks on
+ * open that look at the file's structure (quick_check, the exact
+ * schema). docs/storage.md explains the layout; the row checks, which
+ * need the message format, are in store_sqlite.c.
  */
 #include <stdio.h>
+#include <string.h>
+
+#include "crdt/error.h"
 
 #include "store_sqlite_impl.h"
 
@@ -124,4 +129,62 @@ crdt__sq_migrate_v1(sqlite3 *db)
 		if ((rc = run(db, steps[i])) != SQLITE_OK)
 			return rc;
 	return SQLITE_OK;
+}
+
+/* The schema as sqlite_schema holds it must be exactly `want` (a missing
+ * index would make lookups scan, or let duplicate replica rows in). */
+int
+crdt__sq_check_schema(sqlite3 *db, const crdt__sq_obj *want, size_t nwant)
+{
+	sqlite3_stmt *st;
+	size_t i = 0;
+	int rc = sqlite3_prepare_v2(db,
+	    "SELECT name, sql FROM sqlite_master ORDER BY name", -1, &st,
+	    NULL);
+
+	if (rc != SQLITE_OK)
+		return crdt__sq_err(rc);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *n = (const char *)sqlite3_column_text(st, 0);
+		const char *s = (const char *)sqlite3_column_text(st, 1);
+		/* The rowid table's automatic index has no sql; ours has
+		 * none (INTEGER PRIMARY KEY is the rowid). */
+		if (i >= nwant || n == NULL ||
+		    s == NULL || strcmp(n, want[i].name) != 0 ||
+		    strcmp(s, want[i].sql) != 0) {
+			sqlite3_finalize(st);
+			return CRDT_ECORRUPT;
+		}
+		i++;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return crdt__sq_err(rc);
+	return i == nwant ? 0 : CRDT_ECORRUPT;
+}
+
+/* PRAGMA quick_check answers one row "ok", or rows naming problems. */
+int
+crdt__sq_quick_check(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	const unsigned char *t;
+	int rc = sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL);
+
+	if (rc != SQLITE_OK)
+		return crdt__sq_err(rc);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		t = sqlite3_column_text(st, 0);
+		rc = t != NULL && strcmp((const char *)t, "ok") == 0 &&
+			sqlite3_step(st) == SQLITE_DONE ?
+		    0 :
+		    CRDT_ECORRUPT;
+	} else {
+		rc = crdt__sq_err(rc);
+		if (rc == 0)
+			rc = CRDT_ECORRUPT;
+	}
+	sqlite3_finalize(st);
+	return rc;
 }
