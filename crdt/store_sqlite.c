@@ -653,27 +653,43 @@ static int
 sq_check_rows(sqlite3 *db)
 {
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(db,
-	    "SELECT m.seq, r.rid, m.counter, m.digest, m.bytes FROM msgs AS m "
-	    "LEFT JOIN replicas AS r ON r.id = m.rep", -1, &st, NULL);
+	crdt__sq_rep *reps;
+	size_t nreps;
+	int rc;
 
-	if (rc != SQLITE_OK)
+	CRDT_TRY(crdt__sq_reps_load(db, &reps, &nreps));
+	rc = sqlite3_prepare_v2(db,
+	    "SELECT seq, rep, counter, digest, bytes FROM msgs", -1, &st,
+	    NULL);
+	if (rc != SQLITE_OK) {
+		sqlite3_free(reps);
 		return crdt__sq_err(rc);
+	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		crdt_dot dot;
+		const uint8_t *rid = sqlite3_column_type(st, 1) ==
+			SQLITE_INTEGER ?
+		    crdt__sq_rep_find(reps, nreps, sqlite3_column_int64(st, 1)) :
+		    NULL;
 		const void *b = sqlite3_column_blob(st, 4);
 		size_t bl = (size_t)sqlite3_column_bytes(st, 4);
-		if (sq_row_dot(st, &dot) < 0 ||
+
+		if (rid != NULL)
+			memcpy(dot.replica.bytes, rid, CRDT_REPLICA_ID_BYTES);
+		dot.counter = (uint64_t)sqlite3_column_int64(st, 2);
+		if (rid == NULL || dot.counter == 0 ||
+		    sqlite3_column_type(st, 2) != SQLITE_INTEGER ||
 		    sqlite3_column_type(st, 4) != SQLITE_BLOB ||
 		    !sq_msg_ok(dot, bl ? b : "", bl, sqlite3_column_blob(st, 3),
 			(size_t)sqlite3_column_bytes(st, 3))) {
-			sqlite3_finalize(st);
-			return CRDT_ECORRUPT;
+			rc = CRDT_ECORRUPT;
+			break;
 		}
 	}
 	sqlite3_finalize(st);
+	sqlite3_free(reps);
 	if (rc != SQLITE_DONE)
-		return crdt__sq_err(rc);
+		return rc < 0 ? rc : crdt__sq_err(rc);
 	rc = sqlite3_prepare_v2(db,
 	    "SELECT clock_digest, clock, snap_digest, snap FROM checkpoint",
 	    -1, &st, NULL);

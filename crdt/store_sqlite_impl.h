@@ -7,7 +7,10 @@
  * from version 1 to version 2 (docs/storage.md, "Versions").
  */
 #include <stddef.h>
+#include <stdint.h>
 #include <sqlite3.h>
+
+#include "crdt/common.h"
 
 typedef struct crdt__sq_obj {
 	const char *name, *sql;
@@ -43,6 +46,22 @@ int crdt__sq_check_schema(sqlite3 *db, const crdt__sq_obj *want,
 /* PRAGMA quick_check answers "ok": 0, CRDT_ECORRUPT, or the mapped
  * SQLite error. */
 int crdt__sq_quick_check(sqlite3 *db);
+
+/* The replicas table in memory, ids ascending, for the check of every
+ * row on open: a binary search per row instead of a b-tree probe (a
+ * join), which made the full check at a million rows ~20 % slower.
+ * `*out` is from sqlite3_malloc64 (sqlite3_free it; NULL when empty).
+ * Returns 0, CRDT_ECORRUPT (a replica ID not 16 bytes), CRDT_ENOMEM, or
+ * the mapped SQLite error. */
+typedef struct crdt__sq_rep {
+	sqlite3_int64 id;
+	uint8_t rid[CRDT_REPLICA_ID_BYTES];
+} crdt__sq_rep;
+int crdt__sq_reps_load(sqlite3 *db, crdt__sq_rep **out, size_t *n);
+
+/* The replica ID of rep id `id` in `t` (NULL: none, a damaged row). */
+const uint8_t *crdt__sq_rep_find(const crdt__sq_rep *t, size_t n,
+    sqlite3_int64 id);
 
 /* Create version 2 in an empty database, in the caller's transaction. */
 int crdt__sq_create_v2(sqlite3 *db);

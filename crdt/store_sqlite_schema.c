@@ -5,6 +5,7 @@
  * schema). docs/storage.md explains the layout; the row checks, which
  * need the message format, are in store_sqlite.c.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -187,4 +188,79 @@ crdt__sq_quick_check(sqlite3 *db)
 	}
 	sqlite3_finalize(st);
 	return rc;
+}
+
+int
+crdt__sq_reps_load(sqlite3 *db, crdt__sq_rep **out, size_t *n)
+{
+	sqlite3_stmt *st;
+	sqlite3_int64 count = 0;
+	size_t i = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM replicas", -1, &st,
+	    NULL);
+	if (rc != SQLITE_OK)
+		return crdt__sq_err(rc);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		count = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? CRDT_ECORRUPT : crdt__sq_err(rc);
+	if (count <= 0)
+		return 0;
+	if ((uint64_t)count > SIZE_MAX / sizeof **out)
+		return CRDT_ENOMEM;
+	*out = sqlite3_malloc64((sqlite3_uint64)count * sizeof **out);
+	if (*out == NULL)
+		return CRDT_ENOMEM;
+	rc = sqlite3_prepare_v2(db, "SELECT id, rid FROM replicas ORDER BY id",
+	    -1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		rc = crdt__sq_err(rc);
+		goto fail;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (i >= (size_t)count ||
+		    sqlite3_column_type(st, 1) != SQLITE_BLOB ||
+		    sqlite3_column_bytes(st, 1) != (int)sizeof (*out)[i].rid) {
+			rc = CRDT_ECORRUPT;
+			break;
+		}
+		(*out)[i].id = sqlite3_column_int64(st, 0);
+		memcpy((*out)[i].rid, sqlite3_column_blob(st, 1),
+		    sizeof (*out)[i].rid);
+		i++;
+	}
+	sqlite3_finalize(st);
+	rc = rc == SQLITE_DONE ? (i == (size_t)count ? 0 : CRDT_ECORRUPT) :
+	    rc == SQLITE_ROW ? CRDT_ECORRUPT : rc < 0 ? rc : crdt__sq_err(rc);
+	if (rc == 0) {
+		*n = i;
+		return 0;
+	}
+fail:
+	sqlite3_free(*out);
+	*out = NULL;
+	return rc;
+}
+
+const uint8_t *
+crdt__sq_rep_find(const crdt__sq_rep *t, size_t n, sqlite3_int64 id)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (t[mid].id == id)
+			return t[mid].rid;
+		if (t[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
 }
