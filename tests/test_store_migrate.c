@@ -671,3 +671,43 @@ Test(migrate, a_new_store_is_version_2_and_a_newer_one_is_refused)
 	stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
+
+/* Dedup compares the bytes once the digest prefixes agree: a stored row
+ * whose digest column is made to equal a second variant's (the stand-in
+ * for a 96-bit collision) does not make that variant a duplicate. */
+Test(migrate, a_digest_match_is_confirmed_on_the_bytes)
+{
+	stream s = { 0 };
+	stream_add(&s, 1, 1, 40, 0);  /* A1 */
+	stream_add(&s, 1, 1, 40, 77); /* A1': same dot, other bytes */
+	crdt_store *st = open_ok(NULL);
+	size_t added = 0;
+	cr_assert_eq(put(st, &s, 0, 1, &added), 0);
+	cr_assert_eq(added, 1);
+
+	sqlite3 *db = raw_open(dbpath);
+	cr_assert_eq(sqlite3_create_function(db, "d32", 1, SQLITE_UTF8, NULL,
+			 fn_d32, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_stmt *q;
+	cr_assert_eq(sqlite3_prepare_v2(db, "UPDATE msgs SET digest = "
+				 "substr(d32(?1), 1, 12) WHERE seq = 1",
+			 -1, &q, NULL),
+	    SQLITE_OK);
+	cr_assert_eq(sqlite3_bind_blob(q, 1, s.m[1].data, (int)s.m[1].len,
+			 SQLITE_STATIC),
+	    SQLITE_OK);
+	cr_assert_eq(sqlite3_step(q), SQLITE_DONE);
+	cr_assert_eq(sqlite3_changes(db), 1);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+
+	cr_assert_eq(put(st, &s, 1, 1, &added), 0);
+	cr_assert_eq(added, 1, "the second variant is new: its bytes differ");
+	cr_assert_eq(put(st, &s, 1, 1, &added), 0);
+	cr_assert_eq(added, 0, "and then stored");
+	crdt_store_close(st);
+	cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM msgs"), 2);
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
