@@ -50,7 +50,7 @@ static const char v2_msgs[] =
     "bytes BLOB NOT NULL)";
 static const char v2_dot[] = "CREATE INDEX msgs_dot ON msgs(rep, counter)";
 static const char v2_reps[] =
-    "CREATE TABLE replicas(id INTEGER PRIMARY KEY, "
+    "CREATE TABLE replicas(id INTEGER PRIMARY KEY CHECK(id > 0), "
     "rid BLOB NOT NULL CHECK(length(rid) = 16))";
 static const char v2_rid[] =
     "CREATE UNIQUE INDEX replicas_rid ON replicas(rid)";
@@ -224,7 +224,11 @@ crdt__sq_reps_load(sqlite3 *db, crdt__sq_rep **out, size_t *n)
 		goto fail;
 	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		/* ids ascend from 1: since() walks the replicas from id 0
+		 * up, so one at or below 0 would be skipped there */
 		if (i >= (size_t)count ||
+		    sqlite3_column_type(st, 0) != SQLITE_INTEGER ||
+		    sqlite3_column_int64(st, 0) <= 0 ||
 		    sqlite3_column_type(st, 1) != SQLITE_BLOB ||
 		    sqlite3_column_bytes(st, 1) != (int)sizeof (*out)[i].rid) {
 			rc = CRDT_ECORRUPT;
