@@ -711,3 +711,61 @@ Test(migrate, a_digest_match_is_confirmed_on_the_bytes)
 	stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
+
+/* Two processes opening one version-1 store at once: the write lock
+ * orders them, one migrates and the other finds version 2 when it gets
+ * the lock (it looks again), and both handles serve every message. */
+Test(migrate, two_processes_opening_a_v1_store_at_once_both_succeed,
+    .timeout = 120)
+{
+	stream s = { 0 };
+	mixed_stream(&s, 150, 1000);
+	make_v1(tplpath, &s);
+	for (int it = 0; it < 4; it++) {
+		copy_file(tplpath, dbpath);
+		int go[2];
+		cr_assert_eq(pipe(go), 0);
+		pid_t pid = fork();
+		cr_assert_geq(pid, 0);
+		if (pid == 0) {
+			char c;
+			crdt_store *cs;
+			close(go[1]);
+			if (read(go[0], &c, 1) != 1)
+				_exit(4);
+			if (crdt_store_open_sqlite(NULL, dbpath, NULL, &cs) != 0)
+				_exit(3);
+			crdt_vclock *v;
+			uint64_t cur = 0;
+			bool more;
+			size_t n = 0;
+			if (crdt_vclock_new(NULL, &v) != 0)
+				_exit(5);
+			got *g = calloc(1, sizeof *g);
+			if (g == NULL || crdt_store_since(cs, v, &cur, SIZE_MAX,
+					     collect, g, &more) != 0)
+				_exit(6);
+			n = g->n;
+			got_free(g);
+			free(g);
+			crdt_vclock_free(v);
+			crdt_store_close(cs);
+			_exit(n == s.n ? 0 : 7);
+		}
+		close(go[0]);
+		cr_assert_eq(write(go[1], "x", 1), 1);
+		close(go[1]);
+		crdt_store *st = open_ok(NULL);
+		expect_all(st, &s, 0, 0);
+		int status;
+		cr_assert_eq(waitpid(pid, &status, 0), pid);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		    "it %d: the other process: status %d", it, status);
+		crdt_store_close(st);
+		cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 2);
+		cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM msgs"),
+		    (int64_t)s.n);
+	}
+	stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
