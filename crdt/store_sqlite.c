@@ -19,33 +19,18 @@
 #include "internal.h"
 #include "crdt/store.h"
 #include "store_impl.h"
+#include "store_sqlite_impl.h"
 
 /* 'CRDT' in PRAGMA application_id: tells our files from other SQLite
  * databases, which are refused rather than written into. */
 #define SQ_APP_ID 0x43524454
-#define SQ_VERSION 1
-#define SQ_PAGE_SIZE 4096
+#define SQ_VERSION 2
 #define SQ_BUSY_DEFAULT_MS 5000u
 
-/* The schema, byte for byte as sqlite_schema keeps it: the check on open
- * compares against these strings, so a table or index that was dropped,
- * added or altered is refused (a missing unique index would silently let
- * duplicates in). seq is the rowid: append order, never reused because
- * rows are never deleted. counter holds the uint64 bit pattern (only
- * equality is used, so the sign of the int64 does not matter). */
-static const char sq_msgs_sql[] =
-    "CREATE TABLE msgs(seq INTEGER PRIMARY KEY, "
-    "replica BLOB NOT NULL CHECK(length(replica) = 16), "
-    "counter INTEGER NOT NULL CHECK(counter <> 0), "
-    "digest BLOB NOT NULL CHECK(length(digest) = 32), "
-    "bytes BLOB NOT NULL)";
-static const char sq_dot_sql[] =
-    "CREATE UNIQUE INDEX msgs_dot ON msgs(replica, counter, digest)";
-static const char sq_ck_sql[] =
-    "CREATE TABLE checkpoint(id INTEGER PRIMARY KEY CHECK(id = 1), "
-    "clock_digest BLOB NOT NULL, clock BLOB NOT NULL, "
-    "snap_digest BLOB NOT NULL, snap BLOB NOT NULL)";
-
+/* seq (the rowid) is append order, never reused because rows are never
+ * deleted; counter holds the uint64 bit pattern (only equality and the
+ * order within one sign half are used). The schemas are in
+ * store_sqlite_schema.c. */
 static const char sq_pers_msg[16] = CRDT__STORE_PERS_MSG;
 static const char sq_pers_snap[16] = "crdt.store.snap\0";
 static const char sq_pers_clock[16] = "crdt.store.clk\0\0";
@@ -55,17 +40,25 @@ typedef struct sq {
 	sqlite3 *db;
 	sqlite3_stmt *begin, *commit, *rollback;
 	sqlite3_stmt *ins;    /* one message */
+	sqlite3_stmt *variants; /* digest, bytes of the rows of one dot */
+	sqlite3_stmt *find_rep, *add_rep; /* replica ID <-> its rep id */
 	sqlite3_stmt *scan;   /* seq, replica, counter after a cursor */
 	sqlite3_stmt *fetch;  /* digest, bytes of one seq */
 	sqlite3_stmt *next_rep; /* the next stored replica after ?1 */
 	sqlite3_stmt *min_seq;  /* first seq of a replica in a counter range */
 	sqlite3_stmt *put_ck, *get_ck;
+	/* The last replica appended and its rep id. Valid once committed
+	 * (replicas rows are never deleted or changed); dropped when a
+	 * transaction fails, since its rep id may not exist then. */
+	bool rep_cached;
+	uint8_t rep_rid[CRDT_REPLICA_ID_BYTES];
+	sqlite3_int64 rep_id;
 } sq;
 
 /* SQLite result -> CRDT code. Primary codes only: the extended ones
  * (SQLITE_IOERR_WRITE, ...) all map like their primary. */
-static int
-sq_err(int rc)
+int
+crdt__sq_err(int rc)
 {
 	switch (rc & 0xff) {
 	case SQLITE_OK:
@@ -102,7 +95,7 @@ sq_prep(sqlite3 *db, const char *sql, sqlite3_stmt **st)
 		*st = NULL;
 		/* A statement over our own schema fails to prepare only when
 		 * the file is not what the schema check saw: damage. */
-		return (rc & 0xff) == SQLITE_ERROR ? CRDT_ECORRUPT : sq_err(rc);
+		return (rc & 0xff) == SQLITE_ERROR ? CRDT_ECORRUPT : crdt__sq_err(rc);
 	}
 	return 0;
 }
@@ -112,7 +105,7 @@ static int
 sq_exec(sqlite3 *db, const char *sql)
 {
 	int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-	return rc == SQLITE_OK ? 0 : sq_err(rc);
+	return rc == SQLITE_OK ? 0 : crdt__sq_err(rc);
 }
 
 /* One-row, one-column query giving an integer or text (pragmas). */
@@ -123,12 +116,12 @@ sq_query_int(sqlite3 *db, const char *sql, int64_t *out)
 	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
 
 	if (rc != SQLITE_OK)
-		return sq_err(rc);
+		return crdt__sq_err(rc);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		*out = sqlite3_column_int64(st, 0);
 	rc = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? CRDT_ECORRUPT :
-	    sq_err(rc);
+	    crdt__sq_err(rc);
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -141,7 +134,7 @@ sq_query_text(sqlite3 *db, const char *sql, char *out, size_t cap)
 	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
 
 	if (rc != SQLITE_OK)
-		return sq_err(rc);
+		return crdt__sq_err(rc);
 	out[0] = '\0';
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
@@ -154,23 +147,25 @@ sq_query_text(sqlite3 *db, const char *sql, char *out, size_t cap)
 		}
 		rc = 0;
 	} else {
-		rc = rc == SQLITE_DONE ? 0 : sq_err(rc);
+		rc = rc == SQLITE_DONE ? 0 : crdt__sq_err(rc);
 	}
 	sqlite3_finalize(st);
 	return rc;
 }
 
+/* `digest` (`dlen` bytes, which must be `want`) is the first `want`
+ * bytes of the BLAKE2b-256 of `bytes`. */
 static bool
 sq_digest_ok(const void *bytes, size_t len, const void *digest,
-    size_t dlen, const char pers[16])
+    size_t dlen, size_t want, const char pers[16])
 {
 	uint8_t h[CRDT_STORE_DIGEST_BYTES];
 
-	if (dlen != sizeof h || digest == NULL)
+	if (dlen != want || want > sizeof h || digest == NULL)
 		return false;
 	if (crdt__hash_personal(h, sizeof h, bytes, len, pers) != 0)
 		return false;
-	return memcmp(h, digest, sizeof h) == 0;
+	return memcmp(h, digest, want) == 0;
 }
 
 /* Undo whatever the failed call left open, then report `err`. A failing
@@ -181,6 +176,10 @@ sq_abort(sq *q, int err)
 {
 	sqlite3_reset(q->ins);
 	sqlite3_clear_bindings(q->ins);
+	sqlite3_reset(q->variants);
+	sqlite3_reset(q->find_rep);
+	sqlite3_reset(q->add_rep);
+	q->rep_cached = false;
 	sqlite3_reset(q->commit);
 	sqlite3_reset(q->begin);
 	if (!sqlite3_get_autocommit(q->db)) {
@@ -195,7 +194,88 @@ sq_step_done(sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : sq_err(rc);
+	return rc == SQLITE_DONE ? 0 : crdt__sq_err(rc);
+}
+
+/* The rep id of replica `rid`, added to `replicas` if it is new (in the
+ * caller's transaction). */
+static int
+sq_rep(sq *q, const uint8_t *rid, sqlite3_int64 *id)
+{
+	int rc;
+
+	if (q->rep_cached && memcmp(q->rep_rid, rid, sizeof q->rep_rid) == 0) {
+		*id = q->rep_id;
+		return 0;
+	}
+	if (sqlite3_bind_blob(q->find_rep, 1, rid, CRDT_REPLICA_ID_BYTES,
+		SQLITE_STATIC) != SQLITE_OK) {
+		sqlite3_reset(q->find_rep);
+		return CRDT_ENOMEM;
+	}
+	rc = sqlite3_step(q->find_rep);
+	if (rc == SQLITE_ROW) {
+		if (sqlite3_column_type(q->find_rep, 0) != SQLITE_INTEGER) {
+			sqlite3_reset(q->find_rep);
+			return CRDT_ECORRUPT;
+		}
+		*id = sqlite3_column_int64(q->find_rep, 0);
+		sqlite3_reset(q->find_rep);
+	} else {
+		sqlite3_reset(q->find_rep);
+		if (rc != SQLITE_DONE)
+			return crdt__sq_err(rc);
+		if (sqlite3_bind_blob(q->add_rep, 1, rid, CRDT_REPLICA_ID_BYTES,
+			SQLITE_STATIC) != SQLITE_OK) {
+			sqlite3_reset(q->add_rep);
+			return CRDT_ENOMEM;
+		}
+		CRDT_TRY(sq_step_done(q->add_rep));
+		*id = sqlite3_last_insert_rowid(q->db);
+	}
+	memcpy(q->rep_rid, rid, sizeof q->rep_rid);
+	q->rep_id = *id;
+	q->rep_cached = true;
+	return 0;
+}
+
+/*
+ * Whether record `r` (rep id `rep`) is stored already: a row of its dot
+ * with the same bytes. The digest prefix rules most rows out without
+ * reading their bytes; equal prefixes are confirmed on the bytes, so a
+ * variant is never taken for another, whatever its digest. Normally a
+ * dot has one row, or none: one index probe.
+ */
+static int
+sq_stored(sq *q, const crdt_store_rec *r, sqlite3_int64 rep, bool *dup)
+{
+	int rc;
+
+	*dup = false;
+	if (sqlite3_bind_int64(q->variants, 1, rep) != SQLITE_OK ||
+	    sqlite3_bind_int64(q->variants, 2,
+		(sqlite3_int64)r->dot.counter) != SQLITE_OK) {
+		sqlite3_reset(q->variants);
+		return CRDT_ENOMEM;
+	}
+	while ((rc = sqlite3_step(q->variants)) == SQLITE_ROW) {
+		const void *d = sqlite3_column_blob(q->variants, 0);
+		const void *b;
+
+		if (sqlite3_column_bytes(q->variants, 0) !=
+			CRDT__SQ_MSG_DIGEST ||
+		    d == NULL || memcmp(d, r->digest, CRDT__SQ_MSG_DIGEST) != 0)
+			continue;
+		b = sqlite3_column_blob(q->variants, 1);
+		if ((size_t)sqlite3_column_bytes(q->variants, 1) == r->len &&
+		    (r->len == 0 || (b != NULL &&
+			memcmp(b, r->bytes, r->len) == 0))) {
+			*dup = true;
+			break;
+		}
+	}
+	sqlite3_reset(q->variants);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : crdt__sq_err(rc);
 }
 
 static int
@@ -210,22 +290,30 @@ sq_append(void *impl, const crdt_store_rec *recs, size_t n, size_t *added)
 		return sq_abort(q, rc);
 	for (size_t i = 0; i < n; i++) {
 		const crdt_store_rec *r = &recs[i];
-		if (sqlite3_bind_blob(q->ins, 1, r->dot.replica.bytes,
-			CRDT_REPLICA_ID_BYTES, SQLITE_STATIC) != SQLITE_OK ||
+		sqlite3_int64 rep = 0;
+		bool dup = false;
+
+		rc = sq_rep(q, r->dot.replica.bytes, &rep);
+		if (rc == 0)
+			rc = sq_stored(q, r, rep, &dup);
+		if (rc < 0)
+			return sq_abort(q, rc);
+		if (dup)
+			continue;
+		if (sqlite3_bind_int64(q->ins, 1, rep) != SQLITE_OK ||
 		    sqlite3_bind_int64(q->ins, 2, (sqlite3_int64)r->dot.counter) !=
 			SQLITE_OK ||
-		    sqlite3_bind_blob(q->ins, 3, r->digest, sizeof r->digest,
+		    sqlite3_bind_blob(q->ins, 3, r->digest, CRDT__SQ_MSG_DIGEST,
 			SQLITE_STATIC) != SQLITE_OK)
 			return sq_abort(q, CRDT_ENOMEM);
 		rc = sqlite3_bind_blob64(q->ins, 4, r->len ? r->bytes :
 			(const void *)"", r->len, SQLITE_STATIC);
 		if (rc != SQLITE_OK)
-			return sq_abort(q, sq_err(rc));
+			return sq_abort(q, crdt__sq_err(rc));
 		rc = sqlite3_step(q->ins);
 		if (rc != SQLITE_DONE)
-			return sq_abort(q, sq_err(rc));
-		/* ON CONFLICT DO NOTHING: 0 changes = this variant is stored */
-		got += (size_t)sqlite3_changes(q->db);
+			return sq_abort(q, crdt__sq_err(rc));
+		got++;
 		sqlite3_reset(q->ins);
 	}
 	sqlite3_clear_bindings(q->ins);
@@ -265,10 +353,11 @@ sq_put_checkpoint(void *impl, const uint8_t *snap, size_t snap_len,
 	sqlite3_clear_bindings(q->put_ck);
 	/* One statement in autocommit mode is its own transaction: on any
 	 * failure SQLite has already rolled it back. */
-	return rc == SQLITE_DONE ? 0 : sq_err(rc);
+	return rc == SQLITE_DONE ? 0 : crdt__sq_err(rc);
 }
 
-/* Row of the checkpoint table, checked: columns 0..3 as in sq_ck_sql. */
+/* Row of the checkpoint table, checked: columns 0..3 of the checkpoint table
+ * (store_sqlite_schema.c). */
 static int
 sq_check_ck_row(sqlite3_stmt *st)
 {
@@ -280,9 +369,11 @@ sq_check_ck_row(sqlite3_stmt *st)
 	if (sqlite3_column_type(st, 1) != SQLITE_BLOB ||
 	    sqlite3_column_type(st, 3) != SQLITE_BLOB ||
 	    !sq_digest_ok(cl ? c : "", cl, sqlite3_column_blob(st, 0),
-		(size_t)sqlite3_column_bytes(st, 0), sq_pers_clock) ||
+		(size_t)sqlite3_column_bytes(st, 0), CRDT_STORE_DIGEST_BYTES,
+		sq_pers_clock) ||
 	    !sq_digest_ok(sl ? s : "", sl, sqlite3_column_blob(st, 2),
-		(size_t)sqlite3_column_bytes(st, 2), sq_pers_snap))
+		(size_t)sqlite3_column_bytes(st, 2), CRDT_STORE_DIGEST_BYTES,
+		sq_pers_snap))
 		return CRDT_ECORRUPT;
 	return 0;
 }
@@ -297,7 +388,7 @@ sq_get_checkpoint(void *impl, crdt_buf *snap, crdt_buf *clock)
 	if (rc == SQLITE_DONE) {
 		rc = CRDT_ENOTFOUND;
 	} else if (rc != SQLITE_ROW) {
-		rc = sq_err(rc);
+		rc = crdt__sq_err(rc);
 	} else {
 		rc = sq_check_ck_row(q->get_ck);
 		if (rc == 0)
@@ -315,7 +406,8 @@ sq_get_checkpoint(void *impl, crdt_buf *snap, crdt_buf *clock)
 	return rc;
 }
 
-/* The dot stored in columns 1 (replica) and 2 (counter) of a row. */
+/* The dot stored in columns 1 (replica ID, joined from `replicas`: NULL
+ * when the row's rep id has no replicas row) and 2 (counter) of a row. */
 static int
 sq_row_dot(sqlite3_stmt *st, crdt_dot *dot)
 {
@@ -339,7 +431,7 @@ sq_msg_ok(crdt_dot dot, const void *bytes, size_t len, const void *digest,
 	crdt_dot got;
 
 	if (bytes == NULL || !sq_digest_ok(bytes, len, digest, dlen,
-		sq_pers_msg))
+		CRDT__SQ_MSG_DIGEST, sq_pers_msg))
 		return false;
 	if (crdt_msg_peek(bytes, len, &got, NULL) != 0)
 		return false;
@@ -348,18 +440,17 @@ sq_msg_ok(crdt_dot dot, const void *bytes, size_t len, const void *digest,
 		CRDT_REPLICA_ID_BYTES) == 0;
 }
 
-/* Smallest seq of replica `r`'s rows whose counter lies in [lo, hi]
+/* Smallest seq of rep id `rep`'s rows whose counter lies in [lo, hi]
  * (uint64 values of one sign half, so their int64 images keep order);
  * folded into `*first` (0 = none yet). A covering range of msgs_dot. */
 static int
-sq_min_seq(sq *q, const uint8_t *r, uint64_t lo, uint64_t hi,
+sq_min_seq(sq *q, sqlite3_int64 rep, uint64_t lo, uint64_t hi,
     uint64_t *first)
 {
 	sqlite3_int64 seq;
 	int rc;
 
-	if (sqlite3_bind_blob(q->min_seq, 1, r, CRDT_REPLICA_ID_BYTES,
-		SQLITE_STATIC) != SQLITE_OK ||
+	if (sqlite3_bind_int64(q->min_seq, 1, rep) != SQLITE_OK ||
 	    sqlite3_bind_int64(q->min_seq, 2, (sqlite3_int64)lo) != SQLITE_OK ||
 	    sqlite3_bind_int64(q->min_seq, 3, (sqlite3_int64)hi) != SQLITE_OK) {
 		sqlite3_reset(q->min_seq);
@@ -376,7 +467,7 @@ sq_min_seq(sq *q, const uint8_t *r, uint64_t lo, uint64_t hi,
 				*first = (uint64_t)seq;
 		}
 	} else {
-		rc = sq_err(rc);
+		rc = crdt__sq_err(rc);
 		if (rc == 0)
 			rc = CRDT_ECORRUPT; /* an aggregate always has a row */
 	}
@@ -386,27 +477,26 @@ sq_min_seq(sq *q, const uint8_t *r, uint64_t lo, uint64_t hi,
 
 /*
  * The seq of the first stored message `v` lacks (0: none), from the
- * msgs_dot index: per stored replica, the rows past v's counter for it.
- * O(replicas x log n + messages v lacks), however long the log: a peer
- * that is up to date costs no scan of the log at all. Counters are kept
- * as int64 bit patterns, so the range (c, 2^64) is asked as its two sign
- * halves, [c+1, 2^63) and [max(c+1, 2^63), 2^64), each in order.
+ * msgs_dot index: per stored replica (the replicas table, in rep id
+ * order), the rows past v's counter for it. O(replicas x log n +
+ * messages v lacks), however long the log: a peer that is up to date
+ * costs no scan of the log at all. Counters are kept as int64 bit
+ * patterns, so the range (c, 2^64) is asked as its two sign halves,
+ * [c+1, 2^63) and [max(c+1, 2^63), 2^64), each in order.
  */
 static int
 sq_first_lacking(sq *q, const crdt_vclock *v, uint64_t *first)
 {
 	static const uint64_t half = UINT64_C(1) << 63;
-	uint8_t r[CRDT_REPLICA_ID_BYTES];
+	sqlite3_int64 rep = 0;
 	crdt_replica_id id;
-	size_t rl = 0;
 	int rc;
 
 	*first = 0;
 	for (;;) {
 		uint64_t c;
 
-		if (sqlite3_bind_blob(q->next_rep, 1, rl ? (const void *)r :
-			(const void *)"", (int)rl, SQLITE_STATIC) != SQLITE_OK) {
+		if (sqlite3_bind_int64(q->next_rep, 1, rep) != SQLITE_OK) {
 			sqlite3_reset(q->next_rep);
 			return CRDT_ENOMEM;
 		}
@@ -417,24 +507,26 @@ sq_first_lacking(sq *q, const crdt_vclock *v, uint64_t *first)
 		}
 		if (rc != SQLITE_ROW) {
 			sqlite3_reset(q->next_rep);
-			return sq_err(rc);
+			return crdt__sq_err(rc);
 		}
-		if (sqlite3_column_type(q->next_rep, 0) != SQLITE_BLOB ||
-		    sqlite3_column_bytes(q->next_rep, 0) !=
+		if (sqlite3_column_type(q->next_rep, 0) != SQLITE_INTEGER ||
+		    sqlite3_column_int64(q->next_rep, 0) <= rep ||
+		    sqlite3_column_type(q->next_rep, 1) != SQLITE_BLOB ||
+		    sqlite3_column_bytes(q->next_rep, 1) !=
 			CRDT_REPLICA_ID_BYTES) {
 			sqlite3_reset(q->next_rep);
 			return CRDT_ECORRUPT;
 		}
-		memcpy(r, sqlite3_column_blob(q->next_rep, 0), sizeof r);
-		rl = sizeof r;
+		rep = sqlite3_column_int64(q->next_rep, 0);
+		memcpy(id.bytes, sqlite3_column_blob(q->next_rep, 1),
+		    sizeof id.bytes);
 		sqlite3_reset(q->next_rep);
-		memcpy(id.bytes, r, sizeof r);
 		c = crdt_vclock_get(v, &id);
 		if (c == UINT64_MAX)
 			continue; /* v has all of it */
 		if (c + 1 < half)
-			CRDT_TRY(sq_min_seq(q, r, c + 1, half - 1, first));
-		CRDT_TRY(sq_min_seq(q, r, c + 1 > half ? c + 1 : half,
+			CRDT_TRY(sq_min_seq(q, rep, c + 1, half - 1, first));
+		CRDT_TRY(sq_min_seq(q, rep, c + 1 > half ? c + 1 : half,
 		    UINT64_MAX, first));
 	}
 }
@@ -466,7 +558,7 @@ sq_since(void *impl, const crdt_vclock *v, uint64_t *cursor, size_t budget,
 	rc = sqlite3_bind_int64(q->scan, 1, last > (uint64_t)INT64_MAX ?
 	    INT64_MAX : (sqlite3_int64)last);
 	if (rc != SQLITE_OK)
-		return sq_err(rc);
+		return crdt__sq_err(rc);
 	for (;;) {
 		crdt_dot dot;
 		sqlite3_int64 seq;
@@ -478,7 +570,7 @@ sq_since(void *impl, const crdt_vclock *v, uint64_t *cursor, size_t budget,
 			break;
 		}
 		if (rc != SQLITE_ROW) {
-			rc = sq_err(rc);
+			rc = crdt__sq_err(rc);
 			break;
 		}
 		seq = sqlite3_column_int64(q->scan, 0);
@@ -502,7 +594,7 @@ sq_since(void *impl, const crdt_vclock *v, uint64_t *cursor, size_t budget,
 		rc = sqlite3_step(q->fetch);
 		if (rc != SQLITE_ROW) {
 			sqlite3_reset(q->fetch);
-			rc = rc == SQLITE_DONE ? CRDT_ECORRUPT : sq_err(rc);
+			rc = rc == SQLITE_DONE ? CRDT_ECORRUPT : crdt__sq_err(rc);
 			break;
 		}
 		{
@@ -536,7 +628,7 @@ static void
 sq_free(sq *q)
 {
 	sqlite3_stmt *sts[] = { q->begin, q->commit, q->rollback, q->ins,
-		q->scan, q->fetch, q->next_rep, q->min_seq, q->put_ck,
+		q->variants, q->find_rep, q->add_rep, q->scan, q->fetch, q->next_rep, q->min_seq, q->put_ck,
 		q->get_ck };
 	crdt_allocator a = q->alloc;
 
@@ -554,44 +646,6 @@ sq_close(void *impl)
 	sq_free(impl);
 }
 
-/* The schema as sqlite_schema holds it must be exactly ours. */
-static int
-sq_check_schema(sqlite3 *db)
-{
-	static const struct {
-		const char *name, *sql;
-	} want[] = {
-		{ "checkpoint", sq_ck_sql },
-		{ "msgs", sq_msgs_sql },
-		{ "msgs_dot", sq_dot_sql },
-	};
-	sqlite3_stmt *st;
-	size_t i = 0;
-	int rc = sqlite3_prepare_v2(db,
-	    "SELECT name, sql FROM sqlite_master ORDER BY name", -1, &st,
-	    NULL);
-
-	if (rc != SQLITE_OK)
-		return sq_err(rc);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *n = (const char *)sqlite3_column_text(st, 0);
-		const char *s = (const char *)sqlite3_column_text(st, 1);
-		/* The rowid table's automatic index has no sql; ours has
-		 * none (INTEGER PRIMARY KEY is the rowid). */
-		if (i >= sizeof want / sizeof want[0] || n == NULL ||
-		    s == NULL || strcmp(n, want[i].name) != 0 ||
-		    strcmp(s, want[i].sql) != 0) {
-			sqlite3_finalize(st);
-			return CRDT_ECORRUPT;
-		}
-		i++;
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return sq_err(rc);
-	return i == sizeof want / sizeof want[0] ? 0 : CRDT_ECORRUPT;
-}
-
 /* Every stored row and the checkpoint pass the checks since() and
  * get_checkpoint() apply, so a damaged file is refused before a handle
  * exists rather than found half-way through a load. */
@@ -599,32 +653,48 @@ static int
 sq_check_rows(sqlite3 *db)
 {
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(db,
-	    "SELECT seq, replica, counter, digest, bytes FROM msgs", -1, &st,
-	    NULL);
+	crdt__sq_rep *reps;
+	size_t nreps;
+	int rc;
 
-	if (rc != SQLITE_OK)
-		return sq_err(rc);
+	CRDT_TRY(crdt__sq_reps_load(db, &reps, &nreps));
+	rc = sqlite3_prepare_v2(db,
+	    "SELECT seq, rep, counter, digest, bytes FROM msgs", -1, &st,
+	    NULL);
+	if (rc != SQLITE_OK) {
+		sqlite3_free(reps);
+		return crdt__sq_err(rc);
+	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		crdt_dot dot;
+		const uint8_t *rid = sqlite3_column_type(st, 1) ==
+			SQLITE_INTEGER ?
+		    crdt__sq_rep_find(reps, nreps, sqlite3_column_int64(st, 1)) :
+		    NULL;
 		const void *b = sqlite3_column_blob(st, 4);
 		size_t bl = (size_t)sqlite3_column_bytes(st, 4);
-		if (sq_row_dot(st, &dot) < 0 ||
+
+		if (rid != NULL)
+			memcpy(dot.replica.bytes, rid, CRDT_REPLICA_ID_BYTES);
+		dot.counter = (uint64_t)sqlite3_column_int64(st, 2);
+		if (rid == NULL || dot.counter == 0 ||
+		    sqlite3_column_type(st, 2) != SQLITE_INTEGER ||
 		    sqlite3_column_type(st, 4) != SQLITE_BLOB ||
 		    !sq_msg_ok(dot, bl ? b : "", bl, sqlite3_column_blob(st, 3),
 			(size_t)sqlite3_column_bytes(st, 3))) {
-			sqlite3_finalize(st);
-			return CRDT_ECORRUPT;
+			rc = CRDT_ECORRUPT;
+			break;
 		}
 	}
 	sqlite3_finalize(st);
+	sqlite3_free(reps);
 	if (rc != SQLITE_DONE)
-		return sq_err(rc);
+		return rc < 0 ? rc : crdt__sq_err(rc);
 	rc = sqlite3_prepare_v2(db,
 	    "SELECT clock_digest, clock, snap_digest, snap FROM checkpoint",
 	    -1, &st, NULL);
 	if (rc != SQLITE_OK)
-		return sq_err(rc);
+		return crdt__sq_err(rc);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (sq_check_ck_row(st) < 0) {
 			sqlite3_finalize(st);
@@ -632,40 +702,19 @@ sq_check_rows(sqlite3 *db)
 		}
 	}
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : sq_err(rc);
+	return rc == SQLITE_DONE ? 0 : crdt__sq_err(rc);
 }
 
-/* PRAGMA quick_check answers one row "ok", or rows naming problems. */
-static int
-sq_quick_check(sqlite3 *db)
-{
-	sqlite3_stmt *st;
-	const unsigned char *t;
-	int rc = sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL);
-
-	if (rc != SQLITE_OK)
-		return sq_err(rc);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		t = sqlite3_column_text(st, 0);
-		rc = t != NULL && strcmp((const char *)t, "ok") == 0 &&
-			sqlite3_step(st) == SQLITE_DONE ?
-		    0 :
-		    CRDT_ECORRUPT;
-	} else {
-		rc = sq_err(rc);
-		if (rc == 0)
-			rc = CRDT_ECORRUPT;
-	}
-	sqlite3_finalize(st);
-	return rc;
-}
+/* What sq_check_db found. */
+enum sq_state { SQ_EMPTY, SQ_CURRENT, SQ_OLD };
 
 /* Read the version rows and check the schema and rows, inside the
- * transaction `begin` opened. `*empty` = a database with nothing in it
- * yet (new, or a zero-length file). */
+ * transaction the caller opened. SQ_EMPTY = a database with nothing in
+ * it yet (new, or a zero-length file); SQ_OLD = a version-1 store whose
+ * schema is exactly version 1's, to be migrated (its rows are checked
+ * after the migration, in the same transaction). */
 static int
-sq_check_db(sqlite3 *db, bool quick, bool *empty)
+sq_check_db(sqlite3 *db, bool quick, enum sq_state *state)
 {
 	int64_t app = 0, ver = 0, nobj = 0;
 
@@ -673,18 +722,39 @@ sq_check_db(sqlite3 *db, bool quick, bool *empty)
 	CRDT_TRY(sq_query_int(db, "PRAGMA user_version", &ver));
 	CRDT_TRY(sq_query_int(db, "SELECT count(*) FROM sqlite_master",
 	    &nobj));
-	*empty = app == 0 && ver == 0 && nobj == 0;
-	if (*empty)
+	*state = SQ_CURRENT;
+	if (app == 0 && ver == 0 && nobj == 0) {
+		*state = SQ_EMPTY;
 		return 0;
+	}
 	if (app != SQ_APP_ID)
 		return CRDT_ECORRUPT; /* some other application's database */
 	if (ver > SQ_VERSION)
 		return CRDT_EVERSION;
+	if (ver == 1) {
+		*state = SQ_OLD;
+		return crdt__sq_check_schema(db, crdt__sq_schema_v1,
+		    crdt__sq_schema_v1_n);
+	}
 	if (ver != SQ_VERSION)
 		return CRDT_ECORRUPT;
-	CRDT_TRY(sq_check_schema(db));
+	CRDT_TRY(crdt__sq_check_schema(db, crdt__sq_schema_v2, crdt__sq_schema_v2_n));
 	/* quick_open: the rows are checked when read instead (since,
 	 * get_checkpoint), so damage is still never handed out. */
+	return quick ? 0 : sq_check_rows(db);
+}
+
+/* Version 1 -> 2 in the caller's write transaction, then the checks a
+ * version-2 file gets on open: a damaged version-1 row fails them here,
+ * and the caller rolls the whole migration back. */
+static int
+sq_migrate(sqlite3 *db, bool quick)
+{
+	int rc = crdt__sq_migrate_v1(db);
+
+	if (rc != SQLITE_OK)
+		return crdt__sq_err(rc);
+	CRDT_TRY(crdt__sq_check_schema(db, crdt__sq_schema_v2, crdt__sq_schema_v2_n));
 	return quick ? 0 : sq_check_rows(db);
 }
 
@@ -721,20 +791,6 @@ sq_sync_dir(const crdt_allocator *a, const char *path)
 	return rc;
 }
 
-static int
-sq_create(sqlite3 *db)
-{
-	char sql[128];
-
-	snprintf(sql, sizeof sql,
-	    "PRAGMA application_id = %d; PRAGMA user_version = %d",
-	    SQ_APP_ID, SQ_VERSION);
-	CRDT_TRY(sq_exec(db, sq_msgs_sql));
-	CRDT_TRY(sq_exec(db, sq_dot_sql));
-	CRDT_TRY(sq_exec(db, sq_ck_sql));
-	return sq_exec(db, sql);
-}
-
 /* Check the store in a read transaction (in WAL mode readers do not wait
  * for a writer, so opening does not block on another connection's
  * batch), and create the schema only in an empty database, under the
@@ -743,18 +799,23 @@ sq_create(sqlite3 *db)
 static int
 sq_schema(sqlite3 *db, bool must_exist, bool quick, bool *created)
 {
-	bool empty = false;
+	enum sq_state state = SQ_CURRENT;
+	bool migrated = false;
 	int rc;
 
 	for (int pass = 0; pass < 2; pass++) {
 		rc = sq_exec(db, pass == 0 ? "BEGIN" : "BEGIN IMMEDIATE");
 		if (rc == 0)
-			rc = sq_check_db(db, quick, &empty);
-		if (rc == 0 && empty && must_exist)
+			rc = sq_check_db(db, quick, &state);
+		if (rc == 0 && state == SQ_EMPTY && must_exist)
 			rc = CRDT_ECORRUPT;
-		if (rc == 0 && empty && pass == 1) {
-			rc = sq_create(db);
+		if (rc == 0 && state == SQ_EMPTY && pass == 1) {
+			rc = crdt__sq_err(crdt__sq_create_v2(db));
 			*created = rc == 0;
+		}
+		if (rc == 0 && state == SQ_OLD && pass == 1) {
+			rc = sq_migrate(db, quick);
+			migrated = rc == 0;
 		}
 		if (rc == 0)
 			rc = sq_exec(db, "COMMIT");
@@ -762,11 +823,18 @@ sq_schema(sqlite3 *db, bool must_exist, bool quick, bool *created)
 			if (!sqlite3_get_autocommit(db))
 				(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL,
 				    NULL);
+			*created = false;
 			return rc;
 		}
-		if (!empty)
-			return 0;
+		if (state == SQ_CURRENT)
+			break;
 	}
+	/* The old table's pages are free now; give them back to the file
+	 * system. VACUUM is a transaction of its own: if it fails (a quota,
+	 * a full disk) the migrated store is whole, only larger, and new
+	 * rows reuse the free pages. */
+	if (migrated)
+		(void)sqlite3_exec(db, "VACUUM", NULL, NULL, NULL);
 	return 0;
 }
 
@@ -792,7 +860,7 @@ sq_setup(sqlite3 *db, const crdt_store_sqlite_opts *o)
 	/* The first read: a file that is not a database fails here (with
 	 * quick_open, at the first read of the header, sq_check_db). */
 	if (!o->quick_open)
-		CRDT_TRY(sq_quick_check(db));
+		CRDT_TRY(crdt__sq_quick_check(db));
 	CRDT_TRY(sq_exec(db, "PRAGMA page_size = 4096"));
 	CRDT_TRY(sq_query_text(db, "PRAGMA journal_mode = WAL", mode,
 	    sizeof mode));
@@ -856,7 +924,7 @@ crdt_store_open_sqlite(const crdt_config *cfg, const char *path,
 		    sqlite3_system_errno(q->db) == ENOENT)
 			rc = CRDT_ENOTFOUND;
 		else
-			rc = sq_err(rc);
+			rc = crdt__sq_err(rc);
 		goto fail;
 	}
 	sqlite3_extended_result_codes(q->db, 1);
@@ -873,21 +941,32 @@ crdt_store_open_sqlite(const crdt_config *cfg, const char *path,
 	if (rc == 0)
 		rc = sq_prep(q->db, "ROLLBACK", &q->rollback);
 	if (rc == 0)
-		rc = sq_prep(q->db, "INSERT INTO msgs(replica, counter, "
-		    "digest, bytes) VALUES(?1, ?2, ?3, ?4) ON CONFLICT(replica, "
-		    "counter, digest) DO NOTHING", &q->ins);
+		rc = sq_prep(q->db, "INSERT INTO msgs(rep, counter, digest, "
+		    "bytes) VALUES(?1, ?2, ?3, ?4)", &q->ins);
 	if (rc == 0)
-		rc = sq_prep(q->db, "SELECT seq, replica, counter, "
-		    "length(bytes) FROM msgs WHERE seq > ?1 ORDER BY seq",
+		rc = sq_prep(q->db, "SELECT digest, bytes FROM msgs "
+		    "WHERE rep = ?1 AND counter = ?2", &q->variants);
+	if (rc == 0)
+		rc = sq_prep(q->db, "SELECT id FROM replicas WHERE rid = ?1",
+		    &q->find_rep);
+	if (rc == 0)
+		rc = sq_prep(q->db, "INSERT INTO replicas(rid) VALUES(?1)",
+		    &q->add_rep);
+	/* LEFT JOIN: a row whose rep id lost its replicas row is not
+	 * skipped but read as NULL and refused (sq_row_dot). */
+	if (rc == 0)
+		rc = sq_prep(q->db, "SELECT m.seq, r.rid, m.counter, "
+		    "length(m.bytes) FROM msgs AS m LEFT JOIN replicas AS r "
+		    "ON r.id = m.rep WHERE m.seq > ?1 ORDER BY m.seq",
 		    &q->scan);
 	if (rc == 0)
 		rc = sq_prep(q->db, "SELECT digest, bytes FROM msgs "
 		    "WHERE seq = ?1", &q->fetch);
 	if (rc == 0)
-		rc = sq_prep(q->db, "SELECT replica FROM msgs WHERE replica > ?1 "
-		    "ORDER BY replica LIMIT 1", &q->next_rep);
+		rc = sq_prep(q->db, "SELECT id, rid FROM replicas WHERE id > ?1 "
+		    "ORDER BY id LIMIT 1", &q->next_rep);
 	if (rc == 0)
-		rc = sq_prep(q->db, "SELECT min(seq) FROM msgs WHERE replica = ?1 "
+		rc = sq_prep(q->db, "SELECT min(seq) FROM msgs WHERE rep = ?1 "
 		    "AND counter BETWEEN ?2 AND ?3", &q->min_seq);
 	if (rc == 0)
 		rc = sq_prep(q->db, "INSERT OR REPLACE INTO checkpoint(id, "

@@ -923,7 +923,7 @@ Test(store, rows_and_schema_altered_through_sql_are_refused)
 	test_rm_db(dbpath);
 	/* a newer schema version */
 	make_store(&s);
-	sql(dbpath, "PRAGMA user_version = 2");
+	sql(dbpath, "PRAGMA user_version = 3");
 	expect_refused(CRDT_EVERSION, "newer version");
 	test_rm_db(dbpath);
 	/* another application's database */

@@ -182,7 +182,11 @@ typedef struct crdt_store_sqlite_opts {
  * per batch. An existing file is checked before the handle exists:
  * `PRAGMA quick_check`, the schema, and every stored message and the
  * checkpoint against their digests and dots (quick_open: the schema
- * only).
+ * only). A store of schema version 1 (an older libcrdt) is migrated to
+ * version 2 first, in one transaction (docs/storage.md, "Versions"): on
+ * any error, or a crash, the version-1 file is left as it was; it needs
+ * free space of about the file's size (else CRDT_EFULL) and about the
+ * time of a full open, once.
  * Cost: O(database size) to open (the check reads everything once;
  * quick_open: O(schema));
  * append O(batch bytes + batch * log(stored)); since from cursor 0 finds
@@ -195,7 +199,8 @@ typedef struct crdt_store_sqlite_opts {
  *         database, not a libcrdt store, fails the check, or empty with
  *         must_exist; no handle), CRDT_ENOTFOUND (missing, must_exist),
  *         CRDT_EVERSION (a store of a newer schema version), CRDT_EIO
- *         (cannot open or read the file), CRDT_EBUSY, CRDT_ECRYPTO
+ *         (cannot open or read the file), CRDT_EFULL (no room to
+ *         migrate a version-1 store), CRDT_EBUSY, CRDT_ECRYPTO
  *         (libsodium, for the digests, failed to initialise), CRDT_ENOMEM.
  */
 CRDT_API CRDT_NODISCARD int crdt_store_open_sqlite(const crdt_config *cfg,
