@@ -14,6 +14,8 @@
 
 #define NIL UINT32_MAX
 #define USER_MAX 255
+/* (author, replica) entries remembered by the chat index (last[]). */
+#define CHAT_LAST 4
 /*
  * The greatest `seen` a post may carry. The order key is
  * max(stamp, seen + 1), and every later post carries at least the greatest
@@ -147,11 +149,14 @@ typedef struct chat_index {
 	olink *ul;
 	size_t capul;
 	uint32_t uroot;
-	/* Consecutive messages usually share author and replica: remember
-	 * the last entries (by index; entries never move between indices)
-	 * to skip three hash lookups per message. */
-	size_t last_rep, last_urep, last_user;
-	bool have_last;
+	/* Messages usually come from a few (author, replica) pairs: remember
+	 * the entries of the last CHAT_LAST pairs seen (by index; entries
+	 * never move between indices) to skip three hash lookups per
+	 * message, also when writers interleave. Replaced round robin. */
+	struct {
+		uint32_t rep, urep, user;
+	} last[CHAT_LAST];
+	unsigned nlast, next_last;
 	bool bulk; /* rebuilding: counters appended, sorted at the end */
 	/* The post the apply walk just inserted as msgs entry `idx`, with
 	 * the fields it wrote, so the fold after commit need not parse the

@@ -205,9 +205,10 @@ urep_get(chat_index *ix, const uint8_t *user, size_t ul,
  * The replica, (user, replica) and user entries of a message, created on
  * first sight. Consecutive messages usually share author and replica, and
  * prep_post() (chat.c) asks for the entries of exactly the message
- * crdt__chat_ix_add_msg() folds after commit: the last entries found (by
- * index; entries never move between indices or leave these tables) answer
- * both without hashing, so each key is hashed at most once per message.
+ * crdt__chat_ix_add_msg() folds after commit: the entries of the last few
+ * pairs found (by index; entries never move between indices or leave these
+ * tables) answer both without hashing, so each key is hashed at most once
+ * per message, and not at all while a few writers interleave.
  */
 int
 crdt__chat_msg_ents(chat_index *ix, const crdt_allocator *a,
@@ -217,14 +218,14 @@ crdt__chat_msg_ents(chat_index *ix, const crdt_allocator *a,
 {
 	int rc;
 
-	if (ix->have_last) {
-		rep_ent *re = crdt__table_at(&ix->reps, ix->last_rep);
-		user_ent *u = crdt__table_at(&ix->users, ix->last_user);
+	for (unsigned i = 0; i < ix->nlast; i++) {
+		rep_ent *re = crdt__table_at(&ix->reps, ix->last[i].rep);
+		user_ent *u = crdt__table_at(&ix->users, ix->last[i].user);
 		if (u->k.len == ul &&
 		    memcmp(re->k.ptr, id->bytes, 16) == 0 &&
 		    memcmp(u->k.ptr, user, ul) == 0) {
 			*rep = re;
-			*urep = crdt__table_at(&ix->ureps, ix->last_urep);
+			*urep = crdt__table_at(&ix->ureps, ix->last[i].urep);
 			*user_out = u;
 			return 0;
 		}
@@ -238,13 +239,16 @@ crdt__chat_msg_ents(chat_index *ix, const crdt_allocator *a,
 	user_ent *u = crdt__chat_user_get(ix, a, user, ul, &rc);
 	if (u == NULL)
 		return rc ? rc : CRDT_ENOMEM;
-	ix->last_rep = (size_t)((uint8_t *)re - ix->reps.ents) /
-	    ix->reps.stride;
-	ix->last_urep = (size_t)((uint8_t *)ue - ix->ureps.ents) /
-	    ix->ureps.stride;
-	ix->last_user = (size_t)((uint8_t *)u - ix->users.ents) /
-	    ix->users.stride;
-	ix->have_last = true;
+	unsigned slot = ix->next_last;
+	ix->next_last = (slot + 1) % CHAT_LAST;
+	if (ix->nlast < CHAT_LAST)
+		ix->nlast++;
+	ix->last[slot].rep = (uint32_t)(((uint8_t *)re - ix->reps.ents) /
+	    ix->reps.stride);
+	ix->last[slot].urep = (uint32_t)(((uint8_t *)ue - ix->ureps.ents) /
+	    ix->ureps.stride);
+	ix->last[slot].user = (uint32_t)(((uint8_t *)u - ix->users.ents) /
+	    ix->users.stride);
 	*rep = re;
 	*urep = ue;
 	*user_out = u;
