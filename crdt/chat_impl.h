@@ -327,4 +327,8 @@ crdt__chat_node_room(chat_index *ix, const crdt_allocator *a)
 	return 0;
 }
 
+/* The length of a message record's ID prefix, or 0 (chat.c): the
+ * messages G-Set hashes only that (crdt__gset_key_prefix). */
+size_t crdt__chat_rec_ident(const uint8_t *p, size_t len);
+
 #endif /* CRDT_CHAT_IMPL_H */

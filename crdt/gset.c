@@ -3,6 +3,8 @@
  * dots for the same element keep the smaller (crdt_dot_cmp), which makes
  * the recorded dot independent of delivery order.
  */
+#include <stdlib.h>
+
 #include "internal.h"
 
 typedef struct gs_entry {
@@ -14,6 +16,9 @@ struct crdt_gset {
 	crdt_config cfg;
 	crdt_replica_id self;
 	uint64_t counter; /* last counter used or seen for `self` */
+	/* With an identity prefix (crdt__gset_key_prefix): at most this
+	 * many elements share one prefix, so they share one hash. */
+	size_t max_chain;
 	crdt__table t;
 };
 
@@ -93,6 +98,9 @@ crdt__gset_write(crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot,
 		note_dot(s, dot);
 		return 0;
 	}
+	if (s->t.ident != NULL &&
+	    crdt__table_chain(&s->t, h, s->max_chain) >= s->max_chain)
+		return CRDT_ETOOBIG;
 	CRDT_TRY(crdt__table_reserve(&s->t, 1));
 	uint8_t *copy = crdt__memdup(&s->cfg.alloc, elem, len);
 	if (copy == NULL)
@@ -112,6 +120,20 @@ static int
 gset_put(crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot)
 {
 	return crdt__gset_write(s, elem, len, dot, NULL, 0);
+}
+
+int
+crdt__gset_key_prefix(crdt_gset *s, size_t (*ident)(const uint8_t *,
+    size_t))
+{
+	/* Room for every variant the document admits per dot and then some
+	 * (merges of replicas that saw different ones); still a constant,
+	 * so a hostile state cannot make a lookup walk a long chain. */
+	if (s->t.ident == ident)
+		return 0;
+	size_t v = s->cfg.max_variants;
+	s->max_chain = v > SIZE_MAX / 4 ? SIZE_MAX : CRDT_MAX(v * 4, 16);
+	return crdt__table_rehash(&s->t, ident, s->max_chain);
 }
 
 const crdt__key *
@@ -187,6 +209,47 @@ crdt_gset_apply_op(crdt_gset *s, const void *op, size_t len)
 	return gset_put(s, elem, elen, dot);
 }
 
+static int
+cmp_u64(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+	return (a > b) - (a < b);
+}
+
+/* A merge into a set with an identity prefix must keep every chain within
+ * max_chain: count the `fresh` new elements per hash (sorted) on top of
+ * the elements dst already has with that hash. O(fresh log fresh). */
+static int
+check_chains(const crdt_gset *dst, const crdt_gset *src, size_t fresh)
+{
+	const crdt_allocator *a = &dst->cfg.alloc;
+	if (fresh > SIZE_MAX / sizeof(uint64_t))
+		return CRDT_ENOMEM;
+	uint64_t *hs = crdt__malloc(a, fresh * sizeof *hs);
+	if (hs == NULL)
+		return CRDT_ENOMEM;
+	size_t k = 0;
+	for (size_t i = 0; i < src->t.n && k < fresh; i++) {
+		const gs_entry *e = crdt__table_at(&src->t, i);
+		uint64_t h = crdt__table_hash(&dst->t, e->k.ptr, e->k.len);
+		if (crdt__table_find(&dst->t, e->k.ptr, e->k.len, h) == NULL)
+			hs[k++] = h;
+	}
+	qsort(hs, k, sizeof *hs, cmp_u64);
+	int rc = 0;
+	for (size_t i = 0; i < k && rc == 0;) {
+		size_t j = i + 1;
+		while (j < k && hs[j] == hs[i])
+			j++;
+		if (j - i > dst->max_chain || crdt__table_chain(&dst->t,
+		    hs[i], dst->max_chain) > dst->max_chain - (j - i))
+			rc = CRDT_ETOOBIG;
+		i = j;
+	}
+	crdt__free(a, hs, fresh * sizeof *hs);
+	return rc;
+}
+
 int
 crdt_gset_merge(crdt_gset *dst, const crdt_gset *src)
 {
@@ -205,6 +268,8 @@ crdt_gset_merge(crdt_gset *dst, const crdt_gset *src)
 	}
 	uint8_t **keys = NULL;
 	const crdt_allocator *a = &dst->cfg.alloc;
+	if (fresh != 0 && dst->t.ident != NULL)
+		CRDT_TRY(check_chains(dst, src, fresh));
 	if (fresh != 0) {
 		CRDT_TRY(crdt__table_reserve(&dst->t, fresh));
 		if (fresh > SIZE_MAX / sizeof *keys)
