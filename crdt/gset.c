@@ -20,6 +20,9 @@ struct crdt_gset {
 	 * many elements share one prefix, so they share one hash. */
 	size_t max_chain;
 	crdt__table t;
+	/* The elements' bytes: a grow-only set frees them all at once, so
+	 * no allocation per element (entries' k.ptr point here). */
+	crdt__arena ar;
 };
 
 int
@@ -37,6 +40,7 @@ crdt_gset_new(const crdt_config *cfg, const crdt_replica_id *self,
 	memset(s, 0, sizeof *s);
 	s->cfg = c;
 	s->self = *self;
+	crdt__arena_init(&s->ar, &s->cfg.alloc);
 	int rc = crdt__table_init(&s->t, &s->cfg.alloc, sizeof(gs_entry));
 	if (rc < 0) {
 		crdt_gset_free(s);
@@ -52,7 +56,11 @@ crdt_gset_free(crdt_gset *s)
 	if (s == NULL)
 		return;
 	crdt_allocator a = s->cfg.alloc;
+	/* The keys live in the arena: the table must not free them. */
+	for (size_t i = 0; i < s->t.n; i++)
+		((crdt__key *)crdt__table_at(&s->t, i))->ptr = NULL;
 	crdt__table_fini(&s->t, NULL);
+	crdt__arena_fini(&s->ar);
 	crdt__free(&a, s, sizeof *s);
 }
 
@@ -102,7 +110,7 @@ crdt__gset_write(crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot,
 	    crdt__table_chain(&s->t, h, s->max_chain) >= s->max_chain)
 		return CRDT_ETOOBIG;
 	CRDT_TRY(crdt__table_reserve(&s->t, 1));
-	uint8_t *copy = crdt__memdup(&s->cfg.alloc, elem, len);
+	uint8_t *copy = crdt__arena_copy(&s->ar, elem, len);
 	if (copy == NULL)
 		return CRDT_ENOMEM;
 	e = crdt__table_insert(&s->t, copy, len, h);
@@ -152,7 +160,7 @@ gset_undo(crdt__undo_rec *rec)
 		return;
 	}
 	gs_entry *e = crdt__table_pop(&s->t);
-	crdt__free(&s->cfg.alloc, e->k.ptr, e->k.len);
+	crdt__arena_unbump(&s->ar, e->k.ptr, e->k.len);
 }
 
 static int
@@ -277,6 +285,7 @@ crdt_gset_merge(crdt_gset *dst, const crdt_gset *src)
 		keys = crdt__malloc(a, fresh * sizeof *keys);
 		if (keys == NULL)
 			return CRDT_ENOMEM;
+		crdt__arena_mark mark = crdt__arena_mark_now(&dst->ar);
 		size_t k = 0;
 		for (size_t i = 0; i < src->t.n && k < fresh; i++) {
 			const gs_entry *e = crdt__table_at(&src->t, i);
@@ -284,20 +293,11 @@ crdt_gset_merge(crdt_gset *dst, const crdt_gset *src)
 			    e->k.len);
 			if (crdt__table_find(&dst->t, e->k.ptr, e->k.len, h))
 				continue;
-			keys[k] = crdt__memdup(a, e->k.ptr, e->k.len);
+			keys[k] = crdt__arena_copy(&dst->ar, e->k.ptr,
+			    e->k.len);
 			if (keys[k] == NULL) {
-				/* Walk src again to recover the sizes of
-				 * the copies made so far (sized free). */
-				for (size_t j = 0, m = 0; m < k; j++) {
-					const gs_entry *f =
-					    crdt__table_at(&src->t, j);
-					uint64_t fh = crdt__table_hash(&dst->t,
-					    f->k.ptr, f->k.len);
-					if (crdt__table_find(&dst->t, f->k.ptr,
-						f->k.len, fh))
-						continue;
-					crdt__free(a, keys[m++], f->k.len);
-				}
+				/* Drop the copies made so far. */
+				crdt__arena_reset(&dst->ar, mark);
 				goto nomem;
 			}
 			k++;

@@ -63,6 +63,54 @@ crdt__grow(const crdt_allocator *a, void **p, size_t *cap, size_t need,
  * pointer is non-NULL). Free with crdt__free(a, p, n). */
 uint8_t *crdt__memdup(const crdt_allocator *a, const void *src, size_t n);
 
+/* A bump arena of byte strings for owners that free them all at once (a
+ * G-Set's elements): one allocation per chunk instead of one per string,
+ * no per-string header, and strings never move. Chunks double from 1 KiB
+ * to 64 KiB (a larger string gets a chunk of its own size). */
+typedef struct crdt__chunk {
+	struct crdt__chunk *prev;
+	size_t cap, used;
+	uint8_t data[];
+} crdt__chunk;
+typedef struct crdt__arena {
+	const crdt_allocator *a;
+	crdt__chunk *top; /* newest chunk; older ones through prev */
+	size_t next;      /* capacity of the next chunk */
+} crdt__arena;
+/* A point to return to (crdt__arena_reset). */
+typedef struct crdt__arena_mark {
+	crdt__chunk *top;
+	size_t used;
+} crdt__arena_mark;
+void crdt__arena_init(crdt__arena *ar, const crdt_allocator *a);
+/* Frees every chunk: every string copied into the arena is gone. */
+void crdt__arena_fini(crdt__arena *ar);
+/* A copy of `n` bytes (n may be 0), or NULL (no memory; nothing changed).
+ * Inline: a string almost always fits the newest chunk. */
+uint8_t *crdt__arena_copy_slow(crdt__arena *ar, const void *src, size_t n);
+static inline uint8_t *
+crdt__arena_copy(crdt__arena *ar, const void *src, size_t n)
+{
+	crdt__chunk *c = ar->top;
+	if (c == NULL || n > c->cap - c->used)
+		return crdt__arena_copy_slow(ar, src, n);
+	uint8_t *p = c->data + c->used;
+	if (n != 0)
+		memcpy(p, src, n);
+	c->used += n;
+	return p;
+}
+static inline crdt__arena_mark
+crdt__arena_mark_now(const crdt__arena *ar)
+{
+	return (crdt__arena_mark){ ar->top, ar->top ? ar->top->used : 0 };
+}
+/* Drop every string copied since `m` (chunks allocated since are freed). */
+void crdt__arena_reset(crdt__arena *ar, crdt__arena_mark m);
+/* Give back the `n` bytes at `p` if they are the newest string (undo of
+ * the last copy, LIFO); otherwise they stay until crdt__arena_fini. */
+void crdt__arena_unbump(crdt__arena *ar, const uint8_t *p, size_t n);
+
 /* ---- libsodium wrappers (crypto.c, the only includer of sodium.h) ---- */
 
 int crdt__crypto_init(void);

@@ -6,6 +6,9 @@
  *     prefix (a write or merge past the bound is CRDT_ETOOBIG and changes
  *     nothing; so is switching a set already over it), and encodes to the
  *     same bytes as a set hashing whole elements;
+ *   - the arena that holds a G-Set's elements keeps them in place, gives
+ *     back the newest on undo and frees what came after a mark; a merge
+ *     that runs out of memory in it changes nothing and leaks nothing;
  *   - the chat record's ID prefix is parsed for every counter width and
  *     refused (0: hash it whole) for anything else;
  *   - the document's replica cache answers for more senders than it has
@@ -240,6 +243,87 @@ Test(hotpath, switching_a_set_over_the_bound_is_refused)
 		cr_assert(has(s, 9, i, i));
 	put(s, 8, 2, 40, 0);
 	crdt_gset_free(s);
+}
+
+Test(hotpath, arena_strings_stay_put_and_reset_frees)
+{
+	crdt__arena ar;
+	crdt__arena_init(&ar, test_alloc_hook());
+	enum { N = 3000 };
+	static uint8_t *at[N];
+	static size_t len[N];
+	uint8_t buf[80000];
+	for (size_t i = 0; i < sizeof buf; i++)
+		buf[i] = (uint8_t)(i * 7 + 1);
+	crdt__arena_mark mid = { NULL, 0 };
+	size_t live_mid = 0;
+	for (size_t i = 0; i < N; i++) {
+		/* Mostly small, a few larger than the biggest chunk. */
+		len[i] = i % 500 == 7 ? 70000 + i : i % 300;
+		at[i] = crdt__arena_copy(&ar, buf + i % 50, len[i]);
+		cr_assert_not_null(at[i]);
+		if (i == N / 2) {
+			mid = crdt__arena_mark_now(&ar);
+			live_mid = test_alloc_live_bytes();
+		}
+	}
+	for (size_t i = 0; i < N; i++)
+		cr_assert_eq(memcmp(at[i], buf + i % 50, len[i]), 0, "%zu", i);
+	/* Chunks, not strings: far fewer blocks than strings. */
+	cr_assert_lt(test_alloc_live_blocks(), N / 20);
+	/* Undo of the newest string gives its bytes back. */
+	uint8_t *p = crdt__arena_copy(&ar, "abc", 3);
+	crdt__arena_unbump(&ar, p, 3);
+	cr_assert_eq(crdt__arena_copy(&ar, "xyz", 3), p);
+	/* Not the newest: kept (no effect). */
+	crdt__arena_unbump(&ar, at[N - 2], len[N - 2]);
+	cr_assert_eq(memcmp(at[N - 2], buf + (N - 2) % 50, len[N - 2]), 0);
+	crdt__arena_reset(&ar, mid);
+	cr_assert_eq(test_alloc_live_bytes(), live_mid);
+	for (size_t i = 0; i <= N / 2; i++)
+		cr_assert_eq(memcmp(at[i], buf + i % 50, len[i]), 0, "%zu", i);
+	crdt__arena_fini(&ar);
+	ASSERT_NO_LEAKS();
+}
+
+Test(hotpath, merge_out_of_memory_changes_nothing)
+{
+	/* The merge copies new elements into dst's arena, over several
+	 * chunks; fail every allocation in turn. */
+	crdt_gset *src = mk(false);
+	for (uint32_t i = 1; i <= 400; i++)
+		put(src, (uint8_t)(i % 5 + 1), i, i, 0);
+	for (long n = 0;; n++) {
+		crdt_gset *dst = mk(true);
+		put(dst, 1, 5, 5, 0);
+		crdt_buf before, after;
+		tb_init(&before);
+		tb_init(&after);
+		cr_assert_eq(crdt_gset_encode(dst, &before), 0);
+		test_alloc_fail_at(n);
+		int rc = crdt_gset_merge(dst, src);
+		bool fired = test_alloc_fired();
+		test_alloc_disarm();
+		if (rc == 0) {
+			cr_assert(!fired);
+			cr_assert_eq(crdt_gset_size(dst), 400); /* (1, 5, 5) in both */
+			crdt_buf_fini(&before);
+			crdt_buf_fini(&after);
+			crdt_gset_free(dst);
+			break;
+		}
+		cr_assert_eq(rc, CRDT_ENOMEM);
+		cr_assert_eq(crdt_gset_encode(dst, &after), 0);
+		cr_assert_eq(before.len, after.len);
+		cr_assert_eq(memcmp(before.data, after.data, after.len), 0);
+		cr_assert_eq(crdt_gset_size(dst), 1);
+		crdt_buf_fini(&before);
+		crdt_buf_fini(&after);
+		crdt_gset_free(dst);
+		cr_assert_lt(n, 1000);
+	}
+	crdt_gset_free(src);
+	ASSERT_NO_LEAKS();
 }
 
 /* ---- through the document ---- */
