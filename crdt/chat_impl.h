@@ -284,8 +284,10 @@ user_ent *crdt__chat_user_get(chat_index *ix, const crdt_allocator *a,
 int crdt__chat_msg_ents(chat_index *ix, const crdt_allocator *a,
     const crdt_replica_id *id, const uint8_t *user, size_t ul, rep_ent **rep,
     rep_ent **urep, user_ent **user_out);
+/* `idx`: rec's msgs entry, whose stored hash is the dot's when the set
+ * hashes by ID under the index key (crdt__chat_rec_ident). */
 int crdt__chat_ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len,
-    size_t *pos, crdt_dot *id, const msgrec *pre);
+    size_t *pos, crdt_dot *id, const msgrec *pre, size_t idx);
 int crdt__chat_ix_add_mark(crdt_chat *c, const uint8_t *rec, size_t len,
     crdt_dot *about);
 int crdt__chat_ix_react(crdt_chat *c, size_t idx, crdt_dot *about);
@@ -327,8 +329,9 @@ crdt__chat_node_room(chat_index *ix, const crdt_allocator *a)
 	return 0;
 }
 
-/* The length of a message record's ID prefix, or 0 (chat.c): the
- * messages G-Set hashes only that (crdt__gset_key_prefix). */
-size_t crdt__chat_rec_ident(const uint8_t *p, size_t len);
+/* A message record's ID as its 24-byte dot key in `out` (24), or 0 when
+ * the bytes do not start like a record (chat.c): the messages G-Set
+ * hashes only that, under the index's key (crdt__gset_key_prefix). */
+size_t crdt__chat_rec_ident(const uint8_t *p, size_t len, uint8_t *out);
 
 #endif /* CRDT_CHAT_IMPL_H */

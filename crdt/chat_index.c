@@ -313,7 +313,7 @@ ix_rival(crdt_chat *c, uint32_t y, const uint8_t *rec, size_t len,
  * what ix_rival returns for a second record of one message ID. */
 int
 crdt__chat_ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
-    crdt_dot *id, const msgrec *pre)
+    crdt_dot *id, const msgrec *pre, size_t idx)
 {
 	chat_index *ix = c->ix;
 	const crdt_allocator *a = crdt__chat_ix_alloc(c);
@@ -336,7 +336,13 @@ crdt__chat_ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	 * replicated set, whatever order the records came in. */
 	if (m.ord > ix->max_ord)
 		ix->max_ord = m.ord;
-	uint32_t h = crdt__chat_dot_hash32(ix, m.id);
+	/* The messages set hashed this record's ID under our key already
+	 * (crdt__chat_rec_ident): the same value, no second SipHash. */
+	uint64_t eh;
+	uint32_t h = crdt__gset_ident_hash(c->msgs, crdt__chat_rec_ident,
+	    ix->prio_key, idx, &eh) ? (uint32_t)(eh >> 32) :
+	    crdt__chat_dot_hash32(ix, m.id);
+	assert(h == crdt__chat_dot_hash32(ix, m.id));
 	uint32_t y = crdt__chat_node_find(ix, m.id, h);
 	if (y != NIL)
 		return ix_rival(c, y, rec, len, &m, pos);
@@ -533,7 +539,8 @@ crdt__chat_ix_fold(crdt_chat *c, size_t m0, size_t k0)
 	c->ix->pend.ok = false;
 	for (size_t i = m0; rc >= 0 && i < crdt_gset_size(c->msgs); i++) {
 		const crdt__key *k = crdt__gset_entry_key(c->msgs, i);
-		rc = crdt__chat_ix_add_msg(c, k->ptr, k->len, &pos, &id, NULL);
+		rc = crdt__chat_ix_add_msg(c, k->ptr, k->len, &pos, &id, NULL,
+		    i);
 	}
 	for (size_t i = k0; rc >= 0 && i < crdt_gset_size(c->marks); i++) {
 		const crdt__key *k = crdt__gset_entry_key(c->marks, i);

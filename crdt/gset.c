@@ -130,18 +130,30 @@ gset_put(crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot)
 	return crdt__gset_write(s, elem, len, dot, NULL, 0);
 }
 
+bool
+crdt__gset_ident_hash(const crdt_gset *s, size_t (*ident)(const uint8_t *,
+    size_t, uint8_t *), const uint8_t key[16], size_t idx, uint64_t *h)
+{
+	if (s->t.ident != ident || idx >= s->t.n ||
+	    memcmp(s->t.sip, key, sizeof s->t.sip) != 0)
+		return false;
+	*h = ((const crdt__key *)crdt__table_at(&s->t, idx))->hash;
+	return true;
+}
+
 int
 crdt__gset_key_prefix(crdt_gset *s, size_t (*ident)(const uint8_t *,
-    size_t))
+    size_t, uint8_t *), const uint8_t *key)
 {
 	/* Room for every variant the document admits per dot and then some
 	 * (merges of replicas that saw different ones); still a constant,
 	 * so a hostile state cannot make a lookup walk a long chain. */
-	if (s->t.ident == ident)
+	if (s->t.ident == ident && (key == NULL ||
+	    memcmp(s->t.sip, key, sizeof s->t.sip) == 0))
 		return 0;
 	size_t v = s->cfg.max_variants;
 	s->max_chain = v > SIZE_MAX / 4 ? SIZE_MAX : CRDT_MAX(v * 4, 16);
-	return crdt__table_rehash(&s->t, ident, s->max_chain);
+	return crdt__table_rehash(&s->t, ident, key, s->max_chain);
 }
 
 const crdt__key *

@@ -157,6 +157,7 @@ typedef struct crdt__key {
 	uint64_t hash;
 } crdt__key;
 
+#define CRDT__IDENT_MAX 32
 typedef struct crdt__table {
 	const crdt_allocator *a;
 	uint8_t *ents;
@@ -164,11 +165,12 @@ typedef struct crdt__table {
 	uint32_t *slots;
 	size_t nslots; /* power of two, 0 before the first reserve */
 	uint8_t sip[16];
-	/* NULL, or the length of the prefix of a key that is its identity
-	 * (0: the whole key): only that prefix is hashed. Keys that share
-	 * it share a hash, so the owner bounds how many it admits
-	 * (crdt__table_chain); see crdt__gset_key_prefix. */
-	size_t (*ident)(const uint8_t *key, size_t len);
+	/* NULL, or a key's identity: writes at most CRDT__IDENT_MAX bytes
+	 * that name the key to `out` and returns their length (0: the key
+	 * has none, hash it whole); only those bytes are hashed. Keys that
+	 * share an identity share a hash, so the owner bounds how many it
+	 * admits (crdt__table_chain); see crdt__gset_key_prefix. */
+	size_t (*ident)(const uint8_t *key, size_t len, uint8_t *out);
 	/* Lazily sorted view. Behind a pointer because building it does not
 	 * change the table's value: encoders take const objects. */
 	struct crdt__sortcache {
@@ -193,10 +195,11 @@ uint64_t crdt__table_hash(const crdt__table *t, const void *key, size_t len);
  * run), which a bounded chain keeps short. */
 size_t crdt__table_chain(const crdt__table *t, uint64_t hash, size_t limit);
 /* Switch the table to `ident` (crdt__table.ident; NULL: whole keys) and
- * rehash every entry in place (no allocation). CRDT_ETOOBIG, and the
- * table as it was, if more than `limit` entries would share a hash. */
+ * hash key `key` (16 bytes; NULL: keep it), and rehash every entry in
+ * place (no allocation). CRDT_ETOOBIG, and the table as it was, if more
+ * than `limit` entries would share a hash. */
 int crdt__table_rehash(crdt__table *t, size_t (*ident)(const uint8_t *,
-    size_t), size_t limit);
+    size_t, uint8_t *), const uint8_t *key, size_t limit);
 void *crdt__table_find(const crdt__table *t, const void *key, size_t len,
     uint64_t hash);
 /* Make room for `extra` more entries; after success, that many
@@ -369,16 +372,23 @@ int crdt__map_write(crdt_lww_map *m, const uint8_t *key, size_t klen,
     const uint8_t *val, size_t vlen, crdt__undo *u, uint32_t obj);
 /* Accessors used by change events and the document. */
 const crdt__key *crdt__gset_entry_key(const crdt_gset *s, size_t idx);
-/* Hash only each element's identity prefix (`ident`, crdt__table.ident)
- * from now on: a set whose elements are named by a short prefix (a chat
- * record by its dot) hashes ~25 bytes instead of the whole element.
- * Elements sharing a prefix are bounded: at most max(16, 4 x
- * cfg.max_variants) per prefix; a write or merge past that is
- * CRDT_ETOOBIG and changes nothing. Rehashes what the set holds (no
+/* Hash only each element's identity (`ident`, crdt__table.ident) from
+ * now on, under `key` (16 bytes; NULL: the set's own random key): a set
+ * whose elements are named by a short prefix (a chat record by its dot)
+ * hashes 24 bytes instead of the whole element, and an owner that hashes
+ * the same identity under the same key elsewhere can reuse the stored
+ * hash (crdt__gset_ident_hash). Elements sharing an identity are bounded:
+ * at most max(16, 4 x cfg.max_variants) each; a write or merge past that
+ * is CRDT_ETOOBIG and changes nothing. Rehashes what the set holds (no
  * allocation); CRDT_ETOOBIG, and the set unchanged, if that is over the
  * bound already. */
 int crdt__gset_key_prefix(crdt_gset *s, size_t (*ident)(const uint8_t *,
-    size_t));
+    size_t, uint8_t *), const uint8_t *key);
+/* Entry idx's stored hash, when the set hashes by `ident` under `key`
+ * (true); false otherwise. */
+bool crdt__gset_ident_hash(const crdt_gset *s, size_t (*ident)(const
+    uint8_t *, size_t, uint8_t *), const uint8_t key[16], size_t idx,
+    uint64_t *h);
 const crdt__key *crdt__map_entry(const crdt_lww_map *m, size_t idx,
     const crdt__reg **reg);
 const crdt__reg *crdt__lww_reg(const crdt_lww *r);

@@ -45,9 +45,10 @@ uint64_t
 crdt__table_hash(const crdt__table *t, const void *key, size_t len)
 {
 	if (t->ident != NULL) {
-		size_t n = t->ident(key, len);
-		if (n != 0 && n <= len)
-			len = n;
+		uint8_t id[CRDT__IDENT_MAX];
+		size_t n = t->ident(key, len, id);
+		if (n != 0 && n <= sizeof id)
+			return crdt__siphash(t->sip, id, n);
 	}
 	return crdt__siphash(t->sip, key, len);
 }
@@ -158,15 +159,20 @@ rehash_all(crdt__table *t, size_t limit)
 }
 
 int
-crdt__table_rehash(crdt__table *t, size_t (*ident)(const uint8_t *, size_t),
-    size_t limit)
+crdt__table_rehash(crdt__table *t, size_t (*ident)(const uint8_t *, size_t,
+    uint8_t *), const uint8_t *key, size_t limit)
 {
-	size_t (*old)(const uint8_t *, size_t) = t->ident;
+	size_t (*old)(const uint8_t *, size_t, uint8_t *) = t->ident;
+	uint8_t oldkey[sizeof t->sip];
+	memcpy(oldkey, t->sip, sizeof oldkey);
 	t->ident = ident;
+	if (key != NULL)
+		memcpy(t->sip, key, sizeof t->sip);
 	if (rehash_all(t, limit))
 		return 0;
 	/* Back to the old hashes; every chain was within bounds then. */
 	t->ident = old;
+	memcpy(t->sip, oldkey, sizeof oldkey);
 	(void)rehash_all(t, 0);
 	return CRDT_ETOOBIG;
 }

@@ -67,8 +67,8 @@ mk(bool prefixed)
 	crdt_gset *s;
 	cr_assert_eq(crdt_gset_new(&cfg, &A, &s), 0);
 	if (prefixed)
-		cr_assert_eq(crdt__gset_key_prefix(s, crdt__chat_rec_ident),
-		    0);
+		cr_assert_eq(crdt__gset_key_prefix(s, crdt__chat_rec_ident,
+		    NULL), 0);
 	return s;
 }
 
@@ -104,32 +104,46 @@ same_bytes(const crdt_gset *x, const crdt_gset *y)
 	crdt_buf_fini(&by);
 }
 
+static void
+ident_is(const uint8_t *b, size_t n, uint8_t id, uint64_t counter)
+{
+	uint8_t out[CRDT__IDENT_MAX], want[24];
+	crdt_dot d = { { { 0 } }, counter };
+	memset(d.replica.bytes, id, 16);
+	crdt__chat_dot_key(want, d);
+	cr_assert_eq(crdt__chat_rec_ident(b, n, out), 24);
+	cr_assert_eq(memcmp(out, want, 24), 0);
+}
+
 Test(hotpath, rec_ident_every_counter_width)
 {
-	uint8_t b[64];
-	cr_assert_eq(crdt__chat_rec_ident(b, rec(b, 7, 5, 0)), 20);
-	cr_assert_eq(crdt__chat_rec_ident(b, rec(b, 7, UINT64_C(1) << 40, 0)), 28);
+	uint8_t b[64], out[CRDT__IDENT_MAX];
+	ident_is(b, rec(b, 7, 5, 0), 7, 5);
+	ident_is(b, rec(b, 7, UINT64_C(1) << 40, 0), 7, UINT64_C(1) << 40);
 	const uint8_t tag[] = { 0xcc, 0xcd, 0xce, 0xcf };
-	const size_t w[] = { 2, 3, 5, 9 };
+	const size_t w[] = { 1, 2, 4, 8 };
 	for (int i = 0; i < 4; i++) {
 		rec(b, 7, 1, 0);
 		b[19] = tag[i];
-		memset(b + 20, 1, 12);
-		cr_assert_eq(crdt__chat_rec_ident(b, 40), 19 + w[i]);
+		memset(b + 20, 0xa5, 12);
+		uint64_t c = 0;
+		for (size_t j = 0; j < w[i]; j++)
+			c = c << 8 | 0xa5;
+		ident_is(b, 40, 7, c);
 		/* Cut inside the counter: hash it whole. */
-		cr_assert_eq(crdt__chat_rec_ident(b, 19 + w[i] - 1), 0);
+		cr_assert_eq(crdt__chat_rec_ident(b, 20 + w[i] - 1, out), 0);
 	}
 	rec(b, 7, 1, 0);
 	b[19] = 0xd0; /* a negative int is not a counter */
-	cr_assert_eq(crdt__chat_rec_ident(b, 40), 0);
+	cr_assert_eq(crdt__chat_rec_ident(b, 40, out), 0);
 	size_t n = rec(b, 7, 1, 0);
 	b[0] = 0x97;
-	cr_assert_eq(crdt__chat_rec_ident(b, n), 0);
+	cr_assert_eq(crdt__chat_rec_ident(b, n, out), 0);
 	n = rec(b, 7, 1, 0);
 	b[2] = 0x0f;
-	cr_assert_eq(crdt__chat_rec_ident(b, n), 0);
-	cr_assert_eq(crdt__chat_rec_ident(b, 19), 0);
-	cr_assert_eq(crdt__chat_rec_ident(b, 0), 0);
+	cr_assert_eq(crdt__chat_rec_ident(b, n, out), 0);
+	cr_assert_eq(crdt__chat_rec_ident(b, 19, out), 0);
+	cr_assert_eq(crdt__chat_rec_ident(b, 0, out), 0);
 }
 
 Test(hotpath, prefixed_set_finds_everything_and_encodes_the_same)
@@ -233,8 +247,13 @@ Test(hotpath, switching_a_set_over_the_bound_is_refused)
 		put(s, 8, 2, v, 0);
 	for (uint32_t i = 1; i < 100; i++)
 		put(s, 9, i, i, 0);
-	cr_assert_eq(crdt__gset_key_prefix(s, crdt__chat_rec_ident),
+	uint8_t key[16] = { 1, 2, 3 };
+	cr_assert_eq(crdt__gset_key_prefix(s, crdt__chat_rec_ident, key),
 	    CRDT_ETOOBIG);
+	/* Neither the identity nor the key was taken. */
+	uint64_t h;
+	cr_assert(!crdt__gset_ident_hash(s, crdt__chat_rec_ident, key, 0,
+	    &h));
 	/* Still the whole-element set it was: everything found, and new
 	 * rivals accepted without a bound. */
 	for (uint32_t v = 0; v < 40; v++)
