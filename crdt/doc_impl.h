@@ -176,8 +176,10 @@ struct crdt_doc {
 	/* forks of our own history (fork.c): the highest counter of our own
 	 * replica some peer, message or dependency says exists (0: none);
 	 * commits are refused while it is above rs[self_idx].vc. Claims at
-	 * or below fork_dismissed (crdt_doc_fork_resolve) are ignored. */
-	uint64_t fork_known, fork_dismissed;
+	 * or below fork_dismissed (crdt_doc_fork_resolve) are ignored. In
+	 * signed mode only a claim proven by our own signature goes there;
+	 * fork_claimed is the highest unproven one, reported, not enforced. */
+	uint64_t fork_known, fork_dismissed, fork_claimed;
 
 	crdt__undo undo;
 	iddep *sdeps;
@@ -476,8 +478,9 @@ crdt_recv_status crdt__recv_judge(const crdt_doc *d, const crdt__probe *p);
 
 /* `known` of our own counter exists somewhere while we hold `own`: a
  * fork claim (evidence `proof`: a verified message under our own ID in
- * signed mode, so signed by our key). Raises d->fork_known and reports
- * on_fork; never touches the clock or the state. */
+ * signed mode, so signed by our key). Raises d->fork_known (in signed
+ * mode only when proven; else d->fork_claimed) and reports on_fork;
+ * never touches the clock or the state. */
 void crdt__fork_note_slow(crdt_doc *d, uint64_t own, uint64_t known,
     bool proof, void *caller);
 static inline void

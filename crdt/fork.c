@@ -15,7 +15,10 @@
  *
  * A claim is only a claim: in unsigned mode anyone may send any clock or
  * message under our ID, and in signed mode the sync clocks are not signed
- * either. What a claim can do is bounded to refusing commits: it never
+ * either. So in signed mode only a message signed by our own key blocks
+ * commits; a peer's word is reported (on_fork, proven = false) and the
+ * application decides, since otherwise any peer could stop an honest
+ * replica's writes. What a claim can do is bounded to refusing commits: it never
  * moves the clock or the state (only applied messages do, and in signed
  * mode only messages signed by our own key are ours), and
  * crdt_doc_fork_resolve() lets the application dismiss it, after which
@@ -33,7 +36,18 @@ void
 crdt__fork_note_slow(crdt_doc *d, uint64_t own, uint64_t known, bool proof,
     void *caller)
 {
-	d->fork_known = known;
+	/* In signed mode a replica is owed a guarantee that no peer stops its
+	 * writes (security.md): an unsigned clock or another signer's
+	 * dependency is a peer's word, so it is reported (proven = false)
+	 * and left to the application; only our own signature, which no
+	 * peer can forge, blocks commits. */
+	if (d->signed_mode && !proof) {
+		if (known <= d->fork_claimed)
+			return;
+		d->fork_claimed = known;
+	} else {
+		d->fork_known = known;
+	}
 	if (d->l.on_fork != NULL)
 		d->l.on_fork(d->l.ud, own, known, proof, caller);
 }

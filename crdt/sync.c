@@ -573,7 +573,7 @@ handle(crdt_doc *d, const void *frame, size_t len, void *caller,
 	bool progressed = progress_mark(d) != mark0;
 	uint64_t claim = crdt__fork_own_entry(d, pairs, npairs);
 	bool resend_own = claim > own0 && claim > d->fork_known &&
-	    claim > d->fork_dismissed;
+	    claim > d->fork_dismissed && claim > d->fork_claimed;
 	if (rc == 0)
 		rc = reply_data(d, pairs, npairs, kind == CRDT__KIND_HELLO,
 		    (unsigned)flags, progressed, nevid, resend_own, reply,

@@ -5,6 +5,7 @@
  * Everything here is the public libcrdt API plus msgpack-c (to walk
  * frames, after a bounded pre-scan: mp.c) and jansson (all JSON output).
  */
+#include "hex.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,10 +47,6 @@ int cli_write_file(const char *cmd, const char *path, const void *p,
 /* Zero a buffer's whole capacity (plaintext, keys) before it is freed;
  * an empty buffer (NULL data) is left alone. */
 void cli_wipe(crdt_buf *b);
-/* Lowercase hex of n bytes into out (2n + 1 bytes). */
-void cli_hex(const uint8_t *p, size_t n, char *out);
-/* Parse exactly n bytes of hex. @return 0 or -1. */
-int cli_unhex(const char *s, uint8_t *out, size_t n);
 /* A 32-byte key from a file: 32 raw bytes, or 64 hex digits (an ending
  * newline allowed). @return 0 or an exit status (reported). */
 int cli_read_key(const char *cmd, const char *path, uint8_t key[32]);

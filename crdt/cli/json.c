@@ -30,7 +30,7 @@ cli_json_hex(const uint8_t *p, size_t n)
 	char *s = malloc(2 * n + 1);
 	if (s == NULL)
 		return NULL;
-	cli_hex(p, n, s);
+	tool_hex(p, n, s);
 	json_t *v = json_stringn(s, 2 * n);
 	free(s);
 	return v;

@@ -34,19 +34,19 @@ cli_docopts_parse(const char *cmd, const cli_opt *opts, cli_docopts *o,
 				return rc;
 			o->epoch = (uint32_t)e;
 		} else if (strcmp(n, "doc-id") == 0) {
-			if (cli_unhex(v, o->doc_id.bytes, CRDT_DOC_ID_BYTES) != 0) {
+			if (tool_unhex(v, o->doc_id.bytes, CRDT_DOC_ID_BYTES) != 0) {
 				cli_err(cmd, "--doc-id: 64 hex digits");
 				return EXIT_USAGE;
 			}
 			o->have_doc_id = true;
 		} else if (strcmp(n, "admin-key") == 0) {
-			if (cli_unhex(v, o->admin, 32) != 0) {
+			if (tool_unhex(v, o->admin, 32) != 0) {
 				cli_err(cmd, "--admin-key: 64 hex digits");
 				return EXIT_USAGE;
 			}
 			o->have_admin = true;
 		} else if (strcmp(n, "chat-server") == 0) {
-			if (cli_unhex(v, o->server.bytes, 16) != 0) {
+			if (tool_unhex(v, o->server.bytes, 16) != 0) {
 				cli_err(cmd, "--chat-server: 32 hex digits");
 				return EXIT_USAGE;
 			}

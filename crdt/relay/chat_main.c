@@ -72,7 +72,7 @@ load_seed(const char *data, uint8_t seed[CRDT_SEED_BYTES])
 		hex[n] = '\0';
 		if (n > 0 && hex[n - 1] == '\n')
 			hex[n - 1] = '\0';
-		if (net_unhex(hex, seed, CRDT_SEED_BYTES) != 0) {
+		if (tool_unhex(hex, seed, CRDT_SEED_BYTES) != 0) {
 			chat_log("%s: not a 64-digit hex seed", path);
 			return -1;
 		}
@@ -85,7 +85,7 @@ load_seed(const char *data, uint8_t seed[CRDT_SEED_BYTES])
 		chat_log("cannot create %s: %s", path, strerror(errno));
 		return -1;
 	}
-	net_hex(seed, CRDT_SEED_BYTES, hex);
+	tool_hex(seed, CRDT_SEED_BYTES, hex);
 	size_t len = strlen(hex);
 	hex[len++] = '\n';
 	bool ok = write(fd, hex, len) == (ssize_t)len && fsync(fd) == 0;
@@ -151,7 +151,7 @@ static void
 print_id(FILE *f, crdt_dot id)
 {
 	char hex[2 * CRDT_REPLICA_ID_BYTES + 1];
-	net_hex(id.replica.bytes, sizeof id.replica.bytes, hex);
+	tool_hex(id.replica.bytes, sizeof id.replica.bytes, hex);
 	fprintf(f, "%s:%llu", hex, (unsigned long long)id.counter);
 }
 
@@ -326,7 +326,7 @@ parse_msgid(chat *c, const char *s, crdt_dot *out)
 		return -1;
 	memcpy(hex, s, sizeof hex - 1);
 	hex[sizeof hex - 1] = '\0';
-	if (net_unhex(hex, out->replica.bytes, CRDT_REPLICA_ID_BYTES) != 0 ||
+	if (tool_unhex(hex, out->replica.bytes, CRDT_REPLICA_ID_BYTES) != 0 ||
 	    net_parse_size(colon + 1, 1, SIZE_MAX, &ctr) != 0)
 		return -1;
 	out->counter = ctr;
@@ -650,7 +650,7 @@ parse_opts(chat *c, int argc, char **argv, bool *offline)
 			have_addr = true;
 			break;
 		case OPT_DOC:
-			bad = net_unhex(a, c->doc_id.bytes, CRDT_DOC_ID_BYTES);
+			bad = tool_unhex(a, c->doc_id.bytes, CRDT_DOC_ID_BYTES);
 			have_doc = true;
 			break;
 		case OPT_USER:
@@ -661,13 +661,13 @@ parse_opts(chat *c, int argc, char **argv, bool *offline)
 		case OPT_DUMP: c->dump = a; break;
 		case OPT_SERVER:
 			c->has_server = true;
-			bad = net_unhex(a, c->server_id.bytes,
+			bad = tool_unhex(a, c->server_id.bytes,
 			    CRDT_REPLICA_ID_BYTES);
 			break;
 		case OPT_SIGNED: c->signed_mode = true; break;
 		case OPT_KEY:
 			c->has_key = true;
-			bad = net_unhex(a, c->key, sizeof c->key);
+			bad = tool_unhex(a, c->key, sizeof c->key);
 			break;
 		case OPT_OFFLINE: *offline = true; break;
 		case OPT_TIMEOUT:

@@ -8,6 +8,7 @@
  * that owns its bytes.
  */
 
+#include "hex.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -68,10 +69,6 @@ typedef struct net_write {
 net_write *net_write_new(uint8_t type, const crdt_doc_id *doc,
     const void *payload, size_t len);
 
-/* Hex of `n` bytes into `out` (2n + 1 bytes, NUL-terminated). */
-void net_hex(const uint8_t *p, size_t n, char *out);
-/* Exactly 2n hex digits into `n` bytes; -1 otherwise. */
-int net_unhex(const char *s, uint8_t *out, size_t n);
 /* "HOST:PORT" (IPv4) into an address; -1 when malformed. */
 int net_parse_addr(const char *s, struct sockaddr_in *out);
 /* A decimal in [min, max]; -1 otherwise. */

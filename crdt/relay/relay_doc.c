@@ -110,7 +110,7 @@ relay_doc_get(relay *r, const crdt_doc_id *id, const char *who)
 		if (memcmp(rd->id.bytes, id->bytes, CRDT_DOC_ID_BYTES) == 0)
 			return rd;
 	char hex[2 * CRDT_DOC_ID_BYTES + 1];
-	net_hex(id->bytes, CRDT_DOC_ID_BYTES, hex);
+	tool_hex(id->bytes, CRDT_DOC_ID_BYTES, hex);
 	if (r->ndocs >= r->o.max_docs) {
 		relay_log("document %s refused for %s: %zu documents open "
 		    "(--max-docs)", hex, who, r->ndocs);

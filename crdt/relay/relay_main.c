@@ -115,7 +115,7 @@ parse_opts(int argc, char **argv, relay_opts *o)
 			break;
 		case OPT_SERVER:
 			o->has_server = true;
-			bad |= net_unhex(a, o->server_id.bytes,
+			bad |= tool_unhex(a, o->server_id.bytes,
 			    CRDT_REPLICA_ID_BYTES);
 			break;
 		case OPT_SIGNED: o->signed_mode = true; break;
@@ -219,7 +219,7 @@ load_server_identity(relay *r)
 	hex[n] = '\0';
 	if (n > 0 && hex[n - 1] == '\n')
 		hex[n - 1] = '\0';
-	if (net_unhex(hex, seed, sizeof seed) != 0) {
+	if (tool_unhex(hex, seed, sizeof seed) != 0) {
 		fprintf(stderr, "crdt-relay: %s: not a file of 64 hex "
 		    "digits\n", r->o.server_seed_file);
 		return -1;
@@ -325,7 +325,7 @@ serve(relay *r)
 
 	if (r->o.has_server) {
 		char hex[2 * CRDT_REPLICA_ID_BYTES + 1];
-		net_hex(r->o.server_id.bytes, CRDT_REPLICA_ID_BYTES, hex);
+		tool_hex(r->o.server_id.bytes, CRDT_REPLICA_ID_BYTES, hex);
 		relay_log("chat server replica id %s", hex);
 	}
 

@@ -295,9 +295,10 @@ typedef struct crdt_change {
  *   message under its own ID, or a dependency naming it, that came with
  *   `caller`): it was restored from an old backup, or another device
  *   uses its ID. Commits now fail with CRDT_EFORKED until its own
- *   messages come back up to `known` (crdt_doc_fork_status()). `proven`:
- *   the evidence is a message signed by this replica's own key (signed
- *   mode); otherwise it is a peer's word, which may be false. Called
+ *   messages come back up to `known` (crdt_doc_fork_status()), except in
+ *   signed mode when not `proven`. `proven`: the evidence is a message
+ *   signed by this replica's own key (signed mode); otherwise it is a
+ *   peer's word, which may be false. Called
  *   once per higher `known`, also when the same frame brought the
  *   messages back at once.
  */
@@ -329,8 +330,11 @@ CRDT_API void crdt_doc_set_listener(crdt_doc *d, const crdt_doc_listener *l);
  * up to the highest counter heard of: sync or receive bring its own
  * messages back and apply them like a peer's (in signed mode only those
  * signed by its own key), or a snapshot raises it. A claim never moves
- * the clock or the state; the worst a lying peer can do is hold commits
- * until the application dismisses it. Not saved: after a restart the
+ * the clock or the state. In unsigned mode the worst a lying peer can do
+ * is hold commits until the application dismisses it; in signed mode
+ * only a claim proven by the replica's own signature holds commits, and
+ * a peer's word is only reported (on_fork, proven = false), so no peer
+ * can stop a signed replica's writes. Not saved: after a restart the
  * next sync learns it again. A sync frame that shows a fork is answered
  * with every own message the log holds, so a dot issued twice (commits
  * made before hearing of the fork) reaches the peer as an equivocation.

@@ -609,7 +609,7 @@ Test(fork, a_hostile_unsigned_peer_holds_commits_only_until_dismissed)
 	crdt_doc_free(w);
 }
 
-Test(fork, a_hostile_peer_in_signed_mode_cannot_move_the_clock)
+Test(fork, a_hostile_peer_in_signed_mode_cannot_move_the_clock_or_stop_commits)
 {
 	crdt_identity *iv;
 	crdt_doc *v = signed_doc(7, &iv);
@@ -627,10 +627,30 @@ Test(fork, a_hostile_peer_in_signed_mode_cannot_move_the_clock)
 	cr_assert_eq(f.calls, 0);
 	cr_assert_eq(crdt_doc_hlc(v), hlc0);
 	cr_assert_eq(crdt_doc_buffered(v), 0);
-	/* A HELLO's clock is unsigned in every mode: a claim, held until
-	 * the application dismisses it. */
-	hostile_hello(v, UINT64_MAX, &f);
-	dismiss_and_commit(v, UINT64_MAX, &f, "v2");
+	/* A HELLO's clock is unsigned in every mode: in signed mode it is a
+	 * peer's word, reported (proven = false) but not enforced, since a
+	 * peer must not be able to stop an honest replica's writes (found by
+	 * fuzz_byzantine: a hostile sync peer held every honest commit). */
+	crdt_buf h, r;
+	tb_init(&r);
+	uint64_t own0 = own_counter(v);
+	hello_claim(&h, *crdt_doc_self(v), UINT64_MAX);
+	cr_assert_eq(crdt_doc_sync_handle(v, h.data, h.len, NULL, &r), 0);
+	cr_assert_eq(f.calls, 1);
+	cr_assert_eq(f.known, UINT64_MAX);
+	cr_assert_not(f.proven);
+	cr_assert_eq(own_counter(v), own0, "a claim moved our counter");
+	cr_assert_eq(crdt_doc_hlc(v), hlc0, "a claim moved our clock");
+	cr_assert_not(crdt_doc_fork_status(v, NULL, NULL));
+	crdt_buf_clear(&m);
+	add(v, "v2", &m);
+	cr_assert_eq(dot_of(&m).counter, own0 + 1);
+	/* The same claim again says nothing more. */
+	crdt_buf_clear(&r);
+	cr_assert_eq(crdt_doc_sync_handle(v, h.data, h.len, NULL, &r), 0);
+	cr_assert_eq(f.calls, 1);
+	crdt_buf_fini(&h);
+	crdt_buf_fini(&r);
 	crdt_buf_fini(&x);
 	crdt_buf_fini(&m);
 	crdt_doc_free(v);

@@ -134,12 +134,12 @@ Test(net, parsers_refuse_what_is_not_exactly_their_form)
 	uint8_t out[2];
 	size_t v;
 	struct sockaddr_in a;
-	cr_assert_eq(net_unhex("0aFf", out, 2), 0);
+	cr_assert_eq(tool_unhex("0aFf", out, 2), 0);
 	cr_assert_eq(out[0], 0x0a);
 	cr_assert_eq(out[1], 0xff);
-	cr_assert_eq(net_unhex("0aF", out, 2), -1);
-	cr_assert_eq(net_unhex("0aFff", out, 2), -1);
-	cr_assert_eq(net_unhex("0g00", out, 2), -1);
+	cr_assert_eq(tool_unhex("0aF", out, 2), -1);
+	cr_assert_eq(tool_unhex("0aFff", out, 2), -1);
+	cr_assert_eq(tool_unhex("0g00", out, 2), -1);
 	cr_assert_eq(net_parse_size("42", 0, 100, &v), 0);
 	cr_assert_eq(v, 42);
 	cr_assert_eq(net_parse_size("101", 0, 100, &v), -1);
