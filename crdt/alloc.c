@@ -202,7 +202,7 @@ crdt__arena_copy_slow(crdt__arena *ar, const void *src, size_t n)
 			ar->next *= 2;
 	}
 	uint8_t *p = c->data + c->used;
-	if (n != 0)
+	if (src != NULL && n != 0)
 		memcpy(p, src, n);
 	c->used += n;
 	return p;
@@ -260,12 +260,8 @@ crdt_buf_clear(crdt_buf *b)
 }
 
 int
-crdt_buf_append(crdt_buf *b, const void *data, size_t len)
+crdt__buf_reserve(crdt_buf *b, size_t len)
 {
-	if (b == NULL || (data == NULL && len != 0) || b->alloc.alloc == NULL)
-		return CRDT_EINVAL;
-	if (len == 0)
-		return 0;
 	if (len > SIZE_MAX - b->len)
 		return CRDT_ENOMEM;
 	if (b->len + len > b->cap) {
@@ -285,6 +281,17 @@ crdt_buf_append(crdt_buf *b, const void *data, size_t len)
 		b->data = np;
 		b->cap = ncap;
 	}
+	return 0;
+}
+
+int
+crdt_buf_append(crdt_buf *b, const void *data, size_t len)
+{
+	if (b == NULL || (data == NULL && len != 0) || b->alloc.alloc == NULL)
+		return CRDT_EINVAL;
+	if (len == 0)
+		return 0;
+	CRDT_TRY(crdt__buf_reserve(b, len));
 	memcpy(b->data + b->len, data, len);
 	b->len += len;
 	return 0;

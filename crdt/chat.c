@@ -237,10 +237,9 @@ crdt__chat_free(crdt_chat *c)
 static int
 chat_encode_body(const crdt_chat *c, crdt_buf *out, crdt_buf *tmp)
 {
+	/* [2, 9, msgs in columns, reacts, marks] (docs/chat.md) */
 	CRDT_TRY(crdt__w_header(out, CRDT__KIND_CHAT, 3));
-	CRDT_TRY(crdt_gset_encode(c->msgs, tmp));
-	CRDT_TRY(crdt__w_bin(out, tmp->data, tmp->len));
-	crdt_buf_clear(tmp);
+	CRDT_TRY(crdt__chat_cols_encode(c, out));
 	CRDT_TRY(crdt_lww_map_encode(c->reacts, tmp));
 	CRDT_TRY(crdt__w_bin(out, tmp->data, tmp->len));
 	crdt_buf_clear(tmp);
@@ -268,9 +267,13 @@ crdt__chat_encode(const crdt_chat *c, crdt_buf *out)
  * changes nothing. O(state).
  */
 static int
-check_state(const crdt_gset *m, const crdt_lww_map *rx, const crdt_gset *mk)
+check_state(const crdt_gset *m, const crdt_lww_map *rx, const crdt_gset *mk,
+    bool msgs_built)
 {
-	for (size_t i = 0; i < crdt_gset_size(m); i++) {
+	/* Records the columnar decoder built are the post op's by
+	 * construction (chat_cols.c checks every field); a G-Set state's
+	 * are peer bytes. */
+	for (size_t i = 0; !msgs_built && i < crdt_gset_size(m); i++) {
 		const crdt__key *e = crdt__gset_entry_key(m, i);
 		msgrec mr;
 		CRDT_TRY(crdt__chat_parse_msgrec(e->ptr, e->len, &mr));
@@ -304,7 +307,8 @@ crdt__chat_decode(const crdt_chat *like, const uint8_t *p, size_t n,
 	crdt_chat *c;
 
 	CRDT_TRY(crdt__rd_init(&r, &like->cfg.limits, p, n));
-	CRDT_TRY(crdt__rd_header(&r, CRDT__KIND_CHAT, &k));
+	unsigned ver;
+	CRDT_TRY(crdt__rd_header_v(&r, CRDT__KIND_CHAT, &k, &ver));
 	if (k != 5)
 		return CRDT_EMALFORMED;
 	for (int i = 0; i < 3; i++)
@@ -313,18 +317,25 @@ crdt__chat_decode(const crdt_chat *like, const uint8_t *p, size_t n,
 	CRDT_TRY(crdt__chat_new(&like->cfg, &like->self,
 	    like->has_server ? &like->server : NULL, &c));
 	crdt_gset *m = NULL, *mk = NULL;
+	chat_bulk bk;
+	memset(&bk, 0, sizeof bk);
 	crdt_lww_map *rx = NULL;
-	int rc = crdt_gset_decode(&c->cfg, &c->self, b[0], bl[0], &m);
+	/* Version 1 holds msgs as a G-Set state, version 2 in columns. */
+	int rc = ver == 1 ?
+	    crdt_gset_decode(&c->cfg, &c->self, b[0], bl[0], &m) :
+	    crdt__chat_cols_decode(c, b[0], bl[0], &m, &bk);
 	if (rc == 0)
 		rc = crdt_lww_map_decode(&c->cfg, &c->self, b[1], bl[1], &rx);
 	if (rc == 0)
 		rc = crdt_gset_decode(&c->cfg, &c->self, b[2], bl[2], &mk);
 	if (rc == 0)
-		rc = check_state(m, rx, mk);
+		rc = check_state(m, rx, mk, ver >= 2);
+	/* Version 2 built the set keyed so already (a no-op then). */
 	if (rc == 0)
 		rc = crdt__gset_key_prefix(m, crdt__chat_rec_ident,
 		    c->ix->prio_key);
 	if (rc < 0) {
+		crdt__chat_bulk_free(&c->cfg.alloc, &bk);
 		crdt_gset_free(m);
 		crdt_lww_map_free(rx);
 		crdt_gset_free(mk);
@@ -339,7 +350,8 @@ crdt__chat_decode(const crdt_chat *like, const uint8_t *p, size_t n,
 	c->marks = mk;
 	/* Built now, where an error can still refuse the state, so queries
 	 * never build anything. */
-	rc = crdt__chat_ix_rebuild(c);
+	rc = ver == 1 ? crdt__chat_ix_rebuild(c) : crdt__chat_ix_bulk(c, &bk);
+	crdt__chat_bulk_free(&c->cfg.alloc, &bk);
 	if (rc < 0) {
 		crdt__chat_free(c);
 		return rc;

@@ -239,6 +239,9 @@ int crdt__chat_ol_reserve(const crdt_allocator *a, olink **v, size_t *cap,
     size_t need);
 void crdt__chat_treap_insert(chat_index *ix, uint32_t x);
 void crdt__chat_treap_remove(chat_index *ix, uint32_t x);
+/* Build the treap over nodes 0..nn-1 (none linked yet) in O(n) when they
+ * are already in key order, else after sorting them (scratch from `a`). */
+int crdt__chat_treap_build(chat_index *ix, const crdt_allocator *a);
 /* Nodes in the treap under x (0 for NIL). */
 static inline uint32_t
 crdt__chat_sz(const chat_index *ix, uint32_t x)
@@ -270,6 +273,42 @@ bool crdt__chat_msgrec_same(const msgrec *x, const msgrec *y);
 int crdt__chat_parse_rkey(const uint8_t *p, size_t n, rkey *k);
 int crdt__chat_parse_mark(const uint8_t *p, size_t len, markrec *m);
 
+/* ---- chat_cols.c: msgs in columns (version-2 state) ---- */
+
+/* What the columns already say about each record, in G-Set entry order,
+ * so the index is built without parsing a record again (ix_bulk). User
+ * and replica IDs point into the decoded input. */
+typedef struct bulk_user {
+	const uint8_t *p;
+	size_t n;
+} bulk_user;
+
+typedef struct bulk_rec {
+	uint64_t ord, counter;
+	uint32_t rep, user; /* table indices */
+} bulk_rec;
+
+typedef struct chat_bulk {
+	const uint8_t *ids; /* replica table, 16 bytes each */
+	size_t nids;
+	bulk_user *users;
+	size_t nusers;
+	bulk_rec *v;
+	size_t n;
+} chat_bulk;
+
+void crdt__chat_bulk_free(const crdt_allocator *a, chat_bulk *b);
+
+/* Appends msgs as one bin; CRDT_ENOMEM leaves `out` as it was. */
+int crdt__chat_cols_encode(const crdt_chat *c, crdt_buf *out);
+/* A new G-Set of the records `p` holds (c: config and owner), its entries
+ * in ascending order, and `bk` describing them (freed by the caller with
+ * crdt__chat_bulk_free). Every record is rebuilt and checked like the post
+ * op's; CRDT_EMALFORMED, CRDT_ETOOBIG (limits), CRDT_ENOMEM; nothing
+ * allocated on error. */
+int crdt__chat_cols_decode(const crdt_chat *c, const uint8_t *p, size_t n,
+    crdt_gset **out, chat_bulk *bk);
+
 /* ---- chat_index.c: the derived index ---- */
 
 void crdt__chat_ix_clear(crdt_chat *c);
@@ -293,6 +332,10 @@ int crdt__chat_ix_add_mark(crdt_chat *c, const uint8_t *rec, size_t len,
 int crdt__chat_ix_react(crdt_chat *c, size_t idx, crdt_dot *about);
 int crdt__chat_ix_fold(crdt_chat *c, size_t m0, size_t k0);
 int crdt__chat_ix_rebuild(crdt_chat *c);
+/* Rebuild from a state the columnar decoder just built (`bk` describes
+ * msgs entry by entry, ascending): no record parsed again, the tree built
+ * from the sorted nodes in O(n). Same index as crdt__chat_ix_rebuild. */
+int crdt__chat_ix_bulk(crdt_chat *c, const chat_bulk *bk);
 int crdt__chat_ensure(const crdt_chat *c);
 int crdt__chat_node_slots_grow(chat_index *ix, const crdt_allocator *a,
     size_t need);

@@ -568,6 +568,81 @@ crdt__chat_ix_rebuild(crdt_chat *c)
 }
 
 /*
+ * The same index from a state the columnar decoder built: msgs entries
+ * are ascending record bytes, so the records of one message ID are
+ * adjacent and the first is the one shown (ix_rival keeps the smaller
+ * bytes); the decoder already read each record's ID, order key and user,
+ * so nothing is parsed again; and the tree is built from the nodes in key
+ * order (crdt__chat_treap_build: linear when the records' order keys
+ * ascend with (replica, counter), as they do for honest writers, whose
+ * every post sorts after their previous one). Marks and reactions fold as
+ * in a rebuild. On failure the index is empty and marked stale.
+ */
+int
+crdt__chat_ix_bulk(crdt_chat *c, const chat_bulk *bk)
+{
+	const crdt_allocator *a = crdt__chat_ix_alloc(c);
+	size_t n = crdt_gset_size(c->msgs);
+
+	crdt__chat_ix_clear(c);
+	CRDT_TRY(crdt__chat_ix_init(c));
+	chat_index *ix = c->ix;
+	ix->ok = false;
+	if (n != bk->n || n >= UINT32_MAX - 1)
+		return CRDT_EINVAL; /* not the state bk describes */
+	ix->bulk = true;
+	if (n > 0) {
+		CRDT_TRY(crdt__chat_node_slots_reserve(ix, a, n));
+		void *v = ix->nodes;
+		CRDT_TRY(crdt__grow(a, &v, &ix->capn, n, sizeof *ix->nodes));
+		ix->nodes = v;
+	}
+	crdt_dot prev = { { { 0 } }, 0 };
+	for (size_t i = 0; i < n; i++) {
+		const bulk_rec *b = &bk->v[i];
+		crdt_dot id;
+		memcpy(id.replica.bytes, bk->ids + (size_t)b->rep * 16, 16);
+		id.counter = b->counter;
+		if (b->ord > ix->max_ord)
+			ix->max_ord = b->ord;
+		/* A second record of one ID: larger bytes, not shown. */
+		if (i > 0 && crdt_dot_cmp(prev, id) == 0)
+			continue;
+		prev = id;
+		const bulk_user *us = &bk->users[b->user];
+		rep_ent *re, *ue;
+		user_ent *u;
+		CRDT_TRY(crdt__chat_msg_ents(ix, a, &id.replica, us->p, us->n,
+		    &re, &ue, &u));
+		CRDT_TRY(crdt__chat_u64v_add(a, &re->ctr, id.counter, true));
+		CRDT_TRY(crdt__chat_u64v_add(a, &ue->ctr, id.counter, true));
+		u->posted++;
+		const crdt__key *k = crdt__gset_entry_key(c->msgs, i);
+		/* The set hashed the record's ID under our key already. */
+		uint64_t eh;
+		uint32_t h = crdt__gset_ident_hash(c->msgs, crdt__chat_rec_ident,
+		    ix->prio_key, i, &eh) ? (uint32_t)(eh >> 32) :
+		    crdt__chat_dot_hash32(ix, id);
+		assert(h == crdt__chat_dot_hash32(ix, id));
+		uint32_t x = (uint32_t)ix->nn++;
+		tnode *t = &ix->nodes[x];
+		t->ord = b->ord;
+		t->id = id;
+		t->rec = k->ptr;
+		t->rec_len = (uint32_t)k->len;
+		t->prio = h;
+		t->l = t->r = t->p = NIL;
+		t->size = 1;
+		node_place(ix->slots, ix->nslots, h, x + 1);
+	}
+	CRDT_TRY(crdt__chat_treap_build(ix, a));
+	/* Marks and reactions, then the counters appended in bulk sorted. */
+	CRDT_TRY(crdt__chat_ix_fold(c, n, 0));
+	ix->ok = true;
+	return 0;
+}
+
+/*
  * Queries read the index as it is: it is built at load and kept current
  * at every commit and receive (room reserved before the commit point), so
  * no query allocates or rebuilds behind `const`. A stale index (only an

@@ -340,6 +340,93 @@ crdt__chat_treap_insert(chat_index *ix, uint32_t x)
 		rotate_up(ix, x);
 }
 
+/* One node in key order for treap_build's sort. */
+typedef struct okey {
+	uint64_t ord;
+	crdt_dot id;
+	uint32_t x;
+} okey;
+
+static int
+okey_cmp(const void *p, const void *q)
+{
+	const okey *a = p, *b = q;
+	if (a->ord != b->ord)
+		return a->ord < b->ord ? -1 : 1;
+	return crdt_dot_cmp(a->id, b->id);
+}
+
+/* Subtree size of x from its (final) children. */
+static void
+fix_size(chat_index *ix, uint32_t x)
+{
+	tnode *n = &ix->nodes[x];
+	n->size = 1 + crdt__chat_sz(ix, n->l) + crdt__chat_sz(ix, n->r);
+}
+
+/*
+ * The Cartesian tree of the nodes in key order by priority (max-heap, as
+ * treap_insert keeps it): one pass with the right spine on a stack. A
+ * node popped off the spine is complete (everything after it in key order
+ * hangs elsewhere), so its size is final then. O(n) plus the sort when
+ * the nodes are not in key order already.
+ */
+int
+crdt__chat_treap_build(chat_index *ix, const crdt_allocator *a)
+{
+	size_t n = ix->nn;
+	ix->root = NIL;
+	if (n == 0)
+		return 0;
+	bool sorted = true;
+	for (size_t i = 1; sorted && i < n; i++)
+		sorted = node_cmp(&ix->nodes[i - 1], &ix->nodes[i]) < 0;
+	okey *ord = NULL;
+	if (!sorted) {
+		if (n > SIZE_MAX / sizeof *ord)
+			return CRDT_ENOMEM;
+		ord = crdt__malloc(a, n * sizeof *ord);
+		if (ord == NULL)
+			return CRDT_ENOMEM;
+		for (size_t i = 0; i < n; i++)
+			ord[i] = (okey){ ix->nodes[i].ord, ix->nodes[i].id,
+				(uint32_t)i };
+		qsort(ord, n, sizeof *ord, okey_cmp);
+	}
+	uint32_t *stk = crdt__malloc(a, n * sizeof *stk);
+	if (stk == NULL) {
+		crdt__free(a, ord, ord ? n * sizeof *ord : 0);
+		return CRDT_ENOMEM;
+	}
+	size_t top = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t x = ord != NULL ? ord[i].x : (uint32_t)i;
+		tnode *t = &ix->nodes[x];
+		uint32_t last = NIL;
+		while (top > 0 && ix->nodes[stk[top - 1]].prio < t->prio) {
+			last = stk[--top];
+			fix_size(ix, last);
+		}
+		t->l = last;
+		if (last != NIL)
+			ix->nodes[last].p = x;
+		t->r = NIL;
+		if (top > 0) {
+			ix->nodes[stk[top - 1]].r = x;
+			t->p = stk[top - 1];
+		} else {
+			t->p = NIL;
+		}
+		stk[top++] = x;
+	}
+	while (top > 0)
+		fix_size(ix, stk[--top]);
+	ix->root = stk[0];
+	crdt__free(a, stk, n * sizeof *stk);
+	crdt__free(a, ord, ord ? n * sizeof *ord : 0);
+	return 0;
+}
+
 /* Detach node x: rotate it down below its higher-priority child until it
  * has at most one, splice it out, shrink the sizes above. */
 void

@@ -482,3 +482,46 @@ crdt_gset_equal(const crdt_gset *a, const crdt_gset *b)
 	}
 	return true;
 }
+
+/* ---- bulk access for columnar encodings (chat_cols.c) ---- */
+
+int
+crdt__gset_sorted(const crdt_gset *s, const crdt__key ***v)
+{
+	return crdt__table_sorted(&s->t, v);
+}
+
+crdt_dot
+crdt__gset_key_dot(const crdt__key *k)
+{
+	return ((const gs_entry *)k)->dot;
+}
+
+int
+crdt__gset_bulk_reserve(crdt_gset *s, size_t n)
+{
+	return crdt__table_reserve(&s->t, n);
+}
+
+uint8_t *
+crdt__gset_bulk_room(crdt_gset *s, size_t len)
+{
+	return crdt__arena_copy(&s->ar, NULL, len);
+}
+
+/* The caller proved `elem` greater than every element already in the set
+ * (a decoder checking strict order), so it is new: no lookup. `elem` is
+ * the set's own room (crdt__gset_bulk_room). */
+int
+crdt__gset_bulk_add(crdt_gset *s, uint8_t *elem, size_t len, crdt_dot dot)
+{
+	CRDT_TRY(crdt__table_reserve(&s->t, 1));
+	uint64_t h = crdt__table_hash(&s->t, elem, len);
+	if (s->t.ident != NULL &&
+	    crdt__table_chain(&s->t, h, s->max_chain) >= s->max_chain)
+		return CRDT_ETOOBIG;
+	gs_entry *e = crdt__table_insert(&s->t, elem, len, h);
+	e->dot = dot;
+	note_dot(s, dot);
+	return 0;
+}

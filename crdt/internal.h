@@ -62,6 +62,9 @@ crdt__grow(const crdt_allocator *a, void **p, size_t *cap, size_t need,
 /* Heap copy of `n` bytes (n may be 0: a 1-byte block is allocated so the
  * pointer is non-NULL). Free with crdt__free(a, p, n). */
 uint8_t *crdt__memdup(const crdt_allocator *a, const void *src, size_t n);
+/* Room for `len` more bytes in `b` (b->alloc set), growing like
+ * crdt_buf_append; b->len unchanged. */
+int crdt__buf_reserve(crdt_buf *b, size_t len);
 
 /* A bump arena of byte strings for owners that free them all at once (a
  * G-Set's elements): one allocation per chunk instead of one per string,
@@ -85,8 +88,9 @@ typedef struct crdt__arena_mark {
 void crdt__arena_init(crdt__arena *ar, const crdt_allocator *a);
 /* Frees every chunk: every string copied into the arena is gone. */
 void crdt__arena_fini(crdt__arena *ar);
-/* A copy of `n` bytes (n may be 0), or NULL (no memory; nothing changed).
- * Inline: a string almost always fits the newest chunk. */
+/* A copy of `n` bytes (n may be 0; src NULL: room for them, not
+ * initialised), or NULL (no memory; nothing changed). Inline: a string
+ * almost always fits the newest chunk. */
 uint8_t *crdt__arena_copy_slow(crdt__arena *ar, const void *src, size_t n);
 static inline uint8_t *
 crdt__arena_copy(crdt__arena *ar, const void *src, size_t n)
@@ -95,7 +99,7 @@ crdt__arena_copy(crdt__arena *ar, const void *src, size_t n)
 	if (c == NULL || n > c->cap - c->used)
 		return crdt__arena_copy_slow(ar, src, n);
 	uint8_t *p = c->data + c->used;
-	if (n != 0)
+	if (src != NULL && n != 0)
 		memcpy(p, src, n);
 	c->used += n;
 	return p;
@@ -231,8 +235,12 @@ int crdt__key_cmp(const uint8_t *a, size_t alen, const uint8_t *b,
  * exactly what the writers produce (smallest encodings only), so every
  * accepted input re-encodes to the same bytes. */
 
-/* Version of object encodings (G-Set, LWW, map, vclock, chat state). */
+/* Version of object encodings (G-Set, LWW, map, vclock). */
 #define CRDT__FORMAT_VERSION 1
+/* Version of the chat thread's state (kind 9). 2: the message records in
+ * columns (docs/chat.md, "State encoding"); version 1 is still read. */
+#define CRDT__CHAT_FORMAT_VERSION 2
+#define CRDT__CHAT_FORMAT_OLDEST 1
 /* Version of the document's own frames (kinds 5..8 and 10: message,
  * snapshot, HELLO, DATA, sealed snapshot). 2: signatures and sealed
  * payloads bound to the document ID; snapshots carry it. Version 1 is
@@ -251,8 +259,18 @@ crdt__kind_version(unsigned kind)
 {
 	if (kind == CRDT__KIND_HELLO || kind == CRDT__KIND_DATA)
 		return CRDT__SYNC_FORMAT_VERSION;
-	return CRDT__KIND_IS_DOC(kind) ?
-	    CRDT__DOC_FORMAT_VERSION :
+	if (CRDT__KIND_IS_DOC(kind))
+		return CRDT__DOC_FORMAT_VERSION;
+	return kind == CRDT__KIND_CHAT ? CRDT__CHAT_FORMAT_VERSION :
+	    CRDT__FORMAT_VERSION;
+}
+/* The oldest version a kind is still read with. */
+static inline unsigned
+crdt__kind_oldest(unsigned kind)
+{
+	if (CRDT__KIND_IS_DOC(kind))
+		return CRDT__DOC_FORMAT_OLDEST;
+	return kind == CRDT__KIND_CHAT ? CRDT__CHAT_FORMAT_OLDEST :
 	    CRDT__FORMAT_VERSION;
 }
 
@@ -392,6 +410,18 @@ bool crdt__gset_ident_hash(const crdt_gset *s, size_t (*ident)(const
 const crdt__key *crdt__map_entry(const crdt_lww_map *m, size_t idx,
     const crdt__reg **reg);
 const crdt__reg *crdt__lww_reg(const crdt_lww *r);
+/* A G-Set's entries in canonical order, and an entry's dot. */
+int crdt__gset_sorted(const crdt_gset *s, const crdt__key ***v);
+crdt_dot crdt__gset_key_dot(const crdt__key *k);
+/* Decoders that prove elements strictly ascending add them without a
+ * lookup: reserve once, then build each element in room from the set's
+ * arena (NULL: no memory) and add it; CRDT_ETOOBIG past the identity
+ * bound (crdt__gset_key_prefix). After a failure the set is only fit to
+ * be freed (room taken stays in the arena until then). */
+int crdt__gset_bulk_reserve(crdt_gset *s, size_t n);
+uint8_t *crdt__gset_bulk_room(crdt_gset *s, size_t len);
+int crdt__gset_bulk_add(crdt_gset *s, uint8_t *elem, size_t len,
+    crdt_dot dot);
 size_t crdt__map_nentries(const crdt_lww_map *m);
 
 /* ---- chat thread internals (chat.c), driven by doc.c ---- */

@@ -311,9 +311,7 @@ crdt__rd_header_v(crdt__rd *r, unsigned kind, size_t *n, unsigned *ver)
 {
 	uint64_t v, k;
 	unsigned cur = crdt__kind_version(kind);
-	unsigned oldest = cur == CRDT__DOC_FORMAT_VERSION ?
-	    CRDT__DOC_FORMAT_OLDEST :
-	    cur;
+	unsigned oldest = crdt__kind_oldest(kind);
 
 	CRDT_TRY(crdt__rd_array(r, n));
 	if (*n < 2)

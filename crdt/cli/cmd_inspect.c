@@ -221,11 +221,22 @@ state_entries(const uint8_t *p, size_t n, unsigned type)
 		} else if (type == 2) {
 			e = a->size > 2 ? 1 : 0;
 		} else if (type == 4 && a->size == 5) {
-			/* Chat: the messages G-Set comes first. */
+			/* Chat: the messages come first, as a G-Set state
+			 * (version 1) or in columns led by the record count,
+			 * a LEB128 varint (version 2, chat.md). */
 			const uint8_t *q;
 			size_t qn;
-			if (cli_mp_bin(&a->ptr[2], &q, &qn))
+			uint64_t ver = 0;
+			bool ok = cli_mp_bin(&a->ptr[2], &q, &qn) &&
+			    cli_mp_uint(&a->ptr[0], &ver);
+			if (ok && ver == 1)
 				e = state_entries(q, qn, 1);
+			for (size_t i = 0; ok && ver == 2 && i < qn && i < 10;
+			     i++) {
+				e |= (uint64_t)(q[i] & 0x7f) << (7 * i);
+				if ((q[i] & 0x80) == 0)
+					break;
+			}
 		}
 	}
 	msgpack_zone_destroy(&z);
