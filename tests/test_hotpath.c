@@ -516,3 +516,58 @@ Test(hotpath, interleaved_writers_past_the_author_cache)
 	crdt_doc_free(r.d);
 	crdt_doc_free(q.d);
 }
+
+/* A state holding more rivals of one message ID than the bound (a replica
+ * configured for many variants took them all) is refused whole by a
+ * replica with the default bound, in either snapshot version's path. */
+Test(hotpath, state_with_too_many_rivals_is_refused)
+{
+	enum { V = 20 };
+	peer wide, r, f;
+	crdt_buf m, snap, before, after;
+	tb_init(&m);
+	tb_init(&snap);
+	tb_init(&before);
+	tb_init(&after);
+	peer_new(&wide, 50, 1);
+	wide.cfg.max_variants = 64;
+	crdt_doc_free(wide.d);
+	crdt_replica_id wid = test_id(50);
+	cr_assert_eq(crdt_doc_new(&wide.cfg, &wid, &wide.d), 0);
+	cr_assert_eq(crdt_doc_register_chat(wide.d, "t0", NULL, NULL), 0);
+	for (int v = 0; v < V; v++) {
+		/* V writers claiming one replica ID: one dot, V records. */
+		char body[16];
+		snprintf(body, sizeof body, "variant %d", v);
+		peer_new(&f, 9, 1);
+		post(&f, 0, "eve", body, &m);
+		cr_assert_eq(crdt_doc_receive(wide.d, m.data, m.len, NULL), 0);
+		crdt_doc_free(f.d);
+	}
+	cr_assert_eq(crdt_doc_save(wide.d, &snap), 0);
+	peer_new(&r, 51, 1);
+	cr_assert_eq(crdt_doc_save(r.d, &before), 0);
+	cr_assert_eq(crdt_doc_load(r.d, snap.data, snap.len, NULL),
+	    CRDT_ETOOBIG);
+	cr_assert_eq(crdt_doc_save(r.d, &after), 0);
+	cr_assert_eq(before.len, after.len);
+	cr_assert_eq(memcmp(before.data, after.data, after.len), 0);
+	cr_assert_eq(crdt_chat_count(thread(&r)), 0);
+	/* The wide replica itself reloads its own state. */
+	peer q;
+	peer_new(&q, 52, 1);
+	crdt_doc_free(q.d);
+	q.cfg.max_variants = 64;
+	crdt_replica_id qid = test_id(52);
+	cr_assert_eq(crdt_doc_new(&q.cfg, &qid, &q.d), 0);
+	cr_assert_eq(crdt_doc_register_chat(q.d, "t0", NULL, NULL), 0);
+	cr_assert_eq(crdt_doc_load(q.d, snap.data, snap.len, NULL), 0);
+	cr_assert_eq(crdt_chat_count(thread(&q)), 1);
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&snap);
+	crdt_buf_fini(&before);
+	crdt_buf_fini(&after);
+	crdt_doc_free(wide.d);
+	crdt_doc_free(r.d);
+	crdt_doc_free(q.d);
+}
