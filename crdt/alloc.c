@@ -156,6 +156,78 @@ crdt__memdup(const crdt_allocator *a, const void *src, size_t n)
 	return p;
 }
 
+enum { ARENA_FIRST = 1024, ARENA_MAX = 64 * 1024 };
+
+void
+crdt__arena_init(crdt__arena *ar, const crdt_allocator *a)
+{
+	ar->a = a;
+	ar->top = NULL;
+	ar->next = ARENA_FIRST;
+}
+
+static void
+chunk_free(const crdt_allocator *a, crdt__chunk *c)
+{
+	crdt__free(a, c, sizeof *c + c->cap);
+}
+
+void
+crdt__arena_fini(crdt__arena *ar)
+{
+	while (ar->top != NULL) {
+		crdt__chunk *c = ar->top;
+		ar->top = c->prev;
+		chunk_free(ar->a, c);
+	}
+	ar->next = ARENA_FIRST;
+}
+
+uint8_t *
+crdt__arena_copy_slow(crdt__arena *ar, const void *src, size_t n)
+{
+	crdt__chunk *c = ar->top;
+	if (c == NULL || n > c->cap - c->used) {
+		size_t cap = CRDT_MAX(ar->next, n);
+		if (cap > SIZE_MAX - sizeof *c)
+			return NULL;
+		c = crdt__malloc(ar->a, sizeof *c + cap);
+		if (c == NULL)
+			return NULL;
+		c->prev = ar->top;
+		c->cap = cap;
+		c->used = 0;
+		ar->top = c;
+		if (ar->next < ARENA_MAX)
+			ar->next *= 2;
+	}
+	uint8_t *p = c->data + c->used;
+	if (src != NULL && n != 0)
+		memcpy(p, src, n);
+	c->used += n;
+	return p;
+}
+
+void
+crdt__arena_reset(crdt__arena *ar, crdt__arena_mark m)
+{
+	while (ar->top != NULL && ar->top != m.top) {
+		crdt__chunk *c = ar->top;
+		ar->top = c->prev;
+		chunk_free(ar->a, c);
+	}
+	if (ar->top != NULL)
+		ar->top->used = m.used;
+}
+
+void
+crdt__arena_unbump(crdt__arena *ar, const uint8_t *p, size_t n)
+{
+	crdt__chunk *c = ar->top;
+	if (c != NULL && n <= c->used && p == c->data + (c->used - n))
+		c->used -= n;
+}
+
 void
 crdt_buf_init(crdt_buf *b, const crdt_allocator *alloc)
 {

@@ -202,6 +202,9 @@ crdt__chat_new(const crdt_config *cfg, const crdt_replica_id *self,
 	if (rc == 0)
 		rc = crdt_gset_new(&c->cfg, self, &c->msgs);
 	if (rc == 0)
+		rc = crdt__gset_key_prefix(c->msgs, crdt__chat_rec_ident,
+		    c->ix->prio_key);
+	if (rc == 0)
 		rc = crdt_lww_map_new(&c->cfg, self, &c->reacts);
 	if (rc == 0)
 		rc = crdt_gset_new(&c->cfg, self, &c->marks);
@@ -327,6 +330,10 @@ crdt__chat_decode(const crdt_chat *like, const uint8_t *p, size_t n,
 		rc = crdt_gset_decode(&c->cfg, &c->self, b[2], bl[2], &mk);
 	if (rc == 0)
 		rc = check_state(m, rx, mk, ver >= 2);
+	/* Version 2 built the set keyed so already (a no-op then). */
+	if (rc == 0)
+		rc = crdt__gset_key_prefix(m, crdt__chat_rec_ident,
+		    c->ix->prio_key);
 	if (rc < 0) {
 		crdt__chat_bulk_free(&c->cfg.alloc, &bk);
 		crdt_gset_free(m);
@@ -492,6 +499,34 @@ prep_member(crdt_chat *c, const uint8_t *user, size_t ul, uint64_t walk)
 
 /* ---------------------------------------------------------------- */
 /* ops                                                              */
+
+/*
+ * A message record is [ID, ...] with the ID a dot (bin 16, uint): the ID
+ * names the record, and records sharing one are rivals (equivocation),
+ * bounded per ID by the G-Set. The messages set hashes the ID's 24-byte
+ * key (crdt__chat_dot_key) under the index's key, not the whole ~90-byte
+ * record: the same hash the index uses for the dot (crdt__chat_dot_hash32),
+ * so the fold takes it from the entry instead of hashing again. Bytes
+ * that do not start like that are hashed whole (0).
+ */
+size_t
+crdt__chat_rec_ident(const uint8_t *p, size_t len, uint8_t *out)
+{
+	if (len < 20 || p[0] != 0x98 || p[1] != 0xc4 || p[2] != 0x10)
+		return 0;
+	uint8_t t = p[19];
+	size_t n = t <= 0x7f ? 0 : t == 0xcc ? 1 : t == 0xcd ? 2 :
+	    t == 0xce ? 4 : t == 0xcf ? 8 : SIZE_MAX;
+	if (n == SIZE_MAX || 20 + n > len)
+		return 0;
+	crdt_dot d;
+	memcpy(d.replica.bytes, p + 3, 16);
+	d.counter = n == 0 ? t : 0;
+	for (size_t i = 0; i < n; i++)
+		d.counter = d.counter << 8 | p[20 + i];
+	crdt__chat_dot_key(out, d);
+	return 24;
+}
 
 static int
 w_dot(crdt_buf *b, crdt_dot d)
@@ -731,7 +766,7 @@ crdt__chat_after(crdt_chat *c, const crdt__undo_rec *rec, crdt_change *ch)
 		bool mine = ix->pend.ok && ix->pend.idx == rec->idx &&
 		    ix->pend.rec == k->ptr && ix->pend.len == k->len;
 		rc = crdt__chat_ix_add_msg(c, k->ptr, k->len, &pos, &about,
-		    mine ? &ix->pend.m : NULL);
+		    mine ? &ix->pend.m : NULL, rec->idx);
 		ix->pend.ok = false;
 		if (rc == IX_HIDDEN)
 			return false;

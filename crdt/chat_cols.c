@@ -835,7 +835,9 @@ dec_rows(dec *d, crdt_gset *s)
 		size_t rl = rec_size(&m, d->lim->max_value_bytes);
 		if (rl == 0)
 			return CRDT_ETOOBIG;
-		uint8_t *copy = crdt__malloc(d->a, rl);
+		/* Built in place in the set's arena: on failure the set is
+		 * freed whole (crdt__chat_cols_decode). */
+		uint8_t *copy = crdt__gset_bulk_room(s, rl);
 		if (copy == NULL)
 			return CRDT_ENOMEM;
 		put_rec(copy, &m);
@@ -844,15 +846,9 @@ dec_rows(dec *d, crdt_gset *s)
 		assert(crdt__chat_parse_msgrec(copy, rl, &chk) == 0);
 #endif
 		/* The G-Set's order, strictly: no duplicate either. */
-		if (i > 0 && crdt__key_cmp(prev, prev_len, copy, rl) >= 0) {
-			crdt__free(d->a, copy, rl);
+		if (i > 0 && crdt__key_cmp(prev, prev_len, copy, rl) >= 0)
 			return CRDT_EMALFORMED;
-		}
-		int rc = crdt__gset_bulk_add(s, copy, rl, dot);
-		if (rc < 0) {
-			crdt__free(d->a, copy, rl);
-			return rc;
-		}
+		CRDT_TRY(crdt__gset_bulk_add(s, copy, rl, dot));
 		prev = copy;
 		prev_len = rl;
 		prev_id = m.id;
@@ -890,6 +886,15 @@ crdt__chat_cols_decode(const crdt_chat *c, const uint8_t *p, size_t n,
 	int rc = dec_tables(&d, &in);
 	if (rc == 0)
 		rc = crdt_gset_new(&c->cfg, &c->self, &s);
+	/* Keyed by record ID from the start (as crdt__chat_new keys it), so
+	 * each record is hashed once, by its 24-byte ID, and the bulk index
+	 * reuses that hash. */
+	if (rc == 0) {
+		rc = crdt__gset_key_prefix(s, crdt__chat_rec_ident,
+		    c->ix->prio_key);
+		if (rc < 0)
+			crdt_gset_free(s);
+	}
 	if (rc == 0) {
 		rc = dec_rows(&d, s);
 		if (rc < 0)

@@ -14,6 +14,8 @@
 
 #define NIL UINT32_MAX
 #define USER_MAX 255
+/* (author, replica) entries remembered by the chat index (last[]). */
+#define CHAT_LAST 4
 /*
  * The greatest `seen` a post may carry. The order key is
  * max(stamp, seen + 1), and every later post carries at least the greatest
@@ -147,11 +149,14 @@ typedef struct chat_index {
 	olink *ul;
 	size_t capul;
 	uint32_t uroot;
-	/* Consecutive messages usually share author and replica: remember
-	 * the last entries (by index; entries never move between indices)
-	 * to skip three hash lookups per message. */
-	size_t last_rep, last_urep, last_user;
-	bool have_last;
+	/* Messages usually come from a few (author, replica) pairs: remember
+	 * the entries of the last CHAT_LAST pairs seen (by index; entries
+	 * never move between indices) to skip three hash lookups per
+	 * message, also when writers interleave. Replaced round robin. */
+	struct {
+		uint32_t rep, urep, user;
+	} last[CHAT_LAST];
+	unsigned nlast, next_last;
 	bool bulk; /* rebuilding: counters appended, sorted at the end */
 	/* The post the apply walk just inserted as msgs entry `idx`, with
 	 * the fields it wrote, so the fold after commit need not parse the
@@ -318,8 +323,10 @@ user_ent *crdt__chat_user_get(chat_index *ix, const crdt_allocator *a,
 int crdt__chat_msg_ents(chat_index *ix, const crdt_allocator *a,
     const crdt_replica_id *id, const uint8_t *user, size_t ul, rep_ent **rep,
     rep_ent **urep, user_ent **user_out);
+/* `idx`: rec's msgs entry, whose stored hash is the dot's when the set
+ * hashes by ID under the index key (crdt__chat_rec_ident). */
 int crdt__chat_ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len,
-    size_t *pos, crdt_dot *id, const msgrec *pre);
+    size_t *pos, crdt_dot *id, const msgrec *pre, size_t idx);
 int crdt__chat_ix_add_mark(crdt_chat *c, const uint8_t *rec, size_t len,
     crdt_dot *about);
 int crdt__chat_ix_react(crdt_chat *c, size_t idx, crdt_dot *about);
@@ -364,5 +371,10 @@ crdt__chat_node_room(chat_index *ix, const crdt_allocator *a)
 	ix->nodes = v;
 	return 0;
 }
+
+/* A message record's ID as its 24-byte dot key in `out` (24), or 0 when
+ * the bytes do not start like a record (chat.c): the messages G-Set
+ * hashes only that, under the index's key (crdt__gset_key_prefix). */
+size_t crdt__chat_rec_ident(const uint8_t *p, size_t len, uint8_t *out);
 
 #endif /* CRDT_CHAT_IMPL_H */

@@ -205,9 +205,10 @@ urep_get(chat_index *ix, const uint8_t *user, size_t ul,
  * The replica, (user, replica) and user entries of a message, created on
  * first sight. Consecutive messages usually share author and replica, and
  * prep_post() (chat.c) asks for the entries of exactly the message
- * crdt__chat_ix_add_msg() folds after commit: the last entries found (by
- * index; entries never move between indices or leave these tables) answer
- * both without hashing, so each key is hashed at most once per message.
+ * crdt__chat_ix_add_msg() folds after commit: the entries of the last few
+ * pairs found (by index; entries never move between indices or leave these
+ * tables) answer both without hashing, so each key is hashed at most once
+ * per message, and not at all while a few writers interleave.
  */
 int
 crdt__chat_msg_ents(chat_index *ix, const crdt_allocator *a,
@@ -217,14 +218,14 @@ crdt__chat_msg_ents(chat_index *ix, const crdt_allocator *a,
 {
 	int rc;
 
-	if (ix->have_last) {
-		rep_ent *re = crdt__table_at(&ix->reps, ix->last_rep);
-		user_ent *u = crdt__table_at(&ix->users, ix->last_user);
+	for (unsigned i = 0; i < ix->nlast; i++) {
+		rep_ent *re = crdt__table_at(&ix->reps, ix->last[i].rep);
+		user_ent *u = crdt__table_at(&ix->users, ix->last[i].user);
 		if (u->k.len == ul &&
 		    memcmp(re->k.ptr, id->bytes, 16) == 0 &&
 		    memcmp(u->k.ptr, user, ul) == 0) {
 			*rep = re;
-			*urep = crdt__table_at(&ix->ureps, ix->last_urep);
+			*urep = crdt__table_at(&ix->ureps, ix->last[i].urep);
 			*user_out = u;
 			return 0;
 		}
@@ -238,13 +239,16 @@ crdt__chat_msg_ents(chat_index *ix, const crdt_allocator *a,
 	user_ent *u = crdt__chat_user_get(ix, a, user, ul, &rc);
 	if (u == NULL)
 		return rc ? rc : CRDT_ENOMEM;
-	ix->last_rep = (size_t)((uint8_t *)re - ix->reps.ents) /
-	    ix->reps.stride;
-	ix->last_urep = (size_t)((uint8_t *)ue - ix->ureps.ents) /
-	    ix->ureps.stride;
-	ix->last_user = (size_t)((uint8_t *)u - ix->users.ents) /
-	    ix->users.stride;
-	ix->have_last = true;
+	unsigned slot = ix->next_last;
+	ix->next_last = (slot + 1) % CHAT_LAST;
+	if (ix->nlast < CHAT_LAST)
+		ix->nlast++;
+	ix->last[slot].rep = (uint32_t)(((uint8_t *)re - ix->reps.ents) /
+	    ix->reps.stride);
+	ix->last[slot].urep = (uint32_t)(((uint8_t *)ue - ix->ureps.ents) /
+	    ix->ureps.stride);
+	ix->last[slot].user = (uint32_t)(((uint8_t *)u - ix->users.ents) /
+	    ix->users.stride);
 	*rep = re;
 	*urep = ue;
 	*user_out = u;
@@ -309,7 +313,7 @@ ix_rival(crdt_chat *c, uint32_t y, const uint8_t *rec, size_t len,
  * what ix_rival returns for a second record of one message ID. */
 int
 crdt__chat_ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
-    crdt_dot *id, const msgrec *pre)
+    crdt_dot *id, const msgrec *pre, size_t idx)
 {
 	chat_index *ix = c->ix;
 	const crdt_allocator *a = crdt__chat_ix_alloc(c);
@@ -332,7 +336,13 @@ crdt__chat_ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	 * replicated set, whatever order the records came in. */
 	if (m.ord > ix->max_ord)
 		ix->max_ord = m.ord;
-	uint32_t h = crdt__chat_dot_hash32(ix, m.id);
+	/* The messages set hashed this record's ID under our key already
+	 * (crdt__chat_rec_ident): the same value, no second SipHash. */
+	uint64_t eh;
+	uint32_t h = crdt__gset_ident_hash(c->msgs, crdt__chat_rec_ident,
+	    ix->prio_key, idx, &eh) ? (uint32_t)(eh >> 32) :
+	    crdt__chat_dot_hash32(ix, m.id);
+	assert(h == crdt__chat_dot_hash32(ix, m.id));
 	uint32_t y = crdt__chat_node_find(ix, m.id, h);
 	if (y != NIL)
 		return ix_rival(c, y, rec, len, &m, pos);
@@ -529,7 +539,8 @@ crdt__chat_ix_fold(crdt_chat *c, size_t m0, size_t k0)
 	c->ix->pend.ok = false;
 	for (size_t i = m0; rc >= 0 && i < crdt_gset_size(c->msgs); i++) {
 		const crdt__key *k = crdt__gset_entry_key(c->msgs, i);
-		rc = crdt__chat_ix_add_msg(c, k->ptr, k->len, &pos, &id, NULL);
+		rc = crdt__chat_ix_add_msg(c, k->ptr, k->len, &pos, &id, NULL,
+		    i);
 	}
 	for (size_t i = k0; rc >= 0 && i < crdt_gset_size(c->marks); i++) {
 		const crdt__key *k = crdt__gset_entry_key(c->marks, i);
@@ -607,7 +618,12 @@ crdt__chat_ix_bulk(crdt_chat *c, const chat_bulk *bk)
 		CRDT_TRY(crdt__chat_u64v_add(a, &ue->ctr, id.counter, true));
 		u->posted++;
 		const crdt__key *k = crdt__gset_entry_key(c->msgs, i);
-		uint32_t h = crdt__chat_dot_hash32(ix, id);
+		/* The set hashed the record's ID under our key already. */
+		uint64_t eh;
+		uint32_t h = crdt__gset_ident_hash(c->msgs, crdt__chat_rec_ident,
+		    ix->prio_key, i, &eh) ? (uint32_t)(eh >> 32) :
+		    crdt__chat_dot_hash32(ix, id);
+		assert(h == crdt__chat_dot_hash32(ix, id));
 		uint32_t x = (uint32_t)ix->nn++;
 		tnode *t = &ix->nodes[x];
 		t->ord = b->ord;

@@ -3,6 +3,8 @@
  * dots for the same element keep the smaller (crdt_dot_cmp), which makes
  * the recorded dot independent of delivery order.
  */
+#include <stdlib.h>
+
 #include "internal.h"
 
 typedef struct gs_entry {
@@ -14,7 +16,13 @@ struct crdt_gset {
 	crdt_config cfg;
 	crdt_replica_id self;
 	uint64_t counter; /* last counter used or seen for `self` */
+	/* With an identity prefix (crdt__gset_key_prefix): at most this
+	 * many elements share one prefix, so they share one hash. */
+	size_t max_chain;
 	crdt__table t;
+	/* The elements' bytes: a grow-only set frees them all at once, so
+	 * no allocation per element (entries' k.ptr point here). */
+	crdt__arena ar;
 };
 
 int
@@ -32,6 +40,7 @@ crdt_gset_new(const crdt_config *cfg, const crdt_replica_id *self,
 	memset(s, 0, sizeof *s);
 	s->cfg = c;
 	s->self = *self;
+	crdt__arena_init(&s->ar, &s->cfg.alloc);
 	int rc = crdt__table_init(&s->t, &s->cfg.alloc, sizeof(gs_entry));
 	if (rc < 0) {
 		crdt_gset_free(s);
@@ -47,7 +56,11 @@ crdt_gset_free(crdt_gset *s)
 	if (s == NULL)
 		return;
 	crdt_allocator a = s->cfg.alloc;
+	/* The keys live in the arena: the table must not free them. */
+	for (size_t i = 0; i < s->t.n; i++)
+		((crdt__key *)crdt__table_at(&s->t, i))->ptr = NULL;
 	crdt__table_fini(&s->t, NULL);
+	crdt__arena_fini(&s->ar);
 	crdt__free(&a, s, sizeof *s);
 }
 
@@ -93,8 +106,11 @@ crdt__gset_write(crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot,
 		note_dot(s, dot);
 		return 0;
 	}
+	if (s->t.ident != NULL &&
+	    crdt__table_chain(&s->t, h, s->max_chain) >= s->max_chain)
+		return CRDT_ETOOBIG;
 	CRDT_TRY(crdt__table_reserve(&s->t, 1));
-	uint8_t *copy = crdt__memdup(&s->cfg.alloc, elem, len);
+	uint8_t *copy = crdt__arena_copy(&s->ar, elem, len);
 	if (copy == NULL)
 		return CRDT_ENOMEM;
 	e = crdt__table_insert(&s->t, copy, len, h);
@@ -114,6 +130,32 @@ gset_put(crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot)
 	return crdt__gset_write(s, elem, len, dot, NULL, 0);
 }
 
+bool
+crdt__gset_ident_hash(const crdt_gset *s, size_t (*ident)(const uint8_t *,
+    size_t, uint8_t *), const uint8_t key[16], size_t idx, uint64_t *h)
+{
+	if (s->t.ident != ident || idx >= s->t.n ||
+	    memcmp(s->t.sip, key, sizeof s->t.sip) != 0)
+		return false;
+	*h = ((const crdt__key *)crdt__table_at(&s->t, idx))->hash;
+	return true;
+}
+
+int
+crdt__gset_key_prefix(crdt_gset *s, size_t (*ident)(const uint8_t *,
+    size_t, uint8_t *), const uint8_t *key)
+{
+	/* Room for every variant the document admits per dot and then some
+	 * (merges of replicas that saw different ones); still a constant,
+	 * so a hostile state cannot make a lookup walk a long chain. */
+	if (s->t.ident == ident && (key == NULL ||
+	    memcmp(s->t.sip, key, sizeof s->t.sip) == 0))
+		return 0;
+	size_t v = s->cfg.max_variants;
+	s->max_chain = v > SIZE_MAX / 4 ? SIZE_MAX : CRDT_MAX(v * 4, 16);
+	return crdt__table_rehash(&s->t, ident, key, s->max_chain);
+}
+
 const crdt__key *
 crdt__gset_entry_key(const crdt_gset *s, size_t idx)
 {
@@ -130,7 +172,7 @@ gset_undo(crdt__undo_rec *rec)
 		return;
 	}
 	gs_entry *e = crdt__table_pop(&s->t);
-	crdt__free(&s->cfg.alloc, e->k.ptr, e->k.len);
+	crdt__arena_unbump(&s->ar, e->k.ptr, e->k.len);
 }
 
 static int
@@ -187,6 +229,47 @@ crdt_gset_apply_op(crdt_gset *s, const void *op, size_t len)
 	return gset_put(s, elem, elen, dot);
 }
 
+static int
+cmp_u64(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+	return (a > b) - (a < b);
+}
+
+/* A merge into a set with an identity prefix must keep every chain within
+ * max_chain: count the `fresh` new elements per hash (sorted) on top of
+ * the elements dst already has with that hash. O(fresh log fresh). */
+static int
+check_chains(const crdt_gset *dst, const crdt_gset *src, size_t fresh)
+{
+	const crdt_allocator *a = &dst->cfg.alloc;
+	if (fresh > SIZE_MAX / sizeof(uint64_t))
+		return CRDT_ENOMEM;
+	uint64_t *hs = crdt__malloc(a, fresh * sizeof *hs);
+	if (hs == NULL)
+		return CRDT_ENOMEM;
+	size_t k = 0;
+	for (size_t i = 0; i < src->t.n && k < fresh; i++) {
+		const gs_entry *e = crdt__table_at(&src->t, i);
+		uint64_t h = crdt__table_hash(&dst->t, e->k.ptr, e->k.len);
+		if (crdt__table_find(&dst->t, e->k.ptr, e->k.len, h) == NULL)
+			hs[k++] = h;
+	}
+	qsort(hs, k, sizeof *hs, cmp_u64);
+	int rc = 0;
+	for (size_t i = 0; i < k && rc == 0;) {
+		size_t j = i + 1;
+		while (j < k && hs[j] == hs[i])
+			j++;
+		if (j - i > dst->max_chain || crdt__table_chain(&dst->t,
+		    hs[i], dst->max_chain) > dst->max_chain - (j - i))
+			rc = CRDT_ETOOBIG;
+		i = j;
+	}
+	crdt__free(a, hs, fresh * sizeof *hs);
+	return rc;
+}
+
 int
 crdt_gset_merge(crdt_gset *dst, const crdt_gset *src)
 {
@@ -205,6 +288,8 @@ crdt_gset_merge(crdt_gset *dst, const crdt_gset *src)
 	}
 	uint8_t **keys = NULL;
 	const crdt_allocator *a = &dst->cfg.alloc;
+	if (fresh != 0 && dst->t.ident != NULL)
+		CRDT_TRY(check_chains(dst, src, fresh));
 	if (fresh != 0) {
 		CRDT_TRY(crdt__table_reserve(&dst->t, fresh));
 		if (fresh > SIZE_MAX / sizeof *keys)
@@ -212,6 +297,7 @@ crdt_gset_merge(crdt_gset *dst, const crdt_gset *src)
 		keys = crdt__malloc(a, fresh * sizeof *keys);
 		if (keys == NULL)
 			return CRDT_ENOMEM;
+		crdt__arena_mark mark = crdt__arena_mark_now(&dst->ar);
 		size_t k = 0;
 		for (size_t i = 0; i < src->t.n && k < fresh; i++) {
 			const gs_entry *e = crdt__table_at(&src->t, i);
@@ -219,20 +305,11 @@ crdt_gset_merge(crdt_gset *dst, const crdt_gset *src)
 			    e->k.len);
 			if (crdt__table_find(&dst->t, e->k.ptr, e->k.len, h))
 				continue;
-			keys[k] = crdt__memdup(a, e->k.ptr, e->k.len);
+			keys[k] = crdt__arena_copy(&dst->ar, e->k.ptr,
+			    e->k.len);
 			if (keys[k] == NULL) {
-				/* Walk src again to recover the sizes of
-				 * the copies made so far (sized free). */
-				for (size_t j = 0, m = 0; m < k; j++) {
-					const gs_entry *f =
-					    crdt__table_at(&src->t, j);
-					uint64_t fh = crdt__table_hash(&dst->t,
-					    f->k.ptr, f->k.len);
-					if (crdt__table_find(&dst->t, f->k.ptr,
-						f->k.len, fh))
-						continue;
-					crdt__free(a, keys[m++], f->k.len);
-				}
+				/* Drop the copies made so far. */
+				crdt__arena_reset(&dst->ar, mark);
 				goto nomem;
 			}
 			k++;
@@ -426,14 +503,23 @@ crdt__gset_bulk_reserve(crdt_gset *s, size_t n)
 	return crdt__table_reserve(&s->t, n);
 }
 
+uint8_t *
+crdt__gset_bulk_room(crdt_gset *s, size_t len)
+{
+	return crdt__arena_copy(&s->ar, NULL, len);
+}
+
 /* The caller proved `elem` greater than every element already in the set
- * (a decoder checking strict order), so it is new: no lookup. Takes
- * ownership of `elem` (crdt__memdup'd) only on success. */
+ * (a decoder checking strict order), so it is new: no lookup. `elem` is
+ * the set's own room (crdt__gset_bulk_room). */
 int
 crdt__gset_bulk_add(crdt_gset *s, uint8_t *elem, size_t len, crdt_dot dot)
 {
 	CRDT_TRY(crdt__table_reserve(&s->t, 1));
 	uint64_t h = crdt__table_hash(&s->t, elem, len);
+	if (s->t.ident != NULL &&
+	    crdt__table_chain(&s->t, h, s->max_chain) >= s->max_chain)
+		return CRDT_ETOOBIG;
 	gs_entry *e = crdt__table_insert(&s->t, elem, len, h);
 	e->dot = dot;
 	note_dot(s, dot);

@@ -66,6 +66,55 @@ uint8_t *crdt__memdup(const crdt_allocator *a, const void *src, size_t n);
  * crdt_buf_append; b->len unchanged. */
 int crdt__buf_reserve(crdt_buf *b, size_t len);
 
+/* A bump arena of byte strings for owners that free them all at once (a
+ * G-Set's elements): one allocation per chunk instead of one per string,
+ * no per-string header, and strings never move. Chunks double from 1 KiB
+ * to 64 KiB (a larger string gets a chunk of its own size). */
+typedef struct crdt__chunk {
+	struct crdt__chunk *prev;
+	size_t cap, used;
+	uint8_t data[];
+} crdt__chunk;
+typedef struct crdt__arena {
+	const crdt_allocator *a;
+	crdt__chunk *top; /* newest chunk; older ones through prev */
+	size_t next;      /* capacity of the next chunk */
+} crdt__arena;
+/* A point to return to (crdt__arena_reset). */
+typedef struct crdt__arena_mark {
+	crdt__chunk *top;
+	size_t used;
+} crdt__arena_mark;
+void crdt__arena_init(crdt__arena *ar, const crdt_allocator *a);
+/* Frees every chunk: every string copied into the arena is gone. */
+void crdt__arena_fini(crdt__arena *ar);
+/* A copy of `n` bytes (n may be 0; src NULL: room for them, not
+ * initialised), or NULL (no memory; nothing changed). Inline: a string
+ * almost always fits the newest chunk. */
+uint8_t *crdt__arena_copy_slow(crdt__arena *ar, const void *src, size_t n);
+static inline uint8_t *
+crdt__arena_copy(crdt__arena *ar, const void *src, size_t n)
+{
+	crdt__chunk *c = ar->top;
+	if (c == NULL || n > c->cap - c->used)
+		return crdt__arena_copy_slow(ar, src, n);
+	uint8_t *p = c->data + c->used;
+	if (src != NULL && n != 0)
+		memcpy(p, src, n);
+	c->used += n;
+	return p;
+}
+static inline crdt__arena_mark
+crdt__arena_mark_now(const crdt__arena *ar)
+{
+	return (crdt__arena_mark){ ar->top, ar->top ? ar->top->used : 0 };
+}
+/* Drop every string copied since `m` (chunks allocated since are freed). */
+void crdt__arena_reset(crdt__arena *ar, crdt__arena_mark m);
+/* Give back the `n` bytes at `p` if they are the newest string (undo of
+ * the last copy, LIFO); otherwise they stay until crdt__arena_fini. */
+void crdt__arena_unbump(crdt__arena *ar, const uint8_t *p, size_t n);
+
 /* ---- libsodium wrappers (crypto.c, the only includer of sodium.h) ---- */
 
 int crdt__crypto_init(void);
@@ -112,6 +161,7 @@ typedef struct crdt__key {
 	uint64_t hash;
 } crdt__key;
 
+#define CRDT__IDENT_MAX 32
 typedef struct crdt__table {
 	const crdt_allocator *a;
 	uint8_t *ents;
@@ -119,6 +169,12 @@ typedef struct crdt__table {
 	uint32_t *slots;
 	size_t nslots; /* power of two, 0 before the first reserve */
 	uint8_t sip[16];
+	/* NULL, or a key's identity: writes at most CRDT__IDENT_MAX bytes
+	 * that name the key to `out` and returns their length (0: the key
+	 * has none, hash it whole); only those bytes are hashed. Keys that
+	 * share an identity share a hash, so the owner bounds how many it
+	 * admits (crdt__table_chain); see crdt__gset_key_prefix. */
+	size_t (*ident)(const uint8_t *key, size_t len, uint8_t *out);
 	/* Lazily sorted view. Behind a pointer because building it does not
 	 * change the table's value: encoders take const objects. */
 	struct crdt__sortcache {
@@ -139,6 +195,15 @@ crdt__table_at(const crdt__table *t, size_t i)
 	return t->ents + i * t->stride;
 }
 uint64_t crdt__table_hash(const crdt__table *t, const void *key, size_t len);
+/* How many entries have hash `hash`, counting up to `limit`. O(the probe
+ * run), which a bounded chain keeps short. */
+size_t crdt__table_chain(const crdt__table *t, uint64_t hash, size_t limit);
+/* Switch the table to `ident` (crdt__table.ident; NULL: whole keys) and
+ * hash key `key` (16 bytes; NULL: keep it), and rehash every entry in
+ * place (no allocation). CRDT_ETOOBIG, and the table as it was, if more
+ * than `limit` entries would share a hash. */
+int crdt__table_rehash(crdt__table *t, size_t (*ident)(const uint8_t *,
+    size_t, uint8_t *), const uint8_t *key, size_t limit);
 void *crdt__table_find(const crdt__table *t, const void *key, size_t len,
     uint64_t hash);
 /* Make room for `extra` more entries; after success, that many
@@ -325,6 +390,23 @@ int crdt__map_write(crdt_lww_map *m, const uint8_t *key, size_t klen,
     const uint8_t *val, size_t vlen, crdt__undo *u, uint32_t obj);
 /* Accessors used by change events and the document. */
 const crdt__key *crdt__gset_entry_key(const crdt_gset *s, size_t idx);
+/* Hash only each element's identity (`ident`, crdt__table.ident) from
+ * now on, under `key` (16 bytes; NULL: the set's own random key): a set
+ * whose elements are named by a short prefix (a chat record by its dot)
+ * hashes 24 bytes instead of the whole element, and an owner that hashes
+ * the same identity under the same key elsewhere can reuse the stored
+ * hash (crdt__gset_ident_hash). Elements sharing an identity are bounded:
+ * at most max(16, 4 x cfg.max_variants) each; a write or merge past that
+ * is CRDT_ETOOBIG and changes nothing. Rehashes what the set holds (no
+ * allocation); CRDT_ETOOBIG, and the set unchanged, if that is over the
+ * bound already. */
+int crdt__gset_key_prefix(crdt_gset *s, size_t (*ident)(const uint8_t *,
+    size_t, uint8_t *), const uint8_t *key);
+/* Entry idx's stored hash, when the set hashes by `ident` under `key`
+ * (true); false otherwise. */
+bool crdt__gset_ident_hash(const crdt_gset *s, size_t (*ident)(const
+    uint8_t *, size_t, uint8_t *), const uint8_t key[16], size_t idx,
+    uint64_t *h);
 const crdt__key *crdt__map_entry(const crdt_lww_map *m, size_t idx,
     const crdt__reg **reg);
 const crdt__reg *crdt__lww_reg(const crdt_lww *r);
@@ -332,8 +414,12 @@ const crdt__reg *crdt__lww_reg(const crdt_lww *r);
 int crdt__gset_sorted(const crdt_gset *s, const crdt__key ***v);
 crdt_dot crdt__gset_key_dot(const crdt__key *k);
 /* Decoders that prove elements strictly ascending add them without a
- * lookup: reserve once, then add each (owned on success). */
+ * lookup: reserve once, then build each element in room from the set's
+ * arena (NULL: no memory) and add it; CRDT_ETOOBIG past the identity
+ * bound (crdt__gset_key_prefix). After a failure the set is only fit to
+ * be freed (room taken stays in the arena until then). */
 int crdt__gset_bulk_reserve(crdt_gset *s, size_t n);
+uint8_t *crdt__gset_bulk_room(crdt_gset *s, size_t len);
 int crdt__gset_bulk_add(crdt_gset *s, uint8_t *elem, size_t len,
     crdt_dot dot);
 size_t crdt__map_nentries(const crdt_lww_map *m);

@@ -127,6 +127,15 @@ lh_down(crdt__msglog *l, int k, size_t i)
 	lh_set(l, k, i, ri);
 }
 
+/* Replica ri's log grew by one message: in a max-heap a key that grew
+ * can only move up. The per-message case of lh_update. */
+static void
+lh_grew(crdt__msglog *l, uint32_t ri)
+{
+	for (int k = 0; k < 2; k++)
+		lh_up(l, k, l->r[ri].hpos[k]);
+}
+
 /* Replica ri's log changed size; n == 0 means it leaves the heaps.
  * `was_in`: it was in them before the change. Room was reserved. */
 static void
@@ -263,7 +272,10 @@ crdt__log_push(crdt__msglog *l, uint32_t ri, uint64_t c, uint8_t *bytes,
 	l->fifo[l->fifo_start + l->fifo_n++] = (crdt__fifo_ent){ ri, c };
 	l->count++;
 	l->bytes += len;
-	lh_update(l, ri, was_in);
+	if (was_in)
+		lh_grew(l, ri);
+	else
+		lh_update(l, ri, false);
 	/* Bounded: each pass evicts one message. */
 	while (l->count > l->max_msgs || l->bytes > l->max_bytes)
 		log_evict_one(l, l->count > l->max_msgs ? LH_MSGS : LH_BYTES);

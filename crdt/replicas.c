@@ -45,6 +45,7 @@ crdt__rep_intern(crdt_doc *d, const crdt_replica_id *id, uint32_t *idx)
 	memset(r, 0, sizeof *r);
 	r->id = *id;
 	crdt__log_add_replica(&d->log);
+	d->rep_cache[crdt__rep_slot(id)] = (uint32_t)d->nrs;
 	*idx = (uint32_t)d->nrs++;
 	return 0;
 }

@@ -44,7 +44,34 @@ crdt__table_fini(crdt__table *t, void (*fini_ent)(void *,
 uint64_t
 crdt__table_hash(const crdt__table *t, const void *key, size_t len)
 {
+	if (t->ident != NULL) {
+		uint8_t id[CRDT__IDENT_MAX];
+		size_t n = t->ident(key, len, id);
+		if (n != 0 && n <= sizeof id)
+			return crdt__siphash(t->sip, id, n);
+	}
 	return crdt__siphash(t->sip, key, len);
+}
+
+size_t
+crdt__table_chain(const crdt__table *t, uint64_t hash, size_t limit)
+{
+	size_t c = 0;
+	if (t->nslots == 0)
+		return 0;
+	size_t mask = t->nslots - 1;
+	/* Entries with this hash all sit in the probe run from its home
+	 * slot to the next empty slot (linear probing, no deletion but
+	 * LIFO pops). */
+	for (size_t i = (size_t)hash & mask; c < limit; i = (i + 1) & mask) {
+		uint32_t s = t->slots[i];
+		if (s == 0)
+			break;
+		const crdt__key *k = crdt__table_at(t, s - 1);
+		if (k->hash == hash)
+			c++;
+	}
+	return c;
 }
 
 void *
@@ -109,6 +136,45 @@ crdt__table_reserve_slow(crdt__table *t, size_t extra)
 	t->slots = slots;
 	t->nslots = ns;
 	return 0;
+}
+
+/* Recompute every entry's hash with the table's current ident and place
+ * it again. With `limit` != 0, stop at the first entry that would make
+ * more than `limit` share a hash: false. Cannot fail otherwise. */
+static bool
+rehash_all(crdt__table *t, size_t limit)
+{
+	if (t->nslots == 0)
+		return true;
+	memset(t->slots, 0, t->nslots * sizeof *t->slots);
+	for (size_t i = 0; i < t->n; i++) {
+		crdt__key *k = crdt__table_at(t, i);
+		k->hash = crdt__table_hash(t, k->ptr, k->len);
+		if (limit != 0 && crdt__table_chain(t, k->hash, limit) >=
+		    limit)
+			return false;
+		place(t->slots, t->nslots, k->hash, (uint32_t)(i + 1));
+	}
+	return true;
+}
+
+int
+crdt__table_rehash(crdt__table *t, size_t (*ident)(const uint8_t *, size_t,
+    uint8_t *), const uint8_t *key, size_t limit)
+{
+	size_t (*old)(const uint8_t *, size_t, uint8_t *) = t->ident;
+	uint8_t oldkey[sizeof t->sip];
+	memcpy(oldkey, t->sip, sizeof oldkey);
+	t->ident = ident;
+	if (key != NULL)
+		memcpy(t->sip, key, sizeof t->sip);
+	if (rehash_all(t, limit))
+		return 0;
+	/* Back to the old hashes; every chain was within bounds then. */
+	t->ident = old;
+	memcpy(t->sip, oldkey, sizeof oldkey);
+	(void)rehash_all(t, 0);
+	return CRDT_ETOOBIG;
 }
 
 void *

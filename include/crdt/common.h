@@ -115,7 +115,10 @@ typedef struct crdt_config {
 	size_t sync_max_bytes;
 	/* Per-sender bounds on what peers' bytes can make a document hold
 	 * (document.md, "Per-sender bounds"). */
-	size_t max_variants;       /* equivocation variants kept per dot [4] */
+	size_t max_variants;       /* equivocation variants kept per dot [4];
+	                            * a chat thread keeps at most
+	                            * max(16, 4 x this) rival records of one
+	                            * message ID (CRDT_ETOOBIG past it) */
 	size_t max_evidence_bytes; /* evidence bytes; a signer: 1/4 [16 MiB] */
 	size_t max_sender_buffered; /* buffered bytes per sender [16 MiB] */
 	/* Automatic checkpoints of a document attached to a store (doc.h,
