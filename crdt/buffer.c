@@ -97,6 +97,9 @@ heap_reserve(crdt_doc *d, uint32_t ri)
 
 static int apply_buffered(crdt_doc *d, uint32_t m);
 
+/* Entries a drained wait heap keeps (16 bytes each). */
+enum { HEAP_KEEP = 256 };
+
 /*
  * The buffer is empty: free its message table and dot index, so memory
  * after an out-of-order delivery drains is what in-order delivery leaves
@@ -200,8 +203,10 @@ crdt__release(crdt_doc *d, uint32_t first)
 		}
 		/* A drained heap gives its memory back (a shuffled delivery
 		 * otherwise keeps its high-water mark for good). O(1); the
-		 * loop above has stopped pushing to it. */
-		if (r->heap.n == 0 && r->heap.cap > 0)
+		 * loop above has stopped pushing to it. A small one stays:
+		 * heaps that empty and refill all the time would otherwise
+		 * be freed and grown again on every message. */
+		if (r->heap.n == 0 && r->heap.cap > HEAP_KEEP)
 			crdt__wheap_fini(&r->heap, &d->cfg.alloc);
 	}
 	if (stack != stack_small)

@@ -300,7 +300,7 @@ Test(limits, decoders_allocate_a_small_multiple_of_their_input)
  * Memory is bounded by what is held, not by what once waited: once a
  * reversed delivery has drained the causal buffer, the replica holds no
  * more than one that got the same messages in order (the buffer's
- * message table, dot index and wait heaps are given back).
+ * message table, dot index and large wait heaps are given back).
  */
 Test(limits, causal_buffer_gives_its_memory_back_once_drained)
 {
@@ -341,8 +341,12 @@ Test(limits, causal_buffer_gives_its_memory_back_once_drained)
 		crdt_doc_free(b);
 		ASSERT_NO_LEAKS();
 	}
-	cr_assert_leq(live[1], live[0], "drained: %zu bytes, in order: %zu",
-	    live[1], live[0]);
+	/* Less a drained wait heap's small reserve (buffer.c: 256 entries
+	 * of 16 bytes for the one replica waited on), kept so that heaps
+	 * that empty and refill are not regrown on every message; without
+	 * the trim the table and index alone held 8x that here. */
+	cr_assert_leq(live[1], live[0] + 256 * 16,
+	    "drained: %zu bytes, in order: %zu", live[1], live[0]);
 	crdt_buf_fini(&all);
 	crdt_doc_free(a);
 }
