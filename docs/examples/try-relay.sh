@@ -23,12 +23,15 @@ trap cleanup EXIT
 # document ID is 32 random bytes in hex.
 sid=0102030405060708090a0b0c0d0e0f10
 doc=$(head -c32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+# The file exists before the relay starts: the background job opens its
+# redirections itself, possibly after the first look below.
+: >"$tmp/relay.out"
 "$relay" --data "$tmp/relay" --port 0 --server-id "$sid" \
-  >"$tmp/relay.out" 2>"$tmp/relay.log" &
+  >>"$tmp/relay.out" 2>"$tmp/relay.log" &
 pid=$!
 port=""
 for _ in $(seq 100); do                       # at most 10 s
-  port=$(sed -n 's/^listening 127\.0\.0\.1://p' "$tmp/relay.out")
+  port=$(sed -n 's/^listening 127\.0\.0\.1://p' "$tmp/relay.out" || true)
   [ -n "$port" ] && break
   sleep 0.1
 done
