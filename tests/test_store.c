@@ -25,6 +25,7 @@
 #include "crdt/crdt.h"
 #include "test_alloc.h"
 #include "test_rng.h"
+#include "test_stream.h"
 #include "test_util.h"
 
 /* ---- temporary directory, one per test ---- */
@@ -56,67 +57,7 @@ TestSuite(store, .init = setup, .fini = teardown);
 
 /* ---- real messages, made by documents ---- */
 
-#define MAXM 512
-
-typedef struct stream {
-	crdt_buf m[MAXM];
-	crdt_dot dot[MAXM];
-	size_t n;
-} stream;
-
-/* `count` messages of replica `rid`, each an LWW write of `vlen` bytes;
- * `tag` makes the values (so the bytes) differ between two streams of the
- * same replica: that is an equivocation. */
-static void
-stream_add(stream *s, uint8_t rid, size_t count, size_t vlen, uint8_t tag)
-{
-	test_clock clk = { UINT64_C(1700000000000), 0 };
-	crdt_config cfg;
-	crdt_replica_id id = test_id(rid);
-	crdt_doc *d;
-	uint32_t reg;
-	static uint8_t val[16384];
-
-	cr_assert_leq(vlen, sizeof val);
-	crdt_config_default(&cfg);
-	cfg.clock = test_clock_read;
-	cfg.clock_ud = &clk;
-	cr_assert_eq(crdt_doc_new(&cfg, &id, &d), 0);
-	cr_assert_eq(crdt_doc_register(d, "r", CRDT_OBJ_LWW, &reg), 0);
-	for (size_t i = 0; i < count; i++) {
-		cr_assert_lt(s->n, MAXM);
-		for (size_t j = 0; j < vlen; j++)
-			val[j] = (uint8_t)(tag + i + j * 7);
-		clk.ms++;
-		tb_init(&s->m[s->n]);
-		cr_assert_eq(crdt_doc_lww_set(d, reg, val, vlen, &s->m[s->n]),
-		    0);
-		cr_assert_eq(crdt_msg_peek(s->m[s->n].data, s->m[s->n].len,
-				 &s->dot[s->n], NULL),
-		    0);
-		s->n++;
-	}
-	crdt_doc_free(d);
-}
-
-static void
-stream_free(stream *s)
-{
-	for (size_t i = 0; i < s->n; i++)
-		crdt_buf_fini(&s->m[i]);
-	s->n = 0;
-}
-
-static int
-put(crdt_store *st, const stream *s, size_t from, size_t n, size_t *added)
-{
-	crdt_store_msg b[MAXM];
-	for (size_t i = 0; i < n; i++) {
-		b[i].bytes = s->m[from + i].data;
-		b[i].len = s->m[from + i].len;
-	}
-	return crdt_store_append(st, b, n, added);
-}
+#define MAXM TEST_STREAM_MAX
 
 static crdt_store *
 open_store(const crdt_store_sqlite_opts *o)
@@ -139,59 +80,22 @@ try_open(const char *path, crdt_store **out)
 
 /* ---- collecting what since() hands out ---- */
 
-typedef struct got {
-	crdt_buf m[MAXM];
-	crdt_dot dot[MAXM];
-	size_t n, bytes;
-	int fail_at; /* return CRDT_ENOMEM at this call (-1 = never) */
-	int calls;
-} got;
-
-static int
-collect(void *ud, crdt_dot dot, const uint8_t *bytes, size_t len)
-{
-	got *g = ud;
-	if (g->calls++ == g->fail_at)
-		return CRDT_ENOMEM;
-	cr_assert_lt(g->n, MAXM);
-	tb_init(&g->m[g->n]);
-	cr_assert_eq(crdt_buf_append(&g->m[g->n], bytes, len), 0);
-	g->dot[g->n] = dot;
-	g->n++;
-	g->bytes += len;
-	return 0;
-}
-
-static void
-got_init(got *g)
-{
-	memset(g, 0, sizeof *g);
-	g->fail_at = -1;
-}
-
-static void
-got_free(got *g)
-{
-	for (size_t i = 0; i < g->n; i++)
-		crdt_buf_fini(&g->m[i]);
-	g->n = 0;
-}
 
 /* Everything `v` lacks, in one page. */
 static void
-all_since(crdt_store *st, const crdt_vclock *v, got *g)
+all_since(crdt_store *st, const crdt_vclock *v, test_got *g)
 {
 	uint64_t cur = 0;
 	bool more = true;
-	got_init(g);
-	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, collect, g,
+	memset(g, 0, sizeof *g);
+	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, test_collect, g,
 			 &more),
 	    0);
 	cr_assert(!more);
 }
 
 static void
-expect_msgs(const got *g, const stream *s, const size_t *idx, size_t n)
+expect_msgs(const test_got *g, const test_stream *s, const size_t *idx, size_t n)
 {
 	cr_assert_eq(g->n, n, "handed out %zu, want %zu", g->n, n);
 	for (size_t i = 0; i < n; i++) {
@@ -222,22 +126,22 @@ clock_of(uint8_t r1, uint64_t c1, uint8_t r2, uint64_t c2)
 
 Test(store, since_hands_out_what_a_clock_lacks_in_append_order)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 5, 16, 0); /* A1..A5 = 0..4 */
-	stream_add(&s, 2, 3, 16, 0); /* B1..B3 = 5..7 */
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 5, 16, 0); /* A1..A5 = 0..4 */
+	test_stream_add(&s, 2, 3, 16, 0); /* B1..B3 = 5..7 */
 	crdt_store *st = open_store(NULL);
 	/* Append interleaved: A1 B1 A2 A3 B2 A4 B3 A5 */
 	static const size_t order[] = { 0, 5, 1, 2, 6, 3, 7, 4 };
 	for (size_t i = 0; i < 8; i++) {
 		size_t added = 99;
-		cr_assert_eq(put(st, &s, order[i], 1, &added), 0);
+		cr_assert_eq(test_stream_put(st, &s, order[i], 1, &added), 0);
 		cr_assert_eq(added, 1);
 	}
-	got g;
+	test_got g;
 	crdt_vclock *v = clock_of(1, 0, 2, 0);
 	all_since(st, v, &g);
 	expect_msgs(&g, &s, order, 8);
-	got_free(&g);
+	test_got_free(&g);
 	crdt_vclock_free(v);
 
 	/* A peer holding A1..A3 lacks A4, A5 and all of B, in append order */
@@ -245,14 +149,14 @@ Test(store, since_hands_out_what_a_clock_lacks_in_append_order)
 	all_since(st, v, &g);
 	static const size_t w1[] = { 5, 6, 3, 7, 4 };
 	expect_msgs(&g, &s, w1, 5);
-	got_free(&g);
+	test_got_free(&g);
 	crdt_vclock_free(v);
 
 	v = clock_of(1, 5, 2, 2);
 	all_since(st, v, &g);
 	static const size_t w2[] = { 7 };
 	expect_msgs(&g, &s, w2, 1);
-	got_free(&g);
+	test_got_free(&g);
 	crdt_vclock_free(v);
 
 	/* A clock past everything: nothing, and no more */
@@ -262,16 +166,16 @@ Test(store, since_hands_out_what_a_clock_lacks_in_append_order)
 	crdt_vclock_free(v);
 
 	crdt_store_close(st);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
 Test(store, budget_pages_the_iteration_and_says_when_more_follows)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 10, 40, 0);
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 10, 40, 0);
 	crdt_store *st = open_store(NULL);
-	cr_assert_eq(put(st, &s, 0, 10, NULL), 0);
+	cr_assert_eq(test_stream_put(st, &s, 0, 10, NULL), 0);
 	crdt_vclock *v = clock_of(1, 0, 2, 0);
 	size_t one = s.m[0].len;
 	for (size_t i = 0; i < 10; i++)
@@ -281,11 +185,11 @@ Test(store, budget_pages_the_iteration_and_says_when_more_follows)
 	uint64_t cur = 0;
 	bool more = false;
 	size_t total = 0;
-	got g;
+	test_got g;
 	for (int page = 0; page < 5; page++) {
-		got_init(&g);
+		memset(&g, 0, sizeof g);
 		cr_assert_eq(crdt_store_since(st, v, &cur, 2 * one + one / 2,
-				 collect, &g, &more),
+				 test_collect, &g, &more),
 		    0);
 		cr_assert_eq(g.n, 2, "page %d", page);
 		cr_assert_leq(g.bytes, 2 * one + one / 2);
@@ -294,12 +198,12 @@ Test(store, budget_pages_the_iteration_and_says_when_more_follows)
 			    s.m[total + i].data, s.m[total + i].len));
 		total += g.n;
 		cr_assert_eq(more, page < 4, "page %d more=%d", page, more);
-		got_free(&g);
+		test_got_free(&g);
 	}
 	cr_assert_eq(total, 10);
 	/* At the end: an empty page, no more */
-	got_init(&g);
-	cr_assert_eq(crdt_store_since(st, v, &cur, 1, collect, &g, &more), 0);
+	memset(&g, 0, sizeof g);
+	cr_assert_eq(crdt_store_since(st, v, &cur, 1, test_collect, &g, &more), 0);
 	cr_assert_eq(g.n, 0);
 	cr_assert(!more);
 
@@ -307,33 +211,33 @@ Test(store, budget_pages_the_iteration_and_says_when_more_follows)
 	 * page */
 	cur = 0;
 	for (size_t i = 0; i < 10; i++) {
-		got_init(&g);
-		cr_assert_eq(crdt_store_since(st, v, &cur, 1, collect, &g,
+		memset(&g, 0, sizeof g);
+		cr_assert_eq(crdt_store_since(st, v, &cur, 1, test_collect, &g,
 				 &more),
 		    0);
 		cr_assert_eq(g.n, 1);
 		cr_assert(bytes_eq(g.m[0].data, g.m[0].len, s.m[i].data,
 		    s.m[i].len));
 		cr_assert_eq(more, i < 9);
-		got_free(&g);
+		test_got_free(&g);
 	}
 
 	/* A larger clock between pages skips what it now covers */
 	cur = 0;
-	got_init(&g);
-	cr_assert_eq(crdt_store_since(st, v, &cur, one, collect, &g, &more),
+	memset(&g, 0, sizeof g);
+	cr_assert_eq(crdt_store_since(st, v, &cur, one, test_collect, &g, &more),
 	    0);
 	cr_assert_eq(g.n, 1);
-	got_free(&g);
+	test_got_free(&g);
 	crdt_vclock_free(v);
 	v = clock_of(1, 9, 2, 0);
-	got_init(&g);
-	cr_assert_eq(crdt_store_since(st, v, &cur, one, collect, &g, &more),
+	memset(&g, 0, sizeof g);
+	cr_assert_eq(crdt_store_since(st, v, &cur, one, test_collect, &g, &more),
 	    0);
 	cr_assert_eq(g.n, 1);
 	cr_assert(bytes_eq(g.m[0].data, g.m[0].len, s.m[9].data, s.m[9].len));
 	cr_assert(!more);
-	got_free(&g);
+	test_got_free(&g);
 
 	/* A callback error stops the page and leaves cursor and flag as
 	 * they were: the page repeats */
@@ -341,25 +245,25 @@ Test(store, budget_pages_the_iteration_and_says_when_more_follows)
 	more = true;
 	crdt_vclock_free(v);
 	v = clock_of(1, 0, 2, 0);
-	got_init(&g);
-	g.fail_at = 1;
-	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, collect, &g,
+	memset(&g, 0, sizeof g);
+	g.fail_at = 2; /* the second call */
+	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, test_collect, &g,
 			 &more),
 	    CRDT_ENOMEM);
 	cr_assert_eq(cur, 0);
 	cr_assert(more);
-	got_free(&g);
+	test_got_free(&g);
 
 	/* Bad arguments */
-	cr_assert_eq(crdt_store_since(st, v, &cur, 0, collect, &g, &more),
+	cr_assert_eq(crdt_store_since(st, v, &cur, 0, test_collect, &g, &more),
 	    CRDT_EINVAL);
-	cr_assert_eq(crdt_store_since(st, NULL, &cur, 1, collect, &g, &more),
+	cr_assert_eq(crdt_store_since(st, NULL, &cur, 1, test_collect, &g, &more),
 	    CRDT_EINVAL);
 	cr_assert_eq(crdt_store_since(st, v, &cur, 1, NULL, &g, &more),
 	    CRDT_EINVAL);
 	crdt_vclock_free(v);
 	crdt_store_close(st);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
@@ -367,7 +271,7 @@ Test(store, budget_pages_the_iteration_and_says_when_more_follows)
  * the middle of a read). */
 typedef struct reenter {
 	crdt_store *st;
-	const stream *s;
+	const test_stream *s;
 	int rc_append, rc_since;
 } reenter;
 
@@ -381,7 +285,7 @@ reenter_cb(void *ud, crdt_dot dot, const uint8_t *b, size_t len)
 	(void)dot;
 	(void)b;
 	(void)len;
-	r->rc_append = put(r->st, r->s, 1, 1, NULL);
+	r->rc_append = test_stream_put(r->st, r->s, 1, 1, NULL);
 	cr_assert_eq(crdt_vclock_new(NULL, &v), 0);
 	r->rc_since = crdt_store_since(r->st, v, &c, 1, reenter_cb, r, &m);
 	crdt_vclock_free(v);
@@ -390,10 +294,10 @@ reenter_cb(void *ud, crdt_dot dot, const uint8_t *b, size_t len)
 
 Test(store, callbacks_cannot_reenter_the_store)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 2, 8, 0);
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 2, 8, 0);
 	crdt_store *st = open_store(NULL);
-	cr_assert_eq(put(st, &s, 0, 1, NULL), 0);
+	cr_assert_eq(test_stream_put(st, &s, 0, 1, NULL), 0);
 	reenter r = { st, &s, 0, 0 };
 	crdt_vclock *v = clock_of(1, 0, 2, 0);
 	uint64_t cur = 0;
@@ -403,13 +307,13 @@ Test(store, callbacks_cannot_reenter_the_store)
 	    0);
 	cr_assert_eq(r.rc_append, CRDT_ESTATE);
 	cr_assert_eq(r.rc_since, CRDT_ESTATE);
-	got g;
+	test_got g;
 	all_since(st, v, &g);
 	cr_assert_eq(g.n, 1, "the refused append wrote nothing");
-	got_free(&g);
+	test_got_free(&g);
 	crdt_vclock_free(v);
 	crdt_store_close(st);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
@@ -417,13 +321,13 @@ Test(store, callbacks_cannot_reenter_the_store)
 
 Test(store, reappending_the_same_bytes_is_a_no_op)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 4, 8, 0);
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 4, 8, 0);
 	crdt_store *st = open_store(NULL);
 	size_t added = 0;
-	cr_assert_eq(put(st, &s, 0, 3, &added), 0);
+	cr_assert_eq(test_stream_put(st, &s, 0, 3, &added), 0);
 	cr_assert_eq(added, 3);
-	cr_assert_eq(put(st, &s, 0, 3, &added), 0);
+	cr_assert_eq(test_stream_put(st, &s, 0, 3, &added), 0);
 	cr_assert_eq(added, 0);
 	/* A batch holding one old, one new and the new one twice */
 	crdt_store_msg b[3] = { { s.m[1].data, s.m[1].len },
@@ -433,47 +337,47 @@ Test(store, reappending_the_same_bytes_is_a_no_op)
 	cr_assert_eq(crdt_store_append(st, b, 0, &added), 0);
 	cr_assert_eq(added, 0);
 	crdt_vclock *v = clock_of(1, 0, 2, 0);
-	got g;
+	test_got g;
 	all_since(st, v, &g);
 	static const size_t w[] = { 0, 1, 2, 3 };
 	expect_msgs(&g, &s, w, 4);
-	got_free(&g);
+	test_got_free(&g);
 	crdt_vclock_free(v);
 	crdt_store_close(st);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
 Test(store, a_second_variant_of_a_dot_is_kept_as_evidence)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 2, 8, 0);  /* A1, A2 */
-	stream_add(&s, 1, 1, 8, 99); /* A1' : same dot, other bytes */
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 2, 8, 0);  /* A1, A2 */
+	test_stream_add(&s, 1, 1, 8, 99); /* A1' : same dot, other bytes */
 	cr_assert_eq(s.dot[2].counter, 1);
 	cr_assert(!bytes_eq(s.m[0].data, s.m[0].len, s.m[2].data,
 	    s.m[2].len));
 	crdt_store *st = open_store(NULL);
 	size_t added = 0;
-	cr_assert_eq(put(st, &s, 0, 3, &added), 0);
+	cr_assert_eq(test_stream_put(st, &s, 0, 3, &added), 0);
 	cr_assert_eq(added, 3);
-	cr_assert_eq(put(st, &s, 2, 1, &added), 0);
+	cr_assert_eq(test_stream_put(st, &s, 2, 1, &added), 0);
 	cr_assert_eq(added, 0, "the same variant again is a no-op");
 	crdt_vclock *v = clock_of(1, 0, 2, 0);
-	got g;
+	test_got g;
 	all_since(st, v, &g);
 	static const size_t w[] = { 0, 1, 2 };
 	expect_msgs(&g, &s, w, 3);
-	got_free(&g);
+	test_got_free(&g);
 	crdt_vclock_free(v);
 	/* A clock covering A1 covers both variants */
 	v = clock_of(1, 1, 2, 0);
 	all_since(st, v, &g);
 	static const size_t w1[] = { 1 };
 	expect_msgs(&g, &s, w1, 1);
-	got_free(&g);
+	test_got_free(&g);
 	crdt_vclock_free(v);
 	crdt_store_close(st);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
@@ -481,8 +385,8 @@ Test(store, a_second_variant_of_a_dot_is_kept_as_evidence)
 
 Test(store, a_batch_with_a_malformed_message_is_refused_whole)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 3, 8, 0);
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 3, 8, 0);
 	crdt_store *st = open_store(NULL);
 	uint8_t junk[] = { 0x93, 0x01, 0x02 };
 	crdt_buf trunc;
@@ -508,34 +412,34 @@ Test(store, a_batch_with_a_malformed_message_is_refused_whole)
 	cr_assert_eq(crdt_store_append(NULL, b, 1, NULL), CRDT_EINVAL);
 
 	crdt_vclock *v = clock_of(1, 0, 2, 0);
-	got g;
+	test_got g;
 	all_since(st, v, &g);
 	cr_assert_eq(g.n, 0, "nothing of a refused batch was written");
 	/* and the store still takes good batches */
-	cr_assert_eq(put(st, &s, 0, 3, &added), 0);
+	cr_assert_eq(test_stream_put(st, &s, 0, 3, &added), 0);
 	cr_assert_eq(added, 3);
 	crdt_vclock_free(v);
 	crdt_buf_fini(&trunc);
 	crdt_store_close(st);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
 Test(store, a_message_over_the_configured_limit_is_refused)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 1, 200, 0);
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 1, 200, 0);
 	crdt_config cfg;
 	test_config(&cfg, NULL);
 	cfg.limits.max_bytes = s.m[0].len - 1;
 	crdt_store *st;
 	cr_assert_eq(crdt_store_open_sqlite(&cfg, dbpath, NULL, &st), 0);
-	cr_assert_eq(put(st, &s, 0, 1, NULL), CRDT_ETOOBIG);
+	cr_assert_eq(test_stream_put(st, &s, 0, 1, NULL), CRDT_ETOOBIG);
 	crdt_vclock *v = clock_of(1, 0, 2, 0);
 	cr_assert_eq(crdt_store_put_checkpoint(st, s.m[0].data, s.m[0].len,
 			 v),
 	    CRDT_ETOOBIG);
-	got g;
+	test_got g;
 	all_since(st, v, &g);
 	cr_assert_eq(g.n, 0);
 	crdt_buf snap;
@@ -544,7 +448,7 @@ Test(store, a_message_over_the_configured_limit_is_refused)
 	cr_assert_eq(crdt_store_checkpoint(st, &snap, &cv), CRDT_ENOTFOUND);
 	crdt_vclock_free(v);
 	crdt_store_close(st);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
@@ -552,8 +456,8 @@ Test(store, a_message_over_the_configured_limit_is_refused)
 
 Test(store, checkpoints_replace_each_other_and_survive_reopen)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 3, 8, 0);
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 3, 8, 0);
 	crdt_store *st = open_store(NULL);
 	crdt_buf snap;
 	tb_init(&snap);
@@ -566,7 +470,7 @@ Test(store, checkpoints_replace_each_other_and_survive_reopen)
 	crdt_vclock *v2 = clock_of(1, 3, 2, 9);
 	cr_assert_eq(crdt_store_put_checkpoint(st, "first", 5, v1), 0);
 	cr_assert_eq(crdt_store_put_checkpoint(st, "second!", 7, v2), 0);
-	cr_assert_eq(put(st, &s, 0, 3, NULL), 0);
+	cr_assert_eq(test_stream_put(st, &s, 0, 3, NULL), 0);
 	crdt_store_close(st);
 
 	st = open_store(NULL);
@@ -585,12 +489,12 @@ Test(store, checkpoints_replace_each_other_and_survive_reopen)
 	crdt_vclock_free(cv);
 
 	/* The log is kept whole */
-	got g;
+	test_got g;
 	crdt_vclock *z = clock_of(1, 0, 2, 0);
 	all_since(st, z, &g);
 	static const size_t w[] = { 0, 1, 2 };
 	expect_msgs(&g, &s, w, 3);
-	got_free(&g);
+	test_got_free(&g);
 	cr_assert_eq(crdt_store_put_checkpoint(st, NULL, 0, z), CRDT_EINVAL);
 	cr_assert_eq(crdt_store_put_checkpoint(st, "a", 1, NULL), CRDT_EINVAL);
 	cr_assert_eq(crdt_store_checkpoint(st, NULL, &cv), CRDT_EINVAL);
@@ -599,32 +503,32 @@ Test(store, checkpoints_replace_each_other_and_survive_reopen)
 	crdt_vclock_free(v2);
 	crdt_buf_fini(&snap);
 	crdt_store_close(st);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
 Test(store, messages_survive_reopen_byte_exact_in_both_sync_modes)
 {
-	stream s = { 0 };
-	stream_add(&s, 3, 20, 300, 0);
+	test_stream s = { 0 };
+	test_stream_add(&s, 3, 20, 300, 0);
 	crdt_store_sqlite_opts o = { 0 };
 	for (int mode = 0; mode < 2; mode++) {
 		o.synchronous = mode ? CRDT_STORE_SYNC_NORMAL :
 				       CRDT_STORE_SYNC_FULL;
 		test_rm_db(dbpath);
 		crdt_store *st = open_store(&o);
-		cr_assert_eq(put(st, &s, 0, 7, NULL), 0);
-		cr_assert_eq(put(st, &s, 7, 13, NULL), 0);
+		cr_assert_eq(test_stream_put(st, &s, 0, 7, NULL), 0);
+		cr_assert_eq(test_stream_put(st, &s, 7, 13, NULL), 0);
 		crdt_store_close(st);
 		st = open_store(&o);
 		crdt_vclock *v = clock_of(1, 0, 2, 0);
-		got g;
+		test_got g;
 		all_since(st, v, &g);
 		size_t w[20];
 		for (size_t i = 0; i < 20; i++)
 			w[i] = i;
 		expect_msgs(&g, &s, w, 20);
-		got_free(&g);
+		test_got_free(&g);
 		crdt_vclock_free(v);
 		crdt_store_close(st);
 	}
@@ -644,7 +548,7 @@ Test(store, messages_survive_reopen_byte_exact_in_both_sync_modes)
 	cr_assert_eq(crdt_store_open_sqlite(&cfg, dbpath, NULL, NULL),
 	    CRDT_EINVAL);
 	crdt_store_close(NULL); /* a no-op */
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
@@ -652,8 +556,8 @@ Test(store, messages_survive_reopen_byte_exact_in_both_sync_modes)
  * hooks; each failing one gives CRDT_ENOMEM and leaves nothing behind. */
 Test(store, allocation_failures_leave_nothing_behind)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 2, 8, 0);
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 2, 8, 0);
 	crdt_store *st;
 	/* Creating a store, then opening an existing one: fail each
 	 * allocation in turn until the open gets through. */
@@ -685,16 +589,16 @@ Test(store, allocation_failures_leave_nothing_behind)
 	st = open_store(NULL);
 	test_alloc_fail_at(0);
 	size_t added = 5;
-	cr_assert_eq(put(st, &s, 0, 2, &added), CRDT_ENOMEM);
+	cr_assert_eq(test_stream_put(st, &s, 0, 2, &added), CRDT_ENOMEM);
 	cr_assert_eq(added, 5);
 	test_alloc_disarm();
 	crdt_vclock *v = clock_of(1, 0, 2, 0);
-	got g;
+	test_got g;
 	all_since(st, v, &g);
 	cr_assert_eq(g.n, 0);
 	crdt_store_close(st);
 	crdt_vclock_free(v);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
@@ -702,14 +606,14 @@ Test(store, allocation_failures_leave_nothing_behind)
 
 Test(store, a_full_disk_gives_efull_and_the_store_stays_consistent)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 120, 3000, 0); /* ~3 KB each, < 1 page */
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 120, 3000, 0); /* ~3 KB each, < 1 page */
 	crdt_store_sqlite_opts o = { .max_pages = 40 };
 	crdt_store *st = open_store(&o);
 	size_t acked = 0;
 	int rc = 0;
 	for (size_t i = 0; i < s.n; i++) {
-		rc = put(st, &s, i, 1, NULL);
+		rc = test_stream_put(st, &s, i, 1, NULL);
 		if (rc != 0)
 			break;
 		acked++;
@@ -719,45 +623,45 @@ Test(store, a_full_disk_gives_efull_and_the_store_stays_consistent)
 	cr_assert_gt(acked, 5);
 	cr_assert_lt(acked, s.n);
 	/* A batch that does not fit is refused whole */
-	cr_assert_eq(put(st, &s, acked, 5, NULL), CRDT_EFULL);
+	cr_assert_eq(test_stream_put(st, &s, acked, 5, NULL), CRDT_EFULL);
 	crdt_vclock *cv = clock_of(1, 1, 2, 0);
 	static uint8_t big[64 * 1024];
 	cr_assert_eq(crdt_store_put_checkpoint(st, big, sizeof big, cv),
 	    CRDT_EFULL);
 	/* The same handle still reads, and holds exactly what was acked */
 	crdt_vclock *v = clock_of(1, 0, 2, 0);
-	got g;
+	test_got g;
 	all_since(st, v, &g);
 	size_t w[MAXM];
 	for (size_t i = 0; i < acked; i++)
 		w[i] = i;
 	expect_msgs(&g, &s, w, acked);
-	got_free(&g);
+	test_got_free(&g);
 	crdt_buf snap;
 	crdt_vclock *out = NULL;
 	tb_init(&snap);
 	cr_assert_eq(crdt_store_checkpoint(st, &snap, &out), CRDT_ENOTFOUND);
 	/* and duplicates of what it holds are still no-ops, not errors */
 	size_t added = 9;
-	cr_assert_eq(put(st, &s, 0, 3, &added), 0);
+	cr_assert_eq(test_stream_put(st, &s, 0, 3, &added), 0);
 	cr_assert_eq(added, 0);
 	crdt_store_close(st);
 
 	/* After space is freed (no quota) the store opens, passes its checks
 	 * and takes the rest */
 	st = open_store(NULL);
-	cr_assert_eq(put(st, &s, acked, s.n - acked, &added), 0);
+	cr_assert_eq(test_stream_put(st, &s, acked, s.n - acked, &added), 0);
 	cr_assert_eq(added, s.n - acked);
 	cr_assert_eq(crdt_store_put_checkpoint(st, big, sizeof big, cv), 0);
 	all_since(st, v, &g);
 	for (size_t i = 0; i < s.n; i++)
 		w[i] = i;
 	expect_msgs(&g, &s, w, s.n);
-	got_free(&g);
+	test_got_free(&g);
 	crdt_vclock_free(v);
 	crdt_vclock_free(cv);
 	crdt_store_close(st);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
@@ -779,10 +683,10 @@ Test(store, an_unopenable_path_gives_eio)
 /* A store with `n` messages of ~2 KB, closed (WAL checkpointed into the
  * main file, so the bytes below are the data). */
 static void
-make_store(const stream *s)
+make_store(const test_stream *s)
 {
 	crdt_store *st = open_store(NULL);
-	cr_assert_eq(put(st, s, 0, s->n, NULL), 0);
+	cr_assert_eq(test_stream_put(st, s, 0, s->n, NULL), 0);
 	crdt_vclock *v = clock_of(1, 2, 0, 0);
 	cr_assert_eq(crdt_store_put_checkpoint(st, "snap", 4, v), 0);
 	crdt_vclock_free(v);
@@ -831,8 +735,8 @@ Test(store, a_text_file_is_refused_as_corrupt)
 
 Test(store, bytes_overwritten_in_the_middle_are_refused)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 30, 2000, 0);
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 30, 2000, 0);
 	make_store(&s);
 	long sz = file_size(dbpath);
 	cr_assert_gt(sz, 8 * 4096);
@@ -845,14 +749,14 @@ Test(store, bytes_overwritten_in_the_middle_are_refused)
 	    (ssize_t)sizeof junk);
 	close(fd);
 	expect_refused(CRDT_ECORRUPT, "overwritten page");
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
 Test(store, a_few_bytes_flipped_inside_a_message_are_refused)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 30, 2000, 0);
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 30, 2000, 0);
 	make_store(&s);
 	/* Flip bytes inside a stored message's payload: the b-tree is fine
 	 * (quick_check passes), only the digest can tell. Find the value
@@ -875,29 +779,29 @@ Test(store, a_few_bytes_flipped_inside_a_message_are_refused)
 	cr_assert_eq(fwrite(&file[off + 10], 1, 1, f), 1);
 	fclose(f);
 	expect_refused(CRDT_ECORRUPT, "flipped message byte");
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
 Test(store, a_truncated_file_is_refused)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 30, 2000, 0);
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 30, 2000, 0);
 	make_store(&s);
 	long sz = file_size(dbpath);
 	cr_assert_eq(truncate(dbpath, sz / 2), 0);
 	expect_refused(CRDT_ECORRUPT, "half");
 	cr_assert_eq(truncate(dbpath, 3000), 0);
 	expect_refused(CRDT_ECORRUPT, "part of the first page");
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
 Test(store, rows_and_schema_altered_through_sql_are_refused)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 3, 50, 0);
-	stream_add(&s, 2, 1, 50, 0);
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 3, 50, 0);
+	test_stream_add(&s, 2, 1, 50, 0);
 
 	/* A message's bytes replaced by another real message: digest */
 	make_store(&s);
@@ -929,7 +833,7 @@ Test(store, rows_and_schema_altered_through_sql_are_refused)
 	/* another application's database */
 	sql(dbpath, "CREATE TABLE t(x)");
 	expect_refused(CRDT_ECORRUPT, "foreign database");
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
@@ -966,7 +870,7 @@ ck_snap(size_t j, uint8_t *out)
 #define CRASH_STREAM 240
 
 static void
-crash_child(const stream *s, size_t from, uint64_t seed, int wfd,
+crash_child(const test_stream *s, size_t from, uint64_t seed, int wfd,
     crdt_store_sync mode)
 {
 	crdt_store_sqlite_opts o = { .synchronous = mode };
@@ -982,7 +886,7 @@ crash_child(const stream *s, size_t from, uint64_t seed, int wfd,
 		size_t k = 1 + (size_t)test_rng_below(&r, 4);
 		if (k > s->n - i)
 			k = s->n - i;
-		if (put(st, s, i, k, NULL) != 0)
+		if (test_stream_put(st, s, i, k, NULL) != 0)
 			_exit(2);
 		i += k;
 		uint32_t ack = (uint32_t)i;
@@ -1010,13 +914,13 @@ crash_child(const stream *s, size_t from, uint64_t seed, int wfd,
 /* What the reopened store holds must be stream[0 .. m) for some m, and
  * its checkpoint one that was put whole, at or after `ck_acked`. */
 static size_t
-crash_verify(const stream *s, size_t acked, size_t ck_acked)
+crash_verify(const test_stream *s, size_t acked, size_t ck_acked)
 {
 	crdt_store *st = NULL;
 	int rc = crdt_store_open_sqlite(NULL, dbpath, NULL, &st);
 	cr_assert_eq(rc, 0, "reopen after kill: %s", crdt_err_name(rc));
 	crdt_vclock *v = clock_of(1, 0, 2, 0);
-	got g;
+	test_got g;
 	all_since(st, v, &g);
 	crdt_vclock_free(v);
 	crdt_buf snap;
@@ -1049,16 +953,16 @@ crash_verify(const stream *s, size_t acked, size_t ck_acked)
 			      s->m[i].len),
 		    "stored[%zu] is not stream[%zu]", i, i);
 	size_t n = g.n;
-	got_free(&g);
+	test_got_free(&g);
 	return n;
 }
 
 Test(store, no_acknowledged_message_is_lost_to_kill_9, .timeout = 120)
 {
-	stream s = { 0 };
+	test_stream s = { 0 };
 	/* Two writers, one after the other */
-	stream_add(&s, 1, CRASH_STREAM / 2, 200, 0);
-	stream_add(&s, 2, CRASH_STREAM / 2, 200, 0);
+	test_stream_add(&s, 1, CRASH_STREAM / 2, 200, 0);
+	test_stream_add(&s, 2, CRASH_STREAM / 2, 200, 0);
 	test_rng r;
 	uint64_t seed = test_seed(0x5702e);
 	test_rng_init(&r, seed);
@@ -1124,38 +1028,38 @@ Test(store, no_acknowledged_message_is_lost_to_kill_9, .timeout = 120)
 	cr_assert_geq(kills, 100, "only %zu of %d children were killed", kills,
 	    CRASH_ITERS);
 	(void)resets;
-	stream_free(&s);
+	test_stream_free(&s);
 }
 
 /* Damage done while a handle is open (another process, the disk) is
  * still caught: since() and checkpoint() check what they hand out. */
 Test(store, damage_after_open_is_caught_when_handed_out)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 4, 50, 0);
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 4, 50, 0);
 	make_store(&s);
 	crdt_store *st = open_store(NULL);
 	sql(dbpath, "UPDATE msgs SET bytes = (SELECT bytes FROM msgs "
 		    "WHERE seq = 1) WHERE seq = 3");
 	sql(dbpath, "UPDATE checkpoint SET clock = x'9101'");
 	crdt_vclock *v = clock_of(1, 0, 2, 0);
-	got g;
-	got_init(&g);
+	test_got g;
+	memset(&g, 0, sizeof g);
 	uint64_t cur = 0;
 	bool more = true;
-	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, collect, &g,
+	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, test_collect, &g,
 			 &more),
 	    CRDT_ECORRUPT);
 	cr_assert_eq(cur, 0);
 	cr_assert(more);
 	cr_assert_eq(g.n, 2, "the intact messages before it were handed out");
-	got_free(&g);
+	test_got_free(&g);
 	/* A page that ends before the damaged row is fine */
-	got_init(&g);
-	cr_assert_eq(crdt_store_since(st, v, &cur, 1, collect, &g, &more), 0);
+	memset(&g, 0, sizeof g);
+	cr_assert_eq(crdt_store_since(st, v, &cur, 1, test_collect, &g, &more), 0);
 	cr_assert_eq(g.n, 1);
 	cr_assert(more);
-	got_free(&g);
+	test_got_free(&g);
 	crdt_buf snap;
 	tb_init(&snap);
 	cr_assert_eq(crdt_buf_append(&snap, "keep", 4), 0);
@@ -1168,7 +1072,7 @@ Test(store, damage_after_open_is_caught_when_handed_out)
 	crdt_vclock_free(v);
 	crdt_store_close(st);
 	expect_refused(CRDT_ECORRUPT, "reopen");
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
@@ -1179,7 +1083,7 @@ Test(store, damage_after_open_is_caught_when_handed_out)
  * the decoder refuses) to show the front end catches that for every
  * backend. */
 typedef struct mem {
-	stream *s;      /* what since() hands out: s->m[0 .. n) */
+	test_stream *s;      /* what since() hands out: s->m[0 .. n) */
 	size_t appends; /* append calls that reached the backend */
 	size_t recs;
 	bool lie_dot, lie_clock, closed;
@@ -1260,8 +1164,8 @@ mem_close(void *impl)
 
 Test(store, an_application_backend_gets_the_same_rules)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 3, 8, 0);
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 3, 8, 0);
 	mem m = { .s = &s };
 	crdt_store_ops ops = { mem_append, mem_put, mem_get, mem_since,
 		mem_close };
@@ -1280,20 +1184,20 @@ Test(store, an_application_backend_gets_the_same_rules)
 	cr_assert_lt(crdt_store_append(st, b, 2, NULL), 0);
 	cr_assert_eq(m.appends, 0, "a refused batch never reaches it");
 	size_t added = 0;
-	cr_assert_eq(put(st, &s, 0, 3, &added), 0);
+	cr_assert_eq(test_stream_put(st, &s, 0, 3, &added), 0);
 	cr_assert_eq(m.appends, 1);
 	cr_assert_eq(added, 3);
 
 	crdt_vclock *v = clock_of(1, 0, 2, 0);
-	got g;
+	test_got g;
 	all_since(st, v, &g);
 	cr_assert_eq(g.n, 3);
-	got_free(&g);
+	test_got_free(&g);
 	m.lie_dot = true;
-	got_init(&g);
+	memset(&g, 0, sizeof g);
 	uint64_t cur = 0;
 	bool more;
-	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, collect, &g,
+	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, test_collect, &g,
 			 &more),
 	    CRDT_ECORRUPT, "a message under another dot is caught");
 	cr_assert_eq(g.n, 0);
@@ -1314,7 +1218,7 @@ Test(store, an_application_backend_gets_the_same_rules)
 	crdt_vclock_free(v);
 	crdt_store_close(st);
 	cr_assert(m.closed);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
@@ -1324,11 +1228,11 @@ Test(store, an_application_backend_gets_the_same_rules)
  * released the same handle writes again. */
 Test(store, a_held_write_lock_gives_ebusy_and_changes_nothing)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 3, 8, 0);
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 3, 8, 0);
 	crdt_store_sqlite_opts o = { .busy_timeout_ms = 1 };
 	crdt_store *st = open_store(&o);
-	cr_assert_eq(put(st, &s, 0, 1, NULL), 0);
+	cr_assert_eq(test_stream_put(st, &s, 0, 1, NULL), 0);
 	crdt_store_close(st);
 
 	sqlite3 *other;
@@ -1337,28 +1241,28 @@ Test(store, a_held_write_lock_gives_ebusy_and_changes_nothing)
 	    SQLITE_OK);
 	st = open_store(&o);
 	size_t added = 42;
-	cr_assert_eq(put(st, &s, 1, 2, &added), CRDT_EBUSY);
+	cr_assert_eq(test_stream_put(st, &s, 1, 2, &added), CRDT_EBUSY);
 	cr_assert_eq(added, 42);
 	crdt_vclock *v = clock_of(1, 0, 2, 0);
 	cr_assert_eq(crdt_store_put_checkpoint(st, "x", 1, v), CRDT_EBUSY);
-	got g;
+	test_got g;
 	all_since(st, v, &g);
 	static const size_t w1[] = { 0 };
 	expect_msgs(&g, &s, w1, 1);
-	got_free(&g);
+	test_got_free(&g);
 	cr_assert_eq(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL),
 	    SQLITE_OK);
 	sqlite3_close(other);
-	cr_assert_eq(put(st, &s, 1, 2, &added), 0);
+	cr_assert_eq(test_stream_put(st, &s, 1, 2, &added), 0);
 	cr_assert_eq(added, 2);
 	cr_assert_eq(crdt_store_put_checkpoint(st, "x", 1, v), 0);
 	all_since(st, v, &g);
 	static const size_t w3[] = { 0, 1, 2 };
 	expect_msgs(&g, &s, w3, 3);
-	got_free(&g);
+	test_got_free(&g);
 	crdt_vclock_free(v);
 	crdt_store_close(st);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
@@ -1529,10 +1433,10 @@ fault_vfs_install(void)
 }
 
 static size_t
-count_all(crdt_store *st, const stream *s)
+count_all(crdt_store *st, const test_stream *s)
 {
 	crdt_vclock *v = clock_of(1, 0, 2, 0);
-	got g;
+	test_got g;
 	all_since(st, v, &g);
 	crdt_vclock_free(v);
 	size_t n = g.n;
@@ -1540,7 +1444,7 @@ count_all(crdt_store *st, const stream *s)
 		cr_assert(bytes_eq(g.m[i].data, g.m[i].len, s->m[i].data,
 			      s->m[i].len),
 		    "stored[%zu] is stream[%zu]", i, i);
-	got_free(&g);
+	test_got_free(&g);
 	return n;
 }
 
@@ -1551,19 +1455,19 @@ count_all(crdt_store *st, const stream *s)
 static void
 fault_sweep(int rc_inject, int want, crdt_store_sync mode)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 3 + 3 * 40, 600, 0);
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 3 + 3 * 40, 600, 0);
 	fault_vfs_install();
 	crdt_store_sqlite_opts o = { .synchronous = mode };
 	crdt_store *st = open_store(&o);
-	cr_assert_eq(put(st, &s, 0, 3, NULL), 0);
+	cr_assert_eq(test_stream_put(st, &s, 0, 3, NULL), 0);
 	size_t have = 3, faults = 0;
 	for (long k = 0; k < 40 && have + 3 <= s.n; k++) {
 		fault_rc = rc_inject;
 		fault_fired = 0;
 		fault_left = k;
 		size_t added = 0;
-		int rc = put(st, &s, have, 3, &added);
+		int rc = test_stream_put(st, &s, have, 3, &added);
 		fault_left = -1;
 		if (fault_fired == 0) {
 			/* the batch made fewer than k writes and syncs */
@@ -1575,7 +1479,7 @@ fault_sweep(int rc_inject, int want, crdt_store_sync mode)
 		cr_assert_eq(rc, want, "k=%ld: %s", k, crdt_err_name(rc));
 		cr_assert_eq(count_all(st, &s), have,
 		    "k=%ld: the failed batch is not visible", k);
-		rc = put(st, &s, have, 3, &added);
+		rc = test_stream_put(st, &s, have, 3, &added);
 		cr_assert_eq(rc, 0, "k=%ld: usable after: %s", k,
 		    crdt_err_name(rc));
 		cr_assert_eq(added, 3);
@@ -1586,7 +1490,7 @@ fault_sweep(int rc_inject, int want, crdt_store_sync mode)
 	}
 	cr_assert_gt(faults, 1, "the sweep injected faults");
 	crdt_store_close(st);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
@@ -1608,8 +1512,8 @@ Test(store, a_device_out_of_space_gives_efull_and_changes_nothing)
 /* A read failing on open is an I/O error, not corruption. */
 Test(store, a_read_error_on_open_gives_eio)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 3, 8, 0);
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 3, 8, 0);
 	make_store(&s);
 	fault_vfs_install();
 	fault_io = (sqlite3_io_methods){ 2, f_close, f_read_fail, f_write,
@@ -1617,7 +1521,7 @@ Test(store, a_read_error_on_open_gives_eio)
 		f_fcntl, f_sector, f_dev, f_shmmap, f_shmlock, f_shmbarrier,
 		f_shmunmap, NULL, NULL };
 	expect_refused(CRDT_EIO, "read error");
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
@@ -1635,8 +1539,8 @@ Test(store, must_exist_refuses_a_missing_or_emptied_store)
 	cr_assert_null(st);
 	cr_assert_neq(access(dbpath, F_OK), 0, "not created");
 
-	stream s = { 0 };
-	stream_add(&s, 1, 3, 8, 0);
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 3, 8, 0);
 	make_store(&s);
 	st = open_store(&o);
 	cr_assert_eq(count_all(st, &s), 3);
@@ -1650,25 +1554,25 @@ Test(store, must_exist_refuses_a_missing_or_emptied_store)
 	st = open_store(NULL);
 	cr_assert_eq(count_all(st, &s), 0);
 	crdt_store_close(st);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
 Test(store, a_batch_over_max_elems_is_refused_whole)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 3, 8, 0);
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 3, 8, 0);
 	crdt_config cfg;
 	test_config(&cfg, NULL);
 	cfg.limits.max_elems = 2;
 	crdt_store *st;
 	cr_assert_eq(crdt_store_open_sqlite(&cfg, dbpath, NULL, &st), 0);
-	cr_assert_eq(put(st, &s, 0, 3, NULL), CRDT_ETOOBIG);
+	cr_assert_eq(test_stream_put(st, &s, 0, 3, NULL), CRDT_ETOOBIG);
 	cr_assert_eq(count_all(st, &s), 0);
-	cr_assert_eq(put(st, &s, 0, 2, NULL), 0);
+	cr_assert_eq(test_stream_put(st, &s, 0, 2, NULL), 0);
 	cr_assert_eq(count_all(st, &s), 2);
 	crdt_store_close(st);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
@@ -1677,12 +1581,12 @@ Test(store, a_batch_over_max_elems_is_refused_whole)
  * the store holds each one's messages whole, in each one's order. */
 Test(store, two_processes_append_to_one_file_at_once, .timeout = 120)
 {
-	stream a = { 0 }, b = { 0 };
-	stream_add(&a, 1, 60, 100, 0);
-	stream_add(&b, 2, 60, 100, 0);
+	test_stream a = { 0 }, b = { 0 };
+	test_stream_add(&a, 1, 60, 100, 0);
+	test_stream_add(&b, 2, 60, 100, 0);
 	crdt_store *st = open_store(NULL); /* create before the race */
 	crdt_store_close(st);
-	const stream *mine[2] = { &a, &b };
+	const test_stream *mine[2] = { &a, &b };
 	pid_t pid[2];
 	for (int c = 0; c < 2; c++) {
 		pid[c] = fork();
@@ -1693,7 +1597,7 @@ Test(store, two_processes_append_to_one_file_at_once, .timeout = 120)
 			if (crdt_store_open_sqlite(NULL, dbpath, &o, &w) != 0)
 				_exit(3);
 			for (size_t i = 0; i < mine[c]->n; i += 3)
-				if (put(w, mine[c], i, 3, NULL) != 0)
+				if (test_stream_put(w, mine[c], i, 3, NULL) != 0)
 					_exit(2);
 			crdt_store_close(w);
 			_exit(0);
@@ -1711,69 +1615,69 @@ Test(store, two_processes_append_to_one_file_at_once, .timeout = 120)
 		 * this writer's stream, in its order */
 		crdt_vclock *v = c == 0 ? clock_of(2, 1000, 9, 0) :
 					  clock_of(1, 1000, 9, 0);
-		got g;
+		test_got g;
 		all_since(st, v, &g);
 		size_t w[MAXM];
 		for (size_t i = 0; i < mine[c]->n; i++)
 			w[i] = i;
 		expect_msgs(&g, mine[c], w, mine[c]->n);
-		got_free(&g);
+		test_got_free(&g);
 		crdt_vclock_free(v);
 	}
 	crdt_store_close(st);
-	stream_free(&a);
-	stream_free(&b);
+	test_stream_free(&a);
+	test_stream_free(&b);
 	ASSERT_NO_LEAKS();
 }
 
 /* Restart: the checkpoint, then what its clock does not cover. */
 Test(store, load_gives_the_checkpoint_then_what_it_does_not_cover)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 4, 16, 0); /* A1..A4 = 0..3 */
-	stream_add(&s, 2, 2, 16, 0); /* B1, B2 = 4, 5 */
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 4, 16, 0); /* A1..A4 = 0..3 */
+	test_stream_add(&s, 2, 2, 16, 0); /* B1, B2 = 4, 5 */
 	crdt_store *st = open_store(NULL);
-	cr_assert_eq(put(st, &s, 0, 6, NULL), 0);
+	cr_assert_eq(test_stream_put(st, &s, 0, 6, NULL), 0);
 	crdt_buf snap;
 	tb_init(&snap);
 	bool has = true;
-	got g;
-	got_init(&g);
-	cr_assert_eq(crdt_store_load(st, &snap, &has, collect, &g), 0);
+	test_got g;
+	memset(&g, 0, sizeof g);
+	cr_assert_eq(crdt_store_load(st, &snap, &has, test_collect, &g), 0);
 	cr_assert(!has);
 	cr_assert_eq(snap.len, 0);
 	static const size_t all[] = { 0, 1, 2, 3, 4, 5 };
 	expect_msgs(&g, &s, all, 6);
-	got_free(&g);
+	test_got_free(&g);
 
 	crdt_vclock *v = clock_of(1, 3, 2, 1);
 	cr_assert_eq(crdt_store_put_checkpoint(st, "SNAP", 4, v), 0);
 	crdt_store_close(st);
 	st = open_store(NULL);
-	got_init(&g);
-	cr_assert_eq(crdt_store_load(st, &snap, &has, collect, &g), 0);
+	memset(&g, 0, sizeof g);
+	cr_assert_eq(crdt_store_load(st, &snap, &has, test_collect, &g), 0);
 	cr_assert(has);
 	cr_assert(bytes_eq(snap.data, snap.len, "SNAP", 4));
 	static const size_t rest[] = { 3, 5 };
 	expect_msgs(&g, &s, rest, 2);
-	got_free(&g);
+	test_got_free(&g);
 
 	/* A callback error: snap_out restored, has untouched */
 	crdt_buf_clear(&snap);
 	has = false;
-	got_init(&g);
-	g.fail_at = 0;
-	cr_assert_eq(crdt_store_load(st, &snap, &has, collect, &g),
+	memset(&g, 0, sizeof g);
+	g.fail_at = 1; /* the first call */
+	cr_assert_eq(crdt_store_load(st, &snap, &has, test_collect, &g),
 	    CRDT_ENOMEM);
 	cr_assert_eq(snap.len, 0);
 	cr_assert(!has);
-	got_free(&g);
-	cr_assert_eq(crdt_store_load(st, &snap, NULL, collect, &g),
+	test_got_free(&g);
+	cr_assert_eq(crdt_store_load(st, &snap, NULL, test_collect, &g),
 	    CRDT_EINVAL);
 	crdt_buf_fini(&snap);
 	crdt_vclock_free(v);
 	crdt_store_close(st);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
@@ -1795,7 +1699,7 @@ stuck_since(void *impl, const crdt_vclock *v, uint64_t *cursor,
 
 Test(store, load_refuses_a_backend_that_never_ends)
 {
-	stream s = { 0 };
+	test_stream s = { 0 };
 	mem m = { .s = &s };
 	crdt_store_ops ops = { mem_append, mem_put, mem_get, stuck_since,
 		mem_close };
@@ -1804,9 +1708,9 @@ Test(store, load_refuses_a_backend_that_never_ends)
 	crdt_buf snap;
 	tb_init(&snap);
 	bool has = false;
-	got g;
-	got_init(&g);
-	cr_assert_eq(crdt_store_load(st, &snap, &has, collect, &g),
+	test_got g;
+	memset(&g, 0, sizeof g);
+	cr_assert_eq(crdt_store_load(st, &snap, &has, test_collect, &g),
 	    CRDT_ECORRUPT);
 	cr_assert_eq(snap.len, 0, "restored");
 	crdt_buf_fini(&snap);
@@ -1846,14 +1750,14 @@ restamp(crdt_buf *out, const crdt_buf *m, crdt_replica_id id,
  * handed back and compared against clocks like any other. */
 Test(store, counters_past_2_63_are_kept_and_compared_exactly)
 {
-	stream base = { 0 };
-	stream_add(&base, 1, 1, 8, 0);  /* A1 */
-	stream_add(&base, 1, 1, 8, 50); /* A1', other bytes */
-	stream_add(&base, 1, 1, 8, 90); /* A1'' */
+	test_stream base = { 0 };
+	test_stream_add(&base, 1, 1, 8, 0);  /* A1 */
+	test_stream_add(&base, 1, 1, 8, 50); /* A1', other bytes */
+	test_stream_add(&base, 1, 1, 8, 90); /* A1'' */
 	crdt_replica_id a = test_id(1);
 	static const uint64_t ctr[] = { UINT64_C(1) << 63,
 		(UINT64_C(1) << 63) - 1, UINT64_MAX };
-	stream s = { 0 };
+	test_stream s = { 0 };
 	for (size_t i = 0; i < 3; i++) {
 		restamp(&s.m[i], &base.m[i], a, ctr[i]);
 		s.dot[i].replica = a;
@@ -1862,9 +1766,9 @@ Test(store, counters_past_2_63_are_kept_and_compared_exactly)
 	s.n = 3;
 	crdt_store *st = open_store(NULL);
 	size_t added = 0;
-	cr_assert_eq(put(st, &s, 0, 3, &added), 0);
+	cr_assert_eq(test_stream_put(st, &s, 0, 3, &added), 0);
 	cr_assert_eq(added, 3);
-	cr_assert_eq(put(st, &s, 0, 3, &added), 0);
+	cr_assert_eq(test_stream_put(st, &s, 0, 3, &added), 0);
 	cr_assert_eq(added, 0, "the same bytes again");
 	crdt_store_close(st);
 	st = open_store(NULL); /* and they pass the checks on open */
@@ -1884,15 +1788,15 @@ Test(store, counters_past_2_63_are_kept_and_compared_exactly)
 		cr_assert_eq(crdt_vclock_new(NULL, &v), 0);
 		if (cases[c].have)
 			cr_assert_eq(crdt_vclock_set(v, &a, cases[c].have), 0);
-		got g;
+		test_got g;
 		all_since(st, v, &g);
 		expect_msgs(&g, &s, cases[c].idx, cases[c].n);
-		got_free(&g);
+		test_got_free(&g);
 		crdt_vclock_free(v);
 	}
 	crdt_store_close(st);
-	stream_free(&s);
-	stream_free(&base);
+	test_stream_free(&s);
+	test_stream_free(&base);
 	ASSERT_NO_LEAKS();
 }
 
@@ -1904,35 +1808,35 @@ Test(store, counters_past_2_63_are_kept_and_compared_exactly)
  * from the checks on open. */
 Test(store, an_up_to_date_peer_costs_no_scan_of_the_log)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 200, 12000, 0);
-	stream_add(&s, 2, 200, 12000, 0);
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 200, 12000, 0);
+	test_stream_add(&s, 2, 200, 12000, 0);
 	fault_vfs_install();
 	crdt_store *st = open_store(NULL);
-	cr_assert_eq(put(st, &s, 0, s.n, NULL), 0);
+	cr_assert_eq(test_stream_put(st, &s, 0, s.n, NULL), 0);
 	crdt_store_close(st);
 	st = open_store(NULL);
 
-	got g;
+	test_got g;
 	uint64_t cur = 0;
 	bool more;
 	crdt_vclock *v = clock_of(1, 200, 2, 199); /* lacks only B200 */
-	got_init(&g);
+	memset(&g, 0, sizeof g);
 	fault_reads = 0;
-	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, collect, &g,
+	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, test_collect, &g,
 			 &more),
 	    0);
 	unsigned long near = fault_reads;
 	static const size_t last[] = { 399 };
 	expect_msgs(&g, &s, last, 1);
-	got_free(&g);
+	test_got_free(&g);
 	crdt_vclock_free(v);
 
 	v = clock_of(1, 200, 2, 200); /* lacks nothing */
 	cur = 0;
-	got_init(&g);
+	memset(&g, 0, sizeof g);
 	fault_reads = 0;
-	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, collect, &g,
+	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, test_collect, &g,
 			 &more),
 	    0);
 	unsigned long none = fault_reads;
@@ -1942,14 +1846,14 @@ Test(store, an_up_to_date_peer_costs_no_scan_of_the_log)
 
 	v = clock_of(1, 0, 2, 200); /* lacks A1..A200: the scan runs */
 	cur = 0;
-	got_init(&g);
+	memset(&g, 0, sizeof g);
 	fault_reads = 0;
-	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, collect, &g,
+	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, test_collect, &g,
 			 &more),
 	    0);
 	unsigned long far = fault_reads;
 	cr_assert_eq(g.n, 200);
-	got_free(&g);
+	test_got_free(&g);
 	crdt_vclock_free(v);
 	cr_log_info("reads: near %lu, none %lu, far %lu", near, none, far);
 	cr_assert_leq(near, 16, "near: %lu reads", near);
@@ -1957,6 +1861,6 @@ Test(store, an_up_to_date_peer_costs_no_scan_of_the_log)
 	cr_assert_gt(far, 4 * 16, "far: %lu reads (the count measures)",
 	    far);
 	crdt_store_close(st);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }

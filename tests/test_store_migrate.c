@@ -31,6 +31,7 @@
 #include "crdt/crdt.h"
 #include "test_alloc.h"
 #include "test_rng.h"
+#include "test_stream.h"
 #include "test_util.h"
 
 static char tmpdir[256];
@@ -59,62 +60,7 @@ TestSuite(migrate, .init = setup, .fini = teardown);
 
 /* ---- real messages ---- */
 
-#define MAXM 512
-
-typedef struct stream {
-	crdt_buf m[MAXM];
-	size_t n;
-} stream;
-
-/* `count` LWW writes of `vlen` bytes by replica `rid`; another `tag`
- * gives other bytes under the same dots (an equivocation). */
-static void
-stream_add(stream *s, uint8_t rid, size_t count, size_t vlen, uint8_t tag)
-{
-	test_clock clk = { UINT64_C(1700000000000), 0 };
-	crdt_config cfg;
-	crdt_replica_id id = test_id(rid);
-	crdt_doc *d;
-	uint32_t reg;
-	static uint8_t val[4096];
-
-	cr_assert_leq(vlen, sizeof val);
-	crdt_config_default(&cfg);
-	cfg.clock = test_clock_read;
-	cfg.clock_ud = &clk;
-	cr_assert_eq(crdt_doc_new(&cfg, &id, &d), 0);
-	cr_assert_eq(crdt_doc_register(d, "r", CRDT_OBJ_LWW, &reg), 0);
-	for (size_t i = 0; i < count; i++) {
-		cr_assert_lt(s->n, MAXM);
-		for (size_t j = 0; j < vlen; j++)
-			val[j] = (uint8_t)(tag + i + j * 7);
-		clk.ms++;
-		tb_init(&s->m[s->n]);
-		cr_assert_eq(crdt_doc_lww_set(d, reg, val, vlen, &s->m[s->n]),
-		    0);
-		s->n++;
-	}
-	crdt_doc_free(d);
-}
-
-static void
-stream_free(stream *s)
-{
-	for (size_t i = 0; i < s->n; i++)
-		crdt_buf_fini(&s->m[i]);
-	s->n = 0;
-}
-
-static int
-put(crdt_store *st, const stream *s, size_t from, size_t n, size_t *added)
-{
-	static crdt_store_msg b[MAXM];
-	for (size_t i = 0; i < n; i++) {
-		b[i].bytes = s->m[from + i].data;
-		b[i].len = s->m[from + i].len;
-	}
-	return crdt_store_append(st, b, n, added);
-}
+#define MAXM TEST_STREAM_MAX
 
 static int
 open_opts(const char *path, const crdt_store_sqlite_opts *o, crdt_store **st)
@@ -145,40 +91,16 @@ expect_refused(const crdt_store_sqlite_opts *o, int want, const char *what)
 
 /* ---- what since() hands out ---- */
 
-typedef struct got {
-	crdt_buf m[MAXM];
-	size_t n;
-} got;
-
-static int
-collect(void *ud, crdt_dot dot, const uint8_t *bytes, size_t len)
-{
-	got *g = ud;
-	(void)dot;
-	cr_assert_lt(g->n, MAXM);
-	tb_init(&g->m[g->n]);
-	cr_assert_eq(crdt_buf_append(&g->m[g->n], bytes, len), 0);
-	g->n++;
-	return 0;
-}
-
-static void
-got_free(got *g)
-{
-	for (size_t i = 0; i < g->n; i++)
-		crdt_buf_fini(&g->m[i]);
-	g->n = 0;
-}
 
 /* since(empty clock) from `cursor`: every message, in append order. */
 static int
-all_from(crdt_store *st, uint64_t cursor, got *g)
+all_from(crdt_store *st, uint64_t cursor, test_got *g)
 {
 	crdt_vclock *v;
 	bool more = true;
 	memset(g, 0, sizeof *g);
 	cr_assert_eq(crdt_vclock_new(NULL, &v), 0);
-	int rc = crdt_store_since(st, v, &cursor, SIZE_MAX, collect, g, &more);
+	int rc = crdt_store_since(st, v, &cursor, SIZE_MAX, test_collect, g, &more);
 	crdt_vclock_free(v);
 	if (rc == 0)
 		cr_assert(!more);
@@ -187,9 +109,9 @@ all_from(crdt_store *st, uint64_t cursor, got *g)
 
 /* The store hands out exactly s[from..s->n), in order, byte-exact. */
 static void
-expect_all(crdt_store *st, const stream *s, uint64_t cursor, size_t from)
+expect_all(crdt_store *st, const test_stream *s, uint64_t cursor, size_t from)
 {
-	got g;
+	test_got g;
 	cr_assert_eq(all_from(st, cursor, &g), 0);
 	cr_assert_eq(g.n, s->n - from, "handed out %zu, want %zu", g.n,
 	    s->n - from);
@@ -197,7 +119,7 @@ expect_all(crdt_store *st, const stream *s, uint64_t cursor, size_t from)
 		cr_assert(bytes_eq(g.m[i].data, g.m[i].len, s->m[from + i].data,
 			      s->m[from + i].len),
 		    "message %zu", i);
-	got_free(&g);
+	test_got_free(&g);
 }
 
 /* ---- raw SQL on the file ---- */
@@ -301,12 +223,12 @@ fn_d32(sqlite3_context *c, int n, sqlite3_value **v)
 /* A version-1 store at `path` holding `s` (appended in one batch) and a
  * checkpoint "snap" at {replica 1: 2}. */
 static void
-make_v1(const char *path, const stream *s)
+make_v1(const char *path, const test_stream *s)
 {
 	crdt_store *st = NULL;
 	cr_assert_eq(open_opts(path, NULL, &st), 0);
 	size_t added = 0;
-	cr_assert_eq(put(st, s, 0, s->n, &added), 0);
+	cr_assert_eq(test_stream_put(st, s, 0, s->n, &added), 0);
 	crdt_vclock *v;
 	crdt_replica_id a = test_id(1);
 	cr_assert_eq(crdt_vclock_new(NULL, &v), 0);
@@ -379,18 +301,18 @@ copy_file(const char *from, const char *to)
 
 /* A, B interleaved, and a second variant of A1. */
 static void
-mixed_stream(stream *s, size_t per, size_t vlen)
+mixed_stream(test_stream *s, size_t per, size_t vlen)
 {
-	stream_add(s, 1, per, vlen, 0);
-	stream_add(s, 2, per, vlen, 0);
-	stream_add(s, 1, 1, vlen, 99);
+	test_stream_add(s, 1, per, vlen, 0);
+	test_stream_add(s, 2, per, vlen, 0);
+	test_stream_add(s, 1, 1, vlen, 99);
 }
 
 /* ---- tests ---- */
 
 Test(migrate, a_version_1_store_is_migrated_on_open_and_keeps_everything)
 {
-	stream s = { 0 };
+	test_stream s = { 0 };
 	mixed_stream(&s, 200, 60);
 	make_v1(dbpath, &s);
 	long v1_size = 0;
@@ -418,11 +340,11 @@ Test(migrate, a_version_1_store_is_migrated_on_open_and_keeps_everything)
 	/* dedup still holds for every stored variant, and a third variant
 	 * of A1 is new */
 	size_t added = 1;
-	cr_assert_eq(put(st, &s, 0, s.n, &added), 0);
+	cr_assert_eq(test_stream_put(st, &s, 0, s.n, &added), 0);
 	cr_assert_eq(added, 0, "everything migrated is already stored");
-	stream more = { 0 };
-	stream_add(&more, 1, 1, 300, 42);
-	cr_assert_eq(put(st, &more, 0, 1, &added), 0);
+	test_stream more = { 0 };
+	test_stream_add(&more, 1, 1, 300, 42);
+	cr_assert_eq(test_stream_put(st, &more, 0, 1, &added), 0);
 	cr_assert_eq(added, 1);
 	crdt_store_close(st);
 
@@ -442,13 +364,13 @@ Test(migrate, a_version_1_store_is_migrated_on_open_and_keeps_everything)
 	more.n = 0;
 	expect_all(st, &s, 0, 0);
 	crdt_store_close(st);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
 Test(migrate, quick_open_migrates_too)
 {
-	stream s = { 0 };
+	test_stream s = { 0 };
 	mixed_stream(&s, 5, 50);
 	make_v1(dbpath, &s);
 	crdt_store_sqlite_opts o = { .quick_open = true };
@@ -456,7 +378,7 @@ Test(migrate, quick_open_migrates_too)
 	expect_all(st, &s, 0, 0);
 	crdt_store_close(st);
 	cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 2);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
@@ -466,7 +388,7 @@ Test(migrate, quick_open_migrates_too)
  * next open migrates. */
 Test(migrate, a_migration_that_runs_out_of_room_leaves_the_v1_file_intact)
 {
-	stream s = { 0 };
+	test_stream s = { 0 };
 	mixed_stream(&s, 40, 600);
 	make_v1(dbpath, &s);
 	uint8_t *before;
@@ -481,7 +403,7 @@ Test(migrate, a_migration_that_runs_out_of_room_leaves_the_v1_file_intact)
 	crdt_store *st = open_ok(NULL);
 	expect_all(st, &s, 0, 0);
 	crdt_store_close(st);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
@@ -489,7 +411,7 @@ Test(migrate, a_migration_that_runs_out_of_room_leaves_the_v1_file_intact)
  * before it commits: refused, and nothing written. */
 Test(migrate, a_damaged_v1_row_is_refused_and_the_file_left_as_it_was)
 {
-	stream s = { 0 };
+	test_stream s = { 0 };
 	mixed_stream(&s, 3, 50);
 	make_v1(dbpath, &s);
 	sql(dbpath, "UPDATE msgs SET bytes = (SELECT bytes FROM msgs "
@@ -506,7 +428,7 @@ Test(migrate, a_damaged_v1_row_is_refused_and_the_file_left_as_it_was)
 	sql(dbpath, "DROP INDEX msgs_dot");
 	expect_refused(NULL, CRDT_ECORRUPT, "v1 without its index");
 	cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 1);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
@@ -519,7 +441,7 @@ Test(migrate, a_damaged_v1_row_is_refused_and_the_file_left_as_it_was)
 #define KILL_ITERS 24
 Test(migrate, a_migration_killed_at_any_point_leaves_v1_or_v2, .timeout = 120)
 {
-	stream s = { 0 };
+	test_stream s = { 0 };
 	mixed_stream(&s, 200, 2000);
 	make_v1(tplpath, &s);
 
@@ -574,18 +496,18 @@ Test(migrate, a_migration_killed_at_any_point_leaves_v1_or_v2, .timeout = 120)
 	}
 	cr_log_info("killed %d migrations: %u left at v1, %u at v2",
 	    KILL_ITERS, seen_v1, seen_v2);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
 /* ---- damage to what version 2 added ---- */
 
 static void
-make_v2(const stream *s)
+make_v2(const test_stream *s)
 {
 	crdt_store *st = open_ok(NULL);
 	size_t added = 0;
-	cr_assert_eq(put(st, s, 0, s->n, &added), 0);
+	cr_assert_eq(test_stream_put(st, s, 0, s->n, &added), 0);
 	cr_assert_eq(added, s->n);
 	crdt_store_close(st);
 }
@@ -612,7 +534,7 @@ Test(migrate, damage_to_the_replicas_table_or_a_rep_id_is_refused)
 		{ "UPDATE msgs SET rep = 'x' WHERE seq = 1",
 		    "a rep id that is text" },
 	};
-	stream s = { 0 };
+	test_stream s = { 0 };
 	mixed_stream(&s, 3, 50);
 	for (size_t i = 0; i < sizeof damage / sizeof damage[0]; i++) {
 		make_v2(&s);
@@ -620,7 +542,7 @@ Test(migrate, damage_to_the_replicas_table_or_a_rep_id_is_refused)
 		expect_refused(NULL, CRDT_ECORRUPT, damage[i][1]);
 		test_rm_db(dbpath);
 	}
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
@@ -628,16 +550,16 @@ Test(migrate, damage_to_the_replicas_table_or_a_rep_id_is_refused)
  * id lost its replica is refused there, never skipped. */
 Test(migrate, a_row_without_its_replica_is_caught_when_handed_out)
 {
-	stream s = { 0 };
+	test_stream s = { 0 };
 	mixed_stream(&s, 3, 50);
 	make_v2(&s);
 	sql(dbpath, "UPDATE msgs SET rep = 99 WHERE seq = 5");
 	crdt_store_sqlite_opts o = { .quick_open = true };
 	crdt_store *st = open_ok(&o);
-	got g;
+	test_got g;
 	cr_assert_eq(all_from(st, 0, &g), CRDT_ECORRUPT);
 	cr_assert_eq(g.n, 4, "the intact rows before it were handed out");
-	got_free(&g);
+	test_got_free(&g);
 	/* a peer lacking only B's messages: the dot index finds B's rows,
 	 * and the damaged one (B2) is refused, not skipped */
 	crdt_vclock *v;
@@ -647,20 +569,20 @@ Test(migrate, a_row_without_its_replica_is_caught_when_handed_out)
 	uint64_t cur = 0;
 	bool more;
 	memset(&g, 0, sizeof g);
-	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, collect, &g,
+	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, test_collect, &g,
 			 &more),
 	    CRDT_ECORRUPT);
-	got_free(&g);
+	test_got_free(&g);
 	crdt_vclock_free(v);
 	crdt_store_close(st);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
 /* The version number: 2 for a new store; a newer one is refused. */
 Test(migrate, a_new_store_is_version_2_and_a_newer_one_is_refused)
 {
-	stream s = { 0 };
+	test_stream s = { 0 };
 	mixed_stream(&s, 2, 20);
 	make_v2(&s);
 	cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 2);
@@ -668,7 +590,7 @@ Test(migrate, a_new_store_is_version_2_and_a_newer_one_is_refused)
 	expect_refused(NULL, CRDT_EVERSION, "version 3");
 	sql(dbpath, "PRAGMA user_version = 0");
 	expect_refused(NULL, CRDT_ECORRUPT, "version 0 with tables");
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
@@ -677,12 +599,12 @@ Test(migrate, a_new_store_is_version_2_and_a_newer_one_is_refused)
  * for a 96-bit collision) does not make that variant a duplicate. */
 Test(migrate, a_digest_match_is_confirmed_on_the_bytes)
 {
-	stream s = { 0 };
-	stream_add(&s, 1, 1, 40, 0);  /* A1 */
-	stream_add(&s, 1, 1, 40, 77); /* A1': same dot, other bytes */
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 1, 40, 0);  /* A1 */
+	test_stream_add(&s, 1, 1, 40, 77); /* A1': same dot, other bytes */
 	crdt_store *st = open_ok(NULL);
 	size_t added = 0;
-	cr_assert_eq(put(st, &s, 0, 1, &added), 0);
+	cr_assert_eq(test_stream_put(st, &s, 0, 1, &added), 0);
 	cr_assert_eq(added, 1);
 
 	sqlite3 *db = raw_open(dbpath);
@@ -702,13 +624,13 @@ Test(migrate, a_digest_match_is_confirmed_on_the_bytes)
 	sqlite3_finalize(q);
 	sqlite3_close(db);
 
-	cr_assert_eq(put(st, &s, 1, 1, &added), 0);
+	cr_assert_eq(test_stream_put(st, &s, 1, 1, &added), 0);
 	cr_assert_eq(added, 1, "the second variant is new: its bytes differ");
-	cr_assert_eq(put(st, &s, 1, 1, &added), 0);
+	cr_assert_eq(test_stream_put(st, &s, 1, 1, &added), 0);
 	cr_assert_eq(added, 0, "and then stored");
 	crdt_store_close(st);
 	cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM msgs"), 2);
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
 
@@ -718,7 +640,7 @@ Test(migrate, a_digest_match_is_confirmed_on_the_bytes)
 Test(migrate, two_processes_opening_a_v1_store_at_once_both_succeed,
     .timeout = 120)
 {
-	stream s = { 0 };
+	test_stream s = { 0 };
 	mixed_stream(&s, 150, 1000);
 	make_v1(tplpath, &s);
 	for (int it = 0; it < 4; it++) {
@@ -741,12 +663,12 @@ Test(migrate, two_processes_opening_a_v1_store_at_once_both_succeed,
 			size_t n = 0;
 			if (crdt_vclock_new(NULL, &v) != 0)
 				_exit(5);
-			got *g = calloc(1, sizeof *g);
+			test_got *g = calloc(1, sizeof *g);
 			if (g == NULL || crdt_store_since(cs, v, &cur, SIZE_MAX,
-					     collect, g, &more) != 0)
+					     test_collect, g, &more) != 0)
 				_exit(6);
 			n = g->n;
-			got_free(g);
+			test_got_free(g);
 			free(g);
 			crdt_vclock_free(v);
 			crdt_store_close(cs);
@@ -766,6 +688,6 @@ Test(migrate, two_processes_opening_a_v1_store_at_once_both_succeed,
 		cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM msgs"),
 		    (int64_t)s.n);
 	}
-	stream_free(&s);
+	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
