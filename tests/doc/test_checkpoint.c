@@ -35,6 +35,7 @@
 #include "crdt/store.h"
 #include "test_alloc.h"
 #include "test_rng.h"
+#include "test_crash.h"
 #include "test_util.h"
 
 static char tmpdir[256];
@@ -626,11 +627,6 @@ Test(ckpt, a_failed_background_write_is_reported_and_loses_nothing)
 #define RESET_AT 1500
 #define KEYS 64
 
-typedef struct ack {
-	uint32_t who; /* 1 = our commit, 2 = b's message received */
-	uint32_t counter;
-} ack;
-
 static crdt_doc *
 child_doc(void)
 {
@@ -662,8 +658,9 @@ vc_get(const crdt_doc *d, uint8_t id)
 }
 
 static void
-crash_child(crdt_buf *bs, uint64_t seed, int wfd)
+crash_child(void *ud, uint64_t seed, int wfd)
 {
+	crdt_buf *bs = ud;
 	test_rng r;
 	test_rng_init(&r, seed);
 	crdt_store_sqlite_opts o;
@@ -677,13 +674,13 @@ crash_child(crdt_buf *bs, uint64_t seed, int wfd)
 	bool group = test_rng_below(&r, 3) == 0;
 	if (crdt_doc_open_store(d, s, group ? CRDT_DOC_STORE_GROUP : 0) != 0)
 		_exit(3);
-	static ack pend[CHILD_STEPS];
+	static test_ack pend[CHILD_STEPS];
 	size_t npend = 0;
 	crdt_buf m;
 	tb_init(&m);
 	char val[400];
 	for (int step = 0; step < CHILD_STEPS; step++) {
-		ack a;
+		test_ack a;
 		if (test_rng_below(&r, 4) != 0) {
 			char key[8];
 			snprintf(key, sizeof key, "k%u",
@@ -696,7 +693,7 @@ crash_child(crdt_buf *bs, uint64_t seed, int wfd)
 			crdt_dot dot;
 			if (crdt_msg_peek(m.data, m.len, &dot, NULL) != 0)
 				_exit(4);
-			a = (ack){ 1, (uint32_t)dot.counter };
+			a = (test_ack){ 1, (uint32_t)dot.counter };
 		} else {
 			uint64_t next = vc_get(d, 2);
 			if (next >= B_STREAM)
@@ -704,7 +701,7 @@ crash_child(crdt_buf *bs, uint64_t seed, int wfd)
 			if (crdt_doc_receive(d, bs[next].data, bs[next].len,
 			    NULL) != 0)
 				_exit(5);
-			a = (ack){ 2, (uint32_t)(next + 1) };
+			a = (test_ack){ 2, (uint32_t)(next + 1) };
 		}
 		pend[npend++] = a;
 		if (group && test_rng_below(&r, 4) != 0)
@@ -725,61 +722,6 @@ crash_child(crdt_buf *bs, uint64_t seed, int wfd)
 	_exit(0);
 }
 
-typedef struct scan {
-	uint64_t own_max;
-	size_t own_n;
-	bool seen[RESET_AT + CHILD_STEPS + 8];
-	bool reused;
-} scan;
-
-static int
-scan_one(void *ud, crdt_dot dot, const uint8_t *bytes, size_t len)
-{
-	(void)bytes;
-	(void)len;
-	scan *sc = ud;
-	crdt_replica_id a = test_id(1);
-	if (crdt_replica_id_cmp(&dot.replica, &a) != 0)
-		return 0;
-	cr_assert_lt(dot.counter, sizeof sc->seen / sizeof sc->seen[0]);
-	if (sc->seen[dot.counter])
-		sc->reused = true;
-	sc->seen[dot.counter] = true;
-	sc->own_n++;
-	if (dot.counter > sc->own_max)
-		sc->own_max = dot.counter;
-	return 0;
-}
-
-/* Sync until neither side has anything to send. */
-static void
-heal(crdt_doc *a, crdt_doc *b)
-{
-	crdt_buf f, r;
-	tb_init(&f);
-	tb_init(&r);
-	for (int round = 0; round < 2; round++) {
-		crdt_buf_clear(&f);
-		cr_assert_eq(crdt_doc_sync_start(round ? b : a, &f), 0);
-		crdt_doc *to = round ? a : b, *from = round ? b : a;
-		for (size_t k = 0; f.len > 0; k++) {
-			cr_assert_lt(k, 1024, "a sync round never ends");
-			crdt_buf_clear(&r);
-			int rc = crdt_doc_sync_handle(to, f.data, f.len, NULL,
-			    &r);
-			cr_assert_eq(rc, 0, "sync: %s", crdt_err_name(rc));
-			crdt_buf t = f;
-			f = r;
-			r = t;
-			crdt_doc *x = from;
-			from = to;
-			to = x;
-		}
-	}
-	crdt_buf_fini(&f);
-	crdt_buf_fini(&r);
-}
-
 /* Reopen (every check), restore, check the acks, our counters and the
  * checkpoint; returns our stored message count, and in `ck` the
  * checkpoint's bytes. */
@@ -792,18 +734,9 @@ crash_verify(uint32_t own_acked, uint32_t b_acked, bool do_heal, crdt_buf *ck)
 	cr_assert_eq(rc, 0, "restart: %s", crdt_err_name(rc));
 	cr_assert_geq(vc_get(d, 1), own_acked, "an acked commit was lost");
 	cr_assert_geq(vc_get(d, 2), b_acked, "an acked receive was lost");
-	static scan sc;
-	memset(&sc, 0, sizeof sc);
-	crdt_vclock *none;
-	cr_assert_eq(crdt_vclock_new(NULL, &none), 0);
-	uint64_t cursor = 0;
-	bool more = false;
-	cr_assert_eq(crdt_store_since(s, none, &cursor, SIZE_MAX, scan_one,
-	    &sc, &more), 0);
-	crdt_vclock_free(none);
-	cr_assert(!sc.reused, "a dot was reused");
-	cr_assert_eq(sc.own_n, sc.own_max, "a gap in our own counters");
-	cr_assert_eq(vc_get(d, 1), sc.own_max);
+	crdt_replica_id self = test_id(1);
+	uint64_t own_n = test_own_dots(s, &self);
+	cr_assert_eq(vc_get(d, 1), own_n);
 	/* The checkpoint found is whole (the store's open checked its
 	 * digests) and loads into a fresh document. */
 	crdt_vclock *cv = NULL;
@@ -819,7 +752,7 @@ crash_verify(uint32_t own_acked, uint32_t b_acked, bool do_heal, crdt_buf *ck)
 	if (do_heal) {
 		test_clock cp = { 1000000, 0 };
 		crdt_doc *p = mkdoc(2, &cp, 0, 0, 0);
-		heal(d, p);
+		test_heal(d, p);
 		crdt_buf x, y;
 		tb_init(&x);
 		tb_init(&y);
@@ -833,21 +766,7 @@ crash_verify(uint32_t own_acked, uint32_t b_acked, bool do_heal, crdt_buf *ck)
 	}
 	crdt_doc_free(d);
 	crdt_store_close(s);
-	return sc.own_n;
-}
-
-static void
-drain(int fd, uint32_t *own, uint32_t *b, size_t max)
-{
-	for (size_t k = 0; k < max; k++) {
-		ack a;
-		if (read(fd, &a, sizeof a) != (ssize_t)sizeof a)
-			return;
-		cr_assert(a.who == 1 || a.who == 2);
-		uint32_t *t = a.who == 1 ? own : b;
-		if (a.counter > *t)
-			*t = a.counter;
-	}
+	return (size_t)own_n;
 }
 
 Test(ckpt, kill_9_during_background_checkpoints_loses_no_ack, .timeout = 300)
@@ -870,30 +789,11 @@ Test(ckpt, kill_9_during_background_checkpoints_loses_no_ack, .timeout = 300)
 	tb_init(&ck);
 	tb_init(&prev);
 	for (int it = 0; it < CRASH_ITERS; it++) {
-		int p[2];
-		cr_assert_eq(pipe(p), 0);
 		uint64_t cseed = test_rng_next(&r);
-		pid_t pid = fork();
-		cr_assert_geq(pid, 0);
-		if (pid == 0) {
-			close(p[0]);
-			crash_child(bs, cseed, p[1]);
-		}
-		close(p[1]);
-		drain(p[0], &own, &bk, (size_t)test_rng_below(&r, 40));
-		struct timespec ts = { 0,
-			(long)test_rng_below(&r, 4000) * 1000L };
-		nanosleep(&ts, NULL);
-		kill(pid, SIGKILL);
-		int status = 0;
-		cr_assert_eq(waitpid(pid, &status, 0), pid);
-		drain(p[0], &own, &bk, 2 * CHILD_STEPS);
-		close(p[0]);
-		cr_assert(WIFSIGNALED(status) ||
-			(WIFEXITED(status) && WEXITSTATUS(status) == 0),
-		    "child failed: status %d (seed %llu)", status,
-		    (unsigned long long)seed);
-		if (WIFSIGNALED(status))
+		size_t before = (size_t)test_rng_below(&r, 40);
+		long delay = (long)test_rng_below(&r, 4000);
+		if (test_crash_once(crash_child, bs, cseed, before, delay,
+		    &own, &bk, 2 * CHILD_STEPS))
 			kills++;
 		bool h = it == CRASH_ITERS - 1 || (it % 10) == 9;
 		size_t n = crash_verify(own, bk, h, &ck);

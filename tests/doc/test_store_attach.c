@@ -24,6 +24,7 @@
 #include "crdt/store.h"
 #include "test_alloc.h"
 #include "test_rng.h"
+#include "test_crash.h"
 #include "test_util.h"
 
 static char tmpdir[256];
@@ -113,39 +114,6 @@ vc_of(const crdt_doc *d, uint8_t id)
 	return c;
 }
 
-#define MAX_FRAMES 1024
-
-/* Sync rounds between a and b until both sides have nothing to send;
- * counts the frames that carried a snapshot would need the wire format,
- * so callers check the outcome instead (log sizes, saved bytes). */
-static void
-heal(crdt_doc *a, crdt_doc *b)
-{
-	crdt_buf f, r;
-	tb_init(&f);
-	tb_init(&r);
-	for (int round = 0; round < 2; round++) {
-		crdt_buf_clear(&f);
-		cr_assert_eq(crdt_doc_sync_start(round ? b : a, &f), 0);
-		crdt_doc *to = round ? a : b, *from = round ? b : a;
-		for (size_t k = 0; f.len > 0; k++) {
-			cr_assert_lt(k, MAX_FRAMES, "a sync round never ends");
-			crdt_buf_clear(&r);
-			int rc = crdt_doc_sync_handle(to, f.data, f.len, NULL,
-			    &r);
-			cr_assert_eq(rc, 0, "sync: %s", crdt_err_name(rc));
-			crdt_buf t = f;
-			f = r;
-			r = t;
-			crdt_doc *x = from;
-			from = to;
-			to = x;
-		}
-	}
-	crdt_buf_fini(&f);
-	crdt_buf_fini(&r);
-}
-
 Test(attach, a_restart_restores_state_log_buffer_evidence_counter_and_stamp)
 {
 	test_clock ca = { 1000000, 0 }, cb = { 1000000, 0 };
@@ -223,7 +191,7 @@ Test(attach, a_restart_restores_state_log_buffer_evidence_counter_and_stamp)
 	/* the evidence is back: both variants travel in the DATA frames, so
 	 * a peer healed from the restarted replica saves the same bytes */
 	crdt_doc *p = mkdoc(4, &cb, 0);
-	heal(r, p);
+	test_heal(r, p);
 	save(p, &again);
 	save(r, &snap);
 	cr_assert(bytes_eq(snap.data, snap.len, again.data, again.len),
@@ -388,7 +356,7 @@ Test(attach, sync_serves_from_the_store_what_the_log_evicted)
 	/* A peer far behind gets messages, not a snapshot: its log holds
 	 * every one of them afterwards. */
 	crdt_doc *p = mkdoc(2, &cp, 0);
-	heal(a, p);
+	test_heal(a, p);
 	cr_assert_eq(vc_of(p, 1), 60);
 	cr_assert_eq(crdt_doc_log_size(p), 60, "caught up by snapshot");
 	save(a, &x);
@@ -403,7 +371,7 @@ Test(attach, sync_serves_from_the_store_what_the_log_evicted)
 	cr_assert_eq(crdt_doc_open_store(r, s, 0), 0);
 	cr_assert_eq(crdt_doc_log_size(r), 4, "the log is refilled");
 	crdt_doc *q = mkdoc(3, &cp, 0);
-	heal(r, q);
+	test_heal(r, q);
 	cr_assert_eq(crdt_doc_log_size(q), 60);
 	save(q, &y);
 	cr_assert(bytes_eq(x.data, x.len, y.data, y.len));
@@ -426,11 +394,6 @@ Test(attach, sync_serves_from_the_store_what_the_log_evicted)
 
 /* An ack on the pipe: who (1 = own commit, 2 = b's message received) and
  * the dot's counter. */
-typedef struct ack {
-	uint32_t who;
-	uint32_t counter;
-} ack;
-
 static crdt_doc *
 child_doc(void)
 {
@@ -462,8 +425,9 @@ child_vc(const crdt_doc *d, uint8_t id)
  * mix, taking a checkpoint now and then, and write each ack to `wfd`
  * after the call returned 0. */
 static void
-crash_child(crdt_buf *bs, uint64_t seed, int wfd)
+crash_child(void *ud, uint64_t seed, int wfd)
 {
+	crdt_buf *bs = ud;
 	test_rng r;
 	test_rng_init(&r, seed);
 	crdt_store_sqlite_opts o;
@@ -478,13 +442,13 @@ crash_child(crdt_buf *bs, uint64_t seed, int wfd)
 	bool group = test_rng_below(&r, 2) != 0;
 	if (crdt_doc_open_store(d, s, group ? CRDT_DOC_STORE_GROUP : 0) != 0)
 		_exit(3);
-	static ack pend[CHILD_STEPS];
+	static test_ack pend[CHILD_STEPS];
 	size_t npend = 0;
 	crdt_buf m;
 	tb_init(&m);
 	for (int step = 0; step < CHILD_STEPS; step++) {
 		uint64_t pick = test_rng_below(&r, 10);
-		ack a;
+		test_ack a;
 		if (pick < 6) {
 			char key[8], val[32];
 			snprintf(key, sizeof key, "k%u",
@@ -498,7 +462,7 @@ crash_child(crdt_buf *bs, uint64_t seed, int wfd)
 			crdt_dot dot;
 			if (crdt_msg_peek(m.data, m.len, &dot, NULL) != 0)
 				_exit(4);
-			a = (ack){ 1, (uint32_t)dot.counter };
+			a = (test_ack){ 1, (uint32_t)dot.counter };
 		} else if (pick < 9) {
 			uint64_t next = child_vc(d, 2);
 			if (next >= B_STREAM)
@@ -506,7 +470,7 @@ crash_child(crdt_buf *bs, uint64_t seed, int wfd)
 			if (crdt_doc_receive(d, bs[next].data, bs[next].len,
 			    NULL) != 0)
 				_exit(5);
-			a = (ack){ 2, (uint32_t)(next + 1) };
+			a = (test_ack){ 2, (uint32_t)(next + 1) };
 		} else {
 			/* flushes the queue: what waited is acked below */
 			if (crdt_doc_checkpoint(d) != 0)
@@ -530,32 +494,6 @@ crash_child(crdt_buf *bs, uint64_t seed, int wfd)
 	_exit(0);
 }
 
-typedef struct scan {
-	uint64_t own_max;
-	size_t own_n;
-	bool seen[CHILD_STEPS * 2 + RESET_AT + 8];
-	bool reused;
-} scan;
-
-static int
-scan_one(void *ud, crdt_dot dot, const uint8_t *bytes, size_t len)
-{
-	(void)bytes;
-	(void)len;
-	scan *sc = ud;
-	crdt_replica_id a = test_id(1);
-	if (crdt_replica_id_cmp(&dot.replica, &a) != 0)
-		return 0;
-	cr_assert_lt(dot.counter, sizeof sc->seen / sizeof sc->seen[0]);
-	if (sc->seen[dot.counter])
-		sc->reused = true; /* a second message under one dot */
-	sc->seen[dot.counter] = true;
-	sc->own_n++;
-	if (dot.counter > sc->own_max)
-		sc->own_max = dot.counter;
-	return 0;
-}
-
 /* Reopen, restore, check every ack and that no dot of ours was reused;
  * `heal`: also sync a fresh peer and require identical bytes. Returns how
  * many messages of ours the store holds. */
@@ -568,23 +506,13 @@ crash_verify(uint32_t own_acked, uint32_t b_acked, bool do_heal)
 	cr_assert_eq(rc, 0, "restart: %s", crdt_err_name(rc));
 	cr_assert_geq(vc_of(d, 1), own_acked, "an acked commit was lost");
 	cr_assert_geq(vc_of(d, 2), b_acked, "an acked receive was lost");
-	static scan sc;
-	memset(&sc, 0, sizeof sc);
-	crdt_vclock *none;
-	cr_assert_eq(crdt_vclock_new(NULL, &none), 0);
-	uint64_t cursor = 0;
-	bool more = false;
-	cr_assert_eq(crdt_store_since(s, none, &cursor, SIZE_MAX, scan_one,
-			 &sc, &more), 0);
-	cr_assert(!more);
-	crdt_vclock_free(none);
-	cr_assert(!sc.reused, "a dot was reused");
-	cr_assert_eq(sc.own_n, sc.own_max, "a gap in our own counters");
-	cr_assert_eq(vc_of(d, 1), sc.own_max);
+	crdt_replica_id self = test_id(1);
+	uint64_t own_n = test_own_dots(s, &self);
+	cr_assert_eq(vc_of(d, 1), own_n);
 	if (do_heal) {
 		test_clock cp = { 1000000, 0 };
 		crdt_doc *p = mkdoc(2, &cp, 0);
-		heal(d, p);
+		test_heal(d, p);
 		crdt_buf x, y;
 		tb_init(&x);
 		tb_init(&y);
@@ -598,21 +526,7 @@ crash_verify(uint32_t own_acked, uint32_t b_acked, bool do_heal)
 	}
 	crdt_doc_free(d);
 	crdt_store_close(s);
-	return sc.own_n;
-}
-
-static void
-drain(int fd, uint32_t *own, uint32_t *b, size_t max)
-{
-	for (size_t k = 0; k < max; k++) {
-		ack a;
-		if (read(fd, &a, sizeof a) != (ssize_t)sizeof a)
-			return;
-		uint32_t *t = a.who == 1 ? own : b;
-		cr_assert(a.who == 1 || a.who == 2);
-		if (a.counter > *t)
-			*t = a.counter;
-	}
+	return (size_t)own_n;
 }
 
 Test(attach, no_acknowledged_message_is_lost_and_no_dot_reused_under_kill_9,
@@ -634,32 +548,13 @@ Test(attach, no_acknowledged_message_is_lost_and_no_dot_reused_under_kill_9,
 	uint32_t own = 0, bk = 0;
 	size_t kills = 0, heals = 0;
 	for (int it = 0; it < CRASH_ITERS; it++) {
-		int p[2];
-		cr_assert_eq(pipe(p), 0);
 		uint64_t cseed = test_rng_next(&r);
-		pid_t pid = fork();
-		cr_assert_geq(pid, 0);
-		if (pid == 0) {
-			close(p[0]);
-			crash_child(bs, cseed, p[1]);
-		}
-		close(p[1]);
 		/* Kill after 0..5 acks (0: during the open or the replay),
 		 * then a random short delay. */
-		drain(p[0], &own, &bk, (size_t)test_rng_below(&r, 6));
-		struct timespec ts = { 0,
-			(long)test_rng_below(&r, 3000) * 1000L };
-		nanosleep(&ts, NULL);
-		kill(pid, SIGKILL);
-		int status = 0;
-		cr_assert_eq(waitpid(pid, &status, 0), pid);
-		drain(p[0], &own, &bk, 2 * CHILD_STEPS);
-		close(p[0]);
-		cr_assert(WIFSIGNALED(status) ||
-			(WIFEXITED(status) && WEXITSTATUS(status) == 0),
-		    "child failed: status %d (seed %llu)", status,
-		    (unsigned long long)seed);
-		if (WIFSIGNALED(status))
+		size_t before = (size_t)test_rng_below(&r, 6);
+		long delay = (long)test_rng_below(&r, 3000);
+		if (test_crash_once(crash_child, bs, cseed, before, delay,
+		    &own, &bk, 2 * CHILD_STEPS))
 			kills++;
 		bool last = it == CRASH_ITERS - 1;
 		size_t n = crash_verify(own, bk, last || (it % 10) == 9);
@@ -874,7 +769,7 @@ Test(attach, signed_encrypted_writer_and_keyless_relay_restart_and_serve)
 	cr_assert_eq(crdt_doc_open_store(relay.d, s, 0), 0);
 	/* and serves a keyed peer that has nothing, with messages */
 	snode_new(&p, 3, false, 0);
-	heal(relay.d, p.d);
+	test_heal(relay.d, p.d);
 	cr_assert_eq(crdt_doc_log_size(p.d), 30);
 	save(w.d, &x);
 	save(p.d, &y);
