@@ -232,3 +232,30 @@ Test(inspect, sealed_snapshot_unseals_to_the_plain_snapshot)
 	crdt_buf_fini(&out);
 	writer_free(&w);
 }
+
+Test(inspect, missing_arguments_are_einval_and_write_nothing)
+{
+	static const uint8_t key[CRDT_DOC_KEY_BYTES] = { 1 };
+	static const uint8_t junk[4] = { 0x93, 1, 5, 0 };
+	crdt_buf out;
+	tb_init(&out);
+	cr_assert_eq(crdt_msg_payload(NULL, 4, NULL, NULL, &out, NULL),
+	    CRDT_EINVAL);
+	cr_assert_eq(crdt_msg_payload(junk, sizeof junk, NULL, NULL, NULL,
+			 NULL),
+	    CRDT_EINVAL);
+	cr_assert_eq(crdt_snapshot_unseal(NULL, 4, NULL, key, &out, NULL),
+	    CRDT_EINVAL);
+	cr_assert_eq(crdt_snapshot_unseal(junk, sizeof junk, NULL, NULL, &out,
+			 NULL),
+	    CRDT_EINVAL);
+	cr_assert_eq(crdt_snapshot_unseal(junk, sizeof junk, NULL, key, NULL,
+			 NULL),
+	    CRDT_EINVAL);
+	/* Bytes that are no sealed snapshot: refused, nothing written. */
+	cr_assert_neq(crdt_snapshot_unseal(junk, sizeof junk, NULL, key, &out,
+			  NULL),
+	    0);
+	cr_assert_eq(out.len, 0);
+	crdt_buf_fini(&out);
+}

@@ -338,6 +338,7 @@ Test(ckpt, a_failing_checkpoint_is_reported_and_the_commit_stands)
 	cr_assert_eq(w.puts, 0);
 	cr_assert_eq(crdt_doc_checkpoint_status(d, false), CRDT_EIO);
 	cr_assert_eq(crdt_doc_checkpoint_status(d, false), 0, "reported once");
+	cr_assert_eq(crdt_doc_checkpoint_status(NULL, false), CRDT_EINVAL);
 	w.fail_put = 0;
 	for (; i < 200; i++) {
 		ca.ms += 1;
