@@ -18,27 +18,11 @@
 #include <time.h>
 
 #include <crdt/crdt.h>
+
+#include "bench.h"
 #include <sodium.h> /* only for the raw-verify baseline */
 
-#define CK(x)                                                           \
-	do {                                                            \
-		int rc_ = (x);                                          \
-		if (rc_ != 0) {                                         \
-			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__,    \
-			    __LINE__, #x, crdt_err_name(rc_));          \
-			exit(1);                                        \
-		}                                                       \
-	} while (0)
-
 /* ---- timing, rng, allocator accounting ---- */
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static uint64_t rng_state;
 static uint64_t

@@ -35,25 +35,9 @@
 #include <unistd.h>
 
 #include <crdt/crdt.h>
+
+#include "bench.h"
 #include <crdt/store.h>
-
-#define CK(x)                                                           \
-	do {                                                            \
-		int rc_ = (x);                                          \
-		if (rc_ != 0) {                                         \
-			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__,    \
-			    __LINE__, #x, crdt_err_name(rc_));          \
-			exit(1);                                        \
-		}                                                       \
-	} while (0)
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* CPU seconds of the whole process (the writer thread included): on a
  * shared machine the wall time also counts other processes' turns. */
