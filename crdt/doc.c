@@ -604,20 +604,18 @@ typedef struct ingest {
 static int
 apply_core(crdt_doc *d, const ingest *in)
 {
-	const crdt_allocator *a = &d->cfg.alloc;
 	uint32_t sender = in->sender;
 	size_t nops = 0;
 	stamp st = { { d->rs[sender].id, in->counter }, in->hlc };
 	uint64_t admin_at = CRDT_MAX(in->listed, in->causal);
-	uint8_t *copy = NULL;
 
 	CRDT_TRY(crdt__authorise(d, &d->rs[sender].id, in->listed, in->causal));
 	if (!in->variant) {
-		CRDT_TRY(crdt__log_reserve(&d->log, sender));
+		/* Room for the log's copy too (msglog.h): the push below
+		 * copies into it and cannot fail, and a failure here or
+		 * below frees nothing. */
+		CRDT_TRY(crdt__log_reserve(&d->log, sender, in->len));
 		CRDT_TRY(crdt__steps_reserve(d, sender, admin_at));
-		copy = crdt__memdup(a, in->bytes, in->len);
-		if (copy == NULL)
-			return CRDT_ENOMEM;
 	}
 	int rc = 0;
 	if (in->payload != NULL)
@@ -637,7 +635,6 @@ apply_core(crdt_doc *d, const ingest *in)
 		rc = crdt__mark_dirty(d, sender);
 	if (rc < 0) {
 		crdt__undo_rollback(&d->undo);
-		crdt__free(a, copy, in->len);
 		return rc;
 	}
 	/* Nothing below can fail. */
@@ -676,7 +673,8 @@ apply_core(crdt_doc *d, const ingest *in)
 			    crdt_hlc_physical(&d->clock));
 	}
 	if (!in->variant)
-		crdt__log_push(&d->log, sender, in->counter, copy, in->len);
+		crdt__log_push(&d->log, sender, in->counter, in->bytes,
+		    in->len);
 	if (d->l.on_update != NULL)
 		d->l.on_update(d->l.ud, in->src, in->bytes, in->len,
 		    in->caller);

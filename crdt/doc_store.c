@@ -370,11 +370,8 @@ replay_one(void *ud, crdt_dot dot, const uint8_t *bytes, size_t len)
 	    crdt__log_get(&d->log, ri, dot.counter) == NULL) {
 		const crdt__rlog *x = &d->log.r[ri];
 		if (x->n == 0 || x->lo + x->n == dot.counter) {
-			CRDT_TRY(crdt__log_reserve(&d->log, ri));
-			uint8_t *copy = crdt__memdup(&d->cfg.alloc, bytes, len);
-			if (copy == NULL)
-				return CRDT_ENOMEM;
-			crdt__log_push(&d->log, ri, dot.counter, copy, len);
+			CRDT_TRY(crdt__log_reserve(&d->log, ri, len));
+			crdt__log_push(&d->log, ri, dot.counter, bytes, len);
 			return 0;
 		}
 	}

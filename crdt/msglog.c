@@ -1,6 +1,6 @@
 /*
- * The message log (msglog.h): per-replica runs, the apply-order fifo and
- * the two eviction heaps.
+ * The message log (msglog.h): per-replica runs and their chunks, the
+ * apply-order fifo and the two eviction heaps.
  */
 #include "msglog.h"
 
@@ -16,18 +16,47 @@ crdt__log_init(crdt__msglog *l, const crdt_allocator *a, size_t max_msgs,
 	l->max_bytes = max_bytes;
 }
 
+static void
+chunk_free(crdt__msglog *l, crdt__lchunk *c)
+{
+	l->held -= sizeof *c + c->cap;
+	crdt__free(l->a, c, sizeof *c + c->cap);
+}
+
+/* Free replica r's run: every long message's block, and every chunk but
+ * the newest, which is kept empty when `keep` (a push that restarts the
+ * run has its room reserved there) and freed otherwise. */
+static void
+run_free(crdt__msglog *l, crdt__rlog *r, bool keep)
+{
+	for (size_t j = 0; j < r->n; j++) {
+		crdt__logent *e = &r->v[r->start + j];
+		if (e->len > CRDT__LOG_BIG) {
+			l->held -= e->len;
+			crdt__free(l->a, e->bytes, e->len);
+		}
+	}
+	while (r->head != NULL && (r->head != r->tail || !keep)) {
+		crdt__lchunk *c = r->head;
+		r->head = c->next;
+		chunk_free(l, c);
+	}
+	if (r->head == NULL)
+		r->tail = NULL;
+	else
+		r->head->used = r->head->n = 0;
+}
+
 void
 crdt__log_fini(crdt__msglog *l)
 {
 	for (size_t i = 0; i < l->nr; i++) {
 		crdt__rlog *r = &l->r[i];
-		for (size_t j = 0; j < r->n; j++) {
-			crdt__logent *e = &r->v[r->start + j];
-			crdt__free(l->a, e->bytes, e->len);
-		}
+		run_free(l, r, false);
 		crdt__free(l->a, r->v, r->cap * sizeof *r->v);
 	}
 	crdt__free(l->a, l->r, l->capr * sizeof *l->r);
+	crdt__free(l->a, l->big, l->big_len);
 	crdt__free(l->a, l->fifo, l->fifo_cap * sizeof *l->fifo);
 	for (int k = 0; k < 2; k++)
 		crdt__free(l->a, l->heap[k],
@@ -59,6 +88,7 @@ crdt__log_drop_replicas(crdt__msglog *l, size_t n)
 	while (l->nr > n) {
 		crdt__rlog *r = &l->r[--l->nr];
 		assert(r->n == 0);
+		run_free(l, r, false);
 		crdt__free(l->a, r->v, r->cap * sizeof *r->v);
 	}
 }
@@ -200,24 +230,38 @@ log_evict_one(crdt__msglog *l, int k)
 	l->count--;
 	l->bytes -= e->len;
 	r->bytes -= e->len;
-	crdt__free(l->a, e->bytes, e->len);
+	if (e->len > CRDT__LOG_BIG) {
+		l->held -= e->len;
+		crdt__free(l->a, e->bytes, e->len);
+	} else {
+		/* The run is a FIFO and chunks are filled in order, so the
+		 * oldest short message is in the oldest chunk. */
+		crdt__lchunk *c = r->head;
+		assert(c != NULL && c->n > 0 && e->bytes >= c->data &&
+		    e->bytes + e->len <= c->data + c->used);
+		if (--c->n == 0) {
+			r->head = c->next;
+			if (r->head == NULL)
+				r->tail = NULL;
+			chunk_free(l, c);
+		}
+	}
 	r->start++;
 	r->n--;
 	r->lo++;
 	lh_update(l, ri, true);
 }
 
-void
-crdt__log_reset(crdt__msglog *l, uint32_t ri, uint64_t next)
+/* Empty replica ri's run; its next message is `next`. `keep`: see
+ * run_free. */
+static void
+run_reset(crdt__msglog *l, uint32_t ri, uint64_t next, bool keep)
 {
 	crdt__rlog *r = &l->r[ri];
 	bool was_in = r->n > 0;
-	for (size_t j = 0; j < r->n; j++) {
-		crdt__logent *e = &r->v[r->start + j];
-		l->count--;
-		l->bytes -= e->len;
-		crdt__free(l->a, e->bytes, e->len);
-	}
+	run_free(l, r, keep);
+	l->count -= r->n;
+	l->bytes -= r->bytes;
 	r->start = r->n = 0;
 	r->bytes = 0;
 	r->lo = next;
@@ -225,8 +269,60 @@ crdt__log_reset(crdt__msglog *l, uint32_t ri, uint64_t next)
 		lh_update(l, ri, true);
 }
 
+void
+crdt__log_reset(crdt__msglog *l, uint32_t ri, uint64_t next)
+{
+	run_reset(l, ri, next, false);
+}
+
+/* Room for `len` (at most CRDT__LOG_BIG) bytes at the end of replica r's
+ * chain: a new chunk when the newest lacks it. */
+static int
+chunk_reserve(crdt__msglog *l, crdt__rlog *r, size_t len)
+{
+	crdt__lchunk *t = r->tail;
+	if (t != NULL && len <= t->cap - t->used)
+		return 0;
+	/* As large as the run, within [MIN, MAX]: the slack of a small run
+	 * stays small, and a long one costs one malloc per 64 KiB. */
+	size_t cap = CRDT_MIN(CRDT_MAX(r->bytes, (size_t)CRDT__LOG_CHUNK_MIN),
+	    (size_t)CRDT__LOG_CHUNK_MAX);
+	crdt__lchunk *c = crdt__malloc(l->a, sizeof *c + cap);
+	if (c == NULL)
+		return CRDT_ENOMEM;
+	c->next = NULL;
+	c->cap = cap;
+	c->used = c->n = 0;
+	l->held += sizeof *c + cap;
+	if (t != NULL)
+		t->next = c;
+	else
+		r->head = c;
+	r->tail = c;
+	return 0;
+}
+
+/* A block of `len` (more than CRDT__LOG_BIG) bytes for the next push. */
+static int
+big_reserve(crdt__msglog *l, size_t len)
+{
+	if (l->big != NULL && l->big_len == len)
+		return 0;
+	uint8_t *p = crdt__malloc(l->a, len);
+	if (p == NULL)
+		return CRDT_ENOMEM;
+	if (l->big != NULL) {
+		l->held -= l->big_len;
+		crdt__free(l->a, l->big, l->big_len);
+	}
+	l->big = p;
+	l->big_len = len;
+	l->held += len;
+	return 0;
+}
+
 int
-crdt__log_reserve_slow(crdt__msglog *l, uint32_t ri)
+crdt__log_reserve_slow(crdt__msglog *l, uint32_t ri, size_t len)
 {
 	crdt__rlog *r = &l->r[ri];
 	if (r->start > 0 && r->start + r->n == r->cap) {
@@ -252,22 +348,39 @@ crdt__log_reserve_slow(crdt__msglog *l, uint32_t ri)
 		    sizeof *l->heap[k]));
 		l->heap[k] = v;
 	}
-	return 0;
+	return len > CRDT__LOG_BIG ? big_reserve(l, len) :
+				     chunk_reserve(l, r, len);
 }
 
 void
-crdt__log_push(crdt__msglog *l, uint32_t ri, uint64_t c, uint8_t *bytes,
+crdt__log_push(crdt__msglog *l, uint32_t ri, uint64_t c, const uint8_t *bytes,
     size_t len)
 {
 	crdt__rlog *r = &l->r[ri];
 	if (r->n == 0)
 		r->lo = c;
 	if (r->lo + r->n != c) {
-		/* Not contiguous (a snapshot jumped this replica): restart. */
-		crdt__log_reset(l, ri, c);
+		/* Not contiguous (a snapshot jumped this replica): restart,
+		 * keeping the newest chunk, where the room was reserved. */
+		run_reset(l, ri, c, true);
 	}
+	uint8_t *p;
+	if (len > CRDT__LOG_BIG) {
+		assert(l->big != NULL && l->big_len == len);
+		p = l->big;
+		l->big = NULL;
+		l->big_len = 0;
+	} else {
+		crdt__lchunk *t = r->tail;
+		assert(t != NULL && len <= t->cap - t->used);
+		p = t->data + t->used;
+		t->used += len;
+		t->n++;
+	}
+	if (len > 0)
+		memcpy(p, bytes, len);
 	bool was_in = r->n > 0;
-	r->v[r->start + r->n++] = (crdt__logent){ bytes, len };
+	r->v[r->start + r->n++] = (crdt__logent){ p, len };
 	r->bytes += len;
 	l->fifo[l->fifo_start + l->fifo_n++] = (crdt__fifo_ent){ ri, c };
 	l->count++;

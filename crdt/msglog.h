@@ -17,7 +17,45 @@
  */
 #include "internal.h"
 
-/* One message's bytes (heap copy, owned by whoever holds the entry). */
+/*
+ * Memory. The log copies what it logs. A message longer than
+ * CRDT__LOG_BIG bytes is a block of its own size, freed when it is
+ * evicted: its malloc header is small next to it. Shorter ones (chat
+ * messages are ~100 bytes) are packed end to end into the replica's own
+ * chain of chunks, oldest first, so a push costs no malloc: a chunk's
+ * room is CRDT__LOG_CHUNK_MIN (4 KiB) for the first, then the run's bytes
+ * at the time, at most CRDT__LOG_CHUNK_MAX (64 KiB): geometric growth,
+ * and a small run gets small chunks. A run is a FIFO (eviction takes a
+ * replica's oldest message), so a chunk is freed as soon as the last
+ * message in it is evicted; a shared arena would not do: one long-lived
+ * message of a quiet writer would pin a chunk of others' evicted ones.
+ * Chunks never move (a new one is allocated, never realloc'd), so what
+ * crdt__log_get returns stays valid while its entry is in the log.
+ *
+ * Exactly, per replica, the bytes held for messages are its logged bytes
+ * (over the log at most max_bytes) plus:
+ *   - the evicted front of its oldest chunk and the unused end of its
+ *     newest: at most one chunk (64 KiB) each, at most one chunk together
+ *     when they are the same chunk;
+ *   - less than CRDT__LOG_BIG at the end of each other chunk (a chunk is
+ *     closed only when a message of at most CRDT__LOG_BIG bytes does not
+ *     fit): under a quarter of its room, 1/64 at 64 KiB;
+ *   - a sizeof(crdt__lchunk) (32-byte) header per chunk.
+ * Nothing else: a chunk emptied by eviction is freed at once, and a
+ * replica whose run holds no short message holds no chunk, except the
+ * one a reservation added for a push that then did not come (the apply
+ * failed after it), which the next push fills. The log holds besides at
+ * most one reserved block for a long message (the same case).
+ */
+enum {
+	CRDT__LOG_BIG = 1024,
+	CRDT__LOG_CHUNK_MIN = 4096,
+	CRDT__LOG_CHUNK_MAX = 65536
+};
+
+/* One message's bytes: in the log, room in a chunk or a block of its
+ * own, owned by the log (see above); in evidence (evidence.h), a heap
+ * copy owned by the evidence store. */
 typedef struct crdt__logent {
 	uint8_t *bytes;
 	size_t len;
@@ -29,6 +67,14 @@ typedef struct crdt__fifo_ent {
 	uint64_t c;
 } crdt__fifo_ent;
 
+/* Room for one replica's short messages, in push order. */
+typedef struct crdt__lchunk {
+	struct crdt__lchunk *next; /* the next newer chunk */
+	size_t cap, used;          /* data[0 .. used) written */
+	size_t n;                  /* messages of the run in it */
+	uint8_t data[];
+} crdt__lchunk;
+
 /* One replica's run: messages lo .. lo + n - 1 at v[start ..]. */
 typedef struct crdt__rlog {
 	uint64_t lo;
@@ -36,6 +82,8 @@ typedef struct crdt__rlog {
 	size_t start, n, cap;
 	size_t bytes;   /* bytes of v[start ..] */
 	size_t hpos[2]; /* place in heap[k] while n > 0 */
+	/* Its chunks, oldest first; each but the newest holds a message. */
+	crdt__lchunk *head, *tail;
 } crdt__rlog;
 
 typedef struct crdt__msglog {
@@ -46,6 +94,13 @@ typedef struct crdt__msglog {
 	crdt__fifo_ent *fifo;
 	size_t fifo_start, fifo_n, fifo_cap;
 	size_t count, bytes; /* over every replica */
+	/* Allocated for message bytes: chunks with their headers, long
+	 * messages' blocks and the reserved one. */
+	size_t held;
+	/* A long message's block, reserved for the next push (big_len
+	 * bytes), or NULL. */
+	uint8_t *big;
+	size_t big_len;
 	/* Replicas with a non-empty log, max-heaps by n (messages) and by
 	 * bytes: eviction takes from the largest. */
 	uint32_t *heap[2];
@@ -55,7 +110,7 @@ typedef struct crdt__msglog {
 /* An empty log holding at most max_msgs messages and max_bytes bytes. */
 void crdt__log_init(crdt__msglog *l, const crdt_allocator *a,
     size_t max_msgs, size_t max_bytes);
-/* Frees every logged message and the log's arrays. */
+/* Frees every logged message, every chunk and the log's arrays. */
 void crdt__log_fini(crdt__msglog *l);
 
 /* Room for replicas up to number n - 1; then crdt__log_add_replica()
@@ -64,32 +119,38 @@ int crdt__log_reserve_replicas(crdt__msglog *l, size_t n);
 /* Replica number l->nr, with an empty log whose next message is 1. */
 void crdt__log_add_replica(crdt__msglog *l);
 /* Forget replicas numbered n and above (their logs must be empty: they
- * were refused before anything of theirs was applied). */
+ * were refused before anything of theirs was applied; a chunk reserved
+ * for them is freed). */
 void crdt__log_drop_replicas(crdt__msglog *l, size_t n);
 
 /* Replica r's message c, or NULL when the log does not hold it. O(1). */
 const crdt__logent *crdt__log_get(const crdt__msglog *l, uint32_t r,
     uint64_t c);
-/* Room for one more entry for replica r in its run, the fifo and the
- * heaps; after this, crdt__log_push cannot fail. Once per message, and
- * the room is almost always there: that test is inline. */
-int crdt__log_reserve_slow(crdt__msglog *l, uint32_t r);
+/* Room for one more message of `len` bytes for replica r: its bytes (a
+ * chunk's room or a block), its entry in the run, the fifo and the heaps;
+ * after this, crdt__log_push of that message cannot fail. On failure the
+ * log holds what it held. Once per message, and the room is almost
+ * always there: that test is inline. */
+int crdt__log_reserve_slow(crdt__msglog *l, uint32_t r, size_t len);
 static inline int
-crdt__log_reserve(crdt__msglog *l, uint32_t r)
+crdt__log_reserve(crdt__msglog *l, uint32_t r, size_t len)
 {
 	const crdt__rlog *x = &l->r[r];
-	if (x->start + x->n < x->cap &&
+	if (len <= CRDT__LOG_BIG && x->tail != NULL &&
+	    len <= x->tail->cap - x->tail->used &&
+	    x->start + x->n < x->cap &&
 	    l->fifo_start + l->fifo_n < l->fifo_cap &&
 	    l->heap_n[0] < l->heap_cap[0] && l->heap_n[1] < l->heap_cap[1])
 		return 0;
-	return crdt__log_reserve_slow(l, r);
+	return crdt__log_reserve_slow(l, r, len);
 }
-/* Log replica r's message c (taking `bytes`), evicting over the bounds.
- * A c that does not follow the run (a snapshot jumped the replica)
- * restarts the run. */
-void crdt__log_push(crdt__msglog *l, uint32_t r, uint64_t c, uint8_t *bytes,
-    size_t len);
-/* Empty replica r's run; its next message is `next`. */
+/* Log a copy of replica r's message c (len bytes, reserved just before
+ * with crdt__log_reserve(l, r, len)), evicting over the bounds. A c that
+ * does not follow the run (a snapshot jumped the replica) restarts the
+ * run. */
+void crdt__log_push(crdt__msglog *l, uint32_t r, uint64_t c,
+    const uint8_t *bytes, size_t len);
+/* Empty replica r's run (its chunks freed); its next message is `next`. */
 void crdt__log_reset(crdt__msglog *l, uint32_t r, uint64_t next);
 
 #endif /* CRDT_MSGLOG_H */

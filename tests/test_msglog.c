@@ -50,10 +50,8 @@ push(uint32_t r, uint64_t c, size_t len)
 {
 	uint8_t buf[256];
 	memset(buf, (int)(c & 0xff), len);
-	cr_assert_eq(crdt__log_reserve(&l, r), 0);
-	uint8_t *p = crdt__memdup(test_alloc_hook(), buf, len);
-	cr_assert_not_null(p);
-	crdt__log_push(&l, r, c, p, len);
+	cr_assert_eq(crdt__log_reserve(&l, r, len), 0);
+	crdt__log_push(&l, r, c, buf, len);
 }
 
 static bool
@@ -183,7 +181,7 @@ Test(msglog, a_failed_reservation_changes_nothing)
 		push(0, ++c, 4);
 	while (l.r[0].start + l.r[0].n < l.r[0].cap);
 	test_alloc_fail_at(0);
-	cr_assert_eq(crdt__log_reserve(&l, 0), CRDT_ENOMEM);
+	cr_assert_eq(crdt__log_reserve(&l, 0, 4), CRDT_ENOMEM);
 	cr_assert(test_alloc_fired());
 	test_alloc_disarm();
 	cr_assert_eq(l.count, c);
