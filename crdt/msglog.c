@@ -57,6 +57,8 @@ crdt__log_fini(crdt__msglog *l)
 	}
 	crdt__free(l->a, l->r, l->capr * sizeof *l->r);
 	crdt__free(l->a, l->big, l->big_len);
+	if (l->spare != NULL)
+		chunk_free(l, l->spare);
 	crdt__free(l->a, l->fifo, l->fifo_cap * sizeof *l->fifo);
 	for (int k = 0; k < 2; k++)
 		crdt__free(l->a, l->heap[k],
@@ -275,30 +277,40 @@ crdt__log_reset(crdt__msglog *l, uint32_t ri, uint64_t next)
 	run_reset(l, ri, next, false);
 }
 
+/* The room of a new chunk of replica r for a message of `len` (at most
+ * CRDT__LOG_BIG) bytes: as large as the run, within [MIN, MAX], so a
+ * small run has small chunks (a writer of one message holds 256 bytes
+ * for it, not a page) and a long one costs one malloc per 64 KiB. */
+static size_t
+chunk_room(const crdt__rlog *r, size_t len)
+{
+	size_t cap = CRDT_MAX(r->bytes, len);
+	cap = CRDT_MAX(cap, (size_t)CRDT__LOG_CHUNK_MIN);
+	return CRDT_MIN(cap, (size_t)CRDT__LOG_CHUNK_MAX);
+}
+
 /* Room for `len` (at most CRDT__LOG_BIG) bytes at the end of replica r's
- * chain: a new chunk when the newest lacks it. */
+ * chain, or else the spare chunk the push will link there. The spare is
+ * not linked before the push, so a chain never holds an empty chunk. */
 static int
 chunk_reserve(crdt__msglog *l, crdt__rlog *r, size_t len)
 {
 	crdt__lchunk *t = r->tail;
 	if (t != NULL && len <= t->cap - t->used)
 		return 0;
-	/* As large as the run, within [MIN, MAX]: the slack of a small run
-	 * stays small, and a long one costs one malloc per 64 KiB. */
-	size_t cap = CRDT_MIN(CRDT_MAX(r->bytes, (size_t)CRDT__LOG_CHUNK_MIN),
-	    (size_t)CRDT__LOG_CHUNK_MAX);
+	size_t cap = chunk_room(r, len);
+	if (l->spare != NULL && l->spare->cap == cap)
+		return 0;
 	crdt__lchunk *c = crdt__malloc(l->a, sizeof *c + cap);
 	if (c == NULL)
 		return CRDT_ENOMEM;
+	if (l->spare != NULL)
+		chunk_free(l, l->spare);
 	c->next = NULL;
 	c->cap = cap;
 	c->used = c->n = 0;
 	l->held += sizeof *c + cap;
-	if (t != NULL)
-		t->next = c;
-	else
-		r->head = c;
-	r->tail = c;
+	l->spare = c;
 	return 0;
 }
 
@@ -359,10 +371,13 @@ crdt__log_push(crdt__msglog *l, uint32_t ri, uint64_t c, const uint8_t *bytes,
 	crdt__rlog *r = &l->r[ri];
 	if (r->n == 0)
 		r->lo = c;
+	/* The room reserved: the end of the newest chunk, or the spare. */
+	bool in_tail = len <= CRDT__LOG_BIG && r->tail != NULL &&
+	    len <= r->tail->cap - r->tail->used;
 	if (r->lo + r->n != c) {
 		/* Not contiguous (a snapshot jumped this replica): restart,
-		 * keeping the newest chunk, where the room was reserved. */
-		run_reset(l, ri, c, true);
+		 * keeping the newest chunk if the room is there. */
+		run_reset(l, ri, c, in_tail);
 	}
 	uint8_t *p;
 	if (len > CRDT__LOG_BIG) {
@@ -371,8 +386,17 @@ crdt__log_push(crdt__msglog *l, uint32_t ri, uint64_t c, const uint8_t *bytes,
 		l->big = NULL;
 		l->big_len = 0;
 	} else {
+		if (!in_tail) {
+			crdt__lchunk *s = l->spare;
+			assert(s != NULL && len <= s->cap);
+			l->spare = NULL;
+			if (r->tail != NULL)
+				r->tail->next = s;
+			else
+				r->head = s;
+			r->tail = s;
+		}
 		crdt__lchunk *t = r->tail;
-		assert(t != NULL && len <= t->cap - t->used);
 		p = t->data + t->used;
 		t->used += len;
 		t->n++;

@@ -19,37 +19,42 @@
 
 /*
  * Memory. The log copies what it logs. A message longer than
- * CRDT__LOG_BIG bytes is a block of its own size, freed when it is
- * evicted: its malloc header is small next to it. Shorter ones (chat
- * messages are ~100 bytes) are packed end to end into the replica's own
- * chain of chunks, oldest first, so a push costs no malloc: a chunk's
- * room is CRDT__LOG_CHUNK_MIN (4 KiB) for the first, then the run's bytes
- * at the time, at most CRDT__LOG_CHUNK_MAX (64 KiB): geometric growth,
- * and a small run gets small chunks. A run is a FIFO (eviction takes a
- * replica's oldest message), so a chunk is freed as soon as the last
- * message in it is evicted; a shared arena would not do: one long-lived
- * message of a quiet writer would pin a chunk of others' evicted ones.
- * Chunks never move (a new one is allocated, never realloc'd), so what
- * crdt__log_get returns stays valid while its entry is in the log.
+ * CRDT__LOG_BIG (1 KiB) is a block of its own size, freed when it is
+ * evicted: a malloc header is small next to it. Shorter ones (a chat
+ * message is ~100 bytes) are packed end to end into the replica's own
+ * chain of chunks, oldest first, so a push costs no malloc. A new chunk's
+ * room is the run's bytes at the time, at least CRDT__LOG_CHUNK_MIN (256)
+ * and the message, at most CRDT__LOG_CHUNK_MAX (64 KiB): it grows
+ * geometrically with the run, and a writer of a few messages (one per
+ * replica ID is all a flood of new IDs costs) holds a small chunk, not a
+ * page. A run is a FIFO (eviction takes a replica's oldest message), so a
+ * chunk is freed as soon as the last message in it is evicted. A shared
+ * arena would not do: one long-lived message of a quiet writer would pin
+ * a chunk of others' evicted ones. Chunks never move (a new one is
+ * allocated, never realloc'd), so what crdt__log_get returns stays valid
+ * while its entry is in the log.
  *
- * Exactly, per replica, the bytes held for messages are its logged bytes
- * (over the log at most max_bytes) plus:
+ * Exactly, the bytes held for messages are the logged bytes (at most
+ * max_bytes) plus, per replica:
  *   - the evicted front of its oldest chunk and the unused end of its
- *     newest: at most one chunk (64 KiB) each, at most one chunk together
- *     when they are the same chunk;
- *   - less than CRDT__LOG_BIG at the end of each other chunk (a chunk is
+ *     newest: at most one chunk each, and one chunk together when they
+ *     are the same;
+ *   - less than CRDT__LOG_BIG at the end of each other chunk (one is
  *     closed only when a message of at most CRDT__LOG_BIG bytes does not
- *     fit): under a quarter of its room, 1/64 at 64 KiB;
- *   - a sizeof(crdt__lchunk) (32-byte) header per chunk.
- * Nothing else: a chunk emptied by eviction is freed at once, and a
- * replica whose run holds no short message holds no chunk, except the
- * one a reservation added for a push that then did not come (the apply
- * failed after it), which the next push fills. The log holds besides at
- * most one reserved block for a long message (the same case).
+ *     fit): under a quarter of the room of a chunk of 4 KiB or more,
+ *     1/64 at 64 KiB;
+ *   - a sizeof(crdt__lchunk) (32-byte) header per chunk;
+ * where a chunk is at most max(CRDT__LOG_CHUNK_MIN, the message that
+ * opened it, the run's bytes then) and at most 64 KiB; and, per log, at
+ * most one reserved chunk and one reserved long-message block, left by a
+ * reservation that no push followed (the apply failed after it; the next
+ * reservation takes them). Every chunk in a chain holds a message: one
+ * emptied by eviction is freed at once, and a replica whose run holds no
+ * short message holds no chunk.
  */
 enum {
 	CRDT__LOG_BIG = 1024,
-	CRDT__LOG_CHUNK_MIN = 4096,
+	CRDT__LOG_CHUNK_MIN = 256,
 	CRDT__LOG_CHUNK_MAX = 65536
 };
 
@@ -82,7 +87,7 @@ typedef struct crdt__rlog {
 	size_t start, n, cap;
 	size_t bytes;   /* bytes of v[start ..] */
 	size_t hpos[2]; /* place in heap[k] while n > 0 */
-	/* Its chunks, oldest first; each but the newest holds a message. */
+	/* Its chunks, oldest first; each holds at least one message. */
 	crdt__lchunk *head, *tail;
 } crdt__rlog;
 
@@ -95,10 +100,12 @@ typedef struct crdt__msglog {
 	size_t fifo_start, fifo_n, fifo_cap;
 	size_t count, bytes; /* over every replica */
 	/* Allocated for message bytes: chunks with their headers, long
-	 * messages' blocks and the reserved one. */
+	 * messages' blocks and the reserved ones. */
 	size_t held;
-	/* A long message's block, reserved for the next push (big_len
-	 * bytes), or NULL. */
+	/* Reserved for the next push, or NULL: a chunk to link at the end
+	 * of the replica's chain (its newest has no room), a long message's
+	 * block of big_len bytes. */
+	crdt__lchunk *spare;
 	uint8_t *big;
 	size_t big_len;
 	/* Replicas with a non-empty log, max-heaps by n (messages) and by
@@ -119,8 +126,7 @@ int crdt__log_reserve_replicas(crdt__msglog *l, size_t n);
 /* Replica number l->nr, with an empty log whose next message is 1. */
 void crdt__log_add_replica(crdt__msglog *l);
 /* Forget replicas numbered n and above (their logs must be empty: they
- * were refused before anything of theirs was applied; a chunk reserved
- * for them is freed). */
+ * were refused before anything of theirs was applied). */
 void crdt__log_drop_replicas(crdt__msglog *l, size_t n);
 
 /* Replica r's message c, or NULL when the log does not hold it. O(1). */

@@ -106,7 +106,7 @@ array_bytes(void)
 /*
  * Check every replica's chunks against msglog.h, and the allocator's
  * live bytes against them: returns the bytes held for messages.
- *   - chunks: each but the newest holds a message, their message counts
+ *   - chunks: each holds a message, their message counts
  *     add up to the run's short messages, and each short message lies in
  *     them, oldest first;
  *   - every chunk but the newest was closed with less than CRDT__LOG_BIG
@@ -119,6 +119,8 @@ static size_t
 check_memory(void)
 {
 	size_t held = l.big != NULL ? l.big_len : 0;
+	if (l.spare != NULL)
+		held += sizeof *l.spare + l.spare->cap;
 	for (size_t ri = 0; ri < l.nr; ri++) {
 		const crdt__rlog *r = &l.r[ri];
 		size_t shorts = 0, short_bytes = 0, counted = 0, caps = 0;
@@ -148,8 +150,8 @@ check_memory(void)
 		cr_assert((r->head == NULL) == (r->tail == NULL));
 		size_t unused = 0;
 		for (c = r->head; c != NULL; c = c->next) {
-			cr_assert(c->n > 0 || c == r->tail,
-			    "replica %zu: an empty chunk kept", ri);
+			cr_assert_gt(c->n, 0, "replica %zu: an empty chunk kept",
+			    ri);
 			cr_assert_leq(c->used, c->cap);
 			cr_assert_geq(c->cap, CRDT__LOG_CHUNK_MIN);
 			cr_assert_leq(c->cap, CRDT__LOG_CHUNK_MAX);
@@ -198,17 +200,28 @@ bound(void)
 	return b;
 }
 
-Test(msglog_mem, short_messages_share_a_chunk)
+Test(msglog_mem, a_short_run_has_small_chunks)
 {
-	open_log(1000, 1 << 20, 1);
+	open_log(1000, 1 << 20, 2);
+	/* A writer of one message holds one 256-byte chunk for it. */
+	push(1, 1, 100);
+	cr_assert_eq(chunks(1), 1);
+	cr_assert_eq(l.r[1].head->cap, CRDT__LOG_CHUNK_MIN);
+	unsigned long calls = test_alloc_calls();
+	push(1, 2, 100);
+	cr_assert_eq(test_alloc_calls(), calls, "a push that fits mallocs");
+	cr_assert_eq(l.r[1].head->n, 2);
+	/* 3,000 bytes: chunks that double with the run (256, 256, 400,
+	 * 800, 1,600), not one per message. */
 	for (uint64_t c = 1; c <= 30; c++)
 		push(0, c, 100);
-	/* 3,000 bytes: one 4 KiB chunk, one allocation. */
-	cr_assert_eq(chunks(0), 1);
+	cr_assert_eq(chunks(0), 5);
 	cr_assert_eq(l.r[0].head->cap, CRDT__LOG_CHUNK_MIN);
-	cr_assert_eq(l.r[0].head->n, 30);
+	cr_assert_eq(l.r[0].tail->cap, 1600);
 	for (uint64_t c = 1; c <= 30; c++)
 		assert_holds(0, c, 100);
+	assert_holds(1, 1, 100);
+	assert_holds(1, 2, 100);
 	check_memory();
 	close_log();
 }
@@ -225,11 +238,11 @@ Test(msglog_mem, chunks_grow_with_the_run_up_to_64_kib)
 		prev = x->cap;
 		k++;
 	}
-	cr_assert_eq(l.r[0].head->cap, CRDT__LOG_CHUNK_MIN);
+	cr_assert_eq(l.r[0].head->cap, 1000); /* the first message's */
 	cr_assert_eq(l.r[0].tail->cap, CRDT__LOG_CHUNK_MAX);
-	/* 2 MiB: 4, 4, 8, 16 and 32 KB, then 64 KiB chunks (65 messages
-	 * each): geometric growth, not a chunk per 4 KiB. */
-	cr_assert_leq(k, 5 + 2 * (1 << 20) / 65000 + 1);
+	/* 2 MiB: chunks of 1, 1, 2, 4, ... 32 and 64 KB, then 64 KiB ones
+	 * (65 messages each): geometric growth, not a chunk per 4 KiB. */
+	cr_assert_leq(k, 8 + 2 * (1 << 20) / 65000 + 1);
 	for (uint64_t i = 1; i <= c; i++)
 		assert_holds(0, i, 1000);
 	check_memory();
@@ -239,19 +252,24 @@ Test(msglog_mem, chunks_grow_with_the_run_up_to_64_kib)
 Test(msglog_mem, a_message_larger_than_a_chunk_is_logged_whole)
 {
 	open_log(1000, (size_t)1 << 30, 1);
-	/* Short, at the threshold, just over it, over a first chunk, over
-	 * the largest chunk. */
-	size_t lens[] = { 10, CRDT__LOG_BIG, CRDT__LOG_BIG + 1,
-		CRDT__LOG_CHUNK_MIN + 5, 3 * CRDT__LOG_CHUNK_MAX + 7, 20 };
+	/* Short, at the threshold, just over it, over a page, over the
+	 * largest chunk. */
+	size_t lens[] = { 10, CRDT__LOG_BIG, CRDT__LOG_BIG + 1, 5000,
+		3 * CRDT__LOG_CHUNK_MAX + 7, 20 };
 	size_t n = sizeof lens / sizeof lens[0];
 	for (size_t i = 0; i < n; i++)
 		push(0, i + 1, lens[i]);
 	for (size_t i = 0; i < n; i++)
 		assert_holds(0, i + 1, lens[i]);
-	/* The three short ones share one chunk. */
-	cr_assert_eq(chunks(0), 1);
-	cr_assert_eq(l.r[0].head->n, 3);
+	/* The short ones are in chunks (10 bytes in 256; 1,024 does not
+	 * fit there; 20 after the long ones, in a chunk as large as the
+	 * run), the long ones are not. */
+	cr_assert_eq(chunks(0), 3);
+	cr_assert_eq(l.r[0].head->n, 1);
+	cr_assert_eq(l.r[0].head->next->cap, CRDT__LOG_BIG);
+	cr_assert_eq(l.r[0].tail->cap, CRDT__LOG_CHUNK_MAX);
 	cr_assert_null(l.big);
+	cr_assert_null(l.spare);
 	check_memory();
 	close_log();
 }
@@ -431,10 +449,14 @@ Test(msglog_mem, a_reservation_without_a_push_is_reused)
 	 * room stays (no free on the failure path) and the next reservation
 	 * takes no allocation. */
 	cr_assert_eq(crdt__log_reserve(&l, 1, 100), 0);
-	cr_assert_eq(chunks(1), 1);
+	/* Held by the log, not linked into the chain: a chain never holds
+	 * an empty chunk. */
+	cr_assert_eq(chunks(1), 0);
+	crdt__lchunk *spare = l.spare;
+	cr_assert_not_null(spare);
 	check_memory();
 	unsigned long calls = test_alloc_calls();
-	cr_assert_eq(crdt__log_reserve(&l, 1, 300), 0);
+	cr_assert_eq(crdt__log_reserve(&l, 1, 200), 0);
 	cr_assert_eq(test_alloc_calls(), calls);
 	cr_assert_eq(crdt__log_reserve(&l, 0, 5000), 0);
 	calls = test_alloc_calls();
@@ -448,13 +470,17 @@ Test(msglog_mem, a_reservation_without_a_push_is_reused)
 	fill(0, 1, 6000);
 	crdt__log_push(&l, 0, 1, buf, 6000);
 	cr_assert_null(l.big);
-	push(1, 1, 300);
+	push(1, 1, 200);
 	cr_assert_eq(chunks(1), 1);
+	cr_assert(l.r[1].head == spare, "the reserved chunk was not used");
+	cr_assert_null(l.spare);
 	assert_holds(0, 1, 6000);
-	assert_holds(1, 1, 300);
+	assert_holds(1, 1, 200);
 	/* fini frees a reserved chunk and block left unused. */
 	cr_assert_eq(crdt__log_reserve(&l, 0, 7000), 0);
 	cr_assert_eq(crdt__log_reserve(&l, 0, 10), 0);
+	cr_assert_not_null(l.big);
+	cr_assert_not_null(l.spare);
 	check_memory();
 	close_log();
 }
@@ -474,12 +500,21 @@ Test(msglog_mem, emptied_runs_hold_no_chunk)
 	/* A gap restarts the run in the room reserved for the message. */
 	for (uint64_t c = 500; c <= 560; c++)
 		push(0, c, 100);
-	cr_assert_eq(chunks(0), 2);
+	cr_assert_geq(chunks(0), 2);
 	push(0, 900, 100);
 	cr_assert_eq(chunks(0), 1);
 	cr_assert_eq(l.r[0].head->n, 1);
 	assert_holds(0, 900, 100);
 	cr_assert(crdt__log_get(&l, 0, 560) == NULL);
+	check_memory();
+	/* ... or in a new chunk when the newest is full: the old ones go. */
+	uint64_t c = 900;
+	while (l.r[0].tail->cap - l.r[0].tail->used >= 100)
+		push(0, ++c, 100);
+	push(0, 2000, 100);
+	cr_assert_eq(chunks(0), 1);
+	cr_assert_eq(l.r[0].head->n, 1);
+	assert_holds(0, 2000, 100);
 	check_memory();
 	/* Evicting every message of a run frees its chunk. */
 	l.max_msgs = 0;
@@ -489,10 +524,12 @@ Test(msglog_mem, emptied_runs_hold_no_chunk)
 	cr_assert_eq(chunks(1), 0);
 	cr_assert_eq(check_memory(), 0);
 	l.max_msgs = 1000;
-	/* A replica dropped with a reserved chunk frees it. */
+	/* A replica refused after its reservation is dropped; the log
+	 * keeps the reserved chunk for the next one (fini frees it). */
 	cr_assert_eq(crdt__log_reserve(&l, 2, 100), 0);
-	cr_assert_eq(chunks(2), 1);
+	cr_assert_eq(chunks(2), 0);
 	crdt__log_drop_replicas(&l, 2);
+	cr_assert_not_null(l.spare);
 	check_memory();
 	close_log();
 }
