@@ -106,6 +106,10 @@ typedef struct crdt_config {
 	/* Document runtime (doc.h); SIZE_MAX = unbounded. */
 	size_t max_buffered_msgs;  /* causal buffer, messages  [1 Mi]    */
 	size_t max_buffered_bytes; /* causal buffer, bytes     [64 MiB]  */
+	/* Message log. Beyond its messages (at most log_max_bytes) it
+	 * holds, per replica, at most two partly used chunks of at most
+	 * 64 KiB and under 1 KiB at the end of each other chunk
+	 * (document.md, "Message log"). */
 	size_t log_max_msgs;       /* message log, messages    [1 Mi]    */
 	size_t log_max_bytes;      /* message log, bytes       [256 MiB] */
 	size_t max_replicas;       /* replica IDs a document tracks [65536] */
