@@ -2,7 +2,7 @@
  * Every size a peer controls has a configured bound with a distinct error,
  * and hitting it changes nothing: message bytes, ops and deps per message
  * (elements), nesting, value (body) length, replicas, buffered messages
- * and bytes, snapshot size.
+ * and bytes, snapshot size; and the message log's memory at its byte bound.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -347,6 +347,70 @@ Test(limits, causal_buffer_gives_its_memory_back_once_drained)
 	 * the trim the table and index alone held 8x that here. */
 	cr_assert_leq(live[1], live[0] + 256 * 16,
 	    "drained: %zu bytes, in order: %zu", live[1], live[0]);
+	crdt_buf_fini(&all);
+	crdt_doc_free(a);
+}
+
+/* The message log keeps its copies in per-replica chunks freed as their
+ * last message is evicted (crdt/msglog.h): over log_max_bytes, what the
+ * document holds stops growing, and the bytes it serves are the bytes it
+ * applied. One key set again and again keeps the state the same size, so
+ * only the log could grow. */
+Test(limits, the_message_log_holds_its_byte_bound)
+{
+	enum { N = 20000, VLEN = 100 };
+	crdt_config c, plain;
+	test_config(&c, &clk);
+	c.log_max_bytes = 50000;
+	plain = c;
+	memset(&plain.alloc, 0, sizeof plain.alloc); /* malloc: not counted */
+	crdt_doc *a = mk(1, &plain);
+	uint32_t on;
+	cr_assert_eq(crdt_doc_register(a, "m", CRDT_OBJ_MAP, &on), 0);
+	crdt_buf all;
+	static size_t off[N + 1];
+	tb_init(&all);
+	for (int i = 0; i < N; i++) {
+		uint8_t v[VLEN];
+		memset(v, i & 0xff, sizeof v);
+		cr_assert_eq(crdt_doc_map_set(a, on, "k", 1, v, sizeof v, &all),
+		    0);
+		off[i + 1] = all.len;
+	}
+	test_alloc_reset();
+	crdt_doc *b = mk(2, &c);
+	cr_assert_eq(crdt_doc_register(b, "m", CRDT_OBJ_MAP, NULL), 0);
+	size_t live_at = 0, peak = 0;
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(crdt_doc_receive(b, all.data + off[i],
+				 off[i + 1] - off[i], NULL), 0);
+		if (i == N / 4)
+			live_at = test_alloc_live_bytes();
+		if (i > N / 4 && test_alloc_live_bytes() > peak)
+			peak = test_alloc_live_bytes();
+	}
+	/* Exactly the newest messages that fit the bound. */
+	size_t k = crdt_doc_log_size(b);
+	cr_assert_lt(k, (size_t)N);
+	cr_assert_leq(off[N] - off[N - k], 50000);
+	cr_assert_gt(off[N] - off[N - k - 1], 50000);
+	/* From a quarter of the way on, the log was at its bound: what it
+	 * holds more at any time is its chunks' slack (two partly used
+	 * chunks, each no larger than the run, 50 KB) and the growth of the
+	 * arrays of the fifo and the eviction heaps' reserve. */
+	cr_assert_leq(peak, live_at + 2 * 50000 + 4096,
+	    "at a quarter: %zu bytes, peak after: %zu", live_at, peak);
+	/* The newest message is served as applied; the oldest were
+	 * evicted. */
+	crdt_replica_id ida = test_id(1);
+	const uint8_t *p;
+	size_t len;
+	cr_assert_eq(crdt_doc_log_get(b, (crdt_dot){ ida, N }, &p, &len), 0);
+	cr_assert(bytes_eq(p, len, all.data + off[N - 1], off[N] - off[N - 1]));
+	cr_assert_eq(crdt_doc_log_get(b, (crdt_dot){ ida, 1 }, &p, &len),
+	    CRDT_ENOTFOUND);
+	crdt_doc_free(b);
+	ASSERT_NO_LEAKS();
 	crdt_buf_fini(&all);
 	crdt_doc_free(a);
 }
