@@ -324,7 +324,8 @@ int crdt__chat_msg_ents(chat_index *ix, const crdt_allocator *a,
     const crdt_replica_id *id, const uint8_t *user, size_t ul, rep_ent **rep,
     rep_ent **urep, user_ent **user_out);
 /* `idx`: rec's msgs entry, whose stored hash is the dot's when the set
- * hashes by ID under the index key (crdt__chat_rec_ident). */
+ * hashes by ID under the index key (crdt__chat_rec_ident). `pos` may be
+ * NULL: the position is then not computed (nobody listens). */
 int crdt__chat_ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len,
     size_t *pos, crdt_dot *id, const msgrec *pre, size_t idx);
 int crdt__chat_ix_add_mark(crdt_chat *c, const uint8_t *rec, size_t len,

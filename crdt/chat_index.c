@@ -305,7 +305,8 @@ ix_rival(crdt_chat *c, uint32_t y, const uint8_t *rec, size_t len,
 	n->rec = rec;
 	n->rec_len = (uint32_t)len;
 	crdt__chat_treap_insert(ix, y);
-	*pos = crdt__chat_rank(ix, y);
+	if (pos != NULL)
+		*pos = crdt__chat_rank(ix, y);
 	return IX_REPLACED;
 }
 
@@ -376,7 +377,8 @@ crdt__chat_ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	n->prio = h;
 	node_place(ix->slots, ix->nslots, h, x + 1);
 	crdt__chat_treap_insert(ix, x);
-	*pos = crdt__chat_rank(ix, x);
+	if (pos != NULL) /* O(log n): only when somebody listens */
+		*pos = crdt__chat_rank(ix, x);
 	return IX_SHOWN;
 }
 

@@ -444,8 +444,10 @@ bool crdt__chat_is_server(const crdt_chat *c, const crdt_replica_id *id);
 int crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
     crdt_dot dot, uint64_t stamp, crdt__undo *u, uint32_t obj,
     crdt_buf *scratch, uint64_t walk);
+/* Fold one undo record into the index; true when `ch` (filled only when
+ * `report`) says what a listener should hear. */
 bool crdt__chat_after(crdt_chat *c, const crdt__undo_rec *rec,
-    struct crdt_change *ch);
+    struct crdt_change *ch, bool report);
 bool crdt__lww_is_set(const crdt_lww *r);
 
 #endif /* CRDT_INTERNAL_H */
