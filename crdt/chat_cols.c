@@ -345,7 +345,10 @@ enc_tables(enc *e, const crdt_gset *msgs, const crdt__key **v)
 	for (size_t i = 0; i < e->n; i++) {
 		msgrec *m = &e->m[i];
 		CRDT_TRY(skim_rec(v[i]->ptr, v[i]->len, m));
-		e->dot[i] = crdt__gset_key_dot(msgs, v[i]);
+		/* The set keeps only dots other than the record's ID (its
+		 * identity, which skim_rec has just read). */
+		e->dot[i] = crdt__gset_key_own(msgs, v[i]) ? m->id :
+		    crdt__gset_key_dot(msgs, v[i]);
 		CRDT_TRY(add_id(e, &m->id.replica));
 		if (m->has_reply)
 			CRDT_TRY(add_id(e, &m->reply.replica));

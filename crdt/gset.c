@@ -205,6 +205,17 @@ gs_set_dot(crdt_gset *s, size_t idx, crdt_dot d)
 		ex_put(s, idx, d);
 }
 
+/* The dot of entry idx, just inserted; `ex`: it is not the element's
+ * identity (elem_hash), and room for the exception was reserved. */
+static void
+gs_init_dot(crdt_gset *s, size_t idx, crdt_dot d, bool ex)
+{
+	if (!s->implied)
+		((gs_entry *)crdt__table_at(&s->t, idx))->dot = d;
+	else if (ex || (s->ex.n != 0 && ex_find(s, idx) != NULL))
+		ex_put(s, idx, d); /* or overwrite a popped entry's */
+}
+
 static size_t
 gs_index(const crdt_gset *s, const void *e)
 {
@@ -279,7 +290,8 @@ elem_hash(const crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot,
 		*ex = true;
 		return crdt__table_hash(&s->t, elem, len);
 	}
-	*ex = crdt_dot_cmp(own, dot) != 0;
+	*ex = own.counter != dot.counter ||
+	    memcmp(own.replica.bytes, dot.replica.bytes, 16) != 0;
 	/* What crdt__table_hash computes for a 24-byte identity. */
 	return crdt__siphash(s->t.sip, id, IDENT_DOT);
 }
@@ -327,7 +339,7 @@ crdt__gset_write(crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot,
 	if (copy == NULL)
 		return CRDT_ENOMEM;
 	(void)crdt__table_insert(&s->t, copy, len, h);
-	gs_set_dot(s, s->t.n - 1, dot);
+	gs_init_dot(s, s->t.n - 1, dot, ex);
 	note_dot(s, dot);
 	if (rec != NULL) {
 		rec->kind = CRDT__UNDO_GSET_NEW;
@@ -773,6 +785,12 @@ crdt__gset_key_dot(const crdt_gset *s, const crdt__key *k)
 	return gs_dot(s, gs_index(s, k));
 }
 
+bool
+crdt__gset_key_own(const crdt_gset *s, const crdt__key *k)
+{
+	return s->implied && ex_find(s, gs_index(s, k)) == NULL;
+}
+
 int
 crdt__gset_bulk_reserve(crdt_gset *s, size_t n)
 {
@@ -791,15 +809,16 @@ crdt__gset_bulk_room(crdt_gset *s, size_t len)
 int
 crdt__gset_bulk_add(crdt_gset *s, uint8_t *elem, size_t len, crdt_dot dot)
 {
+	bool ex;
 	CRDT_TRY(crdt__table_reserve(&s->t, 1));
-	uint64_t h = crdt__table_hash(&s->t, elem, len);
+	uint64_t h = elem_hash(s, elem, len, dot, &ex);
 	if (s->t.ident != NULL &&
 	    crdt__table_chain(&s->t, h, s->max_chain) >= s->max_chain)
 		return CRDT_ETOOBIG;
-	if (needs_ex(s, elem, len, dot))
+	if (ex)
 		CRDT_TRY(ex_reserve(s, 1));
 	(void)crdt__table_insert(&s->t, elem, len, h);
-	gs_set_dot(s, s->t.n - 1, dot);
+	gs_init_dot(s, s->t.n - 1, dot, ex);
 	note_dot(s, dot);
 	return 0;
 }

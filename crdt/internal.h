@@ -416,6 +416,9 @@ const crdt__reg *crdt__lww_reg(const crdt_lww *r);
 /* A G-Set's entries in canonical order, and an entry's dot. */
 int crdt__gset_sorted(const crdt_gset *s, const crdt__key ***v);
 crdt_dot crdt__gset_key_dot(const crdt_gset *s, const crdt__key *k);
+/* Whether k's dot is its element's own identity (crdt__gset_key_prefix):
+ * then a caller that parsed the element knows it without asking. */
+bool crdt__gset_key_own(const crdt_gset *s, const crdt__key *k);
 /* Decoders that prove elements strictly ascending add them without a
  * lookup: reserve once, then build each element in room from the set's
  * arena (NULL: no memory) and add it; CRDT_ETOOBIG past the identity
