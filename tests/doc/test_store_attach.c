@@ -169,10 +169,15 @@ Test(attach, a_restart_restores_state_log_buffer_evidence_counter_and_stamp)
 	cr_assert(bytes_eq(snap.data, snap.len, again.data, again.len),
 	    "the restored document saves other bytes");
 	cr_assert_eq(crdt_doc_buffered(r), 1);
-	/* the log holds what it held: before the checkpoint too */
-	cr_assert_eq(crdt_doc_log_get(r, last, NULL, NULL), 0);
+	/* the log holds what it held, byte for byte: before the checkpoint
+	 * too */
+	const uint8_t *lp;
+	size_t ll;
+	cr_assert_eq(crdt_doc_log_get(r, last, &lp, &ll), 0);
+	cr_assert(bytes_eq(lp, ll, m.data, m.len));
 	crdt_dot bd = dot_of(&bm[0]);
-	cr_assert_eq(crdt_doc_log_get(r, bd, NULL, NULL), 0);
+	cr_assert_eq(crdt_doc_log_get(r, bd, &lp, &ll), 0);
+	cr_assert(bytes_eq(lp, ll, bm[0].data, bm[0].len));
 	crdt_dot first = { test_id(1), 1 };
 	cr_assert_eq(crdt_doc_log_get(r, first, NULL, NULL), 0,
 	    "a message the checkpoint covers left the log");
