@@ -9,10 +9,18 @@
  */
 #define CRDT__STORE_PERS_MSG "crdt.store.msg\0\0"
 
+#include "crdt/store.h"
+
 struct crdt_store;
 /* The backend's put_checkpoint may be called on the store's writer thread
  * (crdt_store_put_checkpoint_bg): it uses no cfg->alloc memory and no
  * thread-bound state. Set by the SQLite backend on its own handles. */
 void crdt__store_allow_bg(struct crdt_store *s);
+
+/* crdt_store_put_checkpoint_bg(), dropping the loaded snapshot records up
+ * to `upto` with the checkpoint (crdt_store_put_checkpoint_upto()): what a
+ * document's automatic checkpoint writes. */
+int crdt__store_put_checkpoint_bg(crdt_store *s, crdt_buf *snap,
+    const crdt_vclock *covers, uint64_t upto);
 
 #endif /* CRDT_STORE_IMPL_H */

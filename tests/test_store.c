@@ -827,7 +827,7 @@ Test(store, rows_and_schema_altered_through_sql_are_refused)
 	test_rm_db(dbpath);
 	/* a newer schema version */
 	make_store(&s);
-	sql(dbpath, "PRAGMA user_version = 3");
+	sql(dbpath, "PRAGMA user_version = 4");
 	expect_refused(CRDT_EVERSION, "newer version");
 	test_rm_db(dbpath);
 	/* another application's database */
@@ -1162,13 +1162,35 @@ mem_close(void *impl)
 	((mem *)impl)->closed = true;
 }
 
+/* A put_snapshot op alone (the other two missing): refused by new. */
+static int
+stub_put_snap(void *impl, const uint8_t *b, size_t len, uint64_t *id)
+{
+	(void)impl;
+	(void)b;
+	(void)len;
+	(void)id;
+	return CRDT_EIO;
+}
+
+/* crdt_store_snapshots callback: counts into *(uint64_t *)ud. */
+static int
+count_snap(void *ud, uint64_t id, const uint8_t *b, size_t len)
+{
+	(void)id;
+	(void)b;
+	(void)len;
+	(*(uint64_t *)ud)++;
+	return 0;
+}
+
 Test(store, an_application_backend_gets_the_same_rules)
 {
 	test_stream s = { 0 };
 	test_stream_add(&s, 1, 3, 8, 0);
 	mem m = { .s = &s };
 	crdt_store_ops ops = { mem_append, mem_put, mem_get, mem_since,
-		mem_close };
+		mem_close, NULL, NULL, NULL };
 	crdt_config cfg;
 	test_config(&cfg, NULL);
 	crdt_store *st = NULL;
@@ -1176,7 +1198,18 @@ Test(store, an_application_backend_gets_the_same_rules)
 	missing.since = NULL;
 	cr_assert_eq(crdt_store_new(&cfg, &missing, &m, &st), CRDT_EINVAL);
 	cr_assert_null(st);
+	/* snapshot records: all three ops or none */
+	missing = ops;
+	missing.put_snapshot = stub_put_snap;
+	cr_assert_eq(crdt_store_new(&cfg, &missing, &m, &st), CRDT_EINVAL);
+	cr_assert_null(st);
 	cr_assert_eq(crdt_store_new(&cfg, &ops, &m, &st), 0);
+	/* without them: no record can be put, and there are none */
+	uint64_t sid = 77;
+	cr_assert_eq(crdt_store_put_snapshot(st, "x", 1, &sid), CRDT_ESTATE);
+	cr_assert_eq(sid, 77);
+	cr_assert_eq(crdt_store_snapshots(st, count_snap, &sid), 0);
+	cr_assert_eq(sid, 77, "no record handed out");
 
 	uint8_t junk[] = { 0xc1 };
 	crdt_store_msg b[2] = { { s.m[0].data, s.m[0].len },
@@ -1702,7 +1735,7 @@ Test(store, load_refuses_a_backend_that_never_ends)
 	test_stream s = { 0 };
 	mem m = { .s = &s };
 	crdt_store_ops ops = { mem_append, mem_put, mem_get, stuck_since,
-		mem_close };
+		mem_close, NULL, NULL, NULL };
 	crdt_store *st;
 	cr_assert_eq(crdt_store_new(NULL, &ops, &m, &st), 0);
 	crdt_buf snap;
