@@ -1,6 +1,7 @@
 /*
  * SQLite store schema versions (docs/storage.md, "Versions"): a version-1
- * store is migrated to version 2 on open, in one transaction, keeping
+ * or version-2 store is migrated to version 3 on open, in one
+ * transaction, keeping
  * every message byte-exact under its seq, its variants, its checkpoint
  * and its dedup; a migration that fails (a full quota, a damaged row) or
  * is killed leaves the version-1 file as it was; damage to what version 2
@@ -576,8 +577,10 @@ Test(migrate, a_v2_migration_killed_at_any_point_leaves_v2_or_v3,
 	ASSERT_NO_LEAKS();
 }
 
-/* ---- damage to what version 2 added ---- */
+/* ---- version 2 -> 3: the loaded snapshot records ---- */
 
+/* A current store at dbpath holding `s` (the name is older than version
+ * 3: the file is a version-3 one). */
 static void
 make_v2(const test_stream *s)
 {
@@ -587,6 +590,151 @@ make_v2(const test_stream *s)
 	cr_assert_eq(added, s->n);
 	crdt_store_close(st);
 }
+
+
+static int
+rec_collect(void *ud, uint64_t id, const uint8_t *b, size_t len)
+{
+	test_got *g = ud;
+	(void)id;
+	cr_assert_lt(g->n, MAXM);
+	tb_init(&g->m[g->n]);
+	cr_assert_eq(crdt_buf_append(&g->m[g->n], b, len), 0);
+	g->n++;
+	return 0;
+}
+
+/* Migrated on open, in one transaction: every message under its seq, the
+ * checkpoint and dedup kept, no record yet; records then go in with ids
+ * from 1 and are dropped by a checkpoint up to the id it names, and a
+ * dropped id is not reused. */
+Test(migrate, a_version_2_store_is_migrated_to_3_and_keeps_everything)
+{
+	test_stream s = { 0 };
+	mixed_stream(&s, 100, 60);
+	make_v2_file(dbpath, &s);
+	crdt_store *st = open_ok(NULL);
+	expect_all(st, &s, 0, 0);
+	expect_all(st, &s, 5, 5);
+	crdt_buf snap;
+	tb_init(&snap);
+	crdt_vclock *cv = NULL;
+	cr_assert_eq(crdt_store_checkpoint(st, &snap, &cv), 0);
+	cr_assert(bytes_eq(snap.data, snap.len, "snap", 4));
+	size_t added = 1;
+	cr_assert_eq(test_stream_put(st, &s, 0, s.n, &added), 0);
+	cr_assert_eq(added, 0, "everything migrated is already stored");
+	test_got g;
+	memset(&g, 0, sizeof g);
+	cr_assert_eq(crdt_store_snapshots(st, rec_collect, &g), 0);
+	cr_assert_eq(g.n, 0);
+	uint64_t id1 = 0, id2 = 0, id3 = 0;
+	cr_assert_eq(crdt_store_put_snapshot(st, "one", 3, &id1), 0);
+	cr_assert_eq(crdt_store_put_snapshot(st, "two", 3, &id2), 0);
+	cr_assert_eq(id1, 1);
+	cr_assert_eq(id2, 2);
+	crdt_store_close(st);
+	cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 3);
+
+	/* reopened with every check: the records are there, in order */
+	st = open_ok(NULL);
+	cr_assert_eq(crdt_store_snapshots(st, rec_collect, &g), 0);
+	cr_assert_eq(g.n, 2);
+	cr_assert(bytes_eq(g.m[0].data, g.m[0].len, "one", 3));
+	cr_assert(bytes_eq(g.m[1].data, g.m[1].len, "two", 3));
+	test_got_free(&g);
+	/* a checkpoint up to id 1 drops that one only, in its transaction */
+	cr_assert_eq(crdt_store_put_checkpoint_upto(st, "ck2", 3, cv, id1), 0);
+	memset(&g, 0, sizeof g);
+	cr_assert_eq(crdt_store_snapshots(st, rec_collect, &g), 0);
+	cr_assert_eq(g.n, 1);
+	cr_assert(bytes_eq(g.m[0].data, g.m[0].len, "two", 3));
+	test_got_free(&g);
+	cr_assert_eq(crdt_store_put_checkpoint_upto(st, "ck3", 3, cv, id2), 0);
+	cr_assert_eq(crdt_store_put_snapshot(st, "three", 5, &id3), 0);
+	cr_assert_eq(id3, 3, "a dropped id is not reused");
+	crdt_buf_clear(&snap);
+	crdt_vclock_free(cv);
+	cr_assert_eq(crdt_store_checkpoint(st, &snap, &cv), 0);
+	cr_assert(bytes_eq(snap.data, snap.len, "ck3", 3));
+	crdt_vclock_free(cv);
+	crdt_buf_fini(&snap);
+	crdt_store_close(st);
+	test_stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+/* The new table needs a page: under a quota of the file's own size the
+ * migration fails with CRDT_EFULL and the version-2 file is exactly as it
+ * was; an altered version-2 schema is not migrated. */
+Test(migrate, a_v2_migration_that_runs_out_of_room_leaves_the_file_intact)
+{
+	test_stream s = { 0 };
+	mixed_stream(&s, 20, 100);
+	make_v2_file(dbpath, &s);
+	uint8_t *before;
+	size_t n = slurp(dbpath, &before);
+	crdt_store_sqlite_opts o = {
+		.max_pages = (uint32_t)sql_int(dbpath, "PRAGMA page_count")
+	};
+	expect_refused(&o, CRDT_EFULL, "quota");
+	expect_file_is(dbpath, before, n);
+	cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 2);
+	free(before);
+	crdt_store *st = open_ok(NULL);
+	expect_all(st, &s, 0, 0);
+	crdt_store_close(st);
+	test_rm_db(dbpath);
+	make_v2_file(dbpath, &s);
+	sql(dbpath, "DROP INDEX replicas_rid");
+	expect_refused(NULL, CRDT_ECORRUPT, "v2 without its index");
+	cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 2);
+	test_stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+/* A damaged record is refused on open and, with quick_open, when handed
+ * out (never merged); an altered snaps table is refused on open. */
+Test(migrate, damage_to_a_loaded_snapshot_record_is_refused)
+{
+	static const char *const damage[][2] = {
+		{ "UPDATE snaps SET bytes = x'00' WHERE id = 2",
+		    "bytes altered" },
+		{ "UPDATE snaps SET digest = zeroblob(32) WHERE id = 1",
+		    "digest zeroed" },
+		{ "UPDATE snaps SET bytes = 'text' WHERE id = 1",
+		    "bytes that are text" },
+		{ "DROP TABLE snaps", "the table dropped" },
+		{ "CREATE INDEX extra ON snaps(digest)", "an index added" },
+	};
+	test_stream s = { 0 };
+	mixed_stream(&s, 2, 20);
+	for (size_t i = 0; i < sizeof damage / sizeof damage[0]; i++) {
+		make_v2(&s);
+		crdt_store *st = open_ok(NULL);
+		uint64_t id;
+		cr_assert_eq(crdt_store_put_snapshot(st, "one", 3, &id), 0);
+		cr_assert_eq(crdt_store_put_snapshot(st, "two", 3, &id), 0);
+		crdt_store_close(st);
+		sql(dbpath, damage[i][0]);
+		expect_refused(NULL, CRDT_ECORRUPT, damage[i][1]);
+		if (i < 3) {
+			crdt_store_sqlite_opts o = { .quick_open = true };
+			st = open_ok(&o);
+			test_got g;
+			memset(&g, 0, sizeof g);
+			cr_assert_eq(crdt_store_snapshots(st, rec_collect, &g),
+			    CRDT_ECORRUPT, "%s", damage[i][1]);
+			test_got_free(&g);
+			crdt_store_close(st);
+		}
+		test_rm_db(dbpath);
+	}
+	test_stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+/* ---- damage to what version 2 added ---- */
 
 Test(migrate, damage_to_the_replicas_table_or_a_rep_id_is_refused)
 {
