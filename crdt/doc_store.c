@@ -8,11 +8,14 @@
  * commit point, so a store that fails leaves the document unchanged and
  * a call that returned 0 has its message on disk. One append per accepted
  * message: O(message) plus the store's commit (or a queued copy, group
- * commit, appended by crdt_doc_store_flush). Restart is the last
- * checkpoint plus the messages its clock lacks (lowered to the log's
- * floor, log_floor), re-offered through the ingest pipeline (so the log,
- * the buffer and the evidence refill) with the appends off: they are
- * stored already.
+ * commit, appended by crdt_doc_store_flush). A snapshot merged while
+ * attached is written ahead the same way, as a loaded snapshot record
+ * (crdt__store_snap_put, before the load's commit point), which the next
+ * checkpoint drops in its own transaction. Restart is the last
+ * checkpoint, then the loaded snapshot records, then the messages its
+ * clock lacks (lowered to the log's floor, log_floor), re-offered through
+ * the ingest pipeline (so the log, the buffer and the evidence refill)
+ * with the appends off: they are stored already.
  *
  * Automatic checkpoints (ckpt_policy): the next one falls due when the
  * bytes appended since the last reach ckpt_tail_pct percent of its

@@ -2,8 +2,10 @@
 #define CRDT_STORE_H
 
 /*
- * Durable storage for a replica: an append-only log of messages and the
- * latest checkpoint (snapshot bytes plus the clock it covers).
+ * Durable storage for a replica: an append-only log of messages, the
+ * latest checkpoint (snapshot bytes plus the clock it covers), and the
+ * loaded snapshot records: snapshots a document merged since that
+ * checkpoint, written ahead of the merge (crdt_store_put_snapshot).
  *
  * A crdt_store is an opaque handle over a backend vtable (crdt_store_ops).
  * The library ships one backend, SQLite (crdt_store_open_sqlite()); an
@@ -213,11 +215,12 @@ typedef struct crdt_store_sqlite_opts {
  * per batch. An existing file is checked before the handle exists:
  * `PRAGMA quick_check`, the schema, and every stored message and the
  * checkpoint against their digests and dots (quick_open: the schema
- * only). A store of schema version 1 (an older libcrdt) is migrated to
- * version 2 first, in one transaction (docs/storage.md, "Versions"): on
- * any error, or a crash, the version-1 file is left as it was; it needs
- * free space of about the file's size (else CRDT_EFULL) and about the
- * time of a full open, once.
+ * only). A store of schema version 1 or 2 (an older libcrdt) is migrated
+ * to version 3 first, in one transaction (docs/storage.md, "Versions"):
+ * on any error, or a crash, the old file is left as it was; from version
+ * 1 it needs free space of about the file's size (else CRDT_EFULL) and
+ * about the time of a full open, once; from version 2, one page (the new
+ * table) and O(schema).
  * Cost: O(database size) to open (the check reads everything once;
  * quick_open: O(schema));
  * append O(batch bytes + batch * log(stored)); since from cursor 0 finds
@@ -353,7 +356,9 @@ CRDT_API CRDT_NODISCARD int crdt_store_since(crdt_store *s,
  * to `snap_out` (`*has_checkpoint` says whether there is one), then `fn`
  * gets every stored message the checkpoint's clock does not cover (all
  * of them without a checkpoint), in append order. Feed the snapshot to
- * crdt_doc_load() and the messages to crdt_doc_receive().
+ * crdt_doc_load(), then the loaded snapshot records (read them first,
+ * crdt_store_snapshots(): `fn` cannot call the store), then the messages
+ * to crdt_doc_receive(); crdt_doc_open_store() does all of it.
  * On error snap_out->len is restored and *has_checkpoint untouched;
  * messages already handed to `fn` were handed out (load again from the
  * start: receiving a message twice is a no-op for a document).

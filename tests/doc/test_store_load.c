@@ -684,3 +684,47 @@ Test(sload, a_load_survives_kill_9_and_commits_after_it_are_not_stuck,
 	crdt_buf_fini(&snap);
 	crdt_buf_fini(&m);
 }
+
+/* A backend that keeps no loaded snapshot records (an application
+ * backend without the three optional ops): a load while attached is
+ * refused with CRDT_ESTATE and changes nothing; detached, the same load
+ * goes in, and attaching again takes a checkpoint that holds it. */
+static const crdt_store_ops plain_ops = { w_append, w_put, w_get, w_since,
+	NULL, NULL, NULL, NULL };
+
+Test(sload, a_backend_without_records_refuses_the_load_and_changes_nothing)
+{
+	test_clock ca = { 1000000, 0 };
+	crdt_buf snap, m, before, after;
+	tb_init(&snap);
+	tb_init(&m);
+	tb_init(&before);
+	tb_init(&after);
+	peer_snapshot(4, 20, &snap);
+	wrap w;
+	memset(&w, 0, sizeof w);
+	w.in = store_open(0);
+	crdt_store *s = NULL;
+	cr_assert_eq(crdt_store_new(NULL, &plain_ops, &w, &s), 0);
+	crdt_doc *a = mkdoc(1, &ca, false);
+	cr_assert_eq(crdt_doc_attach_store(a, s, 0), 0);
+	ca.ms += 1;
+	cr_assert_eq(put(a, 1, "a", &m), 0);
+	save(a, &before);
+	cr_assert_eq(crdt_doc_load(a, snap.data, snap.len, NULL), CRDT_ESTATE);
+	save(a, &after);
+	cr_assert(bytes_eq(before.data, before.len, after.data, after.len));
+	restart_is(s, &before, &ca);
+	cr_assert_eq(crdt_doc_attach_store(a, NULL, 0), 0);
+	cr_assert_eq(crdt_doc_load(a, snap.data, snap.len, NULL), 0);
+	cr_assert_eq(crdt_doc_attach_store(a, s, 0), 0);
+	save(a, &after);
+	restart_is(s, &after, &ca);
+	crdt_doc_free(a);
+	wrap_close(&w, s);
+	crdt_buf_fini(&snap);
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&before);
+	crdt_buf_fini(&after);
+	ASSERT_NO_LEAKS();
+}
