@@ -728,3 +728,135 @@ Test(sload, a_backend_without_records_refuses_the_load_and_changes_nothing)
 	crdt_buf_fini(&after);
 	ASSERT_NO_LEAKS();
 }
+
+/* ---- sealed snapshots, allocation failures ---- */
+
+static const uint8_t doc_key[32] = { 4, 3, 2, 1 };
+
+/* An encrypted (unsigned) document with map "m" and the document key
+ * (a restarted one gets the same key before the restart); automatic
+ * checkpoints off. */
+static crdt_doc *
+mk_sealed(uint8_t id, test_clock *clk)
+{
+	crdt_doc *d = NULL;
+	crdt_config cfg;
+	test_config(&cfg, clk);
+	cfg.ckpt_tail_pct = UINT32_MAX;
+	crdt_replica_id rid = test_id(id);
+	cr_assert_eq(crdt_doc_new(&cfg, &rid, &d), 0);
+	crdt_doc_security sec = { false, NULL, true, doc_key, 1, NULL, false };
+	cr_assert_eq(crdt_doc_set_security(d, &sec), 0);
+	uint32_t on;
+	cr_assert_eq(crdt_doc_register(d, "m", CRDT_OBJ_MAP, &on), 0);
+	return d;
+}
+
+/* Whether `needle` occurs in `hay`. */
+static bool
+contains(const crdt_buf *hay, const char *needle)
+{
+	size_t n = strlen(needle);
+	for (size_t i = 0; i + n <= hay->len; i++)
+		if (memcmp(hay->data + i, needle, n) == 0)
+			return true;
+	return false;
+}
+
+/* A sealed snapshot's record is the sealed bytes, as received: the store
+ * never holds its plaintext; a restart with the key opens and merges it. */
+Test(sload, a_sealed_snapshot_stays_sealed_in_its_record)
+{
+	test_clock ca = { 1000000, 0 }, cb = { 2000000, 0 };
+	crdt_doc *b = mk_sealed(2, &cb);
+	crdt_buf m, sealed, rec, x, y;
+	tb_init(&m);
+	tb_init(&sealed);
+	tb_init(&rec);
+	tb_init(&x);
+	tb_init(&y);
+	for (unsigned i = 0; i < 4; i++) {
+		cb.ms += 1;
+		cr_assert_eq(put(b, i, "plaintext-marker", &m), 0);
+	}
+	cr_assert_eq(crdt_doc_save_sealed(b, &sealed), 0);
+	cr_assert(!contains(&sealed, "plaintext-marker"));
+	crdt_store *s = store_open(0);
+	crdt_doc *a = mk_sealed(1, &ca);
+	cr_assert_eq(crdt_doc_attach_store(a, s, 0), 0);
+	cr_assert_eq(crdt_doc_load(a, sealed.data, sealed.len, NULL), 0);
+	cr_assert_eq(vc_of(a, 2), 4);
+	cr_assert_eq(crdt_store_snapshots(s, first_rec, &rec), 0);
+	cr_assert(bytes_eq(rec.data, rec.len, sealed.data, sealed.len),
+	    "the record is the sealed bytes as received");
+	save(a, &x);
+	crdt_doc *r = mk_sealed(1, &ca);
+	cr_assert_eq(crdt_doc_open_store(r, s, 0), 0);
+	save(r, &y);
+	cr_assert(bytes_eq(x.data, x.len, y.data, y.len));
+	crdt_doc_free(r);
+	crdt_doc_free(a);
+	crdt_doc_free(b);
+	crdt_store_close(s);
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&sealed);
+	crdt_buf_fini(&rec);
+	crdt_buf_fini(&x);
+	crdt_buf_fini(&y);
+	ASSERT_NO_LEAKS();
+}
+
+/* The n-th allocation of a load while attached fails, for every n the
+ * load makes: CRDT_ENOMEM with the document's bytes unchanged and no
+ * record stored, or 0 with the record stored (the allocations after the
+ * commit point fail nothing). */
+Test(sload, allocation_failures_in_a_load_while_attached_change_nothing)
+{
+	test_clock ca = { 1000000, 0 };
+	crdt_buf snap, m, before, after;
+	tb_init(&snap);
+	tb_init(&m);
+	tb_init(&before);
+	tb_init(&after);
+	peer_snapshot(6, 30, &snap);
+	size_t fired = 0;
+	long n;
+	for (n = 0; n < 400; n++) {
+		crdt_store *s = store_open(0);
+		crdt_doc *a = mkdoc(1, &ca, false);
+		cr_assert_eq(crdt_doc_attach_store(a, s, 0), 0);
+		ca.ms += 1;
+		cr_assert_eq(put(a, 1, "a", &m), 0);
+		save(a, &before);
+		test_alloc_fail_at(n);
+		int rc = crdt_doc_load(a, snap.data, snap.len, NULL);
+		bool hit = test_alloc_fired();
+		test_alloc_disarm();
+		if (rc != 0) {
+			cr_assert_eq(rc, CRDT_ENOMEM, "n %ld: %s", n,
+			    crdt_err_name(rc));
+			save(a, &after);
+			cr_assert(bytes_eq(before.data, before.len, after.data,
+			    after.len), "n %ld", n);
+			cr_assert_eq(records(s), 0, "n %ld", n);
+			restart_is(s, &before, &ca);
+			fired++;
+		} else {
+			cr_assert_eq(records(s), 1);
+			save(a, &after);
+			restart_is(s, &after, &ca);
+		}
+		crdt_doc_free(a);
+		crdt_store_close(s);
+		test_rm_db(dbpath);
+		if (!hit)
+			break; /* past the load's last allocation */
+	}
+	cr_assert_gt(fired, 0);
+	cr_assert_lt(n, 400, "the load makes fewer than 400 allocations");
+	crdt_buf_fini(&snap);
+	crdt_buf_fini(&m);
+	crdt_buf_fini(&before);
+	crdt_buf_fini(&after);
+	ASSERT_NO_LEAKS();
+}
