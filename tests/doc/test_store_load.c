@@ -860,3 +860,132 @@ Test(sload, allocation_failures_in_a_load_while_attached_change_nothing)
 	crdt_buf_fini(&after);
 	ASSERT_NO_LEAKS();
 }
+
+/* ---- kill -9 while loads and their background checkpoints run ---- */
+
+#define SNAPS 96
+#define BG_ITERS 24
+
+/* Restart from the store (automatic checkpoints on: each load makes one
+ * due, written by the store's writer thread, which drops the records),
+ * then alternate: load replica 2's next snapshot and ack it, commit and
+ * ack it, until killed. */
+static void
+bg_child(void *ud, uint64_t seed, int wfd)
+{
+	const crdt_buf *snaps = ud;
+	(void)seed;
+	crdt_store_sqlite_opts o;
+	memset(&o, 0, sizeof o);
+	o.must_exist = true;
+	crdt_store *s = NULL;
+	if (crdt_store_open_sqlite(NULL, dbpath, &o, &s) != 0)
+		_exit(2);
+	crdt_doc *d = mkdoc_try(1, NULL, true);
+	if (d == NULL || crdt_doc_open_store(d, s, 0) != 0)
+		_exit(3);
+	crdt_buf m;
+	tb_init(&m);
+	for (unsigned i = 0; i < 400; i++) {
+		uint64_t next = vc_of(d, 2);
+		test_ack a;
+		if (i % 2 == 0 && next < SNAPS) {
+			if (crdt_doc_load(d, snaps[next].data, snaps[next].len,
+			    NULL) != 0)
+				_exit(4);
+			a = (test_ack){ 2, (uint32_t)vc_of(d, 2) };
+		} else {
+			if (put(d, i % 8, "between loads", &m) != 0)
+				_exit(6);
+			crdt_dot dot;
+			if (crdt_msg_peek(m.data, m.len, &dot, NULL) != 0)
+				_exit(6);
+			a = (test_ack){ 1, (uint32_t)dot.counter };
+		}
+		if (write(wfd, &a, sizeof a) != (ssize_t)sizeof a)
+			_exit(5);
+	}
+	crdt_buf_fini(&m);
+	crdt_doc_free(d);
+	crdt_store_close(s);
+	_exit(0);
+}
+
+Test(sload, kill_9_during_loads_and_their_checkpoints_loses_no_acked_load,
+    .timeout = 180)
+{
+	/* replica 2's snapshot after each of its commits, made before any
+	 * fork */
+	static crdt_buf snaps[SNAPS];
+	test_clock cb = { 2000000, 0 };
+	crdt_doc *b = mkdoc(2, &cb, true);
+	crdt_buf m;
+	tb_init(&m);
+	for (unsigned i = 0; i < SNAPS; i++) {
+		cb.ms += 1;
+		char v[201];
+		memset(v, 'b', 200);
+		v[200] = '\0';
+		cr_assert_eq(put(b, 100 + i % 48, v, &m), 0);
+		tb_init(&snaps[i]);
+		save(b, &snaps[i]);
+	}
+	crdt_doc_free(b);
+	crdt_store *s;
+	test_rng r;
+	uint64_t seed = test_seed(0xb9c4);
+	test_rng_init(&r, seed);
+	uint32_t own = 0, peer = 0, loads = 0;
+	size_t kills = 0;
+	for (int it = 0; it < BG_ITERS; it++) {
+		/* a fresh store every 4 runs, so loads go on in every run */
+		if (it % 4 == 0) {
+			test_rm_db(dbpath);
+			s = store_open(0);
+			crdt_store_close(s);
+			own = peer = 0;
+		}
+		size_t before = (size_t)test_rng_below(&r, 8);
+		long delay = (long)test_rng_below(&r, 3000);
+		if (test_crash_once(bg_child, snaps, test_rng_next(&r), before,
+		    delay, &own, &peer, 1024))
+			kills++;
+		s = store_open(0);
+		crdt_doc *d = mkdoc(1, NULL, true);
+		int rc = crdt_doc_open_store(d, s, 0);
+		cr_assert_eq(rc, 0, "it %d: restart: %s", it,
+		    crdt_err_name(rc));
+		cr_assert_geq(vc_of(d, 2), peer, "it %d: an acked load was lost",
+		    it);
+		cr_assert_geq(vc_of(d, 1), own, "it %d: an acked commit was lost",
+		    it);
+		crdt_replica_id self = test_id(1);
+		cr_assert_eq(vc_of(d, 1), test_own_dots(s, &self));
+		cr_assert_eq(crdt_doc_buffered(d), 0, "it %d: stuck", it);
+		loads = peer > loads ? peer : loads;
+		if (it % 4 == 3 || it == BG_ITERS - 1) {
+			test_clock cp = { 1000000, 0 };
+			crdt_doc *p = mkdoc(3, &cp, false);
+			test_heal(d, p);
+			crdt_buf x, y;
+			tb_init(&x);
+			tb_init(&y);
+			save(d, &x);
+			save(p, &y);
+			cr_assert(bytes_eq(x.data, x.len, y.data, y.len));
+			crdt_buf_fini(&x);
+			crdt_buf_fini(&y);
+			crdt_doc_free(p);
+		}
+		crdt_doc_free(d);
+		crdt_store_close(s);
+	}
+	cr_assert_geq(kills, BG_ITERS / 2, "only %zu of %d children killed",
+	    kills, BG_ITERS);
+	cr_assert_gt(loads, 0, "some load was acked");
+	cr_log_info("%zu of %d killed; last store: %u loads and %u commits "
+		    "acked", kills, BG_ITERS, peer, own);
+	for (unsigned i = 0; i < SNAPS; i++)
+		crdt_buf_fini(&snaps[i]);
+	crdt_buf_fini(&m);
+}
