@@ -12,9 +12,10 @@
 
 #include "crdt/store.h"
 
-/* The backend's put_checkpoint may be called on the store's writer thread
- * (crdt_store_put_checkpoint_bg): it uses no cfg->alloc memory and no
- * thread-bound state. Set by the SQLite backend on its own handles. */
+/* The backend's put_checkpoint and put_checkpoint_upto may be called on
+ * the store's writer thread (crdt_store_put_checkpoint_bg): they use no
+ * cfg->alloc memory and no thread-bound state. Set by the SQLite backend
+ * on its own handles. */
 void crdt__store_allow_bg(crdt_store *s);
 
 /* crdt_store_put_checkpoint_bg(), dropping the loaded snapshot records up
