@@ -622,8 +622,9 @@ CRDT_API CRDT_NODISCARD int crdt_doc_checkpoint(crdt_doc *d);
  * once the bytes appended since the last checkpoint reach
  * cfg.ckpt_tail_pct percent of that checkpoint's snapshot and at least
  * cfg.ckpt_min_bytes (crdt_config; defaults 50 % and 256 KiB;
- * ckpt_tail_pct = UINT32_MAX turns them off). The snapshot is serialized
- * in that call (O(document), in memory) and its write is handed to the
+ * ckpt_tail_pct = UINT32_MAX turns them off), and at the end of a load
+ * that stored a loaded snapshot record (crdt_doc_load). The snapshot is
+ * serialized in that call (O(document), in memory) and its write is handed to the
  * store's writer thread (crdt_store_put_checkpoint_bg): the commit pays
  * no checkpoint fsync. Amortized per message: O(message) (a checkpoint
  * of S bytes comes after at least S * pct / 100 bytes of messages).
