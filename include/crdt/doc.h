@@ -626,8 +626,9 @@ CRDT_API CRDT_NODISCARD int crdt_doc_checkpoint(crdt_doc *d);
  * that stored a loaded snapshot record (crdt_doc_load). The snapshot is
  * serialized in that call (O(document), in memory) and its write is
  * handed to the store's writer thread (crdt_store_put_checkpoint_bg): the
- * commit pays no checkpoint fsync. Amortized per message: O(message) (a checkpoint
- * of S bytes comes after at least S * pct / 100 bytes of messages).
+ * commit pays no checkpoint fsync. Amortized per message: O(message) (a
+ * checkpoint of S bytes comes after at least S * pct / 100 bytes of
+ * messages).
  * Restart (crdt_doc_open_store) replays at most about one such tail (two
  * while the newest checkpoint is still being written) plus the log's
  * messages. An automatic checkpoint never makes its call fail: its
