@@ -169,6 +169,10 @@ struct crdt_doc {
 	 * (SIZE_MAX = never), and the first unreported error of one */
 	size_t ckpt_tail, ckpt_next;
 	int ckpt_err;
+	/* the newest loaded snapshot record of the store this document
+	 * merged (0: none): a checkpoint holds it and every earlier one, and
+	 * drops them with it (doc_store.c, crdt__store_snap_put) */
+	uint64_t store_snap_upto;
 	crdt_buf store_q;
 	size_t *store_qend;
 	size_t store_qn, store_qcap;
@@ -451,9 +455,19 @@ crdt__store_settle(crdt_doc *d)
 }
 /* Free the group-commit queue (crdt_doc_free). */
 void crdt__store_fini(crdt_doc *d);
-/* A snapshot merged into an attached document (snapshot.c): checkpoint
- * it, since no message in the store carries it. */
-int crdt__store_after_load(crdt_doc *d);
+/* A snapshot about to be merged into an attached document (snapshot.c,
+ * before the load's commit point): no stored message carries what it
+ * brings, so its bytes as received are written ahead as a loaded
+ * snapshot record (crdt_store_put_snapshot), after a group-commit queue
+ * is flushed. A failure leaves the document unchanged; on 0 `*id` is
+ * the record's id (0 without a store or while quiet: nothing written). */
+int crdt__store_snap_put(crdt_doc *d, const uint8_t *bytes, size_t len,
+    uint64_t *id);
+/* After the load's commit point: the record `id` (of `len` bytes) is
+ * merged. The next checkpoint, which drops it, falls due at once and is
+ * taken at the end of the call (crdt__store_settle), in the background;
+ * its failure fails nothing (crdt_doc_checkpoint_status). */
+void crdt__store_snap_done(crdt_doc *d, uint64_t id, size_t len);
 /* Serve a peer lacking what the log evicted from the store: write the
  * DATA frame's message array (at most `budget` bytes of messages, at
  * least one), *more when more remain. ENOTFOUND without a store. */

@@ -8,11 +8,14 @@
  * commit point, so a store that fails leaves the document unchanged and
  * a call that returned 0 has its message on disk. One append per accepted
  * message: O(message) plus the store's commit (or a queued copy, group
- * commit, appended by crdt_doc_store_flush). Restart is the last
- * checkpoint plus the messages its clock lacks (lowered to the log's
- * floor, log_floor), re-offered through the ingest pipeline (so the log,
- * the buffer and the evidence refill) with the appends off: they are
- * stored already.
+ * commit, appended by crdt_doc_store_flush). A snapshot merged while
+ * attached is written ahead the same way, as a loaded snapshot record
+ * (crdt__store_snap_put, before the load's commit point), which the next
+ * checkpoint drops in its own transaction. Restart is the last
+ * checkpoint, then the loaded snapshot records, then the messages its
+ * clock lacks (lowered to the log's floor, log_floor), re-offered through
+ * the ingest pipeline (so the log, the buffer and the evidence refill)
+ * with the appends off: they are stored already.
  *
  * Automatic checkpoints (ckpt_policy): the next one falls due when the
  * bytes appended since the last reach ckpt_tail_pct percent of its
@@ -26,6 +29,7 @@
  */
 #include "doc_impl.h"
 #include "crdt/store.h"
+#include "store_impl.h"
 
 /* Messages per store batch when attaching (the store's own limit on a
  * batch is limits.max_elems, far above this). */
@@ -207,6 +211,9 @@ set_mode(crdt_doc *d, crdt_store *s, unsigned flags)
 		return CRDT_ESTATE;
 	if (d->store_q.alloc.alloc == NULL)
 		crdt_buf_init(&d->store_q, &d->cfg.alloc);
+	/* Record ids are the store's: another store's are not merged. */
+	if (s != d->store)
+		d->store_snap_upto = 0;
 	d->store = s;
 	d->store_group = (flags & CRDT_DOC_STORE_GROUP) != 0;
 	return 0;
@@ -269,10 +276,14 @@ ckpt_take(crdt_doc *d, bool bg)
 	size_t len = snap.len;
 	if (rc == 0)
 		rc = log_floor(d, &vc);
+	/* The snapshot holds every loaded snapshot record merged so far:
+	 * they go with this checkpoint, in its transaction. */
+	uint64_t upto = d->store_snap_upto;
 	if (rc == 0)
-		rc = bg ? crdt_store_put_checkpoint_bg(d->store, &snap, vc) :
-			  crdt_store_put_checkpoint(d->store, snap.data,
-			      snap.len, vc);
+		rc = bg ? crdt__store_put_checkpoint_bg(d->store, &snap, vc,
+			      upto) :
+			  crdt_store_put_checkpoint_upto(d->store, snap.data,
+			      snap.len, vc, upto);
 	if (rc == 0) {
 		d->store_ckpt_due = false;
 		ckpt_policy(d, len);
@@ -311,11 +322,32 @@ crdt_doc_checkpoint_status(crdt_doc *d, bool wait)
 }
 
 int
-crdt__store_after_load(crdt_doc *d)
+crdt__store_snap_put(crdt_doc *d, const uint8_t *bytes, size_t len,
+    uint64_t *id)
 {
+	*id = 0;
 	if (d->store == NULL || d->store_quiet > 0)
 		return 0;
-	return crdt_doc_checkpoint(d);
+	/* A durable point, like crdt_doc_checkpoint: what the document
+	 * accepted before the load is stored first. A failed flush keeps its
+	 * queue and changes nothing in the document. */
+	CRDT_TRY(store_flush(d));
+	return crdt_store_put_snapshot(d->store, bytes, len, id);
+}
+
+void
+crdt__store_snap_done(crdt_doc *d, uint64_t id, size_t len)
+{
+	if (id == 0)
+		return;
+	d->store_snap_upto = id;
+	/* A record costs a restart a merge, O(document), not O(its bytes):
+	 * the checkpoint that drops it is due now (unless automatic
+	 * checkpoints are off: then crdt_doc_checkpoint drops it). */
+	d->ckpt_tail = len > SIZE_MAX - d->ckpt_tail ? SIZE_MAX :
+						     d->ckpt_tail + len;
+	if (d->ckpt_next != SIZE_MAX && d->ckpt_tail < d->ckpt_next)
+		d->ckpt_tail = d->ckpt_next;
 }
 
 void
@@ -345,6 +377,24 @@ crdt__store_settle_slow(crdt_doc *d)
 		 * tail's worth. Nothing is lost: the log is whole. */
 		d->ckpt_tail = 0;
 	}
+}
+
+/* A loaded snapshot record merged on restart, after the checkpoint and
+ * before the messages (a message stored after the load may depend on a
+ * dot only the snapshot carried). Trusted, like the checkpoint: an
+ * error stops the restart. */
+typedef struct restore_ctx {
+	crdt_doc *d;
+	uint64_t upto;
+} restore_ctx;
+
+static int
+restore_snap(void *ud, uint64_t id, const uint8_t *bytes, size_t len)
+{
+	restore_ctx *c = ud;
+	CRDT_TRY(crdt_doc_load(c->d, bytes, len, NULL));
+	c->upto = id;
+	return 0;
 }
 
 /* A stored message re-offered on restart. The store holds what this
@@ -402,6 +452,9 @@ crdt_doc_open_store(crdt_doc *d, crdt_store *s, unsigned flags)
 	else if (rc == 0)
 		rc = crdt_doc_load(d, snap.data, snap.len, NULL);
 	ckpt_policy(d, snap.len);
+	restore_ctx rs = { d, 0 };
+	if (rc == 0 && !crdt__is_relay(d))
+		rc = crdt_store_snapshots(s, restore_snap, &rs);
 	uint64_t cursor = 0;
 	bool more = true;
 	/* Each page moves the cursor (the store checks that for load;
@@ -423,7 +476,13 @@ crdt_doc_open_store(crdt_doc *d, crdt_store *s, unsigned flags)
 	 * stamp above every earlier one whatever the device clock says. */
 	if (d->rs[d->self_idx].stamp > d->clock.last)
 		d->clock.last = d->rs[d->self_idx].stamp;
-	return set_mode(d, s, flags);
+	CRDT_TRY(set_mode(d, s, flags));
+	/* Records found: the next checkpoint drops them, so it is due. */
+	d->store_snap_upto = rs.upto;
+	if (rs.upto > 0 && d->ckpt_next != SIZE_MAX &&
+	    d->ckpt_tail < d->ckpt_next)
+		d->ckpt_tail = d->ckpt_next;
+	return 0;
 }
 
 /* ---- serving sync from the store ---- */

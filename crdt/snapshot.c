@@ -381,9 +381,9 @@ parse_snap(crdt_doc *d, const void *bytes, size_t len, snapview *sv)
 
 /* Before the commit point: the snapshot's evidence dots that are new
  * here fit the evidence bound (max_buffered_msgs dots), so none is
- * dropped for it after the commit. */
+ * dropped for it after the commit. `*nfresh`: how many are new. */
 static int
-evid_room(crdt_doc *d, const snapview *sv)
+evid_room(crdt_doc *d, const snapview *sv, size_t *nfresh)
 {
 	size_t fresh = 0, at;
 	crdt_dot prev = { { { 0 } }, 0 };
@@ -396,6 +396,7 @@ evid_room(crdt_doc *d, const snapview *sv)
 			fresh++;
 		prev = dot;
 	}
+	*nfresh = fresh;
 	if (fresh > 0 && fresh > d->cfg.max_buffered_msgs - CRDT_MIN(d->ev.n,
 	    d->cfg.max_buffered_msgs))
 		return CRDT_EBUFFULL;
@@ -426,6 +427,36 @@ merge_into_tmp(const dobj *o, void *tmp, bool *changed)
 	return CRDT_EINVAL;
 }
 
+/* Whether merging `sv` changes what the document saves: an object, a
+ * clock entry, a stamp, admin_seen, hlc_max, or an evidence dot new here
+ * (before the commit point, so the store's write-ahead is skipped only
+ * for a load that changes none of them). O(objects + clock entries). */
+static bool
+load_brings(const crdt_doc *d, const snapview *sv, size_t fresh_ev)
+{
+	if (fresh_ev > 0)
+		return true;
+	for (size_t i = 0; i < d->nobjs; i++)
+		if (sv->changed[i])
+			return true;
+	if (sv->hlc_max > d->hlc_max)
+		return true;
+	for (size_t i = 0; i < sv->nvc; i++) {
+		uint32_t ri = 0;
+		if (crdt__rep_find(d, &sv->vc[i].id, &ri) != 0 ||
+		    sv->vc[i].c > d->rs[ri].vc ||
+		    (sv->stamps != NULL && sv->stamps[i] > d->rs[ri].stamp))
+			return true;
+	}
+	for (size_t i = 0; i < sv->nseen; i++) {
+		uint32_t ri = 0;
+		if (crdt__rep_find(d, &sv->seen[i].id, &ri) != 0 ||
+		    sv->seen[i].c > d->rs[ri].admin_seen)
+			return true;
+	}
+	return false;
+}
+
 /*
  * load = parse everything, build the merged objects aside, intern and
  * reserve; only then swap in (nothing after that point can fail). The
@@ -446,15 +477,24 @@ crdt_doc_load(crdt_doc *d, const void *snap, size_t len, void *caller)
 	/* A relay holds no content: it cannot merge states. */
 	if (d->in_txn || crdt__is_relay(d))
 		return CRDT_ESTATE;
-	if (!crdt__is_sealed_snapshot(snap, len))
-		return load_plain(d, snap, len, snap, len, caller);
-	crdt_buf plain;
-	crdt_buf_init(&plain, &d->cfg.alloc);
-	int rc = open_sealed_snapshot(d, snap, len, &plain);
+	int rc;
+	if (!crdt__is_sealed_snapshot(snap, len)) {
+		rc = load_plain(d, snap, len, snap, len, caller);
+	} else {
+		crdt_buf plain;
+		crdt_buf_init(&plain, &d->cfg.alloc);
+		rc = open_sealed_snapshot(d, snap, len, &plain);
+		if (rc == 0)
+			rc = load_plain(d, plain.data, plain.len, snap, len,
+			    caller);
+		crdt__memzero(plain.data, plain.cap);
+		crdt_buf_fini(&plain);
+	}
+	/* Attached: the checkpoint that drops the snapshot's record is due
+	 * (crdt__store_snap_done); taken here, in the background, and its
+	 * failure fails nothing (crdt_doc_checkpoint_status). */
 	if (rc == 0)
-		rc = load_plain(d, plain.data, plain.len, snap, len, caller);
-	crdt__memzero(plain.data, plain.cap);
-	crdt_buf_fini(&plain);
+		crdt__store_settle(d);
 	return rc;
 }
 
@@ -490,19 +530,37 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 		    sizeof *d->dirty);
 		d->dirty = v;
 	}
+	size_t fresh_ev = 0;
 	if (rc == 0)
-		rc = evid_room(d, &sv);
+		rc = evid_room(d, &sv, &fresh_ev);
 	/* The allowlist index of the merged allowlist, before the commit
 	 * point: it is current from the moment the state is. */
 	crdt__table acl;
 	memset(&acl, 0, sizeof acl);
-	if (rc == 0 && d->has_admin)
+	bool acl_built = false;
+	if (rc == 0 && d->has_admin) {
 		rc = crdt__acl_build(&acl, &d->cfg.alloc, sv.tmp[d->acl_obj]);
+		acl_built = rc == 0;
+	}
+	/* Attached to a store: the last step before the commit point is the
+	 * write-ahead of the snapshot itself (no stored message carries what
+	 * it brings), as received, so sealed bytes stay sealed. A store that
+	 * cannot take it fails the load with nothing changed; once it is
+	 * stored, a restart merges it again. A snapshot that brings nothing
+	 * the saved bytes would show (no object, clock entry or evidence
+	 * dot new here) is not written; its buffered messages, re-offered
+	 * below, are stored like any received message. */
+	uint64_t snap_id = 0;
+	if (rc == 0 && load_brings(d, &sv, fresh_ev))
+		rc = crdt__store_snap_put(d, orig, origlen, &snap_id);
 	if (rc < 0) {
+		if (acl_built)
+			crdt__acl_fini(&acl);
 		crdt__unintern_to(d, nrs0);
 		snapview_free(d, &sv);
 		return rc;
 	}
+	crdt__store_snap_done(d, snap_id, origlen);
 	/* Commit: cannot fail from here, and nothing after it returns an
 	 * error (an error return means nothing changed). */
 	bool any = false;
@@ -607,9 +665,7 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 		    &dot.replica), sv.ep[i], sv.el[i]);
 	}
 	snapview_free(d, &sv);
-	/* Attached to a store: no stored message carries what the snapshot
-	 * brought, so it is checkpointed (doc.h, crdt_doc_attach_store). */
-	return any ? crdt__store_after_load(d) : 0;
+	return 0;
 }
 
 /* Open a sealed snapshot into `plain` (caller's buffer: d->plain is

@@ -22,6 +22,7 @@
  * cfg->alloc. */
 typedef struct ckjob {
 	crdt_buf snap, clk;
+	uint64_t upto; /* loaded snapshot records it holds (put_ck) */
 	bool has;
 } ckjob;
 
@@ -36,6 +37,7 @@ struct crdt_store {
 	 * (crdt__store_allow_bg: the SQLite backend). */
 	bool bg_ok;
 	bool bg_started; /* writer thread running; the locks exist */
+	bool snaps;      /* the backend keeps loaded snapshot records */
 	pthread_t th;
 	pthread_mutex_t io; /* held across every backend call */
 	pthread_mutex_t mu; /* pend, cur, busy, stop, bg_err */
@@ -56,6 +58,18 @@ job_free(ckjob *j)
 	j->has = false;
 }
 
+/* The backend's checkpoint, dropping the snapshot records up to `upto`
+ * with it when there are any to drop. */
+static int
+put_ck(crdt_store *s, const uint8_t *snap, size_t len, const uint8_t *clk,
+    size_t clen, uint64_t upto)
+{
+	if (upto > 0 && s->snaps)
+		return s->ops.put_checkpoint_upto(s->impl, snap, len, clk, clen,
+		    upto);
+	return s->ops.put_checkpoint(s->impl, snap, len, clk, clen);
+}
+
 /* Writer: take the queued job once the previous one is reaped, write it
  * under `io`, record its error. Ends at stop with nothing queued. */
 static void *
@@ -74,8 +88,8 @@ writer(void *arg)
 		s->busy = true;
 		pthread_mutex_unlock(&s->mu);
 		pthread_mutex_lock(&s->io);
-		int rc = s->ops.put_checkpoint(s->impl, s->cur.snap.data,
-		    s->cur.snap.len, s->cur.clk.data, s->cur.clk.len);
+		int rc = put_ck(s, s->cur.snap.data, s->cur.snap.len,
+		    s->cur.clk.data, s->cur.clk.len, s->cur.upto);
 		pthread_mutex_unlock(&s->io);
 		pthread_mutex_lock(&s->mu);
 		s->busy = false;
@@ -134,6 +148,12 @@ crdt_store_new(const crdt_config *cfg, const crdt_store_ops *ops, void *impl,
 	    ops->put_checkpoint == NULL || ops->get_checkpoint == NULL ||
 	    ops->since == NULL)
 		return CRDT_EINVAL;
+	/* Snapshot records: all three or none (a backend that could store
+	 * them but not drop them with a checkpoint would grow forever). */
+	int nsnap = (ops->put_snapshot != NULL) + (ops->snapshots != NULL) +
+	    (ops->put_checkpoint_upto != NULL);
+	if (nsnap != 0 && nsnap != 3)
+		return CRDT_EINVAL;
 	CRDT_TRY(crdt__config_resolve(cfg, &c));
 	s = crdt__malloc(&c.alloc, sizeof *s);
 	if (s == NULL)
@@ -142,6 +162,7 @@ crdt_store_new(const crdt_config *cfg, const crdt_store_ops *ops, void *impl,
 	s->cfg = c;
 	s->ops = *ops;
 	s->impl = impl;
+	s->snaps = nsnap == 3;
 	*out = s;
 	return 0;
 }
@@ -233,6 +254,13 @@ int
 crdt_store_put_checkpoint(crdt_store *s, const void *snap, size_t len,
     const crdt_vclock *covers)
 {
+	return crdt_store_put_checkpoint_upto(s, snap, len, covers, 0);
+}
+
+int
+crdt_store_put_checkpoint_upto(crdt_store *s, const void *snap, size_t len,
+    const crdt_vclock *covers, uint64_t upto)
+{
 	crdt_buf clk;
 	int rc;
 
@@ -253,8 +281,7 @@ crdt_store_put_checkpoint(crdt_store *s, const void *snap, size_t len,
 	}
 	if (rc == 0) {
 		io_enter(s);
-		rc = s->ops.put_checkpoint(s->impl, snap, len, clk.data,
-		    clk.len);
+		rc = put_ck(s, snap, len, clk.data, clk.len, upto);
 		io_leave(s);
 	}
 	crdt_buf_fini(&clk);
@@ -292,6 +319,13 @@ int
 crdt_store_put_checkpoint_bg(crdt_store *s, crdt_buf *snap,
     const crdt_vclock *covers)
 {
+	return crdt__store_put_checkpoint_bg(s, snap, covers, 0);
+}
+
+int
+crdt__store_put_checkpoint_bg(crdt_store *s, crdt_buf *snap,
+    const crdt_vclock *covers, uint64_t upto)
+{
 	ckjob j;
 	int rc;
 
@@ -305,9 +339,9 @@ crdt_store_put_checkpoint_bg(crdt_store *s, crdt_buf *snap,
 	if (!s->bg_ok || (!s->bg_started && !bg_start(s))) {
 		/* No writer (an application backend, or no thread): the
 		 * same checkpoint, written now. */
-		rc = crdt_store_put_checkpoint(s, snap->len ?
+		rc = crdt_store_put_checkpoint_upto(s, snap->len ?
 			(const void *)snap->data : (const void *)"", snap->len,
-		    covers);
+		    covers, upto);
 		if (rc == 0)
 			crdt_buf_clear(snap);
 		return rc;
@@ -320,6 +354,7 @@ crdt_store_put_checkpoint_bg(crdt_store *s, crdt_buf *snap,
 	}
 	/* The bytes change hands: the caller's buffer is left empty. */
 	j.snap = *snap;
+	j.upto = upto;
 	j.has = true;
 	crdt_buf_init(snap, &j.snap.alloc);
 	pthread_mutex_lock(&s->mu);
@@ -475,4 +510,46 @@ crdt_store_load(crdt_store *s, crdt_buf *snap_out, bool *has_checkpoint,
 	}
 	*has_checkpoint = has;
 	return 0;
+}
+
+int
+crdt_store_put_snapshot(crdt_store *s, const void *snap, size_t len,
+    uint64_t *id)
+{
+	uint64_t got = 0;
+	int rc;
+
+	if (s == NULL || snap == NULL || id == NULL)
+		return CRDT_EINVAL;
+	if (s->in_cb || !s->snaps)
+		return CRDT_ESTATE;
+	if (len > s->cfg.limits.max_bytes)
+		return CRDT_ETOOBIG;
+	io_enter(s);
+	rc = s->ops.put_snapshot(s->impl, snap, len, &got);
+	io_leave(s);
+	if (rc == 0 && got == 0)
+		rc = CRDT_ECORRUPT; /* ids start at 1: 0 means none */
+	if (rc == 0)
+		*id = got;
+	return rc;
+}
+
+int
+crdt_store_snapshots(crdt_store *s, crdt_store_snap_fn fn, void *ud)
+{
+	int rc;
+
+	if (s == NULL || fn == NULL)
+		return CRDT_EINVAL;
+	if (s->in_cb)
+		return CRDT_ESTATE;
+	if (!s->snaps)
+		return 0;
+	io_enter(s);
+	s->in_cb = true;
+	rc = s->ops.snapshots(s->impl, fn, ud);
+	s->in_cb = false;
+	io_leave(s);
+	return rc;
 }

@@ -24,7 +24,7 @@
 /* 'CRDT' in PRAGMA application_id: tells our files from other SQLite
  * databases, which are refused rather than written into. */
 #define SQ_APP_ID 0x43524454
-#define SQ_VERSION 2
+#define SQ_VERSION 3
 #define SQ_BUSY_DEFAULT_MS 5000u
 
 /* seq (the rowid) is append order, never reused because rows are never
@@ -47,6 +47,7 @@ typedef struct sq {
 	sqlite3_stmt *next_rep; /* the next stored replica after ?1 */
 	sqlite3_stmt *min_seq;  /* first seq of a replica in a counter range */
 	sqlite3_stmt *put_ck, *get_ck;
+	crdt__sq_snaps snaps; /* loaded snapshot records */
 	/* The last replica appended and its rep id. Valid once committed
 	 * (replicas rows are never deleted or changed); dropped when a
 	 * transaction fails, since its rep id may not exist then. */
@@ -356,6 +357,40 @@ sq_put_checkpoint(void *impl, const uint8_t *snap, size_t snap_len,
 	return rc == SQLITE_DONE ? 0 : crdt__sq_err(rc);
 }
 
+/* The checkpoint and the drop of the snapshot records it holds, in one
+ * transaction: a crash or failure leaves both as they were. */
+static int
+sq_put_checkpoint_upto(void *impl, const uint8_t *snap, size_t snap_len,
+    const uint8_t *clock, size_t clock_len, uint64_t upto)
+{
+	sq *q = impl;
+	int rc = sq_step_done(q->begin);
+
+	if (rc == 0)
+		rc = sq_put_checkpoint(q, snap, snap_len, clock, clock_len);
+	if (rc == 0)
+		rc = crdt__sq_snaps_drop(&q->snaps, upto);
+	if (rc == 0)
+		rc = sq_step_done(q->commit);
+	return rc < 0 ? sq_abort(q, rc) : 0;
+}
+
+static int
+sq_put_snapshot(void *impl, const uint8_t *snap, size_t len, uint64_t *id)
+{
+	sq *q = impl;
+
+	return crdt__sq_snaps_put(&q->snaps, snap, len, id);
+}
+
+static int
+sq_snapshots(void *impl, crdt_store_snap_fn fn, void *ud)
+{
+	sq *q = impl;
+
+	return crdt__sq_snaps_each(&q->snaps, fn, ud);
+}
+
 /* Row of the checkpoint table, checked: columns 0..3 of the checkpoint table
  * (store_sqlite_schema.c). */
 static int
@@ -634,6 +669,7 @@ sq_free(sq *q)
 
 	for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++)
 		sqlite3_finalize(sts[i]);
+	crdt__sq_snaps_fini(&q->snaps);
 	/* close_v2 never fails for a connection whose statements are all
 	 * finalized; the last connection to close checkpoints the WAL. */
 	sqlite3_close_v2(q->db);
@@ -702,7 +738,9 @@ sq_check_rows(sqlite3 *db)
 		}
 	}
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : crdt__sq_err(rc);
+	if (rc != SQLITE_DONE)
+		return crdt__sq_err(rc);
+	return crdt__sq_snaps_check(db);
 }
 
 /* What sq_check_db found. */
@@ -710,11 +748,11 @@ enum sq_state { SQ_EMPTY, SQ_CURRENT, SQ_OLD };
 
 /* Read the version rows and check the schema and rows, inside the
  * transaction the caller opened. SQ_EMPTY = a database with nothing in
- * it yet (new, or a zero-length file); SQ_OLD = a version-1 store whose
- * schema is exactly version 1's, to be migrated (its rows are checked
- * after the migration, in the same transaction). */
+ * it yet (new, or a zero-length file); SQ_OLD = a version-1 or -2 store
+ * (`*ver`) whose schema is exactly that version's, to be migrated (its
+ * rows are checked after the migration, in the same transaction). */
 static int
-sq_check_db(sqlite3 *db, bool quick, enum sq_state *state)
+sq_check_db(sqlite3 *db, bool quick, enum sq_state *state, int64_t *oldver)
 {
 	int64_t app = 0, ver = 0, nobj = 0;
 
@@ -731,30 +769,37 @@ sq_check_db(sqlite3 *db, bool quick, enum sq_state *state)
 		return CRDT_ECORRUPT; /* some other application's database */
 	if (ver > SQ_VERSION)
 		return CRDT_EVERSION;
-	if (ver == 1) {
+	if (ver == 1 || ver == 2) {
 		*state = SQ_OLD;
-		return crdt__sq_check_schema(db, crdt__sq_schema_v1,
-		    crdt__sq_schema_v1_n);
+		*oldver = ver;
+		return ver == 1 ? crdt__sq_check_schema(db, crdt__sq_schema_v1,
+				      crdt__sq_schema_v1_n) :
+				  crdt__sq_check_schema(db, crdt__sq_schema_v2,
+				      crdt__sq_schema_v2_n);
 	}
 	if (ver != SQ_VERSION)
 		return CRDT_ECORRUPT;
-	CRDT_TRY(crdt__sq_check_schema(db, crdt__sq_schema_v2, crdt__sq_schema_v2_n));
+	CRDT_TRY(crdt__sq_check_schema(db, crdt__sq_schema_v3,
+	    crdt__sq_schema_v3_n));
 	/* quick_open: the rows are checked when read instead (since,
 	 * get_checkpoint), so damage is still never handed out. */
 	return quick ? 0 : sq_check_rows(db);
 }
 
-/* Version 1 -> 2 in the caller's write transaction, then the checks a
- * version-2 file gets on open: a damaged version-1 row fails them here,
- * and the caller rolls the whole migration back. */
+/* Version 1 -> 2 -> 3 (or 2 -> 3) in the caller's write transaction,
+ * then the checks a version-3 file gets on open: a damaged old row fails
+ * them here, and the caller rolls the whole migration back. */
 static int
-sq_migrate(sqlite3 *db, bool quick)
+sq_migrate(sqlite3 *db, bool quick, int64_t ver)
 {
-	int rc = crdt__sq_migrate_v1(db);
+	int rc = ver == 1 ? crdt__sq_migrate_v1(db) : SQLITE_OK;
 
+	if (rc == SQLITE_OK)
+		rc = crdt__sq_migrate_v2(db);
 	if (rc != SQLITE_OK)
 		return crdt__sq_err(rc);
-	CRDT_TRY(crdt__sq_check_schema(db, crdt__sq_schema_v2, crdt__sq_schema_v2_n));
+	CRDT_TRY(crdt__sq_check_schema(db, crdt__sq_schema_v3,
+	    crdt__sq_schema_v3_n));
 	return quick ? 0 : sq_check_rows(db);
 }
 
@@ -800,22 +845,24 @@ static int
 sq_schema(sqlite3 *db, bool must_exist, bool quick, bool *created)
 {
 	enum sq_state state = SQ_CURRENT;
+	int64_t ver = 0;
 	bool migrated = false;
 	int rc;
 
 	for (int pass = 0; pass < 2; pass++) {
 		rc = sq_exec(db, pass == 0 ? "BEGIN" : "BEGIN IMMEDIATE");
 		if (rc == 0)
-			rc = sq_check_db(db, quick, &state);
+			rc = sq_check_db(db, quick, &state, &ver);
 		if (rc == 0 && state == SQ_EMPTY && must_exist)
 			rc = CRDT_ECORRUPT;
 		if (rc == 0 && state == SQ_EMPTY && pass == 1) {
-			rc = crdt__sq_err(crdt__sq_create_v2(db));
+			rc = crdt__sq_err(crdt__sq_create_v3(db));
 			*created = rc == 0;
 		}
 		if (rc == 0 && state == SQ_OLD && pass == 1) {
-			rc = sq_migrate(db, quick);
-			migrated = rc == 0;
+			rc = sq_migrate(db, quick, ver);
+			/* only version 1's rows moved */
+			migrated = rc == 0 && ver == 1;
 		}
 		if (rc == 0)
 			rc = sq_exec(db, "COMMIT");
@@ -886,7 +933,8 @@ crdt_store_open_sqlite(const crdt_config *cfg, const char *path,
     const crdt_store_sqlite_opts *o, crdt_store **out)
 {
 	static const crdt_store_ops ops = { sq_append, sq_put_checkpoint,
-		sq_get_checkpoint, sq_since, sq_close };
+		sq_get_checkpoint, sq_since, sq_close, sq_put_snapshot,
+		sq_snapshots, sq_put_checkpoint_upto };
 	crdt_store_sqlite_opts opts;
 	crdt_config c;
 	bool created = false;
@@ -975,6 +1023,8 @@ crdt_store_open_sqlite(const crdt_config *cfg, const char *path,
 	if (rc == 0)
 		rc = sq_prep(q->db, "SELECT clock_digest, clock, snap_digest, "
 		    "snap FROM checkpoint WHERE id = 1", &q->get_ck);
+	if (rc == 0)
+		rc = crdt__sq_snaps_prep(&q->snaps, q->db);
 	if (rc == 0)
 		rc = crdt_store_new(&c, &ops, q, out);
 	if (rc == 0) {

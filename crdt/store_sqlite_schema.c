@@ -1,6 +1,6 @@
 /*
- * The SQLite backend's schemas, version 1 (read only to migrate it) and
- * version 2 (written), the migration between them, and the checks on
+ * The SQLite backend's schemas, versions 1 and 2 (read only to migrate
+ * them) and version 3 (written), the migrations, and the checks on
  * open that look at the file's structure (quick_check, the exact
  * schema). docs/storage.md explains the layout; the row checks, which
  * need the message format, are in store_sqlite.c.
@@ -55,6 +55,21 @@ static const char v2_reps[] =
 static const char v2_rid[] =
     "CREATE UNIQUE INDEX replicas_rid ON replicas(rid)";
 
+/*
+ * Version 3 adds the loaded snapshot records (docs/storage.md, "Loaded
+ * snapshots"): a snapshot a document merged, written ahead of the merge
+ * and dropped by the checkpoint that holds it. AUTOINCREMENT, so an id
+ * is never reused once its row is dropped: a checkpoint drops the rows up
+ * to the id it holds, and a reused id below it would be a record it does
+ * not hold. That keeps the largest id in sqlite_sequence, which SQLite
+ * creates with the table and which the schema check therefore expects.
+ */
+static const char v3_snaps[] =
+    "CREATE TABLE snaps(id INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "digest BLOB NOT NULL CHECK(length(digest) = 32), "
+    "bytes BLOB NOT NULL)";
+static const char v3_seq[] = "CREATE TABLE sqlite_sequence(name,seq)";
+
 const crdt__sq_obj crdt__sq_schema_v1[] = {
 	{ "checkpoint", ck },
 	{ "msgs", v1_msgs },
@@ -73,6 +88,18 @@ const crdt__sq_obj crdt__sq_schema_v2[] = {
 const size_t crdt__sq_schema_v2_n = sizeof crdt__sq_schema_v2 /
     sizeof crdt__sq_schema_v2[0];
 
+const crdt__sq_obj crdt__sq_schema_v3[] = {
+	{ "checkpoint", ck },
+	{ "msgs", v2_msgs },
+	{ "msgs_dot", v2_dot },
+	{ "replicas", v2_reps },
+	{ "replicas_rid", v2_rid },
+	{ "snaps", v3_snaps },
+	{ "sqlite_sequence", v3_seq },
+};
+const size_t crdt__sq_schema_v3_n = sizeof crdt__sq_schema_v3 /
+    sizeof crdt__sq_schema_v3[0];
+
 static int
 run(sqlite3 *db, const char *sql)
 {
@@ -80,20 +107,31 @@ run(sqlite3 *db, const char *sql)
 }
 
 int
-crdt__sq_create_v2(sqlite3 *db)
+crdt__sq_create_v3(sqlite3 *db)
 {
 	char sql[96];
 	int rc;
 
 	snprintf(sql, sizeof sql,
-	    "PRAGMA application_id = %d; PRAGMA user_version = 2", SQ_APP_ID);
+	    "PRAGMA application_id = %d; PRAGMA user_version = 3", SQ_APP_ID);
 	if ((rc = run(db, v2_reps)) != SQLITE_OK ||
 	    (rc = run(db, v2_rid)) != SQLITE_OK ||
 	    (rc = run(db, v2_msgs)) != SQLITE_OK ||
 	    (rc = run(db, v2_dot)) != SQLITE_OK ||
-	    (rc = run(db, ck)) != SQLITE_OK)
+	    (rc = run(db, ck)) != SQLITE_OK ||
+	    (rc = run(db, v3_snaps)) != SQLITE_OK)
 		return rc;
 	return run(db, sql);
+}
+
+/* Version 2 -> 3: the new table, nothing else changes (no row moves, so
+ * no VACUUM follows). */
+int
+crdt__sq_migrate_v2(sqlite3 *db)
+{
+	int rc = run(db, v3_snaps);
+
+	return rc != SQLITE_OK ? rc : run(db, "PRAGMA user_version = 3");
 }
 
 /*

@@ -827,7 +827,7 @@ Test(store, rows_and_schema_altered_through_sql_are_refused)
 	test_rm_db(dbpath);
 	/* a newer schema version */
 	make_store(&s);
-	sql(dbpath, "PRAGMA user_version = 3");
+	sql(dbpath, "PRAGMA user_version = 4");
 	expect_refused(CRDT_EVERSION, "newer version");
 	test_rm_db(dbpath);
 	/* another application's database */
@@ -1162,13 +1162,35 @@ mem_close(void *impl)
 	((mem *)impl)->closed = true;
 }
 
+/* A put_snapshot op alone (the other two missing): refused by new. */
+static int
+stub_put_snap(void *impl, const uint8_t *b, size_t len, uint64_t *id)
+{
+	(void)impl;
+	(void)b;
+	(void)len;
+	(void)id;
+	return CRDT_EIO;
+}
+
+/* crdt_store_snapshots callback: counts into *(uint64_t *)ud. */
+static int
+count_snap(void *ud, uint64_t id, const uint8_t *b, size_t len)
+{
+	(void)id;
+	(void)b;
+	(void)len;
+	(*(uint64_t *)ud)++;
+	return 0;
+}
+
 Test(store, an_application_backend_gets_the_same_rules)
 {
 	test_stream s = { 0 };
 	test_stream_add(&s, 1, 3, 8, 0);
 	mem m = { .s = &s };
 	crdt_store_ops ops = { mem_append, mem_put, mem_get, mem_since,
-		mem_close };
+		mem_close, NULL, NULL, NULL };
 	crdt_config cfg;
 	test_config(&cfg, NULL);
 	crdt_store *st = NULL;
@@ -1176,7 +1198,18 @@ Test(store, an_application_backend_gets_the_same_rules)
 	missing.since = NULL;
 	cr_assert_eq(crdt_store_new(&cfg, &missing, &m, &st), CRDT_EINVAL);
 	cr_assert_null(st);
+	/* snapshot records: all three ops or none */
+	missing = ops;
+	missing.put_snapshot = stub_put_snap;
+	cr_assert_eq(crdt_store_new(&cfg, &missing, &m, &st), CRDT_EINVAL);
+	cr_assert_null(st);
 	cr_assert_eq(crdt_store_new(&cfg, &ops, &m, &st), 0);
+	/* without them: no record can be put, and there are none */
+	uint64_t sid = 77;
+	cr_assert_eq(crdt_store_put_snapshot(st, "x", 1, &sid), CRDT_ESTATE);
+	cr_assert_eq(sid, 77);
+	cr_assert_eq(crdt_store_snapshots(st, count_snap, &sid), 0);
+	cr_assert_eq(sid, 77, "no record handed out");
 
 	uint8_t junk[] = { 0xc1 };
 	crdt_store_msg b[2] = { { s.m[0].data, s.m[0].len },
@@ -1702,7 +1735,7 @@ Test(store, load_refuses_a_backend_that_never_ends)
 	test_stream s = { 0 };
 	mem m = { .s = &s };
 	crdt_store_ops ops = { mem_append, mem_put, mem_get, stuck_since,
-		mem_close };
+		mem_close, NULL, NULL, NULL };
 	crdt_store *st;
 	cr_assert_eq(crdt_store_new(NULL, &ops, &m, &st), 0);
 	crdt_buf snap;
@@ -1862,5 +1895,126 @@ Test(store, an_up_to_date_peer_costs_no_scan_of_the_log)
 	    far);
 	crdt_store_close(st);
 	test_stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+/* ---- loaded snapshot records: arguments and error paths ---- */
+
+typedef struct rec_cb {
+	crdt_store *st;
+	int calls, stop_at, nested;
+} rec_cb;
+
+static int
+rec_probe(void *ud, uint64_t id, const uint8_t *b, size_t len)
+{
+	rec_cb *c = ud;
+	uint64_t x;
+	(void)id;
+	(void)b;
+	(void)len;
+	c->calls++;
+	/* the store cannot be called from its own callback */
+	c->nested = crdt_store_put_snapshot(c->st, "z", 1, &x);
+	if (c->nested == CRDT_ESTATE)
+		c->nested = crdt_store_snapshots(c->st, rec_probe, c);
+	return c->calls == c->stop_at ? CRDT_EBUSY : 0;
+}
+
+static int
+put_in_since(void *ud, crdt_dot dot, const uint8_t *b, size_t len)
+{
+	uint64_t x;
+	(void)dot;
+	(void)b;
+	(void)len;
+	return crdt_store_put_snapshot(ud, "y", 1, &x);
+}
+
+Test(store, loaded_snapshot_records_refuse_bad_calls_and_change_nothing)
+{
+	crdt_config cfg;
+	test_config(&cfg, NULL);
+	cfg.limits.max_bytes = 64;
+	crdt_store *st = NULL;
+	cr_assert_eq(crdt_store_open_sqlite(&cfg, dbpath, NULL, &st), 0);
+	uint64_t id = 99;
+	uint8_t big[65];
+	memset(big, 7, sizeof big);
+	cr_assert_eq(crdt_store_put_snapshot(NULL, "a", 1, &id), CRDT_EINVAL);
+	cr_assert_eq(crdt_store_put_snapshot(st, NULL, 1, &id), CRDT_EINVAL);
+	cr_assert_eq(crdt_store_put_snapshot(st, "a", 1, NULL), CRDT_EINVAL);
+	cr_assert_eq(crdt_store_put_snapshot(st, big, sizeof big, &id),
+	    CRDT_ETOOBIG);
+	cr_assert_eq(id, 99, "untouched on error");
+	cr_assert_eq(crdt_store_snapshots(NULL, rec_probe, NULL), CRDT_EINVAL);
+	cr_assert_eq(crdt_store_snapshots(st, NULL, NULL), CRDT_EINVAL);
+	rec_cb c = { st, 0, 0, 0 };
+	cr_assert_eq(crdt_store_snapshots(st, rec_probe, &c), 0);
+	cr_assert_eq(c.calls, 0, "none stored");
+	/* the largest allowed, and an empty one */
+	cr_assert_eq(crdt_store_put_snapshot(st, big, 64, &id), 0);
+	cr_assert_eq(id, 1);
+	cr_assert_eq(crdt_store_put_snapshot(st, "", 0, &id), 0);
+	cr_assert_eq(id, 2);
+	/* nested calls refused; a callback's error stops and is returned */
+	c.stop_at = 1;
+	cr_assert_eq(crdt_store_snapshots(st, rec_probe, &c), CRDT_EBUSY);
+	cr_assert_eq(c.calls, 1);
+	cr_assert_eq(c.nested, CRDT_ESTATE);
+	c = (rec_cb){ st, 0, 0, 0 };
+	cr_assert_eq(crdt_store_snapshots(st, rec_probe, &c), 0);
+	cr_assert_eq(c.calls, 2, "the nested put stored nothing");
+	/* and not from a since() callback either */
+	test_stream s = { 0 };
+	test_stream_add(&s, 1, 1, 8, 0);
+	cr_assert_eq(test_stream_put(st, &s, 0, 1, NULL), 0);
+	crdt_vclock *v;
+	cr_assert_eq(crdt_vclock_new(NULL, &v), 0);
+	uint64_t cur = 0;
+	bool more;
+	cr_assert_eq(crdt_store_since(st, v, &cur, SIZE_MAX, put_in_since, st,
+			 &more),
+	    CRDT_ESTATE);
+	/* a checkpoint refused for its size drops nothing */
+	cr_assert_eq(crdt_store_put_checkpoint_upto(st, big, sizeof big, v, 2),
+	    CRDT_ETOOBIG);
+	c = (rec_cb){ st, 0, 0, 0 };
+	cr_assert_eq(crdt_store_snapshots(st, rec_probe, &c), 0);
+	cr_assert_eq(c.calls, 2);
+	cr_assert_eq(crdt_store_put_checkpoint_upto(NULL, "c", 1, v, 2),
+	    CRDT_EINVAL);
+	cr_assert_eq(crdt_store_put_checkpoint_upto(st, "c", 1, v, 1), 0);
+	c = (rec_cb){ st, 0, 0, 0 };
+	cr_assert_eq(crdt_store_snapshots(st, rec_probe, &c), 0);
+	cr_assert_eq(c.calls, 1, "record 1 dropped with the checkpoint");
+	crdt_vclock_free(v);
+	test_stream_free(&s);
+	crdt_store_close(st);
+	ASSERT_NO_LEAKS();
+}
+
+/* A quota the record does not fit in: CRDT_EFULL, nothing stored (not
+ * even an id used up), and the store takes it once the quota is lifted. */
+Test(store, a_full_store_refuses_a_record_and_takes_it_later)
+{
+	crdt_store *st = open_store(NULL);
+	crdt_store_close(st);
+	crdt_store_sqlite_opts o = { .max_pages = 1 };
+	st = open_store(&o);
+	static uint8_t big[40000];
+	memset(big, 3, sizeof big);
+	uint64_t id = 5;
+	cr_assert_eq(crdt_store_put_snapshot(st, big, sizeof big, &id),
+	    CRDT_EFULL);
+	cr_assert_eq(id, 5);
+	rec_cb c = { st, 0, 0, 0 };
+	cr_assert_eq(crdt_store_snapshots(st, rec_probe, &c), 0);
+	cr_assert_eq(c.calls, 0);
+	crdt_store_close(st);
+	st = open_store(NULL);
+	cr_assert_eq(crdt_store_put_snapshot(st, big, sizeof big, &id), 0);
+	cr_assert_eq(id, 1, "the refused one took no id");
+	crdt_store_close(st);
 	ASSERT_NO_LEAKS();
 }

@@ -1,6 +1,7 @@
 /*
  * SQLite store schema versions (docs/storage.md, "Versions"): a version-1
- * store is migrated to version 2 on open, in one transaction, keeping
+ * or version-2 store is migrated to version 3 on open, in one
+ * transaction, keeping
  * every message byte-exact under its seq, its variants, its checkpoint
  * and its dedup; a migration that fails (a full quota, a damaged row) or
  * is killed leaves the version-1 file as it was; damage to what version 2
@@ -220,10 +221,59 @@ fn_d32(sqlite3_context *c, int n, sqlite3_value **v)
 	sqlite3_result_blob(c, h, sizeof h, SQLITE_TRANSIENT);
 }
 
-/* A version-1 store at `path` holding `s` (appended in one batch) and a
+/* The version-2 objects, which version 3 keeps unchanged: copied by
+ * their own sqlite_schema text, so a rebuilt file holds exactly version
+ * 2's schema. Tables before indexes. */
+static const char v2_objs[] =
+    "SELECT sql FROM s.sqlite_master WHERE name IN ('checkpoint', "
+    "'msgs', 'msgs_dot', 'replicas', 'replicas_rid') ORDER BY type DESC, "
+    "name";
+
+/* Rewrite the (closed) version-3 store at `path` into version 2 by SQL:
+ * a new file with version 2's tables and every row of them. (Dropping
+ * the snaps table would not do: the sqlite_sequence table SQLite made
+ * for it cannot be dropped.) */
+static void
+to_v2(const char *path)
+{
+	char old[400], q[512];
+	snprintf(old, sizeof old, "%s.v3", path);
+	test_rm_db(old);
+	cr_assert_eq(rename(path, old), 0);
+	test_rm_db(path);
+	sqlite3 *db = raw_open(path);
+	/* as the store writes its files: a WAL-mode header */
+	raw_exec(db, "PRAGMA page_size = 4096");
+	raw_exec(db, "PRAGMA journal_mode = WAL");
+	snprintf(q, sizeof q, "ATTACH '%s' AS s", old);
+	raw_exec(db, q);
+	raw_exec(db, "BEGIN");
+	sqlite3_stmt *st;
+	cr_assert_eq(sqlite3_prepare_v2(db, v2_objs, -1, &st, NULL), SQLITE_OK);
+	int n = 0;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		raw_exec(db, (const char *)sqlite3_column_text(st, 0));
+		n++;
+	}
+	sqlite3_finalize(st);
+	cr_assert_eq(n, 5);
+	raw_exec(db, "INSERT INTO main.replicas SELECT * FROM s.replicas");
+	raw_exec(db, "INSERT INTO main.msgs SELECT * FROM s.msgs");
+	raw_exec(db, "INSERT INTO main.checkpoint SELECT * FROM s.checkpoint");
+	raw_exec(db, "PRAGMA main.application_id = 1129464916");
+	raw_exec(db, "PRAGMA main.user_version = 2");
+	raw_exec(db, "COMMIT");
+	raw_exec(db, "DETACH s");
+	sqlite3_close(db);
+	test_rm_db(old);
+	cr_assert_eq(sql_int(path, "PRAGMA user_version"), 2);
+	cr_assert_eq(sql_int(path, "SELECT count(*) FROM sqlite_master"), 5);
+}
+
+/* A version-2 store at `path` holding `s` (appended in one batch) and a
  * checkpoint "snap" at {replica 1: 2}. */
 static void
-make_v1(const char *path, const test_stream *s)
+make_v2_file(const char *path, const test_stream *s)
 {
 	crdt_store *st = NULL;
 	cr_assert_eq(open_opts(path, NULL, &st), 0);
@@ -236,7 +286,15 @@ make_v1(const char *path, const test_stream *s)
 	cr_assert_eq(crdt_store_put_checkpoint(st, "snap", 4, v), 0);
 	crdt_vclock_free(v);
 	crdt_store_close(st);
+	to_v2(path);
+}
 
+/* A version-1 store at `path` holding `s` (appended in one batch) and a
+ * checkpoint "snap" at {replica 1: 2}. */
+static void
+make_v1(const char *path, const test_stream *s)
+{
+	make_v2_file(path, s);
 	sqlite3 *db = raw_open(path);
 	cr_assert_eq(sqlite3_create_function(db, "d32", 1, SQLITE_UTF8, NULL,
 			 fn_d32, NULL, NULL),
@@ -348,7 +406,7 @@ Test(migrate, a_version_1_store_is_migrated_on_open_and_keeps_everything)
 	cr_assert_eq(added, 1);
 	crdt_store_close(st);
 
-	cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 2);
+	cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 3);
 	cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM replicas"), 2);
 	cr_assert_eq(sql_int(dbpath, "PRAGMA freelist_count"), 0,
 	    "the old table's pages were given back");
@@ -357,7 +415,7 @@ Test(migrate, a_version_1_store_is_migrated_on_open_and_keeps_everything)
 		cr_assert_eq(stat(dbpath, &sb), 0);
 		cr_assert_lt((long)sb.st_size, v1_size, "smaller than v1");
 	}
-	/* and it opens again as a version-2 store, checks included */
+	/* and it opens again as a version-3 store, checks included */
 	st = open_ok(NULL);
 	s.m[s.n] = more.m[0];
 	s.n++;
@@ -377,7 +435,7 @@ Test(migrate, quick_open_migrates_too)
 	crdt_store *st = open_ok(&o);
 	expect_all(st, &s, 0, 0);
 	crdt_store_close(st);
-	cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 2);
+	cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 3);
 	test_stream_free(&s);
 	ASSERT_NO_LEAKS();
 }
@@ -433,17 +491,20 @@ Test(migrate, a_damaged_v1_row_is_refused_and_the_file_left_as_it_was)
 }
 
 /*
- * A child opens (so migrates) a copy of a version-1 store and is killed
- * with SIGKILL after a random delay within about one migration's time.
- * Whatever the moment, the file is then either still version 1 or
- * version 2, never between, and opens with every message byte-exact.
+ * A child opens (so migrates) a copy of a version-`from` store made by
+ * `make` and is killed with SIGKILL after a random delay within about one
+ * migration's time. Whatever the moment, the file is then either still
+ * version `from` or version 3, never between, and opens with every
+ * message byte-exact.
  */
 #define KILL_ITERS 24
-Test(migrate, a_migration_killed_at_any_point_leaves_v1_or_v2, .timeout = 120)
+static void
+kill_migrations(void (*make)(const char *, const test_stream *),
+    int64_t from, uint64_t seed)
 {
 	test_stream s = { 0 };
 	mixed_stream(&s, 200, 2000);
-	make_v1(tplpath, &s);
+	make(tplpath, &s);
 
 	/* one migration's time, to aim the kills (steering, not asserted) */
 	copy_file(tplpath, dbpath);
@@ -458,8 +519,8 @@ Test(migrate, a_migration_killed_at_any_point_leaves_v1_or_v2, .timeout = 120)
 		span_us = 1000;
 
 	test_rng r;
-	test_rng_init(&r, 0x5c4e3a2);
-	unsigned seen_v1 = 0, seen_v2 = 0;
+	test_rng_init(&r, seed);
+	unsigned seen_old = 0, seen_new = 0;
 	for (int it = 0; it < KILL_ITERS; it++) {
 		copy_file(tplpath, dbpath);
 		pid_t pid = fork();
@@ -481,27 +542,45 @@ Test(migrate, a_migration_killed_at_any_point_leaves_v1_or_v2, .timeout = 120)
 		cr_assert(!WIFEXITED(status) || WEXITSTATUS(status) == 0,
 		    "child failed: %d", WEXITSTATUS(status));
 		int64_t ver = sql_int(dbpath, "PRAGMA user_version");
-		cr_assert(ver == 1 || ver == 2, "it %d: version %lld", it,
+		cr_assert(ver == from || ver == 3, "it %d: version %lld", it,
 		    (long long)ver);
-		if (ver == 1) {
-			expect_v1_schema(dbpath);
-			seen_v1++;
+		if (ver == from) {
+			if (from == 1)
+				expect_v1_schema(dbpath);
+			else
+				cr_assert_eq(sql_int(dbpath, "SELECT count(*) "
+						 "FROM sqlite_master"), 5);
+			seen_old++;
 		} else {
-			seen_v2++;
+			seen_new++;
 		}
 		st = open_ok(NULL);
 		expect_all(st, &s, 0, 0);
 		crdt_store_close(st);
-		cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 2);
+		cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 3);
 	}
-	cr_log_info("killed %d migrations: %u left at v1, %u at v2",
-	    KILL_ITERS, seen_v1, seen_v2);
+	cr_log_info("killed %d migrations: %u left at v%lld, %u at v3",
+	    KILL_ITERS, seen_old, (long long)from, seen_new);
 	test_stream_free(&s);
+}
+
+Test(migrate, a_migration_killed_at_any_point_leaves_v1_or_v3, .timeout = 120)
+{
+	kill_migrations(make_v1, 1, 0x5c4e3a2);
 	ASSERT_NO_LEAKS();
 }
 
-/* ---- damage to what version 2 added ---- */
+Test(migrate, a_v2_migration_killed_at_any_point_leaves_v2_or_v3,
+    .timeout = 120)
+{
+	kill_migrations(make_v2_file, 2, 0x7a11e2);
+	ASSERT_NO_LEAKS();
+}
 
+/* ---- version 2 -> 3: the loaded snapshot records ---- */
+
+/* A current store at dbpath holding `s` (the name is older than version
+ * 3: the file is a version-3 one). */
 static void
 make_v2(const test_stream *s)
 {
@@ -511,6 +590,151 @@ make_v2(const test_stream *s)
 	cr_assert_eq(added, s->n);
 	crdt_store_close(st);
 }
+
+
+static int
+rec_collect(void *ud, uint64_t id, const uint8_t *b, size_t len)
+{
+	test_got *g = ud;
+	(void)id;
+	cr_assert_lt(g->n, MAXM);
+	tb_init(&g->m[g->n]);
+	cr_assert_eq(crdt_buf_append(&g->m[g->n], b, len), 0);
+	g->n++;
+	return 0;
+}
+
+/* Migrated on open, in one transaction: every message under its seq, the
+ * checkpoint and dedup kept, no record yet; records then go in with ids
+ * from 1 and are dropped by a checkpoint up to the id it names, and a
+ * dropped id is not reused. */
+Test(migrate, a_version_2_store_is_migrated_to_3_and_keeps_everything)
+{
+	test_stream s = { 0 };
+	mixed_stream(&s, 100, 60);
+	make_v2_file(dbpath, &s);
+	crdt_store *st = open_ok(NULL);
+	expect_all(st, &s, 0, 0);
+	expect_all(st, &s, 5, 5);
+	crdt_buf snap;
+	tb_init(&snap);
+	crdt_vclock *cv = NULL;
+	cr_assert_eq(crdt_store_checkpoint(st, &snap, &cv), 0);
+	cr_assert(bytes_eq(snap.data, snap.len, "snap", 4));
+	size_t added = 1;
+	cr_assert_eq(test_stream_put(st, &s, 0, s.n, &added), 0);
+	cr_assert_eq(added, 0, "everything migrated is already stored");
+	test_got g;
+	memset(&g, 0, sizeof g);
+	cr_assert_eq(crdt_store_snapshots(st, rec_collect, &g), 0);
+	cr_assert_eq(g.n, 0);
+	uint64_t id1 = 0, id2 = 0, id3 = 0;
+	cr_assert_eq(crdt_store_put_snapshot(st, "one", 3, &id1), 0);
+	cr_assert_eq(crdt_store_put_snapshot(st, "two", 3, &id2), 0);
+	cr_assert_eq(id1, 1);
+	cr_assert_eq(id2, 2);
+	crdt_store_close(st);
+	cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 3);
+
+	/* reopened with every check: the records are there, in order */
+	st = open_ok(NULL);
+	cr_assert_eq(crdt_store_snapshots(st, rec_collect, &g), 0);
+	cr_assert_eq(g.n, 2);
+	cr_assert(bytes_eq(g.m[0].data, g.m[0].len, "one", 3));
+	cr_assert(bytes_eq(g.m[1].data, g.m[1].len, "two", 3));
+	test_got_free(&g);
+	/* a checkpoint up to id 1 drops that one only, in its transaction */
+	cr_assert_eq(crdt_store_put_checkpoint_upto(st, "ck2", 3, cv, id1), 0);
+	memset(&g, 0, sizeof g);
+	cr_assert_eq(crdt_store_snapshots(st, rec_collect, &g), 0);
+	cr_assert_eq(g.n, 1);
+	cr_assert(bytes_eq(g.m[0].data, g.m[0].len, "two", 3));
+	test_got_free(&g);
+	cr_assert_eq(crdt_store_put_checkpoint_upto(st, "ck3", 3, cv, id2), 0);
+	cr_assert_eq(crdt_store_put_snapshot(st, "three", 5, &id3), 0);
+	cr_assert_eq(id3, 3, "a dropped id is not reused");
+	crdt_buf_clear(&snap);
+	crdt_vclock_free(cv);
+	cr_assert_eq(crdt_store_checkpoint(st, &snap, &cv), 0);
+	cr_assert(bytes_eq(snap.data, snap.len, "ck3", 3));
+	crdt_vclock_free(cv);
+	crdt_buf_fini(&snap);
+	crdt_store_close(st);
+	test_stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+/* The new table needs a page: under a quota of the file's own size the
+ * migration fails with CRDT_EFULL and the version-2 file is exactly as it
+ * was; an altered version-2 schema is not migrated. */
+Test(migrate, a_v2_migration_that_runs_out_of_room_leaves_the_file_intact)
+{
+	test_stream s = { 0 };
+	mixed_stream(&s, 20, 100);
+	make_v2_file(dbpath, &s);
+	uint8_t *before;
+	size_t n = slurp(dbpath, &before);
+	crdt_store_sqlite_opts o = {
+		.max_pages = (uint32_t)sql_int(dbpath, "PRAGMA page_count")
+	};
+	expect_refused(&o, CRDT_EFULL, "quota");
+	expect_file_is(dbpath, before, n);
+	cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 2);
+	free(before);
+	crdt_store *st = open_ok(NULL);
+	expect_all(st, &s, 0, 0);
+	crdt_store_close(st);
+	test_rm_db(dbpath);
+	make_v2_file(dbpath, &s);
+	sql(dbpath, "DROP INDEX replicas_rid");
+	expect_refused(NULL, CRDT_ECORRUPT, "v2 without its index");
+	cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 2);
+	test_stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+/* A damaged record is refused on open and, with quick_open, when handed
+ * out (never merged); an altered snaps table is refused on open. */
+Test(migrate, damage_to_a_loaded_snapshot_record_is_refused)
+{
+	static const char *const damage[][2] = {
+		{ "UPDATE snaps SET bytes = x'00' WHERE id = 2",
+		    "bytes altered" },
+		{ "UPDATE snaps SET digest = zeroblob(32) WHERE id = 1",
+		    "digest zeroed" },
+		{ "UPDATE snaps SET bytes = 'text' WHERE id = 1",
+		    "bytes that are text" },
+		{ "DROP TABLE snaps", "the table dropped" },
+		{ "CREATE INDEX extra ON snaps(digest)", "an index added" },
+	};
+	test_stream s = { 0 };
+	mixed_stream(&s, 2, 20);
+	for (size_t i = 0; i < sizeof damage / sizeof damage[0]; i++) {
+		make_v2(&s);
+		crdt_store *st = open_ok(NULL);
+		uint64_t id;
+		cr_assert_eq(crdt_store_put_snapshot(st, "one", 3, &id), 0);
+		cr_assert_eq(crdt_store_put_snapshot(st, "two", 3, &id), 0);
+		crdt_store_close(st);
+		sql(dbpath, damage[i][0]);
+		expect_refused(NULL, CRDT_ECORRUPT, damage[i][1]);
+		if (i < 3) {
+			crdt_store_sqlite_opts o = { .quick_open = true };
+			st = open_ok(&o);
+			test_got g;
+			memset(&g, 0, sizeof g);
+			cr_assert_eq(crdt_store_snapshots(st, rec_collect, &g),
+			    CRDT_ECORRUPT, "%s", damage[i][1]);
+			test_got_free(&g);
+			crdt_store_close(st);
+		}
+		test_rm_db(dbpath);
+	}
+	test_stream_free(&s);
+	ASSERT_NO_LEAKS();
+}
+
+/* ---- damage to what version 2 added ---- */
 
 Test(migrate, damage_to_the_replicas_table_or_a_rep_id_is_refused)
 {
@@ -579,15 +803,15 @@ Test(migrate, a_row_without_its_replica_is_caught_when_handed_out)
 	ASSERT_NO_LEAKS();
 }
 
-/* The version number: 2 for a new store; a newer one is refused. */
-Test(migrate, a_new_store_is_version_2_and_a_newer_one_is_refused)
+/* The version number: 3 for a new store; a newer one is refused. */
+Test(migrate, a_new_store_is_version_3_and_a_newer_one_is_refused)
 {
 	test_stream s = { 0 };
 	mixed_stream(&s, 2, 20);
 	make_v2(&s);
-	cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 2);
-	sql(dbpath, "PRAGMA user_version = 3");
-	expect_refused(NULL, CRDT_EVERSION, "version 3");
+	cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 3);
+	sql(dbpath, "PRAGMA user_version = 4");
+	expect_refused(NULL, CRDT_EVERSION, "version 4");
 	sql(dbpath, "PRAGMA user_version = 0");
 	expect_refused(NULL, CRDT_ECORRUPT, "version 0 with tables");
 	test_stream_free(&s);
@@ -684,7 +908,7 @@ Test(migrate, two_processes_opening_a_v1_store_at_once_both_succeed,
 		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		    "it %d: the other process: status %d", it, status);
 		crdt_store_close(st);
-		cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 2);
+		cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 3);
 		cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM msgs"),
 		    (int64_t)s.n);
 	}

@@ -16,16 +16,18 @@ static const char store_help[] =
     "       crdt store export [DOC OPTIONS] DB (-o OUT | --messages DIR)\n"
     "       crdt store compact [DOC OPTIONS] DB\n"
     "       crdt store check DB\n\n"
-    "  list     the checkpoint (size, clock) and every stored message\n"
-    "           (dot, stamp, size, whether the checkpoint covers it) as JSON\n"
-    "  export   -o OUT: the snapshot of the checkpoint plus every message\n"
-    "           after it; --messages DIR: each message to\n"
-    "           DIR/<replica>-<counter>-<n>.msg\n"
+    "  list     the checkpoint (size, clock), the loaded snapshot records\n"
+    "           (count, bytes) and every stored message (dot, stamp, size,\n"
+    "           whether the checkpoint covers it) as JSON\n"
+    "  export   -o OUT: the snapshot of the checkpoint, the loaded snapshot\n"
+    "           records and every message after it; --messages DIR: each\n"
+    "           message to DIR/<replica>-<counter>-<n>.msg\n"
     "  compact  restart a document from the store and checkpoint it, so a\n"
     "           restart replays only what follows (the log is kept whole:\n"
     "           the store API drops no message)\n"
-    "  check    open with the store's integrity checks, read every message\n"
-    "           and the checkpoint, load the checkpoint into a document\n"
+    "  check    open with the store's integrity checks, read every message,\n"
+    "           loaded snapshot record and the checkpoint, load the\n"
+    "           checkpoint into a document\n"
     "DOC OPTIONS (as merge): --schema S (a store without a checkpoint),\n"
     "--key FILE, --epoch N, --doc-id HEX, --admin-key HEX, --chat-server HEX.\n"
     "Exit: 0 ok, 1 corrupt (check) or refused, 2 usage, 3 I/O or missing,\n"
@@ -107,6 +109,22 @@ walk(crdt_store *s, lister *l)
 	return rc;
 }
 
+/* Loaded snapshot records (crdt_store_snapshots): how many, how big. */
+typedef struct recs_count {
+	uint64_t n, bytes;
+} recs_count;
+
+static int
+count_rec(void *ud, uint64_t id, const uint8_t *b, size_t len)
+{
+	recs_count *c = ud;
+	(void)id;
+	(void)b;
+	c->n++;
+	c->bytes += len;
+	return 0;
+}
+
 static int
 store_list(crdt_store *s, const char *db)
 {
@@ -127,9 +145,15 @@ store_list(crdt_store *s, const char *db)
 		json_object_set_new(j, "checkpoint", json_null());
 		rc = 0;
 	}
+	recs_count rc2 = { 0, 0 };
 	if (rc == 0)
 		rc = walk(s, &l);
+	if (rc == 0)
+		rc = crdt_store_snapshots(s, count_rec, &rc2);
 	json_object_set_new(j, "db", json_string(db));
+	json_object_set_new(j, "loaded_snapshots", cli_json_u64(rc2.n));
+	json_object_set_new(j, "loaded_snapshot_bytes",
+	    cli_json_u64(rc2.bytes));
 	json_object_set_new(j, "message_count", cli_json_u64(l.n));
 	json_object_set_new(j, "message_bytes", cli_json_u64(l.bytes));
 	json_object_set_new(j, "messages", l.msgs);
@@ -144,24 +168,55 @@ store_list(crdt_store *s, const char *db)
 	return cli_json_print(j);
 }
 
+/* The loaded snapshot records (crdt_store_snapshots), copied back to
+ * back: they are merged after the checkpoint and before the messages,
+ * from inside crdt_store_load's callback, where the store cannot be
+ * called. */
+typedef struct recs {
+	crdt_buf bytes;
+	size_t end[4096];
+	size_t n;
+} recs;
+
+static int
+on_rec(void *ud, uint64_t id, const uint8_t *b, size_t len)
+{
+	recs *r = ud;
+	(void)id;
+	if (r->n == sizeof r->end / sizeof r->end[0])
+		return CRDT_ETOOBIG;
+	int rc = crdt_buf_append(&r->bytes, b, len);
+	if (rc == 0)
+		r->end[r->n++] = r->bytes.len;
+	return rc;
+}
+
 typedef struct feeder {
 	crdt_doc *d;
 	const crdt_buf *snap;
+	const recs *recs;
 	bool loaded;
 	uint64_t refused;
 	int first_rc;
 } feeder;
 
 /* crdt_store_load appends the checkpoint before it hands out the first
- * message: the snapshot is loaded then, so messages land on it. */
+ * message: the snapshot is loaded then, then the loaded snapshot
+ * records, so messages land on them (the restart order, storage.md). */
 static int
 load_snap(feeder *f)
 {
 	if (f->loaded)
 		return 0;
 	f->loaded = true;
-	return f->snap->len > 0 ?
+	int rc = f->snap->len > 0 ?
 	    crdt_doc_load(f->d, f->snap->data, f->snap->len, NULL) : 0;
+	for (size_t i = 0; rc == 0 && i < f->recs->n; i++) {
+		size_t at = i == 0 ? 0 : f->recs->end[i - 1];
+		rc = crdt_doc_load(f->d, f->recs->bytes.data + at,
+		    f->recs->end[i] - at, NULL);
+	}
+	return rc;
 }
 
 static int
@@ -178,6 +233,14 @@ feed(void *ud, crdt_dot dot, const uint8_t *b, size_t len)
 	return rc == CRDT_ENOMEM ? rc : 0;
 }
 
+static int
+first_rec(void *ud, uint64_t id, const uint8_t *b, size_t len)
+{
+	crdt_buf *out = ud;
+	(void)id;
+	return out->len == 0 ? crdt_buf_append(out, b, len) : 0;
+}
+
 /* A document holding what the store holds: its checkpoint, then every
  * message after it (crdt_store_load). */
 static int
@@ -191,6 +254,12 @@ store_doc(crdt_store *s, const cli_docopts *o, const char *db, crdt_doc **out)
 	crdt_buf_init(&snap, NULL);
 	rc = crdt_store_checkpoint(s, &snap, &covers);
 	crdt_vclock_free(covers);
+	/* No checkpoint yet: a loaded snapshot record names the schema as
+	 * well (the first one; no record: --schema is needed). */
+	if (rc == CRDT_ENOTFOUND) {
+		int r2 = crdt_store_snapshots(s, first_rec, &snap);
+		rc = r2 != 0 ? r2 : snap.len > 0 ? 0 : CRDT_ENOTFOUND;
+	}
 	if (rc != 0 && rc != CRDT_ENOTFOUND) {
 		cli_err("store", "%s: checkpoint: %s", db, crdt_err_name(rc));
 		crdt_buf_fini(&snap);
@@ -231,8 +300,13 @@ store_export(crdt_store *s, const cli_docopts *o, const char *db,
 		return st;
 	crdt_buf_init(&snap, NULL);
 	crdt_buf_init(&out, NULL);
-	feeder f = { d, &snap, false, 0, 0 };
-	int rc = crdt_store_load(s, &snap, &has, feed, &f);
+	static recs r;
+	r.n = 0;
+	crdt_buf_init(&r.bytes, NULL);
+	feeder f = { d, &snap, &r, false, 0, 0 };
+	int rc = crdt_store_snapshots(s, on_rec, &r);
+	if (rc == 0)
+		rc = crdt_store_load(s, &snap, &has, feed, &f);
 	if (rc == 0)
 		rc = load_snap(&f);
 	if (rc == 0 && f.refused > 0) {
@@ -252,6 +326,7 @@ store_export(crdt_store *s, const cli_docopts *o, const char *db,
 	crdt_doc_free(d);
 	crdt_buf_fini(&snap);
 	crdt_buf_fini(&out);
+	crdt_buf_fini(&r.bytes);
 	return st;
 }
 
@@ -301,8 +376,11 @@ store_check(crdt_store *s, const char *db)
 	bool has = rc == 0;
 	if (rc == CRDT_ENOTFOUND)
 		rc = 0;
+	recs_count rcn = { 0, 0 };
 	if (rc == 0)
 		rc = walk(s, &l);
+	if (rc == 0)
+		rc = crdt_store_snapshots(s, count_rec, &rcn);
 	int st = rc != 0 ? store_exit(rc) : 0;
 	if (rc != 0) {
 		cli_err("store", "%s: %s (%s)", db, crdt_strerror(rc),
@@ -326,6 +404,7 @@ store_check(crdt_store *s, const char *db)
 		json_object_set_new(j, "ok", json_true());
 		json_object_set_new(j, "checkpoint", json_boolean(has));
 		json_object_set_new(j, "message_count", cli_json_u64(l.n));
+		json_object_set_new(j, "loaded_snapshots", cli_json_u64(rcn.n));
 		st = cli_json_print(j);
 	}
 	crdt_doc_free(d);

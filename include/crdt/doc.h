@@ -208,6 +208,25 @@ CRDT_API CRDT_NODISCARD int crdt_doc_save(const crdt_doc *d, crdt_buf *out);
  * ID stays interned). After the commit point nothing fails: a buffered
  * message that the buffer cannot take or the allowlist refuses is dropped
  * as on receipt (a later sync brings it again), and 0 is returned.
+ *
+ * Attached to a store (crdt_doc_attach_store): a snapshot that changes
+ * anything is written to the store first, as received (sealed bytes stay
+ * sealed), as a loaded snapshot record (crdt_store_put_snapshot), the
+ * last step before the commit point; with group commit the queue is
+ * flushed before it. If the store cannot take it the load returns the
+ * store's error (CRDT_EFULL, CRDT_EIO, CRDT_EBUSY, CRDT_ETOOBIG: over the
+ * store's limits.max_bytes, CRDT_ENOMEM) and nothing changed, in memory
+ * or in what a restart restores (a restart merges the records after the
+ * checkpoint). On 0 the merged content survives a crash right after the
+ * call (with the durability of the store's mode), so a commit made after
+ * it may be acknowledged. A checkpoint, which drops the record, then
+ * falls due and is taken at the end of the call in the background; its
+ * failure fails nothing (crdt_doc_checkpoint_status()). A store whose
+ * backend keeps no snapshot records (an application backend without
+ * put_snapshot) refuses the load with CRDT_ESTATE: detach, load, attach
+ * again (attaching takes a checkpoint). Cost while attached: + O(len)
+ * and one store commit (one fsync in FULL mode), plus the checkpoint's
+ * O(document) serialization.
  * @return 0, CRDT_EINVAL, CRDT_EMALFORMED, CRDT_EVERSION, CRDT_ETOOBIG,
  *         CRDT_ESCHEMA (objects differ from the registered schema),
  *         CRDT_EWRONGDOC (a snapshot of another document: its doc_id
@@ -215,7 +234,8 @@ CRDT_API CRDT_NODISCARD int crdt_doc_save(const crdt_doc *d, crdt_buf *out);
  *         open), CRDT_EBUFFULL (its evidence would pass
  *         max_buffered_msgs dots), CRDT_EBADSIG, CRDT_EBADKEY,
  *         CRDT_ENOKEY, CRDT_EDECRYPT (a message inside fails
- *         verification), CRDT_ENOMEM.
+ *         verification), CRDT_ENOMEM; attached to a store, the store's
+ *         errors (above).
  */
 CRDT_API CRDT_NODISCARD int crdt_doc_load(crdt_doc *d, const void *snap,
     size_t len, void *caller);
@@ -505,12 +525,11 @@ typedef struct crdt_store crdt_store;
  * the append fails the call returns the store's error (CRDT_EFULL,
  * CRDT_EIO, CRDT_EBUSY, CRDT_ECORRUPT, CRDT_ENOMEM) and the document is
  * unchanged; the store may hold the message (an error means "not
- * acknowledged"), which a restart then applies. A snapshot loaded while
- * attached (crdt_doc_load, a sync snapshot) is followed by
- * crdt_doc_checkpoint(), since no stored message carries it; if that
- * checkpoint fails, the load returns its error with the snapshot merged
- * in memory (the one call whose error does not mean "unchanged":
- * checkpoint again before acknowledging anything).
+ * acknowledged"), which a restart then applies. A snapshot merged while
+ * attached (crdt_doc_load, a sync snapshot), which no stored message
+ * carries, is written ahead the same way, as a loaded snapshot record
+ * (crdt_doc_load() above): every error of a call means "unchanged",
+ * and the next checkpoint drops the records it holds.
  * Sync: when the log no longer holds what a peer lacks, DATA frames are
  * served from the store (crdt_store_since(), the frame's budget) instead
  * of a snapshot, for every replica the store holds the history of.
@@ -550,7 +569,9 @@ CRDT_API CRDT_NODISCARD int crdt_doc_store_flush(crdt_doc *d);
  * security settings as the one that wrote the store, no data yet) from
  * `s` (borrowed, as for crdt_doc_attach_store()), then attach it with
  * `flags` (as crdt_doc_attach_store()'s).
- * Loads the last checkpoint (trusted: own storage) and re-offers every
+ * Loads the last checkpoint (trusted: own storage), then merges the
+ * loaded snapshot records in the order they were stored (trusted too;
+ * crdt_doc_load() while attached), then re-offers every
  * stored message its clock lacks through crdt_doc_receive()'s pipeline,
  * so the state, the message log, the buffered messages, the evidence and
  * the replica's own counter and stamp come back: the next commit never
@@ -561,13 +582,16 @@ CRDT_API CRDT_NODISCARD int crdt_doc_store_flush(crdt_doc *d);
  * work as before; a message stored while buffered, ahead of its
  * predecessors, may not come back into the log (sync serves it from the
  * store).
- * Cost: the checkpoint plus the messages its log held (at most
+ * Cost: the checkpoint plus a merge per loaded snapshot record (each
+ * load makes a checkpoint due that drops them, so normally none or one)
+ * plus the messages its log held (at most
  * log_max_msgs / log_max_bytes, copied into the log, not applied) plus
  * the messages after it; never all history: automatic checkpoints
  * (below) keep that tail bounded.
  * @return 0, CRDT_EINVAL, CRDT_ESTATE (the document has data, a
  *         transaction or a store), a store error or a crdt_doc_load()
- *         error for the checkpoint (CRDT_ESCHEMA: not the same schema):
+ *         error for the checkpoint or a record (CRDT_ESCHEMA: not the
+ *         same schema; CRDT_ENOKEY: a sealed record's epoch key missing):
  *         then free the document and start again with a new one.
  */
 CRDT_API CRDT_NODISCARD int crdt_doc_open_store(crdt_doc *d, crdt_store *s,
@@ -577,7 +601,9 @@ CRDT_API CRDT_NODISCARD int crdt_doc_open_store(crdt_doc *d, crdt_store *s,
  * Save a snapshot of the document into the attached store as its
  * checkpoint (crdt_store_put_checkpoint, with the document's clock
  * lowered, per replica, to below the run the log holds of it: a restart
- * replays from there to refill the log).
+ * replays from there to refill the log), dropping in the same
+ * transaction the loaded snapshot records the document merged
+ * (crdt_store_put_checkpoint_upto): the snapshot holds them.
  * Flushes a group-commit queue first (crdt_doc_store_flush).
  * Cost: O(document) (crdt_doc_save) plus one store commit, in the
  * caller's thread; it bounds what crdt_doc_open_store() replays, and
@@ -596,11 +622,13 @@ CRDT_API CRDT_NODISCARD int crdt_doc_checkpoint(crdt_doc *d);
  * once the bytes appended since the last checkpoint reach
  * cfg.ckpt_tail_pct percent of that checkpoint's snapshot and at least
  * cfg.ckpt_min_bytes (crdt_config; defaults 50 % and 256 KiB;
- * ckpt_tail_pct = UINT32_MAX turns them off). The snapshot is serialized
- * in that call (O(document), in memory) and its write is handed to the
- * store's writer thread (crdt_store_put_checkpoint_bg): the commit pays
- * no checkpoint fsync. Amortized per message: O(message) (a checkpoint
- * of S bytes comes after at least S * pct / 100 bytes of messages).
+ * ckpt_tail_pct = UINT32_MAX turns them off), and at the end of a load
+ * that stored a loaded snapshot record (crdt_doc_load). The snapshot is
+ * serialized in that call (O(document), in memory) and its write is
+ * handed to the store's writer thread (crdt_store_put_checkpoint_bg): the
+ * commit pays no checkpoint fsync. Amortized per message: O(message) (a
+ * checkpoint of S bytes comes after at least S * pct / 100 bytes of
+ * messages).
  * Restart (crdt_doc_open_store) replays at most about one such tail (two
  * while the newest checkpoint is still being written) plus the log's
  * messages. An automatic checkpoint never makes its call fail: its

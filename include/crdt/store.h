@@ -2,8 +2,10 @@
 #define CRDT_STORE_H
 
 /*
- * Durable storage for a replica: an append-only log of messages and the
- * latest checkpoint (snapshot bytes plus the clock it covers).
+ * Durable storage for a replica: an append-only log of messages, the
+ * latest checkpoint (snapshot bytes plus the clock it covers), and the
+ * loaded snapshot records: snapshots a document merged since that
+ * checkpoint, written ahead of the merge (crdt_store_put_snapshot).
  *
  * A crdt_store is an opaque handle over a backend vtable (crdt_store_ops).
  * The library ships one backend, SQLite (crdt_store_open_sqlite()); an
@@ -79,6 +81,15 @@ typedef struct crdt_store_msg {
 typedef int (*crdt_store_msg_fn)(void *ud, crdt_dot dot,
     const uint8_t *bytes, size_t len);
 
+/**
+ * Loaded-snapshot callback (crdt_store_snapshots()): one stored record,
+ * its id and bytes, borrowed for the duration of the call. Return 0 to go
+ * on; a negative CRDT_E* code stops and is returned. Must not call into
+ * the same store (CRDT_ESTATE).
+ */
+typedef int (*crdt_store_snap_fn)(void *ud, uint64_t id,
+    const uint8_t *bytes, size_t len);
+
 /** One checked message, as the front end hands it to a backend. */
 typedef struct crdt_store_rec {
 	crdt_dot dot;        /* from crdt_msg_peek() */
@@ -117,6 +128,22 @@ typedef struct crdt_store_rec {
  *   error (also a negative return from `fn`) `*cursor` and `*more` are
  *   untouched.
  * close: release everything; the store is not used again. May be NULL.
+ *
+ * Loaded snapshots (optional: all three or none; crdt_store_new() refuses
+ * a vtable with only some). A document attached to the store writes a
+ * snapshot it merges (crdt_doc_load(), a sync snapshot) ahead of the
+ * merge, as it writes a message ahead of applying it: no stored message
+ * carries what a snapshot brought, and a restart merges these after the
+ * checkpoint (docs/storage.md, "Loaded snapshots"). Without them a
+ * document attached to the store refuses such a load (CRDT_ESTATE).
+ * put_snapshot: store `snap` (opaque, borrowed) as a new record,
+ *   atomically and durably, and set `*id` to its id: ids increase with
+ *   each record put and are never reused, also after records are dropped.
+ * snapshots: call `fn` for every stored record, ascending by id; a
+ *   negative return from `fn` stops and is returned.
+ * put_checkpoint_upto: put_checkpoint, and drop every record with id <=
+ *   `upto` (those the checkpoint's snapshot holds), in the same atomic
+ *   step: either both happen or neither.
  */
 typedef struct crdt_store_ops {
 	int (*append)(void *impl, const crdt_store_rec *recs, size_t n,
@@ -127,6 +154,12 @@ typedef struct crdt_store_ops {
 	int (*since)(void *impl, const crdt_vclock *v, uint64_t *cursor,
 	    size_t budget, crdt_store_msg_fn fn, void *ud, bool *more);
 	void (*close)(void *impl);
+	int (*put_snapshot)(void *impl, const uint8_t *snap, size_t len,
+	    uint64_t *id);
+	int (*snapshots)(void *impl, crdt_store_snap_fn fn, void *ud);
+	int (*put_checkpoint_upto)(void *impl, const uint8_t *snap,
+	    size_t snap_len, const uint8_t *clock, size_t clock_len,
+	    uint64_t upto);
 } crdt_store_ops;
 
 /**
@@ -182,11 +215,12 @@ typedef struct crdt_store_sqlite_opts {
  * per batch. An existing file is checked before the handle exists:
  * `PRAGMA quick_check`, the schema, and every stored message and the
  * checkpoint against their digests and dots (quick_open: the schema
- * only). A store of schema version 1 (an older libcrdt) is migrated to
- * version 2 first, in one transaction (docs/storage.md, "Versions"): on
- * any error, or a crash, the version-1 file is left as it was; it needs
- * free space of about the file's size (else CRDT_EFULL) and about the
- * time of a full open, once.
+ * only). A store of schema version 1 or 2 (an older libcrdt) is migrated
+ * to version 3 first, in one transaction (docs/storage.md, "Versions"):
+ * on any error, or a crash, the old file is left as it was; from version
+ * 1 it needs free space of about the file's size (else CRDT_EFULL) and
+ * about the time of a full open, once; from version 2, one page (the new
+ * table) and O(schema).
  * Cost: O(database size) to open (the check reads everything once;
  * quick_open: O(schema));
  * append O(batch bytes + batch * log(stored)); since from cursor 0 finds
@@ -233,6 +267,19 @@ CRDT_API CRDT_NODISCARD int crdt_store_append(crdt_store *s,
  */
 CRDT_API CRDT_NODISCARD int crdt_store_put_checkpoint(crdt_store *s,
     const void *snap, size_t len, const crdt_vclock *covers);
+
+/**
+ * crdt_store_put_checkpoint(), and in the same atomic step drop the loaded
+ * snapshot records with id <= `snaps_upto` (crdt_store_put_snapshot()):
+ * the ones `snap` holds. A crash or an error leaves both the previous
+ * checkpoint and every record. `snaps_upto` 0 drops none (that is
+ * crdt_store_put_checkpoint()); a backend without snapshot records drops
+ * none either way.
+ * @return as crdt_store_put_checkpoint().
+ */
+CRDT_API CRDT_NODISCARD int crdt_store_put_checkpoint_upto(crdt_store *s,
+    const void *snap, size_t len, const crdt_vclock *covers,
+    uint64_t snaps_upto);
 
 /**
  * Background checkpoint: like crdt_store_put_checkpoint(), but the write
@@ -309,7 +356,9 @@ CRDT_API CRDT_NODISCARD int crdt_store_since(crdt_store *s,
  * to `snap_out` (`*has_checkpoint` says whether there is one), then `fn`
  * gets every stored message the checkpoint's clock does not cover (all
  * of them without a checkpoint), in append order. Feed the snapshot to
- * crdt_doc_load() and the messages to crdt_doc_receive().
+ * crdt_doc_load(), then the loaded snapshot records (read them first,
+ * crdt_store_snapshots(): `fn` cannot call the store), then the messages
+ * to crdt_doc_receive(); crdt_doc_open_store() does all of it.
  * On error snap_out->len is restored and *has_checkpoint untouched;
  * messages already handed to `fn` were handed out (load again from the
  * start: receiving a message twice is a no-op for a document).
@@ -320,6 +369,37 @@ CRDT_API CRDT_NODISCARD int crdt_store_since(crdt_store *s,
  */
 CRDT_API CRDT_NODISCARD int crdt_store_load(crdt_store *s, crdt_buf *snap_out,
     bool *has_checkpoint, crdt_store_msg_fn fn, void *ud);
+
+/**
+ * Store a loaded snapshot record: `snap` (opaque bytes, borrowed, at most
+ * limits.max_bytes), atomically and durably like an append; `*id`
+ * receives its id (ids increase and are never reused). A document
+ * attached to the store calls this before a snapshot it merges becomes
+ * visible, so what a restart restores includes it (docs/storage.md,
+ * "Loaded snapshots"); a checkpoint that holds it drops it
+ * (crdt_store_put_checkpoint_upto()). One document per store: the
+ * records and the checkpoint are that document's.
+ * Cost: O(len) plus one commit (one fsync for SQLite in FULL mode).
+ * @return 0, CRDT_EINVAL, CRDT_ETOOBIG, CRDT_ESTATE (called from a
+ *         callback, or the backend keeps no snapshot records), CRDT_EIO,
+ *         CRDT_EFULL, CRDT_EBUSY, CRDT_ENOMEM; on error nothing is
+ *         stored and *id is untouched.
+ */
+CRDT_API CRDT_NODISCARD int crdt_store_put_snapshot(crdt_store *s,
+    const void *snap, size_t len, uint64_t *id);
+
+/**
+ * Hand `fn` every stored loaded-snapshot record, ascending by id (a
+ * restart merges them after the checkpoint and before the messages:
+ * crdt_doc_open_store()). Records are checked on the way out (SQLite: a
+ * BLAKE2b digest each): damage is CRDT_ECORRUPT. A backend without
+ * snapshot records has none: 0, `fn` not called.
+ * Cost: O(records' bytes).
+ * @return 0, CRDT_EINVAL, CRDT_ESTATE (called from a callback),
+ *         CRDT_ECORRUPT, CRDT_EIO, CRDT_EBUSY, CRDT_ENOMEM, or fn's code.
+ */
+CRDT_API CRDT_NODISCARD int crdt_store_snapshots(crdt_store *s,
+    crdt_store_snap_fn fn, void *ud);
 
 #ifdef __cplusplus
 }

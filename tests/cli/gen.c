@@ -10,6 +10,9 @@
  *   sealed.msg, sealed.snap, key.bin: an encrypted document's message and
  *                    sealed snapshot, and its key
  *   store.db         an SQLite store: A's messages and a checkpoint
+ *   loaded.db, loaded-expected.snap: a store holding a loaded snapshot
+ *                    record (B's snapshot loaded while attached, no
+ *                    checkpoint after it), and the document that wrote it
  *   chat.msg, chat.snap: a chat post and the snapshot after it
  *   acl.snap, admin.hex: a document with an allowlist, its admin's key
  * Usage: gen DIR
@@ -45,6 +48,7 @@ put(const char *name, const void *p, size_t n)
 }
 
 static crdt_doc_id doc_id;
+static bool ckpt_off; /* mkdoc: no automatic checkpoints */
 
 static crdt_doc *
 mkdoc(uint8_t idbyte)
@@ -56,6 +60,8 @@ mkdoc(uint8_t idbyte)
 
 	crdt_config_default(&cfg);
 	cfg.doc_id = doc_id;
+	if (ckpt_off)
+		cfg.ckpt_tail_pct = UINT32_MAX;
 	TRY(crdt_replica_id_from_bytes(&id, raw, sizeof raw));
 	TRY(crdt_doc_new(&cfg, &id, &d));
 	TRY(crdt_doc_register(d, "tags", CRDT_OBJ_GSET, NULL));
@@ -149,6 +155,25 @@ plain_docs(void)
 	for (size_t i = na; i < na + 2; i++)
 		TRY(crdt_doc_receive(a2, msgs[i].data, msgs[i].len, NULL));
 	save(a2, "store-expected.snap");
+	TRY(crdt_doc_attach_store(a2, NULL, 0));
+	crdt_store_close(s);
+	crdt_doc_free(a2);
+
+	/* A's first messages, then B's snapshot loaded while attached: its
+	 * record stays (no automatic checkpoint drops it). */
+	ckpt_off = true;
+	a2 = mkdoc(0xa1);
+	ckpt_off = false;
+	snprintf(path, sizeof path, "%s/loaded.db", dir);
+	TRY(crdt_store_open_sqlite(NULL, path, NULL, &s));
+	TRY(crdt_doc_attach_store(a2, s, 0));
+	for (size_t i = 0; i < 3; i++)
+		TRY(crdt_doc_receive(a2, msgs[i].data, msgs[i].len, NULL));
+	crdt_buf_init(&f, NULL);
+	TRY(crdt_doc_save(b, &f));
+	TRY(crdt_doc_load(a2, f.data, f.len, NULL));
+	crdt_buf_fini(&f);
+	save(a2, "loaded-expected.snap");
 	TRY(crdt_doc_attach_store(a2, NULL, 0));
 	crdt_store_close(s);
 	crdt_doc_free(a2);

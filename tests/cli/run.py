@@ -331,6 +331,29 @@ def tests(tmp):
     check(open(f(tmp, 'exported2.snap'), 'rb').read() ==
           open(f(tmp, 'store-expected.snap'), 'rb').read(),
           'store export after compact is unchanged')
+    import sqlite3
+    con = sqlite3.connect(db)
+    check(con.execute('PRAGMA user_version').fetchone()[0] == 3,
+          'a new store is schema version 3')
+    con.close()
+    # A loaded snapshot record (storage.md, "Loaded snapshots"): listed,
+    # read by check, merged by export; compact's checkpoint drops it.
+    ldb = f(tmp, 'loaded.db')
+    sl = js('store', 'list', ldb)
+    check(sl.get('loaded_snapshots') == 1 and
+          sl.get('loaded_snapshot_bytes', 0) > 0,
+          'store list: the loaded snapshot record')
+    check(js('store', 'check', ldb).get('loaded_snapshots') == 1,
+          'store check reads the loaded snapshot record')
+    for name in ('lexported.snap', 'lexported2.snap'):
+        expect(0, 'store', 'export', ldb, '-o', f(tmp, name))
+        check(open(f(tmp, name), 'rb').read() ==
+              open(f(tmp, 'loaded-expected.snap'), 'rb').read(),
+              'store export merges the loaded snapshot record (%s)' % name)
+        if name == 'lexported.snap':
+            js('store', 'compact', ldb)
+            check(js('store', 'list', ldb).get('loaded_snapshots') == 0,
+                  'store compact: the checkpoint drops the record')
     expect(3, 'store', 'check', f(tmp, 'nosuch.db'))
     expect(3, 'verify', f(tmp, 'nosuch.snap'))
     # corruption: a stored message's bytes changed in place

@@ -175,7 +175,7 @@ w_since(void *impl, const crdt_vclock *v, uint64_t *cursor, size_t budget,
 }
 
 static const crdt_store_ops wrap_ops = { w_append, w_put, w_get, w_since,
-	NULL };
+	NULL, NULL, NULL, NULL };
 
 static crdt_store *
 wrap_open(wrap *w)

@@ -938,7 +938,7 @@ mem_close(void *impl)
 }
 
 static const crdt_store_ops mem_ops = { mem_append, mem_put_ck, mem_get_ck,
-	mem_since, mem_close };
+	mem_since, mem_close, NULL, NULL, NULL };
 
 /* The store holds exactly the document: a restart from it saves the same
  * bytes. */
