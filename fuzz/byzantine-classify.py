@@ -18,8 +18,10 @@ diverges under STRICT is put in one class:
                        clocks differ, or a handed-over variant is refused:
                        a message of B judged through different variants
                        of its own earlier dot.
-  other                anything else: a local bug (no split dot, or a
-                       split dot whose hand-over does not close it).
+  other                anything else: a local bug (no split dot, a
+                       divergence that stays with FUZZ_BYZ_ONE_FORK=1, where
+                       B never equivocates, or a split dot whose hand-over
+                       does not close it).
 
 Prints one line per diverging input, then the counts with a sample input
 per class. Exit status 1 when an input is "other" or crashed otherwise.
@@ -40,12 +42,14 @@ def inputs(paths):
             yield p
 
 
-def run(exe, path, strict):
+def run(exe, path, strict, one_fork=False):
     env = dict(os.environ, FUZZ_DEBUG='1')
-    env.pop('FUZZ_BYZ_SAFETY_ONLY', None)
-    env.pop('FUZZ_BYZ_STRICT', None)
+    for k in ('FUZZ_BYZ_SAFETY_ONLY', 'FUZZ_BYZ_STRICT', 'FUZZ_BYZ_ONE_FORK'):
+        env.pop(k, None)
     if strict:
         env['FUZZ_BYZ_STRICT'] = '1'
+    if one_fork:
+        env['FUZZ_BYZ_ONE_FORK'] = '1'
     r = subprocess.run([exe, path], env=env, stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, text=True, errors='replace')
     return r.returncode, r.stderr
@@ -79,7 +83,9 @@ def classify(exe, path):
         return 'crash', '-'
     split = "B's dot" in err
     equal = len(set(clocks(err))) == 1
-    if not split:
+    # Both open causes need B to equivocate: one that stays with B's
+    # second fork kept away is not theirs.
+    if not split or run(exe, path, True, True)[0] != 0:
         return 'other', field(err)
     drc, derr = run(exe, path, False)
     refused = re.search(r"variant is not h0's: CRDT_E", derr) is not None

@@ -23,8 +23,11 @@
  * those variants on as evidence: the snapshots must then be equal.
  * Environment: FUZZ_BYZ_STRICT=1 skips that hand-over (judges the protocol
  * as it is: the open divergences show); FUZZ_BYZ_SAFETY_ONLY=1 judges only
- * crashes, leaks, sanitizer reports and honest writes; FUZZ_DEBUG=1 says
- * what was handed over and which snapshot field differs. */
+ * crashes, leaks, sanitizer reports and honest writes; FUZZ_BYZ_ONE_FORK=1
+ * keeps everything B's second fork writes from the honest replicas (B
+ * never equivocates: a divergence that stays is not the open one);
+ * FUZZ_DEBUG=1 says what was handed over and which snapshot field
+ * differs. */
 #include "fuzz.h"
 
 #include <crdt/secure.h>
@@ -309,6 +312,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t admin_pk[CRDT_PUBLIC_KEY_BYTES];
 	crdt_buf pool[POOL], bpool[POOL];
 	size_t np = 0, nbp = 0;
+	/* FUZZ_BYZ_ONE_FORK (triage): B's second fork writes but nothing it
+	 * writes or syncs reaches an honest replica, so B never equivocates;
+	 * bfork[k]: which fork wrote bpool[k]. */
+	bool one_fork = getenv("FUZZ_BYZ_ONE_FORK") != NULL;
+	uint8_t bfork[POOL] = { 0 };
 
 	fuzz_ms = UINT64_C(1700000000000);
 	for (int i = 0; i < HONEST; i++)
@@ -382,18 +390,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		case 5: { /* B writes on one of its forks and sends it */
 			n = fuzz_take(&in, v % 5, &p);
+			bfork[nbp % POOL] = a & 1;
 			crdt_buf *m = &bpool[nbp++ % POOL];
 			crdt_buf_clear(m);
-			if (local_op(b[a & 1], op + v, p, n, m) == 0)
+			if (local_op(b[a & 1], op + v, p, n, m) == 0 &&
+			    !(one_fork && (a & 1)))
 				ignore(crdt_doc_receive(y, m->data, m->len,
 				    NULL));
 			break;
 		}
 		case 6: /* B replays or mutates one of its messages */
 			if (nbp > 0) {
-				crdt_buf *m =
-				    &bpool[a % (nbp < POOL ? nbp : POOL)];
-				if (m->len == 0)
+				size_t k = a % (nbp < POOL ? nbp : POOL);
+				crdt_buf *m = &bpool[k];
+				if (m->len == 0 || (one_fork && bfork[k]))
 					break;
 				size_t at = (size_t)c * 7 % m->len;
 				m->data[at] ^= v;
@@ -429,8 +439,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 		default: /* sync, honest or with B, frames maybe corrupted */
-			if (v & 1)
-				round_trip(b[a & 1], y, c, v, (uint8_t)(op ^ c));
+			if (v & 1) {
+				if (!(one_fork && (a & 1)))
+					round_trip(b[a & 1], y, c, v,
+					    (uint8_t)(op ^ c));
+			}
 			else if (x != y)
 				round_trip(x, y, c >> 5, v, (uint8_t)(op ^ a));
 		}
