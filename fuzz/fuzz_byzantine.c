@@ -439,12 +439,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 		default: /* sync, honest or with B, frames maybe corrupted */
-			if (v & 1) {
-				if (!(one_fork && (a & 1)))
-					round_trip(b[a & 1], y, c, v,
-					    (uint8_t)(op ^ c));
-			}
-			else if (x != y)
+			if ((v & 1) && !(one_fork && (a & 1)))
+				round_trip(b[a & 1], y, c, v, (uint8_t)(op ^ c));
+			else if (!(v & 1) && x != y)
 				round_trip(x, y, c >> 5, v, (uint8_t)(op ^ a));
 		}
 	}
