@@ -751,7 +751,8 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
  * stale, queries report CRDT_ENOMEM and the next write rebuilds it.
  */
 bool
-crdt__chat_after(crdt_chat *c, const crdt__undo_rec *rec, crdt_change *ch)
+crdt__chat_after(crdt_chat *c, const crdt__undo_rec *rec, crdt_change *ch,
+    bool report)
 {
 	crdt_dot about;
 	size_t pos;
@@ -765,15 +766,16 @@ crdt__chat_after(crdt_chat *c, const crdt__undo_rec *rec, crdt_change *ch)
 		chat_index *ix = c->ix;
 		bool mine = ix->pend.ok && ix->pend.idx == rec->idx &&
 		    ix->pend.rec == k->ptr && ix->pend.len == k->len;
-		rc = crdt__chat_ix_add_msg(c, k->ptr, k->len, &pos, &about,
-		    mine ? &ix->pend.m : NULL, rec->idx);
+		rc = crdt__chat_ix_add_msg(c, k->ptr, k->len,
+		    report ? &pos : NULL, &about, mine ? &ix->pend.m : NULL,
+		    rec->idx);
 		ix->pend.ok = false;
 		if (rc == IX_HIDDEN)
 			return false;
 		ch->kind = rc == IX_SHOWN ? CRDT_CHANGE_CHAT_INSERT :
 					    CRDT_CHANGE_CHAT_UPDATE;
 		ch->msg = about;
-		ch->position = pos;
+		ch->position = report ? pos : 0;
 	} else if (rec->target == c->marks &&
 	    rec->kind == CRDT__UNDO_GSET_NEW) {
 		const crdt__key *k = crdt__gset_entry_key(c->marks, rec->idx);

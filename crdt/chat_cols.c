@@ -340,12 +340,15 @@ skim_rec(const uint8_t *p, size_t len, msgrec *m)
 /* Parse every record once, and the tables: every replica ID a record, a
  * reply or a G-Set dot names, and every author. */
 static int
-enc_tables(enc *e, const crdt__key **v)
+enc_tables(enc *e, const crdt_gset *msgs, const crdt__key **v)
 {
 	for (size_t i = 0; i < e->n; i++) {
 		msgrec *m = &e->m[i];
 		CRDT_TRY(skim_rec(v[i]->ptr, v[i]->len, m));
-		e->dot[i] = crdt__gset_key_dot(v[i]);
+		/* The set keeps only dots other than the record's ID (its
+		 * identity, which skim_rec has just read). */
+		e->dot[i] = crdt__gset_key_own(msgs, v[i]) ? m->id :
+		    crdt__gset_key_dot(msgs, v[i]);
 		CRDT_TRY(add_id(e, &m->id.replica));
 		if (m->has_reply)
 			CRDT_TRY(add_id(e, &m->reply.replica));
@@ -448,7 +451,7 @@ enc_all(enc *e, const crdt_gset *msgs, crdt_buf *out)
 		if (e->m == NULL || e->dot == NULL)
 			return CRDT_ENOMEM;
 	}
-	CRDT_TRY(enc_tables(e, v));
+	CRDT_TRY(enc_tables(e, msgs, v));
 	if (e->nids > 0) {
 		e->runs = crdt__malloc(e->a, e->nids * sizeof *e->runs);
 		if (e->runs == NULL)

@@ -30,12 +30,16 @@
 #define SEEN_MAX ((UINT64_C(1) << 63) - 1)
 #define ORD_CAP (SEEN_MAX + 1)
 
-/* 64 bytes: one per message, so every field counts (docs/performance.md). */
+/* 48 bytes: one per message, so every field counts (docs/performance.md).
+ * The dot is its counter and the index of its replica's entry in
+ * chat_index.reps (entries never move between indices, and a node is only
+ * made after its replica's entry); the record is entry `gi` of the
+ * messages set. */
 typedef struct tnode {
 	uint64_t ord;
-	crdt_dot id;
-	const uint8_t *rec; /* the G-Set element (owned by msgs) */
-	uint32_t rec_len;   /* records are < 4 GiB: limits.max_bytes */
+	uint64_t ctr;
+	uint32_t rep;
+	uint32_t gi;
 	uint32_t prio;
 	uint32_t l, r, p, size;
 } tnode;
@@ -316,6 +320,36 @@ int crdt__chat_ix_init(crdt_chat *c);
 dot_ent *crdt__chat_dot_get(chat_index *ix, crdt_dot d, bool create, int *rc);
 uint32_t crdt__chat_dot_hash32(const chat_index *ix, crdt_dot d);
 uint32_t crdt__chat_node_find(const chat_index *ix, crdt_dot d, uint32_t h);
+
+/* A node's replica ID (16 bytes), dot and record. */
+static inline const uint8_t *
+crdt__chat_node_rep(const chat_index *ix, const tnode *n)
+{
+	return ((const crdt__key *)crdt__table_at(&ix->reps, n->rep))->ptr;
+}
+
+static inline crdt_dot
+crdt__chat_node_id(const chat_index *ix, const tnode *n)
+{
+	crdt_dot d;
+	memcpy(d.replica.bytes, crdt__chat_node_rep(ix, n), 16);
+	d.counter = n->ctr;
+	return d;
+}
+
+static inline const crdt__key *
+crdt__chat_node_rec(const crdt_chat *c, const tnode *n)
+{
+	return crdt__gset_entry_key(c->msgs, n->gi);
+}
+
+/* The index of a reps entry (rep_ent pointers do not outlive a grow). */
+static inline uint32_t
+crdt__chat_rep_index(const chat_index *ix, const rep_ent *re)
+{
+	return (uint32_t)(((const uint8_t *)re - ix->reps.ents) /
+	    ix->reps.stride);
+}
 const dot_ent *crdt__chat_dot_of(const crdt_chat *c, crdt_dot id);
 user_ent *crdt__chat_user_find(const chat_index *ix, const void *u, size_t n);
 user_ent *crdt__chat_user_get(chat_index *ix, const crdt_allocator *a,
@@ -324,7 +358,8 @@ int crdt__chat_msg_ents(chat_index *ix, const crdt_allocator *a,
     const crdt_replica_id *id, const uint8_t *user, size_t ul, rep_ent **rep,
     rep_ent **urep, user_ent **user_out);
 /* `idx`: rec's msgs entry, whose stored hash is the dot's when the set
- * hashes by ID under the index key (crdt__chat_rec_ident). */
+ * hashes by ID under the index key (crdt__chat_rec_ident). `pos` may be
+ * NULL: the position is then not computed (nobody listens). */
 int crdt__chat_ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len,
     size_t *pos, crdt_dot *id, const msgrec *pre, size_t idx);
 int crdt__chat_ix_add_mark(crdt_chat *c, const uint8_t *rec, size_t len,

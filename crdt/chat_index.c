@@ -90,8 +90,8 @@ crdt__chat_node_find(const chat_index *ix, crdt_dot d, uint32_t h)
 		if (s == 0)
 			return NIL;
 		const tnode *n = &ix->nodes[s - 1];
-		if (n->id.counter == d.counter &&
-		    memcmp(n->id.replica.bytes, d.replica.bytes, 16) == 0)
+		if (n->ctr == d.counter && memcmp(crdt__chat_node_rep(ix, n),
+		    d.replica.bytes, 16) == 0)
 			return s - 1;
 	}
 }
@@ -266,7 +266,7 @@ crdt__chat_msg_ents(chat_index *ix, const crdt_allocator *a,
  */
 static int
 ix_rival(crdt_chat *c, uint32_t y, const uint8_t *rec, size_t len,
-    const msgrec *m, size_t *pos)
+    size_t gi, const msgrec *m, size_t *pos)
 {
 	chat_index *ix = c->ix;
 	const crdt_allocator *a = crdt__chat_ix_alloc(c);
@@ -274,9 +274,10 @@ ix_rival(crdt_chat *c, uint32_t y, const uint8_t *rec, size_t len,
 	msgrec old;
 	int rc;
 
-	if (crdt__key_cmp(rec, len, n->rec, n->rec_len) >= 0)
+	const crdt__key *cur = crdt__chat_node_rec(c, n);
+	if (crdt__key_cmp(rec, len, cur->ptr, cur->len) >= 0)
 		return IX_HIDDEN;
-	CRDT_TRY(crdt__chat_parse_msgrec(n->rec, n->rec_len, &old));
+	CRDT_TRY(crdt__chat_parse_msgrec(cur->ptr, cur->len, &old));
 	if (old.user_len != m->user_len ||
 	    memcmp(old.user, m->user, m->user_len) != 0) {
 		/* Move the message between authors: allocate first. */
@@ -302,10 +303,10 @@ ix_rival(crdt_chat *c, uint32_t y, const uint8_t *rec, size_t len,
 	crdt__chat_treap_remove(ix, y);
 	n = &ix->nodes[y];
 	n->ord = m->ord;
-	n->rec = rec;
-	n->rec_len = (uint32_t)len;
+	n->gi = (uint32_t)gi;
 	crdt__chat_treap_insert(ix, y);
-	*pos = crdt__chat_rank(ix, y);
+	if (pos != NULL)
+		*pos = crdt__chat_rank(ix, y);
 	return IX_REPLACED;
 }
 
@@ -345,7 +346,7 @@ crdt__chat_ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	assert(h == crdt__chat_dot_hash32(ix, m.id));
 	uint32_t y = crdt__chat_node_find(ix, m.id, h);
 	if (y != NIL)
-		return ix_rival(c, y, rec, len, &m, pos);
+		return ix_rival(c, y, rec, len, idx, &m, pos);
 	CRDT_TRY(crdt__chat_node_room(ix, a));
 	rep_ent *re, *ue;
 	user_ent *u;
@@ -367,16 +368,17 @@ crdt__chat_ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	tnode *n = &ix->nodes[x];
 	memset(n, 0, sizeof *n);
 	n->ord = m.ord;
-	n->id = m.id;
-	n->rec = rec;
-	n->rec_len = (uint32_t)len;
+	n->ctr = m.id.counter;
+	n->rep = crdt__chat_rep_index(ix, re);
+	n->gi = (uint32_t)idx;
 	n->l = n->r = n->p = NIL;
 	n->size = 1;
 	/* The dot's keyed hash doubles as the treap priority. */
 	n->prio = h;
 	node_place(ix->slots, ix->nslots, h, x + 1);
 	crdt__chat_treap_insert(ix, x);
-	*pos = crdt__chat_rank(ix, x);
+	if (pos != NULL) /* O(log n): only when somebody listens */
+		*pos = crdt__chat_rank(ix, x);
 	return IX_SHOWN;
 }
 
@@ -617,7 +619,6 @@ crdt__chat_ix_bulk(crdt_chat *c, const chat_bulk *bk)
 		CRDT_TRY(crdt__chat_u64v_add(a, &re->ctr, id.counter, true));
 		CRDT_TRY(crdt__chat_u64v_add(a, &ue->ctr, id.counter, true));
 		u->posted++;
-		const crdt__key *k = crdt__gset_entry_key(c->msgs, i);
 		/* The set hashed the record's ID under our key already. */
 		uint64_t eh;
 		uint32_t h = crdt__gset_ident_hash(c->msgs, crdt__chat_rec_ident,
@@ -627,9 +628,9 @@ crdt__chat_ix_bulk(crdt_chat *c, const chat_bulk *bk)
 		uint32_t x = (uint32_t)ix->nn++;
 		tnode *t = &ix->nodes[x];
 		t->ord = b->ord;
-		t->id = id;
-		t->rec = k->ptr;
-		t->rec_len = (uint32_t)k->len;
+		t->ctr = id.counter;
+		t->rep = crdt__chat_rep_index(ix, re);
+		t->gi = (uint32_t)i;
 		t->prio = h;
 		t->l = t->r = t->p = NIL;
 		t->size = 1;

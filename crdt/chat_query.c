@@ -10,10 +10,10 @@
 static void
 fill(const crdt_chat *c, uint32_t x, crdt_chat_msg *out)
 {
-	const tnode *n = &c->ix->nodes[x];
+	const crdt__key *k = crdt__chat_node_rec(c, &c->ix->nodes[x]);
 	msgrec m;
 	memset(out, 0, sizeof *out);
-	if (crdt__chat_parse_msgrec(n->rec, n->rec_len, &m) != 0)
+	if (crdt__chat_parse_msgrec(k->ptr, k->len, &m) != 0)
 		return;
 	out->id = m.id;
 	out->sent_at = m.sent_at;
@@ -110,7 +110,7 @@ crdt_chat_page(const crdt_chat *c, const crdt_dot *anchor, bool after,
 		size_t first = total > k ? total - k : 0;
 		x = crdt__chat_kth(ix, first);
 		while (x != NIL && *n < k) {
-			out[(*n)++] = ix->nodes[x].id;
+			out[(*n)++] = crdt__chat_node_id(ix, &ix->nodes[x]);
 			x = crdt__chat_step(ix, x, true);
 		}
 		return 0;
@@ -121,7 +121,7 @@ crdt_chat_page(const crdt_chat *c, const crdt_dot *anchor, bool after,
 	if (after) {
 		for (x = crdt__chat_step(ix, x, true); x != NIL && *n < k;
 		     x = crdt__chat_step(ix, x, true))
-			out[(*n)++] = ix->nodes[x].id;
+			out[(*n)++] = crdt__chat_node_id(ix, &ix->nodes[x]);
 		return 0;
 	}
 	/* Walk back k, then emit forwards so the page is in thread order. */
@@ -135,7 +135,7 @@ crdt_chat_page(const crdt_chat *c, const crdt_dot *anchor, bool after,
 		got++;
 	}
 	for (size_t i = 0; i < got; i++) {
-		out[(*n)++] = ix->nodes[y].id;
+		out[(*n)++] = crdt__chat_node_id(ix, &ix->nodes[y]);
 		y = crdt__chat_step(ix, y, true);
 	}
 	return 0;
@@ -163,8 +163,8 @@ read_by_other(const crdt_chat *c, uint32_t x)
 {
 	msgrec m;
 	const crdt__table *t = &c->ix->users;
-	if (crdt__chat_parse_msgrec(c->ix->nodes[x].rec,
-	    c->ix->nodes[x].rec_len, &m))
+	const crdt__key *k = crdt__chat_node_rec(c, &c->ix->nodes[x]);
+	if (crdt__chat_parse_msgrec(k->ptr, k->len, &m))
 		return false;
 	for (size_t i = 0; i < t->n; i++) {
 		const user_ent *u = crdt__table_at(t, i);

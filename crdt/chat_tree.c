@@ -271,12 +271,19 @@ crdt__chat_ol_reserve(const crdt_allocator *a, olink **v, size_t *cap,
 /* ---------------------------------------------------------------- */
 /* order-statistic treap                                            */
 
+/* By order key, then by dot (crdt_dot_cmp: replica ID, then counter). */
 static int
-node_cmp(const tnode *a, const tnode *b)
+node_cmp(const chat_index *ix, const tnode *a, const tnode *b)
 {
 	if (a->ord != b->ord)
 		return a->ord < b->ord ? -1 : 1;
-	return crdt_dot_cmp(a->id, b->id);
+	if (a->rep != b->rep) {
+		int c = memcmp(crdt__chat_node_rep(ix, a),
+		    crdt__chat_node_rep(ix, b), 16);
+		if (c != 0)
+			return c < 0 ? -1 : 1;
+	}
+	return (a->ctr > b->ctr) - (a->ctr < b->ctr);
 }
 
 /*
@@ -328,7 +335,7 @@ crdt__chat_treap_insert(chat_index *ix, uint32_t x)
 	for (;;) {
 		tnode *tn = &ix->nodes[t];
 		tn->size++;
-		uint32_t *next = node_cmp(n, tn) < 0 ? &tn->l : &tn->r;
+		uint32_t *next = node_cmp(ix, n, tn) < 0 ? &tn->l : &tn->r;
 		if (*next == NIL) {
 			*next = x;
 			n->p = t;
@@ -380,7 +387,7 @@ crdt__chat_treap_build(chat_index *ix, const crdt_allocator *a)
 		return 0;
 	bool sorted = true;
 	for (size_t i = 1; sorted && i < n; i++)
-		sorted = node_cmp(&ix->nodes[i - 1], &ix->nodes[i]) < 0;
+		sorted = node_cmp(ix, &ix->nodes[i - 1], &ix->nodes[i]) < 0;
 	okey *ord = NULL;
 	if (!sorted) {
 		if (n > SIZE_MAX / sizeof *ord)
@@ -389,7 +396,8 @@ crdt__chat_treap_build(chat_index *ix, const crdt_allocator *a)
 		if (ord == NULL)
 			return CRDT_ENOMEM;
 		for (size_t i = 0; i < n; i++)
-			ord[i] = (okey){ ix->nodes[i].ord, ix->nodes[i].id,
+			ord[i] = (okey){ ix->nodes[i].ord,
+				crdt__chat_node_id(ix, &ix->nodes[i]),
 				(uint32_t)i };
 		qsort(ord, n, sizeof *ord, okey_cmp);
 	}

@@ -531,8 +531,8 @@ emit_changes(crdt_doc *d, crdt_dot dot)
 		if (d->objs[u->obj].type == CRDT_OBJ_CHAT) {
 			/* The thread's index follows every change, listener
 			 * or not. */
-			if (crdt__chat_after(d->objs[u->obj].o, u, &ch) &&
-			    d->l.on_change != NULL)
+			if (crdt__chat_after(d->objs[u->obj].o, u, &ch,
+			    d->l.on_change != NULL) && d->l.on_change != NULL)
 				d->l.on_change(d->l.ud, &ch);
 			continue;
 		}

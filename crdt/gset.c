@@ -2,6 +2,13 @@
  * Grow-only set of byte strings. Merge rule per element: union, and of two
  * dots for the same element keep the smaller (crdt_dot_cmp), which makes
  * the recorded dot independent of delivery order.
+ *
+ * A set whose elements name themselves (crdt__gset_key_prefix with a
+ * 24-byte identity: a chat record starts with its own dot) stores no dot
+ * per element: the entry is the key alone (24 bytes instead of 48, one
+ * per chat message) and the dot is read from the element. The rare
+ * element whose dot is not its identity (a merged state said so, or the
+ * element has no identity) keeps its dot in a side map, `ex`.
  */
 #include <stdlib.h>
 
@@ -12,6 +19,17 @@ typedef struct gs_entry {
 	crdt_dot dot;
 } gs_entry;
 
+/* Entry index -> dot, for the elements of an implied-dot set whose dot is
+ * not their identity. Open addressing (index + 1, 0 = empty), probed from
+ * a keyed hash of the index: a peer decides which entries land here. No
+ * deletion: an entry popped by an undo may leave its slot behind, and the
+ * next element inserted at that index overwrites it (ex_note). */
+typedef struct gs_exmap {
+	uint32_t *key;
+	crdt_dot *dot;
+	size_t n, cap; /* cap: 0 or a power of two, n <= cap / 4 * 3 */
+} gs_exmap;
+
 struct crdt_gset {
 	crdt_config cfg;
 	crdt_replica_id self;
@@ -19,11 +37,190 @@ struct crdt_gset {
 	/* With an identity prefix (crdt__gset_key_prefix): at most this
 	 * many elements share one prefix, so they share one hash. */
 	size_t max_chain;
+	/* Entries are bare keys and the dot is the identity (see top). */
+	bool implied;
+	gs_exmap ex;
 	crdt__table t;
 	/* The elements' bytes: a grow-only set frees them all at once, so
 	 * no allocation per element (entries' k.ptr point here). */
 	crdt__arena ar;
 };
+
+#define IDENT_DOT 24 /* identity bytes that are a dot: replica, counter BE */
+
+typedef size_t (*ident_fn)(const uint8_t *, size_t, uint8_t *);
+
+/* The dot an element names through `ident`, if it names one. */
+static bool
+ident_dot_by(ident_fn ident, const uint8_t *p, size_t len, crdt_dot *d,
+    uint8_t id[CRDT__IDENT_MAX])
+{
+	if (ident(p, len, id) != IDENT_DOT)
+		return false;
+	memcpy(d->replica.bytes, id, 16);
+	d->counter = 0;
+	for (int i = 16; i < IDENT_DOT; i++)
+		d->counter = d->counter << 8 | id[i];
+	return true;
+}
+
+static bool
+ident_dot(const crdt_gset *s, const uint8_t *p, size_t len, crdt_dot *d,
+    uint8_t id[CRDT__IDENT_MAX])
+{
+	return ident_dot_by(s->t.ident, p, len, d, id);
+}
+
+static size_t
+ex_home(const crdt_gset *s, uint32_t idx, size_t mask)
+{
+	uint8_t b[4] = { (uint8_t)idx, (uint8_t)(idx >> 8),
+		(uint8_t)(idx >> 16), (uint8_t)(idx >> 24) };
+	return (size_t)crdt__siphash(s->t.sip, b, sizeof b) & mask;
+}
+
+static crdt_dot *
+ex_find(const crdt_gset *s, size_t idx)
+{
+	const gs_exmap *m = &s->ex;
+	if (m->n == 0)
+		return NULL;
+	size_t mask = m->cap - 1;
+	for (size_t i = ex_home(s, (uint32_t)idx, mask);; i = (i + 1) & mask) {
+		if (m->key[i] == 0)
+			return NULL;
+		if (m->key[i] == idx + 1)
+			return &m->dot[i];
+	}
+}
+
+/* Room for `extra` more exceptions: ex_put cannot fail after it. */
+static int
+ex_reserve(crdt_gset *s, size_t extra)
+{
+	gs_exmap *m = &s->ex;
+	const crdt_allocator *a = &s->cfg.alloc;
+	if (extra == 0)
+		return 0;
+	if (extra > SIZE_MAX / 8 - m->n)
+		return CRDT_ENOMEM;
+	size_t need = m->n + extra, cap = m->cap ? m->cap : 16;
+	while (need > cap / 4 * 3)
+		cap *= 2;
+	if (cap == m->cap)
+		return 0;
+	uint32_t *key = crdt__malloc(a, cap * sizeof *key);
+	crdt_dot *dot = crdt__malloc(a, cap * sizeof *dot);
+	if (key == NULL || dot == NULL) {
+		crdt__free(a, key, cap * sizeof *key);
+		crdt__free(a, dot, cap * sizeof *dot);
+		return CRDT_ENOMEM;
+	}
+	memset(key, 0, cap * sizeof *key);
+	for (size_t j = 0; j < m->cap; j++) {
+		if (m->key[j] == 0)
+			continue;
+		size_t i = ex_home(s, m->key[j] - 1, cap - 1);
+		while (key[i] != 0)
+			i = (i + 1) & (cap - 1);
+		key[i] = m->key[j];
+		dot[i] = m->dot[j];
+	}
+	crdt__free(a, m->key, m->cap * sizeof *m->key);
+	crdt__free(a, m->dot, m->cap * sizeof *m->dot);
+	m->key = key;
+	m->dot = dot;
+	m->cap = cap;
+	return 0;
+}
+
+/* Entry idx's dot is `d`; room reserved (ex_reserve) unless idx has a
+ * slot already. */
+static void
+ex_put(crdt_gset *s, size_t idx, crdt_dot d)
+{
+	crdt_dot *x = ex_find(s, idx);
+	if (x != NULL) {
+		*x = d;
+		return;
+	}
+	gs_exmap *m = &s->ex;
+	assert(m->cap != 0 && m->n + 1 <= m->cap / 4 * 3);
+	size_t mask = m->cap - 1;
+	size_t i = ex_home(s, (uint32_t)idx, mask);
+	while (m->key[i] != 0)
+		i = (i + 1) & mask;
+	m->key[i] = (uint32_t)idx + 1;
+	m->dot[i] = d;
+	m->n++;
+}
+
+static void
+ex_fini(crdt_gset *s)
+{
+	crdt__free(&s->cfg.alloc, s->ex.key, s->ex.cap * sizeof *s->ex.key);
+	crdt__free(&s->cfg.alloc, s->ex.dot, s->ex.cap * sizeof *s->ex.dot);
+	memset(&s->ex, 0, sizeof s->ex);
+}
+
+/* Whether storing dot `d` for element (p, len) needs an exception. */
+static bool
+needs_ex(const crdt_gset *s, const uint8_t *p, size_t len, crdt_dot d)
+{
+	uint8_t id[CRDT__IDENT_MAX];
+	crdt_dot own;
+	return s->implied && (!ident_dot(s, p, len, &own, id) ||
+	    crdt_dot_cmp(own, d) != 0);
+}
+
+static crdt_dot
+gs_dot(const crdt_gset *s, size_t idx)
+{
+	const crdt__key *k = crdt__table_at(&s->t, idx);
+	if (!s->implied)
+		return ((const gs_entry *)k)->dot;
+	const crdt_dot *x = ex_find(s, idx);
+	if (x != NULL)
+		return *x;
+	uint8_t id[CRDT__IDENT_MAX];
+	crdt_dot d;
+	bool ok = ident_dot(s, k->ptr, k->len, &d, id);
+	assert(ok); /* an element without an identity has an exception */
+	(void)ok;
+	return d;
+}
+
+/* Set entry idx's dot: cannot fail when the caller checked needs_ex()
+ * and reserved room for it, or when idx had an exception already. An
+ * exception equal to the identity is harmless (gs_dot reads the same). */
+static void
+gs_set_dot(crdt_gset *s, size_t idx, crdt_dot d)
+{
+	if (!s->implied) {
+		((gs_entry *)crdt__table_at(&s->t, idx))->dot = d;
+		return;
+	}
+	const crdt__key *k = crdt__table_at(&s->t, idx);
+	if (needs_ex(s, k->ptr, k->len, d) || ex_find(s, idx) != NULL)
+		ex_put(s, idx, d);
+}
+
+/* The dot of entry idx, just inserted; `ex`: it is not the element's
+ * identity (elem_hash), and room for the exception was reserved. */
+static void
+gs_init_dot(crdt_gset *s, size_t idx, crdt_dot d, bool ex)
+{
+	if (!s->implied)
+		((gs_entry *)crdt__table_at(&s->t, idx))->dot = d;
+	else if (ex || (s->ex.n != 0 && ex_find(s, idx) != NULL))
+		ex_put(s, idx, d); /* or overwrite a popped entry's */
+}
+
+static size_t
+gs_index(const crdt_gset *s, const void *e)
+{
+	return (size_t)((const uint8_t *)e - s->t.ents) / s->t.stride;
+}
 
 int
 crdt_gset_new(const crdt_config *cfg, const crdt_replica_id *self,
@@ -61,6 +258,7 @@ crdt_gset_free(crdt_gset *s)
 		((crdt__key *)crdt__table_at(&s->t, i))->ptr = NULL;
 	crdt__table_fini(&s->t, NULL);
 	crdt__arena_fini(&s->ar);
+	ex_fini(s);
 	crdt__free(&a, s, sizeof *s);
 }
 
@@ -77,11 +275,33 @@ static void gset_undo(crdt__undo_rec *rec);
 
 /* Insert or lower the dot of one element. All allocation happens before
  * the first change, so on failure the set is untouched. */
+/* The element's hash, and in an implied-dot set whether storing `dot`
+ * for it needs an exception (one identity parse for both). */
+static uint64_t
+elem_hash(const crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot,
+    bool *ex)
+{
+	*ex = false;
+	if (!s->implied)
+		return crdt__table_hash(&s->t, elem, len);
+	uint8_t id[CRDT__IDENT_MAX];
+	crdt_dot own;
+	if (!ident_dot(s, elem, len, &own, id)) {
+		*ex = true;
+		return crdt__table_hash(&s->t, elem, len);
+	}
+	*ex = own.counter != dot.counter ||
+	    memcmp(own.replica.bytes, dot.replica.bytes, 16) != 0;
+	/* What crdt__table_hash computes for a 24-byte identity. */
+	return crdt__siphash(s->t.sip, id, IDENT_DOT);
+}
+
 int
 crdt__gset_write(crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot,
     crdt__undo *u, uint32_t obj)
 {
 	crdt__undo_rec *rec = NULL;
+	bool ex;
 	if (u != NULL) {
 		CRDT_TRY(crdt__undo_reserve(u, 1));
 		rec = &u->v[u->n];
@@ -90,18 +310,21 @@ crdt__gset_write(crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot,
 		rec->target = s;
 		rec->obj = obj;
 	}
-	uint64_t h = crdt__table_hash(&s->t, elem, len);
-	gs_entry *e = crdt__table_find(&s->t, elem, len, h);
+	uint64_t h = elem_hash(s, elem, len, dot, &ex);
+	crdt__key *e = crdt__table_find(&s->t, elem, len, h);
 	if (e != NULL) {
-		if (crdt_dot_cmp(dot, e->dot) < 0) {
+		size_t idx = gs_index(s, e);
+		crdt_dot cur = gs_dot(s, idx);
+		if (crdt_dot_cmp(dot, cur) < 0) {
+			if (ex && ex_find(s, idx) == NULL)
+				CRDT_TRY(ex_reserve(s, 1));
 			if (rec != NULL) {
 				rec->kind = CRDT__UNDO_GSET_DOT;
-				rec->idx = (size_t)((uint8_t *)e - s->t.ents) /
-				    s->t.stride;
-				rec->old_dot = e->dot;
+				rec->idx = idx;
+				rec->old_dot = cur;
 				u->n++;
 			}
-			e->dot = dot;
+			gs_set_dot(s, idx, dot);
 		}
 		note_dot(s, dot);
 		return 0;
@@ -110,11 +333,13 @@ crdt__gset_write(crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot,
 	    crdt__table_chain(&s->t, h, s->max_chain) >= s->max_chain)
 		return CRDT_ETOOBIG;
 	CRDT_TRY(crdt__table_reserve(&s->t, 1));
+	if (ex)
+		CRDT_TRY(ex_reserve(s, 1));
 	uint8_t *copy = crdt__arena_copy(&s->ar, elem, len);
 	if (copy == NULL)
 		return CRDT_ENOMEM;
-	e = crdt__table_insert(&s->t, copy, len, h);
-	e->dot = dot;
+	(void)crdt__table_insert(&s->t, copy, len, h);
+	gs_init_dot(s, s->t.n - 1, dot, ex);
 	note_dot(s, dot);
 	if (rec != NULL) {
 		rec->kind = CRDT__UNDO_GSET_NEW;
@@ -151,9 +376,59 @@ crdt__gset_key_prefix(crdt_gset *s, size_t (*ident)(const uint8_t *,
 	if (s->t.ident == ident && (key == NULL ||
 	    memcmp(s->t.sip, key, sizeof s->t.sip) == 0))
 		return 0;
-	size_t v = s->cfg.max_variants;
+	size_t v = s->cfg.max_variants, chain0 = s->max_chain;
 	s->max_chain = v > SIZE_MAX / 4 ? SIZE_MAX : CRDT_MAX(v * 4, 16);
-	return crdt__table_rehash(&s->t, ident, key, s->max_chain);
+	if (s->implied || ident == NULL) {
+		int rc = crdt__table_rehash(&s->t, ident, key, s->max_chain);
+		if (rc < 0)
+			s->max_chain = chain0;
+		return rc;
+	}
+	/* From dots stored per entry to dots read from the elements: the
+	 * entries shrink to bare keys, and the elements whose dot is not
+	 * their identity go to the side map. Everything that can fail comes
+	 * first. */
+	const crdt_allocator *a = &s->cfg.alloc;
+	crdt__table *t = &s->t;
+	size_t nex = 0;
+	for (size_t i = 0; i < t->n; i++) {
+		const gs_entry *e = crdt__table_at(t, i);
+		uint8_t id[CRDT__IDENT_MAX];
+		crdt_dot own;
+		if (!ident_dot_by(ident, e->k.ptr, e->k.len, &own, id) ||
+		    crdt_dot_cmp(own, e->dot) != 0)
+			nex++;
+	}
+	crdt__key *ents = NULL;
+	if (t->cap != 0) {
+		ents = crdt__malloc(a, t->cap * sizeof *ents);
+		if (ents == NULL) {
+			s->max_chain = chain0;
+			return CRDT_ENOMEM;
+		}
+	}
+	int rc = ex_reserve(s, nex);
+	if (rc == 0)
+		rc = crdt__table_rehash(t, ident, key, s->max_chain);
+	if (rc < 0) {
+		crdt__free(a, ents, t->cap * sizeof *ents);
+		ex_fini(s); /* it was empty: explicit dots need none */
+		s->max_chain = chain0;
+		return rc;
+	}
+	for (size_t i = 0; i < t->n; i++)
+		ents[i] = ((const gs_entry *)crdt__table_at(t, i))->k;
+	s->implied = true;
+	for (size_t i = 0; i < t->n; i++) {
+		const gs_entry *e = crdt__table_at(t, i);
+		if (needs_ex(s, e->k.ptr, e->k.len, e->dot))
+			ex_put(s, i, e->dot);
+	}
+	crdt__free(a, t->ents, t->cap * t->stride);
+	t->ents = (uint8_t *)ents;
+	t->stride = sizeof *ents;
+	t->sc->ok = false;
+	return 0;
 }
 
 const crdt__key *
@@ -167,12 +442,15 @@ gset_undo(crdt__undo_rec *rec)
 {
 	crdt_gset *s = rec->target;
 	if (rec->kind == CRDT__UNDO_GSET_DOT) {
-		gs_entry *e = crdt__table_at(&s->t, rec->idx);
-		e->dot = rec->old_dot;
+		/* idx got an exception when its dot was lowered, if it needed
+		 * one: restoring overwrites it, with no allocation. */
+		gs_set_dot(s, rec->idx, rec->old_dot);
 		return;
 	}
-	gs_entry *e = crdt__table_pop(&s->t);
-	crdt__arena_unbump(&s->ar, e->k.ptr, e->k.len);
+	/* An exception of the popped entry stays behind; the next element
+	 * inserted at that index overwrites it (gs_set_dot). */
+	crdt__key *e = crdt__table_pop(&s->t);
+	crdt__arena_unbump(&s->ar, e->ptr, e->len);
 }
 
 static int
@@ -279,17 +557,26 @@ crdt_gset_merge(crdt_gset *dst, const crdt_gset *src)
 		return 0;
 	/* Phase 1: find what is new, reserve room and copy keys. Phase 2
 	 * cannot fail. Keys are parked in a scratch array meanwhile. */
-	size_t fresh = 0;
+	size_t fresh = 0, nex = 0;
 	for (size_t i = 0; i < src->t.n; i++) {
-		const gs_entry *e = crdt__table_at(&src->t, i);
-		uint64_t h = crdt__table_hash(&dst->t, e->k.ptr, e->k.len);
-		if (crdt__table_find(&dst->t, e->k.ptr, e->k.len, h) == NULL)
+		const crdt__key *e = crdt__table_at(&src->t, i);
+		crdt_dot sd = gs_dot(src, i);
+		uint64_t h = crdt__table_hash(&dst->t, e->ptr, e->len);
+		const crdt__key *d = crdt__table_find(&dst->t, e->ptr, e->len,
+		    h);
+		if (d == NULL) {
 			fresh++;
+			nex += needs_ex(dst, e->ptr, e->len, sd);
+		} else if (crdt_dot_cmp(sd, gs_dot(dst, gs_index(dst, d))) <
+		    0 && needs_ex(dst, e->ptr, e->len, sd)) {
+			nex++;
+		}
 	}
 	uint8_t **keys = NULL;
 	const crdt_allocator *a = &dst->cfg.alloc;
 	if (fresh != 0 && dst->t.ident != NULL)
 		CRDT_TRY(check_chains(dst, src, fresh));
+	CRDT_TRY(ex_reserve(dst, nex));
 	if (fresh != 0) {
 		CRDT_TRY(crdt__table_reserve(&dst->t, fresh));
 		if (fresh > SIZE_MAX / sizeof *keys)
@@ -300,13 +587,11 @@ crdt_gset_merge(crdt_gset *dst, const crdt_gset *src)
 		crdt__arena_mark mark = crdt__arena_mark_now(&dst->ar);
 		size_t k = 0;
 		for (size_t i = 0; i < src->t.n && k < fresh; i++) {
-			const gs_entry *e = crdt__table_at(&src->t, i);
-			uint64_t h = crdt__table_hash(&dst->t, e->k.ptr,
-			    e->k.len);
-			if (crdt__table_find(&dst->t, e->k.ptr, e->k.len, h))
+			const crdt__key *e = crdt__table_at(&src->t, i);
+			uint64_t h = crdt__table_hash(&dst->t, e->ptr, e->len);
+			if (crdt__table_find(&dst->t, e->ptr, e->len, h))
 				continue;
-			keys[k] = crdt__arena_copy(&dst->ar, e->k.ptr,
-			    e->k.len);
+			keys[k] = crdt__arena_copy(&dst->ar, e->ptr, e->len);
 			if (keys[k] == NULL) {
 				/* Drop the copies made so far. */
 				crdt__arena_reset(&dst->ar, mark);
@@ -317,16 +602,18 @@ crdt_gset_merge(crdt_gset *dst, const crdt_gset *src)
 	}
 	size_t k = 0;
 	for (size_t i = 0; i < src->t.n; i++) {
-		const gs_entry *e = crdt__table_at(&src->t, i);
-		uint64_t h = crdt__table_hash(&dst->t, e->k.ptr, e->k.len);
-		gs_entry *d = crdt__table_find(&dst->t, e->k.ptr, e->k.len, h);
+		const crdt__key *e = crdt__table_at(&src->t, i);
+		crdt_dot sd = gs_dot(src, i);
+		uint64_t h = crdt__table_hash(&dst->t, e->ptr, e->len);
+		crdt__key *d = crdt__table_find(&dst->t, e->ptr, e->len, h);
 		if (d == NULL) {
-			d = crdt__table_insert(&dst->t, keys[k++], e->k.len, h);
-			d->dot = e->dot;
-		} else if (crdt_dot_cmp(e->dot, d->dot) < 0) {
-			d->dot = e->dot;
+			(void)crdt__table_insert(&dst->t, keys[k++], e->len, h);
+			gs_set_dot(dst, dst->t.n - 1, sd);
+		} else if (crdt_dot_cmp(sd, gs_dot(dst, gs_index(dst, d))) <
+		    0) {
+			gs_set_dot(dst, gs_index(dst, d), sd);
 		}
-		note_dot(dst, e->dot);
+		note_dot(dst, sd);
 	}
 	crdt__free(a, keys, fresh * sizeof *keys);
 	return 0;
@@ -342,11 +629,11 @@ crdt_gset_lookup(const crdt_gset *s, const void *elem, size_t len,
 	if (s == NULL || (elem == NULL && len != 0))
 		return CRDT_EINVAL;
 	uint64_t h = crdt__table_hash(&s->t, elem, len);
-	const gs_entry *e = crdt__table_find(&s->t, elem, len, h);
+	const crdt__key *e = crdt__table_find(&s->t, elem, len, h);
 	if (e == NULL)
 		return CRDT_ENOTFOUND;
 	if (dot != NULL)
-		*dot = e->dot;
+		*dot = gs_dot(s, gs_index(s, e));
 	return 0;
 }
 
@@ -371,8 +658,8 @@ crdt_gset_foreach(const crdt_gset *s, crdt_gset_visit_fn fn, void *ud)
 		return CRDT_EINVAL;
 	CRDT_TRY(crdt__table_sorted(&s->t, &v));
 	for (size_t i = 0; i < s->t.n; i++) {
-		const gs_entry *e = (const gs_entry *)v[i];
-		int rc = fn(ud, e->k.ptr, e->k.len, e->dot);
+		const crdt__key *e = v[i];
+		int rc = fn(ud, e->ptr, e->len, gs_dot(s, gs_index(s, e)));
 		if (rc != 0)
 			return rc;
 	}
@@ -388,10 +675,11 @@ encode_state(const crdt_gset *s, crdt_buf *out)
 	CRDT_TRY(crdt__w_header(out, CRDT__KIND_GSET, 1));
 	CRDT_TRY(crdt__w_array(out, s->t.n * 3));
 	for (size_t i = 0; i < s->t.n; i++) {
-		const gs_entry *e = (const gs_entry *)v[i];
-		CRDT_TRY(crdt__w_bin(out, e->k.ptr, e->k.len));
-		CRDT_TRY(crdt__w_id(out, &e->dot.replica));
-		CRDT_TRY(crdt__w_uint(out, e->dot.counter));
+		const crdt__key *e = v[i];
+		crdt_dot d = gs_dot(s, gs_index(s, e));
+		CRDT_TRY(crdt__w_bin(out, e->ptr, e->len));
+		CRDT_TRY(crdt__w_id(out, &d.replica));
+		CRDT_TRY(crdt__w_uint(out, d.counter));
 	}
 	return 0;
 }
@@ -473,11 +761,11 @@ crdt_gset_equal(const crdt_gset *a, const crdt_gset *b)
 	if (a->t.n != b->t.n)
 		return false;
 	for (size_t i = 0; i < a->t.n; i++) {
-		const gs_entry *e = crdt__table_at(&a->t, i);
-		uint64_t h = crdt__table_hash(&b->t, e->k.ptr, e->k.len);
-		const gs_entry *f = crdt__table_find(&b->t, e->k.ptr, e->k.len,
-		    h);
-		if (f == NULL || crdt_dot_cmp(e->dot, f->dot) != 0)
+		const crdt__key *e = crdt__table_at(&a->t, i);
+		uint64_t h = crdt__table_hash(&b->t, e->ptr, e->len);
+		const crdt__key *f = crdt__table_find(&b->t, e->ptr, e->len, h);
+		if (f == NULL || crdt_dot_cmp(gs_dot(a, i),
+		    gs_dot(b, gs_index(b, f))) != 0)
 			return false;
 	}
 	return true;
@@ -492,9 +780,15 @@ crdt__gset_sorted(const crdt_gset *s, const crdt__key ***v)
 }
 
 crdt_dot
-crdt__gset_key_dot(const crdt__key *k)
+crdt__gset_key_dot(const crdt_gset *s, const crdt__key *k)
 {
-	return ((const gs_entry *)k)->dot;
+	return gs_dot(s, gs_index(s, k));
+}
+
+bool
+crdt__gset_key_own(const crdt_gset *s, const crdt__key *k)
+{
+	return s->implied && ex_find(s, gs_index(s, k)) == NULL;
 }
 
 int
@@ -515,13 +809,16 @@ crdt__gset_bulk_room(crdt_gset *s, size_t len)
 int
 crdt__gset_bulk_add(crdt_gset *s, uint8_t *elem, size_t len, crdt_dot dot)
 {
+	bool ex;
 	CRDT_TRY(crdt__table_reserve(&s->t, 1));
-	uint64_t h = crdt__table_hash(&s->t, elem, len);
+	uint64_t h = elem_hash(s, elem, len, dot, &ex);
 	if (s->t.ident != NULL &&
 	    crdt__table_chain(&s->t, h, s->max_chain) >= s->max_chain)
 		return CRDT_ETOOBIG;
-	gs_entry *e = crdt__table_insert(&s->t, elem, len, h);
-	e->dot = dot;
+	if (ex)
+		CRDT_TRY(ex_reserve(s, 1));
+	(void)crdt__table_insert(&s->t, elem, len, h);
+	gs_init_dot(s, s->t.n - 1, dot, ex);
 	note_dot(s, dot);
 	return 0;
 }

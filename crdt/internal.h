@@ -397,9 +397,12 @@ const crdt__key *crdt__gset_entry_key(const crdt_gset *s, size_t idx);
  * the same identity under the same key elsewhere can reuse the stored
  * hash (crdt__gset_ident_hash). Elements sharing an identity are bounded:
  * at most max(16, 4 x cfg.max_variants) each; a write or merge past that
- * is CRDT_ETOOBIG and changes nothing. Rehashes what the set holds (no
- * allocation); CRDT_ETOOBIG, and the set unchanged, if that is over the
- * bound already. */
+ * is CRDT_ETOOBIG and changes nothing. An identity of 24 bytes is a dot
+ * (replica ID, counter big-endian): the element's own, so the set stores
+ * none per element, only the exceptions (an element without one, or a
+ * merged dot other than it). Rehashes what the set holds, and converts a
+ * set that stored dots (CRDT_ENOMEM); CRDT_ETOOBIG, and the set unchanged,
+ * if that is over the bound already. */
 int crdt__gset_key_prefix(crdt_gset *s, size_t (*ident)(const uint8_t *,
     size_t, uint8_t *), const uint8_t *key);
 /* Entry idx's stored hash, when the set hashes by `ident` under `key`
@@ -412,7 +415,10 @@ const crdt__key *crdt__map_entry(const crdt_lww_map *m, size_t idx,
 const crdt__reg *crdt__lww_reg(const crdt_lww *r);
 /* A G-Set's entries in canonical order, and an entry's dot. */
 int crdt__gset_sorted(const crdt_gset *s, const crdt__key ***v);
-crdt_dot crdt__gset_key_dot(const crdt__key *k);
+crdt_dot crdt__gset_key_dot(const crdt_gset *s, const crdt__key *k);
+/* Whether k's dot is its element's own identity (crdt__gset_key_prefix):
+ * then a caller that parsed the element knows it without asking. */
+bool crdt__gset_key_own(const crdt_gset *s, const crdt__key *k);
 /* Decoders that prove elements strictly ascending add them without a
  * lookup: reserve once, then build each element in room from the set's
  * arena (NULL: no memory) and add it; CRDT_ETOOBIG past the identity
@@ -444,8 +450,10 @@ bool crdt__chat_is_server(const crdt_chat *c, const crdt_replica_id *id);
 int crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
     crdt_dot dot, uint64_t stamp, crdt__undo *u, uint32_t obj,
     crdt_buf *scratch, uint64_t walk);
+/* Fold one undo record into the index; true when `ch` (filled only when
+ * `report`) says what a listener should hear. */
 bool crdt__chat_after(crdt_chat *c, const crdt__undo_rec *rec,
-    struct crdt_change *ch);
+    struct crdt_change *ch, bool report);
 bool crdt__lww_is_set(const crdt_lww *r);
 
 #endif /* CRDT_INTERNAL_H */

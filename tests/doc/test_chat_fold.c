@@ -354,3 +354,70 @@ Test(chat_fold, folded_post_sorts_among_loaded_records)
 	crdt_buf_fini(&m2);
 	cr_assert_eq(test_alloc_live_blocks(), 0, "leak");
 }
+
+/* What a listener hears of each inserted post: its position at that
+ * moment, which must be where the thread then shows it. */
+typedef struct inserts {
+	const crdt_doc *d;
+	size_t n, wrong;
+} inserts;
+
+static void
+on_insert(void *ud, const crdt_change *ch)
+{
+	inserts *s = ud;
+	if (ch->kind != CRDT_CHANGE_CHAT_INSERT)
+		return;
+	const crdt_chat *c;
+	size_t pos;
+	s->n++;
+	if (crdt_doc_chat(s->d, ch->obj, &c) != 0 ||
+	    crdt_chat_position(c, ch->msg, &pos) != 0 || pos != ch->position)
+		s->wrong++;
+}
+
+/* Posts received newest first and interleaved from two writers, so each
+ * lands at the front or in the middle: every insert event names the
+ * position the thread shows it at, and without a listener the thread
+ * holds the same order. */
+Test(chat_fold, insert_events_report_the_position_shown)
+{
+	peer a, b, v, w;
+	crdt_buf m[12];
+
+	peer_new(&a, 1);
+	peer_new(&b, 2);
+	peer_new(&v, 3);
+	peer_new(&w, 4);
+	for (int i = 0; i < 12; i++) {
+		char body[16];
+		tb_init(&m[i]);
+		snprintf(body, sizeof body, "m%d", i);
+		peer *p = i % 2 ? &b : &a;
+		p->clk.ms = T0 + (uint64_t)i * 1000;
+		post(p, i % 2 ? "bo" : "al", body, &m[i]);
+	}
+	inserts s = { v.d, 0, 0 };
+	crdt_doc_listener l;
+	memset(&l, 0, sizeof l);
+	l.on_change = on_insert;
+	l.ud = &s;
+	crdt_doc_set_listener(v.d, &l);
+	/* Each writer's messages must come in its own order; the two
+	 * writers' runs arrive newest writer-run first. */
+	static const int order[12] = { 1, 3, 5, 7, 9, 11, 0, 2, 4, 6, 8, 10 };
+	for (int i = 0; i < 12; i++) {
+		deliver(&v, &m[order[i]]);
+		deliver(&w, &m[order[i]]);
+	}
+	cr_assert_eq(s.n, 12, "%zu insert events", s.n);
+	cr_assert_eq(s.wrong, 0, "%zu events named another position",
+	    s.wrong);
+	assert_same_index(&v, &w, NULL, 0, "with and without a listener");
+	for (int i = 0; i < 12; i++)
+		crdt_buf_fini(&m[i]);
+	crdt_doc_free(a.d);
+	crdt_doc_free(b.d);
+	crdt_doc_free(v.d);
+	crdt_doc_free(w.d);
+}
