@@ -251,8 +251,10 @@ int crdt__key_cmp(const uint8_t *a, size_t alen, const uint8_t *b,
 /* Version of the sync frames (kinds 7 and 8, sync.c). 3: every frame
  * names its document (doc_id after the kind), so one connection can
  * carry several documents. Versions 1 and 2 are still read, by unbound
- * documents only, like version-1 messages. */
-#define CRDT__SYNC_FORMAT_VERSION 3
+ * documents only, like version-1 messages. 4: HELLO and DATA end with
+ * the sender's variant digests (sync_digest.c); version 3 is still read,
+ * without them. */
+#define CRDT__SYNC_FORMAT_VERSION 4
 /* The version a kind is written and read with. */
 static inline unsigned
 crdt__kind_version(unsigned kind)

@@ -2,9 +2,12 @@
  * Sync protocol: HELLO and DATA frames (doc.h, crdt_doc_sync_*;
  * docs/document.md, "Sync protocol" and "Sync frames").
  *
- * HELLO = [3, 7, doc_id, our clock]: "send me what I lack".
- * DATA = [3, 8, doc_id, our clock, [msg, ...], snapshot | nil, evidence,
- * flags] (flags: CRDT__DATA_*, wire_ids.h). The doc_id lets one
+ * HELLO = [4, 7, doc_id, our clock, digests]: "send me what I lack".
+ * DATA = [4, 8, doc_id, our clock, [msg, ...], snapshot | nil, evidence,
+ * flags, digests] (flags: CRDT__DATA_*, wire_ids.h; digests: what we
+ * hold of each writer's counters, sync_digest.c, so that peers with
+ * equal clocks still find variants of an equivocated dot they do not
+ * share). The doc_id lets one
  * connection carry several documents: a frame for another document is
  * refused before anything else is read, and crdt_sync_peek() routes a
  * frame without a document.
@@ -25,6 +28,7 @@
  * never a second way in.
  */
 #include "doc_impl.h"
+#include "sync_digest.h"
 
 int
 crdt_doc_sync_start(const crdt_doc *d, crdt_buf *out)
@@ -32,11 +36,18 @@ crdt_doc_sync_start(const crdt_doc *d, crdt_buf *out)
 	if (d == NULL || out == NULL)
 		return CRDT_EINVAL;
 	size_t mark = out->len;
-	int rc = crdt__w_header(out, CRDT__KIND_HELLO, 2);
+	int rc = crdt__w_header(out, CRDT__KIND_HELLO, 3);
 	if (rc == 0)
 		rc = crdt__w_bin(out, d->cfg.doc_id.bytes, CRDT_DOC_ID_BYTES);
 	if (rc == 0)
 		rc = crdt__w_vc_pairs(d, out);
+	/* The digests take what the budget leaves after the clock. */
+	size_t used = out->len - mark;
+	size_t budget = d->cfg.sync_max_bytes > used ?
+	    d->cfg.sync_max_bytes - used : 0;
+	if (rc == 0)
+		rc = crdt__dg_write(d, NULL, 0, budget, 4 + 2 * d->nrs, out,
+		    NULL);
 	if (rc < 0)
 		out->len = mark;
 	return rc;
@@ -192,8 +203,18 @@ log_serves(const crdt_doc *d, uint32_t r, uint64_t from)
 	    crdt__log_get(&d->log, r, d->rs[r].vc) != NULL;
 }
 
+/* A DATA frame's last fields: evidence, flags, digests. */
 static int
-w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
+w_tail(const crdt_doc *d, unsigned flags, const crdt_buf *dg, crdt_buf *out)
+{
+	CRDT_TRY(crdt__ev_write(&d->ev, out));
+	CRDT_TRY(crdt__w_uint(out, flags));
+	return crdt_buf_append(out, dg->data, dg->len);
+}
+
+static int
+w_data_body(const crdt_doc *d, uint64_t *peer, unsigned flags,
+    const crdt_buf *dg, size_t ndg, crdt_buf *out)
 {
 	size_t mark = out->len, npairs = 0;
 	bool complete = true;
@@ -206,7 +227,7 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 		if (!log_serves(d, (uint32_t)i, peer[i]))
 			complete = false;
 	}
-	CRDT_TRY(crdt__w_header(out, CRDT__KIND_DATA, 6));
+	CRDT_TRY(crdt__w_header(out, CRDT__KIND_DATA, 7));
 	CRDT_TRY(crdt__w_bin(out, d->cfg.doc_id.bytes, CRDT_DOC_ID_BYTES));
 	CRDT_TRY(crdt__w_vc_pairs(d, out));
 	if (!complete && d->store != NULL) {
@@ -214,8 +235,10 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 		 * it (doc_store.c), so any replica, a relay too, serves a
 		 * peer at any distance with messages. */
 		size_t at = out->len;
-		size_t used = (out->len - mark) + 5 + 1 + evidence_size(d) + 1;
-		size_t elems = 8 + 2 * npairs + crdt__ev_variants(&d->ev);
+		size_t used = (out->len - mark) + 5 + 1 + evidence_size(d) + 1 +
+		    dg->len;
+		size_t elems = 9 + 2 * npairs + crdt__ev_variants(&d->ev) +
+		    3 * ndg;
 		size_t budget = d->cfg.sync_max_bytes > used ?
 		    d->cfg.sync_max_bytes - used : 1;
 		size_t room = d->cfg.limits.max_elems > elems ?
@@ -224,9 +247,8 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 		int rc = crdt__store_serve(d, peer, budget, room, out, &more);
 		if (rc == 0) {
 			CRDT_TRY(crdt__w_nil(out));
-			CRDT_TRY(crdt__ev_write(&d->ev, out));
-			CRDT_TRY(crdt__w_uint(out, flags |
-			    (more ? CRDT__DATA_MORE : 0)));
+			CRDT_TRY(w_tail(d, flags | (more ? CRDT__DATA_MORE : 0),
+			    dg, out));
 			return out->len - mark > d->cfg.limits.max_bytes ?
 			    CRDT_ETOOBIG : 0;
 		}
@@ -237,8 +259,7 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 	if (!complete && !crdt__is_relay(d) && sync_snap_kind(d) != SNAP_NONE) {
 		CRDT_TRY(crdt__w_array(out, 0));
 		CRDT_TRY(w_sync_snapshot(d, out));
-		CRDT_TRY(crdt__ev_write(&d->ev, out));
-		CRDT_TRY(crdt__w_uint(out, flags));
+		CRDT_TRY(w_tail(d, flags, dg, out));
 		return out->len - mark > d->cfg.limits.max_bytes ?
 		    CRDT_ETOOBIG : 0;
 	}
@@ -257,8 +278,10 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 	}
 	/* fixed part: what is written, the message array's header (at most
 	 * 5 bytes), nil, the evidence and the flags (1 byte) */
-	size_t used = (out->len - mark) + 5 + 1 + evidence_size(d) + 1;
-	size_t elems = 8 + 2 * npairs + crdt__ev_variants(&d->ev), count;
+	size_t used = (out->len - mark) + 5 + 1 + evidence_size(d) + 1 +
+	    dg->len;
+	size_t elems = 9 + 2 * npairs + crdt__ev_variants(&d->ev) + 3 * ndg;
+	size_t count;
 	bool more;
 	CRDT_TRY(data_count(d, peer, used, elems, &count, &more));
 	if (more)
@@ -274,9 +297,30 @@ w_data(const crdt_doc *d, uint64_t *peer, unsigned flags, crdt_buf *out)
 		k++;
 	}
 	CRDT_TRY(crdt__w_nil(out));
-	CRDT_TRY(crdt__ev_write(&d->ev, out));
-	CRDT_TRY(crdt__w_uint(out, flags));
+	CRDT_TRY(w_tail(d, flags, dg, out));
 	return out->len - mark > d->cfg.limits.max_bytes ? CRDT_ETOOBIG : 0;
+}
+
+/*
+ * A DATA frame. Its digests (what we hold now, lo past cursor[r] for a
+ * writer whose earlier counters the frame being answered already
+ * re-sent) take at most a quarter of the budget: a writer left out is
+ * only a comparison not made in this frame.
+ */
+static int
+w_data(const crdt_doc *d, uint64_t *peer, const uint64_t *cursor,
+    size_t ncursor, unsigned flags, crdt_buf *out)
+{
+	crdt_buf dg;
+	size_t ndg = 0;
+
+	crdt_buf_init(&dg, &d->cfg.alloc);
+	int rc = crdt__dg_write(d, cursor, ncursor, d->cfg.sync_max_bytes / 4,
+	    d->cfg.limits.max_elems / 4, &dg, &ndg);
+	if (rc == 0)
+		rc = w_data_body(d, peer, flags, &dg, ndg, out);
+	crdt_buf_fini(&dg);
+	return rc;
 }
 
 static bool
@@ -312,17 +356,35 @@ progress_mark(const crdt_doc *d)
  * third is paid for by progress, so a round always ends, also between
  * replicas that each refuse something the other holds.
  */
+typedef struct frame_in {
+	const iddep *pairs;
+	size_t npairs;
+	const crdt__dgent *dg; /* the frame's digests (version 4) */
+	size_t ndg;
+	const uint64_t *cursor; /* per replica, or NULL (resent_cursor()) */
+	size_t ncursor;
+} frame_in;
+
 static int
-reply_data(crdt_doc *d, const iddep *pairs, size_t n, bool hello,
-    unsigned in_flags, bool progressed, size_t nevid, bool resend_own,
-    crdt_buf *reply, bool *replied)
+reply_data(crdt_doc *d, const frame_in *in, bool hello, unsigned in_flags,
+    bool progressed, size_t nevid, bool resend_own, crdt_buf *reply,
+    bool *replied)
 {
 	uint64_t *peer;
 	unsigned flags = CRDT__DATA_REPLY;
-	bool want = true;
+	bool want = true, differ;
 
 	*replied = false;
-	CRDT_TRY(peer_clock(d, pairs, n, &peer));
+	CRDT_TRY(peer_clock(d, in->pairs, in->npairs, &peer));
+	/* A digest that differs from ours over a range we hold, at an equal
+	 * clock entry: the peer holds other variants there (or lies). Serve
+	 * it the range; a liar gets no more than one frame per frame of its
+	 * own, and past a round's third frame only with progress. */
+	int rc = crdt__dg_mismatch(d, in->dg, in->ndg, peer, &differ);
+	if (rc < 0) {
+		crdt__free(&d->cfg.alloc, peer, d->nrs * sizeof *peer);
+		return rc;
+	}
 	if (!hello) {
 		bool cont = progressed && (in_flags & CRDT__DATA_MORE);
 		flags = cont ? CRDT__DATA_REPLY : 0;
@@ -342,10 +404,9 @@ reply_data(crdt_doc *d, const iddep *pairs, size_t n, bool hello,
 			peer[d->self_idx] = own->lo - 1;
 		want = true;
 	}
-	int rc = 0;
 	if (want) {
 		size_t mark = reply->len;
-		rc = w_data(d, peer, flags, reply);
+		rc = w_data(d, peer, in->cursor, in->ncursor, flags, reply);
 		if (rc < 0)
 			reply->len = mark;
 		*replied = rc == 0;
@@ -393,9 +454,11 @@ rd_sync_head(crdt__rd *r, uint64_t *ver, uint64_t *kind, crdt_doc_id *id,
 		return CRDT_EVERSION;
 	CRDT_TRY(crdt__rd_uint(r, kind));
 	*named = *ver >= 3;
-	/* A version-1 DATA frame had no flags (read as 0). */
-	size_t data_n = (*ver == 1 ? 6 : 7) + *named;
-	size_t hello_n = 3 + *named;
+	/* A version-1 DATA frame had no flags (read as 0); version 4 adds
+	 * the digests. */
+	size_t dg = *ver >= 4;
+	size_t data_n = (*ver == 1 ? 6 : 7) + *named + dg;
+	size_t hello_n = 3 + *named + dg;
 	if (!((*kind == CRDT__KIND_HELLO && n == hello_n) ||
 		(*kind == CRDT__KIND_DATA && n == data_n)))
 		return CRDT_EMALFORMED;
@@ -474,6 +537,47 @@ frame_msg(crdt_doc *d, const uint8_t *m, size_t ml, void *caller,
 	return 0;
 }
 
+/*
+ * A DATA frame that says CRDT__DATA_MORE and re-sends messages at or below
+ * our clock is a page of a range served for a digest that differed: per
+ * replica, the last such counter (before anything is applied), so that
+ * our answer's digest starts past it and the peer serves the next page,
+ * not the first again. The variants of the pages already sent travel
+ * back as evidence. NULL-free on success; *out has d->nrs entries.
+ */
+static int
+resent_cursor(crdt_doc *d, const uint8_t *p, size_t len, size_t nmsgs,
+    uint64_t **out)
+{
+	crdt__rd mr;
+	uint64_t *c = crdt__malloc(&d->cfg.alloc, d->nrs * sizeof *c);
+
+	if (c == NULL)
+		return CRDT_ENOMEM;
+	memset(c, 0, d->nrs * sizeof *c);
+	int rc = crdt__rd_init(&mr, &d->cfg.limits, p, len);
+	for (size_t i = 0; rc == 0 && i < nmsgs; i++) {
+		const uint8_t *m;
+		size_t ml;
+		msgview mv;
+		rc = crdt__rd_blob(&mr, &m, &ml);
+		if (rc == 0)
+			rc = crdt__parse_msg(d, m, ml, &mv, false);
+		if (rc != 0)
+			break;
+		uint32_t ri = crdt__rep_index(d, &mv.sender);
+		if (ri != UINT32_MAX && mv.counter <= d->rs[ri].vc &&
+		    mv.counter > c[ri])
+			c[ri] = mv.counter;
+	}
+	if (rc < 0) {
+		crdt__free(&d->cfg.alloc, c, d->nrs * sizeof *c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
 static int
 handle(crdt_doc *d, const void *frame, size_t len, void *caller,
     crdt_buf *reply, crdt_sync_report *rep)
@@ -505,7 +609,13 @@ handle(crdt_doc *d, const void *frame, size_t len, void *caller,
 		return CRDT_EWRONGDOC;
 	bool has_flags = ver >= 2;
 	CRDT_TRY(crdt__rd_vc_pairs(d, &r, &pairs, &npairs));
+	crdt__dgent *dg = NULL;
+	size_t ndg = 0;
+	uint64_t *cursor = NULL;
+	size_t ncursor = 0;
 	rc = 0;
+	if (kind == CRDT__KIND_HELLO && ver >= 4)
+		rc = crdt__dg_read(d, &r, pairs, npairs, &dg, &ndg);
 	if (kind == CRDT__KIND_DATA) {
 		/* Validate every message and find the snapshot before
 		 * applying anything. */
@@ -536,9 +646,16 @@ handle(crdt_doc *d, const void *frame, size_t len, void *caller,
 			rc = crdt__rd_uint(&r, &flags);
 		if (rc == 0 && (flags & ~(uint64_t)CRDT__DATA_FLAGS) != 0)
 			rc = CRDT_EMALFORMED;
+		if (rc == 0 && ver >= 4)
+			rc = crdt__dg_read(d, &r, pairs, npairs, &dg, &ndg);
 	}
 	if (rc == 0)
 		rc = crdt__rd_done(&r);
+	if (rc == 0 && (flags & CRDT__DATA_MORE) && nmsgs > 0)
+		rc = resent_cursor(d, mstart, (size_t)(r.end - mstart), nmsgs,
+		    &cursor);
+	if (cursor != NULL)
+		ncursor = d->nrs; /* replicas the frame interns come after */
 	uint64_t mark0 = progress_mark(d);
 	uint64_t own0 = d->rs[d->self_idx].vc;
 	if (rc == 0 && has_snap)
@@ -574,8 +691,9 @@ handle(crdt_doc *d, const void *frame, size_t len, void *caller,
 	uint64_t claim = crdt__fork_own_entry(d, pairs, npairs);
 	bool resend_own = claim > own0 && claim > d->fork_known &&
 	    claim > d->fork_dismissed && claim > d->fork_claimed;
+	frame_in in = { pairs, npairs, dg, ndg, cursor, ncursor };
 	if (rc == 0)
-		rc = reply_data(d, pairs, npairs, kind == CRDT__KIND_HELLO,
+		rc = reply_data(d, &in, kind == CRDT__KIND_HELLO,
 		    (unsigned)flags, progressed, nevid, resend_own, reply,
 		    &replied);
 	/* The peer cannot serve what we still lack and this frame changed
@@ -588,6 +706,8 @@ handle(crdt_doc *d, const void *frame, size_t len, void *caller,
 	if (rc == 0)
 		crdt__fork_note(d, own0, claim, false, caller);
 	crdt__free(&d->cfg.alloc, pairs, npairs * sizeof *pairs);
+	crdt__free(&d->cfg.alloc, dg, ndg * sizeof *dg);
+	crdt__free(&d->cfg.alloc, cursor, ncursor * sizeof *cursor);
 	crdt__store_settle(d); /* the frame's variants: one checkpoint */
 	return rc;
 }

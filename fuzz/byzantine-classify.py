@@ -5,15 +5,17 @@ target").
     python3 fuzz/byzantine-classify.py build/fuzz/fuzz_byzantine \
         fuzz/corpus/byzantine [more files or directories]
 
-Replays each input twice: with FUZZ_BYZ_STRICT=1 (the protocol as it is)
-and in the default mode (replica 0 handed the variants of B's dots that the
-other honest replicas' logs hold, then healed again). An input that
-diverges under STRICT is put in one class:
+Replays each input in the default mode (the protocol as it is, sync
+alone) and, for each that diverges, with FUZZ_BYZ_HAND_OVER=1 (replica 0
+handed the variants of B's dots that the other honest replicas' logs hold,
+then healed again). An input that diverges in the default mode is put in
+one class:
 
   (1) equal clocks     some dot of B is held as different variants by two
                        honest replicas, their clocks are equal, and the
                        hand-over makes them converge: equivocation under
-                       equal clocks, which sync cannot repair yet.
+                       equal clocks, which the variant digests of sync
+                       version 4 should have found.
   (2) B's permission   some dot of B is split and the honest replicas'
                        clocks differ, or a handed-over variant is refused:
                        a message of B judged through different variants
@@ -44,10 +46,11 @@ def inputs(paths):
 
 def run(exe, path, strict, one_fork=False):
     env = dict(os.environ, FUZZ_DEBUG='1')
-    for k in ('FUZZ_BYZ_SAFETY_ONLY', 'FUZZ_BYZ_STRICT', 'FUZZ_BYZ_ONE_FORK'):
+    for k in ('FUZZ_BYZ_SAFETY_ONLY', 'FUZZ_BYZ_HAND_OVER',
+              'FUZZ_BYZ_ONE_FORK'):
         env.pop(k, None)
-    if strict:
-        env['FUZZ_BYZ_STRICT'] = '1'
+    if not strict:
+        env['FUZZ_BYZ_HAND_OVER'] = '1'
     if one_fork:
         env['FUZZ_BYZ_ONE_FORK'] = '1'
     r = subprocess.run([exe, path], env=env, stdout=subprocess.DEVNULL,

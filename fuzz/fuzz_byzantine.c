@@ -14,15 +14,15 @@
  * a message of B that waits for a dependency that never comes may sit on
  * the replicas B sent it to (it is compared when every buffer is empty).
  *
- * One divergence is open (docs/testing.md, "Byzantine target"): honest
- * replicas that applied different variants of one of B's dots have equal
- * clocks, so sync never brings them together. Before judging, replica 0
- * is handed the variants of B's dots that the others' logs hold and its
- * own does not (what B could send it itself, and what a sync that named
- * variants would exchange), then all are healed again, which must carry
- * those variants on as evidence: the snapshots must then be equal.
- * Environment: FUZZ_BYZ_STRICT=1 skips that hand-over (judges the protocol
- * as it is: the open divergences show); FUZZ_BYZ_SAFETY_ONLY=1 judges only
+ * Honest replicas that applied different variants of one of B's dots
+ * have equal clocks; the variant digests of sync frames (version 4,
+ * docs/document.md, "Variant digests") must bring those variants
+ * together, and the oracle judges sync alone (docs/testing.md,
+ * "Byzantine target").
+ * Environment: FUZZ_BYZ_HAND_OVER=1 (debugging only) first heals, then
+ * hands replica 0 the variants of B's dots that the others' logs hold and
+ * its own does not, and heals again (how the harness closed the gap
+ * before sync could); FUZZ_BYZ_SAFETY_ONLY=1 judges only
  * crashes, leaks, sanitizer reports and honest writes; FUZZ_BYZ_ONE_FORK=1
  * keeps everything B's second fork writes from the honest replicas (B
  * never equivocates: a divergence that stays is not the open one);
@@ -204,9 +204,10 @@ heal(crdt_doc **h)
 	FUZZ_ASSERT(pass < HEAL_PASSES);
 }
 
-/* Hand replica 0 (when `give`) the variants of B's dots that another
- * honest replica's log holds and its own does not (the open divergence:
- * sync compares clocks, which are equal there). Only the hub gets them,
+/* Hand replica 0 (when `give`, FUZZ_BYZ_HAND_OVER) the variants of B's
+ * dots that another honest replica's log holds and its own does not
+ * (debugging: how the harness closed the gap before sync's variant
+ * digests did). Only the hub gets them,
  * so the heal that follows must carry them on as evidence (DATA frames).
  * Returns how many such variants there are. */
 static size_t
@@ -445,15 +446,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				round_trip(x, y, c >> 5, v, (uint8_t)(op ^ a));
 		}
 	}
-	/* Heal among the honest replicas only, through replica 0; then,
-	 * unless judging the protocol as it is, close the open divergence by
-	 * hand and heal again (the evidence of what was handed over then
-	 * reaches every replica). */
+	/* Heal among the honest replicas only, through replica 0; with
+	 * FUZZ_BYZ_HAND_OVER, then hand over by hand the variants the heal
+	 * left apart and heal again (FUZZ_DEBUG lists them either way). */
 	heal(h);
 	crdt_replica_id bidr;
 	crdt_identity_replica_id(bid, &bidr);
-	bool strict = getenv("FUZZ_BYZ_STRICT") != NULL;
-	if (hand_over_variants(h, &bidr, !strict) > 0 && !strict)
+	bool give = getenv("FUZZ_BYZ_HAND_OVER") != NULL;
+	if (hand_over_variants(h, &bidr, give) > 0 && give)
 		heal(h);
 	if (getenv("FUZZ_DEBUG") != NULL)
 		for (int i = 0; i < HONEST; i++) {

@@ -348,10 +348,38 @@ out:
 	return j;
 }
 
+/* Version 4's variant digests [id, lo, digest, ...] as
+ * [{replica, lo, digest}, ...]; NULL when they are not that shape. */
+static json_t *
+digests_json(const msgpack_object_array *d)
+{
+	if (d == NULL || d->size % 3 != 0)
+		return NULL;
+	json_t *a = json_array();
+	for (uint32_t i = 0; i < d->size; i += 3) {
+		const uint8_t *id, *dg;
+		size_t idn, dgn;
+		uint64_t lo;
+		if (!cli_mp_bin(&d->ptr[i], &id, &idn) ||
+		    !cli_mp_uint(&d->ptr[i + 1], &lo) ||
+		    !cli_mp_bin(&d->ptr[i + 2], &dg, &dgn)) {
+			json_decref(a);
+			return NULL;
+		}
+		json_t *e = json_object();
+		json_object_set_new(e, "replica", cli_json_hex(id, idn));
+		json_object_set_new(e, "lo", cli_json_u64(lo));
+		json_object_set_new(e, "digest", cli_json_hex(dg, dgn));
+		json_array_append_new(a, e);
+	}
+	return a;
+}
+
 /* HELLO [v, 7, clock] and DATA [v, 8, clock, messages, snapshot,
  * evidence, (flags)]; from version 3 both name their document after the
- * kind ([3, 7, doc_id, clock], [3, 8, doc_id, clock, ...]); vector
- * clocks [1, 4, clock]; object states. */
+ * kind ([3, 7, doc_id, clock], [3, 8, doc_id, clock, ...]); from version
+ * 4 both end with the variant digests; vector clocks [1, 4, clock];
+ * object states. */
 static json_t *
 frame_json(ictx *c, unsigned kind, const uint8_t *b, size_t len, int *rc)
 {
@@ -385,8 +413,19 @@ frame_json(ictx *c, unsigned kind, const uint8_t *b, size_t len, int *rc)
 		json_object_set_new(j, "doc_id", cli_json_hex(idp, idn));
 		at = 3;
 	}
+	/* Version 4 adds the digests, the last field. */
+	uint32_t dg = (kind == 7 || kind == 8) && ver >= 4;
+	json_t *dgj = NULL;
+	if (dg && (a->size < at + 1 ||
+	    (dgj = digests_json(cli_mp_array(&a->ptr[a->size - 1]))) ==
+		NULL)) {
+		*rc = CRDT_EMALFORMED;
+		goto bad;
+	}
+	if (dgj != NULL)
+		json_object_set_new(j, "digests", dgj);
 	if (kind == 4 || kind == 7) {
-		const msgpack_object_array *clk = a->size == at + 1 ?
+		const msgpack_object_array *clk = a->size == at + 1 + dg ?
 		    cli_mp_array(&a->ptr[at]) : NULL;
 		if (clk == NULL || clk->size % 2 != 0) {
 			*rc = CRDT_EMALFORMED;
@@ -396,11 +435,11 @@ frame_json(ictx *c, unsigned kind, const uint8_t *b, size_t len, int *rc)
 	} else if (kind == 8) {
 		const msgpack_object_array *clk, *msgs, *ev;
 		uint64_t flags = 0;
-		if ((a->size != at + 4 && a->size != at + 5) ||
+		if ((a->size != at + 4 + dg && a->size != at + 5 + dg) ||
 		    (clk = cli_mp_array(&a->ptr[at])) == NULL ||
 		    (msgs = cli_mp_array(&a->ptr[at + 1])) == NULL ||
 		    (ev = cli_mp_array(&a->ptr[at + 3])) == NULL ||
-		    (a->size == at + 5 &&
+		    (a->size == at + 5 + dg &&
 			!cli_mp_uint(&a->ptr[at + 4], &flags))) {
 			*rc = CRDT_EMALFORMED;
 			goto bad;

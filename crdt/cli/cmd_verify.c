@@ -223,6 +223,42 @@ clock_ok(const msgpack_object_array *c)
 	return true;
 }
 
+/* The counter `id` has in clock c (clock_ok), or 0. */
+static uint64_t
+clock_entry(const msgpack_object_array *c, const crdt_replica_id *id)
+{
+	crdt_replica_id x;
+	uint64_t n;
+	for (uint32_t i = 0; i + 1 < c->size; i += 2)
+		if (cli_mp_id(&c->ptr[i], &x) && crdt_replica_id_cmp(&x, id) == 0)
+			return cli_mp_uint(&c->ptr[i + 1], &n) ? n : 0;
+	return 0;
+}
+
+/* Version 4's digests [id, lo, digest, ...] against the frame's clock:
+ * IDs strictly ascending, each in the clock, 1 <= lo <= its entry, a
+ * 16-byte digest (wire-format.md, "Sync"). */
+static bool
+digests_ok(const msgpack_object_array *d, const msgpack_object_array *clk)
+{
+	crdt_replica_id prev, id;
+	uint64_t lo;
+	const uint8_t *p;
+	size_t n;
+	if (d == NULL || clk == NULL || d->size % 3 != 0)
+		return false;
+	for (uint32_t i = 0; i < d->size; i += 3) {
+		if (!cli_mp_id(&d->ptr[i], &id) ||
+		    !cli_mp_uint(&d->ptr[i + 1], &lo) ||
+		    !cli_mp_bin(&d->ptr[i + 2], &p, &n) || n != 16 || lo == 0 ||
+		    lo > clock_entry(clk, &id) ||
+		    (i > 0 && crdt_replica_id_cmp(&prev, &id) >= 0))
+			return false;
+		prev = id;
+	}
+	return true;
+}
+
 static void
 check_frame(vctx *v, unsigned kind, unsigned ver, const uint8_t *b,
     size_t len)
@@ -236,18 +272,23 @@ check_frame(vctx *v, unsigned kind, unsigned ver, const uint8_t *b,
 	(void)cli_mp_parse(b, len, &z, &root);
 	const msgpack_object_array *a = cli_mp_array(&root);
 	/* Version 3 names the document after the kind (a 32-byte bin),
-	 * and every field after it moves one on. */
+	 * and every field after it moves one on; version 4 ends with the
+	 * digests. */
 	uint32_t at = ver >= 3 ? 3 : 2;
+	uint32_t dg = ver >= 4;
 	const uint8_t *idp;
 	size_t idn;
-	if (ver < 1 || ver > 3) {
+	if (ver < 1 || ver > 4) {
 		fault(v, EXIT_MALFORMED, cli_kind_name(kind), CRDT_EVERSION);
-	} else if (ver == 3 && (a->size < 3 ||
+	} else if (ver >= 3 && (a->size < 3 ||
 		       !cli_mp_bin(&a->ptr[2], &idp, &idn) ||
 		       idn != CRDT_DOC_ID_BYTES)) {
 		fault(v, EXIT_MALFORMED, cli_kind_name(kind), CRDT_EMALFORMED);
 	} else if (kind == 7) {
-		if (a->size != at + 1 || !clock_ok(cli_mp_array(&a->ptr[at])))
+		if (a->size != at + 1 + dg ||
+		    !clock_ok(cli_mp_array(&a->ptr[at])) ||
+		    (dg && !digests_ok(cli_mp_array(&a->ptr[at + 1]),
+			cli_mp_array(&a->ptr[at]))))
 			fault(v, EXIT_MALFORMED, "hello", CRDT_EMALFORMED);
 	} else {
 		const msgpack_object_array *msgs, *ev;
@@ -255,8 +296,10 @@ check_frame(vctx *v, unsigned kind, unsigned ver, const uint8_t *b,
 		const uint8_t *p;
 		size_t n;
 		bool has_flags = ver >= 2;
-		if (a->size != at + (has_flags ? 5u : 4u) ||
+		if (a->size != at + (has_flags ? 5u : 4u) + dg ||
 		    !clock_ok(cli_mp_array(&a->ptr[at])) ||
+		    (dg && !digests_ok(cli_mp_array(&a->ptr[at + 5]),
+			cli_mp_array(&a->ptr[at]))) ||
 		    (msgs = cli_mp_array(&a->ptr[at + 1])) == NULL ||
 		    (ev = cli_mp_array(&a->ptr[at + 3])) == NULL ||
 		    (has_flags && (!cli_mp_uint(&a->ptr[at + 4], &flags) ||

@@ -403,6 +403,11 @@ CRDT_API CRDT_NODISCARD int crdt_msg_peek(const void *msg, size_t len,
  * it brought something new. After a round both hold the union (less what
  * either refuses). Frames carry no session state: any frame may be
  * repeated, dropped or reordered; a lost round is just started again.
+ * Equal clocks are not equal holdings when a writer equivocated (two
+ * messages for one dot): every frame also carries, per writer, a digest
+ * of the variants held of its logged counters, and a peer whose digest
+ * differs at an equal clock entry is sent that range, so both end with
+ * every variant (kept as evidence, the ops joined).
  * Every frame names its document (crdt_config.doc_id), so one connection
  * can carry the frames of several documents: route each with
  * crdt_sync_peek(); a document refuses another's frame (CRDT_EWRONGDOC).
@@ -440,8 +445,11 @@ CRDT_API CRDT_NODISCARD int crdt_doc_sync_start(const crdt_doc *d,
  * own content (CRDT_EPERM, CRDT_EDECRYPT, CRDT_EBADSIG, CRDT_ESCHEMA,
  * CRDT_EBUFFULL, ...) is skipped, the rest of the frame still applies,
  * and the refusal is not reported (0 is returned; its dot stays missing).
- * Cost: O(replicas + log entries) to build a DATA reply; O(replicas +
- * evidence) plus each carried message's own cost to handle one.
+ * Cost: O(replicas + log entries) to build a DATA reply, plus one BLAKE2b
+ * pass over the logged bytes for its digests; O(replicas + evidence) plus
+ * each carried message's own cost to handle one, plus a pass over our log
+ * in the range of each digest stated at our clock entry. A HELLO costs
+ * the digests pass too.
  * @return 0, or:
  *   - CRDT_ENOTFOUND: the peer (a keyless relay whose log evicted part of
  *     what we lack, so it cannot send a snapshot) cannot serve us, and

@@ -212,10 +212,12 @@ def tests(tmp):
     open(f(tmp, 'nonmin.msg'), 'wb').write(b[:i] + b'\xcc' + b[i:])
     expect(4, 'verify', f(tmp, 'nonmin.msg'), what='verify non-minimal form')
     # a HELLO frame has no library decoder outside a document: the
-    # re-pack check is what catches its non-minimal counter
+    # re-pack check is what catches its non-minimal lo (the HELLO ends
+    # with its last digest: lo, then bin 16)
     hb = open(f(tmp, 'hello.frame'), 'rb').read()
-    check(hb[-1] < 0x80, 'hello ends with a fixint counter')
-    open(f(tmp, 'nonmin.frame'), 'wb').write(hb[:-1] + b'\xcc' + hb[-1:])
+    check(hb[-19] < 0x80 and hb[-18:-16] == b'\xc4\x10',
+          'hello ends with a digest whose lo is a fixint')
+    open(f(tmp, 'nonmin.frame'), 'wb').write(hb[:-19] + b'\xcc' + hb[-19:])
     expect(4, 'verify', f(tmp, 'nonmin.frame'),
            what='verify non-minimal HELLO')
     # a flipped signature bit, and another document

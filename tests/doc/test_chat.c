@@ -858,8 +858,10 @@ Test(chat, evidence_lists_in_sync_frames_are_checked)
 	cr_assert_eq(crdt_doc_sync_start(q.d, &hello), 0);
 	cr_assert_eq(crdt_doc_sync_handle(o.d, hello.data, hello.len, NULL,
 			 &data), 0);
-	/* The frame ends with the evidence, [smaller, larger] as bin 8, and
-	 * the one-byte flags. */
+	/* The frame ends with the evidence, [smaller, larger] as bin 8, the
+	 * one-byte flags and o's digests: replica 1's only (fixarray 3, bin16
+	 * ID, lo = 1, bin16 digest: 38 bytes). */
+	size_t dg = 1 + 18 + 1 + 18;
 	const crdt_buf *lo = &m1, *hi = &m2;
 	size_t ml = MIN2(m1.len, m2.len);
 	int c = memcmp(m2.data, m1.data, ml);
@@ -868,8 +870,9 @@ Test(chat, evidence_lists_in_sync_frames_are_checked)
 		hi = &m1;
 	}
 	cr_assert(lo->len < 256 && hi->len < 256);
-	size_t tail = 1 + 2 + lo->len + 2 + hi->len + 1;
+	size_t tail = 1 + 2 + lo->len + 2 + hi->len + 1 + dg;
 	cr_assert(data.len > tail);
+	cr_assert_eq(data.data[data.len - dg], 0x93);
 	size_t head = data.len - tail;
 	cr_assert_eq(data.data[head], 0x92);
 	const crdt_buf *variants[3][2] = { { lo, NULL }, { hi, lo },
@@ -886,8 +889,8 @@ Test(chat, evidence_lists_in_sync_frames_are_checked)
 			cr_assert_eq(crdt_buf_append(&bad, variants[k][j]->data,
 					 variants[k][j]->len), 0);
 		}
-		cr_assert_eq(crdt_buf_append(&bad, &data.data[data.len - 1], 1),
-		    0);
+		cr_assert_eq(crdt_buf_append(&bad,
+				 &data.data[data.len - dg - 1], dg + 1), 0);
 		crdt_buf reply;
 		tb_init(&reply);
 		cr_assert_eq(crdt_doc_sync_handle(q.d, bad.data, bad.len, NULL,

@@ -198,7 +198,7 @@ Test(sync_docid, older_frames_are_read_by_unbound_documents)
 	/* The reply is the current version and names the (zero) ID. */
 	cr_assert_eq(crdt_sync_peek(r.data, r.len, &id, &kind), 0);
 	cr_assert_eq(kind, CRDT_SYNC_DATA);
-	cr_assert_eq(r.data[1], 3, "written as version 3");
+	cr_assert_eq(r.data[1], 4, "written as version 4");
 	crdt_buf_fini(&h);
 	crdt_buf_fini(&r);
 	crdt_doc_free(u);
@@ -252,8 +252,12 @@ Test(sync_docid, peek_reads_the_document_and_refuses_hostile_bytes)
 		int id; /* 0: bin32, 1: bin31, 2: uint, 3: nil */
 		int want;
 	} cases[] = {
-		{ 4, 4, 7, 0, CRDT_EVERSION },
+		{ 5, 5, 7, 0, CRDT_EVERSION },
 		{ 4, 0, 7, 0, CRDT_EVERSION },
+		{ 5, 4, 7, 0, 0 },                /* version 4's HELLO */
+		{ 4, 4, 7, 0, CRDT_EMALFORMED },  /* without its digests */
+		{ 9, 4, 8, 0, 0 },                /* version 4's DATA */
+		{ 8, 4, 8, 0, CRDT_EMALFORMED },
 		{ 4, 3, 5, 0, CRDT_EMALFORMED },  /* a message's kind */
 		{ 4, 3, 6, 0, CRDT_EMALFORMED },  /* a snapshot's */
 		{ 3, 3, 7, 0, CRDT_EMALFORMED },  /* count of version 2 */

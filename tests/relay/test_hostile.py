@@ -28,8 +28,8 @@ MAX_CONNS = 6
 
 def rebind(f, doc):
     """Sync frame `f` made to name document `doc`: the 32-byte doc_id
-    follows [array header, version 3, kind, bin8 32] (wire-format.md)."""
-    check(f[1] == 3 and f[3:5] == b'\xc4\x20', 'not a version-3 sync frame')
+    follows [array header, version 4, kind, bin8 32] (wire-format.md)."""
+    check(f[1] == 4 and f[3:5] == b'\xc4\x20', 'not a version-4 sync frame')
     return f[:5] + doc + f[37:]
 
 

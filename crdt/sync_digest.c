@@ -1,0 +1,323 @@
+/*
+ * Variant digests of sync frames (version 4; docs/wire-format.md, "Sync",
+ * docs/security.md, "Variant digests").
+ *
+ * Two replicas with equal clocks can still hold different variants of a
+ * dot an equivocator signed twice, and comparing clocks never shows it.
+ * So every HELLO and DATA frame states, per writer whose run the log
+ * holds up to its clock entry, a digest of the variants held for each of
+ * that writer's counters lo .. hi (hi: the frame's clock entry): the
+ * bytes in the log and every variant kept as evidence. A peer with the
+ * same clock entry whose log covers the range and whose digest differs
+ * answers with that range (sync.c, reply_data), and the existing ingest
+ * takes each other variant in as evidence.
+ *
+ * The digest is order-aware and collision resistant, never a set sum: a
+ * per-counter record (counter, count, the variants' hashes sorted) for
+ * every counter of a block of 256, hashed; the block hashes in counter
+ * order, hashed with the range. The equivocator chooses the variants, so
+ * an XOR or sum of per-message hashes would let it solve, over GF(2),
+ * which variant to give whom so that the sums agree; here two different
+ * holdings with one digest are a BLAKE2b collision.
+ *
+ * Computed when a frame is built or answered, never on the apply path:
+ * the cost is one BLAKE2b pass over the logged bytes of the writers the
+ * frame states (bounded by log_max_bytes), paid per frame.
+ */
+#include <stdlib.h>
+
+#include "doc_impl.h"
+#include "evidence.h"
+#include "sync_digest.h"
+
+enum { DG_BLOCK = 256 };
+
+static const char P_MSG[16] = "crdt.sync.v4.msg";
+static const char P_BLK[16] = "crdt.sync.v4.blk";
+static const char P_ALL[16] = "crdt.sync.v4.all";
+
+static void
+put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static int
+hash_cmp(const void *x, const void *y)
+{
+	return memcmp(x, y, CRDT__DG_BYTES);
+}
+
+bool
+crdt__dg_range(const crdt_doc *d, uint32_t r, uint64_t *lo, uint64_t *hi)
+{
+	const crdt__rlog *x = &d->log.r[r];
+	uint64_t vc = d->rs[r].vc;
+
+	if (vc == 0 || x->n == 0 || x->lo + x->n - 1 != vc)
+		return false;
+	*lo = x->lo;
+	*hi = vc;
+	return true;
+}
+
+/*
+ * Counter c's record into `rec` (at least 9 + 16 * (1 + max variants)
+ * bytes): c, the number of distinct variants held, their hashes sorted.
+ */
+static int
+counter_rec(const crdt_doc *d, uint32_t r, uint64_t c, uint8_t *rec,
+    size_t cap, size_t *len)
+{
+	const crdt__logent *e = crdt__log_get(&d->log, r, c);
+	crdt_dot dot = { d->rs[r].id, c };
+	size_t at, n = 0;
+	const crdt__evid *ev = crdt__ev_find(&d->ev, dot, &at);
+	uint8_t *h = rec + 9;
+
+	if (e == NULL)
+		return CRDT_ESTATE; /* the caller checked the range */
+	CRDT_TRY(crdt__hash_personal(h, CRDT__DG_BYTES, e->bytes, e->len,
+	    P_MSG));
+	n = 1;
+	for (size_t i = 0; ev != NULL && i < ev->n; i++) {
+		const crdt__logent *v = &ev->v[i];
+		if (v->len == e->len && memcmp(v->bytes, e->bytes, e->len) == 0)
+			continue;
+		if (9 + (n + 1) * CRDT__DG_BYTES > cap)
+			return CRDT_ESTATE;
+		CRDT_TRY(crdt__hash_personal(h + n * CRDT__DG_BYTES,
+		    CRDT__DG_BYTES, v->bytes, v->len, P_MSG));
+		n++;
+	}
+	if (n > 1)
+		qsort(h, n, CRDT__DG_BYTES, hash_cmp);
+	put64(rec, c);
+	rec[8] = (uint8_t)n;
+	*len = 9 + n * CRDT__DG_BYTES;
+	return 0;
+}
+
+int
+crdt__dg_compute(const crdt_doc *d, uint32_t r, uint64_t lo, uint64_t hi,
+    uint8_t out[CRDT__DG_BYTES])
+{
+	const crdt_allocator *a = &d->cfg.alloc;
+	/* The evidence store keeps at most max_variants per dot, and the
+	 * log's variant may be one more. */
+	size_t vmax = d->ev.max_variants + 1;
+	if (vmax > 255)
+		vmax = 255;
+	size_t reccap = 9 + vmax * CRDT__DG_BYTES;
+	size_t blkcap = DG_BLOCK * reccap;
+	uint64_t nblk = (hi - 1) / DG_BLOCK - (lo - 1) / DG_BLOCK + 1;
+	size_t allcap = 16 + (size_t)nblk * CRDT__DG_BYTES;
+	uint8_t *blk = crdt__malloc(a, blkcap);
+	uint8_t *all = crdt__malloc(a, allcap);
+	int rc = blk != NULL && all != NULL ? 0 : CRDT_ENOMEM;
+	size_t an = 16;
+
+	if (rc == 0) {
+		put64(all, lo);
+		put64(all + 8, hi);
+	}
+	for (uint64_t c = lo; rc == 0;) {
+		/* Block of counter c: (c - 1) / 256, its part in [lo, hi];
+		 * written without overflow at any counter. */
+		uint64_t room = DG_BLOCK - 1 - (c - 1) % DG_BLOCK;
+		uint64_t cnt = (hi - c < room ? hi - c : room) + 1;
+		size_t bn = 0;
+		for (uint64_t k = 0; rc == 0 && k < cnt; k++) {
+			size_t len;
+			rc = counter_rec(d, r, c + k, blk + bn, blkcap - bn,
+			    &len);
+			bn += rc == 0 ? len : 0;
+		}
+		if (rc == 0)
+			rc = crdt__hash_personal(all + an, CRDT__DG_BYTES, blk,
+			    bn, P_BLK);
+		an += CRDT__DG_BYTES;
+		if (hi - c < cnt)
+			break;
+		c += cnt;
+	}
+	if (rc == 0)
+		rc = crdt__hash_personal(out, CRDT__DG_BYTES, all, an, P_ALL);
+	crdt__free(a, blk, blkcap);
+	crdt__free(a, all, allcap);
+	return rc;
+}
+
+static int
+rs_id_cmp(const void *x, const void *y)
+{
+	const rstate *a = *(const rstate *const *)x;
+	const rstate *b = *(const rstate *const *)y;
+	return crdt_replica_id_cmp(&a->id, &b->id);
+}
+
+/* Encoded size of a uint, as msgpack-c writes it. */
+static size_t
+uint_size(uint64_t v)
+{
+	return v < 128 ? 1 : v < 256 ? 2 : v < 65536 ? 3 :
+	    v <= UINT32_MAX ? 5 : 9;
+}
+
+int
+crdt__dg_write(const crdt_doc *d, const uint64_t *cursor, size_t ncursor,
+    size_t budget, size_t elems, crdt_buf *out, size_t *nout)
+{
+	const crdt_allocator *a = &d->cfg.alloc;
+	const rstate **v = crdt__malloc(a, (d->nrs + 1) * sizeof *v);
+	uint64_t *los = crdt__malloc(a, (d->nrs + 1) * sizeof *los);
+	size_t n = 0, size = 5; /* the array header, at most */
+	int rc = v != NULL && los != NULL ? 0 : CRDT_ENOMEM;
+
+	for (size_t i = 0; rc == 0 && i < d->nrs; i++) {
+		uint64_t lo, hi;
+		if (!crdt__dg_range(d, (uint32_t)i, &lo, &hi))
+			continue;
+		if (i < ncursor && cursor[i] >= lo)
+			lo = cursor[i] + 1;
+		if (lo > hi)
+			continue;
+		v[n++] = &d->rs[i];
+	}
+	if (rc == 0 && n > 1)
+		qsort(v, n, sizeof *v, rs_id_cmp);
+	/* What fits: writers in ID order while the budget lasts (a digest
+	 * left out is only a comparison not made in this frame). */
+	size_t k = 0;
+	for (; rc == 0 && k < n; k++) {
+		uint32_t r = (uint32_t)(v[k] - d->rs);
+		uint64_t lo = 0, hi;
+		(void)crdt__dg_range(d, r, &lo, &hi);
+		if (r < ncursor && cursor[r] >= lo)
+			lo = cursor[r] + 1;
+		size_t sz = CRDT__MIN_ID + uint_size(lo) + 2 + CRDT__DG_BYTES;
+		if (size > budget || sz > budget - size || elems + 3 * (k + 1) >
+		    d->cfg.limits.max_elems)
+			break;
+		size += sz;
+		los[k] = lo;
+	}
+	n = k;
+	if (rc == 0)
+		rc = crdt__w_array(out, 3 * n);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		uint32_t r = (uint32_t)(v[i] - d->rs);
+		uint8_t dg[CRDT__DG_BYTES];
+		rc = crdt__dg_compute(d, r, los[i], v[i]->vc, dg);
+		if (rc == 0)
+			rc = crdt__w_id(out, &v[i]->id);
+		if (rc == 0)
+			rc = crdt__w_uint(out, los[i]);
+		if (rc == 0)
+			rc = crdt__w_bin(out, dg, sizeof dg);
+	}
+	crdt__free(a, v, (d->nrs + 1) * sizeof *v);
+	crdt__free(a, los, (d->nrs + 1) * sizeof *los);
+	if (rc == 0 && nout != NULL)
+		*nout = n;
+	return rc;
+}
+
+/* The frame's clock entry for `id` (pairs ascending by ID), or 0. */
+static uint64_t
+pair_of(const iddep *pairs, size_t n, const crdt_replica_id *id)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = crdt_replica_id_cmp(&pairs[mid].id, id);
+		if (c == 0)
+			return pairs[mid].c;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+int
+crdt__dg_read(const crdt_doc *d, crdt__rd *r, const iddep *pairs,
+    size_t npairs, crdt__dgent **out, size_t *nout)
+{
+	size_t n;
+
+	*out = NULL;
+	*nout = 0;
+	CRDT_TRY(crdt__rd_array(r, &n));
+	if (n % 3 != 0)
+		return CRDT_EMALFORMED;
+	n /= 3;
+	/* an ID, a uint and a bin 16 each */
+	CRDT_TRY(crdt__rd_fits(r, n, CRDT__MIN_ID_UINT + 2 + CRDT__DG_BYTES));
+	if (n == 0) {
+		r->depth--;
+		return 0;
+	}
+	crdt__dgent *v = crdt__malloc(&d->cfg.alloc, n * sizeof *v);
+	if (v == NULL)
+		return CRDT_ENOMEM;
+	crdt_replica_id prev, id;
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const uint8_t *p;
+		size_t plen;
+		rc = crdt__rd_id(r, &id);
+		if (rc == 0 && i > 0 && crdt_replica_id_cmp(&prev, &id) >= 0)
+			rc = CRDT_EMALFORMED;
+		if (rc == 0)
+			rc = crdt__rd_uint(r, &v[i].lo);
+		if (rc == 0)
+			rc = crdt__rd_bin(r, &p, &plen);
+		if (rc == 0 && plen != CRDT__DG_BYTES)
+			rc = CRDT_EMALFORMED;
+		if (rc != 0)
+			break;
+		/* hi is the frame's own clock entry: a digest for a writer
+		 * the frame's clock does not name, or a range outside it, is
+		 * malformed. */
+		v[i].hi = pair_of(pairs, npairs, &id);
+		if (v[i].lo == 0 || v[i].hi == 0 || v[i].lo > v[i].hi)
+			rc = CRDT_EMALFORMED;
+		memcpy(v[i].dg, p, CRDT__DG_BYTES);
+		v[i].r = crdt__rep_index(d, &id);
+		prev = id;
+	}
+	if (rc < 0) {
+		crdt__free(&d->cfg.alloc, v, n * sizeof *v);
+		return rc;
+	}
+	r->depth--;
+	*out = v;
+	*nout = n;
+	return 0;
+}
+
+int
+crdt__dg_mismatch(const crdt_doc *d, const crdt__dgent *v, size_t n,
+    uint64_t *peer, bool *any)
+{
+	*any = false;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t lo, hi;
+		uint8_t dg[CRDT__DG_BYTES];
+		uint32_t r = v[i].r;
+		if (r == UINT32_MAX || !crdt__dg_range(d, r, &lo, &hi) ||
+		    hi != v[i].hi || lo > v[i].lo)
+			continue;
+		CRDT_TRY(crdt__dg_compute(d, r, v[i].lo, hi, dg));
+		if (memcmp(dg, v[i].dg, sizeof dg) == 0)
+			continue;
+		/* Serve the range: DATA sends r's messages past peer[r]. */
+		if (peer[r] > v[i].lo - 1)
+			peer[r] = v[i].lo - 1;
+		*any = true;
+	}
+	return 0;
+}
