@@ -46,6 +46,42 @@ crdt__hash_personal(uint8_t *out, size_t outlen, const void *in, size_t inlen,
 	    CRDT_ECRYPTO;
 }
 
+_Static_assert(sizeof(crypto_generichash_blake2b_state) <=
+    sizeof(((crdt__hstate *)0)->opaque), "room for BLAKE2b's state");
+
+int
+crdt__hash_begin(crdt__hstate *h, size_t outlen, const char personal[16])
+{
+	static const uint8_t salt[crypto_generichash_blake2b_SALTBYTES];
+	uint8_t pers[crypto_generichash_blake2b_PERSONALBYTES];
+
+	CRDT_TRY(crdt__crypto_init());
+	memcpy(pers, personal, sizeof pers);
+	h->outlen = outlen;
+	return crypto_generichash_blake2b_init_salt_personal(
+		   (crypto_generichash_blake2b_state *)(void *)h->opaque, NULL, 0,
+		   outlen, salt, pers) == 0 ?
+	    0 :
+	    CRDT_ECRYPTO;
+}
+
+void
+crdt__hash_add(crdt__hstate *h, const void *in, size_t inlen)
+{
+	/* Cannot fail once the state was made (libsodium checks only the
+	 * state's own fields). */
+	(void)crypto_generichash_blake2b_update(
+	    (crypto_generichash_blake2b_state *)(void *)h->opaque, in, inlen);
+}
+
+void
+crdt__hash_end(crdt__hstate *h, uint8_t *out)
+{
+	(void)crypto_generichash_blake2b_final(
+	    (crypto_generichash_blake2b_state *)(void *)h->opaque, out,
+	    h->outlen);
+}
+
 int
 crdt__sign_seed_keypair(uint8_t pk[32], uint8_t sk[64], const uint8_t seed[32])
 {

@@ -127,6 +127,15 @@ uint64_t crdt__siphash(const uint8_t key[16], const void *p, size_t n);
 /* BLAKE2b with a 16-byte personalisation (domain separation). */
 int crdt__hash_personal(uint8_t *out, size_t outlen, const void *in,
     size_t inlen, const char personal[16]);
+/* Incremental BLAKE2b with a personalisation (outlen 16..64): the state
+ * is opaque here (only crypto.c talks to libsodium). */
+typedef struct crdt__hstate {
+	_Alignas(64) unsigned char opaque[384];
+	size_t outlen;
+} crdt__hstate;
+int crdt__hash_begin(crdt__hstate *h, size_t outlen, const char personal[16]);
+void crdt__hash_add(crdt__hstate *h, const void *in, size_t inlen);
+void crdt__hash_end(crdt__hstate *h, uint8_t *out);
 /* The same, keyed (BLAKE2b's key parameter, 1..64 bytes). */
 int crdt__hash_keyed(uint8_t *out, size_t outlen, const void *in,
     size_t inlen, const uint8_t *key, size_t keylen, const char personal[16]);

@@ -13,16 +13,23 @@
  * takes each other variant in as evidence.
  *
  * The digest is order-aware and collision resistant, never a set sum: a
- * per-counter record (counter, count, the variants' hashes sorted) for
- * every counter of a block of 256, hashed; the block hashes in counter
- * order, hashed with the range. The equivocator chooses the variants, so
+ * per-counter record (counter, count, then the message itself when it is
+ * the only variant, else the variants' hashes sorted) for every counter
+ * of a block of 256, hashed; the block hashes in counter order, hashed
+ * with the range. The equivocator chooses the variants, so
  * an XOR or sum of per-message hashes would let it solve, over GF(2),
  * which variant to give whom so that the sums agree; here two different
  * holdings with one digest are a BLAKE2b collision.
  *
  * Computed when a frame is built or answered, never on the apply path:
  * the cost is one BLAKE2b pass over the logged bytes of the writers the
- * frame states (bounded by log_max_bytes), paid per frame.
+ * frame states (bounded by log_max_bytes), paid per frame. The bytes of
+ * a counter with one variant are hashed in the block's stream, not on
+ * their own: one BLAKE2b initialisation per block, not per message.
+ * Nothing is cached between frames: a cache would have to follow every
+ * way the log and the evidence change (pushes, evictions, resets, loads,
+ * rolled-back transactions), and a stale digest that matched would hide
+ * exactly the difference it is there to find.
  */
 #include <stdlib.h>
 
@@ -63,39 +70,56 @@ crdt__dg_range(const crdt_doc *d, uint32_t r, uint64_t *lo, uint64_t *hi)
 }
 
 /*
- * Counter c's record into `rec` (at least 9 + 16 * (1 + max variants)
- * bytes): c, the number of distinct variants held, their hashes sorted.
+ * Counter c's record, added to the block's hash: c, the number n of
+ * distinct variants held (the logged one, then the evidence's others),
+ * and then, when n is 1 (the common case: no equivocation), the
+ * message's length and bytes, else the variants' hashes sorted (so the
+ * record does not depend on which variant this replica logged). Both
+ * forms are length-prefixed, so no record reads as another.
  */
 static int
-counter_rec(const crdt_doc *d, uint32_t r, uint64_t c, uint8_t *rec,
-    size_t cap, size_t *len)
+counter_rec(const crdt_doc *d, uint32_t r, uint64_t c, crdt__hstate *blk)
 {
 	const crdt__logent *e = crdt__log_get(&d->log, r, c);
 	crdt_dot dot = { d->rs[r].id, c };
-	size_t at, n = 0;
-	const crdt__evid *ev = crdt__ev_find(&d->ev, dot, &at);
-	uint8_t *h = rec + 9;
+	size_t at, n = 1;
+	const crdt__evid *ev = NULL;
+	uint8_t head[17];
 
 	if (e == NULL)
 		return CRDT_ESTATE; /* the caller checked the range */
+	if (d->ev.n > 0)
+		ev = crdt__ev_find(&d->ev, dot, &at);
+	for (size_t i = 0; ev != NULL && i < ev->n; i++)
+		n += !(ev->v[i].len == e->len &&
+		    memcmp(ev->v[i].bytes, e->bytes, e->len) == 0);
+	put64(head, c);
+	if (n == 1) {
+		head[8] = 1;
+		put64(head + 9, e->len);
+		crdt__hash_add(blk, head, 17);
+		crdt__hash_add(blk, e->bytes, e->len);
+		return 0;
+	}
+	/* At most max_variants (the evidence bound) plus the logged one. */
+	if (n > 255)
+		return CRDT_ESTATE;
+	uint8_t h[256 * CRDT__DG_BYTES];
 	CRDT_TRY(crdt__hash_personal(h, CRDT__DG_BYTES, e->bytes, e->len,
 	    P_MSG));
-	n = 1;
-	for (size_t i = 0; ev != NULL && i < ev->n; i++) {
+	size_t k = 1;
+	for (size_t i = 0; i < ev->n; i++) {
 		const crdt__logent *v = &ev->v[i];
 		if (v->len == e->len && memcmp(v->bytes, e->bytes, e->len) == 0)
 			continue;
-		if (9 + (n + 1) * CRDT__DG_BYTES > cap)
-			return CRDT_ESTATE;
-		CRDT_TRY(crdt__hash_personal(h + n * CRDT__DG_BYTES,
+		CRDT_TRY(crdt__hash_personal(h + k * CRDT__DG_BYTES,
 		    CRDT__DG_BYTES, v->bytes, v->len, P_MSG));
-		n++;
+		k++;
 	}
-	if (n > 1)
-		qsort(h, n, CRDT__DG_BYTES, hash_cmp);
-	put64(rec, c);
-	rec[8] = (uint8_t)n;
-	*len = 9 + n * CRDT__DG_BYTES;
+	qsort(h, n, CRDT__DG_BYTES, hash_cmp);
+	head[8] = (uint8_t)n;
+	crdt__hash_add(blk, head, 9);
+	crdt__hash_add(blk, h, n * CRDT__DG_BYTES);
 	return 0;
 }
 
@@ -103,50 +127,29 @@ int
 crdt__dg_compute(const crdt_doc *d, uint32_t r, uint64_t lo, uint64_t hi,
     uint8_t out[CRDT__DG_BYTES])
 {
-	const crdt_allocator *a = &d->cfg.alloc;
-	/* The evidence store keeps at most max_variants per dot, and the
-	 * log's variant may be one more. */
-	size_t vmax = d->ev.max_variants + 1;
-	if (vmax > 255)
-		vmax = 255;
-	size_t reccap = 9 + vmax * CRDT__DG_BYTES;
-	size_t blkcap = DG_BLOCK * reccap;
-	uint64_t nblk = (hi - 1) / DG_BLOCK - (lo - 1) / DG_BLOCK + 1;
-	size_t allcap = 16 + (size_t)nblk * CRDT__DG_BYTES;
-	uint8_t *blk = crdt__malloc(a, blkcap);
-	uint8_t *all = crdt__malloc(a, allcap);
-	int rc = blk != NULL && all != NULL ? 0 : CRDT_ENOMEM;
-	size_t an = 16;
+	crdt__hstate all, blk;
+	uint8_t range[16], bd[CRDT__DG_BYTES];
 
-	if (rc == 0) {
-		put64(all, lo);
-		put64(all + 8, hi);
-	}
-	for (uint64_t c = lo; rc == 0;) {
+	CRDT_TRY(crdt__hash_begin(&all, CRDT__DG_BYTES, P_ALL));
+	put64(range, lo);
+	put64(range + 8, hi);
+	crdt__hash_add(&all, range, sizeof range);
+	for (uint64_t c = lo;;) {
 		/* Block of counter c: (c - 1) / 256, its part in [lo, hi];
 		 * written without overflow at any counter. */
 		uint64_t room = DG_BLOCK - 1 - (c - 1) % DG_BLOCK;
 		uint64_t cnt = (hi - c < room ? hi - c : room) + 1;
-		size_t bn = 0;
-		for (uint64_t k = 0; rc == 0 && k < cnt; k++) {
-			size_t len;
-			rc = counter_rec(d, r, c + k, blk + bn, blkcap - bn,
-			    &len);
-			bn += rc == 0 ? len : 0;
-		}
-		if (rc == 0)
-			rc = crdt__hash_personal(all + an, CRDT__DG_BYTES, blk,
-			    bn, P_BLK);
-		an += CRDT__DG_BYTES;
+		CRDT_TRY(crdt__hash_begin(&blk, CRDT__DG_BYTES, P_BLK));
+		for (uint64_t k = 0; k < cnt; k++)
+			CRDT_TRY(counter_rec(d, r, c + k, &blk));
+		crdt__hash_end(&blk, bd);
+		crdt__hash_add(&all, bd, sizeof bd);
 		if (hi - c < cnt)
 			break;
 		c += cnt;
 	}
-	if (rc == 0)
-		rc = crdt__hash_personal(out, CRDT__DG_BYTES, all, an, P_ALL);
-	crdt__free(a, blk, blkcap);
-	crdt__free(a, all, allcap);
-	return rc;
+	crdt__hash_end(&all, out);
+	return 0;
 }
 
 static int
