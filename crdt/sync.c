@@ -46,8 +46,8 @@ crdt_doc_sync_start(const crdt_doc *d, crdt_buf *out)
 	size_t budget = d->cfg.sync_max_bytes > used ?
 	    d->cfg.sync_max_bytes - used : 0;
 	if (rc == 0)
-		rc = crdt__dg_write(d, NULL, 0, budget, 4 + 2 * d->nrs, out,
-		    NULL);
+		rc = crdt__dg_write(d, NULL, 0, NULL, budget, 4 + 2 * d->nrs,
+		    out, NULL);
 	if (rc < 0)
 		out->len = mark;
 	return rc;
@@ -304,19 +304,22 @@ w_data_body(const crdt_doc *d, uint64_t *peer, unsigned flags,
 /*
  * A DATA frame. Its digests (what we hold now, lo past cursor[r] for a
  * writer whose earlier counters the frame being answered already
- * re-sent) take at most a quarter of the budget: a writer left out is
- * only a comparison not made in this frame.
+ * re-sent) are those of the writers whose entry in the peer's clock
+ * (`eq`, as its frame said) is ours: only those can it compare, so a
+ * frame paging a catch-up does not hash the whole log again and again.
+ * They take at most a quarter of the budget: a writer left out is only
+ * a comparison not made in this frame.
  */
 static int
-w_data(const crdt_doc *d, uint64_t *peer, const uint64_t *cursor,
-    size_t ncursor, unsigned flags, crdt_buf *out)
+w_data(const crdt_doc *d, uint64_t *peer, const uint64_t *eq,
+    const uint64_t *cursor, size_t ncursor, unsigned flags, crdt_buf *out)
 {
 	crdt_buf dg;
 	size_t ndg = 0;
 
 	crdt_buf_init(&dg, &d->cfg.alloc);
-	int rc = crdt__dg_write(d, cursor, ncursor, d->cfg.sync_max_bytes / 4,
-	    d->cfg.limits.max_elems / 4, &dg, &ndg);
+	int rc = crdt__dg_write(d, cursor, ncursor, eq,
+	    d->cfg.sync_max_bytes / 4, d->cfg.limits.max_elems / 4, &dg, &ndg);
 	if (rc == 0)
 		rc = w_data_body(d, peer, flags, &dg, ndg, out);
 	crdt_buf_fini(&dg);
@@ -370,12 +373,19 @@ reply_data(crdt_doc *d, const frame_in *in, bool hello, unsigned in_flags,
     bool progressed, size_t nevid, bool resend_own, crdt_buf *reply,
     bool *replied)
 {
-	uint64_t *peer;
+	uint64_t *peer, *eq;
 	unsigned flags = CRDT__DATA_REPLY;
 	bool want = true, differ;
 
 	*replied = false;
 	CRDT_TRY(peer_clock(d, in->pairs, in->npairs, &peer));
+	/* The peer's clock as it said, before the digests lower it. */
+	eq = crdt__malloc(&d->cfg.alloc, d->nrs * sizeof *eq);
+	if (eq == NULL) {
+		crdt__free(&d->cfg.alloc, peer, d->nrs * sizeof *peer);
+		return CRDT_ENOMEM;
+	}
+	memcpy(eq, peer, d->nrs * sizeof *eq);
 	/* A digest that differs from ours over a range we hold, at an equal
 	 * clock entry: the peer holds other variants there (or lies). Serve
 	 * it the range; a liar gets no more than one frame per frame of its
@@ -383,6 +393,7 @@ reply_data(crdt_doc *d, const frame_in *in, bool hello, unsigned in_flags,
 	int rc = crdt__dg_mismatch(d, in->dg, in->ndg, peer, &differ);
 	if (rc < 0) {
 		crdt__free(&d->cfg.alloc, peer, d->nrs * sizeof *peer);
+		crdt__free(&d->cfg.alloc, eq, d->nrs * sizeof *eq);
 		return rc;
 	}
 	if (!hello) {
@@ -406,12 +417,14 @@ reply_data(crdt_doc *d, const frame_in *in, bool hello, unsigned in_flags,
 	}
 	if (want) {
 		size_t mark = reply->len;
-		rc = w_data(d, peer, in->cursor, in->ncursor, flags, reply);
+		rc = w_data(d, peer, eq, in->cursor, in->ncursor, flags,
+		    reply);
 		if (rc < 0)
 			reply->len = mark;
 		*replied = rc == 0;
 	}
 	crdt__free(&d->cfg.alloc, peer, d->nrs * sizeof *peer);
+	crdt__free(&d->cfg.alloc, eq, d->nrs * sizeof *eq);
 	return rc;
 }
 

@@ -170,7 +170,8 @@ uint_size(uint64_t v)
 
 int
 crdt__dg_write(const crdt_doc *d, const uint64_t *cursor, size_t ncursor,
-    size_t budget, size_t elems, crdt_buf *out, size_t *nout)
+    const uint64_t *eq, size_t budget, size_t elems, crdt_buf *out,
+    size_t *nout)
 {
 	const crdt_allocator *a = &d->cfg.alloc;
 	const rstate **v = crdt__malloc(a, (d->nrs + 1) * sizeof *v);
@@ -180,7 +181,8 @@ crdt__dg_write(const crdt_doc *d, const uint64_t *cursor, size_t ncursor,
 
 	for (size_t i = 0; rc == 0 && i < d->nrs; i++) {
 		uint64_t lo, hi;
-		if (!crdt__dg_range(d, (uint32_t)i, &lo, &hi))
+		if (!crdt__dg_range(d, (uint32_t)i, &lo, &hi) ||
+		    (eq != NULL && eq[i] != hi))
 			continue;
 		if (i < ncursor && cursor[i] >= lo)
 			lo = cursor[i] + 1;

@@ -26,10 +26,13 @@ bool crdt__dg_range(const crdt_doc *d, uint32_t r, uint64_t *lo,
 int crdt__dg_compute(const crdt_doc *d, uint32_t r, uint64_t lo, uint64_t hi,
     uint8_t out[CRDT__DG_BYTES]);
 /* The digests field [id, lo, digest, ...], ascending by ID, of every
- * replica with a range (lo raised past cursor[r] for r < ncursor), as many as fit in `budget` bytes and `elems` more elements;
+ * replica with a range (lo raised past cursor[r] for r < ncursor) and,
+ * when eq is not NULL (d->nrs entries), whose clock entry is eq[r]: the
+ * peer's, the only writers it can compare (docs/document.md), as many as fit in `budget` bytes and `elems` more elements;
  * *nout (may be NULL) the number written. */
 int crdt__dg_write(const crdt_doc *d, const uint64_t *cursor, size_t ncursor,
-    size_t budget, size_t elems, crdt_buf *out, size_t *nout);
+    const uint64_t *eq, size_t budget, size_t elems, crdt_buf *out,
+    size_t *nout);
 /* Decode a digests field against the frame's clock pairs: strictly
  * ascending IDs each named by the clock, 1 <= lo <= the clock entry, a
  * bin of exactly CRDT__DG_BYTES; CRDT_EMALFORMED otherwise. *out is

@@ -144,6 +144,13 @@ def tests(tmp):
           d.get('message_count') == 5 and
           all(x.get('kind') == 'message' for x in d.get('messages', [])),
           'data frame: clock, flags, message headers')
+    # version 4: each frame's variant digests, one per writer it logged
+    hd, dd = h.get('digests', []), d.get('digests', [])
+    check(h.get('version') == 4 and len(hd) == 1 and
+          hd[0].get('lo') == 1 and len(hd[0].get('digest', '')) == 32 and
+          hd[0].get('replica') == h['clock'][0].get('replica') and
+          'digests' in d and all(len(x.get('digest', '')) == 32 for x in dd),
+          'sync frames: variant digests')
 
     # inspect and verify: a clock and an object state.
     c = js('inspect', f(tmp, 'clock.state'))
@@ -220,6 +227,10 @@ def tests(tmp):
     open(f(tmp, 'nonmin.frame'), 'wb').write(hb[:-19] + b'\xcc' + hb[-19:])
     expect(4, 'verify', f(tmp, 'nonmin.frame'),
            what='verify non-minimal HELLO')
+    # a digest whose lo is 0: canonical msgpack, refused by the check
+    open(f(tmp, 'lo0.frame'), 'wb').write(hb[:-19] + b'\x00' + hb[-18:])
+    expect(4, 'verify', f(tmp, 'lo0.frame'), what='verify HELLO digest lo 0')
+    expect(0, 'verify', f(tmp, 'hello.frame'), what='verify HELLO as sent')
     # a flipped signature bit, and another document
     size = os.path.getsize(f(tmp, 'signed.msg'))
     corrupt(f(tmp, 'signed.msg'), f(tmp, 'badsig.msg'), size - 5)

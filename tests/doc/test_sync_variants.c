@@ -414,16 +414,21 @@ Test(sync_variants, hostile_digest_fields_are_refused_and_change_nothing)
  * applied: a bad digest refuses the messages with it. */
 Test(sync_variants, a_data_frame_with_a_bad_digest_applies_nothing)
 {
-	node x, y;
-	crdt_buf m, h, d, before, after, r;
+	node x, y, w;
+	crdt_buf mw, m, h, d, before, after, r;
 	node_new(&x, 1, true);
 	node_new(&y, 2, true);
+	node_new(&w, 3, true);
+	note(&w, "from w", &mw);
+	recv_ok(&x, &mw);
+	recv_ok(&y, &mw);
 	note(&x, "from x", &m);
 	tb_init(&h);
 	tb_init(&d);
 	cr_assert_eq(crdt_doc_sync_start(y.d, &h), 0);
 	cr_assert_eq(crdt_doc_sync_handle(x.d, h.data, h.len, NULL, &d), 0);
-	/* x's digests close the frame: [x, 1, digest] (38 bytes); lo = 0 */
+	/* x's digests close the frame, for the one writer whose clock entry
+	 * y's HELLO shares: [w, 1, digest] (38 bytes); lo = 0 */
 	size_t dg = 1 + 18 + 1 + 18;
 	cr_assert_eq(d.data[d.len - dg], 0x93);
 	cr_assert_eq(d.data[d.len - 18 - 1], 0x01);
@@ -439,11 +444,12 @@ Test(sync_variants, a_data_frame_with_a_bad_digest_applies_nothing)
 	d.data[d.len - 18 - 1] = 0x01;
 	cr_assert_eq(crdt_doc_sync_handle(y.d, d.data, d.len, NULL, &r), 0);
 	cr_assert(has_note(&y, "from x"));
-	crdt_buf *bufs[] = { &m, &h, &d, &before, &after, &r };
-	for (size_t i = 0; i < 6; i++)
+	crdt_buf *bufs[] = { &mw, &m, &h, &d, &before, &after, &r };
+	for (size_t i = 0; i < 7; i++)
 		crdt_buf_fini(bufs[i]);
 	node_free(&x);
 	node_free(&y);
+	node_free(&w);
 }
 
 /* Flip every digest byte of a frame (its last field; `n` entries of 38
