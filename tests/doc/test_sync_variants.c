@@ -250,6 +250,38 @@ Test(sync_variants, a_range_larger_than_a_frame_is_paged)
 		node_free(ns[i]);
 }
 
+/* X cannot keep evidence (its bound is one byte): the digests keep
+ * differing, and still every round ends within a few frames, without an
+ * error, however often it is started. */
+Test(sync_variants, a_replica_that_cannot_keep_the_variant_still_ends_rounds)
+{
+	crdt_config cfg;
+	test_config(&cfg, NULL);
+	cfg.max_evidence_bytes = 1;
+	node x, y, b0, b1;
+	crdt_buf v1, v2;
+	node_cfg(&x, 1, true, &cfg);
+	node_new(&y, 2, true);
+	node_new(&b0, 9, true);
+	node_new(&b1, 9, true);
+	note(&b0, "fork 0", &v1);
+	note(&b1, "fork 1", &v2);
+	recv_ok(&x, &v1);
+	recv_ok(&y, &v2);
+	for (int i = 0; i < 4; i++) {
+		cr_assert_leq(round_of(&x, &y, 6), 6);
+		cr_assert_leq(round_of(&y, &x, 6), 6);
+	}
+	cr_assert(!has_note(&x, "fork 1"), "x could keep nothing");
+	/* y could: it holds both variants, as evidence. */
+	cr_assert(has_note(&y, "fork 0") && has_note(&y, "fork 1"));
+	crdt_buf_fini(&v1);
+	crdt_buf_fini(&v2);
+	node *ns[] = { &x, &y, &b0, &b1 };
+	for (size_t i = 0; i < 4; i++)
+		node_free(ns[i]);
+}
+
 /* ---- hand-made frames ---- */
 
 /* [5, 4, 7, doc_id (unbound), [id, c], digests...]: a HELLO of version 4
