@@ -11,6 +11,7 @@
  */
 
 #include "doc_impl.h"
+#include "sync_digest.h"
 
 /* ---------------------------------------------------------------- */
 /* lifecycle and schema                                             */
@@ -104,6 +105,7 @@ crdt_doc_free(crdt_doc *d)
 	crdt_buf_fini(&d->plain);
 	crdt__acl_fini(&d->acl);
 	crdt__ev_fini(&d->ev);
+	crdt__dg_cache_fini(d);
 	crdt__keys_fini(&d->keys);
 	crdt__table_fini(&d->reps, NULL);
 	crdt__store_fini(d);

@@ -146,6 +146,12 @@ struct crdt_doc {
 	crdt__keyring keys;
 	crdt_buf plain; /* opened payload of the message being handled */
 	crdt__evstore ev; /* equivocation evidence */
+	/* Sync digests of whole 256-counter blocks, per replica number,
+	 * filled by crdt_doc_sync_handle and read by every frame built
+	 * (sync_digest.c): an up-to-date round hashes what changed, not
+	 * the whole log. */
+	struct crdt__dgrun *dgc;
+	size_t ndgc;
 	/* write permissions: allowlist history per writer, by admin counter */
 	bool has_admin;
 	crdt_replica_id admin;

@@ -166,6 +166,7 @@ crdt__ev_add(crdt__evstore *s, crdt_dot dot, uint32_t r, const uint8_t *b,
 	s->bytes += len;
 	if (e->r != UINT32_MAX)
 		s->signer[e->r] += len;
+	s->gen++;
 	return 1;
 }
 
@@ -176,6 +177,7 @@ crdt__ev_remove(crdt__evstore *s, crdt_dot dot, const uint8_t *b, size_t len)
 	crdt__evid *e = crdt__ev_find(s, dot, &at);
 	if (e == NULL)
 		return;
+	s->gen++;
 	for (size_t i = 0; i < e->n; i++) {
 		if (crdt__key_cmp(e->v[i].bytes, e->v[i].len, b, len) != 0)
 			continue;
@@ -204,6 +206,8 @@ crdt__ev_prune(crdt__evstore *s)
 		}
 		evid_free(s, e);
 	}
+	if (k != s->n)
+		s->gen++;
 	s->n = k;
 }
 

@@ -33,6 +33,9 @@ typedef struct crdt__evstore {
 	size_t bytes;
 	size_t *signer; /* bytes per signer replica number */
 	size_t nsigner, capsigner;
+	/* Changes with every variant added or removed: what the sync
+	 * digests cache is valid while it stays (sync_digest.c). */
+	uint64_t gen;
 } crdt__evstore;
 
 void crdt__ev_init(crdt__evstore *s, const crdt_allocator *a,

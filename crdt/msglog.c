@@ -82,6 +82,7 @@ crdt__log_add_replica(crdt__msglog *l)
 	crdt__rlog *r = &l->r[l->nr++];
 	memset(r, 0, sizeof *r);
 	r->lo = 1;
+	r->gen = ++l->gen_seq;
 }
 
 void
@@ -267,6 +268,7 @@ run_reset(crdt__msglog *l, uint32_t ri, uint64_t next, bool keep)
 	r->start = r->n = 0;
 	r->bytes = 0;
 	r->lo = next;
+	r->gen = ++l->gen_seq;
 	if (was_in)
 		lh_update(l, ri, true);
 }
@@ -369,8 +371,10 @@ crdt__log_push(crdt__msglog *l, uint32_t ri, uint64_t c, const uint8_t *bytes,
     size_t len)
 {
 	crdt__rlog *r = &l->r[ri];
-	if (r->n == 0)
+	if (r->n == 0 && r->lo != c) {
 		r->lo = c;
+		r->gen = ++l->gen_seq;
+	}
 	/* The room reserved: the end of the newest chunk, or the spare. */
 	bool in_tail = len <= CRDT__LOG_BIG && r->tail != NULL &&
 	    len <= r->tail->cap - r->tail->used;

@@ -89,6 +89,11 @@ typedef struct crdt__rlog {
 	size_t hpos[2]; /* place in heap[k] while n > 0 */
 	/* Its chunks, oldest first; each holds at least one message. */
 	crdt__lchunk *head, *tail;
+	/* Changes whenever the run may come to hold other bytes under a
+	 * counter it held (a reset, a restart, a new replica at this
+	 * number), never on a push or an eviction: what the sync digests
+	 * cache is valid while it stays (sync_digest.c). Never 0. */
+	uint64_t gen;
 } crdt__rlog;
 
 typedef struct crdt__msglog {
@@ -112,6 +117,7 @@ typedef struct crdt__msglog {
 	 * bytes: eviction takes from the largest. */
 	uint32_t *heap[2];
 	size_t heap_n[2], heap_cap[2];
+	uint64_t gen_seq; /* the last crdt__rlog.gen handed out */
 } crdt__msglog;
 
 /* An empty log holding at most max_msgs messages and max_bytes bytes. */

@@ -46,7 +46,7 @@ crdt_doc_sync_start(const crdt_doc *d, crdt_buf *out)
 	size_t budget = d->cfg.sync_max_bytes > used ?
 	    d->cfg.sync_max_bytes - used : 0;
 	if (rc == 0)
-		rc = crdt__dg_write(d, NULL, 0, NULL, budget, 4 + 2 * d->nrs,
+		rc = crdt__dg_write(d, NULL, NULL, 0, NULL, budget, 4 + 2 * d->nrs,
 		    out, NULL);
 	if (rc < 0)
 		out->len = mark;
@@ -311,14 +311,14 @@ w_data_body(const crdt_doc *d, uint64_t *peer, unsigned flags,
  * a comparison not made in this frame.
  */
 static int
-w_data(const crdt_doc *d, uint64_t *peer, const uint64_t *eq,
+w_data(crdt_doc *d, uint64_t *peer, const uint64_t *eq,
     const uint64_t *cursor, size_t ncursor, unsigned flags, crdt_buf *out)
 {
 	crdt_buf dg;
 	size_t ndg = 0;
 
 	crdt_buf_init(&dg, &d->cfg.alloc);
-	int rc = crdt__dg_write(d, cursor, ncursor, eq,
+	int rc = crdt__dg_write(d, d, cursor, ncursor, eq,
 	    d->cfg.sync_max_bytes / 4, d->cfg.limits.max_elems / 4, &dg, &ndg);
 	if (rc == 0)
 		rc = w_data_body(d, peer, flags, &dg, ndg, out);

@@ -26,10 +26,18 @@
  * frame states (bounded by log_max_bytes), paid per frame. The bytes of
  * a counter with one variant are hashed in the block's stream, not on
  * their own: one BLAKE2b initialisation per block, not per message.
- * Nothing is cached between frames: a cache would have to follow every
- * way the log and the evidence change (pushes, evictions, resets, loads,
- * rolled-back transactions), and a stale digest that matched would hide
- * exactly the difference it is there to find.
+ * The digest of a whole block (all 256 counters in the range) depends on
+ * nothing but the bytes logged under those counters and the evidence, so
+ * it is cached (d->dgc) under two generations: the run's (crdt__rlog.gen,
+ * which changes when the run may hold other bytes under a counter it held:
+ * a reset, a restart, a new replica at that number) and the evidence's
+ * (crdt__evstore.gen, every variant added or removed). A push adds
+ * counters past the last whole block and an eviction takes them from the
+ * front, so neither changes a whole block's digest. An up-to-date round
+ * then hashes the partial blocks at the ends only: O(blocks), not
+ * O(bytes logged). crdt_doc_sync_handle fills the cache (it may allocate;
+ * a failed allocation only means no cache); crdt_doc_sync_start, a const
+ * read, only reads it.
  */
 #include <stdlib.h>
 
@@ -123,9 +131,110 @@ counter_rec(const crdt_doc *d, uint32_t r, uint64_t c, crdt__hstate *blk)
 	return 0;
 }
 
+/* One cached block digest: valid while both generations are the ones it
+ * was computed under (lgen is never 0 for a computed one). */
+typedef struct dgblk {
+	uint8_t dg[CRDT__DG_BYTES];
+	uint64_t lgen, egen;
+} dgblk;
+
+/* Replica r's cached blocks base .. base + n - 1. */
+struct crdt__dgrun {
+	uint64_t base;
+	dgblk *v;
+	size_t n;
+};
+
+void
+crdt__dg_cache_fini(crdt_doc *d)
+{
+	for (size_t i = 0; i < d->ndgc; i++)
+		crdt__free(&d->cfg.alloc, d->dgc[i].v,
+		    d->dgc[i].n * sizeof *d->dgc[i].v);
+	crdt__free(&d->cfg.alloc, d->dgc, d->ndgc * sizeof *d->dgc);
+	d->dgc = NULL;
+	d->ndgc = 0;
+}
+
+static const dgblk *
+cache_get(const crdt_doc *d, uint32_t r, uint64_t b)
+{
+	if (r >= d->ndgc)
+		return NULL;
+	const struct crdt__dgrun *x = &d->dgc[r];
+	if (b < x->base || b - x->base >= x->n)
+		return NULL;
+	const dgblk *e = &x->v[b - x->base];
+	if (e->lgen != d->log.r[r].gen || e->egen != d->ev.gen)
+		return NULL;
+	return e;
+}
+
+/* Keep block b's digest; `first`: the block of the run's first counter,
+ * below which nothing is kept (evicted). The window of blocks kept spans
+ * what the run holds (its length is bounded by the log's bounds) and
+ * grows geometrically at the end, where pushes add blocks. Out of memory
+ * keeps nothing. */
+static void
+cache_put(crdt_doc *d, uint32_t r, uint64_t b, uint64_t first,
+    const uint8_t dg[CRDT__DG_BYTES])
+{
+	const crdt_allocator *a = &d->cfg.alloc;
+	if (r >= d->ndgc) {
+		size_t n = d->nrs;
+		if (n <= r)
+			return;
+		struct crdt__dgrun *v = crdt__malloc(a, n * sizeof *v);
+		if (v == NULL)
+			return;
+		if (d->ndgc > 0)
+			memcpy(v, d->dgc, d->ndgc * sizeof *v);
+		memset(v + d->ndgc, 0, (n - d->ndgc) * sizeof *v);
+		crdt__free(a, d->dgc, d->ndgc * sizeof *d->dgc);
+		d->dgc = v;
+		d->ndgc = n;
+	}
+	struct crdt__dgrun *x = &d->dgc[r];
+	uint64_t nb = b, ne = b + 1;
+	if (x->n > 0) {
+		nb = x->base < b ? x->base : b;
+		ne = x->base + x->n > b + 1 ? x->base + x->n : b + 1;
+		if (nb < first)
+			nb = first; /* b >= first: a whole block in the run */
+	}
+	if (ne - nb > SIZE_MAX / 2 / sizeof(dgblk))
+		return;
+	size_t want = (size_t)(ne - nb);
+	if (x->n == 0 || nb != x->base || want > x->n) {
+		size_t cap = want;
+		if (x->n > 0 && want > x->n && x->n * 2 > want)
+			cap = x->n * 2;
+		dgblk *v = crdt__malloc(a, cap * sizeof *v);
+		if (v == NULL)
+			return;
+		memset(v, 0, cap * sizeof *v);
+		if (x->n > 0) {
+			uint64_t lo = x->base > nb ? x->base : nb;
+			uint64_t hi = x->base + x->n < nb + cap ?
+			    x->base + x->n : nb + cap;
+			if (lo < hi)
+				memcpy(v + (lo - nb), x->v + (lo - x->base),
+				    (size_t)(hi - lo) * sizeof *v);
+		}
+		crdt__free(a, x->v, x->n * sizeof *x->v);
+		x->v = v;
+		x->n = cap;
+		x->base = nb;
+	}
+	dgblk *e = &x->v[b - x->base];
+	memcpy(e->dg, dg, CRDT__DG_BYTES);
+	e->lgen = d->log.r[r].gen;
+	e->egen = d->ev.gen;
+}
+
 int
-crdt__dg_compute(const crdt_doc *d, uint32_t r, uint64_t lo, uint64_t hi,
-    uint8_t out[CRDT__DG_BYTES])
+crdt__dg_compute(const crdt_doc *d, crdt_doc *fill, uint32_t r, uint64_t lo,
+    uint64_t hi, uint8_t out[CRDT__DG_BYTES])
 {
 	crdt__hstate all, blk;
 	uint8_t range[16], bd[CRDT__DG_BYTES];
@@ -139,10 +248,19 @@ crdt__dg_compute(const crdt_doc *d, uint32_t r, uint64_t lo, uint64_t hi,
 		 * written without overflow at any counter. */
 		uint64_t room = DG_BLOCK - 1 - (c - 1) % DG_BLOCK;
 		uint64_t cnt = (hi - c < room ? hi - c : room) + 1;
-		CRDT_TRY(crdt__hash_begin(&blk, CRDT__DG_BYTES, P_BLK));
-		for (uint64_t k = 0; k < cnt; k++)
-			CRDT_TRY(counter_rec(d, r, c + k, &blk));
-		crdt__hash_end(&blk, bd);
+		uint64_t b = (c - 1) / DG_BLOCK;
+		const dgblk *hit = cnt == DG_BLOCK ? cache_get(d, r, b) : NULL;
+		if (hit != NULL) {
+			memcpy(bd, hit->dg, sizeof bd);
+		} else {
+			CRDT_TRY(crdt__hash_begin(&blk, CRDT__DG_BYTES, P_BLK));
+			for (uint64_t k = 0; k < cnt; k++)
+				CRDT_TRY(counter_rec(d, r, c + k, &blk));
+			crdt__hash_end(&blk, bd);
+			if (fill != NULL && cnt == DG_BLOCK)
+				cache_put(fill, r, b,
+				    (d->log.r[r].lo - 1) / DG_BLOCK, bd);
+		}
 		crdt__hash_add(&all, bd, sizeof bd);
 		if (hi - c < cnt)
 			break;
@@ -169,7 +287,8 @@ uint_size(uint64_t v)
 }
 
 int
-crdt__dg_write(const crdt_doc *d, const uint64_t *cursor, size_t ncursor,
+crdt__dg_write(const crdt_doc *d, crdt_doc *fill, const uint64_t *cursor,
+    size_t ncursor,
     const uint64_t *eq, size_t budget, size_t elems, crdt_buf *out,
     size_t *nout)
 {
@@ -214,7 +333,7 @@ crdt__dg_write(const crdt_doc *d, const uint64_t *cursor, size_t ncursor,
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		uint32_t r = (uint32_t)(v[i] - d->rs);
 		uint8_t dg[CRDT__DG_BYTES];
-		rc = crdt__dg_compute(d, r, los[i], v[i]->vc, dg);
+		rc = crdt__dg_compute(d, fill, r, los[i], v[i]->vc, dg);
 		if (rc == 0)
 			rc = crdt__w_id(out, &v[i]->id);
 		if (rc == 0)
@@ -305,7 +424,7 @@ crdt__dg_read(const crdt_doc *d, crdt__rd *r, const iddep *pairs,
 }
 
 int
-crdt__dg_mismatch(const crdt_doc *d, const crdt__dgent *v, size_t n,
+crdt__dg_mismatch(crdt_doc *d, const crdt__dgent *v, size_t n,
     uint64_t *peer, bool *any)
 {
 	*any = false;
@@ -316,7 +435,7 @@ crdt__dg_mismatch(const crdt_doc *d, const crdt__dgent *v, size_t n,
 		if (r == UINT32_MAX || !crdt__dg_range(d, r, &lo, &hi) ||
 		    hi != v[i].hi || lo > v[i].lo)
 			continue;
-		CRDT_TRY(crdt__dg_compute(d, r, v[i].lo, hi, dg));
+		CRDT_TRY(crdt__dg_compute(d, d, r, v[i].lo, hi, dg));
 		if (memcmp(dg, v[i].dg, sizeof dg) == 0)
 			continue;
 		/* Serve the range: DATA sends r's messages past peer[r]. */

@@ -581,3 +581,77 @@ Test(sync_variants, a_version_3_hello_still_syncs)
 	node_free(&x);
 	node_free(&y);
 }
+
+/* Whole 256-counter blocks' digests are cached by the rounds that hash
+ * them. Writer B (two tabs of one ID, unsigned) has 600 notes at X and Y
+ * and up-to-date rounds have cached blocks 0 and 1 on both; then B's
+ * second tab sends its first 10 notes (other variants of counters 1..10,
+ * in cached block 0) to Y alone, and later a third replica's message
+ * moves nothing of B's. The next round must still see Y's new variants
+ * and bring them to X: a cached block is only used while the log and the
+ * evidence are as they were when it was hashed. */
+Test(sync_variants, a_variant_in_a_cached_block_is_still_found)
+{
+	node x, y, b0, b1, z;
+	crdt_buf m, c;
+	node_new(&x, 1, false);
+	node_new(&y, 2, false);
+	node_new(&b0, 9, false);
+	node_new(&b1, 9, false);
+	node_new(&z, 3, false);
+	for (int i = 0; i < 600; i++) {
+		char s[32];
+		snprintf(s, sizeof s, "b0 note %d", i);
+		note(&b0, s, &m);
+		recv_ok(&x, &m);
+		recv_ok(&y, &m);
+		crdt_buf_fini(&m);
+	}
+	for (int k = 0; k < 3; k++) {
+		cr_assert_leq(round_of(&x, &y, 16), 3, "up to date");
+		cr_assert_leq(round_of(&y, &x, 16), 3, "up to date");
+	}
+	cr_assert(same_saves(&x, &y));
+	{
+		crdt_buf hx, hy;
+		tb_init(&hx);
+		tb_init(&hy);
+		cr_assert_eq(crdt_doc_sync_start(x.d, &hx), 0);
+		cr_assert_eq(crdt_doc_sync_start(y.d, &hy), 0);
+		cr_assert(bytes_eq(hx.data, hx.len, hy.data, hy.len),
+		    "the same holdings state the same digests");
+		crdt_buf_fini(&hx);
+		crdt_buf_fini(&hy);
+	}
+	for (int i = 0; i < 10; i++) {
+		char s[32];
+		snprintf(s, sizeof s, "b1 note %d", i);
+		note(&b1, s, &m);
+		recv_ok(&y, &m); /* a variant: kept as evidence, ops joined */
+		crdt_buf_fini(&m);
+	}
+	note(&z, "z", &c);
+	recv_ok(&x, &c);
+	recv_ok(&y, &c);
+	cr_assert(!same_saves(&x, &y), "Y holds variants X lacks");
+	/* Equal clocks, one document: the HELLOs differ only by what they
+	 * state of B's variants, and Y's must say it holds others now. */
+	crdt_buf hx, hy;
+	tb_init(&hx);
+	tb_init(&hy);
+	cr_assert_eq(crdt_doc_sync_start(x.d, &hx), 0);
+	cr_assert_eq(crdt_doc_sync_start(y.d, &hy), 0);
+	cr_assert(!bytes_eq(hx.data, hx.len, hy.data, hy.len),
+	    "Y's digest of B still reads as before its new variants");
+	crdt_buf_fini(&hx);
+	crdt_buf_fini(&hy);
+	int n = round_of(&x, &y, 64);
+	cr_assert_gt(n, 2, "the variants travelled");
+	cr_assert(same_saves(&x, &y), "byte-identical after the round");
+	cr_assert(has_note(&x, "b1 note 9") && has_note(&x, "b0 note 9"));
+	cr_assert_leq(round_of(&y, &x, 16), 3, "and up to date again");
+	crdt_buf_fini(&c);
+	node *ns[] = { &x, &y, &b0, &b1, &z };
+	for (size_t i = 0; i < 5; i++)
+		node_free(ns[i]);
+}
