@@ -290,6 +290,9 @@ int crdt__w_stamps(const crdt_doc *d, crdt_buf *out);
  * allocating. */
 int crdt__rd_vc_pairs(const crdt_doc *d, crdt__rd *r, iddep **out,
     size_t *nout);
+/* The counter `id` has in such pairs, 0 if none. O(log n). */
+uint64_t crdt__vc_pairs_get(const iddep *pairs, size_t n,
+    const crdt_replica_id *id);
 
 /* ---- ingest (doc.c) ---- */
 

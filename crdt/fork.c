@@ -69,19 +69,7 @@ crdt__fork_waiting(crdt_doc *d, uint32_t sender, uint64_t counter,
 uint64_t
 crdt__fork_own_entry(const crdt_doc *d, const iddep *pairs, size_t n)
 {
-	size_t lo = 0, hi = n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = crdt_replica_id_cmp(&pairs[mid].id, &d->self);
-		if (c == 0)
-			return pairs[mid].c;
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return 0;
+	return crdt__vc_pairs_get(pairs, n, &d->self);
 }
 
 bool

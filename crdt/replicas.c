@@ -176,6 +176,23 @@ crdt__rd_vc_pairs(const crdt_doc *d, crdt__rd *r, iddep **out,
 	return 0;
 }
 
+uint64_t
+crdt__vc_pairs_get(const iddep *pairs, size_t n, const crdt_replica_id *id)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = crdt_replica_id_cmp(&pairs[mid].id, id);
+		if (c == 0)
+			return pairs[mid].c;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
 int
 crdt_doc_vclock(const crdt_doc *d, crdt_vclock **out)
 {

@@ -348,23 +348,6 @@ crdt__dg_write(const crdt_doc *d, crdt_doc *fill, const uint64_t *cursor,
 	return rc;
 }
 
-/* The frame's clock entry for `id` (pairs ascending by ID), or 0. */
-static uint64_t
-pair_of(const iddep *pairs, size_t n, const crdt_replica_id *id)
-{
-	size_t lo = 0, hi = n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = crdt_replica_id_cmp(&pairs[mid].id, id);
-		if (c == 0)
-			return pairs[mid].c;
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return 0;
-}
 
 int
 crdt__dg_read(const crdt_doc *d, crdt__rd *r, const iddep *pairs,
@@ -406,7 +389,7 @@ crdt__dg_read(const crdt_doc *d, crdt__rd *r, const iddep *pairs,
 		/* hi is the frame's own clock entry: a digest for a writer
 		 * the frame's clock does not name, or a range outside it, is
 		 * malformed. */
-		v[i].hi = pair_of(pairs, npairs, &id);
+		v[i].hi = crdt__vc_pairs_get(pairs, npairs, &id);
 		if (v[i].lo == 0 || v[i].hi == 0 || v[i].lo > v[i].hi)
 			rc = CRDT_EMALFORMED;
 		memcpy(v[i].dg, p, CRDT__DG_BYTES);
