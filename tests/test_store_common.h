@@ -31,16 +31,14 @@
 
 /* ---- temporary directory, one per test ---- */
 
-static char tmpdir[256];
-static char dbpath[300];
+static char tmpdir[TEST_DIR_MAX];
+static char dbpath[TEST_DB_MAX];
 
 
 static void
 setup(void)
 {
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/crdt-store-XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir));
-	snprintf(dbpath, sizeof dbpath, "%s/s.db", tmpdir);
+	test_tmpdb("store", tmpdir, dbpath);
 	test_alloc_reset();
 }
 
@@ -48,10 +46,9 @@ static void
 teardown(void)
 {
 	char x[sizeof dbpath + 16]; /* p is at most dbpath */
-	test_rm_db(dbpath);
 	snprintf(x, sizeof x, "%s/other.db", tmpdir);
 	test_rm_db(x);
-	rmdir(tmpdir);
+	test_tmpdb_remove(tmpdir, dbpath);
 }
 
 TestSuite(store, .init = setup, .fini = teardown);

@@ -35,16 +35,14 @@
 #include "test_stream.h"
 #include "test_util.h"
 
-static char tmpdir[256];
-static char dbpath[300];
+static char tmpdir[TEST_DIR_MAX];
+static char dbpath[TEST_DB_MAX];
 static char tplpath[300];
 
 static void
 setup(void)
 {
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/crdt-migrate-XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir));
-	snprintf(dbpath, sizeof dbpath, "%s/s.db", tmpdir);
+	test_tmpdb("migrate", tmpdir, dbpath);
 	snprintf(tplpath, sizeof tplpath, "%s/t.db", tmpdir);
 	test_alloc_reset();
 }
@@ -52,9 +50,8 @@ setup(void)
 static void
 teardown(void)
 {
-	test_rm_db(dbpath);
 	test_rm_db(tplpath);
-	rmdir(tmpdir);
+	test_tmpdb_remove(tmpdir, dbpath);
 }
 
 TestSuite(migrate, .init = setup, .fini = teardown);

@@ -38,23 +38,20 @@
 #include "test_crash.h"
 #include "test_util.h"
 
-static char tmpdir[256];
-static char dbpath[300];
+static char tmpdir[TEST_DIR_MAX];
+static char dbpath[TEST_DB_MAX];
 
 static void
 setup(void)
 {
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/crdt-ckpt-XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir));
-	snprintf(dbpath, sizeof dbpath, "%s/s.db", tmpdir);
+	test_tmpdb("ckpt", tmpdir, dbpath);
 	test_alloc_reset();
 }
 
 static void
 teardown(void)
 {
-	test_rm_db(dbpath);
-	rmdir(tmpdir);
+	test_tmpdb_remove(tmpdir, dbpath);
 }
 
 TestSuite(ckpt, .init = setup, .fini = teardown);

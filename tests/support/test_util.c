@@ -1,4 +1,5 @@
 #define _POSIX_C_SOURCE 200809L
+#include <stdlib.h>
 #include <stdio.h>
 #include <unistd.h>
 #include <string.h>
@@ -207,4 +208,19 @@ test_rm_db(const char *path)
 		if (snprintf(x, sizeof x, "%s%s", path, tails[i]) <
 		    (int)sizeof x)
 			unlink(x);
+}
+
+void
+test_tmpdb(const char *tag, char *dir, char *db)
+{
+	snprintf(dir, TEST_DIR_MAX, "/tmp/crdt-%s-XXXXXX", tag);
+	cr_assert_not_null(mkdtemp(dir), "mkdtemp %s", dir);
+	snprintf(db, TEST_DB_MAX, "%s/s.db", dir);
+}
+
+void
+test_tmpdb_remove(const char *dir, const char *db)
+{
+	test_rm_db(db);
+	rmdir(dir);
 }

@@ -59,4 +59,14 @@ const char *hexs(const void *p, size_t n);
  * (any of them may be absent). */
 void test_rm_db(const char *path);
 
+/* A fresh directory /tmp/crdt-<tag>-XXXXXX in `dir` (TEST_DIR_MAX bytes)
+ * and the path of the database "s.db" in it (not created) in `db`
+ * (TEST_DB_MAX bytes); fails the test if the directory cannot be made.
+ * test_tmpdb_remove() removes that database and the directory, which
+ * must hold nothing else by then. */
+#define TEST_DIR_MAX 256
+#define TEST_DB_MAX 300
+void test_tmpdb(const char *tag, char *dir, char *db);
+void test_tmpdb_remove(const char *dir, const char *db);
+
 #endif /* CRDT_TEST_UTIL_H */
