@@ -11,7 +11,6 @@
  */
 
 #include "doc_impl.h"
-#include "sync_digest.h"
 
 /* ---------------------------------------------------------------- */
 /* lifecycle and schema                                             */
@@ -105,7 +104,10 @@ crdt_doc_free(crdt_doc *d)
 	crdt_buf_fini(&d->plain);
 	crdt__acl_fini(&d->acl);
 	crdt__ev_fini(&d->ev);
-	crdt__dg_cache_fini(d);
+	for (size_t i = 0; i < d->ndgc; i++)
+		crdt__free(&d->cfg.alloc, d->dgc[i].v,
+		    d->dgc[i].n * sizeof *d->dgc[i].v);
+	crdt__free(&d->cfg.alloc, d->dgc, d->ndgc * sizeof *d->dgc);
 	crdt__keys_fini(&d->keys);
 	crdt__table_fini(&d->reps, NULL);
 	crdt__store_fini(d);

@@ -101,6 +101,23 @@ typedef struct msgview {
 
 typedef crdt__iddep iddep;
 
+#define CRDT__DG_BYTES 16 /* a sync variant digest: BLAKE2b-128 */
+
+/* One cached block digest (sync_digest.c): valid while the writer's log
+ * run and the evidence are at the generations it was computed under
+ * (lgen is never 0 for a computed one). */
+typedef struct crdt__dgblk {
+	uint8_t dg[CRDT__DG_BYTES];
+	uint64_t lgen, egen;
+} crdt__dgblk;
+
+/* A replica's cached blocks base .. base + n - 1. */
+typedef struct crdt__dgrun {
+	uint64_t base;
+	crdt__dgblk *v;
+	size_t n;
+} crdt__dgrun;
+
 struct crdt_doc {
 	crdt_config cfg;
 	crdt_replica_id self;
@@ -149,8 +166,8 @@ struct crdt_doc {
 	/* Sync digests of whole 256-counter blocks, per replica number,
 	 * filled by crdt_doc_sync_handle and read by every frame built
 	 * (sync_digest.c): an up-to-date round hashes what changed, not
-	 * the whole log. */
-	struct crdt__dgrun *dgc;
+	 * the whole log. The document only frees it. */
+	crdt__dgrun *dgc;
 	size_t ndgc;
 	/* write permissions: allowlist history per writer, by admin counter */
 	bool has_admin;

@@ -131,30 +131,7 @@ counter_rec(const crdt_doc *d, uint32_t r, uint64_t c, crdt__hstate *blk)
 	return 0;
 }
 
-/* One cached block digest: valid while both generations are the ones it
- * was computed under (lgen is never 0 for a computed one). */
-typedef struct dgblk {
-	uint8_t dg[CRDT__DG_BYTES];
-	uint64_t lgen, egen;
-} dgblk;
-
-/* Replica r's cached blocks base .. base + n - 1. */
-struct crdt__dgrun {
-	uint64_t base;
-	dgblk *v;
-	size_t n;
-};
-
-void
-crdt__dg_cache_fini(crdt_doc *d)
-{
-	for (size_t i = 0; i < d->ndgc; i++)
-		crdt__free(&d->cfg.alloc, d->dgc[i].v,
-		    d->dgc[i].n * sizeof *d->dgc[i].v);
-	crdt__free(&d->cfg.alloc, d->dgc, d->ndgc * sizeof *d->dgc);
-	d->dgc = NULL;
-	d->ndgc = 0;
-}
+typedef crdt__dgblk dgblk;
 
 static const dgblk *
 cache_get(const crdt_doc *d, uint32_t r, uint64_t b)

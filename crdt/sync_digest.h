@@ -7,8 +7,6 @@
  */
 #include "doc_impl.h"
 
-#define CRDT__DG_BYTES 16 /* BLAKE2b-128 */
-
 /* One digest a frame stated: writer r (our number, UINT32_MAX when we
  * know no such replica), counters lo .. hi (hi: the frame's clock). */
 typedef struct crdt__dgent {
@@ -27,8 +25,7 @@ bool crdt__dg_range(const crdt_doc *d, uint32_t r, uint64_t *lo,
  * caller may change it) keeps the whole blocks hashed for next time. */
 int crdt__dg_compute(const crdt_doc *d, crdt_doc *fill, uint32_t r,
     uint64_t lo, uint64_t hi, uint8_t out[CRDT__DG_BYTES]);
-/* Frees the cache (crdt_doc_free). */
-void crdt__dg_cache_fini(crdt_doc *d);
+
 /* The digests field [id, lo, digest, ...], ascending by ID, of every
  * replica with a range (lo raised past cursor[r] for r < ncursor) and,
  * when eq is not NULL (d->nrs entries), whose clock entry is eq[r]: the
