@@ -18,8 +18,7 @@ crdt__bmsg_release(crdt_doc *d, uint32_t m)
 	d->nbuffered--;
 	d->buffered_bytes -= b->len;
 	d->rs[b->sender].buf_bytes -= b->len;
-	crdt__free(a, b->bytes, b->len);
-	crdt__free(a, b->deps, b->ndeps * sizeof *b->deps);
+	crdt__free(a, b->deps, b->ndeps * sizeof *b->deps + b->len);
 	b->bytes = NULL;
 	b->deps = NULL;
 	b->live = false;
@@ -221,10 +220,17 @@ apply_buffered(crdt_doc *d, uint32_t m)
 {
 	bmsg *b = &d->bm[m];
 	msgview mv;
-	/* Already validated when it was buffered; the walk repeats only the
-	 * cheap envelope read to find the payload. */
-	CRDT_TRY(crdt__parse_msg(d, b->bytes, b->len, &mv, false));
-	CRDT_TRY(crdt__open_msg(d, &mv, false)); /* verified when buffered */
+	/* Already validated when it was buffered. A plaintext one kept where
+	 * its ops are; a sealed one is read and opened again (its plaintext
+	 * is not kept: the buffer holds what was received). */
+	if (b->view) {
+		mv.hlc = b->hlc;
+		mv.payload = b->poff == UINT32_MAX ? NULL : b->bytes + b->poff;
+		mv.plen = b->plen;
+	} else {
+		CRDT_TRY(crdt__parse_msg(d, b->bytes, b->len, &mv, false));
+		CRDT_TRY(crdt__open_msg(d, &mv, false)); /* verified then */
+	}
 	d->store_quiet++; /* stored when it was buffered */
 	int rc = crdt__apply_msg(d, b->sender, b->counter, mv.hlc, b->bytes,
 	    b->len, mv.payload, mv.plen, CRDT_UPDATE_REMOTE, b->caller,
@@ -276,12 +282,14 @@ admit_covered(crdt_doc *d, uint32_t m)
  * sender's further messages get the transient CRDT_EBUFFULL.
  */
 int
-crdt__buffer_msg(crdt_doc *d, const void *bytes, size_t len,
-    uint32_t sender, uint64_t counter, const dep *deps, size_t ndeps,
-    void *caller, uint32_t head, bool variant)
+crdt__buffer_msg(crdt_doc *d, const msgview *mv, uint32_t sender,
+    const dep *deps, void *caller, uint32_t head, bool variant)
 {
 	const crdt_allocator *a = &d->cfg.alloc;
 	size_t sb = d->rs[sender].buf_bytes;
+	const uint8_t *bytes = mv->bytes;
+	size_t len = (size_t)(mv->end - mv->bytes), ndeps = mv->ndeps;
+	uint64_t counter = mv->counter;
 
 	if (d->nbuffered + 1 > d->cfg.max_buffered_msgs ||
 	    len > d->cfg.max_buffered_bytes - d->buffered_bytes ||
@@ -308,16 +316,25 @@ crdt__buffer_msg(crdt_doc *d, const void *bytes, size_t len,
 	nb.live = true;
 	nb.next_var = UINT32_MAX;
 	nb.variant = variant;
-	nb.bytes = crdt__memdup(a, bytes, len);
-	if (nb.bytes == NULL)
+	/* No overflow: len is bounded by max_buffered_bytes, and every dep
+	 * took at least CRDT__MIN_ID_UINT of the message's bytes. */
+	size_t dl = ndeps * sizeof *deps;
+	nb.deps = crdt__malloc(a, dl + len);
+	if (nb.deps == NULL)
 		return CRDT_ENOMEM;
-	if (ndeps > 0) {
-		nb.deps = crdt__malloc(a, ndeps * sizeof *deps);
-		if (nb.deps == NULL) {
-			crdt__free(a, nb.bytes, len);
-			return CRDT_ENOMEM;
-		}
-		memcpy(nb.deps, deps, ndeps * sizeof *deps);
+	if (dl != 0) /* deps is NULL without any */
+		memcpy(nb.deps, deps, dl);
+	nb.bytes = (uint8_t *)nb.deps + dl;
+	memcpy(nb.bytes, bytes, len);
+	/* The ops of a plaintext message are where the envelope put them;
+	 * a sealed one's are not in its bytes (the release opens it). */
+	if (!mv->sealed && mv->plen <= UINT32_MAX - 1 &&
+	    len <= UINT32_MAX - 1) {
+		nb.view = true;
+		nb.hlc = mv->hlc;
+		nb.poff = mv->payload == NULL ? UINT32_MAX :
+		    (uint32_t)(mv->payload - bytes);
+		nb.plen = (uint32_t)mv->plen;
 	}
 	uint32_t wr = 0;
 	uint64_t wc = 0;
@@ -331,8 +348,7 @@ crdt__buffer_msg(crdt_doc *d, const void *bytes, size_t len,
 	if (rc == 0)
 		rc = crdt__store_put(d, bytes, len);
 	if (rc < 0) {
-		crdt__free(a, nb.bytes, len);
-		crdt__free(a, nb.deps, ndeps * sizeof *deps);
+		crdt__free(a, nb.deps, dl + len);
 		return rc;
 	}
 	if (d->free_bm != UINT32_MAX) {

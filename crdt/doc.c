@@ -876,8 +876,8 @@ buffer_variant(crdt_doc *d, msgview *mv, uint32_t s, void *caller)
 	if (rc == 0) {
 		rc = mv->payload != NULL ? validate_ops(d, mv) : 0;
 		if (rc == 0)
-			rc = crdt__buffer_msg(d, bytes, len, s, mv->counter,
-			    deps, mv->ndeps, caller, head, true);
+			rc = crdt__buffer_msg(d, mv, s, deps, caller, head,
+			    true);
 		crdt__free(&d->cfg.alloc, deps, mv->ndeps * sizeof *deps);
 	}
 	if (rc < 0) /* nothing refers to what it interned */
@@ -946,8 +946,8 @@ crdt__receive_msg(crdt_doc *d, const void *bytes, size_t len, void *caller,
 		 * cannot read them; it checked the signature). */
 		rc = mv.payload != NULL ? validate_ops(d, &mv) : 0;
 		if (rc == 0)
-			rc = crdt__buffer_msg(d, bytes, len, s, mv.counter,
-			    deps, mv.ndeps, caller, head, false);
+			rc = crdt__buffer_msg(d, &mv, s, deps, caller, head,
+			    false);
 		/* Only a waiting message can name our ID above our clock. */
 		if (rc == 0)
 			crdt__fork_waiting(d, s, mv.counter, deps, mv.ndeps,

@@ -57,13 +57,22 @@ typedef struct dep {
 	uint64_t c;
 } dep;
 
+/*
+ * A buffered message. Its dependencies and its bytes are one block (deps
+ * first, then bytes: one malloc per buffered message, not two). A
+ * plaintext message keeps where its envelope put the ops and the stamp,
+ * so applying it when it is released reads no envelope again.
+ */
 typedef struct bmsg {
-	uint8_t *bytes;
+	uint8_t *bytes; /* inside the block at deps */
 	size_t len;
 	uint32_t sender;
 	uint64_t counter;
-	dep *deps;
+	dep *deps;      /* the block: ndeps deps, then the len bytes */
 	size_t ndeps, next_dep;
+	uint64_t hlc;   /* the envelope's stamp, when `view` */
+	uint32_t poff, plen; /* its ops at bytes[poff ..], when `view` */
+	bool view;      /* not sealed: hlc, poff, plen hold */
 	void *caller;
 	uint32_t next_free;
 	uint32_t next_var; /* another buffered variant of this dot */
@@ -355,9 +364,8 @@ int crdt__equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
 /* Is buffered message b, whose dot is applied meanwhile, a variant of
  * the applied one (rather than a copy)? (buffer.c) */
 bool crdt__covered_variant(const crdt_doc *d, const bmsg *b);
-int crdt__buffer_msg(crdt_doc *d, const void *bytes, size_t len,
-    uint32_t sender, uint64_t counter, const dep *deps, size_t ndeps,
-    void *caller, uint32_t head, bool variant);
+int crdt__buffer_msg(crdt_doc *d, const msgview *mv, uint32_t sender,
+    const dep *deps, void *caller, uint32_t head, bool variant);
 /* Deliver what waits on replica `first` and, transitively, on every
  * replica whose clock that moves. */
 int crdt__release(crdt_doc *d, uint32_t first);
