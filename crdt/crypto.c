@@ -18,6 +18,17 @@ crdt__random(void *buf, size_t n)
 	return 0;
 }
 
+uint64_t
+crdt__siphash(const uint8_t key[16], const void *p, size_t n)
+{
+	uint8_t out[crypto_shorthash_BYTES];
+	uint64_t h;
+
+	crypto_shorthash(out, p, n, key);
+	memcpy(&h, out, sizeof h);
+	return h;
+}
+
 /* ---- signatures, hashes and AEAD for signed and encrypted modes ---- */
 
 int

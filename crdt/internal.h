@@ -115,19 +115,11 @@ void crdt__arena_reset(crdt__arena *ar, crdt__arena_mark m);
  * the last copy, LIFO); otherwise they stay until crdt__arena_fini. */
 void crdt__arena_unbump(crdt__arena *ar, const uint8_t *p, size_t n);
 
-/* ---- keyed hash of the hash tables (siphash.c) ---- */
-
-/* SipHash-1-3 of p[0 .. n) under `key`: every table and treap priority
- * over peer-chosen keys. ~60 instructions for 24 bytes. */
-uint64_t crdt__siphash(const uint8_t key[16], const void *p, size_t n);
-/* SipHash-c-d, for the tests (c = 2, d = 4 is libsodium's shorthash). */
-uint64_t crdt__siphash_rounds(const uint8_t key[16], const void *p,
-    size_t n, unsigned c, unsigned d);
-
 /* ---- libsodium wrappers (crypto.c, the only includer of sodium.h) ---- */
 
 int crdt__crypto_init(void);
 int crdt__random(void *buf, size_t n);
+uint64_t crdt__siphash(const uint8_t key[16], const void *p, size_t n);
 #define CRDT__SIG_BYTES 64
 #define CRDT__SK_BYTES 64
 #define CRDT__NONCE_BYTES 24
