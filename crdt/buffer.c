@@ -10,6 +10,9 @@
  */
 #include "doc_impl.h"
 
+/* One cache line each (doc_impl.h). */
+_Static_assert(sizeof(bmsg) <= 64, "bmsg is one cache line");
+
 void
 crdt__bmsg_release(crdt_doc *d, uint32_t m)
 {
@@ -19,10 +22,9 @@ crdt__bmsg_release(crdt_doc *d, uint32_t m)
 	d->buffered_bytes -= b->len;
 	d->rs[b->sender].buf_bytes -= b->len;
 	crdt__free(a, b->deps, b->ndeps * sizeof *b->deps + b->len);
-	b->bytes = NULL;
 	b->deps = NULL;
 	b->live = false;
-	b->next_free = d->free_bm;
+	b->next_var = d->free_bm;
 	d->free_bm = m;
 }
 
@@ -62,9 +64,9 @@ crdt__covered_variant(const crdt_doc *d, const bmsg *b)
 	const logent *e = crdt__log_get(&d->log, b->sender, b->counter);
 	if (e != NULL)
 		return !(e->len == b->len &&
-		    memcmp(e->bytes, b->bytes, b->len) == 0);
+		    memcmp(e->bytes, crdt__bm_bytes(b), b->len) == 0);
 	const crdt__evid *ev = crdt__ev_find(&d->ev, dot, &at);
-	return ev != NULL && !crdt__ev_has(ev, b->bytes, b->len);
+	return ev != NULL && !crdt__ev_has(ev, crdt__bm_bytes(b), b->len);
 }
 
 /* The next dot message m waits for, or false when it is ready. */
@@ -223,16 +225,17 @@ apply_buffered(crdt_doc *d, uint32_t m)
 	/* Already validated when it was buffered. A plaintext one kept where
 	 * its ops are; a sealed one is read and opened again (its plaintext
 	 * is not kept: the buffer holds what was received). */
+	const uint8_t *bytes = crdt__bm_bytes(b);
 	if (b->view) {
 		mv.hlc = b->hlc;
-		mv.payload = b->poff == UINT32_MAX ? NULL : b->bytes + b->poff;
+		mv.payload = b->poff == UINT32_MAX ? NULL : bytes + b->poff;
 		mv.plen = b->plen;
 	} else {
-		CRDT_TRY(crdt__parse_msg(d, b->bytes, b->len, &mv, false));
+		CRDT_TRY(crdt__parse_msg(d, bytes, b->len, &mv, false));
 		CRDT_TRY(crdt__open_msg(d, &mv, false)); /* verified then */
 	}
 	d->store_quiet++; /* stored when it was buffered */
-	int rc = crdt__apply_msg(d, b->sender, b->counter, mv.hlc, b->bytes,
+	int rc = crdt__apply_msg(d, b->sender, b->counter, mv.hlc, bytes,
 	    b->len, mv.payload, mv.plen, CRDT_UPDATE_REMOTE, b->caller,
 	    crdt__listed_admin(d, b->deps, b->ndeps),
 	    crdt__causal_admin(d, b->sender, b->counter, b->deps, b->ndeps));
@@ -255,7 +258,7 @@ admit_covered(crdt_doc *d, uint32_t m)
 {
 	bmsg *b = &d->bm[m];
 	msgview mv;
-	int rc = crdt__parse_msg(d, b->bytes, b->len, &mv, false);
+	int rc = crdt__parse_msg(d, crdt__bm_bytes(b), b->len, &mv, false);
 	if (rc == 0) {
 		d->store_quiet++; /* stored when it was buffered */
 		/* One buffered as a variant is taken as one even where
@@ -294,7 +297,8 @@ crdt__buffer_msg(crdt_doc *d, const msgview *mv, uint32_t sender,
 	if (d->nbuffered + 1 > d->cfg.max_buffered_msgs ||
 	    len > d->cfg.max_buffered_bytes - d->buffered_bytes ||
 	    len > d->cfg.max_sender_buffered -
-		    CRDT_MIN(sb, d->cfg.max_sender_buffered))
+		    CRDT_MIN(sb, d->cfg.max_sender_buffered) ||
+	    len >= UINT32_MAX)
 		return CRDT_EBUFFULL;
 	uint32_t m;
 	if (d->free_bm == UINT32_MAX) {
@@ -311,8 +315,8 @@ crdt__buffer_msg(crdt_doc *d, const msgview *mv, uint32_t sender,
 	nb.sender = sender;
 	nb.counter = counter;
 	nb.caller = caller;
-	nb.len = len;
-	nb.ndeps = ndeps;
+	nb.len = (uint32_t)len;
+	nb.ndeps = (uint32_t)ndeps; /* fewer than len */
 	nb.live = true;
 	nb.next_var = UINT32_MAX;
 	nb.variant = variant;
@@ -324,12 +328,11 @@ crdt__buffer_msg(crdt_doc *d, const msgview *mv, uint32_t sender,
 		return CRDT_ENOMEM;
 	if (dl != 0) /* deps is NULL without any */
 		memcpy(nb.deps, deps, dl);
-	nb.bytes = (uint8_t *)nb.deps + dl;
-	memcpy(nb.bytes, bytes, len);
-	/* The ops of a plaintext message are where the envelope put them;
-	 * a sealed one's are not in its bytes (the release opens it). */
-	if (!mv->sealed && mv->plen <= UINT32_MAX - 1 &&
-	    len <= UINT32_MAX - 1) {
+	memcpy(crdt__bm_bytes(&nb), bytes, len);
+	/* The ops of a plaintext message are where the envelope put them
+	 * (inside its len < UINT32_MAX bytes); a sealed one's are not in
+	 * its bytes (the release opens it). */
+	if (!mv->sealed) {
 		nb.view = true;
 		nb.hlc = mv->hlc;
 		nb.poff = mv->payload == NULL ? UINT32_MAX :
@@ -353,7 +356,7 @@ crdt__buffer_msg(crdt_doc *d, const msgview *mv, uint32_t sender,
 	}
 	if (d->free_bm != UINT32_MAX) {
 		m = d->free_bm;
-		d->free_bm = d->bm[m].next_free;
+		d->free_bm = d->bm[m].next_var;
 	} else {
 		m = (uint32_t)d->nbm++;
 	}
@@ -379,7 +382,7 @@ crdt__buffered_copy(const crdt_doc *d, uint32_t m, const uint8_t *b,
 	*nvar = 0;
 	for (; m != UINT32_MAX; m = d->bm[m].next_var) {
 		const bmsg *x = &d->bm[m];
-		if (x->len == len && memcmp(x->bytes, b, len) == 0)
+		if (x->len == len && memcmp(crdt__bm_bytes(x), b, len) == 0)
 			return true;
 		++*nvar;
 	}

@@ -58,28 +58,37 @@ typedef struct dep {
 } dep;
 
 /*
- * A buffered message. Its dependencies and its bytes are one block (deps
- * first, then bytes: one malloc per buffered message, not two). A
- * plaintext message keeps where its envelope put the ops and the stamp,
- * so applying it when it is released reads no envelope again.
+ * A buffered message: 64 bytes, one cache line (a shuffled delivery
+ * reaches these at random, so every line counts; docs/performance.md).
+ * Its dependencies and its bytes are one block (deps first, then bytes:
+ * one malloc per buffered message, not two). A plaintext message keeps
+ * where its envelope put the ops and the stamp, so applying it when it
+ * is released reads no envelope again. Lengths are 32-bit: a message
+ * over 4 GiB cannot wait (CRDT_EBUFFULL).
  */
 typedef struct bmsg {
-	uint8_t *bytes; /* inside the block at deps */
-	size_t len;
-	uint32_t sender;
+	dep *deps;         /* the block: ndeps deps, then the len bytes */
 	uint64_t counter;
-	dep *deps;      /* the block: ndeps deps, then the len bytes */
-	size_t ndeps, next_dep;
-	uint64_t hlc;   /* the envelope's stamp, when `view` */
-	uint32_t poff, plen; /* its ops at bytes[poff ..], when `view` */
-	bool view;      /* not sealed: hlc, poff, plen hold */
+	uint64_t hlc;      /* the envelope's stamp, when `view` */
 	void *caller;
-	uint32_t next_free;
-	uint32_t next_var; /* another buffered variant of this dot */
+	uint32_t len, ndeps, next_dep;
+	uint32_t sender;
+	uint32_t poff, plen; /* its ops at bytes[poff ..], when `view` */
+	/* Live: another buffered variant of this dot (UINT32_MAX: none).
+	 * Free: the next free entry. */
+	uint32_t next_var;
 	bool live;
 	bool variant; /* buffered as a variant of an applied dot (it may have
 		       * no log entry here to differ from: a snapshot's) */
+	bool view;    /* not sealed: hlc, poff, plen hold */
 } bmsg;
+
+/* A buffered message's bytes (after its deps in its block). */
+static inline uint8_t *
+crdt__bm_bytes(const bmsg *b)
+{
+	return (uint8_t *)(b->deps + b->ndeps);
+}
 
 typedef struct obj {
 	char name[CRDT_OBJ_NAME_MAX + 1];

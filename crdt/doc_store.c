@@ -186,7 +186,7 @@ attach_existing(crdt_doc *d, crdt_store *s)
 	}
 	for (size_t i = 0; i < d->nbm; i++)
 		if (d->bm[i].live)
-			CRDT_TRY(batch_add(s, &b, d->bm[i].bytes,
+			CRDT_TRY(batch_add(s, &b, crdt__bm_bytes(&d->bm[i]),
 			    d->bm[i].len));
 	for (size_t i = 0; i < d->ev.n; i++)
 		for (size_t j = 0; j < d->ev.v[i].n; j++)

@@ -53,8 +53,8 @@ bm_cmp(const void *x, const void *y)
 	int c = crdt_dot_cmp(a->dot, b->dot);
 	/* Variants of one dot (both halves waiting): by bytes. */
 	return c != 0 ? c :
-			crdt__key_cmp(a->m->bytes, a->m->len, b->m->bytes,
-			    b->m->len);
+			crdt__key_cmp(crdt__bm_bytes(a->m), a->m->len,
+			    crdt__bm_bytes(b->m), b->m->len);
 }
 
 static int
@@ -103,7 +103,7 @@ save_body(const crdt_doc *d, crdt_buf *out, crdt_buf *tmp)
 		qsort(v, n, sizeof *v, bm_cmp);
 	int rc = crdt__w_array(out, n);
 	for (size_t i = 0; rc == 0 && i < n; i++)
-		rc = crdt__w_bin(out, v[i].m->bytes, v[i].m->len);
+		rc = crdt__w_bin(out, crdt__bm_bytes(v[i].m), v[i].m->len);
 	crdt__free(a, v, d->nbuffered * sizeof *v);
 	if (rc == 0 && seen)
 		rc = crdt__w_admin_seen(d, out);

@@ -48,6 +48,42 @@ Test(causal, heap_releases_by_ascending_counter)
 	ASSERT_NO_LEAKS();
 }
 
+/* Pushes and pops mixed at random, heap sizes 0 .. ~600 (every shape of
+ * a last level): each pop is the smallest counter a plain list holds. */
+Test(causal, heap_matches_a_plain_list_under_mixed_pushes_and_pops)
+{
+	test_rng rng;
+	test_rng_init(&rng, test_seed(UINT64_C(0xca05a2)));
+	crdt__wheap h;
+	memset(&h, 0, sizeof h);
+	enum { OPS = 20000, MAXN = 700 };
+	static uint64_t ref_c[MAXN];
+	size_t rn = 0;
+	for (uint32_t op = 0; op < OPS; op++) {
+		/* Grow for the first half, shrink for the second. */
+		bool push = rn == 0 || (rn < MAXN &&
+		    test_rng_below(&rng, 100) < (op < OPS / 2 ? 60 : 40));
+		if (push) {
+			uint64_t c = test_rng_below(&rng, 1000);
+			cr_assert_eq(crdt__wheap_reserve(&h, test_alloc_hook()),
+			    0);
+			crdt__wheap_push(&h, (crdt__wait){ c, op });
+			ref_c[rn++] = c;
+			continue;
+		}
+		size_t at = 0;
+		for (size_t k = 1; k < rn; k++)
+			if (ref_c[k] < ref_c[at])
+				at = k;
+		crdt__wait w = crdt__wheap_pop(&h);
+		cr_assert_eq(w.c, ref_c[at], "op %u", op);
+		ref_c[at] = ref_c[--rn];
+		cr_assert_eq(h.n, rn);
+	}
+	crdt__wheap_fini(&h, test_alloc_hook());
+	ASSERT_NO_LEAKS();
+}
+
 typedef struct ref {
 	uint32_t r;
 	uint64_t c;
