@@ -149,11 +149,16 @@ evidence_size(const crdt_doc *d)
 	return s;
 }
 
-/* Is the fifo entry a message the peer lacks and the log holds? */
-static const logent *
-data_pick(const crdt_doc *d, const uint64_t *peer, crdt__fifo_ent f)
+/* The next logged message, in apply order, that the peer lacks. */
+static bool
+data_pick(crdt__log_iter *it, const uint64_t *peer, logent *e)
 {
-	return f.c <= peer[f.r] ? NULL : crdt__log_get(&d->log, f.r, f.c);
+	uint32_t r;
+	uint64_t c;
+	while (crdt__log_next(it, &r, &c, e))
+		if (c > peer[r])
+			return true;
+	return false;
 }
 
 /*
@@ -170,13 +175,11 @@ data_count(const crdt_doc *d, const uint64_t *peer, size_t used,
 	size_t n = 0;
 
 	*more = false;
-	const crdt__msglog *l = &d->log;
-	for (size_t i = 0; i < l->fifo_n; i++) {
-		const logent *e = data_pick(d, peer,
-		    l->fifo[l->fifo_start + i]);
-		if (e == NULL)
-			continue;
-		size_t sz = bin_size(e->len);
+	crdt__log_iter it;
+	logent e;
+	crdt__log_iter_init(&it, &d->log);
+	while (data_pick(&it, peer, &e)) {
+		size_t sz = bin_size(e.len);
 		bool fits = used <= budget && sz <= budget - used;
 		if (!fits && n == 0)
 			fits = used <= hard && sz <= hard - used;
@@ -199,8 +202,8 @@ data_count(const crdt_doc *d, const uint64_t *peer, size_t used,
 static bool
 log_serves(const crdt_doc *d, uint32_t r, uint64_t from)
 {
-	return crdt__log_get(&d->log, r, from + 1) != NULL &&
-	    crdt__log_get(&d->log, r, d->rs[r].vc) != NULL;
+	return crdt__log_has(&d->log, r, from + 1) &&
+	    crdt__log_has(&d->log, r, d->rs[r].vc);
 }
 
 /* A DATA frame's last fields: evidence, flags, digests. */
@@ -287,15 +290,11 @@ w_data_body(const crdt_doc *d, uint64_t *peer, unsigned flags,
 	if (more)
 		flags |= CRDT__DATA_MORE;
 	CRDT_TRY(crdt__w_array(out, count));
-	const crdt__msglog *l = &d->log;
-	for (size_t i = 0, k = 0; k < count && i < l->fifo_n; i++) {
-		const logent *e = data_pick(d, peer,
-		    l->fifo[l->fifo_start + i]);
-		if (e == NULL)
-			continue;
-		CRDT_TRY(crdt__w_bin(out, e->bytes, e->len));
-		k++;
-	}
+	crdt__log_iter it;
+	logent e;
+	crdt__log_iter_init(&it, &d->log);
+	for (size_t k = 0; k < count && data_pick(&it, peer, &e); k++)
+		CRDT_TRY(crdt__w_bin(out, e.bytes, e.len));
 	CRDT_TRY(crdt__w_nil(out));
 	CRDT_TRY(w_tail(d, flags, dg, out));
 	return out->len - mark > d->cfg.limits.max_bytes ? CRDT_ETOOBIG : 0;
