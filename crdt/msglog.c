@@ -277,6 +277,8 @@ fifo_compact(crdt__msglog *l)
 		l->fifo_start++;
 		l->fifo_n--;
 	}
+	if (l->fifo_n == 0)
+		l->fifo_ext = false;
 	if (l->fifo_n <= 2 * l->count + 16)
 		return;
 	size_t w = 0;
@@ -293,6 +295,11 @@ fifo_compact(crdt__msglog *l)
 	}
 	l->fifo_start = 0;
 	l->fifo_n = w;
+	/* The last entry may have gone or grown. */
+	crdt__fifo_ent *f = &l->fifo[w - (w > 0)];
+	l->fifo_ext = w > 0 && f->n < UINT32_MAX;
+	l->fifo_r = f->r;
+	l->fifo_c = f->c + f->n;
 }
 
 /* Evict the oldest message of the replica that holds the most messages
@@ -353,6 +360,7 @@ void
 crdt__log_reset(crdt__msglog *l, uint32_t ri, uint64_t next)
 {
 	run_reset(l, ri, next, false);
+	fifo_compact(l);
 }
 
 /* The room a short message of `len` (at most CRDT__LOG_BIG) bytes takes
@@ -458,6 +466,7 @@ crdt__log_push(crdt__msglog *l, uint32_t ri, uint64_t c, const uint8_t *bytes,
     size_t len)
 {
 	crdt__rlog *r = &l->r[ri];
+	bool gone = false; /* messages left: fifo entries may be dead */
 	if (r->n == 0 && r->lo != c) {
 		r->lo = c;
 		r->gen = ++l->gen_seq;
@@ -469,6 +478,7 @@ crdt__log_push(crdt__msglog *l, uint32_t ri, uint64_t c, const uint8_t *bytes,
 		/* Not contiguous (a snapshot jumped this replica): restart,
 		 * keeping the newest chunk if the room is there. */
 		run_reset(l, ri, c, in_tail);
+		gone = true;
 	}
 	uint8_t *p;
 	if (len > CRDT__LOG_BIG) {
@@ -492,7 +502,11 @@ crdt__log_push(crdt__msglog *l, uint32_t ri, uint64_t c, const uint8_t *bytes,
 		t->used += short_size(len);
 		t->n++;
 	}
-	size_t k = pfx_put(p, len);
+	size_t k = 1;
+	if (len < 0x80)
+		*p = (uint8_t)len;
+	else
+		k = pfx_put(p, len);
 	if (len > 0)
 		memcpy(p + k, bytes, len);
 	bool was_in = r->n > 0;
@@ -501,13 +515,16 @@ crdt__log_push(crdt__msglog *l, uint32_t ri, uint64_t c, const uint8_t *bytes,
 	/* The fifo's last entry grows when this message follows it (the
 	 * same replica's next counter); the room for a new one is reserved
 	 * either way. */
-	crdt__fifo_ent *f = l->fifo_n > 0 ?
-	    &l->fifo[l->fifo_start + l->fifo_n - 1] : NULL;
-	if (f != NULL && f->r == ri && c - f->c == f->n && f->n < UINT32_MAX)
-		f->n++;
-	else
+	if (l->fifo_ext && ri == l->fifo_r && c == l->fifo_c)
+		l->fifo_ext = ++l->fifo[l->fifo_start + l->fifo_n - 1].n <
+		    UINT32_MAX;
+	else {
 		l->fifo[l->fifo_start + l->fifo_n++] =
 		    (crdt__fifo_ent){ ri, 1, c };
+		l->fifo_ext = true;
+		l->fifo_r = ri;
+	}
+	l->fifo_c = c + 1;
 	l->count++;
 	l->bytes += len;
 	if (was_in)
@@ -515,7 +532,11 @@ crdt__log_push(crdt__msglog *l, uint32_t ri, uint64_t c, const uint8_t *bytes,
 	else
 		lh_update(l, ri, false);
 	/* Bounded: each pass evicts one message. */
-	while (l->count > l->max_msgs || l->bytes > l->max_bytes)
+	while (l->count > l->max_msgs || l->bytes > l->max_bytes) {
 		log_evict_one(l, l->count > l->max_msgs ? LH_MSGS : LH_BYTES);
-	fifo_compact(l);
+		gone = true;
+	}
+	/* Only a message leaving can leave an entry without one. */
+	if (gone)
+		fifo_compact(l);
 }

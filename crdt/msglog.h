@@ -124,6 +124,12 @@ typedef struct crdt__msglog {
 	size_t nr, capr;
 	crdt__fifo_ent *fifo; /* read it through crdt__log_next */
 	size_t fifo_start, fifo_n, fifo_cap;
+	/* When fifo_ext, a push of replica fifo_r's message fifo_c extends
+	 * the fifo's last entry (its replica and next counter, kept here so
+	 * the push tests two numbers). */
+	bool fifo_ext;
+	uint32_t fifo_r;
+	uint64_t fifo_c;
 	size_t count, bytes; /* over every replica (bytes without prefixes) */
 	/* Allocated for message bytes: chunks with their headers, long
 	 * messages' blocks and the reserved ones. */
@@ -213,7 +219,7 @@ crdt__log_reserve(crdt__msglog *l, uint32_t r, size_t len)
 {
 	const crdt__rlog *x = &l->r[r];
 	if (len <= CRDT__LOG_BIG && x->tail != NULL &&
-	    len + (len < 0x80 ? 1 : 2) <= x->tail->cap - x->tail->used &&
+	    len + 2 <= x->tail->cap - x->tail->used && /* prefix <= 2 */
 	    x->start + x->n < x->cap &&
 	    l->fifo_start + l->fifo_n < l->fifo_cap &&
 	    l->heap_n[0] < l->heap_cap[0] && l->heap_n[1] < l->heap_cap[1])

@@ -349,6 +349,34 @@ Test(msglog, the_fifo_order_survives_restarts_evictions_and_compaction)
 	close_log();
 }
 
+Test(msglog, a_full_fifo_entry_is_followed_by_a_new_one)
+{
+	/* An entry counts at most UINT32_MAX messages. Pushing that many
+	 * takes too long: make the entry of the run's first message claim
+	 * UINT32_MAX - 1 counters, ending at it (white-box). */
+	const uint64_t c0 = (uint64_t)1 << 40;
+	static pushed order[3];
+	open_log(100, 1 << 20, 1);
+	push(0, c0, 4);
+	order[0] = (pushed){ 0, c0, 4 };
+	cr_assert_eq(l.fifo_n, 1);
+	crdt__fifo_ent *f = &l.fifo[l.fifo_start];
+	f->n = UINT32_MAX - 1;
+	f->c = c0 - (UINT32_MAX - 2);
+	push(0, c0 + 1, 4);
+	order[1] = (pushed){ 0, c0 + 1, 4 };
+	cr_assert_eq(l.fifo_n, 1);
+	cr_assert_eq(l.fifo[l.fifo_start].n, UINT32_MAX);
+	push(0, c0 + 2, 4);
+	order[2] = (pushed){ 0, c0 + 2, 4 };
+	cr_assert_eq(l.fifo_n, 2, "a full entry grew");
+	cr_assert_eq(l.fifo[l.fifo_start + 1].c, c0 + 2);
+	cr_assert_eq(l.fifo[l.fifo_start + 1].n, 1);
+	/* The walk skips the counters below the run. */
+	assert_order(order, 3);
+	close_log();
+}
+
 Test(msglog, a_failed_reservation_changes_nothing)
 {
 	open_log(100, 1 << 20, 1);
