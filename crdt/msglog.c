@@ -20,20 +20,6 @@ pfx_put(uint8_t *p, size_t len)
 	return k;
 }
 
-/* The message whose prefix the log wrote at p. */
-static crdt__logent
-ent_at(uint8_t *p)
-{
-	size_t len = 0;
-	unsigned sh = 0;
-	while (*p & 0x80) {
-		len |= (size_t)(*p++ & 0x7f) << sh;
-		sh += 7;
-	}
-	len |= (size_t)*p++ << sh;
-	return (crdt__logent){ p, len };
-}
-
 /* The size of a long message's block: its prefix and bytes. */
 static size_t
 big_size(size_t len)
@@ -66,7 +52,7 @@ run_free(crdt__msglog *l, crdt__rlog *r, bool keep)
 {
 	for (size_t j = 0; j < r->n; j++) {
 		uint8_t *p = r->v[r->start + j];
-		size_t len = ent_at(p).len;
+		size_t len = crdt__log_ent_at(p).len;
 		if (len > CRDT__LOG_BIG) {
 			l->held -= big_size(len);
 			crdt__free(l->a, p, big_size(len));
@@ -140,7 +126,7 @@ crdt__log_get(const crdt__msglog *l, uint32_t ri, uint64_t c,
 	if (!crdt__log_has(l, ri, c))
 		return false;
 	const crdt__rlog *r = &l->r[ri];
-	*e = ent_at(r->v[r->start + (c - r->lo)]);
+	*e = crdt__log_ent_at(r->v[r->start + (c - r->lo)]);
 	return true;
 }
 
@@ -153,30 +139,6 @@ fifo_live(const crdt__msglog *l, crdt__fifo_ent f)
 	if (r->n == 0)
 		return false;
 	return f.c >= r->lo ? f.c - r->lo < r->n : r->lo - f.c < f.n;
-}
-
-bool
-crdt__log_next(crdt__log_iter *it, uint32_t *ri, uint64_t *c,
-    crdt__logent *e)
-{
-	const crdt__msglog *l = it->l;
-	for (; it->i < l->fifo_n; it->i++, it->k = 0) {
-		crdt__fifo_ent f = l->fifo[l->fifo_start + it->i];
-		const crdt__rlog *r = &l->r[f.r];
-		if (r->n == 0)
-			continue;
-		/* The entry's counters the run holds are one range: from
-		 * the run's lo (older ones were evicted) to its end. */
-		if (f.c < r->lo && it->k < r->lo - f.c)
-			it->k = r->lo - f.c;
-		if (it->k >= f.n || !crdt__log_has(l, f.r, f.c + it->k))
-			continue;
-		*ri = f.r;
-		*c = f.c + it->k++;
-		*e = ent_at(r->v[r->start + (*c - r->lo)]);
-		return true;
-	}
-	return false;
 }
 
 static size_t
@@ -312,7 +274,7 @@ log_evict_one(crdt__msglog *l, int k)
 	uint32_t ri = l->heap[k][0];
 	crdt__rlog *r = &l->r[ri];
 	uint8_t *p = r->v[r->start];
-	crdt__logent e = ent_at(p);
+	crdt__logent e = crdt__log_ent_at(p);
 	l->count--;
 	l->bytes -= e.len;
 	r->bytes -= e.len;

@@ -149,18 +149,6 @@ evidence_size(const crdt_doc *d)
 	return s;
 }
 
-/* The next logged message, in apply order, that the peer lacks. */
-static bool
-data_pick(crdt__log_iter *it, const uint64_t *peer, logent *e)
-{
-	uint32_t r;
-	uint64_t c;
-	while (crdt__log_next(it, &r, &c, e))
-		if (c > peer[r])
-			return true;
-	return false;
-}
-
 /*
  * How many messages, in fifo order, fit in the frame after `used` bytes
  * and `elems` elements. A frame that would carry none gets the first one
@@ -176,9 +164,13 @@ data_count(const crdt_doc *d, const uint64_t *peer, size_t used,
 
 	*more = false;
 	crdt__log_iter it;
+	uint32_t r;
+	uint64_t c;
 	logent e;
 	crdt__log_iter_init(&it, &d->log);
-	while (data_pick(&it, peer, &e)) {
+	while (crdt__log_next(&it, &r, &c, &e)) {
+		if (c <= peer[r])
+			continue; /* the peer has it */
 		size_t sz = bin_size(e.len);
 		bool fits = used <= budget && sz <= budget - used;
 		if (!fits && n == 0)
@@ -291,10 +283,16 @@ w_data_body(const crdt_doc *d, uint64_t *peer, unsigned flags,
 		flags |= CRDT__DATA_MORE;
 	CRDT_TRY(crdt__w_array(out, count));
 	crdt__log_iter it;
+	uint32_t r;
+	uint64_t c;
 	logent e;
 	crdt__log_iter_init(&it, &d->log);
-	for (size_t k = 0; k < count && data_pick(&it, peer, &e); k++)
+	for (size_t k = 0; k < count && crdt__log_next(&it, &r, &c, &e);) {
+		if (c <= peer[r])
+			continue; /* as data_count() skipped it */
 		CRDT_TRY(crdt__w_bin(out, e.bytes, e.len));
+		k++;
+	}
 	CRDT_TRY(crdt__w_nil(out));
 	CRDT_TRY(w_tail(d, flags, dg, out));
 	return out->len - mark > d->cfg.limits.max_bytes ? CRDT_ETOOBIG : 0;
