@@ -61,14 +61,17 @@
  * holds a message: one emptied by eviction is freed at once, and a
  * replica whose run holds no short message holds no chunk.
  *
- * Beside the messages, the log's arrays: per replica its crdt__rlog and
- * a run vector of one pointer per logged message (doubling: at most
- * twice its messages), per log the fifo (16 bytes per entry; at most
- * twice the live entries plus 16, and a live entry holds a message) and
- * two heaps of 4 bytes per replica with messages. So one writer's log
- * costs ~8-16 bytes per message beside its bytes and prefixes (10.5 at
- * 100,000 messages), where a pointer and a length per message and a
- * 16-byte fifo entry each cost ~42 (docs/performance.md, W6).
+ * Beside the messages, the log's arrays (doubling, never shrunk): per
+ * replica its crdt__rlog and a run vector of one pointer per message
+ * (room for 8, or at most twice the most the run held); per log the
+ * fifo, 16 bytes an entry, compacted once it holds more than twice as
+ * many entries as the log holds messages, plus 16 (one entry in all
+ * while one writer's pushes follow each other; an entry a message when
+ * writers take turns message by message); and two heaps of 4 bytes per
+ * replica with messages. At 100,000 messages of one writer that is 10.5
+ * bytes a message, and the prefixes ~1.3; a pointer and a length per
+ * message and a fifo entry per message took 42 (docs/performance.md,
+ * W6).
  */
 enum {
 	CRDT__LOG_BIG = 1024,
