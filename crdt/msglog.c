@@ -477,10 +477,10 @@ crdt__log_push(crdt__msglog *l, uint32_t ri, uint64_t c, const uint8_t *bytes,
 	/* The fifo's last entry grows when this message follows it (the
 	 * same replica's next counter); the room for a new one is reserved
 	 * either way. */
-	if (l->fifo_ext && ri == l->fifo_r && c == l->fifo_c)
+	if (l->fifo_ext && ri == l->fifo_r && c == l->fifo_c) {
 		l->fifo_ext = ++l->fifo[l->fifo_start + l->fifo_n - 1].n <
 		    UINT32_MAX;
-	else {
+	} else {
 		l->fifo[l->fifo_start + l->fifo_n++] =
 		    (crdt__fifo_ent){ ri, 1, c };
 		l->fifo_ext = true;
