@@ -61,10 +61,10 @@ crdt__covered_variant(const crdt_doc *d, const bmsg *b)
 	if (b->variant)
 		return true;
 	crdt_dot dot = { r->id, b->counter };
-	const logent *e = crdt__log_get(&d->log, b->sender, b->counter);
-	if (e != NULL)
-		return !(e->len == b->len &&
-		    memcmp(e->bytes, crdt__bm_bytes(b), b->len) == 0);
+	logent e;
+	if (crdt__log_get(&d->log, b->sender, b->counter, &e))
+		return !(e.len == b->len &&
+		    memcmp(e.bytes, crdt__bm_bytes(b), b->len) == 0);
 	const crdt__evid *ev = crdt__ev_find(&d->ev, dot, &at);
 	return ev != NULL && !crdt__ev_has(ev, crdt__bm_bytes(b), b->len);
 }

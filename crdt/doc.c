@@ -761,12 +761,12 @@ crdt__equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
 	const uint8_t *bytes = mv->bytes;
 	size_t len = (size_t)(mv->end - mv->bytes);
 
-	const logent *e = crdt__log_get(&d->log, s, mv->counter);
-	if (e != NULL) {
-		if (e->len == len && memcmp(e->bytes, bytes, len) == 0)
+	logent e;
+	if (crdt__log_get(&d->log, s, mv->counter, &e)) {
+		if (e.len == len && memcmp(e.bytes, bytes, len) == 0)
 			return 0;
-		first = e->bytes;
-		flen = e->len;
+		first = e.bytes;
+		flen = e.len;
 	}
 	crdt__evid *ev = crdt__ev_find(&d->ev, dot, &at);
 	/* Nothing to compare with (the dot came in a snapshot, or left the

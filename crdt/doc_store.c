@@ -177,13 +177,13 @@ attach_existing(crdt_doc *d, crdt_store *s)
 {
 	batch b;
 	b.n = 0;
-	const crdt__msglog *l = &d->log;
-	for (size_t i = 0; i < l->fifo_n; i++) {
-		crdt__fifo_ent f = l->fifo[l->fifo_start + i];
-		const logent *e = crdt__log_get(l, f.r, f.c);
-		if (e != NULL)
-			CRDT_TRY(batch_add(s, &b, e->bytes, e->len));
-	}
+	crdt__log_iter it;
+	uint32_t r;
+	uint64_t c;
+	logent e;
+	crdt__log_iter_init(&it, &d->log);
+	while (crdt__log_next(&it, &r, &c, &e))
+		CRDT_TRY(batch_add(s, &b, e.bytes, e.len));
 	for (size_t i = 0; i < d->nbm; i++)
 		if (d->bm[i].live)
 			CRDT_TRY(batch_add(s, &b, crdt__bm_bytes(&d->bm[i]),
@@ -417,7 +417,7 @@ replay_one(void *ud, crdt_dot dot, const uint8_t *bytes, size_t len)
 	 * serves the rest from the store. */
 	if (crdt__rep_find(d, &dot.replica, &ri) == 0 &&
 	    dot.counter <= d->rs[ri].vc &&
-	    crdt__log_get(&d->log, ri, dot.counter) == NULL) {
+	    !crdt__log_has(&d->log, ri, dot.counter)) {
 		const crdt__rlog *x = &d->log.r[ri];
 		if (x->n == 0 || x->lo + x->n == dot.counter) {
 			CRDT_TRY(crdt__log_reserve(&d->log, ri, len));

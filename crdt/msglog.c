@@ -6,6 +6,27 @@
 
 enum { LH_MSGS = 0, LH_BYTES = 1 };
 
+/* Write `len`'s prefix (7 bits a byte, low first, the high bit set on
+ * all but the last) at p; returns its size, crdt__log_pfx(len). */
+static size_t
+pfx_put(uint8_t *p, size_t len)
+{
+	size_t k = 0;
+	while (len >= 0x80) {
+		p[k++] = (uint8_t)(len | 0x80);
+		len >>= 7;
+	}
+	p[k++] = (uint8_t)len;
+	return k;
+}
+
+/* The size of a long message's block: its prefix and bytes. */
+static size_t
+big_size(size_t len)
+{
+	return crdt__log_pfx(len) + len;
+}
+
 void
 crdt__log_init(crdt__msglog *l, const crdt_allocator *a, size_t max_msgs,
     size_t max_bytes)
@@ -30,10 +51,11 @@ static void
 run_free(crdt__msglog *l, crdt__rlog *r, bool keep)
 {
 	for (size_t j = 0; j < r->n; j++) {
-		crdt__logent *e = &r->v[r->start + j];
-		if (e->len > CRDT__LOG_BIG) {
-			l->held -= e->len;
-			crdt__free(l->a, e->bytes, e->len);
+		uint8_t *p = r->v[r->start + j];
+		size_t len = crdt__log_ent_at(p).len;
+		if (len > CRDT__LOG_BIG) {
+			l->held -= big_size(len);
+			crdt__free(l->a, p, big_size(len));
 		}
 	}
 	while (r->head != NULL && (r->head != r->tail || !keep)) {
@@ -56,7 +78,8 @@ crdt__log_fini(crdt__msglog *l)
 		crdt__free(l->a, r->v, r->cap * sizeof *r->v);
 	}
 	crdt__free(l->a, l->r, l->capr * sizeof *l->r);
-	crdt__free(l->a, l->big, l->big_len);
+	if (l->big != NULL)
+		crdt__free(l->a, l->big, big_size(l->big_len));
 	if (l->spare != NULL)
 		chunk_free(l, l->spare);
 	crdt__free(l->a, l->fifo, l->fifo_cap * sizeof *l->fifo);
@@ -96,19 +119,26 @@ crdt__log_drop_replicas(crdt__msglog *l, size_t n)
 	}
 }
 
-static bool
-in_run(const crdt__rlog *r, uint64_t c)
+bool
+crdt__log_get(const crdt__msglog *l, uint32_t ri, uint64_t c,
+    crdt__logent *e)
 {
-	return r->n > 0 && c >= r->lo && c < r->lo + r->n;
+	if (!crdt__log_has(l, ri, c))
+		return false;
+	const crdt__rlog *r = &l->r[ri];
+	*e = crdt__log_ent_at(r->v[r->start + (c - r->lo)]);
+	return true;
 }
 
-const crdt__logent *
-crdt__log_get(const crdt__msglog *l, uint32_t ri, uint64_t c)
+/* Whether fifo entry f still has a message in the log: its counters
+ * meet its replica's run. */
+static bool
+fifo_live(const crdt__msglog *l, crdt__fifo_ent f)
 {
-	if (ri >= l->nr || !in_run(&l->r[ri], c))
-		return NULL;
-	const crdt__rlog *r = &l->r[ri];
-	return &r->v[r->start + (c - r->lo)];
+	const crdt__rlog *r = &l->r[f.r];
+	if (r->n == 0)
+		return false;
+	return f.c >= r->lo ? f.c - r->lo < r->n : r->lo - f.c < f.n;
 }
 
 static size_t
@@ -196,28 +226,42 @@ lh_update(crdt__msglog *l, uint32_t ri, bool was_in)
 	}
 }
 
-/* Drop fifo entries of messages no longer in the log once they make up
- * half of it; the survivors keep their order. */
+/* Drop fifo entries with no message left in the log (from the front at
+ * once, elsewhere once there are more entries than twice the messages:
+ * each pass drops at least half, O(1) amortised); the survivors keep
+ * their order, and neighbours that became one run again (what lay
+ * between them went) merge. An entry partly evicted stays whole:
+ * crdt__log_next skips what its run no longer holds. */
 static void
 fifo_compact(crdt__msglog *l)
 {
-	while (l->fifo_n > 0) {
-		crdt__fifo_ent f = l->fifo[l->fifo_start];
-		if (in_run(&l->r[f.r], f.c))
-			break;
+	while (l->fifo_n > 0 && !fifo_live(l, l->fifo[l->fifo_start])) {
 		l->fifo_start++;
 		l->fifo_n--;
 	}
+	if (l->fifo_n == 0)
+		l->fifo_ext = false;
 	if (l->fifo_n <= 2 * l->count + 16)
 		return;
 	size_t w = 0;
 	for (size_t i = 0; i < l->fifo_n; i++) {
 		crdt__fifo_ent f = l->fifo[l->fifo_start + i];
-		if (in_run(&l->r[f.r], f.c))
+		if (!fifo_live(l, f))
+			continue;
+		crdt__fifo_ent *p = w > 0 ? &l->fifo[w - 1] : NULL;
+		if (p != NULL && p->r == f.r && f.c - p->c == p->n &&
+		    f.n <= UINT32_MAX - p->n)
+			p->n += f.n;
+		else
 			l->fifo[w++] = f;
 	}
 	l->fifo_start = 0;
 	l->fifo_n = w;
+	/* The last entry may have gone or grown. */
+	crdt__fifo_ent *f = &l->fifo[w - (w > 0)];
+	l->fifo_ext = w > 0 && f->n < UINT32_MAX;
+	l->fifo_r = f->r;
+	l->fifo_c = f->c + f->n;
 }
 
 /* Evict the oldest message of the replica that holds the most messages
@@ -229,19 +273,20 @@ log_evict_one(crdt__msglog *l, int k)
 		return;
 	uint32_t ri = l->heap[k][0];
 	crdt__rlog *r = &l->r[ri];
-	crdt__logent *e = &r->v[r->start];
+	uint8_t *p = r->v[r->start];
+	crdt__logent e = crdt__log_ent_at(p);
 	l->count--;
-	l->bytes -= e->len;
-	r->bytes -= e->len;
-	if (e->len > CRDT__LOG_BIG) {
-		l->held -= e->len;
-		crdt__free(l->a, e->bytes, e->len);
+	l->bytes -= e.len;
+	r->bytes -= e.len;
+	if (e.len > CRDT__LOG_BIG) {
+		l->held -= big_size(e.len);
+		crdt__free(l->a, p, big_size(e.len));
 	} else {
 		/* The run is a FIFO and chunks are filled in order, so the
 		 * oldest short message is in the oldest chunk. */
 		crdt__lchunk *c = r->head;
-		assert(c != NULL && c->n > 0 && e->bytes >= c->data &&
-		    e->bytes + e->len <= c->data + c->used);
+		assert(c != NULL && c->n > 0 && p >= c->data &&
+		    e.bytes + e.len <= c->data + c->used);
 		if (--c->n == 0) {
 			r->head = c->next;
 			if (r->head == NULL)
@@ -277,6 +322,15 @@ void
 crdt__log_reset(crdt__msglog *l, uint32_t ri, uint64_t next)
 {
 	run_reset(l, ri, next, false);
+	fifo_compact(l);
+}
+
+/* The room a short message of `len` (at most CRDT__LOG_BIG) bytes takes
+ * in a chunk: its prefix and bytes. */
+static size_t
+short_size(size_t len)
+{
+	return len + (len < 0x80 ? 1 : 2);
 }
 
 /* The room of a new chunk of replica r for a message of `len` (at most
@@ -286,7 +340,7 @@ crdt__log_reset(crdt__msglog *l, uint32_t ri, uint64_t next)
 static size_t
 chunk_room(const crdt__rlog *r, size_t len)
 {
-	size_t cap = CRDT_MAX(r->bytes, len);
+	size_t cap = CRDT_MAX(r->bytes, short_size(len));
 	cap = CRDT_MAX(cap, (size_t)CRDT__LOG_CHUNK_MIN);
 	return CRDT_MIN(cap, (size_t)CRDT__LOG_CHUNK_MAX);
 }
@@ -298,7 +352,7 @@ static int
 chunk_reserve(crdt__msglog *l, crdt__rlog *r, size_t len)
 {
 	crdt__lchunk *t = r->tail;
-	if (t != NULL && len <= t->cap - t->used)
+	if (t != NULL && short_size(len) <= t->cap - t->used)
 		return 0;
 	size_t cap = chunk_room(r, len);
 	if (l->spare != NULL && l->spare->cap == cap)
@@ -316,22 +370,25 @@ chunk_reserve(crdt__msglog *l, crdt__rlog *r, size_t len)
 	return 0;
 }
 
-/* A block of `len` (more than CRDT__LOG_BIG) bytes for the next push. */
+/* A block for a message of `len` (more than CRDT__LOG_BIG) bytes and its
+ * prefix, for the next push. */
 static int
 big_reserve(crdt__msglog *l, size_t len)
 {
 	if (l->big != NULL && l->big_len == len)
 		return 0;
-	uint8_t *p = crdt__malloc(l->a, len);
+	if (len > SIZE_MAX - 10)
+		return CRDT_ENOMEM;
+	uint8_t *p = crdt__malloc(l->a, big_size(len));
 	if (p == NULL)
 		return CRDT_ENOMEM;
 	if (l->big != NULL) {
-		l->held -= l->big_len;
-		crdt__free(l->a, l->big, l->big_len);
+		l->held -= big_size(l->big_len);
+		crdt__free(l->a, l->big, big_size(l->big_len));
 	}
 	l->big = p;
 	l->big_len = len;
-	l->held += len;
+	l->held += big_size(len);
 	return 0;
 }
 
@@ -371,17 +428,19 @@ crdt__log_push(crdt__msglog *l, uint32_t ri, uint64_t c, const uint8_t *bytes,
     size_t len)
 {
 	crdt__rlog *r = &l->r[ri];
+	bool gone = false; /* messages left: fifo entries may be dead */
 	if (r->n == 0 && r->lo != c) {
 		r->lo = c;
 		r->gen = ++l->gen_seq;
 	}
 	/* The room reserved: the end of the newest chunk, or the spare. */
 	bool in_tail = len <= CRDT__LOG_BIG && r->tail != NULL &&
-	    len <= r->tail->cap - r->tail->used;
+	    short_size(len) <= r->tail->cap - r->tail->used;
 	if (r->lo + r->n != c) {
 		/* Not contiguous (a snapshot jumped this replica): restart,
 		 * keeping the newest chunk if the room is there. */
 		run_reset(l, ri, c, in_tail);
+		gone = true;
 	}
 	uint8_t *p;
 	if (len > CRDT__LOG_BIG) {
@@ -392,7 +451,7 @@ crdt__log_push(crdt__msglog *l, uint32_t ri, uint64_t c, const uint8_t *bytes,
 	} else {
 		if (!in_tail) {
 			crdt__lchunk *s = l->spare;
-			assert(s != NULL && len <= s->cap);
+			assert(s != NULL && short_size(len) <= s->cap);
 			l->spare = NULL;
 			if (r->tail != NULL)
 				r->tail->next = s;
@@ -402,15 +461,32 @@ crdt__log_push(crdt__msglog *l, uint32_t ri, uint64_t c, const uint8_t *bytes,
 		}
 		crdt__lchunk *t = r->tail;
 		p = t->data + t->used;
-		t->used += len;
+		t->used += short_size(len);
 		t->n++;
 	}
+	size_t k = 1;
+	if (len < 0x80)
+		*p = (uint8_t)len;
+	else
+		k = pfx_put(p, len);
 	if (len > 0)
-		memcpy(p, bytes, len);
+		memcpy(p + k, bytes, len);
 	bool was_in = r->n > 0;
-	r->v[r->start + r->n++] = (crdt__logent){ p, len };
+	r->v[r->start + r->n++] = p;
 	r->bytes += len;
-	l->fifo[l->fifo_start + l->fifo_n++] = (crdt__fifo_ent){ ri, c };
+	/* The fifo's last entry grows when this message follows it (the
+	 * same replica's next counter); the room for a new one is reserved
+	 * either way. */
+	if (l->fifo_ext && ri == l->fifo_r && c == l->fifo_c) {
+		l->fifo_ext = ++l->fifo[l->fifo_start + l->fifo_n - 1].n <
+		    UINT32_MAX;
+	} else {
+		l->fifo[l->fifo_start + l->fifo_n++] =
+		    (crdt__fifo_ent){ ri, 1, c };
+		l->fifo_ext = true;
+		l->fifo_r = ri;
+	}
+	l->fifo_c = c + 1;
 	l->count++;
 	l->bytes += len;
 	if (was_in)
@@ -418,7 +494,11 @@ crdt__log_push(crdt__msglog *l, uint32_t ri, uint64_t c, const uint8_t *bytes,
 	else
 		lh_update(l, ri, false);
 	/* Bounded: each pass evicts one message. */
-	while (l->count > l->max_msgs || l->bytes > l->max_bytes)
+	while (l->count > l->max_msgs || l->bytes > l->max_bytes) {
 		log_evict_one(l, l->count > l->max_msgs ? LH_MSGS : LH_BYTES);
-	fifo_compact(l);
+		gone = true;
+	}
+	/* Only a message leaving can leave an entry without one. */
+	if (gone)
+		fifo_compact(l);
 }

@@ -7,24 +7,31 @@
  * only replica numbers (the document's interned indices) and bytes.
  *
  * The fifo records the order in which messages were applied (a causal
- * order, which DATA frames follow). Over a bound, the oldest message of
- * the replica holding the most messages (or bytes, for the byte bound)
- * goes: eviction is per writer, so one sender, however many messages it
- * pushes (a keyless relay cannot judge them), only ever flushes its own
- * history once it holds the largest share. Each push or eviction costs
- * O(log replicas); fifo entries of evicted messages are skipped and
- * compacted away, O(1) amortised.
+ * order, which DATA frames follow), run-length encoded: one entry for
+ * consecutive pushes of one replica with consecutive counters (a single
+ * writer, a batch from one peer), so it costs per change of writer, not
+ * per message. Over a bound, the oldest message of the replica holding
+ * the most messages (or bytes, for the byte bound) goes: eviction is per
+ * writer, so one sender, however many messages it pushes (a keyless relay
+ * cannot judge them), only ever flushes its own history once it holds the
+ * largest share. Each push or eviction costs O(log replicas). An entry
+ * whose messages are partly evicted stays (crdt__log_next skips the
+ * counters its replica's run no longer holds); entries with none left are
+ * compacted away once they are half of the fifo, O(1) amortised.
  */
 #include "internal.h"
 
 /*
- * Memory. The log copies what it logs. A message longer than
- * CRDT__LOG_BIG (1 KiB) is a block of its own size, freed when it is
- * evicted: a malloc header is small next to it. Shorter ones (a chat
- * message is ~100 bytes) are packed end to end into the replica's own
- * chain of chunks, oldest first, so a push costs no malloc. A new chunk's
- * room is the run's bytes at the time, at least CRDT__LOG_CHUNK_MIN (256)
- * and the message, at most CRDT__LOG_CHUNK_MAX (64 KiB): it grows
+ * Memory. The log copies what it logs, each message behind its length
+ * (a prefix of 7 bits a byte: 1 byte under 128, 2 up to 16 KiB, at most
+ * 10), so a run's entry for a message is one pointer: 8 bytes, not a
+ * pointer and a length. A message longer than CRDT__LOG_BIG (1 KiB) is a
+ * block of its own (prefix and bytes), freed when it is evicted: a malloc
+ * header is small next to it. Shorter ones (a chat message is ~100
+ * bytes) are packed end to end into the replica's own chain of chunks,
+ * oldest first, so a push costs no malloc. A new chunk's room is the
+ * run's bytes at the time, at least CRDT__LOG_CHUNK_MIN (256) and the
+ * message with its prefix, at most CRDT__LOG_CHUNK_MAX (64 KiB): it grows
  * geometrically with the run, and a writer of a few messages (one per
  * replica ID is all a flood of new IDs costs) holds a small chunk, not a
  * page. A run is a FIFO (eviction takes a replica's oldest message), so a
@@ -35,22 +42,36 @@
  * while its entry is in the log.
  *
  * Exactly, the bytes held for messages are the logged bytes (at most
- * max_bytes) plus, per replica:
+ * max_bytes) and their prefixes (1 byte each for messages under 128
+ * bytes, 2 up to CRDT__LOG_BIG, at most 10 for a long one) plus, per
+ * replica:
  *   - the evicted front of its oldest chunk and the unused end of its
  *     newest: at most one chunk each, and one chunk together when they
  *     are the same;
- *   - less than CRDT__LOG_BIG at the end of each other chunk (one is
- *     closed only when a message of at most CRDT__LOG_BIG bytes does not
- *     fit): under a quarter of the room of a chunk of 4 KiB or more,
- *     1/64 at 64 KiB;
+ *   - less than CRDT__LOG_BIG + 2 at the end of each other chunk (one is
+ *     closed only when a message of at most CRDT__LOG_BIG bytes and its
+ *     prefix do not fit): under a quarter of the room of a chunk of 4 KiB
+ *     or more, 1/64 at 64 KiB;
  *   - a sizeof(crdt__lchunk) (32-byte) header per chunk;
  * where a chunk is at most max(CRDT__LOG_CHUNK_MIN, the message that
- * opened it, the run's bytes then) and at most 64 KiB; and, per log, at
- * most one reserved chunk and one reserved long-message block, left by a
- * reservation that no push followed (the apply failed after it; the next
- * reservation takes them). Every chunk in a chain holds a message: one
- * emptied by eviction is freed at once, and a replica whose run holds no
- * short message holds no chunk.
+ * opened it with its prefix, the run's bytes then) and at most 64 KiB;
+ * and, per log, at most one reserved chunk and one reserved long-message
+ * block, left by a reservation that no push followed (the apply failed
+ * after it; the next reservation takes them). Every chunk in a chain
+ * holds a message: one emptied by eviction is freed at once, and a
+ * replica whose run holds no short message holds no chunk.
+ *
+ * Beside the messages, the log's arrays (doubling, never shrunk): per
+ * replica its crdt__rlog and a run vector of one pointer per message
+ * (room for 8, or at most twice the most the run held); per log the
+ * fifo, 16 bytes an entry, compacted once it holds more than twice as
+ * many entries as the log holds messages, plus 16 (one entry in all
+ * while one writer's pushes follow each other; an entry a message when
+ * writers take turns message by message); and two heaps of 4 bytes per
+ * replica with messages. At 100,000 messages of one writer that is 10.5
+ * bytes a message, and the prefixes ~1.3; a pointer and a length per
+ * message and a fifo entry per message took 42 (docs/performance.md,
+ * W6).
  */
 enum {
 	CRDT__LOG_BIG = 1024,
@@ -58,17 +79,19 @@ enum {
 	CRDT__LOG_CHUNK_MAX = 65536
 };
 
-/* One message's bytes: in the log, room in a chunk or a block of its
- * own, owned by the log (see above); in evidence (evidence.h), a heap
- * copy owned by the evidence store. */
+/* One message's bytes: from the log, a view of what it holds (valid
+ * while the message is logged); in evidence (evidence.h), a heap copy
+ * owned by the evidence store. */
 typedef struct crdt__logent {
 	uint8_t *bytes;
 	size_t len;
 } crdt__logent;
 
-/* (replica, counter) of a logged message, in apply order. */
+/* Replica r's messages c .. c + n - 1 (n >= 1), applied one after the
+ * other: one fifo entry. */
 typedef struct crdt__fifo_ent {
 	uint32_t r;
+	uint32_t n;
 	uint64_t c;
 } crdt__fifo_ent;
 
@@ -80,12 +103,13 @@ typedef struct crdt__lchunk {
 	uint8_t data[];
 } crdt__lchunk;
 
-/* One replica's run: messages lo .. lo + n - 1 at v[start ..]. */
+/* One replica's run: messages lo .. lo + n - 1; v[start + i] points at
+ * message lo + i's length prefix, in a chunk or its own block. */
 typedef struct crdt__rlog {
 	uint64_t lo;
-	crdt__logent *v;
+	uint8_t **v;
 	size_t start, n, cap;
-	size_t bytes;   /* bytes of v[start ..] */
+	size_t bytes;   /* bytes of its messages (without prefixes) */
 	size_t hpos[2]; /* place in heap[k] while n > 0 */
 	/* Its chunks, oldest first; each holds at least one message. */
 	crdt__lchunk *head, *tail;
@@ -101,15 +125,21 @@ typedef struct crdt__msglog {
 	size_t max_msgs, max_bytes;
 	crdt__rlog *r; /* indexed by replica number */
 	size_t nr, capr;
-	crdt__fifo_ent *fifo;
+	crdt__fifo_ent *fifo; /* read it through crdt__log_next */
 	size_t fifo_start, fifo_n, fifo_cap;
-	size_t count, bytes; /* over every replica */
+	/* When fifo_ext, a push of replica fifo_r's message fifo_c extends
+	 * the fifo's last entry (its replica and next counter, kept here so
+	 * the push tests two numbers). */
+	bool fifo_ext;
+	uint32_t fifo_r;
+	uint64_t fifo_c;
+	size_t count, bytes; /* over every replica (bytes without prefixes) */
 	/* Allocated for message bytes: chunks with their headers, long
 	 * messages' blocks and the reserved ones. */
 	size_t held;
 	/* Reserved for the next push, or NULL: a chunk to link at the end
 	 * of the replica's chain (its newest has no room), a long message's
-	 * block of big_len bytes. */
+	 * block for big_len bytes (and their prefix). */
 	crdt__lchunk *spare;
 	uint8_t *big;
 	size_t big_len;
@@ -119,6 +149,37 @@ typedef struct crdt__msglog {
 	size_t heap_n[2], heap_cap[2];
 	uint64_t gen_seq; /* the last crdt__rlog.gen handed out */
 } crdt__msglog;
+
+/* The bytes of the length prefix of a `len`-byte message. */
+static inline size_t
+crdt__log_pfx(size_t len)
+{
+	size_t k = 1;
+	while (len >= 0x80) {
+		len >>= 7;
+		k++;
+	}
+	return k;
+}
+
+/* The message whose length prefix the log wrote at p. */
+static inline crdt__logent
+crdt__log_ent_at(uint8_t *p)
+{
+	if (!(p[0] & 0x80)) /* under 128 bytes */
+		return (crdt__logent){ p + 1, p[0] };
+	if (!(p[1] & 0x80)) /* under 16 KiB: every short message */
+		return (crdt__logent){ p + 2,
+			(size_t)(p[0] & 0x7f) | (size_t)p[1] << 7 };
+	size_t len = 0;
+	unsigned sh = 0;
+	while (*p & 0x80) {
+		len |= (size_t)(*p++ & 0x7f) << sh;
+		sh += 7;
+	}
+	len |= (size_t)*p++ << sh;
+	return (crdt__logent){ p, len };
+}
 
 /* An empty log holding at most max_msgs messages and max_bytes bytes. */
 void crdt__log_init(crdt__msglog *l, const crdt_allocator *a,
@@ -135,9 +196,82 @@ void crdt__log_add_replica(crdt__msglog *l);
  * were refused before anything of theirs was applied). */
 void crdt__log_drop_replicas(crdt__msglog *l, size_t n);
 
-/* Replica r's message c, or NULL when the log does not hold it. O(1). */
-const crdt__logent *crdt__log_get(const crdt__msglog *l, uint32_t r,
-    uint64_t c);
+/* Whether the log holds replica r's message c. O(1). */
+static inline bool
+crdt__log_has(const crdt__msglog *l, uint32_t r, uint64_t c)
+{
+	if (r >= l->nr)
+		return false;
+	const crdt__rlog *x = &l->r[r];
+	return x->n > 0 && c >= x->lo && c - x->lo < x->n;
+}
+/* Replica r's message c into *e (a view valid while it is logged), or
+ * false when the log does not hold it (*e untouched). O(1): the entry's
+ * pointer and its prefix. */
+bool crdt__log_get(const crdt__msglog *l, uint32_t r, uint64_t c,
+    crdt__logent *e);
+
+/* A walk of the logged messages in apply order (the fifo's, skipping
+ * what was evicted). The log must not change during it. */
+typedef struct crdt__log_iter {
+	const crdt__msglog *l;
+	size_t i; /* the next fifo entry to open */
+	/* Of the entry open: its replica, and the offsets in that replica's
+	 * run still to walk, x .. end - 1. */
+	const crdt__rlog *r;
+	uint32_t ri;
+	uint64_t x, end;
+} crdt__log_iter;
+static inline void
+crdt__log_iter_init(crdt__log_iter *it, const crdt__msglog *l)
+{
+	it->l = l;
+	it->i = 0;
+	it->r = NULL;
+	it->ri = 0;
+	it->x = it->end = 0;
+}
+/* The next logged message (its replica, counter and bytes), or false
+ * after the last. O(1) amortised: each fifo entry is opened once. Inline:
+ * sync walks the log twice per DATA frame, and a call per message cost
+ * more than the walk. */
+static inline bool
+crdt__log_next(crdt__log_iter *it, uint32_t *ri, uint64_t *c,
+    crdt__logent *e)
+{
+	const crdt__msglog *l = it->l;
+	while (it->x == it->end) {
+		if (it->i >= l->fifo_n)
+			return false;
+		crdt__fifo_ent f = l->fifo[l->fifo_start + it->i++];
+		const crdt__rlog *r = &l->r[f.r];
+		/* What of the entry the run holds is one range of it, as
+		 * offsets into the run: from the run's start (older ones
+		 * were evicted) to the run's end. */
+		uint64_t from, to;
+		if (f.c >= r->lo) {
+			from = f.c - r->lo;
+			if (from >= r->n)
+				continue;
+			to = from + CRDT_MIN((uint64_t)f.n, r->n - from);
+		} else {
+			if (r->lo - f.c >= f.n)
+				continue;
+			from = 0;
+			to = CRDT_MIN(f.n - (r->lo - f.c), (uint64_t)r->n);
+		}
+		it->r = r;
+		it->ri = f.r;
+		it->x = from;
+		it->end = to;
+	}
+	const crdt__rlog *r = it->r;
+	*ri = it->ri;
+	*c = r->lo + it->x;
+	*e = crdt__log_ent_at(r->v[r->start + it->x++]);
+	return true;
+}
+
 /* Room for one more message of `len` bytes for replica r: its bytes (a
  * chunk's room or a block), its entry in the run, the fifo and the heaps;
  * after this, crdt__log_push of that message cannot fail. On failure the
@@ -149,7 +283,7 @@ crdt__log_reserve(crdt__msglog *l, uint32_t r, size_t len)
 {
 	const crdt__rlog *x = &l->r[r];
 	if (len <= CRDT__LOG_BIG && x->tail != NULL &&
-	    len <= x->tail->cap - x->tail->used &&
+	    len + 2 <= x->tail->cap - x->tail->used && /* prefix <= 2 */
 	    x->start + x->n < x->cap &&
 	    l->fifo_start + l->fifo_n < l->fifo_cap &&
 	    l->heap_n[0] < l->heap_cap[0] && l->heap_n[1] < l->heap_cap[1])

@@ -244,15 +244,14 @@ crdt_doc_log_get(const crdt_doc *d, crdt_dot dot, const uint8_t **bytes,
 
 	if (d == NULL)
 		return CRDT_EINVAL;
-	const logent *e = NULL;
-	if (crdt__rep_find(d, &dot.replica, &ri) == 0)
-		e = crdt__log_get(&d->log, ri, dot.counter);
-	if (e == NULL)
+	logent e;
+	if (crdt__rep_find(d, &dot.replica, &ri) != 0 ||
+	    !crdt__log_get(&d->log, ri, dot.counter, &e))
 		return CRDT_ENOTFOUND;
 	if (bytes != NULL)
-		*bytes = e->bytes;
+		*bytes = e.bytes;
 	if (len != NULL)
-		*len = e->len;
+		*len = e.len;
 	return 0;
 }
 

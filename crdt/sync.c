@@ -149,13 +149,6 @@ evidence_size(const crdt_doc *d)
 	return s;
 }
 
-/* Is the fifo entry a message the peer lacks and the log holds? */
-static const logent *
-data_pick(const crdt_doc *d, const uint64_t *peer, crdt__fifo_ent f)
-{
-	return f.c <= peer[f.r] ? NULL : crdt__log_get(&d->log, f.r, f.c);
-}
-
 /*
  * How many messages, in fifo order, fit in the frame after `used` bytes
  * and `elems` elements. A frame that would carry none gets the first one
@@ -170,13 +163,15 @@ data_count(const crdt_doc *d, const uint64_t *peer, size_t used,
 	size_t n = 0;
 
 	*more = false;
-	const crdt__msglog *l = &d->log;
-	for (size_t i = 0; i < l->fifo_n; i++) {
-		const logent *e = data_pick(d, peer,
-		    l->fifo[l->fifo_start + i]);
-		if (e == NULL)
-			continue;
-		size_t sz = bin_size(e->len);
+	crdt__log_iter it;
+	uint32_t r;
+	uint64_t c;
+	logent e;
+	crdt__log_iter_init(&it, &d->log);
+	while (crdt__log_next(&it, &r, &c, &e)) {
+		if (c <= peer[r])
+			continue; /* the peer has it */
+		size_t sz = bin_size(e.len);
 		bool fits = used <= budget && sz <= budget - used;
 		if (!fits && n == 0)
 			fits = used <= hard && sz <= hard - used;
@@ -199,8 +194,8 @@ data_count(const crdt_doc *d, const uint64_t *peer, size_t used,
 static bool
 log_serves(const crdt_doc *d, uint32_t r, uint64_t from)
 {
-	return crdt__log_get(&d->log, r, from + 1) != NULL &&
-	    crdt__log_get(&d->log, r, d->rs[r].vc) != NULL;
+	return crdt__log_has(&d->log, r, from + 1) &&
+	    crdt__log_has(&d->log, r, d->rs[r].vc);
 }
 
 /* A DATA frame's last fields: evidence, flags, digests. */
@@ -287,13 +282,15 @@ w_data_body(const crdt_doc *d, uint64_t *peer, unsigned flags,
 	if (more)
 		flags |= CRDT__DATA_MORE;
 	CRDT_TRY(crdt__w_array(out, count));
-	const crdt__msglog *l = &d->log;
-	for (size_t i = 0, k = 0; k < count && i < l->fifo_n; i++) {
-		const logent *e = data_pick(d, peer,
-		    l->fifo[l->fifo_start + i]);
-		if (e == NULL)
-			continue;
-		CRDT_TRY(crdt__w_bin(out, e->bytes, e->len));
+	crdt__log_iter it;
+	uint32_t r;
+	uint64_t c;
+	logent e;
+	crdt__log_iter_init(&it, &d->log);
+	for (size_t k = 0; k < count && crdt__log_next(&it, &r, &c, &e);) {
+		if (c <= peer[r])
+			continue; /* as data_count() skipped it */
+		CRDT_TRY(crdt__w_bin(out, e.bytes, e.len));
 		k++;
 	}
 	CRDT_TRY(crdt__w_nil(out));

@@ -88,13 +88,14 @@ crdt__dg_range(const crdt_doc *d, uint32_t r, uint64_t *lo, uint64_t *hi)
 static int
 counter_rec(const crdt_doc *d, uint32_t r, uint64_t c, crdt__hstate *blk)
 {
-	const crdt__logent *e = crdt__log_get(&d->log, r, c);
+	crdt__logent le;
+	const crdt__logent *e = &le;
 	crdt_dot dot = { d->rs[r].id, c };
 	size_t at, n = 1;
 	const crdt__evid *ev = NULL;
 	uint8_t head[17];
 
-	if (e == NULL)
+	if (!crdt__log_get(&d->log, r, c, &le))
 		return CRDT_ESTATE; /* the caller checked the range */
 	if (d->ev.n > 0)
 		ev = crdt__ev_find(&d->ev, dot, &at);

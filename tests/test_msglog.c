@@ -6,7 +6,10 @@
  *   - over a bound, eviction takes the oldest message of the replica that
  *     holds the most messages (or bytes): one writer flooding the log
  *     flushes only its own history;
- *   - the fifo lists what is logged in apply order;
+ *   - the fifo lists what is logged in apply order (crdt__log_next),
+ *     however writers interleave, runs restart and bounds evict, and it
+ *     takes an entry per run of one writer's consecutive pushes, not one
+ *     per message: a partly evicted entry serves the rest of its run;
  *   - a failed reservation changes nothing, and nothing leaks.
  */
 #include <string.h>
@@ -57,11 +60,53 @@ push(uint32_t r, uint64_t c, size_t len)
 static bool
 has(uint32_t r, uint64_t c)
 {
-	const crdt__logent *e = crdt__log_get(&l, r, c);
-	if (e == NULL)
+	crdt__logent e;
+	if (!crdt__log_get(&l, r, c, &e)) {
+		cr_assert(!crdt__log_has(&l, r, c));
 		return false;
-	cr_assert(e->len == 0 || e->bytes[0] == (uint8_t)(c & 0xff));
+	}
+	cr_assert(crdt__log_has(&l, r, c));
+	cr_assert(e.len == 0 || e.bytes[0] == (uint8_t)(c & 0xff));
 	return true;
+}
+
+/* A push, in the order made. */
+typedef struct {
+	uint32_t r;
+	uint64_t c;
+	size_t len;
+} pushed;
+
+/* What crdt__log_next walks is exactly the pushes, in their order, that
+ * the log still holds (each counter of a replica pushed once: restarts
+ * only jump forward), with their bytes. */
+static void
+assert_order(const pushed *order, size_t n)
+{
+	crdt__log_iter it;
+	uint32_t r;
+	uint64_t c;
+	crdt__logent e;
+	size_t k = 0, walked = 0;
+	crdt__log_iter_init(&it, &l);
+	while (crdt__log_next(&it, &r, &c, &e)) {
+		while (k < n && !has(order[k].r, order[k].c))
+			k++;
+		cr_assert_lt(k, n, "walked %zu: replica %u message %llu "
+				   "was not pushed or is out of order",
+		    walked, r, (unsigned long long)c);
+		cr_assert(order[k].r == r && order[k].c == c,
+		    "walked %zu: replica %u message %llu, not replica %u "
+		    "message %llu", walked, r, (unsigned long long)c,
+		    order[k].r, (unsigned long long)order[k].c);
+		cr_assert_eq(e.len, order[k].len);
+		cr_assert(e.len == 0 || e.bytes[0] == (uint8_t)(c & 0xff));
+		k++;
+		walked++;
+	}
+	cr_assert_eq(walked, l.count, "the walk missed logged messages");
+	/* The walk's end is sticky. */
+	cr_assert(!crdt__log_next(&it, &r, &c, &e));
 }
 
 Test(msglog, a_run_holds_the_contiguous_messages)
@@ -141,34 +186,194 @@ Test(msglog, the_fifo_lists_what_is_logged_in_apply_order)
 	test_rng_init(&rng, test_seed(UINT64_C(0x10c)));
 	open_log(64, 1 << 20, 4);
 	uint64_t next[4] = { 1, 1, 1, 1 };
-	crdt__fifo_ent order[2000];
+	static pushed order[2000];
 	size_t n = 0;
 	for (size_t i = 0; i < 2000; i++) {
 		uint32_t r = (uint32_t)test_rng_below(&rng, 4);
-		push(r, next[r], 1 + (size_t)test_rng_below(&rng, 16));
-		order[n++] = (crdt__fifo_ent){ r, next[r]++ };
+		size_t len = 1 + (size_t)test_rng_below(&rng, 16);
+		push(r, next[r], len);
+		order[n++] = (pushed){ r, next[r]++, len };
 	}
 	cr_assert_eq(l.count, 64);
-	/* The logged messages, in the fifo's order, are the pushes' order
-	 * filtered to what is still logged. */
-	size_t k = 0;
-	for (size_t i = 0; i < l.fifo_n; i++) {
-		crdt__fifo_ent f = l.fifo[l.fifo_start + i];
-		if (!has(f.r, f.c))
-			continue;
-		while (k < n && !has(order[k].r, order[k].c))
-			k++;
-		cr_assert(k < n);
-		cr_assert(order[k].r == f.r && order[k].c == f.c,
-		    "fifo entry %zu out of order", i);
-		k++;
-	}
+	assert_order(order, n);
 	size_t logged = 0;
 	for (size_t i = 0; i < n; i++)
 		logged += has(order[i].r, order[i].c);
 	cr_assert_eq(logged, 64);
 	/* Compaction keeps the fifo within a small multiple of the log. */
 	cr_assert_leq(l.fifo_n, 2 * l.count + 16);
+	close_log();
+}
+
+Test(msglog, one_writer_takes_one_fifo_entry)
+{
+	open_log(1000000, 1 << 30, 3);
+	static pushed order[30000];
+	size_t n = 0;
+	for (uint64_t c = 1; c <= 20000; c++) {
+		push(0, c, 100);
+		order[n++] = (pushed){ 0, c, 100 };
+	}
+	cr_assert_eq(l.fifo_n, 1);
+	cr_assert_eq(l.fifo[l.fifo_start].n, 20000);
+	/* Batches from two peers: an entry per batch. */
+	uint64_t next[3] = { 20001, 1, 1 };
+	for (size_t b = 0; b < 30; b++) {
+		uint32_t r = (uint32_t)(1 + b % 2);
+		for (size_t j = 0; j < 100; j++) {
+			push(r, next[r], 10);
+			order[n++] = (pushed){ r, next[r]++, 10 };
+		}
+	}
+	cr_assert_eq(l.fifo_n, 31);
+	assert_order(order, n);
+	close_log();
+}
+
+Test(msglog, a_partly_evicted_entry_serves_the_rest_of_its_run)
+{
+	static pushed order[400];
+	size_t n = 0;
+	/* By message count: one entry, its oldest messages gone. */
+	open_log(10, 1 << 20, 2);
+	for (uint64_t c = 1; c <= 30; c++) {
+		push(0, c, 8);
+		order[n++] = (pushed){ 0, c, 8 };
+	}
+	cr_assert_eq(l.fifo_n, 1);
+	cr_assert(!has(0, 20) && has(0, 21));
+	assert_order(order, n);
+	/* Another writer between two of its entries: the flooder's
+	 * oldest go, from the first entry, then the second. */
+	for (uint64_t c = 1; c <= 4; c++) {
+		push(1, c, 8);
+		order[n++] = (pushed){ 1, c, 8 };
+	}
+	for (uint64_t c = 31; c <= 33; c++) {
+		push(0, c, 8);
+		order[n++] = (pushed){ 0, c, 8 };
+	}
+	cr_assert_eq(l.fifo_n, 3);
+	cr_assert(!has(0, 27) && has(0, 28) && has(1, 1));
+	assert_order(order, n);
+	close_log();
+
+	/* By bytes: a long message of another writer pushes out most of
+	 * the run of short ones. */
+	n = 0;
+	open_log(1000, 1000, 2);
+	for (uint64_t c = 1; c <= 50; c++) {
+		push(0, c, 19);
+		order[n++] = (pushed){ 0, c, 19 };
+	}
+	cr_assert_eq(l.count, 50);
+	push(1, 1, 250);
+	order[n++] = (pushed){ 1, 1, 250 };
+	cr_assert(!has(0, 11) && has(0, 12) && has(1, 1));
+	cr_assert_eq(l.fifo_n, 2);
+	assert_order(order, n);
+	close_log();
+}
+
+Test(msglog, a_restarted_run_is_walked_from_its_new_start)
+{
+	static pushed order[100];
+	size_t n = 0;
+	open_log(100, 1 << 20, 2);
+	for (uint64_t c = 1; c <= 5; c++) {
+		push(0, c, 4);
+		order[n++] = (pushed){ 0, c, 4 };
+	}
+	push(1, 1, 4);
+	order[n++] = (pushed){ 1, 1, 4 };
+	/* A gap: the old run goes, the new one has an entry of its own. */
+	for (uint64_t c = 10; c <= 12; c++) {
+		push(0, c, 4);
+		order[n++] = (pushed){ 0, c, 4 };
+	}
+	assert_order(order, n);
+	/* A reset to the counter after the entry's last: the next push
+	 * extends the entry, and the walk gives only what the run holds. */
+	crdt__log_reset(&l, 0, 13);
+	assert_order(order, n);
+	size_t entries = l.fifo_n;
+	push(0, 13, 4);
+	order[n++] = (pushed){ 0, 13, 4 };
+	cr_assert_eq(l.fifo_n, entries);
+	cr_assert(!has(0, 12) && has(0, 13));
+	assert_order(order, n);
+	/* A reset ahead, then its run. */
+	crdt__log_reset(&l, 0, 40);
+	for (uint64_t c = 40; c <= 42; c++) {
+		push(0, c, 4);
+		order[n++] = (pushed){ 0, c, 4 };
+	}
+	push(1, 2, 4);
+	order[n++] = (pushed){ 1, 2, 4 };
+	assert_order(order, n);
+	cr_assert_eq(l.count, 5);
+	close_log();
+}
+
+Test(msglog, the_fifo_order_survives_restarts_evictions_and_compaction)
+{
+	test_rng rng;
+	test_rng_init(&rng, test_seed(UINT64_C(0xf1f0)));
+	/* Both bounds bite; writers interleave singly and in batches;
+	 * runs restart (gaps, resets). Checked against the pushes. */
+	open_log(150, 3000, 5);
+	uint64_t next[5] = { 1, 1, 1, 1, 1 };
+	static pushed order[20000];
+	size_t n = 0;
+	while (n < 19000) {
+		uint32_t r = (uint32_t)test_rng_below(&rng, 5);
+		uint64_t roll = test_rng_below(&rng, 100);
+		if (roll == 0) {
+			next[r] += 1 + test_rng_below(&rng, 5);
+			crdt__log_reset(&l, r, next[r]);
+		} else if (roll == 1) {
+			next[r] += 1 + test_rng_below(&rng, 5); /* a gap */
+		}
+		size_t batch = roll < 30 ? 1 + (size_t)test_rng_below(&rng, 40)
+					 : 1;
+		for (size_t j = 0; j < batch && n < 19000; j++) {
+			size_t len = (size_t)test_rng_below(&rng, 60);
+			push(r, next[r], len);
+			order[n++] = (pushed){ r, next[r]++, len };
+		}
+		if (test_rng_below(&rng, 20) == 0)
+			assert_order(order, n);
+		cr_assert_leq(l.fifo_n, 2 * l.count + 16);
+	}
+	assert_order(order, n);
+	close_log();
+}
+
+Test(msglog, a_full_fifo_entry_is_followed_by_a_new_one)
+{
+	/* An entry counts at most UINT32_MAX messages. Pushing that many
+	 * takes too long: make the entry of the run's first message claim
+	 * UINT32_MAX - 1 counters, ending at it (white-box). */
+	const uint64_t c0 = (uint64_t)1 << 40;
+	static pushed order[3];
+	open_log(100, 1 << 20, 1);
+	push(0, c0, 4);
+	order[0] = (pushed){ 0, c0, 4 };
+	cr_assert_eq(l.fifo_n, 1);
+	crdt__fifo_ent *f = &l.fifo[l.fifo_start];
+	f->n = UINT32_MAX - 1;
+	f->c = c0 - (UINT32_MAX - 2);
+	push(0, c0 + 1, 4);
+	order[1] = (pushed){ 0, c0 + 1, 4 };
+	cr_assert_eq(l.fifo_n, 1);
+	cr_assert_eq(l.fifo[l.fifo_start].n, UINT32_MAX);
+	push(0, c0 + 2, 4);
+	order[2] = (pushed){ 0, c0 + 2, 4 };
+	cr_assert_eq(l.fifo_n, 2, "a full entry grew");
+	cr_assert_eq(l.fifo[l.fifo_start + 1].c, c0 + 2);
+	cr_assert_eq(l.fifo[l.fifo_start + 1].n, 1);
+	/* The walk skips the counters below the run. */
+	assert_order(order, 3);
 	close_log();
 }
 

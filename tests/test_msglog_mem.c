@@ -82,12 +82,12 @@ push(uint32_t r, uint64_t c, size_t len)
 static void
 assert_holds(uint32_t r, uint64_t c, size_t len)
 {
-	const crdt__logent *e = crdt__log_get(&l, r, c);
-	cr_assert_not_null(e, "replica %u message %llu not logged", r,
-	    (unsigned long long)c);
-	cr_assert_eq(e->len, len);
+	crdt__logent e;
+	cr_assert(crdt__log_get(&l, r, c, &e),
+	    "replica %u message %llu not logged", r, (unsigned long long)c);
+	cr_assert_eq(e.len, len);
 	fill_into(want, r, c, len);
-	cr_assert(len == 0 || memcmp(e->bytes, want, len) == 0,
+	cr_assert(len == 0 || memcmp(e.bytes, want, len) == 0,
 	    "replica %u message %llu: other bytes", r, (unsigned long long)c);
 }
 
@@ -103,24 +103,35 @@ array_bytes(void)
 	return n;
 }
 
+/* The prefix the log puts before a message of `len` bytes. */
+static size_t
+prefix(size_t len)
+{
+	return len < 128 ? 1 : len < 16384 ? 2 : len < (1u << 21) ? 3 : 4;
+}
+
+/* Bytes the log's prefixes take. */
+static size_t prefix_bytes;
+
 /*
  * Check every replica's chunks against msglog.h, and the allocator's
  * live bytes against them: returns the bytes held for messages.
  *   - chunks: each holds a message, their message counts
  *     add up to the run's short messages, and each short message lies in
- *     them, oldest first;
- *   - every chunk but the newest was closed with less than CRDT__LOG_BIG
- *     unused;
- *   - held = logged bytes + evicted front of the oldest chunk + unused
- *     ends + headers, which is what the allocator holds beyond the
- *     arrays.
+ *     them, oldest first, right after its prefix;
+ *   - every chunk but the newest was closed with less than
+ *     CRDT__LOG_BIG + 2 unused;
+ *   - held = logged bytes + their prefixes + evicted front of the
+ *     oldest chunk + unused ends + headers, which is what the allocator
+ *     holds beyond the arrays.
  */
 static size_t
 check_memory(void)
 {
-	size_t held = l.big != NULL ? l.big_len : 0;
+	size_t held = l.big != NULL ? l.big_len + prefix(l.big_len) : 0;
 	if (l.spare != NULL)
 		held += sizeof *l.spare + l.spare->cap;
+	prefix_bytes = 0;
 	for (size_t ri = 0; ri < l.nr; ri++) {
 		const crdt__rlog *r = &l.r[ri];
 		size_t shorts = 0, short_bytes = 0, counted = 0, caps = 0;
@@ -128,22 +139,30 @@ check_memory(void)
 		size_t front = 0;
 		bool first = true;
 		for (size_t j = 0; j < r->n; j++) {
-			const crdt__logent *e = &r->v[r->start + j];
-			if (e->len > CRDT__LOG_BIG) {
-				held += e->len;
+			const uint8_t *p = r->v[r->start + j];
+			crdt__logent e;
+			cr_assert(crdt__log_get(&l, (uint32_t)ri, r->lo + j,
+			    &e));
+			size_t k = prefix(e.len);
+			cr_assert(e.bytes == p + k, "replica %zu message %zu: "
+						    "not after its prefix", ri, j);
+			prefix_bytes += k;
+			if (e.len > CRDT__LOG_BIG) {
+				held += k + e.len;
 				continue;
 			}
+			cr_assert_leq(k, 2);
 			shorts++;
-			short_bytes += e->len;
+			short_bytes += k + e.len;
 			/* In order: in this chunk or a newer one. */
 			while (c != NULL &&
-			    !(e->bytes >= c->data &&
-				e->bytes + e->len <= c->data + c->used))
+			    !(p >= c->data &&
+				e.bytes + e.len <= c->data + c->used))
 				c = c->next;
 			cr_assert_not_null(c, "replica %zu: message %zu is in "
 					      "none of its chunks", ri, j);
 			if (first)
-				front = (size_t)(e->bytes - r->head->data);
+				front = (size_t)(p - r->head->data);
 			first = false;
 		}
 		cr_assert(r->tail == NULL || r->tail->next == NULL);
@@ -156,15 +175,17 @@ check_memory(void)
 			cr_assert_geq(c->cap, CRDT__LOG_CHUNK_MIN);
 			cr_assert_leq(c->cap, CRDT__LOG_CHUNK_MAX);
 			if (c != r->tail)
-				cr_assert_lt(c->cap - c->used, CRDT__LOG_BIG);
+				cr_assert_lt(c->cap - c->used,
+				    CRDT__LOG_BIG + 2);
 			counted += c->n;
 			caps += c->cap;
 			unused += c->cap - c->used;
 			held += sizeof *c + c->cap;
 		}
 		cr_assert_eq(counted, shorts, "replica %zu", ri);
-		/* The chunks hold the short messages, the evicted front of
-		 * the oldest and the unused ends, and nothing else. */
+		/* The chunks hold the short messages with their prefixes,
+		 * the evicted front of the oldest and the unused ends, and
+		 * nothing else. */
 		cr_assert_eq(caps, short_bytes + front + unused, "replica %zu",
 		    ri);
 		if (r->head != NULL && r->head != r->tail)
@@ -185,17 +206,18 @@ chunks(uint32_t r)
 	return n;
 }
 
-/* The bound of msglog.h, for every replica with chunks: logged bytes,
- * two chunks, a header and CRDT__LOG_BIG per chunk. */
+/* The bound of msglog.h, for every replica with chunks: logged bytes
+ * and their prefixes (check_memory counts them), two chunks, a header
+ * and CRDT__LOG_BIG + 2 per chunk. */
 static size_t
 bound(void)
 {
-	size_t b = l.bytes;
+	size_t b = l.bytes + prefix_bytes;
 	for (uint32_t r = 0; r < l.nr; r++) {
 		size_t k = chunks(r);
 		if (k > 0)
 			b += 2 * (size_t)CRDT__LOG_CHUNK_MAX +
-			    k * (sizeof(crdt__lchunk) + CRDT__LOG_BIG);
+			    k * (sizeof(crdt__lchunk) + CRDT__LOG_BIG + 2);
 	}
 	return b;
 }
@@ -211,13 +233,14 @@ Test(msglog_mem, a_short_run_has_small_chunks)
 	push(1, 2, 100);
 	cr_assert_eq(test_alloc_calls(), calls, "a push that fits mallocs");
 	cr_assert_eq(l.r[1].head->n, 2);
-	/* 3,000 bytes: chunks that double with the run (256, 256, 400,
-	 * 800, 1,600), not one per message. */
+	/* 3,000 bytes (101 each with the prefix): chunks that grow with
+	 * the run (256, 256, 400, 700, 1,300, 2,500), not one per
+	 * message. */
 	for (uint64_t c = 1; c <= 30; c++)
 		push(0, c, 100);
-	cr_assert_eq(chunks(0), 5);
+	cr_assert_eq(chunks(0), 6);
 	cr_assert_eq(l.r[0].head->cap, CRDT__LOG_CHUNK_MIN);
-	cr_assert_eq(l.r[0].tail->cap, 1600);
+	cr_assert_eq(l.r[0].tail->cap, 2500);
 	for (uint64_t c = 1; c <= 30; c++)
 		assert_holds(0, c, 100);
 	assert_holds(1, 1, 100);
@@ -238,7 +261,8 @@ Test(msglog_mem, chunks_grow_with_the_run_up_to_64_kib)
 		prev = x->cap;
 		k++;
 	}
-	cr_assert_eq(l.r[0].head->cap, 1000); /* the first message's */
+	/* The first message's, with its 2-byte prefix. */
+	cr_assert_eq(l.r[0].head->cap, 1002);
 	cr_assert_eq(l.r[0].tail->cap, CRDT__LOG_CHUNK_MAX);
 	/* 2 MiB: chunks of 1, 1, 2, 4, ... 32 and 64 KB, then 64 KiB ones
 	 * (65 messages each): geometric growth, not a chunk per 4 KiB. */
@@ -261,12 +285,12 @@ Test(msglog_mem, a_message_larger_than_a_chunk_is_logged_whole)
 		push(0, i + 1, lens[i]);
 	for (size_t i = 0; i < n; i++)
 		assert_holds(0, i + 1, lens[i]);
-	/* The short ones are in chunks (10 bytes in 256; 1,024 does not
-	 * fit there; 20 after the long ones, in a chunk as large as the
-	 * run), the long ones are not. */
+	/* The short ones are in chunks (10 bytes in 256; 1,024 and its
+	 * 2-byte prefix do not fit there; 20 after the long ones, in a
+	 * chunk as large as the run), the long ones are not. */
 	cr_assert_eq(chunks(0), 3);
 	cr_assert_eq(l.r[0].head->n, 1);
-	cr_assert_eq(l.r[0].head->next->cap, CRDT__LOG_BIG);
+	cr_assert_eq(l.r[0].head->next->cap, CRDT__LOG_BIG + 2);
 	cr_assert_eq(l.r[0].tail->cap, CRDT__LOG_CHUNK_MAX);
 	cr_assert_null(l.big);
 	cr_assert_null(l.spare);
@@ -289,7 +313,7 @@ Test(msglog_mem, eviction_by_count_frees_chunks)
 	cr_assert_eq(l.count, 100);
 	for (uint64_t c = 19901; c <= 20000; c++)
 		assert_holds(0, c, 90 + (size_t)(c % 50));
-	cr_assert(crdt__log_get(&l, 0, 19900) == NULL);
+	cr_assert(!crdt__log_has(&l, 0, 19900));
 	/* 9-14 KB logged: the chunks are sized by the run, not 64 KiB, and
 	 * the run spans at most three of them. */
 	cr_assert_leq(chunks(0), 3);
@@ -348,7 +372,7 @@ Test(msglog_mem, interleaved_replicas_keep_their_own_chunks)
 			cr_assert_leq(check_memory(), bound());
 			for (uint32_t q = 0; q < 4; q++)
 				for (uint64_t c = 1; c < next[q]; c++)
-					if (crdt__log_get(&l, q, c) != NULL)
+					if (crdt__log_has(&l, q, c))
 						assert_holds(q, c, lens[q][c]);
 		}
 	}
@@ -363,9 +387,10 @@ Test(msglog_mem, logged_bytes_do_not_move)
 	open_log(200, (size_t)1 << 30, 3);
 	push(0, 1, 50);
 	push(2, 1, 5000);
-	const crdt__logent *e0 = crdt__log_get(&l, 0, 1);
-	const crdt__logent *e2 = crdt__log_get(&l, 2, 1);
-	const uint8_t *p0 = e0->bytes, *p2 = e2->bytes;
+	crdt__logent e0, e2;
+	cr_assert(crdt__log_get(&l, 0, 1, &e0));
+	cr_assert(crdt__log_get(&l, 2, 1, &e2));
+	const uint8_t *p0 = e0.bytes, *p2 = e2.bytes;
 	/* Replica 1 evicts only its own messages (it holds the most); its
 	 * chunks come and go, replica 0's and 2's bytes stay where they
 	 * are. Replica 0's run grows into new chunks too. */
@@ -374,8 +399,8 @@ Test(msglog_mem, logged_bytes_do_not_move)
 		if (c % 1000 == 0)
 			push(0, c / 1000 + 1, 700);
 	}
-	cr_assert(crdt__log_get(&l, 0, 1)->bytes == p0);
-	cr_assert(crdt__log_get(&l, 2, 1)->bytes == p2);
+	cr_assert(crdt__log_get(&l, 0, 1, &e0) && e0.bytes == p0);
+	cr_assert(crdt__log_get(&l, 2, 1, &e2) && e2.bytes == p2);
 	assert_holds(0, 1, 50);
 	assert_holds(2, 1, 5000);
 	for (uint64_t c = 2; c <= 51; c++)
@@ -384,7 +409,7 @@ Test(msglog_mem, logged_bytes_do_not_move)
 	cr_assert_eq(l.r[1].n, 200 - 52);
 	for (uint64_t c = 50000 - 147; c <= 50000; c++)
 		assert_holds(1, c, 200);
-	cr_assert(crdt__log_get(&l, 1, 50000 - 148) == NULL);
+	cr_assert(!crdt__log_has(&l, 1, 50000 - 148));
 	check_memory();
 	close_log();
 }
@@ -505,7 +530,7 @@ Test(msglog_mem, emptied_runs_hold_no_chunk)
 	cr_assert_eq(chunks(0), 1);
 	cr_assert_eq(l.r[0].head->n, 1);
 	assert_holds(0, 900, 100);
-	cr_assert(crdt__log_get(&l, 0, 560) == NULL);
+	cr_assert(!crdt__log_has(&l, 0, 560));
 	check_memory();
 	/* ... or in a new chunk when the newest is full: the old ones go. */
 	uint64_t c = 900;
@@ -545,5 +570,47 @@ Test(msglog_mem, a_message_over_the_byte_bound_is_not_kept)
 	push(0, 3, 5000);
 	cr_assert_eq(l.count, 0);
 	cr_assert_eq(check_memory(), 0);
+	close_log();
+}
+
+/* Beside its messages' bytes, what the log keeps per message: the run
+ * vectors (a pointer each), the fifo and the length prefixes. */
+static double
+metadata_per_message(void)
+{
+	check_memory(); /* counts prefix_bytes */
+	size_t n = l.fifo_cap * sizeof *l.fifo + prefix_bytes;
+	for (size_t i = 0; i < l.nr; i++)
+		n += l.r[i].cap * sizeof *l.r[i].v;
+	return (double)n / (double)l.count;
+}
+
+Test(msglog_mem, one_writer_costs_about_a_pointer_a_message)
+{
+	/* W6's shape (docs/performance.md): 100,000 messages of ~100 bytes
+	 * from one writer. The run vector is 8 bytes a message (doubling:
+	 * 131,072 slots), the fifo one entry, the prefix a byte: 11.5, where
+	 * a pointer and a length per message and a fifo entry per message
+	 * took 42. */
+	open_log((size_t)1 << 20, (size_t)1 << 30, 2);
+	for (uint64_t c = 1; c <= 100000; c++) {
+		push(0, c, 90 + (size_t)(c % 21));
+		cr_assert_eq(l.fifo_n, 1);
+	}
+	cr_assert_leq(l.fifo_cap, 16);
+	double m = metadata_per_message();
+	cr_assert_leq(m, 12.0, "%.2f bytes of metadata per message", m);
+	for (uint64_t c = 1; c <= 100000; c += 997)
+		assert_holds(0, c, 90 + (size_t)(c % 21));
+	close_log();
+
+	/* Three writers, one message each in turn: the fifo's entries are
+	 * one per message then (16 bytes), the run vectors still 8. Was 52
+	 * at this size. */
+	open_log((size_t)1 << 20, (size_t)1 << 30, 3);
+	for (uint64_t i = 0; i < 100000; i++)
+		push((uint32_t)(i % 3), i / 3 + 1, 100);
+	m = metadata_per_message();
+	cr_assert_leq(m, 40.0, "%.2f bytes of metadata per message", m);
 	close_log();
 }

@@ -3,7 +3,8 @@
  * says when more follows, so a replica any distance behind catches up in
  * bounded frames; every round ends; a message refused for its own content
  * is skipped without blocking the rest of its frame; a keyless relay's log
- * evicts per writer, and a relay that cannot serve a peer says so.
+ * evicts per writer, and a relay that cannot serve a peer says so; what a
+ * log serves after eviction comes in apply order, writers interleaved.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -476,4 +477,117 @@ Test(sync_paging, a_relay_that_cannot_serve_a_peer_says_so)
 	node_free(&w);
 	node_free(&relay);
 	node_free(&k);
+}
+
+/* Three writers, each seeing the others' messages (so each message
+ * depends on every earlier one), write one at a time and in batches; B
+ * applies them in that order and its log keeps 50 of 150 (evicting from
+ * the writer holding the most, through the middle of a batch's fifo
+ * entry). C holds everything up to the last message B evicted, so B's log
+ * serves it the rest, in small pages: in apply order, C applies every
+ * message as it comes (nothing waits) and ends with all of them. */
+Test(sync_paging, a_log_serves_interleaved_writers_in_apply_order)
+{
+	enum { N = 150 };
+	crdt_doc *w[3], *b, *c;
+	uint32_t obj;
+	crdt_config cfg;
+	test_config(&cfg, NULL);
+	cfg.log_max_msgs = 50;
+	cfg.sync_max_bytes = 300;
+	crdt_replica_id id;
+	for (int k = 0; k < 3; k++)
+		w[k] = plain_doc((uint8_t)(10 + k), 1 << 16, 1 << 20, &obj);
+	id = test_id(20);
+	cr_assert_eq(crdt_doc_new(&cfg, &id, &b), 0);
+	id = test_id(21);
+	cr_assert_eq(crdt_doc_new(&cfg, &id, &c), 0);
+	cr_assert_eq(crdt_doc_register(b, "blobs", CRDT_OBJ_GSET, &obj), 0);
+	cr_assert_eq(crdt_doc_register(c, "blobs", CRDT_OBJ_GSET, &obj), 0);
+
+	static crdt_buf msg[N];
+	crdt_dot dot[N];
+	uint64_t made[3] = { 0, 0, 0 };
+	/* The writer of each message: turns, then batches of 7, 2 and 12. */
+	static const uint8_t batch[][2] = { { 0, 1 }, { 1, 1 }, { 2, 1 },
+		{ 0, 7 }, { 1, 2 }, { 2, 12 }, { 0, 1 }, { 2, 1 } };
+	size_t n = 0;
+	for (size_t t = 0; n < N; t++) {
+		int k = batch[t % 8][0];
+		for (int j = 0; j < batch[t % 8][1] && n < N; j++, n++) {
+			uint8_t e[24];
+			memset(e, (int)n, sizeof e);
+			e[0] = (uint8_t)k;
+			tb_init(&msg[n]);
+			cr_assert_eq(crdt_doc_gset_add(w[k], obj, e, sizeof e,
+					 &msg[n]), 0);
+			dot[n] = (crdt_dot){ *crdt_doc_self(w[k]), ++made[k] };
+			for (int q = 0; q < 3; q++)
+				if (q != k)
+					cr_assert_eq(crdt_doc_receive(w[q],
+							 msg[n].data,
+							 msg[n].len, NULL), 0);
+			cr_assert_eq(crdt_doc_receive(b, msg[n].data,
+					 msg[n].len, NULL), 0);
+		}
+	}
+	cr_assert_eq(crdt_doc_log_size(b), 50);
+	size_t last_gone = 0;
+	for (size_t i = 0; i < N; i++) {
+		const uint8_t *bytes;
+		size_t len;
+		int rc = crdt_doc_log_get(b, dot[i], &bytes, &len);
+		if (rc == CRDT_ENOTFOUND)
+			last_gone = i;
+		else {
+			cr_assert_eq(rc, 0);
+			cr_assert(bytes_eq(bytes, len, msg[i].data,
+			    msg[i].len), "message %zu: other bytes", i);
+		}
+	}
+	/* B evicted 100; what C lacks it holds, from all three. */
+	cr_assert_geq(last_gone, 100 - 1);
+	cr_assert_leq(last_gone, N - 30, "last evicted: %zu", last_gone);
+	bool lacks[3] = { false, false, false };
+	for (size_t i = last_gone + 1; i < N; i++)
+		for (int k = 0; k < 3; k++)
+			lacks[k] |= crdt_replica_id_cmp(&dot[i].replica,
+			    crdt_doc_self(w[k])) == 0;
+	cr_assert(lacks[0] && lacks[1] && lacks[2]);
+	for (size_t i = 0; i <= last_gone; i++)
+		cr_assert_eq(crdt_doc_receive(c, msg[i].data, msg[i].len,
+				 NULL), 0);
+	cr_assert_eq(crdt_doc_buffered(c), 0);
+
+	crdt_buf f, r;
+	tb_init(&f);
+	tb_init(&r);
+	cr_assert_eq(crdt_doc_sync_start(c, &f), 0);
+	crdt_doc *to = b, *from = c;
+	size_t frames = 0;
+	while (f.len > 0) {
+		cr_assert_lt(frames++, MAX_FRAMES, "a sync round never ends");
+		crdt_buf_clear(&r);
+		cr_assert_eq(crdt_doc_sync_handle(to, f.data, f.len, NULL, &r),
+		    0);
+		cr_assert_eq(crdt_doc_buffered(c), 0,
+		    "frame %zu: a message came before one it depends on",
+		    frames);
+		crdt_buf t = f;
+		f = r;
+		r = t;
+		crdt_doc *x = from;
+		from = to;
+		to = x;
+	}
+	cr_assert_gt(frames, 4, "paged");
+	cr_assert_eq(gset_size_of(c, obj), N);
+	for (size_t i = 0; i < N; i++)
+		crdt_buf_fini(&msg[i]);
+	crdt_buf_fini(&f);
+	crdt_buf_fini(&r);
+	for (int k = 0; k < 3; k++)
+		crdt_doc_free(w[k]);
+	crdt_doc_free(b);
+	crdt_doc_free(c);
 }
