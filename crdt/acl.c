@@ -55,7 +55,7 @@ rd_rec(const uint8_t *rec, size_t len, crdt_replica_id *w,
 static int
 ent_get(crdt__table *t, const crdt_replica_id *w, crdt__acl_ent **out)
 {
-	uint64_t h = crdt__table_hash(t, w->bytes, 16);
+	uint32_t h = crdt__table_hash(t, w->bytes, 16);
 	crdt__acl_ent *e = crdt__table_find(t, w->bytes, 16, h);
 	if (e == NULL) {
 		CRDT_TRY(crdt__table_reserve(t, 1));
@@ -133,7 +133,7 @@ crdt__acl_settle(crdt__table *t, const uint8_t *rec, size_t len)
 	crdt_replica_id w;
 	if (rd_rec(rec, len, &w, NULL) != 0)
 		return;
-	uint64_t h = crdt__table_hash(t, w.bytes, 16);
+	uint32_t h = crdt__table_hash(t, w.bytes, 16);
 	crdt__acl_ent *e = crdt__table_find(t, w.bytes, 16, h);
 	if (e != NULL)
 		e->pend = 0;
@@ -142,7 +142,7 @@ crdt__acl_settle(crdt__table *t, const uint8_t *rec, size_t len)
 bool
 crdt__acl_allows(const crdt__table *t, const crdt_replica_id *w, uint64_t a)
 {
-	uint64_t h = crdt__table_hash(t, w->bytes, 16);
+	uint32_t h = crdt__table_hash(t, w->bytes, 16);
 	const crdt__acl_ent *e = crdt__table_find(t, w->bytes, 16, h);
 	bool ok = false;
 	for (size_t i = 0; e != NULL && i < e->n && e->h[i].c <= a; i++)

@@ -100,6 +100,11 @@ crdt__config_resolve(const crdt_config *in, crdt_config *out)
 		c.max_replicas = in->max_replicas;
 	if (in->sync_max_bytes)
 		c.sync_max_bytes = in->sync_max_bytes;
+	/* Lengths are 32-bit inside (table keys, buffered messages): no
+	 * input or value may reach 4 GiB. */
+	if (c.limits.max_bytes >= UINT32_MAX ||
+	    c.limits.max_value_bytes >= UINT32_MAX)
+		return CRDT_EINVAL;
 	/* A frame over limits.max_bytes is refused by every peer with the
 	 * same limits, so the budget never exceeds it. */
 	if (c.sync_max_bytes > c.limits.max_bytes)

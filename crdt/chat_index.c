@@ -142,7 +142,7 @@ crdt__chat_dot_of(const crdt_chat *c, crdt_dot id)
 user_ent *
 crdt__chat_user_find(const chat_index *ix, const void *u, size_t n)
 {
-	uint64_t h = crdt__table_hash(&ix->users, u, n);
+	uint32_t h = crdt__table_hash(&ix->users, u, n);
 	return crdt__table_find(&ix->users, u, n, h);
 }
 
@@ -339,10 +339,9 @@ crdt__chat_ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 		ix->max_ord = m.ord;
 	/* The messages set hashed this record's ID under our key already
 	 * (crdt__chat_rec_ident): the same value, no second SipHash. */
-	uint64_t eh;
+	uint32_t eh;
 	uint32_t h = crdt__gset_ident_hash(c->msgs, crdt__chat_rec_ident,
-	    ix->prio_key, idx, &eh) ? (uint32_t)(eh >> 32) :
-	    crdt__chat_dot_hash32(ix, m.id);
+	    ix->prio_key, idx, &eh) ? eh : crdt__chat_dot_hash32(ix, m.id);
 	assert(h == crdt__chat_dot_hash32(ix, m.id));
 	uint32_t y = crdt__chat_node_find(ix, m.id, h);
 	if (y != NIL)
@@ -620,10 +619,9 @@ crdt__chat_ix_bulk(crdt_chat *c, const chat_bulk *bk)
 		CRDT_TRY(crdt__chat_u64v_add(a, &ue->ctr, id.counter, true));
 		u->posted++;
 		/* The set hashed the record's ID under our key already. */
-		uint64_t eh;
+		uint32_t eh;
 		uint32_t h = crdt__gset_ident_hash(c->msgs, crdt__chat_rec_ident,
-		    ix->prio_key, i, &eh) ? (uint32_t)(eh >> 32) :
-		    crdt__chat_dot_hash32(ix, id);
+		    ix->prio_key, i, &eh) ? eh : crdt__chat_dot_hash32(ix, id);
 		assert(h == crdt__chat_dot_hash32(ix, id));
 		uint32_t x = (uint32_t)ix->nn++;
 		tnode *t = &ix->nodes[x];

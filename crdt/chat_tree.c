@@ -152,7 +152,7 @@ void *
 crdt__chat_tab_get(crdt__table *t, const void *key, size_t len, bool create,
     int *rc)
 {
-	uint64_t h = crdt__table_hash(t, key, len);
+	uint32_t h = crdt__table_hash(t, key, len);
 	void *e = crdt__table_find(t, key, len, h);
 	*rc = 0;
 	if (e != NULL || !create)

@@ -283,7 +283,7 @@ crdt__rep_find(const crdt_doc *d, const crdt_replica_id *id, uint32_t *idx)
 		*idx = c;
 		return 0;
 	}
-	uint64_t h = crdt__table_hash(&d->reps, id->bytes, sizeof id->bytes);
+	uint32_t h = crdt__table_hash(&d->reps, id->bytes, sizeof id->bytes);
 	const rep_entry *e = crdt__table_find(&d->reps, id->bytes,
 	    sizeof id->bytes, h);
 	if (e == NULL)

@@ -277,7 +277,7 @@ static void gset_undo(crdt__undo_rec *rec);
  * the first change, so on failure the set is untouched. */
 /* The element's hash, and in an implied-dot set whether storing `dot`
  * for it needs an exception (one identity parse for both). */
-static uint64_t
+static uint32_t
 elem_hash(const crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot,
     bool *ex)
 {
@@ -293,7 +293,7 @@ elem_hash(const crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot,
 	*ex = own.counter != dot.counter ||
 	    memcmp(own.replica.bytes, dot.replica.bytes, 16) != 0;
 	/* What crdt__table_hash computes for a 24-byte identity. */
-	return crdt__siphash(s->t.sip, id, IDENT_DOT);
+	return (uint32_t)(crdt__siphash(s->t.sip, id, IDENT_DOT) >> 32);
 }
 
 int
@@ -310,7 +310,7 @@ crdt__gset_write(crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot,
 		rec->target = s;
 		rec->obj = obj;
 	}
-	uint64_t h = elem_hash(s, elem, len, dot, &ex);
+	uint32_t h = elem_hash(s, elem, len, dot, &ex);
 	crdt__key *e = crdt__table_find(&s->t, elem, len, h);
 	if (e != NULL) {
 		size_t idx = gs_index(s, e);
@@ -357,7 +357,7 @@ gset_put(crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot)
 
 bool
 crdt__gset_ident_hash(const crdt_gset *s, size_t (*ident)(const uint8_t *,
-    size_t, uint8_t *), const uint8_t key[16], size_t idx, uint64_t *h)
+    size_t, uint8_t *), const uint8_t key[16], size_t idx, uint32_t *h)
 {
 	if (s->t.ident != ident || idx >= s->t.n ||
 	    memcmp(s->t.sip, key, sizeof s->t.sip) != 0)
@@ -529,7 +529,7 @@ check_chains(const crdt_gset *dst, const crdt_gset *src, size_t fresh)
 	size_t k = 0;
 	for (size_t i = 0; i < src->t.n && k < fresh; i++) {
 		const gs_entry *e = crdt__table_at(&src->t, i);
-		uint64_t h = crdt__table_hash(&dst->t, e->k.ptr, e->k.len);
+		uint32_t h = crdt__table_hash(&dst->t, e->k.ptr, e->k.len);
 		if (crdt__table_find(&dst->t, e->k.ptr, e->k.len, h) == NULL)
 			hs[k++] = h;
 	}
@@ -561,7 +561,7 @@ crdt_gset_merge(crdt_gset *dst, const crdt_gset *src)
 	for (size_t i = 0; i < src->t.n; i++) {
 		const crdt__key *e = crdt__table_at(&src->t, i);
 		crdt_dot sd = gs_dot(src, i);
-		uint64_t h = crdt__table_hash(&dst->t, e->ptr, e->len);
+		uint32_t h = crdt__table_hash(&dst->t, e->ptr, e->len);
 		const crdt__key *d = crdt__table_find(&dst->t, e->ptr, e->len,
 		    h);
 		if (d == NULL) {
@@ -588,7 +588,7 @@ crdt_gset_merge(crdt_gset *dst, const crdt_gset *src)
 		size_t k = 0;
 		for (size_t i = 0; i < src->t.n && k < fresh; i++) {
 			const crdt__key *e = crdt__table_at(&src->t, i);
-			uint64_t h = crdt__table_hash(&dst->t, e->ptr, e->len);
+			uint32_t h = crdt__table_hash(&dst->t, e->ptr, e->len);
 			if (crdt__table_find(&dst->t, e->ptr, e->len, h))
 				continue;
 			keys[k] = crdt__arena_copy(&dst->ar, e->ptr, e->len);
@@ -604,7 +604,7 @@ crdt_gset_merge(crdt_gset *dst, const crdt_gset *src)
 	for (size_t i = 0; i < src->t.n; i++) {
 		const crdt__key *e = crdt__table_at(&src->t, i);
 		crdt_dot sd = gs_dot(src, i);
-		uint64_t h = crdt__table_hash(&dst->t, e->ptr, e->len);
+		uint32_t h = crdt__table_hash(&dst->t, e->ptr, e->len);
 		crdt__key *d = crdt__table_find(&dst->t, e->ptr, e->len, h);
 		if (d == NULL) {
 			(void)crdt__table_insert(&dst->t, keys[k++], e->len, h);
@@ -628,7 +628,7 @@ crdt_gset_lookup(const crdt_gset *s, const void *elem, size_t len,
 {
 	if (s == NULL || (elem == NULL && len != 0))
 		return CRDT_EINVAL;
-	uint64_t h = crdt__table_hash(&s->t, elem, len);
+	uint32_t h = crdt__table_hash(&s->t, elem, len);
 	const crdt__key *e = crdt__table_find(&s->t, elem, len, h);
 	if (e == NULL)
 		return CRDT_ENOTFOUND;
@@ -762,7 +762,7 @@ crdt_gset_equal(const crdt_gset *a, const crdt_gset *b)
 		return false;
 	for (size_t i = 0; i < a->t.n; i++) {
 		const crdt__key *e = crdt__table_at(&a->t, i);
-		uint64_t h = crdt__table_hash(&b->t, e->ptr, e->len);
+		uint32_t h = crdt__table_hash(&b->t, e->ptr, e->len);
 		const crdt__key *f = crdt__table_find(&b->t, e->ptr, e->len, h);
 		if (f == NULL || crdt_dot_cmp(gs_dot(a, i),
 		    gs_dot(b, gs_index(b, f))) != 0)
@@ -811,7 +811,7 @@ crdt__gset_bulk_add(crdt_gset *s, uint8_t *elem, size_t len, crdt_dot dot)
 {
 	bool ex;
 	CRDT_TRY(crdt__table_reserve(&s->t, 1));
-	uint64_t h = elem_hash(s, elem, len, dot, &ex);
+	uint32_t h = elem_hash(s, elem, len, dot, &ex);
 	if (s->t.ident != NULL &&
 	    crdt__table_chain(&s->t, h, s->max_chain) >= s->max_chain)
 		return CRDT_ETOOBIG;

@@ -162,12 +162,18 @@ const uint8_t *crdt__identity_pk(const struct crdt_identity *id);
  * Open addressing over a dense entry array: `slots` hold entry index + 1,
  * entries never move between slots except on rehash. Every entry struct
  * starts with a crdt__key. Entries are only ever appended (the CRDTs here
- * never delete), so indices are stable. */
+ * never delete), so indices are stable.
+ *
+ * A key is 16 bytes, one per element of every set and map (a chat
+ * message's costs 21 bytes of the W6 row, docs/performance.md): hashes
+ * are 32 bits (the high half of the keyed SipHash), which bounds a table
+ * to 2^32 slots, and key lengths are 32 bits, since no input reaches
+ * 4 GiB (crdt_limits, checked by crdt__config_resolve). */
 
 typedef struct crdt__key {
 	uint8_t *ptr;
-	size_t len;
-	uint64_t hash;
+	uint32_t len;
+	uint32_t hash;
 } crdt__key;
 
 #define CRDT__IDENT_MAX 32
@@ -203,10 +209,12 @@ crdt__table_at(const crdt__table *t, size_t i)
 {
 	return t->ents + i * t->stride;
 }
-uint64_t crdt__table_hash(const crdt__table *t, const void *key, size_t len);
+/* The key's hash: the high 32 bits of SipHash-2-4 of the key (or of its
+ * identity, crdt__table.ident) under the table's key. */
+uint32_t crdt__table_hash(const crdt__table *t, const void *key, size_t len);
 /* How many entries have hash `hash`, counting up to `limit`. O(the probe
  * run), which a bounded chain keeps short. */
-size_t crdt__table_chain(const crdt__table *t, uint64_t hash, size_t limit);
+size_t crdt__table_chain(const crdt__table *t, uint32_t hash, size_t limit);
 /* Switch the table to `ident` (crdt__table.ident; NULL: whole keys) and
  * hash key `key` (16 bytes; NULL: keep it), and rehash every entry in
  * place (no allocation). CRDT_ETOOBIG, and the table as it was, if more
@@ -214,7 +222,7 @@ size_t crdt__table_chain(const crdt__table *t, uint64_t hash, size_t limit);
 int crdt__table_rehash(crdt__table *t, size_t (*ident)(const uint8_t *,
     size_t, uint8_t *), const uint8_t *key, size_t limit);
 void *crdt__table_find(const crdt__table *t, const void *key, size_t len,
-    uint64_t hash);
+    uint32_t hash);
 /* Make room for `extra` more entries; after success, that many
  * crdt__table_insert() calls cannot fail. */
 int crdt__table_reserve_slow(crdt__table *t, size_t extra);
@@ -231,7 +239,7 @@ crdt__table_reserve(crdt__table *t, size_t extra)
 /* Insert a new entry taking ownership of `key` (crdt__memdup'd). Requires a
  * prior reserve. Returns the zeroed entry with its key filled in. */
 void *crdt__table_insert(crdt__table *t, uint8_t *key, size_t len,
-    uint64_t hash);
+    uint32_t hash);
 /* Entries' keys in canonical order; rebuilt lazily after inserts. */
 int crdt__table_sorted(const crdt__table *t, const crdt__key ***out);
 int crdt__key_cmp(const uint8_t *a, size_t alen, const uint8_t *b,
@@ -420,7 +428,7 @@ int crdt__gset_key_prefix(crdt_gset *s, size_t (*ident)(const uint8_t *,
  * (true); false otherwise. */
 bool crdt__gset_ident_hash(const crdt_gset *s, size_t (*ident)(const
     uint8_t *, size_t, uint8_t *), const uint8_t key[16], size_t idx,
-    uint64_t *h);
+    uint32_t *h);
 const crdt__key *crdt__map_entry(const crdt_lww_map *m, size_t idx,
     const crdt__reg **reg);
 const crdt__reg *crdt__lww_reg(const crdt_lww *r);

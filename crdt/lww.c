@@ -462,7 +462,7 @@ static int
 map_put(crdt_lww_map *m, const uint8_t *key, size_t klen, const wr *w)
 {
 	const crdt_allocator *a = &m->cfg.alloc;
-	uint64_t h = crdt__table_hash(&m->t, key, klen);
+	uint32_t h = crdt__table_hash(&m->t, key, klen);
 	map_entry *e = crdt__table_find(&m->t, key, klen, h);
 	if (e != NULL) {
 		uint8_t before = e->r.state;
@@ -534,7 +534,7 @@ crdt__map_write(crdt_lww_map *m, const uint8_t *key, size_t klen,
 	rec->restore = lww_undo;
 	rec->target = m;
 	rec->obj = obj;
-	uint64_t h = crdt__table_hash(&m->t, key, klen);
+	uint32_t h = crdt__table_hash(&m->t, key, klen);
 	map_entry *e = crdt__table_find(&m->t, key, klen, h);
 	if (e != NULL) {
 		uint8_t before = e->r.state;
@@ -676,7 +676,7 @@ crdt_lww_map_merge(crdt_lww_map *dst, const crdt_lww_map *src)
 	size_t fresh = 0;
 	for (size_t i = 0; i < src->t.n; i++) {
 		const map_entry *e = crdt__table_at(&src->t, i);
-		uint64_t h = crdt__table_hash(&dst->t, e->k.ptr, e->k.len);
+		uint32_t h = crdt__table_hash(&dst->t, e->k.ptr, e->k.len);
 		const map_entry *d = crdt__table_find(&dst->t, e->k.ptr,
 		    e->k.len, h);
 		bool present = e->r.state == CRDT__REG_VALUE;
@@ -708,11 +708,11 @@ crdt_lww_map_merge(crdt_lww_map *dst, const crdt_lww_map *src)
 		map_entry *d;
 		uint8_t before = CRDT__REG_UNSET;
 		if (c[i].key != NULL) {
-			uint64_t h = crdt__table_hash(&dst->t, e->k.ptr,
+			uint32_t h = crdt__table_hash(&dst->t, e->k.ptr,
 			    e->k.len);
 			d = crdt__table_insert(&dst->t, c[i].key, e->k.len, h);
 		} else {
-			uint64_t h = crdt__table_hash(&dst->t, e->k.ptr,
+			uint32_t h = crdt__table_hash(&dst->t, e->k.ptr,
 			    e->k.len);
 			d = crdt__table_find(&dst->t, e->k.ptr, e->k.len, h);
 			before = d->r.state;
@@ -734,7 +734,7 @@ crdt_lww_map_get(const crdt_lww_map *m, const void *key, size_t klen,
 {
 	if (m == NULL || (key == NULL && klen != 0))
 		return CRDT_EINVAL;
-	uint64_t h = crdt__table_hash(&m->t, key, klen);
+	uint32_t h = crdt__table_hash(&m->t, key, klen);
 	const map_entry *e = crdt__table_find(&m->t, key, klen, h);
 	if (e == NULL || e->r.state != CRDT__REG_VALUE)
 		return CRDT_ENOTFOUND;
@@ -864,7 +864,7 @@ crdt_lww_map_equal(const crdt_lww_map *a, const crdt_lww_map *b)
 		return false;
 	for (size_t i = 0; i < a->t.n; i++) {
 		const map_entry *e = crdt__table_at(&a->t, i);
-		uint64_t h = crdt__table_hash(&b->t, e->k.ptr, e->k.len);
+		uint32_t h = crdt__table_hash(&b->t, e->k.ptr, e->k.len);
 		const map_entry *f = crdt__table_find(&b->t, e->k.ptr,
 		    e->k.len, h);
 		if (f == NULL || !reg_same(&e->r, &f->r))

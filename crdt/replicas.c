@@ -38,7 +38,7 @@ crdt__rep_intern(crdt_doc *d, const crdt_replica_id *id, uint32_t *idx)
 	uint8_t *key = crdt__memdup(a, id->bytes, sizeof id->bytes);
 	if (key == NULL)
 		return CRDT_ENOMEM;
-	uint64_t h = crdt__table_hash(&d->reps, id->bytes, sizeof id->bytes);
+	uint32_t h = crdt__table_hash(&d->reps, id->bytes, sizeof id->bytes);
 	rep_entry *e = crdt__table_insert(&d->reps, key, sizeof id->bytes, h);
 	e->idx = (uint32_t)d->nrs;
 	rstate *r = &d->rs[d->nrs];

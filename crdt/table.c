@@ -41,20 +41,20 @@ crdt__table_fini(crdt__table *t, void (*fini_ent)(void *,
 	memset(t, 0, sizeof *t);
 }
 
-uint64_t
+uint32_t
 crdt__table_hash(const crdt__table *t, const void *key, size_t len)
 {
 	if (t->ident != NULL) {
 		uint8_t id[CRDT__IDENT_MAX];
 		size_t n = t->ident(key, len, id);
 		if (n != 0 && n <= sizeof id)
-			return crdt__siphash(t->sip, id, n);
+			return (uint32_t)(crdt__siphash(t->sip, id, n) >> 32);
 	}
-	return crdt__siphash(t->sip, key, len);
+	return (uint32_t)(crdt__siphash(t->sip, key, len) >> 32);
 }
 
 size_t
-crdt__table_chain(const crdt__table *t, uint64_t hash, size_t limit)
+crdt__table_chain(const crdt__table *t, uint32_t hash, size_t limit)
 {
 	size_t c = 0;
 	if (t->nslots == 0)
@@ -63,7 +63,7 @@ crdt__table_chain(const crdt__table *t, uint64_t hash, size_t limit)
 	/* Entries with this hash all sit in the probe run from its home
 	 * slot to the next empty slot (linear probing, no deletion but
 	 * LIFO pops). */
-	for (size_t i = (size_t)hash & mask; c < limit; i = (i + 1) & mask) {
+	for (size_t i = hash & mask; c < limit; i = (i + 1) & mask) {
 		uint32_t s = t->slots[i];
 		if (s == 0)
 			break;
@@ -76,12 +76,12 @@ crdt__table_chain(const crdt__table *t, uint64_t hash, size_t limit)
 
 void *
 crdt__table_find(const crdt__table *t, const void *key, size_t len,
-    uint64_t hash)
+    uint32_t hash)
 {
 	if (t->nslots == 0)
 		return NULL;
 	size_t mask = t->nslots - 1;
-	for (size_t i = (size_t)hash & mask;; i = (i + 1) & mask) {
+	for (size_t i = hash & mask;; i = (i + 1) & mask) {
 		uint32_t s = t->slots[i];
 		if (s == 0)
 			return NULL;
@@ -93,10 +93,10 @@ crdt__table_find(const crdt__table *t, const void *key, size_t len,
 }
 
 static void
-place(uint32_t *slots, size_t nslots, uint64_t hash, uint32_t v)
+place(uint32_t *slots, size_t nslots, uint32_t hash, uint32_t v)
 {
 	size_t mask = nslots - 1;
-	size_t i = (size_t)hash & mask;
+	size_t i = hash & mask;
 	while (slots[i] != 0)
 		i = (i + 1) & mask;
 	slots[i] = v;
@@ -122,12 +122,15 @@ crdt__table_reserve_slow(crdt__table *t, size_t extra)
 		ns *= 2;
 	if (ns == t->nslots)
 		return 0;
-	if (ns > SIZE_MAX / sizeof(uint32_t))
+	/* A 32-bit hash addresses at most 2^32 slots. */
+	if (ns > (size_t)UINT32_MAX + 1 || ns > SIZE_MAX / sizeof(uint32_t))
 		return CRDT_ENOMEM;
 	uint32_t *slots = crdt__malloc(t->a, ns * sizeof *slots);
 	if (slots == NULL)
 		return CRDT_ENOMEM;
 	memset(slots, 0, ns * sizeof *slots);
+	/* In entry order, as they were inserted: then the newest entry is
+	 * the last of its probe run, which crdt__table_pop relies on. */
 	for (size_t i = 0; i < t->n; i++) {
 		crdt__key *k = crdt__table_at(t, i);
 		place(slots, ns, k->hash, (uint32_t)(i + 1));
@@ -178,13 +181,14 @@ crdt__table_rehash(crdt__table *t, size_t (*ident)(const uint8_t *, size_t,
 }
 
 void *
-crdt__table_insert(crdt__table *t, uint8_t *key, size_t len, uint64_t hash)
+crdt__table_insert(crdt__table *t, uint8_t *key, size_t len, uint32_t hash)
 {
 	assert(t->n < t->cap && (t->n + 1) <= t->nslots / 4 * 3);
+	assert(len < UINT32_MAX); /* every input is (crdt_limits) */
 	crdt__key *k = crdt__table_at(t, t->n);
 	memset(k, 0, t->stride);
 	k->ptr = key;
-	k->len = len;
+	k->len = (uint32_t)len;
 	k->hash = hash;
 	place(t->slots, t->nslots, hash, (uint32_t)(t->n + 1));
 	t->n++;
@@ -242,7 +246,7 @@ crdt__table_pop(crdt__table *t)
 	assert(t->n > 0);
 	crdt__key *k = crdt__table_at(t, t->n - 1);
 	size_t mask = t->nslots - 1;
-	for (size_t i = (size_t)k->hash & mask;; i = (i + 1) & mask) {
+	for (size_t i = k->hash & mask;; i = (i + 1) & mask) {
 		if (t->slots[i] == t->n) {
 			t->slots[i] = 0;
 			break;

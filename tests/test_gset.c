@@ -109,6 +109,17 @@ Test(gset, new_refuses_null_and_partial_allocator)
 	bad.alloc.realloc = NULL;
 	cr_assert_eq(crdt_gset_new(&bad, &A, &s), CRDT_EINVAL);
 	cr_assert_null(s);
+	/* Limits of 4 GiB or more do not fit the 32-bit lengths inside. */
+	bad = cfg;
+	bad.limits.max_bytes = UINT32_MAX;
+	cr_assert_eq(crdt_gset_new(&bad, &A, &s), CRDT_EINVAL);
+	bad = cfg;
+	bad.limits.max_value_bytes = (size_t)UINT32_MAX + 1;
+	cr_assert_eq(crdt_gset_new(&bad, &A, &s), CRDT_EINVAL);
+	cr_assert_null(s);
+	bad.limits.max_value_bytes = UINT32_MAX - 1;
+	cr_assert_eq(crdt_gset_new(&bad, &A, &s), 0);
+	crdt_gset_free(s);
 	ASSERT_NO_LEAKS();
 }
 

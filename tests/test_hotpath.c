@@ -251,7 +251,7 @@ Test(hotpath, switching_a_set_over_the_bound_is_refused)
 	cr_assert_eq(crdt__gset_key_prefix(s, crdt__chat_rec_ident, key),
 	    CRDT_ETOOBIG);
 	/* Neither the identity nor the key was taken. */
-	uint64_t h;
+	uint32_t h;
 	cr_assert(!crdt__gset_ident_hash(s, crdt__chat_rec_ident, key, 0,
 	    &h));
 	/* Still the whole-element set it was: everything found, and new

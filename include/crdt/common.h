@@ -63,7 +63,9 @@ typedef struct crdt_allocator {
 
 /**
  * Bounds applied to every decoder. Exceeding one gives CRDT_ETOOBIG.
- * A zero field means "use the default" shown in brackets.
+ * A zero field means "use the default" shown in brackets. max_bytes and
+ * max_value_bytes must be below 4 GiB (UINT32_MAX): a configuration with
+ * a larger one is refused with CRDT_EINVAL.
  */
 typedef struct crdt_limits {
 	size_t max_bytes;       /* input length            [64 MiB] */
