@@ -33,17 +33,18 @@ static void
 dot_unlink(crdt_doc *d, uint32_t m)
 {
 	bmsg *b = &d->bm[m];
-	crdt__dotslot *s = crdt__dots_find(&d->dots, b->sender, b->counter);
-	if (s == NULL)
+	uint32_t head;
+	if (!crdt__dots_get(&d->dots, b->sender, b->counter, &head))
 		return;
-	if (s->msg == m) {
+	if (head == m) {
 		if (b->next_var != UINT32_MAX)
-			s->msg = b->next_var;
+			crdt__dots_set(&d->dots, b->sender, b->counter,
+			    b->next_var);
 		else
-			crdt__dots_remove(&d->dots, s);
+			crdt__dots_remove(&d->dots, b->sender, b->counter);
 		return;
 	}
-	for (uint32_t p = s->msg; p != UINT32_MAX; p = d->bm[p].next_var) {
+	for (uint32_t p = head; p != UINT32_MAX; p = d->bm[p].next_var) {
 		if (d->bm[p].next_var == m) {
 			d->bm[p].next_var = b->next_var;
 			return;
@@ -117,7 +118,7 @@ buffer_trim(crdt_doc *d)
 		d->nbm = d->capbm = 0;
 		d->free_bm = UINT32_MAX;
 	}
-	if (d->dots.n == 0 && d->dots.nslots > 0)
+	if (d->dots.total == 0)
 		crdt__dots_fini(&d->dots);
 }
 
@@ -309,7 +310,10 @@ crdt__buffer_msg(crdt_doc *d, const msgview *mv, uint32_t sender,
 		    sizeof *d->bm));
 		d->bm = v;
 	}
-	CRDT_TRY(crdt__dots_reserve(&d->dots));
+	/* A ring cell (4 bytes) per 8 bytes the sender has buffered
+	 * (causal.h). */
+	uint64_t allow = (sb + len) / 8;
+	CRDT_TRY(crdt__dots_reserve(&d->dots, sender, counter, allow));
 	bmsg nb;
 	memset(&nb, 0, sizeof nb);
 	nb.sender = sender;
@@ -368,7 +372,7 @@ crdt__buffer_msg(crdt_doc *d, const msgview *mv, uint32_t sender,
 		d->bm[m].next_var = d->bm[head].next_var;
 		d->bm[head].next_var = m;
 	} else {
-		crdt__dots_insert(&d->dots, sender, counter, m);
+		crdt__dots_insert(&d->dots, sender, counter, allow, m);
 	}
 	crdt__wheap_push(&d->rs[wr].heap, (crdt__wait){ wc, m });
 	return 0;

@@ -13,8 +13,7 @@
  * O(N log N), and nothing is ever rescanned.
  *
  * The dot table maps (replica, counter) to a buffered message, so a
- * duplicate of a buffered message is found in O(1). Open addressing with
- * a keyed hash: a peer choosing dots cannot force collisions.
+ * duplicate of a buffered message is found in O(1) (below).
  */
 #include "internal.h"
 
@@ -36,28 +35,64 @@ void crdt__wheap_push(crdt__wheap *h, crdt__wait w);
 crdt__wait crdt__wheap_pop(crdt__wheap *h);
 void crdt__wheap_fini(crdt__wheap *h, const crdt_allocator *a);
 
+/*
+ * The dot table. Per replica, a ring: one cell (buffered message + 1,
+ * 0 = none) per counter of a window [lo, hi] of at most `cap` counters,
+ * cell c & (cap - 1). A replica's buffered messages are usually a dense
+ * run of counters just above its clock, released in counter order, so
+ * the ring is a small array walked in order, where a hash table costs a
+ * keyed hash and a cache miss per lookup. A counter the window cannot
+ * take without growing past max(4 cells per dot the ring holds + 8,
+ * `allow`) goes to the keyed hash table beside the rings. The caller
+ * sets `allow` from what the replica holds in the buffer (buffer.c: one
+ * cell per 8 bytes of its buffered messages, so a shuffled delivery's
+ * counters, spread over the whole range from the first messages on, fit
+ * once a few percent have come, and a ring never costs more than its
+ * messages' bytes): memory stays O(buffered bytes) whatever the counters,
+ * and a peer choosing them still cannot force collisions. A dot is in
+ * its ring or in the hash table, never both.
+ */
 typedef struct crdt__dotslot {
 	uint64_t c;
 	uint32_t r;
 	uint32_t msg; /* UINT32_MAX = empty */
 } crdt__dotslot;
 
+typedef struct crdt__dring {
+	uint32_t *v;    /* cap cells, or NULL */
+	uint64_t lo, hi; /* every dot held is in [lo, hi], hi - lo < cap */
+	uint32_t cap, n; /* cap: 0 or a power of two; n: dots held */
+} crdt__dring;
+
 typedef struct crdt__dots {
 	const crdt_allocator *a;
-	crdt__dotslot *s;
-	size_t nslots, n; /* nslots a power of two, or 0 */
+	crdt__dotslot *s; /* the hash table */
+	size_t nslots, n; /* nslots a power of two, or 0; n: dots in it */
 	uint8_t key[16];
+	crdt__dring *rg;  /* by replica number, nrg of them */
+	size_t nrg, caprg;
+	size_t total;     /* dots held, rings and hash table */
 } crdt__dots;
 
 /* An empty table with a fresh random hash key. CRDT_ECRYPTO. */
 int crdt__dots_init(crdt__dots *t, const crdt_allocator *a);
+/* Frees everything; the table is empty and usable again. */
 void crdt__dots_fini(crdt__dots *t);
-/* The slot of dot (r, c), or NULL. */
-crdt__dotslot *crdt__dots_find(const crdt__dots *t, uint32_t r, uint64_t c);
-/* Room for one more dot: crdt__dots_insert() then cannot fail. */
-int crdt__dots_reserve(crdt__dots *t);
-/* Map dot (r, c), which is not in the table, to message `msg`. */
-void crdt__dots_insert(crdt__dots *t, uint32_t r, uint64_t c, uint32_t msg);
-void crdt__dots_remove(crdt__dots *t, crdt__dotslot *s);
+/* Dot (r, c)'s buffered message, if the table holds the dot. O(1). */
+bool crdt__dots_get(const crdt__dots *t, uint32_t r, uint64_t c,
+    uint32_t *msg);
+/* Room for dot (r, c), which the table does not hold, with `allow` (see
+ * above): then crdt__dots_insert(t, r, c, allow, ...) cannot fail.
+ * CRDT_ENOMEM, and the table unchanged. */
+int crdt__dots_reserve(crdt__dots *t, uint32_t r, uint64_t c,
+    uint64_t allow);
+/* Map dot (r, c), not in the table and reserved just before with the
+ * same `allow`, to `msg`. */
+void crdt__dots_insert(crdt__dots *t, uint32_t r, uint64_t c,
+    uint64_t allow, uint32_t msg);
+/* Dot (r, c), which the table holds, maps to `msg` from now on. */
+void crdt__dots_set(crdt__dots *t, uint32_t r, uint64_t c, uint32_t msg);
+/* Forget dot (r, c), which the table holds. */
+void crdt__dots_remove(crdt__dots *t, uint32_t r, uint64_t c);
 
 #endif /* CRDT_CAUSAL_H */

@@ -857,17 +857,14 @@ buffer_variant(crdt_doc *d, msgview *mv, uint32_t s, void *caller)
 {
 	const uint8_t *bytes = mv->bytes;
 	size_t len = (size_t)(mv->end - mv->bytes);
-	uint32_t head = UINT32_MAX;
-	crdt__dotslot *sl = d->dots.n > 0 ?
-	    crdt__dots_find(&d->dots, s, mv->counter) :
-	    NULL;
-	if (sl != NULL) {
+	uint32_t head = UINT32_MAX, at;
+	if (crdt__dots_get(&d->dots, s, mv->counter, &at)) {
 		size_t nvar;
-		if (crdt__buffered_copy(d, sl->msg, bytes, len, &nvar))
+		if (crdt__buffered_copy(d, at, bytes, len, &nvar))
 			return 0;
 		if (nvar >= d->cfg.max_variants)
 			return CRDT_ETOOBIG;
-		head = sl->msg;
+		head = at;
 	}
 	CRDT_TRY(admit_early(d, mv));
 	size_t nrs0 = d->nrs;
@@ -908,19 +905,17 @@ crdt__receive_msg(crdt_doc *d, const void *bytes, size_t len, void *caller,
 	bool known = crdt__rep_find(d, &mv.sender, &s) == 0;
 	if (known && mv.counter <= d->rs[s].vc)
 		return crdt__equivocation(d, &mv, s, caller, evidence);
-	if (known && d->dots.n > 0) {
-		crdt__dotslot *sl = crdt__dots_find(&d->dots, s, mv.counter);
+	uint32_t at;
+	if (known && crdt__dots_get(&d->dots, s, mv.counter, &at)) {
 		size_t nvar;
-		if (sl != NULL) {
-			if (crdt__buffered_copy(d, sl->msg, bytes, len, &nvar))
-				return 0;
-			/* A second half while the first waits: both wait,
-			 * and whichever is applied first, the other joins as
-			 * an equivocation, on every replica alike. */
-			if (nvar >= d->cfg.max_variants)
-				return CRDT_ETOOBIG;
-			head = sl->msg;
-		}
+		if (crdt__buffered_copy(d, at, bytes, len, &nvar))
+			return 0;
+		/* A second half while the first waits: both wait, and
+		 * whichever is applied first, the other joins as an
+		 * equivocation, on every replica alike. */
+		if (nvar >= d->cfg.max_variants)
+			return CRDT_ETOOBIG;
+		head = at;
 	}
 	CRDT_TRY(crdt__open_msg(d, &mv, true));
 	CRDT_TRY(admit_early(d, &mv));
@@ -957,7 +952,7 @@ crdt__receive_msg(crdt_doc *d, const void *bytes, size_t len, void *caller,
 	/* Refused before anything referred to them (an applied message that
 	 * then failed to release others keeps its sender: it is in). */
 	if (rc < 0 && d->rs[s].vc < mv.counter &&
-	    !crdt__dots_find(&d->dots, s, mv.counter))
+	    !crdt__dots_get(&d->dots, s, mv.counter, &at))
 		crdt__unintern_to(d, nrs0);
 	return rc;
 }

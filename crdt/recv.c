@@ -31,8 +31,9 @@ crdt__recv_probe(const crdt_doc *d, const void *msg, size_t len,
 	p->dot.counter = e.counter;
 	bool known = crdt__rep_find(d, &p->dot.replica, &r) == 0;
 	p->had = known && d->rs[r].vc >= p->dot.counter;
-	p->waited = known && d->dots.n > 0 &&
-	    crdt__dots_find(&d->dots, r, p->dot.counter) != NULL;
+	uint32_t at;
+	p->waited = known && crdt__dots_get(&d->dots, r, p->dot.counter,
+	    &at);
 	p->nb = d->nbuffered;
 	p->nv = variants(d, p->dot);
 	return 0;
