@@ -63,8 +63,8 @@ typedef struct dep {
  * Its dependencies and its bytes are one block (deps first, then bytes:
  * one malloc per buffered message, not two). A plaintext message keeps
  * where its envelope put the ops and the stamp, so applying it when it
- * is released reads no envelope again. Lengths are 32-bit: a message
- * over 4 GiB cannot wait (CRDT_EBUFFULL).
+ * is released reads no envelope again. Lengths are 32-bit: no input
+ * reaches 4 GiB (crdt_limits; buffer.c refuses one anyway).
  */
 typedef struct bmsg {
 	dep *deps;         /* the block: ndeps deps, then the len bytes */
