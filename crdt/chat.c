@@ -19,7 +19,8 @@
  *   - dot -> message, reactions per message, read clocks per reader,
  *     membership history per user, the server's acknowledged clock,
  *     rejections, and per (replica) / (user, replica) sorted counters for
- *     O(replicas log n) unread counts.
+ *     O(replicas log n) unread counts (one list, shared, while a replica
+ *     has one author: rep_ent in chat_impl.h).
  */
 #include "chat_impl.h"
 
