@@ -19,7 +19,8 @@
  *   - dot -> message, reactions per message, read clocks per reader,
  *     membership history per user, the server's acknowledged clock,
  *     rejections, and per (replica) / (user, replica) sorted counters for
- *     O(replicas log n) unread counts.
+ *     O(replicas log n) unread counts (one list, shared, while a replica
+ *     has one author: rep_ent in chat_impl.h).
  */
 #include "chat_impl.h"
 
@@ -441,15 +442,10 @@ prep_post(crdt_chat *c, crdt_dot dot, const uint8_t *user, size_t ul,
 	rep_ent *re, *ue;
 	CRDT_TRY(crdt__chat_msg_ents(ix, a, &dot.replica, user, ul, &re, &ue,
 	    &u));
-	void *v = re->ctr.v;
-	CRDT_TRY(crdt__grow(a, &v, &re->ctr.cap, re->ctr.n + 1,
-	    sizeof *re->ctr.v));
-	re->ctr.v = v;
-	v = ue->ctr.v;
-	CRDT_TRY(crdt__grow(a, &v, &ue->ctr.cap, ue->ctr.n + 1,
-	    sizeof *ue->ctr.v));
-	ue->ctr.v = v;
-	return 0;
+	/* Also materialises the replica's shared author list when this
+	 * post (or a rival record) is another author's: the fold copies
+	 * nothing. */
+	return crdt__chat_ctr_room(ix, a, re, ue);
 }
 
 /* Links and flags for every reaction entry, and the message's entry. */

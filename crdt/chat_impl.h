@@ -78,9 +78,27 @@ typedef struct dot_ent {
 	size_t reason_len;
 } dot_ent;
 
-typedef struct rep_ent { /* key: replica id, or user || replica id */
+/*
+ * The sorted counters of a replica's messages (reps; key: replica ID), or
+ * of one author's messages from a replica (ureps; key: user || replica
+ * ID). A replica (a device) nearly always posts as one user, and then its
+ * only (user, replica) list would equal the replica's: it is not kept.
+ * The replica's first message makes its author's entry `shared` (its own
+ * ctr stays empty, its counters are the replica's) and the replica's
+ * `sole` names it (ureps index + 1; 0 = none). A message from a second
+ * user of the replica, or a rival record moving a message to another
+ * author, first gives the shared entry a copy of the replica's counters
+ * (crdt__chat_ctr_room, before any change; "materialised") and clears
+ * both marks. So for every replica: its (user, replica) lists together
+ * hold exactly its counters, and when `sole` is set every other entry of
+ * that replica is empty. Queries read a shared entry through
+ * crdt__chat_urep_ctr.
+ */
+typedef struct rep_ent {
 	crdt__key k;
 	u64v ctr;
+	uint32_t sole; /* reps: the shared ureps entry + 1, 0 = none */
+	bool shared;   /* ureps: counters are the replica entry's */
 } rep_ent;
 
 typedef struct hist {
@@ -357,6 +375,68 @@ user_ent *crdt__chat_user_get(chat_index *ix, const crdt_allocator *a,
 int crdt__chat_msg_ents(chat_index *ix, const crdt_allocator *a,
     const crdt_replica_id *id, const uint8_t *user, size_t ul, rep_ent **rep,
     rep_ent **urep, user_ent **user_out);
+/* The shared (user, replica) entry of replica entry `re`, if any, gets
+ * its own copy of the replica's counters; CRDT_ENOMEM changes nothing. */
+int crdt__chat_urep_unshare(chat_index *ix, const crdt_allocator *a,
+    rep_ent *re);
+/* Replica entry `re`'s first message is by `ue`: `ue` shares its list. */
+void crdt__chat_urep_share(chat_index *ix, const crdt_allocator *a,
+    rep_ent *re, rep_ent *ue);
+
+/* The next message of `re` by `ue` goes into the replica's list only:
+ * `ue` is the replica's shared entry, or the message is the replica's
+ * first. No `sole` lookup: only the shared entry is marked shared. */
+static inline bool
+crdt__chat_ctr_shares(const rep_ent *re, const rep_ent *ue)
+{
+	return ue->shared || (re->sole == 0 && re->ctr.n == 0);
+}
+
+/* Room to add one counter to replica entry `re` and its (user, replica)
+ * entry `ue` (crdt__chat_msg_ents): the replica's list, and the author's
+ * unless it shares the replica's; materialises a shared entry of another
+ * author (rep_ent). Before the commit point (prep_post) and again in the
+ * fold; CRDT_ENOMEM leaves every list's contents as they were. Inline:
+ * twice per message, and the room is nearly always there. */
+static inline int
+crdt__chat_ctr_room(chat_index *ix, const crdt_allocator *a, rep_ent *re,
+    rep_ent *ue)
+{
+	void *v = re->ctr.v;
+	CRDT_TRY(crdt__grow(a, &v, &re->ctr.cap, re->ctr.n + 1,
+	    sizeof *re->ctr.v));
+	re->ctr.v = v;
+	if (crdt__chat_ctr_shares(re, ue))
+		return 0;
+	/* A second author on this replica (ue is not the shared entry):
+	 * room in its list, then the shared one materialised. */
+	v = ue->ctr.v;
+	CRDT_TRY(crdt__grow(a, &v, &ue->ctr.cap, ue->ctr.n + 1,
+	    sizeof *ue->ctr.v));
+	ue->ctr.v = v;
+	return re->sole != 0 ? crdt__chat_urep_unshare(ix, a, re) : 0;
+}
+
+/* Add counter `x` of a new message of `re` by `ue`, from the room
+ * crdt__chat_ctr_room made (so it cannot fail). */
+static inline void
+crdt__chat_ctr_add(chat_index *ix, const crdt_allocator *a, rep_ent *re,
+    rep_ent *ue, uint64_t x)
+{
+	if (re->sole == 0 && re->ctr.n == 0)
+		crdt__chat_urep_share(ix, a, re, ue);
+	(void)crdt__chat_u64v_add(a, &re->ctr, x, ix->bulk);
+	if (!ue->shared)
+		(void)crdt__chat_u64v_add(a, &ue->ctr, x, ix->bulk);
+}
+
+/* The counters of (user, replica) entry `ue`, `re` being its replica's
+ * entry (NULL when the replica has none, so `ue` is not shared). */
+static inline const u64v *
+crdt__chat_urep_ctr(const rep_ent *re, const rep_ent *ue)
+{
+	return ue->shared && re != NULL ? &re->ctr : &ue->ctr;
+}
 /* `idx`: rec's msgs entry, whose stored hash is the dot's when the set
  * hashes by ID under the index key (crdt__chat_rec_ident). `pos` may be
  * NULL: the position is then not computed (nobody listens). */

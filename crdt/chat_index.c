@@ -255,6 +255,44 @@ crdt__chat_msg_ents(chat_index *ix, const crdt_allocator *a,
 	return 0;
 }
 
+/* The replica's shared (user, replica) entry gets its own copy of the
+ * replica's counters (rep_ent): only the representation changes, so a
+ * copy made before a transaction that then rolls back describes the same
+ * lists. */
+int
+crdt__chat_urep_unshare(chat_index *ix, const crdt_allocator *a, rep_ent *re)
+{
+	if (re->sole == 0)
+		return 0;
+	rep_ent *o = crdt__table_at(&ix->ureps, re->sole - 1);
+	void *v = NULL;
+	size_t cap = 0;
+	assert(o->shared && o->ctr.n == 0 && re->ctr.n > 0);
+	CRDT_TRY(crdt__grow(a, &v, &cap, re->ctr.n, sizeof *re->ctr.v));
+	memcpy(v, re->ctr.v, re->ctr.n * sizeof *re->ctr.v);
+	crdt__free(a, o->ctr.v, o->ctr.cap * sizeof *o->ctr.v);
+	o->ctr.v = v;
+	o->ctr.n = re->ctr.n;
+	o->ctr.cap = cap;
+	o->ctr.sorted = re->ctr.sorted;
+	o->shared = false;
+	re->sole = 0;
+	return 0;
+}
+
+void
+crdt__chat_urep_share(chat_index *ix, const crdt_allocator *a, rep_ent *re,
+    rep_ent *ue)
+{
+	/* Room a rolled-back post reserved describes nothing. */
+	assert(re->sole == 0 && re->ctr.n == 0 && ue->ctr.n == 0);
+	crdt__free(a, ue->ctr.v, ue->ctr.cap * sizeof *ue->ctr.v);
+	memset(&ue->ctr, 0, sizeof ue->ctr);
+	re->sole = (uint32_t)(((uint8_t *)ue - ix->ureps.ents) /
+	    ix->ureps.stride) + 1;
+	ue->shared = true;
+}
+
 /*
  * A second record for a message ID already indexed: two writers used one
  * replica ID (an equivocating peer, or a device restored without its
@@ -289,6 +327,11 @@ ix_rival(crdt_chat *c, uint32_t y, const uint8_t *rec, size_t len,
 		    &rc);
 		if (u == NULL)
 			return rc ? rc : CRDT_ENOMEM;
+		/* The message leaves its author's list: the replica's list
+		 * is no longer that author's alone. */
+		rep_ent *re = crdt__table_at(&ix->reps, n->rep);
+		CRDT_TRY(crdt__chat_urep_unshare(ix, a, re));
+		assert(!ue->shared);
 		CRDT_TRY(crdt__chat_u64v_add(a, &ue->ctr, m->id.counter,
 		    ix->bulk));
 		u->posted++;
@@ -352,16 +395,9 @@ crdt__chat_ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	CRDT_TRY(crdt__chat_msg_ents(ix, a, &m.id.replica, m.user, m.user_len,
 	    &re, &ue,
 	    &u));
-	/* Room in both before either changes: no undo needed. */
-	void *rv = re->ctr.v, *uv = ue->ctr.v;
-	CRDT_TRY(crdt__grow(a, &rv, &re->ctr.cap, re->ctr.n + 1,
-	    sizeof *re->ctr.v));
-	re->ctr.v = rv;
-	CRDT_TRY(crdt__grow(a, &uv, &ue->ctr.cap, ue->ctr.n + 1,
-	    sizeof *ue->ctr.v));
-	ue->ctr.v = uv;
-	(void)crdt__chat_u64v_add(a, &re->ctr, m.id.counter, ix->bulk);
-	(void)crdt__chat_u64v_add(a, &ue->ctr, m.id.counter, ix->bulk);
+	/* Room in both lists before either changes: no undo needed. */
+	CRDT_TRY(crdt__chat_ctr_room(ix, a, re, ue));
+	crdt__chat_ctr_add(ix, a, re, ue, m.id.counter);
 	u->posted++;
 	uint32_t x = (uint32_t)ix->nn++;
 	tnode *n = &ix->nodes[x];
@@ -615,8 +651,8 @@ crdt__chat_ix_bulk(crdt_chat *c, const chat_bulk *bk)
 		user_ent *u;
 		CRDT_TRY(crdt__chat_msg_ents(ix, a, &id.replica, us->p, us->n,
 		    &re, &ue, &u));
-		CRDT_TRY(crdt__chat_u64v_add(a, &re->ctr, id.counter, true));
-		CRDT_TRY(crdt__chat_u64v_add(a, &ue->ctr, id.counter, true));
+		CRDT_TRY(crdt__chat_ctr_room(ix, a, re, ue));
+		crdt__chat_ctr_add(ix, a, re, ue, id.counter);
 		u->posted++;
 		/* The set hashed the record's ID under our key already. */
 		uint32_t eh;

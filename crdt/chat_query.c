@@ -302,8 +302,8 @@ crdt_chat_unread(const crdt_chat *c, const void *user, size_t user_len)
 			    user_len + 16,
 			    false, &rc);
 			if (ue != NULL)
-				read_own += crdt__chat_u64v_upto(&ue->ctr,
-				    upto);
+				read_own += crdt__chat_u64v_upto(
+				    crdt__chat_urep_ctr(re, ue), upto);
 		}
 	}
 	/* unread = not covered, minus own messages not covered */
