@@ -621,6 +621,7 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 			ix->pend.idx = n0;
 			ix->pend.rec = k->ptr;
 			ix->pend.len = k->len;
+			ix->pend.lone = crdt__gset_last_chain(c->msgs) == 0;
 			ix->pend.ok = true;
 		}
 		return 0;
@@ -764,7 +765,7 @@ crdt__chat_after(crdt_chat *c, const crdt__undo_rec *rec, crdt_change *ch,
 		    ix->pend.rec == k->ptr && ix->pend.len == k->len;
 		rc = crdt__chat_ix_add_msg(c, k->ptr, k->len,
 		    report ? &pos : NULL, &about, mine ? &ix->pend.m : NULL,
-		    rec->idx);
+		    mine && ix->pend.lone, rec->idx);
 		ix->pend.ok = false;
 		if (rc == IX_HIDDEN)
 			return false;

@@ -189,6 +189,11 @@ typedef struct chat_index {
 	 * not describe. */
 	struct {
 		bool ok;
+		/* No other msgs entry had this record's identity hash when
+		 * it was written (crdt__gset_last_chain), so no node has its
+		 * dot: the fold skips looking for one, a cache miss or two
+		 * per post (docs/performance.md). */
+		bool lone;
 		size_t idx, len;
 		const uint8_t *rec;
 		msgrec m;
@@ -440,8 +445,10 @@ crdt__chat_urep_ctr(const rep_ent *re, const rep_ent *ue)
 /* `idx`: rec's msgs entry, whose stored hash is the dot's when the set
  * hashes by ID under the index key (crdt__chat_rec_ident). `pos` may be
  * NULL: the position is then not computed (nobody listens). */
+/* `pre`: the record's fields, when the caller has them; `lone`: no node
+ * can have its dot (see chat_index.pend). */
 int crdt__chat_ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len,
-    size_t *pos, crdt_dot *id, const msgrec *pre, size_t idx);
+    size_t *pos, crdt_dot *id, const msgrec *pre, bool lone, size_t idx);
 int crdt__chat_ix_add_mark(crdt_chat *c, const uint8_t *rec, size_t len,
     crdt_dot *about);
 int crdt__chat_ix_react(crdt_chat *c, size_t idx, crdt_dot *about);

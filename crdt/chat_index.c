@@ -357,7 +357,7 @@ ix_rival(crdt_chat *c, uint32_t y, const uint8_t *rec, size_t len,
  * what ix_rival returns for a second record of one message ID. */
 int
 crdt__chat_ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
-    crdt_dot *id, const msgrec *pre, size_t idx)
+    crdt_dot *id, const msgrec *pre, bool lone, size_t idx)
 {
 	chat_index *ix = c->ix;
 	const crdt_allocator *a = crdt__chat_ix_alloc(c);
@@ -386,7 +386,8 @@ crdt__chat_ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	uint32_t h = crdt__gset_ident_hash(c->msgs, crdt__chat_rec_ident,
 	    ix->prio_key, idx, &eh) ? eh : crdt__chat_dot_hash32(ix, m.id);
 	assert(h == crdt__chat_dot_hash32(ix, m.id));
-	uint32_t y = crdt__chat_node_find(ix, m.id, h);
+	uint32_t y = lone ? NIL : crdt__chat_node_find(ix, m.id, h);
+	assert(!lone || crdt__chat_node_find(ix, m.id, h) == NIL);
 	if (y != NIL)
 		return ix_rival(c, y, rec, len, idx, &m, pos);
 	CRDT_TRY(crdt__chat_node_room(ix, a));
@@ -577,7 +578,7 @@ crdt__chat_ix_fold(crdt_chat *c, size_t m0, size_t k0)
 	for (size_t i = m0; rc >= 0 && i < crdt_gset_size(c->msgs); i++) {
 		const crdt__key *k = crdt__gset_entry_key(c->msgs, i);
 		rc = crdt__chat_ix_add_msg(c, k->ptr, k->len, &pos, &id, NULL,
-		    i);
+		    false, i);
 	}
 	for (size_t i = k0; rc >= 0 && i < crdt_gset_size(c->marks); i++) {
 		const crdt__key *k = crdt__gset_entry_key(c->marks, i);

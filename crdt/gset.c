@@ -37,6 +37,10 @@ struct crdt_gset {
 	/* With an identity prefix (crdt__gset_key_prefix): at most this
 	 * many elements share one prefix, so they share one hash. */
 	size_t max_chain;
+	/* Elements sharing the identity hash of the element the last write
+	 * inserted, as it found them (SIZE_MAX: not counted, no identity
+	 * prefix). */
+	size_t last_chain;
 	/* Entries are bare keys and the dot is the identity (see top). */
 	bool implied;
 	gs_exmap ex;
@@ -237,6 +241,7 @@ crdt_gset_new(const crdt_config *cfg, const crdt_replica_id *self,
 	memset(s, 0, sizeof *s);
 	s->cfg = c;
 	s->self = *self;
+	s->last_chain = SIZE_MAX;
 	crdt__arena_init(&s->ar, &s->cfg.alloc);
 	int rc = crdt__table_init(&s->t, &s->cfg.alloc, sizeof(gs_entry));
 	if (rc < 0) {
@@ -329,8 +334,10 @@ crdt__gset_write(crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot,
 		note_dot(s, dot);
 		return 0;
 	}
+	size_t chain = SIZE_MAX;
 	if (s->t.ident != NULL &&
-	    crdt__table_chain(&s->t, h, s->max_chain) >= s->max_chain)
+	    (chain = crdt__table_chain(&s->t, h, s->max_chain)) >=
+		s->max_chain)
 		return CRDT_ETOOBIG;
 	CRDT_TRY(crdt__table_reserve(&s->t, 1));
 	if (ex)
@@ -339,6 +346,7 @@ crdt__gset_write(crdt_gset *s, const uint8_t *elem, size_t len, crdt_dot dot,
 	if (copy == NULL)
 		return CRDT_ENOMEM;
 	(void)crdt__table_insert(&s->t, copy, len, h);
+	s->last_chain = chain;
 	gs_init_dot(s, s->t.n - 1, dot, ex);
 	note_dot(s, dot);
 	if (rec != NULL) {
@@ -429,6 +437,12 @@ crdt__gset_key_prefix(crdt_gset *s, size_t (*ident)(const uint8_t *,
 	t->stride = sizeof *ents;
 	t->sc->ok = false;
 	return 0;
+}
+
+size_t
+crdt__gset_last_chain(const crdt_gset *s)
+{
+	return s->last_chain;
 }
 
 const crdt__key *

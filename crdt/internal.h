@@ -409,6 +409,11 @@ int crdt__map_write(crdt_lww_map *m, const uint8_t *key, size_t klen,
     const uint8_t *val, size_t vlen, crdt__undo *u, uint32_t obj);
 /* Accessors used by change events and the document. */
 const crdt__key *crdt__gset_entry_key(const crdt_gset *s, size_t idx);
+/* For the element the last crdt__gset_write inserted: how many elements
+ * already had its identity hash (0: none shares its identity, so nothing
+ * else names its dot), or SIZE_MAX when the set has no identity prefix
+ * (crdt__gset_key_prefix). Meaningful only right after that write. */
+size_t crdt__gset_last_chain(const crdt_gset *s);
 /* Hash only each element's identity (`ident`, crdt__table.ident) from
  * now on, under `key` (16 bytes; NULL: the set's own random key): a set
  * whose elements are named by a short prefix (a chat record by its dot)

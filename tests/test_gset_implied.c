@@ -273,3 +273,36 @@ Test(gset_implied, own_dots_are_not_stored)
 	    "plain %zu bytes, implied %zu", live[0], live[1]);
 	ASSERT_NO_LEAKS();
 }
+
+/* What the last write tells the chat index: 0 when no element shared the
+ * new element's identity (the fold then skips looking for a node with
+ * its dot), the number that did otherwise, SIZE_MAX without an identity
+ * prefix. A rival of a known identity must never read 0. */
+Test(gset_implied, the_last_write_counts_elements_of_its_identity)
+{
+	crdt_gset *s = set_new(true), *plain = set_new(false);
+	uint8_t b[64];
+	size_t n;
+	for (unsigned k = 0; k < 50; k++) {
+		n = elem(b, true, dot(1, 1 + k), k);
+		cr_assert_eq(crdt__gset_write(s, b, n, dot(1, 1 + k), NULL, 0),
+		    0);
+		cr_assert_eq(crdt__gset_last_chain(s), 0, "element %u", k);
+		cr_assert_eq(crdt__gset_write(plain, b, n, dot(1, 1 + k), NULL,
+		    0), 0);
+		cr_assert_eq(crdt__gset_last_chain(plain), SIZE_MAX);
+	}
+	/* Rivals: the same identity, other bytes. */
+	for (unsigned v = 1; v <= 3; v++) {
+		n = elem(b, true, dot(1, 7), 100 + v);
+		cr_assert_eq(crdt__gset_write(s, b, n, dot(1, 7), NULL, 0), 0);
+		cr_assert_eq(crdt__gset_last_chain(s), v, "rival %u", v);
+	}
+	/* A bare element is hashed whole: it shares no identity. */
+	n = elem(b, false, dot(1, 1), 7);
+	cr_assert_eq(crdt__gset_write(s, b, n, dot(2, 1), NULL, 0), 0);
+	cr_assert_eq(crdt__gset_last_chain(s), 0);
+	crdt_gset_free(s);
+	crdt_gset_free(plain);
+	ASSERT_NO_LEAKS();
+}
