@@ -118,7 +118,7 @@ buffer_trim(crdt_doc *d)
 		d->nbm = d->capbm = 0;
 		d->free_bm = UINT32_MAX;
 	}
-	if (d->dots.total == 0)
+	if (d->dots.total == 0 && (d->dots.caprg > 0 || d->dots.nslots > 0))
 		crdt__dots_fini(&d->dots);
 }
 

@@ -228,7 +228,8 @@ ring_takes(const crdt__dots *t, uint32_t r, uint64_t c, uint64_t allow,
 }
 
 bool
-crdt__dots_get(const crdt__dots *t, uint32_t r, uint64_t c, uint32_t *msg)
+crdt__dots_get_slow(const crdt__dots *t, uint32_t r, uint64_t c,
+    uint32_t *msg)
 {
 	const uint32_t *cell = ring_cell(t, r, c);
 	if (cell != NULL && *cell != 0) {

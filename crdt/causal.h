@@ -78,9 +78,15 @@ typedef struct crdt__dots {
 int crdt__dots_init(crdt__dots *t, const crdt_allocator *a);
 /* Frees everything; the table is empty and usable again. */
 void crdt__dots_fini(crdt__dots *t);
-/* Dot (r, c)'s buffered message, if the table holds the dot. O(1). */
-bool crdt__dots_get(const crdt__dots *t, uint32_t r, uint64_t c,
+bool crdt__dots_get_slow(const crdt__dots *t, uint32_t r, uint64_t c,
     uint32_t *msg);
+/* Dot (r, c)'s buffered message, if the table holds the dot. O(1); an
+ * empty table (every in-order message) answers inline. */
+static inline bool
+crdt__dots_get(const crdt__dots *t, uint32_t r, uint64_t c, uint32_t *msg)
+{
+	return t->total != 0 && crdt__dots_get_slow(t, r, c, msg);
+}
 /* Room for dot (r, c), which the table does not hold, with `allow` (see
  * above): then crdt__dots_insert(t, r, c, allow, ...) cannot fail.
  * CRDT_ENOMEM, and the table unchanged. */
