@@ -438,7 +438,8 @@ prep_post(crdt_chat *c, crdt_dot dot, const uint8_t *user, size_t ul,
 
 	if (rec_len > UINT32_MAX)
 		return CRDT_ETOOBIG;
-	CRDT_TRY(crdt__chat_node_room(ix, a));
+	/* After the messages set took the record: gnode covers its entry. */
+	CRDT_TRY(crdt__chat_node_room(ix, a, crdt_gset_size(c->msgs)));
 	rep_ent *re, *ue;
 	CRDT_TRY(crdt__chat_msg_ents(ix, a, &dot.replica, user, ul, &re, &ue,
 	    &u));

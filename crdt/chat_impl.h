@@ -149,11 +149,12 @@ typedef struct chat_index {
 	size_t nn, capn;
 	uint32_t root;
 	uint64_t max_ord;
-	/* dot -> node: open addressing over node indices + 1, probed from
-	 * the node's keyed hash (its treap priority), compared by dot. No key
-	 * copy and no entry per message: 4-8 bytes each. */
-	uint32_t *slots;
-	size_t nslots;
+	/* msgs entry -> its message's node (NIL: not folded yet), capg
+	 * entries. dot -> node goes through the messages set's own table
+	 * (crdt__gset_ident_next finds the entries of the dot's identity),
+	 * then here: 4 bytes a record and no table of its own to probe. */
+	uint32_t *gnode;
+	size_t capg;
 	crdt__table dots;  /* dot_ent: reactions, rejections */
 	crdt__table reps;  /* rep_ent: messages per replica */
 	crdt__table ureps; /* rep_ent: messages per (user, replica) */
@@ -342,7 +343,10 @@ void crdt__chat_ix_clear(crdt_chat *c);
 int crdt__chat_ix_init(crdt_chat *c);
 dot_ent *crdt__chat_dot_get(chat_index *ix, crdt_dot d, bool create, int *rc);
 uint32_t crdt__chat_dot_hash32(const chat_index *ix, crdt_dot d);
-uint32_t crdt__chat_node_find(const chat_index *ix, crdt_dot d, uint32_t h);
+/* The node of message `d`, whose hash under the index's key is `h`
+ * (crdt__chat_dot_hash32: the messages set's hash of its identity), or
+ * NIL. */
+uint32_t crdt__chat_node_find(const crdt_chat *c, crdt_dot d, uint32_t h);
 
 /* A node's replica ID (16 bytes), dot and record. */
 static inline const uint8_t *
@@ -459,7 +463,7 @@ int crdt__chat_ix_rebuild(crdt_chat *c);
  * from the sorted nodes in O(n). Same index as crdt__chat_ix_rebuild. */
 int crdt__chat_ix_bulk(crdt_chat *c, const chat_bulk *bk);
 int crdt__chat_ensure(const crdt_chat *c);
-int crdt__chat_node_slots_grow(chat_index *ix, const crdt_allocator *a,
+int crdt__chat_gnode_grow(chat_index *ix, const crdt_allocator *a,
     size_t need);
 
 static inline const crdt_allocator *
@@ -468,26 +472,27 @@ crdt__chat_ix_alloc(const crdt_chat *c)
 	return &c->cfg.alloc;
 }
 
-/* Called twice per message (reserve before commit, fold after): the
- * usual answer, "there is room", is one compare. */
+/* Room for msgs entries 0 .. need - 1 in gnode. Called twice per message
+ * (reserve before commit, fold after): the usual answer, "there is
+ * room", is one compare. */
 static inline int
-crdt__chat_node_slots_reserve(chat_index *ix, const crdt_allocator *a,
+crdt__chat_gnode_reserve(chat_index *ix, const crdt_allocator *a,
     size_t need)
 {
-	if (need <= ix->nslots / 4 * 3)
+	if (need <= ix->capg)
 		return 0;
-	return crdt__chat_node_slots_grow(ix, a, need);
+	return crdt__chat_gnode_grow(ix, a, need);
 }
 
-/* Room for one more index node (its slot and its array entry), before
- * the commit point (prep_post) and again in the fold (ix_add_msg), so
- * the fold after commit cannot fail. */
+/* Room for one more index node (its array entry, and gnode for msgs
+ * entries 0 .. ngi - 1), before the commit point (prep_post) and again
+ * in the fold (ix_add_msg), so the fold after commit cannot fail. */
 static inline int
-crdt__chat_node_room(chat_index *ix, const crdt_allocator *a)
+crdt__chat_node_room(chat_index *ix, const crdt_allocator *a, size_t ngi)
 {
 	if (ix->nn >= UINT32_MAX - 1)
 		return CRDT_ETOOBIG;
-	CRDT_TRY(crdt__chat_node_slots_reserve(ix, a, ix->nn + 1));
+	CRDT_TRY(crdt__chat_gnode_reserve(ix, a, ngi));
 	void *v = ix->nodes;
 	CRDT_TRY(crdt__grow(a, &v, &ix->capn, ix->nn + 1, sizeof *ix->nodes));
 	ix->nodes = v;

@@ -30,7 +30,7 @@ crdt__chat_ix_clear(crdt_chat *c)
 	chat_index *ix = c->ix;
 	const crdt_allocator *a = crdt__chat_ix_alloc(c);
 	crdt__free(a, ix->nodes, ix->capn * sizeof *ix->nodes);
-	crdt__free(a, ix->slots, ix->nslots * sizeof *ix->slots);
+	crdt__free(a, ix->gnode, ix->capg * sizeof *ix->gnode);
 	crdt__free(a, ix->rl, ix->caprl * sizeof *ix->rl);
 	crdt__free(a, ix->rf, ix->caprf * sizeof *ix->rf);
 	crdt__free(a, ix->ul, ix->capul * sizeof *ix->ul);
@@ -80,53 +80,37 @@ crdt__chat_dot_hash32(const chat_index *ix, crdt_dot d)
 }
 
 uint32_t
-crdt__chat_node_find(const chat_index *ix, crdt_dot d, uint32_t h)
+crdt__chat_node_find(const crdt_chat *c, crdt_dot d, uint32_t h)
 {
-	if (ix->nslots == 0)
-		return NIL;
-	size_t mask = ix->nslots - 1;
-	for (size_t i = h & mask;; i = (i + 1) & mask) {
-		uint32_t s = ix->slots[i];
-		if (s == 0)
-			return NIL;
-		const tnode *n = &ix->nodes[s - 1];
+	const chat_index *ix = c->ix;
+	uint8_t k[24];
+	size_t pos = 0, gi;
+	crdt__chat_dot_key(k, d);
+	/* Every record of the dot (rivals included) maps to its one node;
+	 * the node's dot is checked, so an entry not folded yet (NIL) or
+	 * left by a record an undo took back is only a miss. */
+	while ((gi = crdt__gset_ident_next(c->msgs, k, sizeof k, h, &pos)) !=
+	    SIZE_MAX) {
+		if (gi >= ix->capg || ix->gnode[gi] == NIL ||
+		    ix->gnode[gi] >= ix->nn)
+			continue;
+		const tnode *n = &ix->nodes[ix->gnode[gi]];
 		if (n->ctr == d.counter && memcmp(crdt__chat_node_rep(ix, n),
 		    d.replica.bytes, 16) == 0)
-			return s - 1;
+			return ix->gnode[gi];
 	}
+	return NIL;
 }
 
-static void
-node_place(uint32_t *slots, size_t nslots, uint32_t h, uint32_t v)
-{
-	size_t mask = nslots - 1;
-	size_t i = h & mask;
-	while (slots[i] != 0)
-		i = (i + 1) & mask;
-	slots[i] = v;
-}
-
-/* Room for `need` nodes in the slot array (load factor <= 3/4). */
+/* gnode for msgs entries 0 .. need - 1; new cells are NIL. */
 int
-crdt__chat_node_slots_grow(chat_index *ix, const crdt_allocator *a, size_t need)
+crdt__chat_gnode_grow(chat_index *ix, const crdt_allocator *a, size_t need)
 {
-	size_t ns = ix->nslots ? ix->nslots : 16;
-	while (need > ns / 4 * 3) {
-		if (ns > SIZE_MAX / 2 / sizeof *ix->slots)
-			return CRDT_ENOMEM;
-		ns *= 2;
-	}
-	if (ns == ix->nslots)
-		return 0;
-	uint32_t *slots = crdt__malloc(a, ns * sizeof *slots);
-	if (slots == NULL)
-		return CRDT_ENOMEM;
-	memset(slots, 0, ns * sizeof *slots);
-	for (size_t i = 0; i < ix->nn; i++)
-		node_place(slots, ns, ix->nodes[i].prio, (uint32_t)(i + 1));
-	crdt__free(a, ix->slots, ix->nslots * sizeof *ix->slots);
-	ix->slots = slots;
-	ix->nslots = ns;
+	size_t old = ix->capg;
+	void *v = ix->gnode;
+	CRDT_TRY(crdt__grow(a, &v, &ix->capg, need, sizeof *ix->gnode));
+	ix->gnode = v;
+	memset(ix->gnode + old, 0xff, (ix->capg - old) * sizeof *ix->gnode);
 	return 0;
 }
 
@@ -386,11 +370,18 @@ crdt__chat_ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	uint32_t h = crdt__gset_ident_hash(c->msgs, crdt__chat_rec_ident,
 	    ix->prio_key, idx, &eh) ? eh : crdt__chat_dot_hash32(ix, m.id);
 	assert(h == crdt__chat_dot_hash32(ix, m.id));
-	uint32_t y = lone ? NIL : crdt__chat_node_find(ix, m.id, h);
-	assert(!lone || crdt__chat_node_find(ix, m.id, h) == NIL);
-	if (y != NIL)
-		return ix_rival(c, y, rec, len, idx, &m, pos);
-	CRDT_TRY(crdt__chat_node_room(ix, a));
+	/* Reserved before the commit point on the apply path (prep_post). */
+	CRDT_TRY(crdt__chat_gnode_reserve(ix, a, idx + 1));
+	uint32_t y = lone ? NIL : crdt__chat_node_find(c, m.id, h);
+	assert(!lone || crdt__chat_node_find(c, m.id, h) == NIL);
+	if (y != NIL) {
+		/* Shown or not, this record is its message's. */
+		int rc = ix_rival(c, y, rec, len, idx, &m, pos);
+		if (rc >= 0)
+			ix->gnode[idx] = y;
+		return rc;
+	}
+	CRDT_TRY(crdt__chat_node_room(ix, a, idx + 1));
 	rep_ent *re, *ue;
 	user_ent *u;
 	CRDT_TRY(crdt__chat_msg_ents(ix, a, &m.id.replica, m.user, m.user_len,
@@ -411,7 +402,7 @@ crdt__chat_ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	n->size = 1;
 	/* The dot's keyed hash doubles as the treap priority. */
 	n->prio = h;
-	node_place(ix->slots, ix->nslots, h, x + 1);
+	ix->gnode[idx] = x;
 	crdt__chat_treap_insert(ix, x);
 	if (pos != NULL) /* O(log n): only when somebody listens */
 		*pos = crdt__chat_rank(ix, x);
@@ -630,7 +621,7 @@ crdt__chat_ix_bulk(crdt_chat *c, const chat_bulk *bk)
 		return CRDT_EINVAL; /* not the state bk describes */
 	ix->bulk = true;
 	if (n > 0) {
-		CRDT_TRY(crdt__chat_node_slots_reserve(ix, a, n));
+		CRDT_TRY(crdt__chat_gnode_reserve(ix, a, n));
 		void *v = ix->nodes;
 		CRDT_TRY(crdt__grow(a, &v, &ix->capn, n, sizeof *ix->nodes));
 		ix->nodes = v;
@@ -643,9 +634,12 @@ crdt__chat_ix_bulk(crdt_chat *c, const chat_bulk *bk)
 		id.counter = b->counter;
 		if (b->ord > ix->max_ord)
 			ix->max_ord = b->ord;
-		/* A second record of one ID: larger bytes, not shown. */
-		if (i > 0 && crdt_dot_cmp(prev, id) == 0)
+		/* A second record of one ID: larger bytes, not shown, but
+		 * its message's all the same. */
+		if (i > 0 && crdt_dot_cmp(prev, id) == 0) {
+			ix->gnode[i] = (uint32_t)ix->nn - 1;
 			continue;
+		}
 		prev = id;
 		const bulk_user *us = &bk->users[b->user];
 		rep_ent *re, *ue;
@@ -669,7 +663,7 @@ crdt__chat_ix_bulk(crdt_chat *c, const chat_bulk *bk)
 		t->prio = h;
 		t->l = t->r = t->p = NIL;
 		t->size = 1;
-		node_place(ix->slots, ix->nslots, h, x + 1);
+		ix->gnode[i] = x;
 	}
 	CRDT_TRY(crdt__chat_treap_build(ix, a));
 	/* Marks and reactions, then the counters appended in bulk sorted. */

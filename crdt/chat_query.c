@@ -45,7 +45,7 @@ fill(const crdt_chat *c, uint32_t x, crdt_chat_msg *out)
 static uint32_t
 find(const crdt_chat *c, crdt_dot id)
 {
-	return crdt__chat_node_find(c->ix, id, crdt__chat_dot_hash32(c->ix,
+	return crdt__chat_node_find(c, id, crdt__chat_dot_hash32(c->ix,
 	    id));
 }
 

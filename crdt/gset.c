@@ -440,6 +440,23 @@ crdt__gset_key_prefix(crdt_gset *s, size_t (*ident)(const uint8_t *,
 }
 
 size_t
+crdt__gset_ident_next(const crdt_gset *s, const uint8_t *id, size_t idlen,
+    uint32_t h, size_t *pos)
+{
+	uint8_t own[CRDT__IDENT_MAX];
+	size_t i;
+	if (s->t.ident == NULL)
+		return SIZE_MAX;
+	while ((i = crdt__table_next(&s->t, h, pos)) != SIZE_MAX) {
+		const crdt__key *k = crdt__table_at(&s->t, i);
+		if (s->t.ident(k->ptr, k->len, own) == idlen &&
+		    memcmp(own, id, idlen) == 0)
+			return i;
+	}
+	return SIZE_MAX;
+}
+
+size_t
 crdt__gset_last_chain(const crdt_gset *s)
 {
 	return s->last_chain;

@@ -223,6 +223,9 @@ int crdt__table_rehash(crdt__table *t, size_t (*ident)(const uint8_t *,
     size_t, uint8_t *), const uint8_t *key, size_t limit);
 void *crdt__table_find(const crdt__table *t, const void *key, size_t len,
     uint32_t hash);
+/* The entries with hash `hash`, one per call in probe order (*pos starts
+ * at 0), then SIZE_MAX. O(the probe run) in all. */
+size_t crdt__table_next(const crdt__table *t, uint32_t hash, size_t *pos);
 /* Make room for `extra` more entries; after success, that many
  * crdt__table_insert() calls cannot fail. */
 int crdt__table_reserve_slow(crdt__table *t, size_t extra);
@@ -414,6 +417,13 @@ const crdt__key *crdt__gset_entry_key(const crdt_gset *s, size_t idx);
  * else names its dot), or SIZE_MAX when the set has no identity prefix
  * (crdt__gset_key_prefix). Meaningful only right after that write. */
 size_t crdt__gset_last_chain(const crdt_gset *s);
+/* The entries whose element has identity id[0 .. idlen) (the set hashes
+ * by identity: crdt__gset_key_prefix), `h` being the set's hash of it
+ * (crdt__gset_ident_hash), one per call (*pos starts at 0), then
+ * SIZE_MAX. O(the probe run): identities share a hash only with their
+ * bounded rivals and chance collisions. */
+size_t crdt__gset_ident_next(const crdt_gset *s, const uint8_t *id,
+    size_t idlen, uint32_t h, size_t *pos);
 /* Hash only each element's identity (`ident`, crdt__table.ident) from
  * now on, under `key` (16 bytes; NULL: the set's own random key): a set
  * whose elements are named by a short prefix (a chat record by its dot)

@@ -92,6 +92,28 @@ crdt__table_find(const crdt__table *t, const void *key, size_t len,
 	}
 }
 
+size_t
+crdt__table_next(const crdt__table *t, uint32_t hash, size_t *pos)
+{
+	if (t->nslots == 0)
+		return SIZE_MAX;
+	size_t mask = t->nslots - 1;
+	/* Every entry with this hash is in the probe run from its home to
+	 * the next empty slot (see crdt__table_chain); *pos counts the
+	 * slots of the run already visited, at most nslots. */
+	for (; *pos < t->nslots; ++*pos) {
+		uint32_t s = t->slots[(hash + *pos) & mask];
+		if (s == 0)
+			return SIZE_MAX;
+		const crdt__key *k = crdt__table_at(t, s - 1);
+		if (k->hash == hash) {
+			++*pos;
+			return s - 1;
+		}
+	}
+	return SIZE_MAX;
+}
+
 static void
 place(uint32_t *slots, size_t nslots, uint32_t hash, uint32_t v)
 {
