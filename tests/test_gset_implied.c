@@ -306,3 +306,39 @@ Test(gset_implied, the_last_write_counts_elements_of_its_identity)
 	crdt_gset_free(plain);
 	ASSERT_NO_LEAKS();
 }
+
+/* The entries of one identity, found through the set's own table (the
+ * chat index's dot -> node): every rival, nothing of another identity,
+ * before and after the table grows. */
+Test(gset_implied, the_entries_of_an_identity_are_found_by_its_hash)
+{
+	crdt_gset *s = set_new(true);
+	uint8_t b[64], id[24];
+	size_t n;
+	for (unsigned k = 0; k < 300; k++) {
+		n = elem(b, true, dot(1, 1 + k), k);
+		cr_assert_eq(crdt__gset_write(s, b, n, dot(1, 1 + k), NULL, 0),
+		    0);
+		if (k % 50 == 7) { /* a rival of the same dot */
+			n = elem(b, true, dot(1, 1 + k), 1000 + k);
+			cr_assert_eq(crdt__gset_write(s, b, n, dot(1, 1 + k),
+			    NULL, 0), 0);
+		}
+	}
+	for (unsigned k = 0; k < 301; k++) {
+		n = elem(b, true, dot(1, 1 + k), k);
+		memcpy(id, b + 1, 24);
+		uint32_t h = (uint32_t)(crdt__siphash(hkey, id, 24) >> 32);
+		size_t pos = 0, i, found = 0;
+		while ((i = crdt__gset_ident_next(s, id, 24, h, &pos)) !=
+		    SIZE_MAX) {
+			const crdt__key *e = crdt__gset_entry_key(s, i);
+			cr_assert(memcmp(e->ptr + 1, id, 24) == 0);
+			found++;
+		}
+		size_t want = k == 300 ? 0 : k % 50 == 7 ? 2 : 1;
+		cr_assert_eq(found, want, "dot %u: %zu entries", k, found);
+	}
+	crdt_gset_free(s);
+	ASSERT_NO_LEAKS();
+}
