@@ -63,8 +63,8 @@ typedef struct u64v {
 } u64v;
 
 /* What few messages have: reactions and a rejection. Only dots with one
- * of them get an entry (dot -> message goes through the node slots), so
- * nothing here is paid per message. Key: the dot (24 bytes). */
+ * of them get an entry (dot -> message goes through the messages set and
+ * gnode), so nothing here is paid per message. Key: the dot (24 bytes). */
 typedef struct dot_ent {
 	crdt__key k;
 	uint32_t reactions;    /* reactions currently on */
