@@ -197,6 +197,7 @@ crdt__chat_new(const crdt_config *cfg, const crdt_replica_id *self,
 		rc = CRDT_ENOMEM;
 	else {
 		memset(c->ix, 0, sizeof *c->ix);
+		c->ix->owner = c;
 		c->ix->root = NIL;
 		rc = crdt__random(c->ix->prio_key, sizeof c->ix->prio_key);
 	}

@@ -30,15 +30,13 @@
 #define SEEN_MAX ((UINT64_C(1) << 63) - 1)
 #define ORD_CAP (SEEN_MAX + 1)
 
-/* 48 bytes: one per message, so every field counts (docs/performance.md).
- * The dot is its counter and the index of its replica's entry in
- * chat_index.reps (entries never move between indices, and a node is only
- * made after its replica's entry); the record is entry `gi` of the
- * messages set. */
+/* 32 bytes: one per message, so every field counts (docs/performance.md).
+ * The record shown is entry `gi` of the messages set, and the message's
+ * dot is read from its first bytes when needed (crdt__chat_node_id): only
+ * order-key ties, lookups by ID and queries that return IDs need it, and
+ * they read the record anyway or rarely. */
 typedef struct tnode {
 	uint64_t ord;
-	uint64_t ctr;
-	uint32_t rep;
 	uint32_t gi;
 	uint32_t prio;
 	uint32_t l, r, p, size;
@@ -144,6 +142,9 @@ typedef struct msgrec {
 } msgrec;
 
 typedef struct chat_index {
+	/* The thread this indexes: nodes read their records from its
+	 * messages set (which a load replaces: read through here). */
+	const struct crdt_chat *owner;
 	bool ok;
 	tnode *nodes;
 	size_t nn, capn;
@@ -348,19 +349,20 @@ uint32_t crdt__chat_dot_hash32(const chat_index *ix, crdt_dot d);
  * NIL. */
 uint32_t crdt__chat_node_find(const crdt_chat *c, crdt_dot d, uint32_t h);
 
-/* A node's replica ID (16 bytes), dot and record. */
-static inline const uint8_t *
-crdt__chat_node_rep(const chat_index *ix, const tnode *n)
-{
-	return ((const crdt__key *)crdt__table_at(&ix->reps, n->rep))->ptr;
-}
-
+/* A node's dot and record. The record is an indexed message record, which
+ * starts with its dot (array of 8, bin 16 replica ID, uint counter:
+ * crdt__chat_rec_ident). */
 static inline crdt_dot
-crdt__chat_node_id(const chat_index *ix, const tnode *n)
+crdt__chat_rec_dot(const uint8_t *p)
 {
 	crdt_dot d;
-	memcpy(d.replica.bytes, crdt__chat_node_rep(ix, n), 16);
-	d.counter = n->ctr;
+	memcpy(d.replica.bytes, p + 3, 16);
+	uint8_t t = p[19];
+	unsigned n = t <= 0x7f ? 0 : t == 0xcc ? 1 : t == 0xcd ? 2 :
+	    t == 0xce ? 4 : 8;
+	d.counter = n == 0 ? t : 0;
+	for (unsigned i = 0; i < n; i++)
+		d.counter = d.counter << 8 | p[20 + i];
 	return d;
 }
 
@@ -368,6 +370,14 @@ static inline const crdt__key *
 crdt__chat_node_rec(const crdt_chat *c, const tnode *n)
 {
 	return crdt__gset_entry_key(c->msgs, n->gi);
+}
+
+/* A node's dot, from its record (a memory read of the record's first
+ * 28 bytes). */
+static inline crdt_dot
+crdt__chat_node_id(const chat_index *ix, const tnode *n)
+{
+	return crdt__chat_rec_dot(crdt__chat_node_rec(ix->owner, n)->ptr);
 }
 
 /* The index of a reps entry (rep_ent pointers do not outlive a grow). */

@@ -40,9 +40,11 @@ crdt__chat_ix_clear(crdt_chat *c)
 	crdt__table_fini(&ix->users, user_fini);
 	crdt__free(a, ix->acked.v, ix->acked.cap * sizeof *ix->acked.v);
 	uint8_t key[16];
+	const crdt_chat *owner = ix->owner;
 	memcpy(key, ix->prio_key, sizeof key);
 	memset(ix, 0, sizeof *ix);
 	memcpy(ix->prio_key, key, sizeof key);
+	ix->owner = owner;
 	ix->root = NIL;
 }
 
@@ -86,18 +88,19 @@ crdt__chat_node_find(const crdt_chat *c, crdt_dot d, uint32_t h)
 	uint8_t k[24];
 	size_t pos = 0, gi;
 	crdt__chat_dot_key(k, d);
-	/* Every record of the dot (rivals included) maps to its one node;
-	 * the node's dot is checked, so an entry not folded yet (NIL) or
-	 * left by a record an undo took back is only a miss. */
+	/* Every record of the dot (rivals included) maps to its one node
+	 * once folded. An undo takes back only records no fold has seen
+	 * (the fold runs after the commit point), and a rebuild starts
+	 * gnode afresh, so a set cell is never another dot's. */
 	while ((gi = crdt__gset_ident_next(c->msgs, k, sizeof k, h, &pos)) !=
 	    SIZE_MAX) {
-		if (gi >= ix->capg || ix->gnode[gi] == NIL ||
-		    ix->gnode[gi] >= ix->nn)
-			continue;
-		const tnode *n = &ix->nodes[ix->gnode[gi]];
-		if (n->ctr == d.counter && memcmp(crdt__chat_node_rep(ix, n),
-		    d.replica.bytes, 16) == 0)
-			return ix->gnode[gi];
+		if (gi >= ix->capg || ix->gnode[gi] >= ix->nn)
+			continue; /* not folded yet (NIL) */
+		/* The entry's record names d (ident_next compared it), so
+		 * the node is d's: it shows this record or a rival of it. */
+		assert(crdt_dot_cmp(crdt__chat_node_id(ix,
+		    &ix->nodes[ix->gnode[gi]]), d) == 0);
+		return ix->gnode[gi];
 	}
 	return NIL;
 }
@@ -313,7 +316,10 @@ ix_rival(crdt_chat *c, uint32_t y, const uint8_t *rec, size_t len,
 			return rc ? rc : CRDT_ENOMEM;
 		/* The message leaves its author's list: the replica's list
 		 * is no longer that author's alone. */
-		rep_ent *re = crdt__table_at(&ix->reps, n->rep);
+		rep_ent *re = crdt__chat_tab_get(&ix->reps,
+		    m->id.replica.bytes, 16, false, &rc);
+		if (re == NULL) /* indexed, so its replica's entry is there */
+			return rc ? rc : CRDT_EINVAL;
 		CRDT_TRY(crdt__chat_urep_unshare(ix, a, re));
 		assert(!ue->shared);
 		CRDT_TRY(crdt__chat_u64v_add(a, &ue->ctr, m->id.counter,
@@ -395,8 +401,6 @@ crdt__chat_ix_add_msg(crdt_chat *c, const uint8_t *rec, size_t len, size_t *pos,
 	tnode *n = &ix->nodes[x];
 	memset(n, 0, sizeof *n);
 	n->ord = m.ord;
-	n->ctr = m.id.counter;
-	n->rep = crdt__chat_rep_index(ix, re);
 	n->gi = (uint32_t)idx;
 	n->l = n->r = n->p = NIL;
 	n->size = 1;
@@ -657,8 +661,6 @@ crdt__chat_ix_bulk(crdt_chat *c, const chat_bulk *bk)
 		uint32_t x = (uint32_t)ix->nn++;
 		tnode *t = &ix->nodes[x];
 		t->ord = b->ord;
-		t->ctr = id.counter;
-		t->rep = crdt__chat_rep_index(ix, re);
 		t->gi = (uint32_t)i;
 		t->prio = h;
 		t->l = t->r = t->p = NIL;

@@ -277,13 +277,9 @@ node_cmp(const chat_index *ix, const tnode *a, const tnode *b)
 {
 	if (a->ord != b->ord)
 		return a->ord < b->ord ? -1 : 1;
-	if (a->rep != b->rep) {
-		int c = memcmp(crdt__chat_node_rep(ix, a),
-		    crdt__chat_node_rep(ix, b), 16);
-		if (c != 0)
-			return c < 0 ? -1 : 1;
-	}
-	return (a->ctr > b->ctr) - (a->ctr < b->ctr);
+	/* A tie of order keys (rare: equal stamps) reads both records. */
+	return crdt_dot_cmp(crdt__chat_node_id(ix, a),
+	    crdt__chat_node_id(ix, b));
 }
 
 /*
