@@ -231,11 +231,17 @@ size_t crdt__table_next(const crdt__table *t, uint32_t hash, size_t *pos);
 int crdt__table_reserve_slow(crdt__table *t, size_t extra);
 /* Every write reserves before it inserts and the room is usually there:
  * inline, that case is two compares, not a call. */
+/* A slot keeps an entry index in its low CRDT__TABLE_IBITS bits and a
+ * tag of the hash above (table.c): at most CRDT__TABLE_MAX entries a
+ * table (CRDT_ETOOBIG past it; 134 M, far past any set a document can
+ * load under its limits). */
+#define CRDT__TABLE_IBITS 27
+#define CRDT__TABLE_MAX (((size_t)1 << CRDT__TABLE_IBITS) - 2)
 static inline int
 crdt__table_reserve(crdt__table *t, size_t extra)
 {
 	if (extra <= t->cap - t->n && t->n + extra <= t->nslots / 4 * 3 &&
-	    t->n + extra <= UINT32_MAX - 1)
+	    t->n + extra <= CRDT__TABLE_MAX)
 		return 0;
 	return crdt__table_reserve_slow(t, extra);
 }

@@ -8,6 +8,30 @@
 
 #include "internal.h"
 
+/*
+ * A slot is the entry's index + 1 in its low CRDT__TABLE_IBITS bits and
+ * the top bits of the entry's hash above them (0: empty). A probe compares
+ * that tag before it reads the entry: a lookup of a key the table does not
+ * hold (every new element) reads the entries of only 1 in 32 of the slots
+ * it passes, where it read all of them (each a cache miss in a table
+ * larger than the caches: docs/performance.md, W1). No memory: a table
+ * holds fewer than 2^27 entries (crdt__table_reserve).
+ */
+#define TAG_SHIFT CRDT__TABLE_IBITS
+#define IDX_MASK ((UINT32_C(1) << TAG_SHIFT) - 1)
+
+static inline uint32_t
+tag_of(uint32_t hash)
+{
+	return hash >> TAG_SHIFT << TAG_SHIFT;
+}
+
+static inline bool
+tag_is(uint32_t s, uint32_t hash)
+{
+	return (s & ~IDX_MASK) == tag_of(hash);
+}
+
 int
 crdt__table_init(crdt__table *t, const crdt_allocator *a, size_t stride)
 {
@@ -67,7 +91,9 @@ crdt__table_chain(const crdt__table *t, uint32_t hash, size_t limit)
 		uint32_t s = t->slots[i];
 		if (s == 0)
 			break;
-		const crdt__key *k = crdt__table_at(t, s - 1);
+		if (!tag_is(s, hash))
+			continue;
+		const crdt__key *k = crdt__table_at(t, (s & IDX_MASK) - 1);
 		if (k->hash == hash)
 			c++;
 	}
@@ -85,7 +111,9 @@ crdt__table_find(const crdt__table *t, const void *key, size_t len,
 		uint32_t s = t->slots[i];
 		if (s == 0)
 			return NULL;
-		crdt__key *k = crdt__table_at(t, s - 1);
+		if (!tag_is(s, hash))
+			continue;
+		crdt__key *k = crdt__table_at(t, (s & IDX_MASK) - 1);
 		if (k->hash == hash && k->len == len &&
 		    (len == 0 || memcmp(k->ptr, key, len) == 0))
 			return k;
@@ -105,15 +133,18 @@ crdt__table_next(const crdt__table *t, uint32_t hash, size_t *pos)
 		uint32_t s = t->slots[(hash + *pos) & mask];
 		if (s == 0)
 			return SIZE_MAX;
-		const crdt__key *k = crdt__table_at(t, s - 1);
+		if (!tag_is(s, hash))
+			continue;
+		const crdt__key *k = crdt__table_at(t, (s & IDX_MASK) - 1);
 		if (k->hash == hash) {
 			++*pos;
-			return s - 1;
+			return (s & IDX_MASK) - 1;
 		}
 	}
 	return SIZE_MAX;
 }
 
+/* Entry v - 1 (v <= IDX_MASK) with hash `hash` into the slots. */
 static void
 place(uint32_t *slots, size_t nslots, uint32_t hash, uint32_t v)
 {
@@ -121,13 +152,13 @@ place(uint32_t *slots, size_t nslots, uint32_t hash, uint32_t v)
 	size_t i = hash & mask;
 	while (slots[i] != 0)
 		i = (i + 1) & mask;
-	slots[i] = v;
+	slots[i] = v | tag_of(hash);
 }
 
 int
 crdt__table_reserve_slow(crdt__table *t, size_t extra)
 {
-	if (extra > UINT32_MAX - 1 - t->n)
+	if (extra > CRDT__TABLE_MAX - t->n)
 		return CRDT_ETOOBIG;
 	size_t need = t->n + extra;
 	void *ents = t->ents;
@@ -269,7 +300,7 @@ crdt__table_pop(crdt__table *t)
 	crdt__key *k = crdt__table_at(t, t->n - 1);
 	size_t mask = t->nslots - 1;
 	for (size_t i = k->hash & mask;; i = (i + 1) & mask) {
-		if (t->slots[i] == t->n) {
+		if ((t->slots[i] & IDX_MASK) == t->n) {
 			t->slots[i] = 0;
 			break;
 		}

@@ -342,3 +342,39 @@ Test(gset_implied, the_entries_of_an_identity_are_found_by_its_hash)
 	crdt_gset_free(s);
 	ASSERT_NO_LEAKS();
 }
+
+/* A table's slot keeps an entry index in 27 bits and a tag of the hash
+ * above it: the table refuses to grow past CRDT__TABLE_MAX entries
+ * (white-box: the count is set as if the table held that many) and
+ * changes nothing; a lookup's tag never hides an entry (every element
+ * written is found, rivals sharing a hash included). */
+Test(gset_implied, a_table_stops_at_its_index_bits_and_its_tags_hide_nothing)
+{
+	crdt__table t;
+	cr_assert_eq(crdt__table_init(&t, &cfg.alloc, sizeof(crdt__key)), 0);
+	cr_assert_eq(crdt__table_reserve(&t, 4), 0);
+	size_t n0 = t.n, cap0 = t.cap, ns0 = t.nslots;
+	t.n = CRDT__TABLE_MAX;
+	cr_assert_eq(crdt__table_reserve(&t, 1), CRDT_ETOOBIG);
+	cr_assert_eq(t.cap, cap0);
+	cr_assert_eq(t.nslots, ns0);
+	t.n = CRDT__TABLE_MAX - 1;
+	cr_assert_eq(crdt__table_reserve(&t, 2), CRDT_ETOOBIG);
+	t.n = n0;
+	crdt__table_fini(&t, NULL);
+
+	crdt_gset *s = set_new(true);
+	uint8_t b[64];
+	for (unsigned k = 0; k < 5000; k++) {
+		size_t n = elem(b, k % 3 != 0, dot(2, 1 + k / 2), k);
+		cr_assert_eq(crdt__gset_write(s, b, n, dot(2, 1 + k / 2), NULL,
+		    0), 0);
+	}
+	for (unsigned k = 0; k < 5000; k++) {
+		size_t n = elem(b, k % 3 != 0, dot(2, 1 + k / 2), k);
+		cr_assert(crdt_gset_contains(s, b, n), "element %u lost", k);
+	}
+	cr_assert_eq(crdt_gset_size(s), 5000);
+	crdt_gset_free(s);
+	ASSERT_NO_LEAKS();
+}
