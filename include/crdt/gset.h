@@ -34,7 +34,8 @@ CRDT_API void crdt_gset_free(crdt_gset *s);
  * Add `elem` (borrowed, copied) as a local operation and append the op to
  * `op_out` (docs/wire-format.md, "G-Set op"). An element already present is
  * still a valid op; it is redundant wherever it is applied.
- * @return 0, CRDT_EINVAL, CRDT_ETOOBIG (len > limits.max_value_bytes),
+ * @return 0, CRDT_EINVAL, CRDT_ETOOBIG (len > limits.max_value_bytes, or
+ *         the set holds 2^27 - 2 elements: its table's limit),
  *         CRDT_EOVERFLOW (counter exhausted) or CRDT_ENOMEM. On error the
  *         set and op_out are unchanged.
  */
