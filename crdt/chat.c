@@ -517,12 +517,8 @@ crdt__chat_rec_ident(const uint8_t *p, size_t len, uint8_t *out)
 	    t == 0xce ? 4 : t == 0xcf ? 8 : SIZE_MAX;
 	if (n == SIZE_MAX || 20 + n > len)
 		return 0;
-	crdt_dot d;
-	memcpy(d.replica.bytes, p + 3, 16);
-	d.counter = n == 0 ? t : 0;
-	for (size_t i = 0; i < n; i++)
-		d.counter = d.counter << 8 | p[20 + i];
-	crdt__chat_dot_key(out, d);
+	/* Checked: the record starts with a whole dot. */
+	crdt__chat_dot_key(out, crdt__chat_rec_dot(p));
 	return 24;
 }
 

@@ -349,9 +349,9 @@ uint32_t crdt__chat_dot_hash32(const chat_index *ix, crdt_dot d);
  * NIL. */
 uint32_t crdt__chat_node_find(const crdt_chat *c, crdt_dot d, uint32_t h);
 
-/* A node's dot and record. The record is an indexed message record, which
- * starts with its dot (array of 8, bin 16 replica ID, uint counter:
- * crdt__chat_rec_ident). */
+/* The dot a message record starts with (array of 8, bin 16 replica ID,
+ * uint counter), for bytes crdt__chat_rec_ident has accepted: every
+ * indexed record, and the ones it checks itself. */
 static inline crdt_dot
 crdt__chat_rec_dot(const uint8_t *p)
 {
