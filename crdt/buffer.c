@@ -64,8 +64,7 @@ crdt__covered_variant(const crdt_doc *d, const bmsg *b)
 	crdt_dot dot = { r->id, b->counter };
 	logent e;
 	if (crdt__log_get(&d->log, b->sender, b->counter, &e))
-		return !(e.len == b->len &&
-		    memcmp(e.bytes, crdt__bm_bytes(b), b->len) == 0);
+		return !crdt__lent_eq(e, crdt__bm_bytes(b), b->len);
 	const crdt__evid *ev = crdt__ev_find(&d->ev, dot, &at);
 	return ev != NULL && !crdt__ev_has(ev, crdt__bm_bytes(b), b->len);
 }

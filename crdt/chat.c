@@ -522,6 +522,13 @@ crdt__chat_rec_ident(const uint8_t *p, size_t len, uint8_t *out)
 	return 24;
 }
 
+const uint8_t *
+crdt__chat_rec_find(const crdt_chat *c, const uint8_t *p, size_t n)
+{
+	const crdt__key *k = crdt__gset_find(c->msgs, p, n);
+	return k != NULL ? k->ptr : NULL;
+}
+
 static int
 w_dot(crdt_buf *b, crdt_dot d)
 {
@@ -537,7 +544,7 @@ w_dot(crdt_buf *b, crdt_dot d)
 int
 crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
     crdt_dot dot, uint64_t stamp, crdt__undo *u, uint32_t obj,
-    crdt_buf *scratch, uint64_t walk)
+    crdt_buf *scratch, uint64_t walk, crdt__chat_tail *tail)
 {
 	int rc;
 
@@ -561,6 +568,7 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 		if (n != 7)
 			return CRDT_EMALFORMED;
 		CRDT_TRY(crdt__rd_uint(r, &seen));
+		const uint8_t *src = r->p;
 		CRDT_TRY(crdt__rd_bin(r, &a, &al));
 		CRDT_TRY(crdt__rd_bin(r, &b, &bl));
 		CRDT_TRY(rd_opt_dot(r, &d, &has_reply));
@@ -569,6 +577,9 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 			return CRDT_EMALFORMED;
 		if (u == NULL)
 			return 0;
+		/* The op's tail from the user on, [user, body, reply, meta],
+		 * is what the record's tail is written as (crdt__chat_tail). */
+		size_t src_len = (size_t)(r->p - src), rec_tail;
 		/* The order key: after everything the author had seen. */
 		uint64_t ord = CRDT_MAX(stamp, seen + 1);
 		/* Offsets of the byte fields (the buffer may move). */
@@ -579,6 +590,7 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 		CRDT_TRY(w_dot(scratch, dot));
 		CRDT_TRY(crdt__w_uint(scratch, ord));
 		CRDT_TRY(crdt__w_uint(scratch, stamp));
+		rec_tail = scratch->len;
 		CRDT_TRY(crdt__w_bin(scratch, a, al));
 		uoff = scratch->len - al;
 		CRDT_TRY(crdt__w_bin(scratch, b, bl));
@@ -621,6 +633,13 @@ crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
 			ix->pend.len = k->len;
 			ix->pend.lone = crdt__gset_last_chain(c->msgs) == 0;
 			ix->pend.ok = true;
+			/* Strict decoding re-encodes to the same bytes, so
+			 * they agree; checked all the same, since what the
+			 * log serves must be the message itself. */
+			if (tail != NULL && k->len - rec_tail == src_len &&
+			    memcmp(k->ptr + rec_tail, src, src_len) == 0)
+				*tail = (crdt__chat_tail){ src, k->ptr, src_len,
+					rec_tail };
 		}
 		return 0;
 	}

@@ -66,6 +66,13 @@ crdt_doc_new(const crdt_config *cfg, const crdt_replica_id *self,
 		rc = crdt__dots_init(&d->dots, &d->cfg.alloc);
 	if (rc == 0)
 		rc = crdt__rep_intern(d, self, &d->self_idx);
+	if (rc == 0) {
+		d->logview = crdt__malloc(&d->cfg.alloc, sizeof *d->logview);
+		if (d->logview != NULL)
+			crdt_buf_init(d->logview, &d->cfg.alloc);
+		else
+			rc = CRDT_ENOMEM;
+	}
 	if (rc < 0) {
 		crdt_doc_free(d);
 		return rc;
@@ -101,6 +108,10 @@ crdt_doc_free(crdt_doc *d)
 	crdt__free(&a, d->sdeps, d->capsdeps * sizeof *d->sdeps);
 	crdt_buf_fini(&d->stage);
 	crdt_buf_fini(&d->scratch);
+	if (d->logview != NULL) {
+		crdt_buf_fini(d->logview);
+		crdt__free(&a, d->logview, sizeof *d->logview);
+	}
 	crdt_buf_fini(&d->plain);
 	crdt__acl_fini(&d->acl);
 	crdt__ev_fini(&d->ev);
@@ -285,6 +296,8 @@ walk_ops(crdt_doc *d, const uint8_t *p, size_t len, size_t *nops,
 	CRDT_TRY(crdt__rd_init(&r, &d->cfg.limits, p, len));
 	CRDT_TRY(crdt__rd_array(&r, &n));
 	uint64_t walk = ++d->walk_serial;
+	d->splice_obj = UINT32_MAX;
+	d->ptail.src = NULL;
 	for (size_t i = 0; i < n; i++) {
 		size_t k;
 		uint64_t on;
@@ -315,10 +328,13 @@ walk_ops(crdt_doc *d, const uint8_t *p, size_t len, size_t *nops,
 			} else if (sender != NULL) {
 				dot.replica = *sender;
 			}
+			bool one = st != NULL && n == 1;
 			CRDT_TRY(crdt__chat_op(o->o, &r, k, kind, dot, ts,
 			    st ? &d->undo : NULL, (uint32_t)on, &d->scratch,
-			    walk));
+			    walk, one ? &d->ptail : NULL));
 			r.depth--;
+			if (one && d->ptail.src != NULL)
+				d->splice_obj = (uint32_t)on;
 			continue;
 		}
 		if (o->acl) {
@@ -600,6 +616,27 @@ typedef struct ingest {
 } ingest;
 
 /*
+ * Whether the message's only op, a chat post, wrote a record holding the
+ * op's tail as the message has it (crdt__chat_tail), so the log can
+ * keep the message without it: stored once, in the state (msglog.h). Not
+ * for a sealed message, whose payload is a decrypted copy, not a part of
+ * its bytes; nor when the splice would not be smaller.
+ */
+static bool
+log_splice(const crdt_doc *d, const ingest *in, crdt__log_splice *sp)
+{
+	if (d->splice_obj == UINT32_MAX)
+		return false;
+	const crdt__chat_tail *t = &d->ptail;
+	uintptr_t b = (uintptr_t)in->bytes, s = (uintptr_t)t->src;
+	if (s < b || s - b > in->len || t->len > in->len - (s - b))
+		return false;
+	*sp = (crdt__log_splice){ t->rec, t->off, (size_t)(s - b), t->len,
+		d->splice_obj };
+	return crdt__log_stored_size(in->len, sp) < in->len;
+}
+
+/*
  * Apply one authenticated, causally ready message: a fresh one, a
  * buffered one released, a local commit or an equivocation variant, all
  * through here, so each is authorised, stamped and reported alike.
@@ -614,18 +651,24 @@ apply_core(crdt_doc *d, const ingest *in)
 	uint64_t admin_at = CRDT_MAX(in->listed, in->causal);
 
 	CRDT_TRY(crdt__authorise(d, &d->rs[sender].id, in->listed, in->causal));
-	if (!in->variant) {
-		/* Room for the log's copy too (msglog.h): the push below
-		 * copies into it and cannot fail, and a failure here or
-		 * below frees nothing. */
-		CRDT_TRY(crdt__log_reserve(&d->log, sender, in->len));
+	if (!in->variant)
 		CRDT_TRY(crdt__steps_reserve(d, sender, admin_at));
-	}
 	int rc = 0;
+	d->splice_obj = UINT32_MAX;
 	if (in->payload != NULL)
 		rc = walk_ops(d, in->payload, in->plen, &nops, &st, NULL);
 	if (rc == 0 && nops > 0 && in->hlc > UINT64_MAX - (nops - 1))
 		rc = CRDT_EMALFORMED; /* op stamps hlc + i must not wrap */
+	/* Room for the log's entry (msglog.h), spliced when the ops just
+	 * copied most of the message into the state: the push below
+	 * cannot fail, and a failure here or below frees nothing. */
+	crdt__log_splice sp, *spp = NULL;
+	if (rc == 0 && !in->variant) {
+		if (nops == 1 && log_splice(d, in, &sp))
+			spp = &sp;
+		rc = crdt__log_reserve(&d->log, sender,
+		    crdt__log_stored_size(in->len, spp));
+	}
 	if (rc == 0)
 		rc = crdt__authz_prepare(d);
 	/* Write-ahead: durable before anything is visible (doc_store.c). A
@@ -678,7 +721,7 @@ apply_core(crdt_doc *d, const ingest *in)
 	}
 	if (!in->variant)
 		crdt__log_push(&d->log, sender, in->counter, in->bytes,
-		    in->len);
+		    in->len, spp);
 	if (d->l.on_update != NULL)
 		d->l.on_update(d->l.ud, in->src, in->bytes, in->len,
 		    in->caller);
@@ -751,23 +794,17 @@ intern_deps(crdt_doc *d, const msgview *mv, uint32_t *sender, bool known,
  */
 static int buffer_variant(crdt_doc *d, msgview *mv, uint32_t s, void *caller);
 
-int
-crdt__equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
-    bool evidence)
+/* crdt__equivocation() against `first` (flen bytes), the logged half, or
+ * NULL when the log does not hold the dot. */
+static int
+equivocation_vs(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
+    bool evidence, const uint8_t *first, size_t flen)
 {
 	crdt_dot dot = { mv->sender, mv->counter };
-	const uint8_t *first = NULL;
-	size_t flen = 0, at;
+	size_t at;
 	const uint8_t *bytes = mv->bytes;
 	size_t len = (size_t)(mv->end - mv->bytes);
 
-	logent e;
-	if (crdt__log_get(&d->log, s, mv->counter, &e)) {
-		if (e.len == len && memcmp(e.bytes, bytes, len) == 0)
-			return 0;
-		first = e.bytes;
-		flen = e.len;
-	}
 	crdt__evid *ev = crdt__ev_find(&d->ev, dot, &at);
 	/* Nothing to compare with (the dot came in a snapshot, or left the
 	 * log): a duplicate, unless the variant comes in an evidence list,
@@ -822,6 +859,31 @@ crdt__equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
 	}
 	crdt__store_variant(d);
 	return 0;
+}
+
+int
+crdt__equivocation(crdt_doc *d, msgview *mv, uint32_t s, void *caller,
+    bool evidence)
+{
+	const uint8_t *bytes = mv->bytes;
+	size_t len = (size_t)(mv->end - mv->bytes);
+	logent e;
+	if (!crdt__log_get(&d->log, s, mv->counter, &e))
+		return equivocation_vs(d, mv, s, caller, evidence, NULL, 0);
+	if (crdt__lent_eq(e, bytes, len))
+		return 0; /* a duplicate */
+	/* The logged half whole, a copy when it is spliced (only an
+	 * equivocation pays for it), so evidence and the listener get the
+	 * message's bytes. */
+	crdt_buf fb;
+	const uint8_t *first;
+	size_t flen;
+	crdt_buf_init(&fb, &d->cfg.alloc);
+	int rc = crdt__lent_view(e, &fb, &first, &flen);
+	if (rc == 0)
+		rc = equivocation_vs(d, mv, s, caller, evidence, first, flen);
+	crdt_buf_fini(&fb);
+	return rc;
 }
 
 /*

@@ -28,7 +28,7 @@ typedef struct rep_entry {
 	uint32_t idx;
 } rep_entry;
 
-typedef crdt__logent logent;
+typedef crdt__lent logent; /* a logged entry: read it with crdt__lent_* */
 
 /* From counter c on, a replica's messages hold admin counter a in their
  * causal past (a step of a non-decreasing function). */
@@ -170,6 +170,15 @@ struct crdt_doc {
 
 	bool in_txn;
 	uint64_t txn_serial, walk_serial;
+	/* The chat object whose post was the only op of the last applying
+	 * walk (UINT32_MAX: none): its message may be logged spliced
+	 * (msglog.h, apply_core). */
+	uint32_t splice_obj;
+	crdt__chat_tail ptail; /* that post's tail (src NULL: none) */
+	/* crdt_doc_log_get()'s copy of a spliced entry: behind a pointer,
+	 * since the document is const there and the copy is not part of its
+	 * value. */
+	crdt_buf *logview;
 	crdt_buf scratch; /* chat records under construction */
 	crdt_buf stage;
 	size_t stage_ops;

@@ -154,19 +154,46 @@ crdt_doc_store_flush(crdt_doc *d)
 	return rc;
 }
 
+/* Messages for one crdt_store_append: views, and copies in `own` of the
+ * logged ones that are spliced (msglog.h), placed when the batch goes
+ * (`own` may move while it fills). */
 typedef struct batch {
 	crdt_store_msg m[ATTACH_BATCH];
+	size_t off[ATTACH_BATCH]; /* in own, or SIZE_MAX: m[i] is a view */
 	size_t n;
+	crdt_buf own;
 } batch;
+
+static int
+batch_flush(crdt_store *s, batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		if (b->off[i] != SIZE_MAX)
+			b->m[i].bytes = b->own.data + b->off[i];
+	size_t n = b->n;
+	b->n = 0;
+	crdt_buf_clear(&b->own);
+	return n > 0 ? crdt_store_append(s, b->m, n, NULL) : 0;
+}
 
 static int
 batch_add(crdt_store *s, batch *b, const uint8_t *bytes, size_t len)
 {
+	b->off[b->n] = SIZE_MAX;
 	b->m[b->n++] = (crdt_store_msg){ bytes, len };
-	if (b->n < ATTACH_BATCH)
-		return 0;
-	b->n = 0;
-	return crdt_store_append(s, b->m, ATTACH_BATCH, NULL);
+	return b->n < ATTACH_BATCH ? 0 : batch_flush(s, b);
+}
+
+static int
+batch_add_logged(crdt_store *s, batch *b, logent e)
+{
+	if (!crdt__lent_spliced(e))
+		return batch_add(s, b, e.p, e.n);
+	size_t off = b->own.len;
+	CRDT_TRY(crdt__lent_append(e, &b->own));
+	b->off[b->n] = off;
+	b->m[b->n++] = (crdt_store_msg){ NULL, b->own.len - off };
+	return b->n < ATTACH_BATCH ? 0 : batch_flush(s, b);
 }
 
 /* Everything the document holds that a restart needs: the log (apply
@@ -177,27 +204,32 @@ attach_existing(crdt_doc *d, crdt_store *s)
 {
 	batch b;
 	b.n = 0;
+	crdt_buf_init(&b.own, &d->cfg.alloc);
 	crdt__log_iter it;
 	uint32_t r;
 	uint64_t c;
 	logent e;
+	int rc = 0;
 	crdt__log_iter_init(&it, &d->log);
-	while (crdt__log_next(&it, &r, &c, &e))
-		CRDT_TRY(batch_add(s, &b, e.bytes, e.len));
-	for (size_t i = 0; i < d->nbm; i++)
+	while (rc == 0 && crdt__log_next(&it, &r, &c, &e))
+		rc = batch_add_logged(s, &b, e);
+	for (size_t i = 0; rc == 0 && i < d->nbm; i++)
 		if (d->bm[i].live)
-			CRDT_TRY(batch_add(s, &b, crdt__bm_bytes(&d->bm[i]),
-			    d->bm[i].len));
-	for (size_t i = 0; i < d->ev.n; i++)
-		for (size_t j = 0; j < d->ev.v[i].n; j++)
-			CRDT_TRY(batch_add(s, &b, d->ev.v[i].v[j].bytes,
-			    d->ev.v[i].v[j].len));
-	if (b.n > 0)
-		CRDT_TRY(crdt_store_append(s, b.m, b.n, NULL));
+			rc = batch_add(s, &b, crdt__bm_bytes(&d->bm[i]),
+			    d->bm[i].len);
+	for (size_t i = 0; rc == 0 && i < d->ev.n; i++)
+		for (size_t j = 0; rc == 0 && j < d->ev.v[i].n; j++)
+			rc = batch_add(s, &b, d->ev.v[i].v[j].bytes,
+			    d->ev.v[i].v[j].len);
+	if (rc == 0)
+		rc = batch_flush(s, &b);
+	crdt_buf_fini(&b.own);
+	if (rc < 0)
+		return rc;
 	if (!d->has_data || crdt__is_relay(d))
 		return 0;
 	d->store = s;
-	int rc = crdt_doc_checkpoint(d);
+	rc = crdt_doc_checkpoint(d);
 	d->store = NULL;
 	return rc;
 }
@@ -421,7 +453,8 @@ replay_one(void *ud, crdt_dot dot, const uint8_t *bytes, size_t len)
 		const crdt__rlog *x = &d->log.r[ri];
 		if (x->n == 0 || x->lo + x->n == dot.counter) {
 			CRDT_TRY(crdt__log_reserve(&d->log, ri, len));
-			crdt__log_push(&d->log, ri, dot.counter, bytes, len);
+			crdt__log_push(&d->log, ri, dot.counter, bytes, len,
+			    NULL);
 			return 0;
 		}
 	}

@@ -668,6 +668,13 @@ crdt_gset_lookup(const crdt_gset *s, const void *elem, size_t len,
 	return 0;
 }
 
+const crdt__key *
+crdt__gset_find(const crdt_gset *s, const void *elem, size_t len)
+{
+	return crdt__table_find(&s->t, elem, len,
+	    crdt__table_hash(&s->t, elem, len));
+}
+
 bool
 crdt_gset_contains(const crdt_gset *s, const void *elem, size_t len)
 {

@@ -418,6 +418,10 @@ int crdt__map_write(crdt_lww_map *m, const uint8_t *key, size_t klen,
     const uint8_t *val, size_t vlen, crdt__undo *u, uint32_t obj);
 /* Accessors used by change events and the document. */
 const crdt__key *crdt__gset_entry_key(const crdt_gset *s, size_t idx);
+/* The entry holding the `len` bytes at elem (the set's own copy of
+ * them), or NULL. O(len). */
+const crdt__key *crdt__gset_find(const crdt_gset *s, const void *elem,
+    size_t len);
 /* For the element the last crdt__gset_write inserted: how many elements
  * already had its identity hash (0: none shares its identity, so nothing
  * else names its dot), or SIZE_MAX when the set has no identity prefix
@@ -484,12 +488,28 @@ int crdt__chat_merge(crdt_chat *dst, const crdt_chat *src);
 bool crdt__chat_equal(const crdt_chat *a, const crdt_chat *b);
 uint64_t crdt__chat_seen(const crdt_chat *c);
 bool crdt__chat_is_server(const crdt_chat *c, const crdt_replica_id *id);
+/* Where a post's bytes are in its message and in its record: the op's
+ * tail [user, body, reply, meta] is `len` bytes at `src` (in the payload)
+ * and the record's tail the same bytes at rec + off, to the record's end
+ * (the decoder accepts only the encodings its writers produce: wire.c),
+ * so the log can keep the message without them (msglog.h, spliced
+ * entries). */
+typedef struct crdt__chat_tail {
+	const uint8_t *src, *rec;
+	size_t len, off;
+} crdt__chat_tail;
 /* Validate (u NULL) or apply one op; reader after [obj, kind. `walk`
  * identifies the walk (unique per walk_ops call): room reserved for the
- * fold after commit is counted per walk. */
+ * fold after commit is counted per walk. `tail` (or NULL): a post that
+ * writes a new record says where its tail is there; it is left alone
+ * otherwise. */
 int crdt__chat_op(crdt_chat *c, crdt__rd *r, size_t n, uint64_t kind,
     crdt_dot dot, uint64_t stamp, crdt__undo *u, uint32_t obj,
-    crdt_buf *scratch, uint64_t walk);
+    crdt_buf *scratch, uint64_t walk, crdt__chat_tail *tail);
+/* The record of `c` with the `n` bytes at p (the same bytes in c's own
+ * storage), or NULL. O(n). */
+const uint8_t *crdt__chat_rec_find(const crdt_chat *c, const uint8_t *p,
+    size_t n);
 /* Fold one undo record into the index; true when `ch` (filled only when
  * `report`) says what a listener should hear. */
 bool crdt__chat_after(crdt_chat *c, const crdt__undo_rec *rec,

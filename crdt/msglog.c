@@ -52,7 +52,9 @@ run_free(crdt__msglog *l, crdt__rlog *r, bool keep)
 {
 	for (size_t j = 0; j < r->n; j++) {
 		uint8_t *p = r->v[r->start + j];
-		size_t len = crdt__log_ent_at(p).len;
+		crdt__lent e = crdt__log_ent_at(p);
+		size_t len = e.n;
+		l->spliced -= crdt__lent_spliced(e);
 		if (len > CRDT__LOG_BIG) {
 			l->held -= big_size(len);
 			crdt__free(l->a, p, big_size(len));
@@ -121,7 +123,7 @@ crdt__log_drop_replicas(crdt__msglog *l, size_t n)
 
 bool
 crdt__log_get(const crdt__msglog *l, uint32_t ri, uint64_t c,
-    crdt__logent *e)
+    crdt__lent *e)
 {
 	if (!crdt__log_has(l, ri, c))
 		return false;
@@ -274,19 +276,21 @@ log_evict_one(crdt__msglog *l, int k)
 	uint32_t ri = l->heap[k][0];
 	crdt__rlog *r = &l->r[ri];
 	uint8_t *p = r->v[r->start];
-	crdt__logent e = crdt__log_ent_at(p);
+	crdt__lent e = crdt__log_ent_at(p);
+	size_t len = crdt__lent_len(e);
+	l->spliced -= crdt__lent_spliced(e);
 	l->count--;
-	l->bytes -= e.len;
-	r->bytes -= e.len;
-	if (e.len > CRDT__LOG_BIG) {
-		l->held -= big_size(e.len);
-		crdt__free(l->a, p, big_size(e.len));
+	l->bytes -= len;
+	r->bytes -= len;
+	if (e.n > CRDT__LOG_BIG) {
+		l->held -= big_size(e.n);
+		crdt__free(l->a, p, big_size(e.n));
 	} else {
 		/* The run is a FIFO and chunks are filled in order, so the
 		 * oldest short message is in the oldest chunk. */
 		crdt__lchunk *c = r->head;
 		assert(c != NULL && c->n > 0 && p >= c->data &&
-		    e.bytes + e.len <= c->data + c->used);
+		    e.p + e.n <= c->data + c->used);
 		if (--c->n == 0) {
 			r->head = c->next;
 			if (r->head == NULL)
@@ -423,19 +427,59 @@ crdt__log_reserve_slow(crdt__msglog *l, uint32_t ri, size_t len)
 				     chunk_reserve(l, r, len);
 }
 
+/* Write `v` as a varint at p; returns its size. */
+static size_t
+var_put(uint8_t *p, size_t v)
+{
+	return pfx_put(p, v); /* the same 7-bit form as a prefix */
+}
+
+/* Write the stored form of a message (crdt__log_stored_size bytes). */
+static void
+stored_put(uint8_t *p, const uint8_t *bytes, size_t len,
+    const crdt__log_splice *s)
+{
+	if (s == NULL) {
+		if (len > 0)
+			memcpy(p, bytes, len);
+		return;
+	}
+	*p++ = CRDT__LOG_SPLICED;
+	memcpy(p, &s->base, sizeof s->base);
+	p += sizeof s->base;
+	if ((s->tag | s->off | s->at | s->hole) < 0x80) {
+		p[0] = (uint8_t)s->tag;
+		p[1] = (uint8_t)s->off;
+		p[2] = (uint8_t)s->at;
+		p[3] = (uint8_t)s->hole;
+		p += 4;
+	} else {
+		p += var_put(p, s->tag);
+		p += var_put(p, s->off);
+		p += var_put(p, s->at);
+		p += var_put(p, s->hole);
+	}
+	memcpy(p, bytes, s->at);
+	memcpy(p + s->at, bytes + s->at + s->hole, len - s->at - s->hole);
+}
+
 void
 crdt__log_push(crdt__msglog *l, uint32_t ri, uint64_t c, const uint8_t *bytes,
-    size_t len)
+    size_t len, const crdt__log_splice *s)
 {
 	crdt__rlog *r = &l->r[ri];
 	bool gone = false; /* messages left: fifo entries may be dead */
+	/* A plain entry's first byte tells it from a spliced one. */
+	assert(s != NULL || len == 0 || bytes[0] != CRDT__LOG_SPLICED);
+	assert(s == NULL || (s->hole <= len && s->at <= len - s->hole));
+	size_t slen = crdt__log_stored_size(len, s);
 	if (r->n == 0 && r->lo != c) {
 		r->lo = c;
 		r->gen = ++l->gen_seq;
 	}
 	/* The room reserved: the end of the newest chunk, or the spare. */
-	bool in_tail = len <= CRDT__LOG_BIG && r->tail != NULL &&
-	    short_size(len) <= r->tail->cap - r->tail->used;
+	bool in_tail = slen <= CRDT__LOG_BIG && r->tail != NULL &&
+	    short_size(slen) <= r->tail->cap - r->tail->used;
 	if (r->lo + r->n != c) {
 		/* Not contiguous (a snapshot jumped this replica): restart,
 		 * keeping the newest chunk if the room is there. */
@@ -443,34 +487,33 @@ crdt__log_push(crdt__msglog *l, uint32_t ri, uint64_t c, const uint8_t *bytes,
 		gone = true;
 	}
 	uint8_t *p;
-	if (len > CRDT__LOG_BIG) {
-		assert(l->big != NULL && l->big_len == len);
+	if (slen > CRDT__LOG_BIG) {
+		assert(l->big != NULL && l->big_len == slen);
 		p = l->big;
 		l->big = NULL;
 		l->big_len = 0;
 	} else {
 		if (!in_tail) {
-			crdt__lchunk *s = l->spare;
-			assert(s != NULL && short_size(len) <= s->cap);
+			crdt__lchunk *sp = l->spare;
+			assert(sp != NULL && short_size(slen) <= sp->cap);
 			l->spare = NULL;
 			if (r->tail != NULL)
-				r->tail->next = s;
+				r->tail->next = sp;
 			else
-				r->head = s;
-			r->tail = s;
+				r->head = sp;
+			r->tail = sp;
 		}
 		crdt__lchunk *t = r->tail;
 		p = t->data + t->used;
-		t->used += short_size(len);
+		t->used += short_size(slen);
 		t->n++;
 	}
 	size_t k = 1;
-	if (len < 0x80)
-		*p = (uint8_t)len;
+	if (slen < 0x80)
+		*p = (uint8_t)slen;
 	else
-		k = pfx_put(p, len);
-	if (len > 0)
-		memcpy(p + k, bytes, len);
+		k = pfx_put(p, slen);
+	stored_put(p + k, bytes, len, s);
 	bool was_in = r->n > 0;
 	r->v[r->start + r->n++] = p;
 	r->bytes += len;
@@ -488,6 +531,7 @@ crdt__log_push(crdt__msglog *l, uint32_t ri, uint64_t c, const uint8_t *bytes,
 	}
 	l->fifo_c = c + 1;
 	l->count++;
+	l->spliced += s != NULL;
 	l->bytes += len;
 	if (was_in)
 		lh_grew(l, ri);
@@ -501,4 +545,78 @@ crdt__log_push(crdt__msglog *l, uint32_t ri, uint64_t c, const uint8_t *bytes,
 	/* Only a message leaving can leave an entry without one. */
 	if (gone)
 		fifo_compact(l);
+}
+
+bool
+crdt__lent_eq(crdt__lent e, const uint8_t *b, size_t n)
+{
+	crdt__lpart part[3];
+	size_t k = crdt__lent_parts(e, part);
+	size_t total = 0;
+	for (size_t i = 0; i < k; i++)
+		total += part[i].n;
+	if (total != n)
+		return false;
+	for (size_t i = 0; i < k; i++) {
+		if (part[i].n != 0 && memcmp(part[i].p, b, part[i].n) != 0)
+			return false;
+		b += part[i].n;
+	}
+	return true;
+}
+
+int
+crdt__lent_append(crdt__lent e, crdt_buf *out)
+{
+	crdt__lpart part[3];
+	size_t k = crdt__lent_parts(e, part);
+	CRDT_TRY(crdt__buf_reserve(out, crdt__lent_len(e)));
+	for (size_t i = 0; i < k; i++) {
+		if (part[i].n != 0)
+			memcpy(out->data + out->len, part[i].p, part[i].n);
+		out->len += part[i].n;
+	}
+	return 0;
+}
+
+int
+crdt__lent_view(crdt__lent e, crdt_buf *buf, const uint8_t **p, size_t *n)
+{
+	if (!crdt__lent_spliced(e)) {
+		*p = e.p;
+		*n = e.n;
+		return 0;
+	}
+	crdt_buf_clear(buf);
+	CRDT_TRY(crdt__lent_append(e, buf));
+	*p = buf->data;
+	*n = buf->len;
+	return 0;
+}
+
+void
+crdt__log_repoint(crdt__msglog *l, crdt__log_repoint_fn fn, void *ud)
+{
+	for (uint32_t ri = 0; ri < l->nr; ri++) {
+		crdt__rlog *r = &l->r[ri];
+		bool lost = false;
+		for (size_t j = 0; j < r->n; j++) {
+			uint8_t *p = r->v[r->start + j];
+			crdt__lent e = crdt__log_ent_at(p);
+			if (!crdt__lent_spliced(e))
+				continue;
+			crdt__lsplice_hdr h = crdt__lent_hdr(e);
+			const uint8_t *nb = fn(ud, h.tag, h.base,
+			    h.off + h.hole);
+			if (nb == NULL) {
+				lost = true;
+				break;
+			}
+			/* The base pointer sits right after the marker. */
+			memcpy(p + (e.p - p) + 1, &nb, sizeof nb);
+		}
+		if (lost)
+			run_reset(l, ri, r->lo + r->n, false);
+	}
+	fifo_compact(l);
 }

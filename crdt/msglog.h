@@ -79,13 +79,140 @@ enum {
 	CRDT__LOG_CHUNK_MAX = 65536
 };
 
-/* One message's bytes: from the log, a view of what it holds (valid
- * while the message is logged); in evidence (evidence.h), a heap copy
- * owned by the evidence store. */
+/* One message's bytes: in evidence (evidence.h), a heap copy owned by
+ * the evidence store. */
 typedef struct crdt__logent {
 	uint8_t *bytes;
 	size_t len;
 } crdt__logent;
+
+/*
+ * Spliced entries: a message stored once. Most of a chat post is its
+ * user, body and metadata, which the thread's state copies into a record
+ * of its own (a grow-only set's element, never freed while its object
+ * lives). Logging those bytes again held each post twice
+ * (docs/performance.md, W6). A message may instead be logged spliced:
+ * its bytes with one range [at, at + hole) cut out, and where that range
+ * lives, the tail base[off .. off + hole) of a string its owner keeps
+ * (the record). What the log serves is still the message, byte for byte:
+ * crdt__lent_parts() gives it as three pieces (before the hole, the hole
+ * in the owner's string, after it).
+ *
+ * The owner guarantees the base outlives the entry, or moves it with
+ * crdt__log_repoint() before freeing it (a snapshot load replaces every
+ * object: snapshot.c). The hole is the base's tail, so the base is
+ * (base, off + hole): that is what crdt__log_repoint() hands back to the
+ * owner, with the entry's `tag` (the document's object index).
+ *
+ * Stored form (after the length prefix): 0x00, the base pointer (8 bytes,
+ * native), then tag, off, at and hole as 7-bit varints, then the message
+ * without its hole. A plain entry is the message itself, which never
+ * starts with 0x00 (a message is an envelope array: envelope.h), so the
+ * first byte tells them apart. A spliced chat post of ~106 bytes stores
+ * ~68.
+ */
+typedef struct crdt__log_splice {
+	const uint8_t *base;
+	size_t off, at, hole;
+	uint32_t tag;
+} crdt__log_splice;
+#define CRDT__LOG_SPLICED 0x00
+
+/* One logged entry as stored: read its message through crdt__lent_*. */
+typedef struct crdt__lent {
+	const uint8_t *p;
+	size_t n;
+} crdt__lent;
+
+static inline bool
+crdt__lent_spliced(crdt__lent e)
+{
+	return e.n > 0 && e.p[0] == CRDT__LOG_SPLICED;
+}
+
+/* A varint the log wrote (7 bits a byte, low first). */
+static inline size_t
+crdt__log_rd_var(const uint8_t **pp)
+{
+	const uint8_t *p = *pp;
+	size_t v = 0;
+	unsigned sh = 0;
+	while (*p & 0x80) {
+		v |= (size_t)(*p++ & 0x7f) << sh;
+		sh += 7;
+	}
+	v |= (size_t)*p++ << sh;
+	*pp = p;
+	return v;
+}
+
+/* A spliced entry's header. */
+typedef struct crdt__lsplice_hdr {
+	const uint8_t *base; /* the hole's bytes are base + off */
+	size_t off, at, hole;
+	uint32_t tag;
+	const uint8_t *rest; /* the message without its hole */
+	size_t nrest;
+} crdt__lsplice_hdr;
+
+static inline crdt__lsplice_hdr
+crdt__lent_hdr(crdt__lent e)
+{
+	crdt__lsplice_hdr h;
+	const uint8_t *p = e.p + 1;
+	memcpy(&h.base, p, sizeof h.base);
+	p += sizeof h.base;
+	h.tag = (uint32_t)crdt__log_rd_var(&p);
+	h.off = crdt__log_rd_var(&p);
+	h.at = crdt__log_rd_var(&p);
+	h.hole = crdt__log_rd_var(&p);
+	h.rest = p;
+	h.nrest = e.n - (size_t)(p - e.p);
+	return h;
+}
+
+/* The logged message's length. O(1). */
+static inline size_t
+crdt__lent_len(crdt__lent e)
+{
+	if (!crdt__lent_spliced(e))
+		return e.n;
+	crdt__lsplice_hdr h = crdt__lent_hdr(e);
+	return h.nrest + h.hole;
+}
+
+/* A piece of a logged message. */
+typedef struct crdt__lpart {
+	const uint8_t *p;
+	size_t n;
+} crdt__lpart;
+
+/* The logged message as pieces, in order, into part[] (1 for a plain
+ * entry, 3 for a spliced one; a piece may be empty); returns how many.
+ * Views valid while the entry is logged and its base held. */
+static inline size_t
+crdt__lent_parts(crdt__lent e, crdt__lpart part[3])
+{
+	if (!crdt__lent_spliced(e)) {
+		part[0] = (crdt__lpart){ e.p, e.n };
+		return 1;
+	}
+	crdt__lsplice_hdr h = crdt__lent_hdr(e);
+	part[0] = (crdt__lpart){ h.rest, h.at };
+	part[1] = (crdt__lpart){ h.base + h.off, h.hole };
+	part[2] = (crdt__lpart){ h.rest + h.at, h.nrest - h.at };
+	return 3;
+}
+
+/* Whether the logged message is the `n` bytes at b. No allocation. */
+bool crdt__lent_eq(crdt__lent e, const uint8_t *b, size_t n);
+/* Append the logged message to `out`; CRDT_ENOMEM leaves it unchanged. */
+int crdt__lent_append(crdt__lent e, crdt_buf *out);
+/* The logged message as one view: the entry itself when plain, else a
+ * copy in `buf` (cleared first). 0 or CRDT_ENOMEM. */
+int crdt__lent_view(crdt__lent e, crdt_buf *buf, const uint8_t **p,
+    size_t *n);
+
 
 /* Replica r's messages c .. c + n - 1 (n >= 1), applied one after the
  * other: one fifo entry. */
@@ -134,6 +261,7 @@ typedef struct crdt__msglog {
 	uint32_t fifo_r;
 	uint64_t fifo_c;
 	size_t count, bytes; /* over every replica (bytes without prefixes) */
+	size_t spliced;      /* entries of `count` stored spliced */
 	/* Allocated for message bytes: chunks with their headers, long
 	 * messages' blocks and the reserved ones. */
 	size_t held;
@@ -162,14 +290,29 @@ crdt__log_pfx(size_t len)
 	return k;
 }
 
-/* The message whose length prefix the log wrote at p. */
-static inline crdt__logent
-crdt__log_ent_at(uint8_t *p)
+/* The bytes a message of `len` takes stored: `len` plain, or spliced as
+ * `s` says. Reserve that (crdt__log_reserve). Inline, with the common
+ * case first (a chat post's four numbers are under 128): it is computed
+ * twice per post. */
+static inline size_t
+crdt__log_stored_size(size_t len, const crdt__log_splice *s)
+{
+	if (s == NULL)
+		return len;
+	size_t var = (s->tag | s->off | s->at | s->hole) < 0x80 ? 4 :
+	    crdt__log_pfx(s->tag) + crdt__log_pfx(s->off) +
+		crdt__log_pfx(s->at) + crdt__log_pfx(s->hole);
+	return 1 + sizeof s->base + var + (len - s->hole);
+}
+
+/* The entry whose length prefix the log wrote at p (its stored bytes). */
+static inline crdt__lent
+crdt__log_ent_at(const uint8_t *p)
 {
 	if (!(p[0] & 0x80)) /* under 128 bytes */
-		return (crdt__logent){ p + 1, p[0] };
+		return (crdt__lent){ p + 1, p[0] };
 	if (!(p[1] & 0x80)) /* under 16 KiB: every short message */
-		return (crdt__logent){ p + 2,
+		return (crdt__lent){ p + 2,
 			(size_t)(p[0] & 0x7f) | (size_t)p[1] << 7 };
 	size_t len = 0;
 	unsigned sh = 0;
@@ -178,7 +321,7 @@ crdt__log_ent_at(uint8_t *p)
 		sh += 7;
 	}
 	len |= (size_t)*p++ << sh;
-	return (crdt__logent){ p, len };
+	return (crdt__lent){ p, len };
 }
 
 /* An empty log holding at most max_msgs messages and max_bytes bytes. */
@@ -205,11 +348,11 @@ crdt__log_has(const crdt__msglog *l, uint32_t r, uint64_t c)
 	const crdt__rlog *x = &l->r[r];
 	return x->n > 0 && c >= x->lo && c - x->lo < x->n;
 }
-/* Replica r's message c into *e (a view valid while it is logged), or
- * false when the log does not hold it (*e untouched). O(1): the entry's
- * pointer and its prefix. */
+/* Replica r's message c into *e (read it with crdt__lent_*: valid while
+ * it is logged), or false when the log does not hold it (*e untouched).
+ * O(1): the entry's pointer and its prefix. */
 bool crdt__log_get(const crdt__msglog *l, uint32_t r, uint64_t c,
-    crdt__logent *e);
+    crdt__lent *e);
 
 /* A walk of the logged messages in apply order (the fifo's, skipping
  * what was evicted). The log must not change during it. */
@@ -231,13 +374,13 @@ crdt__log_iter_init(crdt__log_iter *it, const crdt__msglog *l)
 	it->ri = 0;
 	it->x = it->end = 0;
 }
-/* The next logged message (its replica, counter and bytes), or false
+/* The next logged message (its replica, counter and entry), or false
  * after the last. O(1) amortised: each fifo entry is opened once. Inline:
  * sync walks the log twice per DATA frame, and a call per message cost
  * more than the walk. */
 static inline bool
 crdt__log_next(crdt__log_iter *it, uint32_t *ri, uint64_t *c,
-    crdt__logent *e)
+    crdt__lent *e)
 {
 	const crdt__msglog *l = it->l;
 	while (it->x == it->end) {
@@ -272,7 +415,8 @@ crdt__log_next(crdt__log_iter *it, uint32_t *ri, uint64_t *c,
 	return true;
 }
 
-/* Room for one more message of `len` bytes for replica r: its bytes (a
+/* Room for one more entry of `len` stored bytes (crdt__log_stored_size)
+ * for replica r: its bytes (a
  * chunk's room or a block), its entry in the run, the fifo and the heaps;
  * after this, crdt__log_push of that message cannot fail. On failure the
  * log holds what it held. Once per message, and the room is almost
@@ -290,12 +434,34 @@ crdt__log_reserve(crdt__msglog *l, uint32_t r, size_t len)
 		return 0;
 	return crdt__log_reserve_slow(l, r, len);
 }
-/* Log a copy of replica r's message c (len bytes, reserved just before
- * with crdt__log_reserve(l, r, len)), evicting over the bounds. A c that
- * does not follow the run (a snapshot jumped the replica) restarts the
- * run. */
+/* Log replica r's message c (len bytes; its first byte is not 0x00, as
+ * no envelope's is), a copy of it or, with `s`, spliced as s says (s->at
+ * + s->hole <= len, and bytes[s->at ..] equal to s->base[s->off ..] for
+ * s->hole bytes: the caller checked), with crdt__log_stored_size(len, s)
+ * reserved just before (crdt__log_reserve), evicting over the bounds.
+ * The bounds and every count (bytes, crdt__lent_len) are in message
+ * bytes, spliced or not. A c that does not follow the run (a snapshot
+ * jumped the replica) restarts the run. */
 void crdt__log_push(crdt__msglog *l, uint32_t r, uint64_t c,
-    const uint8_t *bytes, size_t len);
+    const uint8_t *bytes, size_t len, const crdt__log_splice *s);
+
+/* The owner of spliced entries' bases is about to free them, having
+ * copied them elsewhere (a load replaced its objects): each spliced
+ * entry's base becomes fn(ud, tag, base, base_len), the same bytes in
+ * their new place, found from the old ones (still readable during the
+ * walk). NULL (the owner does not hold them: not expected, since a load
+ * only adds to an object) empties that entry's replica run, as
+ * crdt__log_reset does with its next counter, so no entry keeps a
+ * pointer into freed memory. O(logged messages). */
+typedef const uint8_t *(*crdt__log_repoint_fn)(void *ud, uint32_t tag,
+    const uint8_t *base, size_t base_len);
+void crdt__log_repoint(crdt__msglog *l, crdt__log_repoint_fn fn, void *ud);
+/* How many logged entries are spliced. O(1). */
+static inline size_t
+crdt__log_spliced(const crdt__msglog *l)
+{
+	return l->spliced;
+}
 /* Empty replica r's run (its chunks freed); its next message is `next`. */
 void crdt__log_reset(crdt__msglog *l, uint32_t r, uint64_t next);
 

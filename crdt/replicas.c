@@ -248,10 +248,14 @@ crdt_doc_log_get(const crdt_doc *d, crdt_dot dot, const uint8_t **bytes,
 	if (crdt__rep_find(d, &dot.replica, &ri) != 0 ||
 	    !crdt__log_get(&d->log, ri, dot.counter, &e))
 		return CRDT_ENOTFOUND;
+	/* A spliced entry is put together in the document's view buffer. */
+	const uint8_t *p;
+	size_t n;
+	CRDT_TRY(crdt__lent_view(e, d->logview, &p, &n));
 	if (bytes != NULL)
-		*bytes = e.bytes;
+		*bytes = p;
 	if (len != NULL)
-		*len = e.len;
+		*len = n;
 	return 0;
 }
 

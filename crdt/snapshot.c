@@ -498,6 +498,19 @@ crdt_doc_load(crdt_doc *d, const void *snap, size_t len, void *caller)
 	return rc;
 }
 
+/* crdt__log_repoint()'s finder: a spliced entry's record (object `tag`,
+ * always a chat thread: apply_core splices only posts) in the object now
+ * in the document, which holds every record the one it replaced held (a
+ * load merges). */
+static const uint8_t *
+repoint_rec(void *ud, uint32_t tag, const uint8_t *base, size_t len)
+{
+	const crdt_doc *d = ud;
+	if (tag >= d->nobjs || d->objs[tag].type != CRDT_OBJ_CHAT)
+		return NULL;
+	return crdt__chat_rec_find(d->objs[tag].o, base, len);
+}
+
 /* Listeners see `orig` (the sealed bytes when the input was sealed), so a
  * provider never forwards a decrypted snapshot by accident. */
 static int
@@ -570,6 +583,10 @@ load_plain(crdt_doc *d, const void *snap, size_t len, const void *orig,
 		sv.tmp[i] = old; /* freed with the view */
 		any |= sv.changed[i];
 	}
+	/* The log's spliced entries hold the old objects' records, which go
+	 * with the view: each moves to its copy in the merged object. */
+	if (crdt__log_spliced(&d->log) > 0)
+		crdt__log_repoint(&d->log, repoint_rec, d);
 	for (size_t i = 0; i < sv.nvc; i++) {
 		uint32_t ri = 0;
 		if (crdt__rep_find(d, &sv.vc[i].id, &ri) != 0)

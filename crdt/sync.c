@@ -171,7 +171,7 @@ data_count(const crdt_doc *d, const uint64_t *peer, size_t used,
 	while (crdt__log_next(&it, &r, &c, &e)) {
 		if (c <= peer[r])
 			continue; /* the peer has it */
-		size_t sz = bin_size(e.len);
+		size_t sz = bin_size(crdt__lent_len(e));
 		bool fits = used <= budget && sz <= budget - used;
 		if (!fits && n == 0)
 			fits = used <= hard && sz <= hard - used;
@@ -290,7 +290,8 @@ w_data_body(const crdt_doc *d, uint64_t *peer, unsigned flags,
 	for (size_t k = 0; k < count && crdt__log_next(&it, &r, &c, &e);) {
 		if (c <= peer[r])
 			continue; /* as data_count() skipped it */
-		CRDT_TRY(crdt__w_bin(out, e.bytes, e.len));
+		CRDT_TRY(crdt__w_bin_header(out, crdt__lent_len(e)));
+		CRDT_TRY(crdt__lent_append(e, out));
 		k++;
 	}
 	CRDT_TRY(crdt__w_nil(out));

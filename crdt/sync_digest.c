@@ -85,41 +85,52 @@ crdt__dg_range(const crdt_doc *d, uint32_t r, uint64_t *lo, uint64_t *hi)
  * record does not depend on which variant this replica logged). Both
  * forms are length-prefixed, so no record reads as another.
  */
+/* Hash the logged message's pieces (a spliced entry's are three). */
+static void
+hash_lent(crdt__hstate *h, crdt__lent e)
+{
+	crdt__lpart part[3];
+	size_t k = crdt__lent_parts(e, part);
+	for (size_t i = 0; i < k; i++)
+		crdt__hash_add(h, part[i].p, part[i].n);
+}
+
 static int
 counter_rec(const crdt_doc *d, uint32_t r, uint64_t c, crdt__hstate *blk)
 {
-	crdt__logent le;
-	const crdt__logent *e = &le;
+	crdt__lent e;
 	crdt_dot dot = { d->rs[r].id, c };
 	size_t at, n = 1;
 	const crdt__evid *ev = NULL;
 	uint8_t head[17];
 
-	if (!crdt__log_get(&d->log, r, c, &le))
+	if (!crdt__log_get(&d->log, r, c, &e))
 		return CRDT_ESTATE; /* the caller checked the range */
+	size_t len = crdt__lent_len(e);
 	if (d->ev.n > 0)
 		ev = crdt__ev_find(&d->ev, dot, &at);
 	for (size_t i = 0; ev != NULL && i < ev->n; i++)
-		n += !(ev->v[i].len == e->len &&
-		    memcmp(ev->v[i].bytes, e->bytes, e->len) == 0);
+		n += !crdt__lent_eq(e, ev->v[i].bytes, ev->v[i].len);
 	put64(head, c);
 	if (n == 1) {
 		head[8] = 1;
-		put64(head + 9, e->len);
+		put64(head + 9, len);
 		crdt__hash_add(blk, head, 17);
-		crdt__hash_add(blk, e->bytes, e->len);
+		hash_lent(blk, e);
 		return 0;
 	}
 	/* At most max_variants (the evidence bound) plus the logged one. */
 	if (n > 255)
 		return CRDT_ESTATE;
 	uint8_t h[256 * CRDT__DG_BYTES];
-	CRDT_TRY(crdt__hash_personal(h, CRDT__DG_BYTES, e->bytes, e->len,
-	    P_MSG));
+	crdt__hstate one;
+	CRDT_TRY(crdt__hash_begin(&one, CRDT__DG_BYTES, P_MSG));
+	hash_lent(&one, e);
+	crdt__hash_end(&one, h);
 	size_t k = 1;
 	for (size_t i = 0; i < ev->n; i++) {
 		const crdt__logent *v = &ev->v[i];
-		if (v->len == e->len && memcmp(v->bytes, e->bytes, e->len) == 0)
+		if (crdt__lent_eq(e, v->bytes, v->len))
 			continue;
 		CRDT_TRY(crdt__hash_personal(h + k * CRDT__DG_BYTES,
 		    CRDT__DG_BYTES, v->bytes, v->len, P_MSG));

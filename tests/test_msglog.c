@@ -47,26 +47,34 @@ close_log(void)
 	ASSERT_NO_LEAKS();
 }
 
-/* Log replica r's message c: `len` bytes, each the low byte of c. */
+/* The byte replica r's message c is made of: never 0x00, which only a
+ * spliced entry starts with (msglog.h). */
+static uint8_t
+fb(uint64_t c)
+{
+	return (uint8_t)(c % 255 + 1);
+}
+
+/* Log replica r's message c: `len` bytes, each fb(c). */
 static void
 push(uint32_t r, uint64_t c, size_t len)
 {
 	uint8_t buf[256];
-	memset(buf, (int)(c & 0xff), len);
+	memset(buf, fb(c), len);
 	cr_assert_eq(crdt__log_reserve(&l, r, len), 0);
-	crdt__log_push(&l, r, c, buf, len);
+	crdt__log_push(&l, r, c, buf, len, NULL);
 }
 
 static bool
 has(uint32_t r, uint64_t c)
 {
-	crdt__logent e;
+	crdt__lent e;
 	if (!crdt__log_get(&l, r, c, &e)) {
 		cr_assert(!crdt__log_has(&l, r, c));
 		return false;
 	}
 	cr_assert(crdt__log_has(&l, r, c));
-	cr_assert(e.len == 0 || e.bytes[0] == (uint8_t)(c & 0xff));
+	cr_assert(e.n == 0 || e.p[0] == fb(c));
 	return true;
 }
 
@@ -86,7 +94,7 @@ assert_order(const pushed *order, size_t n)
 	crdt__log_iter it;
 	uint32_t r;
 	uint64_t c;
-	crdt__logent e;
+	crdt__lent e;
 	size_t k = 0, walked = 0;
 	crdt__log_iter_init(&it, &l);
 	while (crdt__log_next(&it, &r, &c, &e)) {
@@ -99,8 +107,8 @@ assert_order(const pushed *order, size_t n)
 		    "walked %zu: replica %u message %llu, not replica %u "
 		    "message %llu", walked, r, (unsigned long long)c,
 		    order[k].r, (unsigned long long)order[k].c);
-		cr_assert_eq(e.len, order[k].len);
-		cr_assert(e.len == 0 || e.bytes[0] == (uint8_t)(c & 0xff));
+		cr_assert_eq(e.n, order[k].len);
+		cr_assert(e.n == 0 || e.p[0] == fb(c));
 		k++;
 		walked++;
 	}
@@ -405,5 +413,191 @@ Test(msglog, dropping_replicas_frees_their_runs)
 	cr_assert_eq(l.nr, 1);
 	cr_assert(has(0, 1));
 	cr_assert(!has(1, 1));
+	close_log();
+}
+
+/*
+ * Spliced entries (msglog.h): the message minus a range that lives at the
+ * tail of an owner's string. Replica r's message c is `len` bytes of
+ * spliced_msg(); its range [at, at + hole) is also the tail of base[c].
+ */
+#define SPL_N 40
+static uint8_t spl_base[SPL_N + 1][300], spl_moved[SPL_N + 1][300];
+
+static void
+spliced_msg(uint64_t c, uint8_t *m, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		m[i] = (uint8_t)(c * 13 + i * 5 + 1);
+}
+
+/* Push message c (len bytes, hole of `hole` at `at`) spliced, its base
+ * being `off` bytes of other data and then the hole's bytes. */
+static void
+push_spliced(uint32_t r, uint64_t c, size_t len, size_t at, size_t hole,
+    size_t off)
+{
+	uint8_t m[2000];
+	cr_assert_leq(len, sizeof m);
+	spliced_msg(c, m, len);
+	memset(spl_base[c], 0xee, off);
+	memcpy(spl_base[c] + off, m + at, hole);
+	crdt__log_splice s = { spl_base[c], off, at, hole, (uint32_t)c };
+	size_t stored = crdt__log_stored_size(len, &s);
+	cr_assert_lt(stored, len);
+	cr_assert_eq(crdt__log_reserve(&l, r, stored), 0);
+	crdt__log_push(&l, r, c, m, len, &s);
+}
+
+/* The log serves message c of `len` bytes, every way it can be read. */
+static void
+serves(uint32_t r, uint64_t c, size_t len)
+{
+	uint8_t want[2000];
+	spliced_msg(c, want, len);
+	crdt__lent e;
+	cr_assert(crdt__log_get(&l, r, c, &e));
+	cr_assert(crdt__lent_spliced(e));
+	cr_assert_eq(crdt__lent_len(e), len);
+	cr_assert(crdt__lent_eq(e, want, len));
+	want[len / 2] ^= 1;
+	cr_assert(!crdt__lent_eq(e, want, len));
+	cr_assert(!crdt__lent_eq(e, want, len - 1));
+	want[len / 2] ^= 1;
+	crdt_buf b;
+	crdt_buf_init(&b, test_alloc_hook());
+	const uint8_t *p;
+	size_t n;
+	cr_assert_eq(crdt__lent_view(e, &b, &p, &n), 0);
+	cr_assert(n == len && memcmp(p, want, len) == 0);
+	cr_assert_eq(crdt_buf_append(&b, "x", 1), 0);
+	cr_assert_eq(crdt__lent_append(e, &b), 0);
+	cr_assert(b.len == 2 * len + 1 && memcmp(b.data + len + 1, want,
+	    len) == 0);
+	crdt_buf_fini(&b);
+}
+
+Test(msglog, spliced_entries_serve_the_message_and_count_its_bytes)
+{
+	open_log(100, 1 << 20, 2);
+	/* A hole at the front, in the middle, at the end; a long message
+	 * (a block of its own) and short ones (in chunks). */
+	push_spliced(0, 1, 100, 0, 60, 5);
+	push_spliced(0, 2, 100, 20, 50, 0);
+	push_spliced(0, 3, 100, 40, 60, 200);
+	push_spliced(0, 4, 1800, 30, 200, 7);
+	push(1, 1, 50);
+	cr_assert_eq(crdt__log_spliced(&l), 4);
+	cr_assert_eq(l.bytes, 100 + 100 + 100 + 1800 + 50);
+	serves(0, 1, 100);
+	serves(0, 2, 100);
+	serves(0, 3, 100);
+	serves(0, 4, 1800);
+	cr_assert(has(1, 1));
+	/* The fifo walk hands out the entries to read alike. */
+	crdt__log_iter it;
+	uint32_t r;
+	uint64_t c;
+	crdt__lent e;
+	size_t total = 0;
+	crdt__log_iter_init(&it, &l);
+	while (crdt__log_next(&it, &r, &c, &e))
+		total += crdt__lent_len(e);
+	cr_assert_eq(total, l.bytes);
+	close_log();
+}
+
+Test(msglog, the_byte_bound_counts_a_spliced_message_whole)
+{
+	/* Room for 2 messages of 100 bytes, though each stores ~50. */
+	open_log(100, 250, 1);
+	push_spliced(0, 1, 100, 10, 60, 0);
+	push_spliced(0, 2, 100, 10, 60, 0);
+	cr_assert_eq(l.count, 2);
+	push_spliced(0, 3, 100, 10, 60, 0);
+	cr_assert_eq(l.count, 2);
+	cr_assert(!has(0, 1));
+	cr_assert_eq(l.bytes, 200);
+	cr_assert_eq(crdt__log_spliced(&l), 2);
+	serves(0, 2, 100);
+	serves(0, 3, 100);
+	crdt__log_reset(&l, 0, 10);
+	cr_assert_eq(crdt__log_spliced(&l), 0);
+	cr_assert_eq(l.bytes, 0);
+	close_log();
+}
+
+static const uint8_t *
+move_base(void *ud, uint32_t tag, const uint8_t *base, size_t len)
+{
+	uint64_t lost = *(const uint64_t *)ud;
+	cr_assert_lt(tag, (uint32_t)SPL_N);
+	cr_assert(base == spl_base[tag], "entry %u: another base", tag);
+	cr_assert_eq(len, 3 + 50);
+	if (tag == lost)
+		return NULL;
+	memcpy(spl_moved[tag], base, len);
+	return spl_moved[tag];
+}
+
+/* Replica 0: counters 1..3, replica 1: 11..13 (the base of counter c
+ * is spl_base[c]), replica 2 one plain message. */
+static void
+fill_for_repoint(void)
+{
+	open_log(100, 1 << 20, 3);
+	for (uint64_t c = 1; c <= 3; c++)
+		push_spliced(0, c, 90, 15, 50, 3);
+	for (uint64_t c = 11; c <= 13; c++)
+		push_spliced(1, c, 90, 15, 50, 3);
+	push(2, 1, 30);
+}
+
+Test(msglog, repointing_moves_every_base)
+{
+	fill_for_repoint();
+	uint64_t lost = 99;
+	crdt__log_repoint(&l, move_base, &lost);
+	/* The old bases are gone: scribble over them. */
+	memset(spl_base, 0x5a, sizeof spl_base);
+	for (uint64_t c = 1; c <= 13; c += c == 3 ? 8 : 1) {
+		uint32_t r = c < 10 ? 0 : 1;
+		crdt__lent e;
+		cr_assert(crdt__log_get(&l, r, c, &e));
+		cr_assert(crdt__lent_hdr(e).base == spl_moved[c]);
+		serves(r, c, 90);
+	}
+	cr_assert_eq(crdt__log_spliced(&l), 6);
+	cr_assert(has(2, 1));
+	close_log();
+}
+
+Test(msglog, a_base_its_owner_lost_empties_that_run)
+{
+	fill_for_repoint();
+	uint64_t lost = 12;
+	crdt__log_repoint(&l, move_base, &lost);
+	/* Replica 1's run is emptied, its next counter kept; nothing else
+	 * moves, and no entry is left pointing at the old bases. */
+	memset(spl_base, 0x5a, sizeof spl_base);
+	cr_assert_eq(l.r[1].n, 0);
+	cr_assert_eq(l.r[1].lo, 14);
+	cr_assert_eq(crdt__log_spliced(&l), 3);
+	cr_assert_eq(l.count, 4);
+	cr_assert_eq(l.bytes, 3 * 90 + 30);
+	cr_assert(has(2, 1));
+	for (uint64_t c = 1; c <= 3; c++)
+		serves(0, c, 90);
+	crdt__log_iter it;
+	uint32_t r;
+	uint64_t c;
+	crdt__lent e;
+	size_t n = 0;
+	crdt__log_iter_init(&it, &l);
+	while (crdt__log_next(&it, &r, &c, &e)) {
+		cr_assert_neq(r, 1);
+		n++;
+	}
+	cr_assert_eq(n, 4);
 	close_log();
 }
