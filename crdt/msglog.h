@@ -22,7 +22,8 @@
 #include "internal.h"
 
 /*
- * Memory. The log copies what it logs, each message behind its length
+ * Memory. The log copies what it logs (a spliced entry: its stored form,
+ * below), each message behind its length
  * (a prefix of 7 bits a byte: 1 byte under 128, 2 up to 16 KiB, at most
  * 10), so a run's entry for a message is one pointer: 8 bytes, not a
  * pointer and a length. A message longer than CRDT__LOG_BIG (1 KiB) is a
@@ -42,7 +43,8 @@
  * while its entry is in the log.
  *
  * Exactly, the bytes held for messages are the logged bytes (at most
- * max_bytes) and their prefixes (1 byte each for messages under 128
+ * max_bytes; for a spliced entry its stored bytes, fewer than its
+ * message's) and their prefixes (1 byte each for messages under 128
  * bytes, 2 up to CRDT__LOG_BIG, at most 10 for a long one) plus, per
  * replica:
  *   - the evicted front of its oldest chunk and the unused end of its

@@ -204,8 +204,12 @@ CRDT_API CRDT_NODISCARD int crdt_chat_outbox(const crdt_chat *c,
 
 /**
  * The message bytes of transaction `dot` from the message log (borrowed
- * until the next modification of the document).
- * @return 0, CRDT_EINVAL, CRDT_ENOTFOUND (never applied, or evicted).
+ * until the next modification of the document or the next call of this
+ * function on it: a chat post's message is logged without the part its
+ * record holds, and put together in a buffer of the document's).
+ * O(message) for such a post, O(1) otherwise.
+ * @return 0, CRDT_EINVAL, CRDT_ENOTFOUND (never applied, or evicted),
+ *         CRDT_ENOMEM (no memory to put the message together).
  */
 CRDT_API CRDT_NODISCARD int crdt_doc_log_get(const crdt_doc *d, crdt_dot dot,
     const uint8_t **bytes, size_t *len);
