@@ -136,6 +136,15 @@ post_all(node *w, posts *p, size_t n, const char *tag)
 	}
 }
 
+/* Deliver every post to `to`, in order. */
+static void
+receive_all(node *to, const posts *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		cr_assert_eq(crdt_doc_receive(to->d, p->m[i].data,
+				 p->m[i].len, NULL), 0);
+}
+
 /* Every post is in d's log with its exact bytes. */
 #define log_holds(d, p) log_holds_at(d, p, __LINE__)
 static void
@@ -213,9 +222,7 @@ served_whole_in(enum mode m)
 	cr_assert(m == SEALED || want > NPOST / 2);
 	/* Local commits go through the same apply. */
 	cr_assert_eq(crdt__log_spliced(&a.d->log), want);
-	for (size_t i = 0; i < p.n; i++)
-		cr_assert_eq(crdt_doc_receive(b.d, p.m[i].data, p.m[i].len,
-				 NULL), 0);
+	receive_all(&b, &p);
 	/* Newest first: every post waits, then is released. */
 	for (size_t i = p.n; i-- > 0;)
 		cr_assert_eq(crdt_doc_receive(r.d, p.m[i].data, p.m[i].len,
@@ -327,9 +334,7 @@ Test(log_splice, a_load_moves_entries_to_the_new_records)
 	node_new(&b, 2, PLAIN);
 	node_new(&x, 5, PLAIN);
 	post_all(&a, &p, NPOST, "a");
-	for (size_t i = 0; i < p.n; i++)
-		cr_assert_eq(crdt_doc_receive(b.d, p.m[i].data, p.m[i].len,
-				 NULL), 0);
+	receive_all(&b, &p);
 	cr_assert_eq(crdt__log_spliced(&b.d->log), NPOST - p.small);
 	/* x has a's posts (through a snapshot: its log holds none) and its
 	 * own. */
@@ -402,9 +407,7 @@ Test(log_splice, an_equivocation_against_a_spliced_half_keeps_both_whole)
 	l.on_equivocation = on_eq;
 	l.ud = &e;
 	crdt_doc_set_listener(b.d, &l);
-	for (size_t i = 0; i < p.n; i++)
-		cr_assert_eq(crdt_doc_receive(b.d, p.m[i].data, p.m[i].len,
-				 NULL), 0);
+	receive_all(&b, &p);
 	/* The half that comes first is logged spliced. */
 	uint32_t ri;
 	crdt__lent le;
@@ -443,9 +446,7 @@ Test(log_splice, digests_do_not_depend_on_splicing)
 	node_new(&a, 1, PLAIN);
 	node_new(&b, 2, PLAIN);
 	post_all(&a, &p, NPOST, "a");
-	for (size_t i = 0; i < p.n; i++)
-		cr_assert_eq(crdt_doc_receive(b.d, p.m[i].data, p.m[i].len,
-				 NULL), 0);
+	receive_all(&b, &p);
 	uint32_t ri;
 	cr_assert_eq(crdt__rep_find(b.d, &p.id[0].replica, &ri), 0);
 	uint8_t d1[CRDT__DG_BYTES], d2[CRDT__DG_BYTES];
@@ -491,9 +492,7 @@ Test(log_splice, a_store_gets_whole_messages)
 	node_new(&a, 1, PLAIN);
 	node_new(&b, 2, PLAIN);
 	post_all(&a, &p, NPOST, "a");
-	for (size_t i = 0; i < p.n; i++)
-		cr_assert_eq(crdt_doc_receive(b.d, p.m[i].data, p.m[i].len,
-				 NULL), 0);
+	receive_all(&b, &p);
 	test_tmpdb("splice", dir, db);
 	crdt_store *s;
 	cr_assert_eq(crdt_store_open_sqlite(&b.cfg, db, NULL, &s), 0);
