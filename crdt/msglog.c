@@ -7,7 +7,8 @@
 enum { LH_MSGS = 0, LH_BYTES = 1 };
 
 /* Write `len`'s prefix (7 bits a byte, low first, the high bit set on
- * all but the last) at p; returns its size, crdt__log_pfx(len). */
+ * all but the last) at p; returns its size, crdt__log_pfx(len). A spliced
+ * entry's varints are written the same way. */
 static size_t
 pfx_put(uint8_t *p, size_t len)
 {
@@ -427,13 +428,6 @@ crdt__log_reserve_slow(crdt__msglog *l, uint32_t ri, size_t len)
 				     chunk_reserve(l, r, len);
 }
 
-/* Write `v` as a varint at p; returns its size. */
-static size_t
-var_put(uint8_t *p, size_t v)
-{
-	return pfx_put(p, v); /* the same 7-bit form as a prefix */
-}
-
 /* Write the stored form of a message (crdt__log_stored_size bytes). */
 static void
 stored_put(uint8_t *p, const uint8_t *bytes, size_t len,
@@ -454,10 +448,10 @@ stored_put(uint8_t *p, const uint8_t *bytes, size_t len,
 		p[3] = (uint8_t)s->hole;
 		p += 4;
 	} else {
-		p += var_put(p, s->tag);
-		p += var_put(p, s->off);
-		p += var_put(p, s->at);
-		p += var_put(p, s->hole);
+		p += pfx_put(p, s->tag);
+		p += pfx_put(p, s->off);
+		p += pfx_put(p, s->at);
+		p += pfx_put(p, s->hole);
 	}
 	memcpy(p, bytes, s->at);
 	memcpy(p + s->at, bytes + s->at + s->hole, len - s->at - s->hole);

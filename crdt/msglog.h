@@ -316,13 +316,7 @@ crdt__log_ent_at(const uint8_t *p)
 	if (!(p[1] & 0x80)) /* under 16 KiB: every short message */
 		return (crdt__lent){ p + 2,
 			(size_t)(p[0] & 0x7f) | (size_t)p[1] << 7 };
-	size_t len = 0;
-	unsigned sh = 0;
-	while (*p & 0x80) {
-		len |= (size_t)(*p++ & 0x7f) << sh;
-		sh += 7;
-	}
-	len |= (size_t)*p++ << sh;
+	size_t len = crdt__log_rd_var(&p);
 	return (crdt__lent){ p, len };
 }
 
